@@ -1,0 +1,75 @@
+"""Normalised invoice records: the one shape every source (e-tax file, 乐企, RPA) yields.
+
+The job layer writes these to the invoice pool without knowing where they came from, so a
+channel's only duty is to produce them faithfully.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+class SourceRejected(Exception):
+    """A source's input cannot be used; the message is shown to the user, in Chinese."""
+
+
+@dataclass(slots=True)
+class LineRecord:
+    """One invoice line (货物或应税劳务) as the source wrote it; amounts are signed Decimals."""
+
+    line_no: int
+    name: str
+    tax_code: str | None = None
+    special_type: str | None = None
+    spec: str | None = None
+    unit: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    amount: Decimal = Decimal("0")
+    tax_rate: str | None = None  # as written: '13%', '免税', '不征税'
+    tax: Decimal = Decimal("0")
+    total: Decimal | None = None
+    is_discount: bool = False  # 折扣行: a negative line directly after the line it discounts
+
+
+@dataclass(slots=True)
+class InvoiceRecord:
+    """One invoice header with its lines; `key` is its identity in the pool."""
+
+    key: str  # the 20-digit 数电 number, else '发票代码-发票号码'
+    seller_tax_id: str
+    seller_name: str | None
+    issued_at: datetime
+    code: str | None = None  # 发票代码 (legacy and 数电纸质)
+    number: str | None = None  # 发票号码 (legacy and 数电纸质)
+    digital_number: str | None = None  # 数电发票号码
+    buyer_tax_id: str | None = None
+    buyer_name: str | None = None
+    amount: Decimal = Decimal("0")
+    tax: Decimal = Decimal("0")
+    total: Decimal | None = None
+    origin: str | None = None  # 发票来源: 增值税发票管理系统 / 电子发票服务平台
+    type_name: str = ""  # 发票票种, canonical spelling (see channels.invoice_types)
+    type_code: str | None = None  # the tax bureau's two-digit fplxDm
+    status: str = "正常"  # 发票状态: 正常 / 已作废 / 已红冲-全额 / 已红冲-部分 ...
+    is_red: bool = False  # 是否正数发票 == 否
+    risk_level: str | None = None
+    issuer: str | None = None
+    remark: str | None = None
+    red_of: str | None = None  # key of the blue invoice a red invoice flushes
+    lines: list[LineRecord] = field(default_factory=list)
+
+    @property
+    def month(self) -> str:
+        """The invoicing month 'YYYY-MM' that places the invoice in a subtask."""
+        return self.issued_at.strftime("%Y-%m")
+
+
+def invoice_key(code: str | None, number: str | None, digital_number: str | None) -> str:
+    """The pool identity: the 数电 number where there is one, else code-number."""
+    if digital_number:
+        return digital_number
+    if code and number:
+        return f"{code}-{number}"
+    raise SourceRejected("发票缺少号码：既无数电发票号码，也无发票代码和发票号码")

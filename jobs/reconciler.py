@@ -1,0 +1,59 @@
+"""The reconciler: the database is the truth, Redis only the queue; put the two back in step."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from webapp.batches import refresh_batch
+from webapp.extensions import db
+from webapp.models import Batch, Subtask
+from webapp.transactions import write_transaction
+
+from . import queue
+
+log = logging.getLogger(__name__)
+INTERVAL = 30
+GRACE = timedelta(seconds=60)  # a job just enqueued or just started is left alone
+LOST = ("failed", "stopped", "canceled", "finished", None)
+
+
+def reconcile(now: datetime | None = None) -> dict:
+    """Re-enqueue pending work Redis lost; fail running subtasks whose worker died (retryable)."""
+    now = now or datetime.now()
+    requeued = failed = 0
+    db.session.rollback()
+    pending = db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all()
+    for subtask in pending:
+        if queue.job_state(subtask.job_id) in LOST:
+            queue.enqueue_subtask(subtask)
+            requeued += 1
+    for batch in db.session.scalars(select(Batch).where(Batch.status == "preprocessing")).all():
+        if queue.job_state(queue.parse_job_id(batch)) in LOST and batch.created_at < now - GRACE:
+            queue.enqueue_parse(batch)
+            requeued += 1
+    running = db.session.scalars(select(Subtask).where(Subtask.status == "running")).all()
+    for subtask in running:
+        if queue.job_state(subtask.job_id) in LOST and (subtask.started_at or now) < now - GRACE:
+            with write_transaction():
+                db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == "running").values(
+                    status="failed", error="执行进程意外中断，请点击重试", finished_at=now))
+                refresh_batch(subtask.batch_id)
+            failed += 1
+    db.session.rollback()
+    return {"requeued": requeued, "failed": failed}
+
+
+def run_forever() -> None:
+    """The scheduler process's loop."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    while True:
+        try:
+            result = reconcile()
+            if any(result.values()):
+                log.info("reconciled: %s", result)
+        except Exception:
+            log.exception("reconcile failed")
+        time.sleep(INTERVAL)

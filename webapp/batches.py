@@ -1,0 +1,176 @@
+"""导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
+from __future__ import annotations
+
+import secrets
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from jobs import queue
+
+from .extensions import db
+from .models import Batch, Company, Subtask, User
+from .transactions import write_transaction
+
+BATCH_STATUS = {
+    "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中", "partial": "部分执行成功",
+    "succeeded": "全部执行成功", "failed": "全部执行失败", "terminated": "已终止",
+}
+SUBTASK_STATUS = {
+    "pending": "待同步", "waiting": "等待额度", "running": "同步中", "succeeded": "执行成功",
+    "failed": "执行失败", "terminated": "已终止",
+}
+METHODS = {"file": "导入电子税局文件", "download": "税局下载"}
+CHANNELS = {"leqi": "乐企", "rpa": "RPA"}
+DATA_TYPES = {"invoices": "发票数据", "usage": "发票用途状态"}
+ACTIVE_SUBTASK = ("pending", "waiting", "running")
+FINISHED_BATCH = ("partial", "succeeded", "failed", "terminated")
+
+
+def new_batch_no() -> str:
+    """导入批次号: a timestamp and a random code, unique by construction and by constraint."""
+    return datetime.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
+
+
+def derive_status(subtask_statuses: list[str], current: str) -> str:
+    """The batch status implied by its subtasks (a batch without subtasks keeps its own)."""
+    if not subtask_statuses:
+        return current
+    if any(s in ACTIVE_SUBTASK for s in subtask_statuses):
+        waiting_only = all(s in ("pending", "waiting") for s in subtask_statuses)
+        return "pending" if waiting_only else "syncing"
+    if "terminated" in subtask_statuses:
+        return "terminated"
+    succeeded = subtask_statuses.count("succeeded")
+    if succeeded == len(subtask_statuses):
+        return "succeeded"
+    return "failed" if succeeded == 0 else "partial"
+
+
+def refresh_batch(batch_id: int) -> Batch:
+    """Recompute a batch's status and counts from its subtasks, under a row lock.
+
+    Call it after the subtask's own UPDATE in the same transaction, so concurrent workers
+    finishing sibling subtasks serialise on the batch row and the last one sees all.
+    """
+    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True))
+    rows = db.session.execute(
+        select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines).where(Subtask.batch_id == batch_id)
+    ).all()
+    if rows:
+        batch.total = sum(r.total for r in rows)
+        batch.success = sum(r.success for r in rows)
+        batch.filtered_lines = sum(r.filtered_lines for r in rows)
+    batch.status = derive_status([r.status for r in rows], batch.status)
+    batch.finished_at = datetime.now() if batch.status in FINISHED_BATCH else None
+    return batch
+
+
+def upload_path(batch: Batch) -> Path:
+    return Path(current_app.config["UPLOAD_DIR"]) / f"{batch.batch_no}.xlsx"
+
+
+def staging_dir(batch: Batch) -> Path:
+    """Where a file import keeps its parsed months until each month's subtask has written them."""
+    return Path(current_app.config["DATA_DIR"]) / "staging" / batch.batch_no
+
+
+def create_file_batch(user: User, company: Company, source: Path, file_name: str) -> Batch:
+    """A 导入电子税局文件 batch: keep the upload, then let a job parse it (数据预处理中)."""
+    with write_transaction():
+        batch = Batch(
+            batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+            seller_name=company.name, data_type="invoices", method="file", status="preprocessing",
+            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=datetime.now(),
+        )
+        db.session.add(batch)
+        db.session.flush()
+        target = upload_path(batch)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    queue.enqueue_parse(batch)
+    return batch
+
+
+def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask]:
+    """按月拆分: one pending subtask per month, its total known in advance where it is."""
+    subtasks = [Subtask(batch_id=batch.id, period=period, total=total, status="pending")
+                for period, total in sorted(totals_by_period.items())]
+    db.session.add_all(subtasks)
+    db.session.flush()
+    for subtask in subtasks:
+        subtask.job_id = queue.subtask_job_id(subtask)
+    return subtasks
+
+
+def _stop_subtask(subtask: Subtask, now: datetime) -> None:
+    """Cancel a queued job or stop a running one, and mark the subtask terminated."""
+    queue.stop_job(subtask.job_id)
+    subtask.status, subtask.finished_at, subtask.error = "terminated", now, "已被用户终止"
+
+
+def terminate(batches: list[Batch]) -> dict:
+    """终止: stop the batches' pending and running subtasks (and a parse still under way)."""
+    now, stopped, batches_hit = datetime.now(), 0, 0
+    with write_transaction():
+        for batch in batches:
+            hit = False
+            if batch.status == "preprocessing":
+                queue.stop_job(queue.parse_job_id(batch))
+                db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
+                                   .values(status="terminated", error="已被用户终止", finished_at=now))
+                hit = True
+            for subtask in batch.subtasks:
+                if subtask.status in ACTIVE_SUBTASK:
+                    _stop_subtask(subtask, now)
+                    stopped += 1
+                    hit = True
+            db.session.flush()
+            refresh_batch(batch.id)
+            batches_hit += hit
+    return {"batches": batches_hit, "subtasks": stopped}
+
+
+def retry(batches: list[Batch]) -> dict:
+    """重试: run the batches' failed subtasks again (a failed parse re-parses the kept upload)."""
+    retried, parses = [], []
+    with write_transaction():
+        for batch in batches:
+            if not batch.subtasks and batch.status == "failed" and batch.method == "file" and upload_path(batch).exists():
+                batch.status, batch.error, batch.finished_at = "preprocessing", None, None
+                parses.append(batch)
+            for subtask in batch.subtasks:
+                if subtask.status == "failed":
+                    subtask.status, subtask.error, subtask.success = "pending", None, 0
+                    subtask.started_at = subtask.finished_at = None
+                    subtask.attempts += 1
+                    subtask.job_id = queue.subtask_job_id(subtask)
+                    retried.append(subtask)
+            db.session.flush()
+            refresh_batch(batch.id)
+    for batch in parses:
+        queue.enqueue_parse(batch)
+    for subtask in retried:
+        queue.enqueue_subtask(subtask)
+    return {"subtasks": len(retried), "parses": len(parses)}
+
+
+def batch_json(batch: Batch) -> dict:
+    """A batch as the CLI prints it."""
+    return {
+        "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
+        "status": batch.status, "status_label": BATCH_STATUS[batch.status], "method": batch.method,
+        "channel": batch.channel, "data_type": batch.data_type, "kinds": [k for k in batch.kinds.split("、") if k],
+        "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
+        "error": batch.error, "file_name": batch.file_name, "creator": batch.creator_name,
+        "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
+        "subtasks": [{
+            "period": s.period, "status": s.status, "total": s.total, "success": s.success,
+            "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
+            "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
+            "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,
+        } for s in batch.subtasks],
+    }

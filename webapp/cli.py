@@ -1,0 +1,189 @@
+"""Command line for administrators' bulk migrations and scripts; every command prints JSON."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from channels.etax_file import check_upload
+from channels.records import SourceRejected
+
+from . import accounts
+from .batches import FINISHED_BATCH, batch_json, create_file_batch
+from .extensions import db
+from .models import Batch, Invoice, User
+from .permissions import company_for
+from .pool import invoice_json, pool_stats
+from .transactions import write_transaction
+
+
+def _print(data) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _user(username: str) -> User:
+    user = db.session.scalar(select(User).filter_by(username=username))
+    if user is None or not user.active:
+        _fail(f"用户不存在或已停用：{username}")
+    return user
+
+
+def _company(user: User, tax_id: str):
+    try:
+        return company_for(user, tax_id)
+    except PermissionError as exc:
+        _fail(str(exc))
+
+
+@click.command("seed-demo")
+def seed_demo_command():
+    """Create the demo org, users and company (idempotent)."""
+    with write_transaction():
+        result = accounts.seed_demo()
+    _print(result)
+
+
+enterprise = click.Group("enterprise", help="企业信息")
+
+
+@enterprise.command("add")
+@click.option("--tax-id", required=True)
+@click.option("--name", required=True)
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
+def enterprise_add(tax_id, name, org):
+    """Add a company, or rename an existing one of the same org."""
+    try:
+        with write_transaction():
+            company = accounts.save_company(tax_id, name, accounts.get_or_create_org(org))
+            _print({"tax_id": company.tax_id, "name": company.name, "org": org})
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+user_group = click.Group("user", help="用户")
+
+
+@user_group.command("add")
+@click.argument("username")
+@click.option("--password", required=True)
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
+@click.option("--role", type=click.Choice(list(accounts.ROLES)), default="finance", show_default=True)
+@click.option("--grant", "grants", multiple=True, help="a tax ID the user may work on; repeatable")
+def user_add(username, password, org, role, grants):
+    """Add a user (or update one of the same org) with the tax IDs granted to them."""
+    try:
+        with write_transaction():
+            user = accounts.save_user(username, accounts.get_or_create_org(org), role, password)
+            accounts.set_grants(user, list(grants))
+            _print({"username": user.username, "org": org, "role": role, "grants": [c.tax_id for c in user.companies]})
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _batch_by_no(batch_no: str) -> Batch:
+    batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_no))
+    if batch is None:
+        _fail(f"导入批次不存在：{batch_no}")
+    return batch
+
+
+def _wait(batch_no: str) -> Batch:
+    """Block until the batch ends; work the queue in this process when no worker is up."""
+    from jobs.queue import get_queue, redis_connection, workers_running
+    from jobs.worker import make_worker
+
+    while True:
+        db.session.rollback()  # see other processes' commits
+        batch = _batch_by_no(batch_no)
+        if batch.status in FINISHED_BATCH:
+            return batch
+        if workers_running():
+            time.sleep(0.5)
+        else:
+            make_worker([get_queue()], redis_connection(), quiet=True).work(burst=True, logging_level="WARNING")
+
+
+@click.command("import-file")
+@click.option("--tax-id", required=True)
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as", "username", required=True)
+@click.option("--wait", is_flag=True, help="block until the batch ends")
+def import_file(tax_id, path, username, wait):
+    """导入电子税局文件 for one company, with the import dialog's rules."""
+    user = _user(username)
+    company = _company(user, tax_id)
+    if not path.exists():
+        _fail(f"文件不存在：{path}")
+    try:
+        check_upload(path)
+    except SourceRejected as exc:
+        _fail(str(exc))
+    batch = create_file_batch(user, company, path, path.name)
+    if wait:
+        batch = _wait(batch.batch_no)
+    _print(batch_json(batch))
+    if batch.status == "failed":
+        _fail(batch.error or "导入失败")
+
+
+batch_group = click.Group("batch", help="导入批次")
+
+
+@batch_group.command("show")
+@click.argument("batch_no")
+def batch_show(batch_no):
+    """One batch with its subtasks."""
+    _print(batch_json(_batch_by_no(batch_no)))
+
+
+pool_group = click.Group("pool", help="销项发票池")
+
+
+@pool_group.command("stats")
+@click.option("--tax-id", required=True)
+def pool_stats_command(tax_id):
+    """One company's pool figures."""
+    _print(pool_stats(tax_id.strip().upper()))
+
+
+@pool_group.command("show")
+@click.argument("key")
+def pool_show(key):
+    """One invoice with its lines, red link and usage statuses."""
+    invoice = db.session.scalar(select(Invoice).filter_by(key=key.strip()))
+    if invoice is None:
+        _fail(f"发票池中没有该发票：{key}")
+    _print(invoice_json(invoice))
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="stop when the queue is empty")
+def worker_command(burst):
+    """An RQ worker for the product's queue, inside the app context."""
+    from jobs.queue import get_queue, redis_connection
+    from jobs.worker import make_worker
+
+    make_worker([get_queue()], redis_connection()).work(burst=burst)
+
+
+@click.command("scheduler")
+def scheduler_command():
+    """The scheduler process: re-enqueues lost work and (later) runs monthly schedules."""
+    from jobs.reconciler import run_forever
+
+    run_forever()
+
+
+def init_app(app) -> None:
+    for command in (seed_demo_command, enterprise, user_group, import_file, batch_group, pool_group,
+                    worker_command, scheduler_command):
+        app.cli.add_command(command)

@@ -1,0 +1,192 @@
+"""The database tables: the source of truth for orgs, users, companies, batches and the pool."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+MONEY = Numeric(18, 2)
+
+user_companies = Table(
+    "user_company",
+    db.metadata,
+    Column("user_id", ForeignKey("user.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Org(db.Model):
+    """组织: users, companies and batches belong to one."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    timezone: Mapped[str] = mapped_column(String(50), default="Asia/Shanghai")
+
+
+class User(UserMixin, db.Model):
+    """A login; role 'admin' keeps the settings, 'finance' works with batches and the pool."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    org_id: Mapped[int] = mapped_column(ForeignKey("org.id"))
+    role: Mapped[str] = mapped_column(String(16), default="finance")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    org: Mapped[Org] = relationship()
+    companies: Mapped[list[Company]] = relationship(secondary=user_companies, order_by="Company.tax_id")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class Company(db.Model):
+    """企业信息: a seller the pool holds invoices for, with what its download channels need."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tax_id: Mapped[str] = mapped_column(String(30), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    org_id: Mapped[int] = mapped_column(ForeignKey("org.id"))
+    receipt_channel: Mapped[str | None] = mapped_column(String(30))  # 收票通道, e.g. 乐企平台
+    leqi_enabled: Mapped[bool] = mapped_column(Boolean, default=False)  # 乐企归集能力已开通
+    leqi_since: Mapped[date | None] = mapped_column(Date)  # 乐企能力授权日期
+    etax_account: Mapped[str | None] = mapped_column(String(100))  # 默认电子税局账号 (RPA)
+    org: Mapped[Org] = relationship()
+
+
+class Setting(db.Model):
+    """An admin setting by key, such as errorGoodsNames."""
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Batch(db.Model):
+    """导入批次: one company's import or download; its status is derived from its subtasks."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_no: Mapped[str] = mapped_column(String(32), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org.id"), index=True)
+    company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), index=True)
+    tax_id: Mapped[str] = mapped_column(String(30))
+    seller_name: Mapped[str] = mapped_column(String(200))
+    data_type: Mapped[str] = mapped_column(String(16), default="invoices")  # invoices | usage
+    method: Mapped[str] = mapped_column(String(16))  # file | download
+    channel: Mapped[str | None] = mapped_column(String(16))  # leqi | rpa
+    kinds: Mapped[str] = mapped_column(Text, default="")  # 发票种类, '、'-joined
+    period_from: Mapped[str | None] = mapped_column(String(7))
+    period_to: Mapped[str | None] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    success: Mapped[int] = mapped_column(Integer, default=0)
+    filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    creator_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    org: Mapped[Org] = relationship()
+    company: Mapped[Company] = relationship()
+    subtasks: Mapped[list[Subtask]] = relationship(back_populates="batch", order_by="Subtask.period")
+
+
+class Subtask(db.Model):
+    """子任务: one month of a batch, the unit of work that commits or rolls back whole."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    success: Mapped[int] = mapped_column(Integer, default=0)
+    filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    batch: Mapped[Batch] = relationship(back_populates="subtasks")
+
+    __table_args__ = (db.UniqueConstraint("batch_id", "period"),)
+
+    @property
+    def source(self) -> str:
+        """Where its invoices come from, as the pool records it: 'file', 'leqi' or 'rpa'."""
+        return "file" if self.batch.method == "file" else self.batch.channel
+
+
+class Invoice(db.Model):
+    """销项发票池: one row per invoice identity; re-imports update it in place."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    tax_id: Mapped[str] = mapped_column(String(30))
+    seller_name: Mapped[str | None] = mapped_column(String(200))
+    code: Mapped[str | None] = mapped_column(String(20))
+    number: Mapped[str | None] = mapped_column(String(20))
+    digital_number: Mapped[str | None] = mapped_column(String(20))
+    buyer_tax_id: Mapped[str | None] = mapped_column(String(30))
+    buyer_name: Mapped[str | None] = mapped_column(String(200))
+    issued_at: Mapped[datetime] = mapped_column(DateTime)
+    month: Mapped[str] = mapped_column(String(7))
+    amount = mapped_column(MONEY, nullable=False)
+    tax = mapped_column(MONEY, nullable=False)
+    total = mapped_column(MONEY)
+    origin: Mapped[str | None] = mapped_column(String(30))  # 发票来源
+    type_name: Mapped[str] = mapped_column(String(40))  # 发票票种
+    type_code: Mapped[str | None] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20))  # 发票状态
+    is_red: Mapped[bool] = mapped_column(Boolean, default=False)
+    risk_level: Mapped[str | None] = mapped_column(String(20))
+    issuer: Mapped[str | None] = mapped_column(String(50))
+    remark: Mapped[str | None] = mapped_column(Text)
+    red_of: Mapped[str | None] = mapped_column(String(40), index=True)
+    source: Mapped[str] = mapped_column(String(10))  # file | leqi | rpa
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", ondelete="SET NULL"))
+    synced_at: Mapped[datetime] = mapped_column(DateTime)
+    vat_usage: Mapped[str | None] = mapped_column(String(4))  # 增值税用途状态 code
+    excise_usage: Mapped[str | None] = mapped_column(String(4))  # 消费税用途状态 code
+    entry_status: Mapped[str | None] = mapped_column(String(4))  # 入账状态 code
+    usage_channel: Mapped[str | None] = mapped_column(String(10))  # whose code set the codes use
+    usage_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_invoice_tax_id_month", "tax_id", "month"),
+        Index("ix_invoice_tax_id_issued_at", "tax_id", "issued_at"),
+    )
+
+
+class InvoiceLine(db.Model):
+    """An invoice line, keyed by its invoice's identity so whole invoices replace cheaply."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_key: Mapped[str] = mapped_column(String(40), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(300))
+    tax_code: Mapped[str | None] = mapped_column(String(30))
+    special_type: Mapped[str | None] = mapped_column(String(30))
+    spec: Mapped[str | None] = mapped_column(String(200))
+    unit: Mapped[str | None] = mapped_column(String(30))
+    quantity: Mapped[str | None] = mapped_column(String(40))  # decimal text as written: exact
+    unit_price: Mapped[str | None] = mapped_column(String(40))
+    amount = mapped_column(MONEY, nullable=False)
+    tax_rate: Mapped[str | None] = mapped_column(String(10))
+    tax = mapped_column(MONEY, nullable=False)
+    total = mapped_column(MONEY)
+    is_discount: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,50 @@
+"""Units of work: each commits whole or rolls back whole, on SQLite and PostgreSQL alike."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .extensions import db
+
+
+@contextmanager
+def write_transaction():
+    """Run the block as one transaction that writes.
+
+    On SQLite the write lock is taken at BEGIN (IMMEDIATE), so a transaction never reads a
+    snapshot it later cannot write from ("database is locked"); writers queue on busy_timeout.
+    Any read-only transaction the request opened before is ended first.
+    """
+    db.session.commit()
+    db.session.connection(execution_options={"sqlite_immediate": True})
+    try:
+        yield db.session
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _is_sqlite(dbapi_connection) -> bool:
+    return type(dbapi_connection).__module__.startswith("sqlite3")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    """SQLite: WAL so pages read while a worker writes; we issue BEGIN ourselves (see _begin)."""
+    if _is_sqlite(dbapi_connection):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _begin(conn) -> None:
+    """SQLite: BEGIN IMMEDIATE for write units, a plain deferred BEGIN for reads."""
+    if conn.dialect.name == "sqlite":
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,117 @@
+"""系统管理 (admins only, own org only): companies, users and their grants, errorGoodsNames."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
+from wtforms.validators import Optional
+
+from webapp import accounts
+from webapp.extensions import db
+from webapp.models import Company, User
+from webapp.settings import ERROR_GOODS_DEFAULT, ERROR_GOODS_KEY, get_setting, set_setting, validate_error_goods
+from webapp.transactions import write_transaction
+
+from .batches import MultiCheckbox
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+RECEIPT_CHANNELS = [("", "未配置"), ("乐企平台", "乐企平台"), ("电子税务局", "电子税务局")]
+
+
+@bp.before_request
+def _admins_only():
+    if not current_user.is_authenticated or not current_user.is_admin:
+        abort(403)
+
+
+class CompanyForm(FlaskForm):
+    tax_id = StringField("税号")
+    name = StringField("企业名称")
+    receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
+    leqi_enabled = BooleanField("已开通乐企归集能力")
+    leqi_since = DateField("乐企能力授权日期", validators=[Optional()])
+    etax_account = StringField("默认电子税局账号（RPA）")
+
+
+class UserForm(FlaskForm):
+    username = StringField("用户名")
+    password = PasswordField("密码（留空则不修改）")
+    role = SelectField("角色", choices=list(accounts.ROLES.items()))
+    grants = MultiCheckbox("可操作的企业")
+    active = BooleanField("启用", default=True)
+
+
+class SettingsForm(FlaskForm):
+    error_goods = StringField("errorGoodsNames")
+
+
+def _org_companies() -> list[Company]:
+    return list(db.session.scalars(select(Company).where(Company.org_id == current_user.org_id).order_by(Company.tax_id)))
+
+
+@bp.route("/companies", methods=["GET", "POST"])
+def companies():
+    """企业信息: add or edit a company of the admin's org."""
+    edit = request.args.get("tax_id")
+    company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
+    form = CompanyForm(obj=company)
+    if form.validate_on_submit():
+        try:
+            with write_transaction():
+                accounts.save_company(form.tax_id.data, form.name.data, current_user.org,
+                                      receipt_channel=form.receipt_channel.data or None,
+                                      leqi_enabled=form.leqi_enabled.data, leqi_since=form.leqi_since.data,
+                                      etax_account=(form.etax_account.data or "").strip() or None)
+            flash("企业信息已保存", "info")
+            return redirect(url_for("admin.companies"))
+        except ValueError as exc:
+            form.tax_id.errors = [str(exc)]
+    return render_template("admin/companies.html", form=form, companies=_org_companies(), editing=company)
+
+
+@bp.route("/users", methods=["GET", "POST"])
+def users():
+    """用户与授权: add or edit a user of the admin's org and the tax IDs they may work on."""
+    edit = request.args.get("username")
+    user = db.session.scalar(select(User).where(User.username == edit, User.org_id == current_user.org_id)) if edit else None
+    form = UserForm(obj=user)
+    form.grants.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in _org_companies()]
+    if request.method == "GET" and user:
+        form.grants.data = [c.tax_id for c in user.companies]
+    if form.validate_on_submit():
+        try:
+            with write_transaction():
+                saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
+                if saved.id == current_user.id and not form.active.data:
+                    raise ValueError("不能停用自己")
+                saved.active = form.active.data
+                accounts.set_grants(saved, form.grants.data or [])
+            flash("用户已保存", "info")
+            return redirect(url_for("admin.users"))
+        except ValueError as exc:
+            form.username.errors = [str(exc)]
+    org_users = db.session.scalars(select(User).where(User.org_id == current_user.org_id).order_by(User.username)).all()
+    return render_template("admin/users.html", form=form, users=org_users, editing=user)
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings():
+    """errorGoodsNames: goods names whose lines are dropped from blue invoices on import."""
+    form = SettingsForm()
+    current = get_setting(ERROR_GOODS_KEY, ERROR_GOODS_DEFAULT)
+    if request.method == "GET":
+        form.error_goods.data = current
+    elif form.validate_on_submit():
+        value = (form.error_goods.data or "").strip()
+        try:
+            validate_error_goods(value)
+        except ValueError as exc:
+            form.error_goods.errors = [str(exc)]
+        else:
+            with write_transaction():
+                set_setting(ERROR_GOODS_KEY, value)
+            flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
+            return redirect(url_for("admin.settings"))
+    return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT)

@@ -1,0 +1,230 @@
+"""历史发票数据同步 page: the batch list, batch detail, the import dialog, 终止 and 重试."""
+from __future__ import annotations
+
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from sqlalchemy import case, func, select
+from wtforms import RadioField, SelectField, SelectMultipleField, StringField
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from channels.etax_file import MAX_UPLOAD_BYTES, check_upload
+from channels.invoice_types import DOWNLOAD_KINDS
+from channels.records import SourceRejected
+from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, create_file_batch, retry, terminate
+from webapp.extensions import db
+from webapp.models import Batch, Company, Subtask
+from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
+
+from . import is_htmx
+
+bp = Blueprint("batches", __name__, url_prefix="/batches")
+FIVE_YEARS = 5
+
+
+class MultiCheckbox(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ImportForm(FlaskForm):
+    """The 导入 dialog's fields, as the manual lists them."""
+
+    data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
+    method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
+    channel = RadioField("下载通道", choices=list(CHANNELS.items()), default="leqi")
+    tax_ids = MultiCheckbox("企业名称")
+    period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
+    year = SelectField("年度")
+    month_from = StringField("起始月份")
+    month_to = StringField("截止月份")
+    kinds = MultiCheckbox("发票种类", choices=list(DOWNLOAD_KINDS.items()))
+    file = FileField("文件")
+
+
+def _periods_allowed(today: date) -> tuple[str, str]:
+    """开票日期 may go back five years: January of (year − 4) up to the current month."""
+    return f"{today.year - FIVE_YEARS + 1}-01", today.strftime("%Y-%m")
+
+
+def _build_form() -> ImportForm:
+    form = ImportForm()
+    form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
+    this_year = date.today().year
+    form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - FIVE_YEARS, -1)]
+    return form
+
+
+def _check_period(form: ImportForm, errors: dict) -> None:
+    """开票日期: a year, or a month range, inside the last five years."""
+    lowest, highest = _periods_allowed(date.today())
+    if form.period_unit.data == "year":
+        return
+    start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
+    if not start or not end:
+        errors["period"] = "请选择起止月份"
+    elif not (len(start) == len(end) == 7 and start[4] == end[4] == "-"):
+        errors["period"] = "月份格式应为 YYYY-MM"
+    elif start > end:
+        errors["period"] = "起始月份不能晚于截止月份"
+    elif start < lowest or end > highest:
+        errors["period"] = f"开票日期只能选择近五年：{lowest} 至 {highest}"
+
+
+def _save_upload(storage) -> Path:
+    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading."""
+    folder = Path(current_app.config["UPLOAD_DIR"]) / "incoming"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
+    with handle:
+        size = 0
+        while chunk := storage.stream.read(1024 * 1024):
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                break
+            handle.write(chunk)
+    path = Path(handle.name)
+    if size > MAX_UPLOAD_BYTES:
+        path.unlink()
+        raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+    return path
+
+
+def _validate(form: ImportForm) -> dict:
+    """The dialog's rules; returns field → Chinese message for what is wrong."""
+    errors: dict[str, str] = {}
+    permitted = {value for value, _ in form.tax_ids.choices}
+    chosen = form.tax_ids.data or []
+    if any(t not in permitted for t in chosen):
+        errors["tax_ids"] = "所选企业不在您的权限范围内"
+    elif not chosen:
+        errors["tax_ids"] = "请选择企业"
+    if form.method.data == "file":
+        if form.data_type.data != "invoices":
+            errors["data_type"] = "导入电子税局文件仅支持发票数据，不支持发票用途状态"
+        if len(chosen) > 1:
+            errors["tax_ids"] = "导入电子税局文件时只能选择一个企业"
+        if not form.file.data or not form.file.data.filename:
+            errors["file"] = "请选择从电子税局导出的文件"
+    else:
+        if form.data_type.data == "invoices" and not form.kinds.data:
+            errors["kinds"] = "请选择发票种类"
+        _check_period(form, errors)
+        if not errors:
+            errors["method"] = "税局下载（乐企 / RPA 通道）尚未开通，本版本请选择“导入电子税局文件”"
+    return errors
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def import_dialog():
+    """The 导入 dialog: GET or a field change re-renders it; a full submit validates and creates."""
+    form = _build_form()
+    if request.method == "GET" or request.form.get("refresh"):
+        return render_template("batches/_import_dialog.html", form=form, errors={})
+    errors = _validate(form) if form.validate_on_submit() else {"form": "表单已过期，请刷新页面后重试"}
+    if not errors:
+        company = db.session.scalar(select(Company).where(Company.tax_id == form.tax_ids.data[0]))
+        try:
+            path = _save_upload(form.file.data)
+            try:
+                check_upload(path)
+                batch = create_file_batch(current_user, company, path, form.file.data.filename)
+            finally:
+                path.unlink(missing_ok=True)
+        except SourceRejected as exc:
+            errors["file"] = str(exc)
+    if errors:
+        return render_template("batches/_import_dialog.html", form=form, errors=errors)
+    response = current_app.make_response(("", 204))
+    response.headers["HX-Location"] = url_for("batches.index", created=batch.batch_no)
+    return response
+
+
+def _filtered_batches():
+    """The list's query: the user's companies only, narrowed by the filter fields."""
+    args = request.values
+    query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
+    if args.get("tax_id"):
+        query = query.where(Batch.tax_id == args["tax_id"])
+    if args.get("status") in BATCH_STATUS:
+        query = query.where(Batch.status == args["status"])
+    if args.get("method") in METHODS:
+        query = query.where(Batch.method == args["method"])
+    for name, op in (("date_from", "__ge__"), ("date_to", "__lt__")):
+        try:
+            day = datetime.strptime(args.get(name, ""), "%Y-%m-%d")
+        except ValueError:
+            continue
+        query = query.where(getattr(Batch.created_at, op)(day + timedelta(days=1) if name == "date_to" else day))
+    return query.order_by(Batch.created_at.desc(), Batch.id.desc())
+
+
+def _progress(batch_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Done and total subtasks per batch, in one query for the whole page."""
+    done = func.sum(case((Subtask.status.in_(("succeeded", "failed", "terminated")), 1), else_=0))
+    rows = db.session.execute(select(Subtask.batch_id, done, func.count()).where(Subtask.batch_id.in_(batch_ids))
+                              .group_by(Subtask.batch_id)).all()
+    return {batch_id: (int(d or 0), n) for batch_id, d, n in rows}
+
+
+def _render_table(message: str | None = None):
+    page = max(request.values.get("page", 1, type=int), 1)
+    pagination = db.paginate(_filtered_batches(), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    progress = _progress([b.id for b in pagination.items])
+    return render_template("batches/_table.html", pagination=pagination, progress=progress, message=message)
+
+
+@bp.route("")
+def index():
+    """历史发票数据同步: the batch list; htmx filter changes swap only the table."""
+    if is_htmx():
+        return _render_table()
+    return render_template("batches/index.html", companies=permitted_companies(current_user),
+                           table=_render_table(), created=request.args.get("created"))
+
+
+@bp.route("/<batch_no>/row")
+def row(batch_no):
+    """One list row, re-requested by itself every few seconds while its batch runs."""
+    batch = batch_for(current_user, batch_no)
+    return render_template("batches/_row.html", batch=batch, progress=_progress([batch.id]))
+
+
+@bp.route("/<batch_no>")
+def detail(batch_no):
+    """The batch detail: one row per month subtask."""
+    batch = batch_for(current_user, batch_no)
+    template = "batches/_subtasks.html" if is_htmx() else "batches/detail.html"
+    return render_template(template, batch=batch)
+
+
+def _selected_batches() -> list[Batch]:
+    numbers = request.form.getlist("batch_no")
+    if not numbers:
+        abort(400)
+    return [batch_for(current_user, number) for number in numbers]
+
+
+@bp.route("/terminate", methods=["POST"])
+def terminate_selected():
+    """终止 the selected batches; answers with the refreshed table and what was done."""
+    if not request.form.getlist("batch_no"):
+        return _render_table("请先勾选要终止的导入批次")
+    result = terminate(_selected_batches())
+    return _render_table(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
+                         else "所选批次没有待执行或执行中的任务，无需终止")
+
+
+@bp.route("/retry", methods=["POST"])
+def retry_selected():
+    """重试 the failed subtasks of the selected batches."""
+    if not request.form.getlist("batch_no"):
+        return _render_table("请先勾选要重试的导入批次")
+    result = retry(_selected_batches())
+    done = result["subtasks"] + result["parses"]
+    return _render_table(f"已重新执行 {done} 个失败的任务" if done else "所选批次没有执行失败的任务")
