@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from channels.etax_file import check_upload
@@ -45,6 +46,7 @@ def _company(user: User, tax_id: str):
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command():
     """Create the demo org, users and company (idempotent)."""
     with write_transaction():
@@ -52,7 +54,7 @@ def seed_demo_command():
     _print(result)
 
 
-enterprise = click.Group("enterprise", help="企业信息")
+enterprise = AppGroup("enterprise", help="企业信息")
 
 
 @enterprise.command("add")
@@ -69,7 +71,7 @@ def enterprise_add(tax_id, name, org):
         _fail(str(exc))
 
 
-user_group = click.Group("user", help="用户")
+user_group = AppGroup("user", help="用户")
 
 
 @user_group.command("add")
@@ -113,6 +115,7 @@ def _wait(batch_no: str) -> Batch:
 
 
 @click.command("import-file")
+@with_appcontext
 @click.option("--tax-id", required=True)
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--as", "username", required=True)
@@ -135,7 +138,7 @@ def import_file(tax_id, path, username, wait):
         _fail(batch.error or "导入失败")
 
 
-batch_group = click.Group("batch", help="导入批次")
+batch_group = AppGroup("batch", help="导入批次")
 
 
 @batch_group.command("show")
@@ -145,7 +148,7 @@ def batch_show(batch_no):
     _print(batch_json(_batch_by_no(batch_no)))
 
 
-pool_group = click.Group("pool", help="销项发票池")
+pool_group = AppGroup("pool", help="销项发票池")
 
 
 @pool_group.command("stats")
@@ -166,6 +169,7 @@ def pool_show(key):
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
 def worker_command(burst):
     """An RQ worker for the product's queue, inside the app context."""
@@ -176,6 +180,7 @@ def worker_command(burst):
 
 
 @click.command("scheduler")
+@with_appcontext
 def scheduler_command():
     """The scheduler process: re-enqueues lost work and (later) runs monthly schedules."""
     from jobs.reconciler import run_forever

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -18,10 +19,18 @@ def _secret_key(folder: Path) -> str:
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
     key_file = folder / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    try:  # O_EXCL: processes starting together agree on the one key the first of them wrote
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    for _ in range(100):  # another process may be between creating the file and writing it
+        if key := key_file.read_text().strip():
+            return key
+        time.sleep(0.01)
+    raise RuntimeError(f"{key_file} is empty: delete it and start again")
 
 
 def load_config() -> dict:

