@@ -74,16 +74,14 @@ def stop_job(job_id: str | None) -> None:
         job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
         return
-    if job.get_status() == "started":
-        try:
+    status = job.get_status()
+    try:
+        if status == "started":
             send_stop_job_command(connection, job_id)
-        except InvalidJobOperation:
-            pass
-    else:
-        try:
+        elif status in ("queued", "deferred", "scheduled"):
             job.cancel()
-        except InvalidJobOperation:
-            pass
+    except InvalidJobOperation:
+        pass  # it finished meanwhile
 
 
 def workers_running() -> bool:

@@ -106,31 +106,38 @@ def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask
     return subtasks
 
 
-def _stop_subtask(subtask: Subtask, now: datetime) -> None:
-    """Cancel a queued job or stop a running one, and mark the subtask terminated."""
-    queue.stop_job(subtask.job_id)
-    subtask.status, subtask.finished_at, subtask.error = "terminated", now, "已被用户终止"
+def _active_job_ids(batches: list[Batch]) -> list[str]:
+    """The RQ jobs doing or about to do the batches' work: parses and active subtasks."""
+    ids = [queue.parse_job_id(b) for b in batches if b.status == "preprocessing"]
+    return ids + [s.job_id for b in batches for s in b.subtasks if s.status in ACTIVE_SUBTASK and s.job_id]
 
 
 def terminate(batches: list[Batch]) -> dict:
-    """终止: stop the batches' pending and running subtasks (and a parse still under way)."""
+    """终止: stop the batches' pending and running subtasks (and a parse still under way).
+
+    Running jobs are stopped first, so their transactions roll back and free the database,
+    then the rows are marked; jobs a worker picked up in between are stopped once more, and
+    in any case cannot commit, since they only finish a subtask that is still 'running'.
+    """
+    job_ids = _active_job_ids(batches)
+    for job_id in job_ids:
+        queue.stop_job(job_id)
     now, stopped, batches_hit = datetime.now(), 0, 0
     with write_transaction():
         for batch in batches:
-            hit = False
-            if batch.status == "preprocessing":
-                queue.stop_job(queue.parse_job_id(batch))
-                db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
-                                   .values(status="terminated", error="已被用户终止", finished_at=now))
-                hit = True
+            parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
+                                       .values(status="terminated", error="已被用户终止", finished_at=now))
+            hit = parse.rowcount == 1
             for subtask in batch.subtasks:
                 if subtask.status in ACTIVE_SUBTASK:
-                    _stop_subtask(subtask, now)
+                    subtask.status, subtask.finished_at, subtask.error = "terminated", now, "已被用户终止"
                     stopped += 1
                     hit = True
             db.session.flush()
             refresh_batch(batch.id)
             batches_hit += hit
+    for job_id in job_ids:
+        queue.stop_job(job_id)
     return {"batches": batches_hit, "subtasks": stopped}
 
 
