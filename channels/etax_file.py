@@ -80,7 +80,12 @@ _RE_OFFICE_DOC = re.compile(
 
 @dataclass
 class ParsedWorkbook:
-    """What one export holds, grouped by invoicing month so the job layer can fill its subtasks."""
+    """What one export holds, grouped by invoicing month so the job layer can fill its subtasks.
+
+    Months ascend; within a month invoices keep the sheet's order. `kinds` are the canonical
+    发票票种 found, by type code (unknown kinds last). `line_count` counts every line attached,
+    `(详见销货清单)` lines included, since filtering them is the job layer's decision.
+    """
 
     invoices_by_month: dict[str, list[InvoiceRecord]]
     kinds: list[str] = field(default_factory=list)
@@ -121,7 +126,7 @@ def check_upload(path: str | Path) -> None:
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     with path.open("rb") as handle:
-        head = handle.read(8)
+        head = handle.read(512)
     if not head.startswith(b"PK"):
         raise SourceRejected(_not_xlsx_message(head))
     try:
@@ -141,13 +146,11 @@ def _not_xlsx_message(head: bytes) -> str:
     base = "文件不是有效的 xlsx 工作簿，请上传从电子税局“全量发票查询”导出的 .xlsx 文件"
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         return base + "（该文件是旧版 .xls 或带密码的工作簿，请在 Excel 中另存为无密码的 .xlsx）"
-    if head.lstrip(b"\xef\xbb\xbf\xff\xfe").startswith((b"<", b"{")):
+    if any(byte < 0x20 and byte not in b"\t\r\n" for byte in head):
+        return base  # binary, but not a zip
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"<", b"{")):
         return base + "（该文件是网页或文本文件）"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return base
-    return base + "（该文件是文本或 CSV 文件）"
+    return base + "（该文件是文本或 CSV 文件，请上传原始的 .xlsx 文件）"
 
 
 def check_zip_limits(archive: zipfile.ZipFile) -> None:
@@ -370,10 +373,7 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
 
 
 def _line_from_cells(cells: tuple, line_no: int) -> LineRecord:
-    """One 信息汇总表 row as a LineRecord; cells come in DETAIL_COLUMNS order.
-
-    Money cells that are floats (the normal case) take the inline fast path.
-    """
+    """One 信息汇总表 row as a LineRecord; cells come in DETAIL_COLUMNS order."""
     (_, _, _, _, name, tax_code, special, spec, unit, quantity, price, amount, rate, tax,
      total) = cells
     return LineRecord(
@@ -386,13 +386,10 @@ def _line_from_cells(cells: tuple, line_no: int) -> LineRecord:
         unit=None if unit in _NULLS else unit if unit.__class__ is str else _text(unit),
         quantity=None if quantity in _NULLS else _decimal(quantity, "数量"),
         unit_price=None if price in _NULLS else _decimal(price, "单价"),
-        amount=Decimal(repr(amount)).quantize(_CENT, ROUND_HALF_UP) if amount.__class__ is float
-        else _money(amount, "金额"),
+        amount=_money(amount, "金额"),
         tax_rate=_KNOWN_RATES.get(rate) or _rate(rate),
-        tax=Decimal(repr(tax)).quantize(_CENT, ROUND_HALF_UP) if tax.__class__ is float
-        else _money(tax, "税额"),
-        total=Decimal(repr(total)).quantize(_CENT, ROUND_HALF_UP) if total.__class__ is float
-        else _money_or_none(total, "价税合计"),
+        tax=_money(tax, "税额"),
+        total=_money(total, "价税合计") if total.__class__ is float else _money_or_none(total, "价税合计"),
     )
 
 
@@ -538,8 +535,17 @@ def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int
 
 
 def _money(value: object, column: str) -> Decimal:
-    """An amount to the cent, from the number as written (repr), never from float noise."""
+    """An amount to the cent, from the number as written, never from float noise.
+
+    The export writes whole cents, so the float times 100 is within a hair of an integer: that
+    integer is the exact amount in cents (fast). Anything else, e.g. 2.675, is rounded from its
+    shortest decimal text (repr), half up, as a person reading the cell would.
+    """
     if value.__class__ is float:
+        cents = value * 100
+        whole = round(cents)
+        if -1e-6 < cents - whole < 1e-6:
+            return Decimal(whole).scaleb(-2)
         return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value).quantize(_CENT)

@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import logging
-import pickle
+import marshal
 import shutil
-from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import update
 
 from channels import etax_file
-from channels.records import InvoiceRecord, SourceRejected
+from channels.records import SourceRejected
 from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
-from webapp.pool import save_invoices
+from webapp.pool import StagedInvoice, save_staged, stage
 from webapp.settings import error_goods_names
 from webapp.transactions import write_transaction
 
@@ -47,8 +46,7 @@ def parse_upload(batch_id: int) -> None:
     folder = staging_dir(batch)
     folder.mkdir(parents=True, exist_ok=True)
     for period, records in parsed.invoices_by_month.items():
-        with open(folder / f"{period}.pkl", "wb") as fh:
-            pickle.dump(records, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        (folder / f"{period}.staged").write_bytes(marshal.dumps(stage(records)))
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
                                      .values(status="pending", kinds="、".join(parsed.kinds)))
@@ -61,15 +59,14 @@ def parse_upload(batch_id: int) -> None:
         queue.enqueue_subtask(subtask)
 
 
-def _records_for(subtask: Subtask) -> Iterable[InvoiceRecord]:
+def _staged_for(subtask: Subtask) -> list[StagedInvoice]:
     """The invoices a subtask writes, from whichever source its batch uses."""
     batch = subtask.batch
     if batch.method == "file":
-        path = staging_dir(batch) / f"{subtask.period}.pkl"
+        path = staging_dir(batch) / f"{subtask.period}.staged"
         if not path.exists():
             raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
+        return marshal.loads(path.read_bytes())
     raise SourceRejected("税局下载通道尚未开通")
 
 
@@ -91,9 +88,9 @@ def run_subtask(subtask_id: int) -> None:
     try:
         with write_transaction():
             subtask = db.session.get(Subtask, subtask_id)
-            records = list(_records_for(subtask))
-            saved, dropped = save_invoices(records, source=subtask.source, batch_id=batch_id, error_goods=error_goods_names())
-            if not _set_subtask(subtask_id, "running", status="succeeded", total=len(records), success=saved,
+            staged = _staged_for(subtask)
+            saved, dropped = save_staged(staged, source=subtask.source, batch_id=batch_id, error_goods=error_goods_names())
+            if not _set_subtask(subtask_id, "running", status="succeeded", total=len(staged), success=saved,
                                 filtered_lines=dropped, finished_at=datetime.now()):
                 raise _Terminated()
             batch = refresh_batch(batch_id)

@@ -105,8 +105,8 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
         batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_json["batch_no"]))
         parse_upload(batch.id)  # parse in this process, so we can damage one month before the worker runs
         folder = staging_dir(batch)
-        keep = folder.parent / "keep.pkl"
-        shutil.move(folder / "2024-03.pkl", keep)
+        keep = folder.parent / "keep.staged"
+        shutil.move(folder / "2024-03.staged", keep)
     work()
     shown = _cli_json(runner, "batch", "show", batch_json["batch_no"])
     march = next(s for s in shown["subtasks"] if s["period"] == "2024-03")
@@ -114,7 +114,7 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
     assert march["status"] == "failed" and "重新导入" in march["error"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.month == "2024-03")) == 0
-        shutil.move(keep, folder / "2024-03.pkl")
+        shutil.move(keep, folder / "2024-03.staged")
         batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_json["batch_no"]))
         assert retry([batch]) == {"subtasks": 1, "parses": 0}
     work()

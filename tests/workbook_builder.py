@@ -363,19 +363,19 @@ def random_invoices(n: int, *, seed: int = 0, year: int = 2024, tax_id: str = TA
     invoices: list[dict] = []
     pending_reds: list[tuple[dict, int, bool]] = []
     cover = n >= 40
-    for index, moment in enumerate(moments):
-        if len(invoices) >= n:
-            break
+    blues = 0
+    for moment in moments:
         if pending_reds and (rng.random() < 0.5 or len(invoices) + len(pending_reds) >= n):
             blue, style, partial = pending_reds.pop(0)
             invoices.append(red_for(rng, numbers, blue, moment, style, partial=partial))
             continue
-        kind_index = index if cover and index < len(KINDS) else rng.choices(range(len(KINDS)), KIND_WEIGHTS)[0]
+        forced = cover and blues < len(KINDS)
+        kind_index = blues if forced else rng.choices(range(len(KINDS)), KIND_WEIGHTS)[0]
+        blues += 1
         kind, family, _ = KINDS[kind_index]
-        forced = cover and index < len(KINDS)
         voided = kind in VOIDABLE and (rng.random() < 0.04 or (forced and kind == "增值税普通发票（卷式）"))
         listed = kind in LISTABLE and not voided and (rng.random() < 0.05 or (forced and kind == "增值税专用发票"))
-        discount = not listed and (rng.random() < 0.12 or (forced and index == 1))
+        discount = not listed and (rng.random() < 0.12 or (forced and kind_index == 1))
         blue = random_blue(rng, numbers, moment, kind_index, tax_id=tax_id, seller_name=seller_name,
                            discount=discount, listed=listed, voided=voided)
         invoices.append(blue)

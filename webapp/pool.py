@@ -5,84 +5,93 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import case, delete, func, select
 
 from channels.records import InvoiceRecord
 
 from .extensions import db
 from .models import Invoice, InvoiceLine
-from .settings import normalise_goods_name
+from .settings import is_error_goods
 
-CHUNK = 500
+CHUNK = 1000
 USAGE_COLUMNS = {"vat_usage", "excise_usage", "entry_status", "usage_channel", "usage_updated_at"}
+# Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
+HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
+                  "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
+                  "is_red", "risk_level", "issuer", "remark", "red_of")
+WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
+LINE_COLUMNS = ("line_no", "name", "tax_code", "special_type", "spec", "unit", "quantity", "unit_price", "amount",
+                "tax_rate", "tax", "total", "is_discount")
+_IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
+TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
+
+StagedInvoice = tuple[tuple, list[tuple]]
 
 
-def _header_row(record: InvoiceRecord, source: str, batch_id: int | None, now: datetime) -> dict:
-    """The invoice table's columns for one record (usage status belongs to other sources)."""
-    return {
-        "key": record.key, "tax_id": record.seller_tax_id, "seller_name": record.seller_name,
-        "code": record.code, "number": record.number, "digital_number": record.digital_number,
-        "buyer_tax_id": record.buyer_tax_id, "buyer_name": record.buyer_name,
-        "issued_at": record.issued_at, "month": record.month, "amount": record.amount, "tax": record.tax,
-        "total": record.total, "origin": record.origin, "type_name": record.type_name,
-        "type_code": record.type_code, "status": record.status, "is_red": record.is_red,
-        "risk_level": record.risk_level, "issuer": record.issuer, "remark": record.remark,
-        "red_of": record.red_of, "source": source, "batch_id": batch_id, "synced_at": now,
-    }
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
-def _line_rows(record: InvoiceRecord, error_goods: frozenset[str]) -> tuple[list[dict], int]:
-    """The lines to keep and how many the error-goods filter dropped (blue invoices only, per the manual)."""
-    rows, dropped = [], 0
-    for line in record.lines:
-        if not record.is_red and normalise_goods_name(line.name) in error_goods:
-            dropped += 1
-            continue
-        rows.append({
-            "invoice_key": record.key, "line_no": line.line_no, "name": line.name, "tax_code": line.tax_code,
-            "special_type": line.special_type, "spec": line.spec, "unit": line.unit,
-            "quantity": None if line.quantity is None else str(line.quantity),
-            "unit_price": None if line.unit_price is None else str(line.unit_price),
-            "amount": line.amount, "tax_rate": line.tax_rate, "tax": line.tax, "total": line.total,
-            "is_discount": line.is_discount,
-        })
-    return rows, dropped
+def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
+    """Records as tuples of plain values (text, numbers, None) in the tables' column order.
+
+    They cost little to keep between the parse and the month's subtask (marshal) and go to the
+    database as they are.
+    """
+    return [(
+        (r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id, r.buyer_name,
+         r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total), r.origin, r.type_name, r.type_code,
+         r.status, r.is_red, r.risk_level, r.issuer, r.remark, r.red_of),
+        [(ln.line_no, ln.name, ln.tax_code, ln.special_type, ln.spec, ln.unit, _text(ln.quantity),
+          _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
+         for ln in r.lines],
+    ) for r in records]
 
 
-def _upsert(rows: list[dict]) -> None:
-    """Insert invoice headers, updating those already in the pool by key, in one statement."""
-    dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(Invoice).values(rows)
-    updates = {col: stmt.excluded[col] for col in rows[0] if col != "key" and col not in USAGE_COLUMNS}
-    db.session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_=updates))
+def _statements(dialect) -> tuple[str, str]:
+    """The upsert of headers (usage status untouched: it comes from other sources) and the line insert."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    updates = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")
+    upsert = (f"INSERT INTO invoice ({', '.join(WRITE_COLUMNS)}) VALUES ({', '.join([mark] * len(WRITE_COLUMNS))}) "
+              f"ON CONFLICT (key) DO UPDATE SET {updates}")
+    columns = ("invoice_key",) + LINE_COLUMNS
+    insert_lines = f"INSERT INTO invoice_line ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    return upsert, insert_lines
+
+
+def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | None,
+                error_goods: frozenset[str]) -> tuple[int, int]:
+    """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
+
+    Error-goods lines are dropped from blue invoices only (the manual). The caller owns the
+    transaction: a unit of work commits or rolls back whole.
+    """
+    connection = db.session.connection()
+    upsert, insert_lines = _statements(connection.dialect)
+    now = datetime.now().strftime(TIMESTAMP)
+    dropped = 0
+    for start in range(0, len(staged), CHUNK):
+        chunk = staged[start:start + CHUNK]
+        headers, lines = [], []
+        for header, header_lines in chunk:
+            headers.append((*header, source, batch_id, now))
+            for line in header_lines:
+                if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
+                    dropped += 1
+                else:
+                    lines.append((header[0], *line))
+        connection.exec_driver_sql(upsert, headers)
+        keys = [header[0] for header, _ in chunk]
+        db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
+        if lines:
+            connection.exec_driver_sql(insert_lines, lines)
+    return len(staged), dropped
 
 
 def save_invoices(records: Iterable[InvoiceRecord], *, source: str, batch_id: int | None,
                   error_goods: frozenset[str]) -> tuple[int, int]:
-    """Write records to the pool in bulk, replacing any earlier copy; returns (invoices, dropped lines).
-
-    The caller owns the transaction: a unit of work commits or rolls back whole.
-    """
-    now = datetime.now()
-    saved = dropped = 0
-    records = list(records)
-    for start in range(0, len(records), CHUNK):
-        chunk = records[start:start + CHUNK]
-        _upsert([_header_row(r, source, batch_id, now) for r in chunk])
-        db.session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_key.in_([r.key for r in chunk])))
-        lines: list[dict] = []
-        for record in chunk:
-            kept, n_dropped = _line_rows(record, error_goods)
-            lines.extend(kept)
-            dropped += n_dropped
-        if lines:
-            db.session.execute(insert(InvoiceLine), lines)
-        saved += len(chunk)
-    return saved, dropped
+    """Write records (from any channel) to the pool; see save_staged."""
+    return save_staged(stage(records), source=source, batch_id=batch_id, error_goods=error_goods)
 
 
 def _money(value) -> str:

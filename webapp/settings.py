@@ -16,6 +16,16 @@ def normalise_goods_name(name: str | None) -> str:
     return _WRAPPING.sub("", name or "")
 
 
+def is_error_goods(name: str | None, error_goods: frozenset[str]) -> bool:
+    """Whether a line's goods name is one of the (normalised) error-goods names.
+
+    Most names start with '*' and need no normalising; this runs once per imported line.
+    """
+    if name and not (name[0] in "(（" or name[-1] in ")）" or name[0].isspace() or name[-1].isspace()):
+        return name in error_goods
+    return normalise_goods_name(name) in error_goods
+
+
 def validate_error_goods(value: str) -> list[str]:
     """The entries of a new setting value, or ValueError with the reason in Chinese."""
     if "，" in value:

@@ -4,9 +4,14 @@ from __future__ import annotations
 from flask import request
 
 
-def is_htmx() -> bool:
-    """Whether htmx sent the request (then a partial is the answer), unless it is a history restore."""
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
+def wants_partial(target_id: str) -> bool:
+    """Whether htmx asked to refresh just the element `target_id` (else the full page is due).
+
+    A history restore or an HX-Location navigation wants the whole page.
+    """
+    return (request.headers.get("HX-Request") == "true"
+            and request.headers.get("HX-History-Restore-Request") != "true"
+            and request.headers.get("HX-Target") == target_id)
 
 
 def merge_query(args: dict, **changes) -> str:
@@ -28,6 +33,13 @@ def init_app(app) -> None:
     app.jinja_env.filters["merge_query"] = merge_query
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
                                  CHANNELS=CHANNELS)
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        """An upload far over the limit: say so where the dialog shows errors."""
+        response = app.make_response(('<p class="error" role="alert">文件超过10MB上限，请按月份拆分导出后分别导入</p>', 200))
+        response.headers.update({"HX-Retarget": "#import-errors", "HX-Reswap": "innerHTML"})
+        return response
 
     @app.route("/")
     def home():

@@ -21,7 +21,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
 
-from . import is_htmx
+from . import wants_partial
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 FIVE_YEARS = 5
@@ -201,7 +201,7 @@ def _render_table(message: str | None = None):
 @bp.route("")
 def index():
     """历史发票数据同步: the batch list; htmx filter changes swap only the table."""
-    if is_htmx():
+    if wants_partial("batch-table"):
         return _render_table()
     return render_template("batches/index.html", companies=permitted_companies(current_user),
                            created=request.args.get("created"), **_table_context())
@@ -218,7 +218,7 @@ def row(batch_no):
 def detail(batch_no):
     """The batch detail: one row per month subtask."""
     batch = batch_for(current_user, batch_no)
-    template = "batches/_subtasks.html" if is_htmx() else "batches/detail.html"
+    template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
     return render_template(template, batch=batch)
 
 

@@ -10,7 +10,7 @@ from webapp.models import Invoice
 from webapp.permissions import permitted_companies
 from webapp.pool import invoice_json
 
-from . import is_htmx
+from . import wants_partial
 
 bp = Blueprint("pool", __name__, url_prefix="/pool")
 
@@ -36,7 +36,7 @@ def index():
     tax_ids = _permitted_tax_ids()
     page = max(request.args.get("page", 1, type=int), 1)
     pagination = db.paginate(_query(tax_ids), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
-    if is_htmx():
+    if wants_partial("pool-table"):
         return render_template("pool/_table.html", pagination=pagination)
     return render_template("pool/index.html", pagination=pagination, companies=permitted_companies(current_user))
 

@@ -1,0 +1,631 @@
+"""The e-tax export parser: what a user would check after importing 全量发票查询 workbooks."""
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections import Counter
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from python_calamine import CalamineWorkbook
+
+from channels import etax_file
+from channels.etax_file import (
+    MAX_UPLOAD_BYTES, ParsedWorkbook, blue_key_from_remark, check_upload, parse_workbook,
+)
+from channels.invoice_types import type_code
+from channels.records import SourceRejected
+
+try:
+    from tests.workbook_builder import (
+        BASIC_SHEET, DETAIL_SHEET, TAX_ID, build_workbook, digital_invoice, discount_line,
+        is_listed_name, legacy_invoice, listed_line, make_line,
+    )
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from workbook_builder import (
+        BASIC_SHEET, DETAIL_SHEET, TAX_ID, build_workbook, digital_invoice, discount_line,
+        is_listed_name, legacy_invoice, listed_line, make_line,
+    )
+
+SAMPLES = Path("/work/shared/samples")
+SAMPLE_NAMES = ["etax-export-2024", "etax-export-2023-old-header"]
+DN1, DN2, DN3 = "24447123400000000197", "24888123400000000161", "24511123400000000026"
+
+
+def figures(parsed: ParsedWorkbook) -> dict:
+    """The figures of the samples' .expected.json, computed from what the parser returned."""
+    invoices = list(parsed.invoices())
+    return {
+        "invoices": len(invoices),
+        "lines": sum(1 for inv in invoices for line in inv.lines if not is_listed_name(line.name)),
+        "blue": sum(not inv.is_red for inv in invoices),
+        "red": sum(inv.is_red for inv in invoices),
+        "voided": sum(inv.status == "已作废" for inv in invoices),
+        "amount": str(sum((inv.amount for inv in invoices), Decimal("0.00"))),
+        "tax": str(sum((inv.tax for inv in invoices), Decimal("0.00"))),
+        "listed_invoices": sum(any(is_listed_name(l.name) for l in inv.lines) for inv in invoices),
+        "discount_lines": sum(line.is_discount for inv in invoices for line in inv.lines),
+        "red_links": {inv.key: inv.red_of for inv in invoices if inv.is_red and inv.red_of},
+        "by_type": dict(Counter(inv.type_name for inv in invoices)),
+        "months": sorted(parsed.invoices_by_month),
+    }
+
+
+def only_invoice(parsed: ParsedWorkbook):
+    """The single invoice of a one-invoice workbook."""
+    invoices = list(parsed.invoices())
+    assert len(invoices) == 1
+    return invoices[0]
+
+
+def by_key(parsed: ParsedWorkbook) -> dict:
+    """Invoices by their pool key."""
+    return {inv.key: inv for inv in parsed.invoices()}
+
+
+def one_line_invoice(number: str = DN1, **fields) -> dict:
+    """A plain 数电 invoice with one 13% line of 100.00."""
+    return digital_invoice(number, [make_line("*计算机网络设备*交换机", "100.00")], **fields)
+
+
+def rejected(path: Path, *, upload: bool = False) -> str:
+    """The Chinese message a user sees for a refused file."""
+    with pytest.raises(SourceRejected) as info:
+        if upload:
+            check_upload(path)
+        else:
+            parse_workbook(path, TAX_ID)
+    return str(info.value)
+
+
+# --- the samples ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_sample_imports_to_its_expected_figures(name):
+    expected = json.loads((SAMPLES / f"{name}.expected.json").read_text(encoding="utf-8"))
+    check_upload(SAMPLES / f"{name}.xlsx")
+    parsed = parse_workbook(SAMPLES / f"{name}.xlsx", TAX_ID)
+    got = figures(parsed)
+    for figure in ("invoices", "lines", "blue", "red", "voided", "amount", "tax", "red_links",
+                   "by_type", "months", "listed_invoices", "discount_lines"):
+        assert got[figure] == expected[figure], figure
+    assert parsed.invoice_count == expected["invoices"]
+    assert parsed.line_count == expected["lines"] + expected["listed_invoices"]  # parser keeps all
+    assert parsed.kinds == sorted(expected["by_type"], key=type_code)
+
+
+def test_sample_values_are_read_as_written():
+    parsed = parse_workbook(SAMPLES / "etax-export-2024.xlsx", TAX_ID)
+    invoices = by_key(parsed)
+    first = invoices[DN1]
+    assert first.issued_at == datetime(2024, 1, 2, 18, 28, 53)
+    assert (first.amount, first.tax, first.total) == (
+        Decimal("486992.23"), Decimal("23211.36"), Decimal("510203.59"))
+    assert first.code is None and first.number is None and first.digital_number == DN1
+    assert first.type_name == "数电发票（普通发票）" and first.type_code == "82"
+    assert first.origin == "电子发票服务平台" and first.remark == "合同号:HT-2024-001"
+    line = first.lines[0]
+    assert (line.line_no, line.name, line.quantity, line.unit_price, line.tax_rate) == (
+        1, "*经纪代理服务*代理服务费", Decimal("88"), Decimal("4168.51000000"), "6%")
+    legacy = invoices["098014516564-12254275"]
+    assert (legacy.code, legacy.number, legacy.digital_number) == ("098014516564", "12254275", None)
+    assert legacy.type_code == "01"
+
+
+# --- generated workbooks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_workbook_imports_to_builder_figures(tmp_path, seed):
+    path = tmp_path / "random.xlsx"
+    expected = build_workbook(path, n_random=400, seed=seed)
+    check_upload(path)
+    parsed = parse_workbook(path, TAX_ID)
+    got = figures(parsed)
+    for figure in ("invoices", "lines", "blue", "red", "voided", "amount", "tax", "red_links",
+                   "by_type", "months", "listed_invoices", "discount_lines"):
+        assert got[figure] == expected[figure], figure
+    assert parsed.line_count == expected["line_rows"]
+    assert len(parsed.kinds) == 14  # every kind the builder knows
+
+
+def test_months_group_invoices_in_date_order(tmp_path):
+    path = tmp_path / "months.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, issued_at="2024-03-31 23:59:59"),
+                          one_line_invoice(DN2, issued_at="2024-01-01 00:00:00"),
+                          one_line_invoice(DN3, issued_at="2024-03-01 00:00:00")])
+    parsed = parse_workbook(path, TAX_ID)
+    assert list(parsed.invoices_by_month) == ["2024-01", "2024-03"]
+    assert [inv.key for inv in parsed.invoices_by_month["2024-03"]] == [DN1, DN3]
+
+
+@pytest.mark.parametrize("variant", ["数电发票号码", "全电发票号码", "数电票号码"])
+def test_every_spelling_of_the_digital_number_column(tmp_path, variant):
+    path = tmp_path / "header.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], header_variant=variant)
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.key == invoice.digital_number == DN1
+    assert len(invoice.lines) == 1
+
+
+def test_columns_are_found_by_name_not_position(tmp_path):
+    path = tmp_path / "moved.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], drop_columns=("序号", "销方名称", "开票人", "规格型号"))
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.seller_name is None and invoice.issuer is None
+    assert invoice.amount == Decimal("100.00") and invoice.lines[0].tax == Decimal("13.00")
+
+
+def test_extra_special_business_sheets_are_ignored(tmp_path):
+    path = tmp_path / "extra.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], extra_sheets=("建筑服务", "铁路电子客票"))
+    check_upload(path)
+    assert parse_workbook(path, TAX_ID).invoice_count == 1
+
+
+# --- totals row ----------------------------------------------------------------------------
+
+
+def test_totals_row_is_not_an_invoice(tmp_path):
+    path = tmp_path / "totals.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), one_line_invoice(DN2)])
+    rows = list(CalamineWorkbook.from_path(str(path)).get_sheet_by_name(BASIC_SHEET).iter_rows())
+    assert rows[-1][0] == "合计行" and rows[-1][9] == 200.0  # the file really has one
+    parsed = parse_workbook(path, TAX_ID)
+    assert parsed.invoice_count == 2
+    assert sum(inv.amount for inv in parsed.invoices()) == Decimal("200.00")
+
+
+def test_totals_row_without_its_label_is_skipped_by_empty_keys(tmp_path):
+    path = tmp_path / "totals.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], totals_row_cells={"序号": "", "发票代码": "--"})
+    assert parse_workbook(path, TAX_ID).invoice_count == 1
+
+
+def test_workbook_without_totals_row(tmp_path):
+    path = tmp_path / "no-totals.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], totals_row=False)
+    assert parse_workbook(path, TAX_ID).invoice_count == 1
+
+
+# --- identifiers and numbers ---------------------------------------------------------------
+
+
+def test_ids_keep_leading_zeros(tmp_path):
+    path = tmp_path / "zeros.xlsx"
+    lines = [make_line("*塑料制品*塑料包装袋", "10.00", "3%", tax_code="0070101010000000000")]
+    build_workbook(path, [legacy_invoice("011001900111", "00001234", lines, buyer_tax_id="0123456789")])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.key == "011001900111-00001234"
+    assert (invoice.code, invoice.number, invoice.buyer_tax_id) == ("011001900111", "00001234", "0123456789")
+    assert invoice.lines[0].tax_code == "0070101010000000000"
+
+
+def test_number_typed_ids_become_text_without_point_zero(tmp_path):
+    path = tmp_path / "numeric-ids.xlsx"
+    lines = [make_line("*塑料制品*塑料包装袋", "10.00", "3%", tax_code="1070101010000000000",
+                       cells={"税收分类编码": 1070101010000000000.0})]
+    numeric = {"发票代码": 144031900111.0, "发票号码": 12254276.0, "购方识别号": 330100123456789.0}
+    build_workbook(path, [legacy_invoice("144031900111", "12254276", lines,
+                                         basic_cells=numeric, line_cells=numeric)])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.key == "144031900111-12254276"
+    assert invoice.buyer_tax_id == "330100123456789"
+    assert invoice.lines[0].tax_code == "1070101010000000000"
+
+
+def test_digital_number_that_excel_turned_into_a_float_is_refused(tmp_path):
+    path = tmp_path / "lost-digits.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, basic_cells={"数电发票号码": float(DN1)})])
+    message = rejected(path)
+    assert "第 2 行" in message and "数电发票号码" in message and "数字" in message
+
+
+def test_amounts_are_exact_decimals(tmp_path):
+    path = tmp_path / "exact.xlsx"
+    tenths = [make_line("*生活服务*餐饮服务", "0.10", "6%", tax="0.01") for _ in range(10)]
+    precise = make_line("*供电*电力", "1234567.89", "13%", quantity="300884.955752212389381",
+                        unit_price="1.00000000", tax="160493.83")
+    build_workbook(path, [digital_invoice(DN1, tenths), digital_invoice(DN2, [precise])])
+    invoices = by_key(parse_workbook(path, TAX_ID))
+    assert sum(line.amount for line in invoices[DN1].lines) == Decimal("1.00")
+    assert sum(0.1 for _ in range(10)) != 1.0  # what float would have given
+    assert all(type(line.amount) is Decimal and line.amount == Decimal("0.10")
+               for line in invoices[DN1].lines)
+    line = invoices[DN2].lines[0]
+    assert line.amount == Decimal("1234567.89") and str(line.amount) == "1234567.89"
+    assert line.quantity == Decimal("300884.955752212389381")
+    assert str(line.unit_price) == "1.00000000"
+    assert invoices[DN2].total == Decimal("1395061.72")
+
+
+def test_money_is_rounded_to_the_cent_from_the_number_as_written(tmp_path):
+    path = tmp_path / "noise.xlsx"
+    noisy = make_line("*供电*电力", "0.30", "13%", tax="0.04", cells={"金额": 0.1 + 0.2})
+    # 1.005 is 1.00499999… in binary: rounding the float gives 1.00, the cell reads 1.005 -> 1.01
+    half_cent = make_line("*供电*电力", "1.01", "13%", tax="0.13", cells={"金额": 1.005})
+    build_workbook(path, [digital_invoice(DN1, [noisy, half_cent], basic_cells={"金额": 0.1 + 0.2})])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.amount == invoice.lines[0].amount == Decimal("0.30")
+    assert str(invoice.amount) == "0.30"
+    assert invoice.lines[1].amount == Decimal("1.01")
+
+
+def test_rates_are_kept_as_written_and_numbers_become_percent(tmp_path):
+    path = tmp_path / "rates.xlsx"
+    lines = [make_line("*农产品*蔬菜", "10.00", "免税"), make_line("*保险服务*代收车船税", "5.00", "不征税"),
+             make_line("*供电*电力", "100.00", "13%", cells={"税率": 0.13}),
+             make_line("*生活服务*餐饮服务", "100.00", "1%", cells={"税率": 0.01})]
+    build_workbook(path, [digital_invoice(DN1, lines)])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert [line.tax_rate for line in invoice.lines] == ["免税", "不征税", "13%", "1%"]
+
+
+def test_empty_and_dash_cells_are_none(tmp_path):
+    path = tmp_path / "nulls.xlsx"
+    line = make_line("*生活服务*餐饮服务", "10.00", "6%", unit="--", spec="", tax_code="")
+    build_workbook(path, [digital_invoice(DN1, [line], buyer_tax_id="", issuer="--", remark="")])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert (invoice.buyer_tax_id, invoice.issuer, invoice.remark, invoice.code) == (None, None, None, None)
+    parsed_line = invoice.lines[0]
+    assert (parsed_line.unit, parsed_line.spec, parsed_line.tax_code, parsed_line.quantity) == (None,) * 4
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("2024-05-06 07:08:09", datetime(2024, 5, 6, 7, 8, 9)),
+    ("2024-05-06", datetime(2024, 5, 6)),
+    ("2024/5/6 07:08:09", datetime(2024, 5, 6, 7, 8, 9)),
+    (datetime(2024, 5, 6, 7, 8, 9), datetime(2024, 5, 6, 7, 8, 9)),
+    (date(2024, 5, 6), datetime(2024, 5, 6)),
+])
+def test_issue_date_forms(tmp_path, cell, expected):
+    path = tmp_path / "dates.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, basic_cells={"开票日期": cell})])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert invoice.issued_at == expected and invoice.month == "2024-05"
+
+
+# --- kinds ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written, canonical, code", [
+    ("数电发票(普通发票)", "数电发票（普通发票）", "82"),
+    ("数电票（增值税专用发票）", "数电发票（增值税专用发票）", "81"),
+    ("数电票(普通发票)", "数电发票（普通发票）", "82"),
+    ("增值税普通发票(卷式)", "增值税普通发票（卷式）", "11"),
+    ("数电纸质发票（普通发票）", "数电纸质发票（普通发票）", "86"),
+])
+def test_kind_spellings_are_normalised(tmp_path, written, canonical, code):
+    path = tmp_path / "kind.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, kind=written)])
+    parsed = parse_workbook(path, TAX_ID)
+    invoice = only_invoice(parsed)
+    assert (invoice.type_name, invoice.type_code) == (canonical, code)
+    assert parsed.kinds == [canonical]
+
+
+def test_kinds_are_sorted_by_type_code(tmp_path):
+    path = tmp_path / "kinds.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, kind="数电发票（普通发票）"),
+                          one_line_invoice(DN2, kind="某种新票种"),
+                          one_line_invoice(DN3, kind="增值税电子普通发票")])
+    parsed = parse_workbook(path, TAX_ID)
+    assert parsed.kinds == ["增值税电子普通发票", "数电发票（普通发票）", "某种新票种"]
+    assert by_key(parsed)[DN2].type_code is None
+
+
+# --- red invoices --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("remark, blue", [
+    ("对应正数发票代码:032371908644号码:10948791", "032371908644-10948791"),
+    ("对应正数发票代码：032371908644 号码：10948791 退货", "032371908644-10948791"),
+    ("被红冲蓝字数电发票号码：24144123400000000006 红字发票信息确认单编号：96227780995354065050",
+     "24144123400000000006"),
+    ("被红冲蓝字数电票号码: 24144123400000000006 红字发票信息确认单编号:96227780995354065050 收款人:王五",
+     "24144123400000000006"),
+    ("被红冲蓝字发票号码：12254276 被红冲蓝字发票代码：051641524025 红字发票信息确认单编号：85981504792527398401",
+     "051641524025-12254276"),
+    ("销售退回\n被红冲蓝字发票号码:00012345 被红冲蓝字发票代码:051641524025", "051641524025-00012345"),
+    ("合同号:HT-2024-001", None),
+])
+def test_blue_key_from_each_remark_format(remark, blue):
+    assert blue_key_from_remark(remark) == blue
+
+
+def test_red_invoice_links_to_its_blue_invoice(tmp_path):
+    path = tmp_path / "red.xlsx"
+    blue_line = make_line("*计算机网络设备*交换机", "1000.00")
+    blue = legacy_invoice("051641524025", "00254276", [blue_line], "2024-02-01 09:00:00",
+                          kind="增值税电子专用发票", status="已红冲-全额")
+    red = digital_invoice(
+        "24657900000000003010", [make_line("*计算机网络设备*交换机", "-1000.00", quantity="-1")],
+        "2024-03-05 10:00:00", kind="数电发票（增值税专用发票）", is_red=True,
+        remark="被红冲蓝字发票号码：00254276 被红冲蓝字发票代码：051641524025 红字发票信息确认单编号：85981504792527398401")
+    build_workbook(path, [blue, red])
+    invoices = by_key(parse_workbook(path, TAX_ID))
+    red_record = invoices["24657900000000003010"]
+    assert red_record.is_red and red_record.red_of == "051641524025-00254276"
+    assert red_record.amount == Decimal("-1000.00") and red_record.lines[0].quantity == Decimal("-1")
+    assert not red_record.lines[0].is_discount  # negative lines of a red invoice are not discounts
+    blue_record = invoices["051641524025-00254276"]
+    assert not blue_record.is_red and blue_record.red_of is None and blue_record.status == "已红冲-全额"
+
+
+def test_blue_invoice_remark_never_makes_a_link(tmp_path):
+    path = tmp_path / "blue.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, remark="被红冲蓝字数电发票号码：24144123400000000006")])
+    assert only_invoice(parse_workbook(path, TAX_ID)).red_of is None
+
+
+# --- discount and 销货清单 lines -----------------------------------------------------------
+
+
+def test_discount_line_is_flagged_and_kept(tmp_path):
+    path = tmp_path / "discount.xlsx"
+    goods = make_line("*计算机网络设备*交换机", "1000.00")
+    lines = [goods, discount_line(goods, "50.00"), make_line("*供电*电力", "200.00")]
+    build_workbook(path, [digital_invoice(DN1, lines)])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert [line.is_discount for line in invoice.lines] == [False, True, False]
+    assert invoice.lines[1].amount == Decimal("-50.00") and invoice.lines[1].tax == Decimal("-6.50")
+    assert [line.line_no for line in invoice.lines] == [1, 2, 3]
+    assert invoice.amount == Decimal("1150.00") and not invoice.is_red
+
+
+def test_negative_first_line_of_the_next_invoice_is_not_a_discount(tmp_path):
+    path = tmp_path / "first.xlsx"
+    build_workbook(path, [one_line_invoice(DN1),
+                          digital_invoice(DN2, [make_line("*供电*电力", "-5.00"), make_line("*供电*电力", "9.00")])])
+    invoice = by_key(parse_workbook(path, TAX_ID))[DN2]
+    assert [line.is_discount for line in invoice.lines] == [False, False]
+
+
+def test_listed_summary_line_is_kept_for_the_job_layer(tmp_path):
+    path = tmp_path / "listed.xlsx"
+    real = [make_line("*电子元件*贴片电阻(0603)", "300.00"), make_line("*电子元件*电容（贴片）", "700.00")]
+    build_workbook(path, [legacy_invoice("032446101531", "10948804", [listed_line(real), *real],
+                                         kind="增值税普通发票")])
+    invoice = only_invoice(parse_workbook(path, TAX_ID))
+    assert [line.name for line in invoice.lines] == [
+        "(详见销货清单)", "*电子元件*贴片电阻(0603)", "*电子元件*电容（贴片）"]
+    assert invoice.lines[0].amount == Decimal("1000.00") and invoice.lines[0].quantity is None
+    assert invoice.amount == Decimal("1000.00")  # the header holds the single, correct total
+
+
+def test_lines_are_matched_by_key_not_position(tmp_path):
+    shuffled = tmp_path / "shuffled.xlsx"
+    # the same two invoices, header rows in the opposite order from the lines
+    first = digital_invoice(DN1, [make_line("*供电*电力", "1.00")])
+    second = digital_invoice(DN2, [make_line("*供电*电力", "2.00"), make_line("*供电*电力", "3.00")])
+    second["basic_cells"] = {"数电发票号码": DN1, "金额": 1.0, "税额": 0.13, "价税合计": 1.13}
+    first["basic_cells"] = {"数电发票号码": DN2, "金额": 5.0, "税额": 0.65, "价税合计": 5.65}
+    build_workbook(shuffled, [first, second])
+    invoices = by_key(parse_workbook(shuffled, TAX_ID))
+    assert [line.amount for line in invoices[DN1].lines] == [Decimal("1.00")]
+    assert [line.amount for line in invoices[DN2].lines] == [Decimal("2.00"), Decimal("3.00")]
+    assert invoices[DN2].amount == Decimal("5.00")
+
+
+# --- rejections: upload checks -------------------------------------------------------------
+
+
+def test_good_upload_passes(tmp_path):
+    path = tmp_path / "good.xlsx"
+    build_workbook(path, n_random=50)
+    check_upload(path)  # no exception
+
+
+def test_oversize_file_is_refused(tmp_path):
+    path = tmp_path / "big.xlsx"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * MAX_UPLOAD_BYTES)
+    assert "超过 10 MB" in rejected(path, upload=True)
+
+
+@pytest.mark.parametrize("content, hint", [
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 500, ".xls"),
+    ("序号,发票代码,发票号码\n1,,\n".encode("utf-8"), "CSV"),
+    (bytes(range(256)) * 4, None),
+])
+def test_not_an_xlsx_is_refused(tmp_path, content, hint):
+    path = tmp_path / "renamed.xlsx"
+    path.write_bytes(content)
+    message = rejected(path, upload=True)
+    assert message.startswith("文件不是有效的 xlsx 工作簿")
+    assert hint in message if hint else "（" not in message  # random bytes get no wrong guess
+    assert rejected(path).startswith("文件无法作为 xlsx 工作簿读取")
+
+
+def test_truncated_zip_is_refused(tmp_path):
+    good = tmp_path / "good.xlsx"
+    build_workbook(good, n_random=50)
+    path = tmp_path / "truncated.xlsx"
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "文件已损坏" in rejected(path, upload=True)
+
+
+def test_crc_error_is_refused(tmp_path):
+    good = tmp_path / "good.xlsx"
+    build_workbook(good, n_random=20)
+    path = tmp_path / "crc.xlsx"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"<sheetData>") + 200  # inside the first sheet's stored bytes
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    message = rejected(path, upload=True)
+    assert "文件已损坏" in message and "校验失败" in message
+
+
+def _minimal_workbook_zip(path: Path, big_entry_bytes: int) -> None:
+    """An xlsx-looking zip naming both sheets, plus one huge, highly compressible sheet."""
+    workbook_xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/'
+        'spreadsheetml/2006/main"><sheets><sheet name="信息汇总表" sheetId="1"/>'
+        '<sheet name="发票基础信息" sheetId="2"/></sheets></workbook>'
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/workbook.xml", workbook_xml)
+        with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(big_entry_bytes >> 20):
+                sheet.write(chunk)
+
+
+def test_zip_bomb_is_refused_before_parsing(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.xlsx"
+    _minimal_workbook_zip(path, 64 << 20)
+    assert path.stat().st_size < 200_000
+
+    class NoCalamine:
+        @staticmethod
+        def from_path(_):
+            raise AssertionError("the parser must not open a zip bomb")
+
+    monkeypatch.setattr(etax_file, "CalamineWorkbook", NoCalamine)
+    for message in (rejected(path, upload=True), rejected(path)):
+        assert "压缩炸弹" in message
+
+
+def test_total_uncompressed_size_limit(tmp_path, monkeypatch):
+    path = tmp_path / "many.xlsx"
+    build_workbook(path, n_random=100)
+    with zipfile.ZipFile(path) as archive:
+        total = sum(entry.file_size for entry in archive.infolist())
+    monkeypatch.setattr(etax_file, "MAX_UNCOMPRESSED_BYTES", total - 1)
+    message = rejected(path, upload=True)
+    assert "解压后" in message and "压缩炸弹" in message
+
+
+@pytest.mark.parametrize("sheets, missing", [
+    ((DETAIL_SHEET,), BASIC_SHEET),
+    ((BASIC_SHEET,), DETAIL_SHEET),
+    (("Sheet1",), "“发票基础信息”、“信息汇总表”"),
+])
+def test_missing_sheet_is_named(tmp_path, sheets, missing):
+    path = tmp_path / "sheets.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], sheets=sheets)
+    for message in (rejected(path, upload=True), rejected(path)):
+        assert message.startswith("文件缺少工作表") and missing in message
+
+
+# --- rejections: content -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dropped, sheet", [
+    (("金额",), BASIC_SHEET),
+    (("货物或应税劳务名称",), DETAIL_SHEET),
+    (("数电发票号码",), BASIC_SHEET),
+])
+def test_missing_column_is_named(tmp_path, dropped, sheet):
+    path = tmp_path / "columns.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], drop_columns=dropped)
+    message = rejected(path)
+    assert f"工作表“{sheet}”" in message and f"缺少列 “{dropped[0]}”" in message
+
+
+def test_every_missing_column_is_named_at_once(tmp_path):
+    path = tmp_path / "columns.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)], drop_columns=("开票日期", "是否正数发票"))
+    assert "“开票日期”、“是否正数发票”" in rejected(path)
+
+
+def test_other_sellers_file_is_refused(tmp_path):
+    path = tmp_path / "foreign.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), one_line_invoice(DN2, seller_tax_id="91440300MA5FAKE00X")])
+    message = rejected(path)
+    assert f"文件中的销方税号 91440300MA5FAKE00X 与所选企业 {TAX_ID} 不一致" in message
+    assert f"工作表“{BASIC_SHEET}”第 3 行" in message
+
+
+def test_selected_company_differs_from_the_file(tmp_path):
+    path = tmp_path / "mine.xlsx"
+    build_workbook(path, [one_line_invoice(DN1)])
+    with pytest.raises(SourceRejected, match="与所选企业 91110000000000000A 不一致"):
+        parse_workbook(path, "91110000000000000A")
+    assert parse_workbook(path, TAX_ID.lower() + " ").invoice_count == 1  # case and spaces do not matter
+
+
+def test_foreign_seller_on_a_line_is_refused(tmp_path):
+    path = tmp_path / "foreign-line.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, line_cells={"销方识别号": "91440300MA5FAKE00X"})])
+    message = rejected(path)
+    assert "91440300MA5FAKE00X" in message and f"工作表“{DETAIL_SHEET}”第 2 行" in message
+
+
+def test_empty_workbook_is_refused(tmp_path):
+    path = tmp_path / "empty.xlsx"
+    build_workbook(path, [])
+    check_upload(path)  # structurally fine
+    assert "没有发票" in rejected(path)
+
+
+@pytest.mark.parametrize("cells, sheet_name, column", [
+    ({"basic_cells": {"开票日期": "上周三"}}, BASIC_SHEET, "开票日期"),
+    ({"basic_cells": {"金额": "一百元"}}, BASIC_SHEET, "金额"),
+    ({"basic_cells": {"税额": ""}}, BASIC_SHEET, "税额"),
+    ({"basic_cells": {"是否正数发票": "不知道"}}, BASIC_SHEET, "是否正数发票"),
+    ({"line_cells": {"金额": "#VALUE!"}}, DETAIL_SHEET, "金额"),
+    ({"line_cells": {"数量": "三个"}}, DETAIL_SHEET, "数量"),
+    ({"line_cells": {"单价": "NaN"}}, DETAIL_SHEET, "单价"),
+])
+def test_unreadable_cell_names_sheet_row_and_column(tmp_path, cells, sheet_name, column):
+    path = tmp_path / "cells.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), one_line_invoice(DN2, **cells)])
+    message = rejected(path)
+    assert f"工作表“{sheet_name}”第 3 行“{column}”" in message
+
+
+def test_invoice_without_lines_is_refused(tmp_path):
+    path = tmp_path / "no-lines.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), digital_invoice(DN2, [])])
+    message = rejected(path)
+    assert DN2 in message and "没有明细行" in message and "第 3 行" in message
+
+
+def test_lines_without_invoice_are_refused(tmp_path):
+    path = tmp_path / "orphan.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), one_line_invoice(DN2, line_cells={"数电发票号码": DN3})])
+    message = rejected(path)
+    assert DN3 in message and f"工作表“{DETAIL_SHEET}”第 3 行" in message and "不存在" in message
+
+
+def test_duplicate_invoice_rows_are_refused(tmp_path):
+    path = tmp_path / "dup.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), one_line_invoice(DN1)])
+    message = rejected(path)
+    assert DN1 in message and "重复" in message
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+def test_parsing_costs_little_beyond_reading(tmp_path):
+    path = tmp_path / "speed.xlsx"
+    expected = build_workbook(path, n_random=2000, seed=3)
+    assert expected["line_rows"] > 8000
+
+    def read_sheets() -> None:
+        workbook = CalamineWorkbook.from_path(str(path))
+        for name in (DETAIL_SHEET, BASIC_SHEET):
+            for _ in workbook.get_sheet_by_name(name).iter_rows():
+                pass
+
+    def best(action) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    read = best(read_sheets)
+    parse = best(lambda: parse_workbook(path, TAX_ID))
+    # about 0.06 s for this size; a per-row slowdown or a quadratic step would break this
+    assert parse - read < 0.5, (read, parse)
