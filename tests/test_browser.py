@@ -1,0 +1,452 @@
+"""Real-browser tests: Chromium drives the app served on a local port, with CSRF on and a real RQ worker."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from redis import Redis
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from webapp import create_app
+from webapp.extensions import db
+
+from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, _empty_tables, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SAMPLE_2024 = SAMPLES / "etax-export-2024.xlsx"
+EXPECTED_2024 = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
+FINISH_TIMEOUT = 60_000  # ms: a whole import by the worker
+OTHER_TAX_ID, OTHER_NAME = "91110000MA00000001", "北京别家贸易有限公司"
+
+expect.set_options(timeout=10_000)
+
+
+@dataclass
+class LiveServer:
+    """The served app: its origin, the app object (for set-up in-process) and its data folder."""
+
+    url: str
+    app: object
+    data_dir: Path
+
+    def import_file(self, path: Path = SAMPLE_2024, username: str = "caiwu") -> str:
+        """Create a file batch as the dialog would (the worker then runs it); returns its batch number."""
+        from webapp.batches import create_file_batch
+        from webapp.models import Company, User
+
+        with self.app.app_context():
+            user = db.session.scalar(select(User).filter_by(username=username))
+            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+            batch_no = create_file_batch(user, company, path, path.name).batch_no
+            db.session.remove()
+        return batch_no
+
+    def add_user_of_other_company(self, username: str = "lisi", password: str = "lisi1234") -> None:
+        """A finance user granted only a second company of the same org."""
+        from webapp import accounts
+        from webapp.transactions import write_transaction
+
+        with self.app.app_context():
+            with write_transaction():
+                org = accounts.get_or_create_org(accounts.DEFAULT_ORG)
+                accounts.save_company(OTHER_TAX_ID, OTHER_NAME, org)
+                user = accounts.save_user(username, org, "finance", password)
+                accounts.set_grants(user, [OTHER_TAX_ID])
+            db.session.remove()
+
+
+@pytest.fixture
+def live_server(database_url, redis_url, tmp_path):
+    """The app with CSRF enabled on a free port, plus `flask worker` sharing its database, queue and files."""
+    data = tmp_path / "data"
+    data.mkdir()
+    app = create_app({
+        "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
+        "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": True,
+    })
+    Redis.from_url(redis_url).flushdb()
+    with app.app_context():
+        _empty_tables()
+        from webapp.accounts import seed_demo
+        from webapp.transactions import write_transaction
+
+        with write_transaction():
+            seed_demo()
+        db.session.remove()
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data)},
+    )
+    yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, data)
+    worker.terminate()
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    log.close()
+    server.shutdown()
+    thread.join(10)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Debian Chromium for the session (never a downloaded browser)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser, live_server):
+    """A factory of pages, each in its own browser context (its own cookies) on the live server."""
+    contexts = []
+
+    def make() -> Page:
+        context = browser.new_context(base_url=live_server.url, locale="zh-CN")
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page) -> Page:
+    """One fresh page, logged out."""
+    return new_page()
+
+
+def login(page: Page, username: str = "caiwu", password: str = "caiwu123") -> Page:
+    """Log in through the login form."""
+    page.goto("/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("button", name="退出")).to_be_visible()
+    return page
+
+
+def batch_row(page: Page, batch_no: str):
+    return page.locator(f"tr#batch-{batch_no}")
+
+
+def column(page: Page, row, header: str):
+    """The cell of a batch-list row under the column headed `header`."""
+    headers = [text.strip() for text in page.locator("table.batches thead th").all_inner_texts()]
+    return row.locator("td").nth(headers.index(header))
+
+
+def wait_until_finished(page: Page, batch_no: str) -> None:
+    """Open the list and let the row's own polling bring it to 全部执行成功."""
+    page.goto("/batches")
+    expect(batch_row(page, batch_no)).to_contain_text("全部执行成功", timeout=FINISH_TIMEOUT)
+
+
+def open_import_dialog(page: Page):
+    """Click 导入 and return the modal it opens."""
+    page.get_by_role("button", name="导入", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+@contextmanager
+def dialog_rerendered(page: Page):
+    """Wait until the change made in the block has re-rendered the import dialog (htmx swaps it anew)."""
+    page.locator("#import-form").evaluate("form => { form.dataset.stale = 'yes' }")
+    yield
+    expect(page.locator("#import-form:not([data-stale])")).to_have_count(1)
+
+
+# 1 ─ login ------------------------------------------------------------------------------------------
+
+def test_login_is_required_and_wrong_password_is_refused(page):
+    """/batches sends a stranger to the login page; a wrong password is refused, the right one lands on the list."""
+    page.goto("/batches")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fbatches"))
+    expect(page.get_by_text("请先登录")).to_be_visible()
+    page.get_by_label("用户名").fill("caiwu")
+    page.get_by_label("密码").fill("wrong-password")
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_text("用户名或密码错误")).to_be_visible()
+    page.get_by_label("用户名").fill("caiwu")
+    page.get_by_label("密码").fill("caiwu123")
+    page.get_by_role("button", name="登录").click()
+    expect(page).to_have_url(re.compile(r"/batches$"))
+    expect(page.get_by_role("heading", name="历史发票数据同步")).to_be_visible()
+    expect(page.get_by_role("button", name="导入", exact=True)).to_be_visible()
+    expect(page.get_by_text("请先登录")).to_have_count(0)
+
+
+# 2 ─ import through the dialog -----------------------------------------------------------------------
+
+def test_import_dialog_creates_a_batch_that_finishes_by_itself(page):
+    """导入 → choose the file → 确定: the modal closes, the new row polls itself to 全部执行成功, then stops polling."""
+    login(page)
+    dialog = open_import_dialog(page)
+    expect(dialog.get_by_label("导入电子税局文件")).to_be_checked()
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    dialog.locator("input[type=file]").set_input_files(SAMPLE_2024)
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+    row = page.locator("tr[id^=batch-]")
+    expect(row).to_have_count(1)
+    page.evaluate("window.__noReload = true")  # gone if the page reloads
+    expect(column(page, row, "执行状态")).to_contain_text("全部执行成功", timeout=FINISH_TIMEOUT)
+    assert page.evaluate("window.__noReload") is True
+    expect(column(page, row, "总份数")).to_have_text("312")
+    expect(column(page, row, "成功份数")).to_have_text("312")
+    for kind in EXPECTED_2024["by_type"]:
+        expect(column(page, row, "发票种类")).to_contain_text(kind)
+    expect(row).not_to_have_attribute("hx-trigger", re.compile(".*"))  # finished rows stop polling
+
+    column(page, row, "导入批次号").get_by_role("link").click()
+    expect(page.get_by_role("heading", name=re.compile("^导入批次 "))).to_be_visible()
+    subtasks = page.locator("main table tbody tr")
+    expect(subtasks).to_have_count(12)
+    expect(subtasks.filter(has_text="执行成功")).to_have_count(12)
+
+
+def test_import_dialog_leaves_the_rest_of_the_page_intact(page):
+    """After a successful import the list page keeps its title bar, toolbar and the 已创建 notice."""
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    dialog.locator("input[type=file]").set_input_files(SAMPLE_2024)
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.locator("tr[id^=batch-]")).to_have_count(1)
+    expect(page.get_by_role("heading", name="历史发票数据同步")).to_be_visible()
+    expect(page.get_by_text("已创建导入批次")).to_be_visible()
+    expect(page.get_by_role("button", name="终止")).to_be_visible()
+    expect(page.get_by_role("button", name="退出")).to_be_visible()
+
+
+# 3 ─ dialog validation -------------------------------------------------------------------------------
+
+def test_dialog_without_a_file_says_so_in_chinese(page):
+    """确定 with no file chosen keeps the modal open with 请选择从电子税局导出的文件."""
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog").get_by_role("alert")).to_have_text("请选择从电子税局导出的文件")
+
+
+def test_dialog_download_method_shows_its_fields_and_is_not_yet_open(page):
+    """税局下载 re-renders the dialog with 下载通道 and 发票种类; submitting says the channel is 尚未开通."""
+    login(page)
+    dialog = open_import_dialog(page)
+    expect(dialog.get_by_text("下载通道")).to_have_count(0)
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    with dialog_rerendered(page):
+        dialog.get_by_label("税局下载").check()
+    expect(dialog.get_by_text("下载通道")).to_be_visible()
+    expect(dialog.get_by_text("发票种类")).to_be_visible()
+    expect(dialog.locator("input[type=file]")).to_have_count(0)
+    expect(dialog.get_by_label("杭州示例科技有限公司")).to_be_checked()  # kept across the re-render
+    dialog.locator("input[name=kinds]").first.check()
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text("尚未开通")
+
+
+def test_dialog_file_import_refuses_usage_status(page):
+    """发票用途状态 with 导入电子税局文件 is refused: 仅支持发票数据."""
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    with dialog_rerendered(page):
+        dialog.get_by_label("发票用途状态").check()
+    expect(dialog.get_by_label("发票用途状态")).to_be_checked()
+    dialog.get_by_role("button", name="确定").click()
+    expect(dialog.get_by_role("alert").filter(has_text="仅支持发票数据")).to_be_visible()
+
+
+# 4 ─ a bad file --------------------------------------------------------------------------------------
+
+def test_a_text_file_named_xlsx_is_refused_without_a_batch(page, tmp_path):
+    """A .xlsx that is really text: a Chinese error in the modal, and the list stays empty."""
+    bad = tmp_path / "发票.xlsx"
+    bad.write_text("发票号码,金额\n1,2\n", encoding="utf-8")
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label("杭州示例科技有限公司").check()
+    dialog.locator("input[type=file]").set_input_files(bad)
+    dialog.get_by_role("button", name="确定").click()
+    alert = page.get_by_role("dialog").get_by_role("alert")
+    expect(alert).to_contain_text("xlsx")
+    expect(alert).to_contain_text(re.compile("[\u4e00-\u9fff]{4}"))
+    page.get_by_role("dialog").get_by_role("button", name="取消").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.locator("#batch-table")).to_contain_text("暂无导入批次")
+
+
+# 5 ─ 终止 and 重试 ------------------------------------------------------------------------------------
+
+def _click_confirmed(page: Page, name: str) -> None:
+    """Click a toolbar button and accept its hx-confirm question."""
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def test_terminate_and_retry_need_a_selection(page):
+    """With nothing ticked, 终止 and 重试 answer 请先勾选…."""
+    login(page)
+    _click_confirmed(page, "终止")
+    expect(page.locator("#batch-table [role=status]")).to_have_text("请先勾选要终止的导入批次")
+    _click_confirmed(page, "重试")
+    expect(page.locator("#batch-table [role=status]")).to_have_text("请先勾选要重试的导入批次")
+
+
+def test_terminate_and_retry_a_finished_batch_change_nothing(page, live_server):
+    """A finished batch: 终止 says nothing needed terminating, 重试 that nothing failed."""
+    login(page)
+    batch_no = live_server.import_file()
+    wait_until_finished(page, batch_no)
+    page.get_by_label(f"选择 {batch_no}").check()
+    _click_confirmed(page, "终止")
+    expect(page.locator("#batch-table [role=status]")).to_have_text("所选批次没有待执行或执行中的任务，无需终止")
+    expect(batch_row(page, batch_no)).to_contain_text("全部执行成功")
+    page.get_by_label(f"选择 {batch_no}").check()
+    _click_confirmed(page, "重试")
+    expect(page.locator("#batch-table [role=status]")).to_have_text("所选批次没有执行失败的任务")
+    expect(batch_row(page, batch_no)).to_contain_text("全部执行成功")
+
+
+# 6 ─ the pool ----------------------------------------------------------------------------------------
+
+def test_pool_search_narrows_and_red_invoice_links_to_blue(page, live_server):
+    """销项发票池 lists the import; typing a 数电 prefix narrows it; a red invoice links to the blue one."""
+    login(page)
+    wait_until_finished(page, live_server.import_file())
+    page.get_by_role("link", name="销项发票池").click()
+    expect(page.get_by_text("共 312 条")).to_be_visible()
+    rows = page.locator("#pool-table tbody tr")
+    expect(rows).to_have_count(20)
+
+    page.get_by_label("发票号码").press_sequentially("242731")
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text="242731")).to_have_count(3)
+
+    red, blue = "24706900000000003120", EXPECTED_2024["red_links"]["24706900000000003120"]
+    page.get_by_label("发票号码").fill(red[:8])
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("红票")
+    rows.get_by_role("link", name=red).click()
+    expect(page.get_by_role("heading", name=re.compile(red))).to_be_visible()
+    expect(page.get_by_text("被红冲蓝字发票")).to_be_visible()
+    page.get_by_role("link", name=blue).click()
+    expect(page.get_by_role("heading", name=re.compile(blue))).to_be_visible()
+
+
+# 7 ─ 系统管理 ------------------------------------------------------------------------------------------
+
+def test_admin_adds_a_company_and_a_user_with_a_grant(page):
+    """The admin sees 系统管理, adds a company, then a user granted that company."""
+    login(page, "admin", "admin123")
+    page.get_by_role("link", name="系统管理").click()
+    expect(page.get_by_role("heading", name="新增企业")).to_be_visible()
+    page.get_by_label("税号", exact=True).fill(OTHER_TAX_ID)
+    page.get_by_label("企业名称", exact=True).fill(OTHER_NAME)
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_text("企业信息已保存")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile(OTHER_TAX_ID))).to_contain_text(OTHER_NAME)
+
+    page.get_by_role("link", name="用户与授权").click()
+    expect(page.get_by_role("heading", name="新增用户")).to_be_visible()
+    page.get_by_label("用户名", exact=True).fill("zhangsan")
+    page.get_by_label("密码（留空则不修改）").fill("zhang123")
+    page.get_by_label("角色").select_option(label="财务")
+    page.get_by_label(OTHER_NAME).check()
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_text("用户已保存")).to_be_visible()
+    row = page.get_by_role("row", name=re.compile("zhangsan"))
+    expect(row).to_contain_text("财务")
+    expect(row).to_contain_text(OTHER_NAME)
+
+
+def test_finance_user_has_no_admin_pages(page):
+    """caiwu sees no 系统管理 link and gets 403 at /admin/companies."""
+    login(page)
+    expect(page.get_by_role("link", name="系统管理")).to_have_count(0)
+    response = page.goto("/admin/companies")
+    assert response.status == 403
+
+
+def test_error_goods_setting_needs_english_commas(page):
+    """errorGoodsNames: a Chinese comma is refused with 请用英文逗号分隔; a valid value becomes 当前值."""
+    login(page, "admin", "admin123")
+    page.goto("/admin/settings")
+    page.get_by_label("配置项值").fill("详见销货清单，原价合计")
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_role("alert")).to_contain_text("请用英文逗号分隔")
+    page.get_by_label("配置项值").fill("详见销货清单,原价合计,运费")
+    page.get_by_role("button", name="保存").click()
+    expect(page.get_by_text("errorGoodsNames 已保存")).to_be_visible()
+    expect(page.get_by_text("当前值：详见销货清单,原价合计,运费")).to_be_visible()
+
+
+# 8 ─ permissions -------------------------------------------------------------------------------------
+
+def test_user_of_another_company_sees_none_of_the_demo_company(new_page, live_server):
+    """A user granted only another company sees no demo batches or invoices and can import only for theirs."""
+    batch_no = live_server.import_file()
+    wait_until_finished(login(new_page()), batch_no)
+    live_server.add_user_of_other_company("lisi", "lisi1234")
+
+    page = login(new_page(), "lisi", "lisi1234")
+    expect(page.locator("#batch-table")).to_contain_text("暂无导入批次")
+    dialog = open_import_dialog(page)
+    expect(dialog.locator("input[name=tax_ids]")).to_have_count(1)
+    expect(dialog.get_by_label(OTHER_NAME)).to_be_visible()
+    expect(dialog.get_by_text("杭州示例科技有限公司")).to_have_count(0)
+
+    page.goto("/pool")
+    expect(page.locator("#pool-table")).to_contain_text("没有符合条件的发票")
+    assert page.goto(f"/batches/{batch_no}").status == 404
+    assert page.goto("/pool/24706900000000003120").status == 404
+
+
+# 9 ─ nothing from elsewhere --------------------------------------------------------------------------
+
+def test_pages_load_nothing_from_another_origin(page, live_server):
+    """Every request of a walk through the pages goes to the live server itself."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    login(page, "admin", "admin123")
+    batch_no = live_server.import_file(username="admin")
+    wait_until_finished(page, batch_no)
+    open_import_dialog(page).get_by_label("税局下载").check()
+    expect(page.get_by_role("dialog").get_by_text("下载通道")).to_be_visible()
+    page.goto(f"/batches/{batch_no}")
+    expect(page.locator("main table tbody tr")).to_have_count(12)
+    page.goto("/pool?q=2470690")
+    page.get_by_role("link", name="24706900000000003120").click()
+    expect(page.get_by_text("被红冲蓝字发票")).to_be_visible()
+    for path in ("/admin/companies", "/admin/users", "/admin/settings"):
+        page.goto(path)
+        expect(page.get_by_role("heading", name="系统管理")).to_be_visible()
+    assert len(urls) > 10
+    foreign = [url for url in urls if not url.startswith(live_server.url + "/")]
+    assert foreign == []
