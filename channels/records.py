@@ -14,6 +14,33 @@ class SourceRejected(Exception):
     """A source's input cannot be used; the message is shown to the user, in Chinese."""
 
 
+class TransientError(Exception):
+    """A source failed in a way worth retrying (timeout, 5xx, 处理中, 系统繁忙); message in Chinese."""
+
+
+@dataclass(slots=True)
+class UsageQuery:
+    """One positive invoice whose usage status is asked for."""
+
+    key: str
+    type_code: str
+    code: str | None
+    number: str | None  # 发票号码, or the 20-digit 数电 number
+    issued_on: str  # YYYYMMDD
+
+
+@dataclass(slots=True)
+class UsageStatus:
+    """The answer for one invoice, in the answering channel's own code set (PROTOCOL.md)."""
+
+    key: str
+    vat_usage: str | None  # fpyt
+    excise_usage: str | None  # xfsyt
+    entry_status: str | None  # rzzt
+    invoice_status: str | None = None  # fpzt
+    red_lock: bool | None = None  # hzsdbs == 'Y'
+
+
 @dataclass(slots=True)
 class LineRecord:
     """One invoice line (货物或应税劳务) as the source wrote it; amounts are signed Decimals."""

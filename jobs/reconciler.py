@@ -8,21 +8,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from webapp.batches import refresh_batch
+from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.transactions import write_transaction
 
 from . import queue
+from .tasks import release_waiting
 
 log = logging.getLogger(__name__)
-INTERVAL = 30
+INTERVAL = 15
 GRACE = timedelta(seconds=60)  # a job just enqueued or just started is left alone
 LOST = ("failed", "stopped", "canceled", "finished", None)
 
 
 def reconcile(now: datetime | None = None) -> dict:
-    """Re-enqueue pending work Redis lost; fail running subtasks whose worker died (retryable)."""
-    now = now or datetime.now()
+    """Re-enqueue pending work Redis lost; fail running subtasks whose worker died (retryable);
+    release waiting subtasks whose time has come (乐企 quota, usage after invoices)."""
+    now = now or clock_now()
     requeued = failed = 0
     db.session.rollback()
     pending = db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all()
@@ -43,7 +46,10 @@ def reconcile(now: datetime | None = None) -> dict:
                 refresh_batch(subtask.batch_id)
             failed += 1
     db.session.rollback()
-    return {"requeued": requeued, "failed": failed}
+    released = release_waiting(now)
+    for subtask in released:
+        queue.enqueue_subtask(subtask)
+    return {"requeued": requeued, "failed": failed, "released": len(released)}
 
 
 def run_forever() -> None:

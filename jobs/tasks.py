@@ -1,25 +1,45 @@
-"""RQ job functions. They run inside the app context the worker pushed; each unit of work is one transaction."""
+"""RQ job functions. They run inside the app context the worker pushed; each unit of work is one transaction.
+
+A subtask is prepared first (read a staged month, or ask a channel: network, no transaction
+open), then its results are written and the subtask finished in one transaction, so a month
+lands whole or not at all.
+"""
 from __future__ import annotations
 
 import logging
 import marshal
 import shutil
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from channels import etax_file
-from channels.records import SourceRejected
+from channels.records import SourceRejected, TransientError
 from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
-from webapp.pool import StagedInvoice, save_staged, stage
+from webapp.pool import save_staged, stage
 from webapp.settings import error_goods_names
 from webapp.transactions import write_transaction
 
-from . import queue
+from . import queue, sources
 
 log = logging.getLogger(__name__)
+Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
+
+
+class Wait(Exception):
+    """The subtask may not run yet (乐企 quota, or its month's invoices still syncing)."""
+
+    def __init__(self, until: datetime, message: str):
+        super().__init__(message)
+        self.until = until
+
+
+class _Terminated(Exception):
+    """The subtask was terminated while it ran: its writes are rolled back."""
 
 
 def _fail_batch(batch_id: int, message: str) -> None:
@@ -59,15 +79,54 @@ def parse_upload(batch_id: int) -> None:
         queue.enqueue_subtask(subtask)
 
 
-def _staged_for(subtask: Subtask) -> list[StagedInvoice]:
-    """The invoices a subtask writes, from whichever source its batch uses."""
+def _staged_file(subtask: Subtask) -> Finish:
+    """A file import's month, staged by the parse."""
+    path = staging_dir(subtask.batch) / f"{subtask.period}.staged"
+    if not path.exists():
+        raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
+    return _saver(subtask, marshal.loads(path.read_bytes()))
+
+
+def _saver(subtask: Subtask, staged) -> Finish:
+    """Write staged invoices to the pool as this subtask's results."""
+    source, batch_id = subtask.source, subtask.batch_id
+
+    def finish():
+        saved, dropped = save_staged(staged, source=source, batch_id=batch_id, error_goods=error_goods_names())
+        return len(staged), saved, dropped
+    return finish
+
+
+def _download(subtask: Subtask) -> Finish:
+    """税局下载 of one month: reserve 乐企 quota first (or wait), then fetch every type."""
     batch = subtask.batch
-    if batch.method == "file":
-        path = staging_dir(batch) / f"{subtask.period}.staged"
-        if not path.exists():
-            raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
-        return marshal.loads(path.read_bytes())
-    raise SourceRejected("税局下载通道尚未开通")
+    if batch.channel == "leqi":
+        with write_transaction():
+            wait_day = sources.reserve_quota(batch, subtask, now())
+        if wait_day:
+            raise Wait(datetime.combine(wait_day, datetime.min.time()),
+                       f"乐企额度：已达下载次数限制，将于 {wait_day:%Y-%m-%d} 自动执行")
+    return _saver(subtask, stage(sources.download(batch, subtask)))
+
+
+def _usage(subtask: Subtask) -> Finish:
+    """发票用途状态 of one month's positive invoices, after that month's invoices have synced."""
+    batch = subtask.batch
+    if sources.invoices_still_syncing(batch, subtask):
+        raise Wait(now() + timedelta(minutes=1), "等待同月发票数据同步完成后自动执行")
+    queries = sources.usage_queries(batch, subtask)
+    statuses = sources.query_usage(batch, queries)
+
+    def finish():
+        updated = sources.save_usage(batch.channel, statuses, now())
+        return len(queries), updated, 0
+    return finish
+
+
+def _prepare(subtask: Subtask) -> Finish:
+    if subtask.batch.method == "file":
+        return _staged_file(subtask)
+    return _usage(subtask) if subtask.batch.data_type == "usage" else _download(subtask)
 
 
 def _set_subtask(subtask_id: int, from_status: str, **values) -> bool:
@@ -76,37 +135,62 @@ def _set_subtask(subtask_id: int, from_status: str, **values) -> bool:
     return result.rowcount == 1
 
 
-def run_subtask(subtask_id: int) -> None:
-    """Write one month to the pool: all of it in one transaction, or nothing and a clear reason."""
+def _claim(subtask_id: int) -> int | None:
+    """pending → running; the batch id, or None when the subtask is not ours to run."""
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
         if subtask is None or not _set_subtask(subtask_id, "pending", status="running", started_at=datetime.now(),
-                                               finished_at=None, error=None):
-            return
-        batch_id = subtask.batch_id
+                                               finished_at=None, error=None, not_before=None):
+            return None
+        refresh_batch(subtask.batch_id)
+        return subtask.batch_id
+
+
+def _end(subtask_id: int, batch_id: int, **values) -> None:
+    """Record how a running subtask ended, and its batch's new status."""
+    with write_transaction():
+        _set_subtask(subtask_id, "running", **values)
         refresh_batch(batch_id)
+
+
+def run_subtask(subtask_id: int) -> None:
+    """Run one month: all of it in one transaction, or nothing and a clear reason."""
+    batch_id = _claim(subtask_id)
+    if batch_id is None:
+        return
     try:
+        finish = _prepare(db.session.get(Subtask, subtask_id))
         with write_transaction():
-            subtask = db.session.get(Subtask, subtask_id)
-            staged = _staged_for(subtask)
-            saved, dropped = save_staged(staged, source=subtask.source, batch_id=batch_id, error_goods=error_goods_names())
-            if not _set_subtask(subtask_id, "running", status="succeeded", total=len(staged), success=saved,
-                                filtered_lines=dropped, finished_at=datetime.now()):
+            total, success, filtered = finish()
+            if not _set_subtask(subtask_id, "running", status="succeeded", total=total, success=success,
+                                filtered_lines=filtered, finished_at=datetime.now()):
                 raise _Terminated()
             batch = refresh_batch(batch_id)
     except _Terminated:
         return
+    except Wait as wait:
+        _end(subtask_id, batch_id, status="waiting", not_before=wait.until, error=str(wait), started_at=None)
+        return
+    except (SourceRejected, TransientError) as exc:
+        _end(subtask_id, batch_id, status="failed", success=0, error=str(exc), finished_at=datetime.now())
+        return
     except Exception as exc:
-        message = str(exc) if isinstance(exc, SourceRejected) else f"内部错误：{type(exc).__name__}，详情见服务器日志"
-        if not isinstance(exc, SourceRejected):
-            log.exception("subtask %s failed", subtask_id)
-        with write_transaction():
-            _set_subtask(subtask_id, "running", status="failed", success=0, error=message, finished_at=datetime.now())
-            refresh_batch(batch_id)
+        log.exception("subtask %s failed", subtask_id)
+        _end(subtask_id, batch_id, status="failed", success=0, finished_at=datetime.now(),
+             error=f"内部错误：{type(exc).__name__}，详情见服务器日志")
         return
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
 
 
-class _Terminated(Exception):
-    """The subtask was terminated while it ran: its writes are rolled back."""
+def release_waiting(at: datetime) -> list[Subtask]:
+    """Waiting subtasks whose time has come go back to pending; the caller enqueues them."""
+    with write_transaction():
+        due = list(db.session.scalars(select(Subtask).where(Subtask.status == "waiting", Subtask.not_before <= at)))
+        for subtask in due:
+            subtask.status, subtask.not_before = "pending", None
+            subtask.job_id = queue.subtask_job_id(subtask)
+        db.session.flush()
+        for batch_id in {s.batch_id for s in due}:
+            refresh_batch(batch_id)
+    return due

@@ -254,8 +254,8 @@ def test_dialog_without_a_file_says_so_in_chinese(page):
     expect(page.get_by_role("dialog").get_by_role("alert")).to_have_text("请选择从电子税局导出的文件")
 
 
-def test_dialog_download_method_shows_its_fields_and_is_not_yet_open(page):
-    """税局下载 re-renders the dialog with 下载通道 and 发票种类; submitting says the channel is 尚未开通."""
+def test_dialog_download_method_shows_its_fields(page):
+    """税局下载 re-renders the dialog with 下载通道 and 发票种类, and asks for a kind before submitting."""
     login(page)
     dialog = open_import_dialog(page)
     expect(dialog.get_by_text("下载通道")).to_have_count(0)
@@ -266,9 +266,8 @@ def test_dialog_download_method_shows_its_fields_and_is_not_yet_open(page):
     expect(dialog.get_by_text("发票种类")).to_be_visible()
     expect(dialog.locator("input[type=file]")).to_have_count(0)
     expect(dialog.get_by_label("杭州示例科技有限公司")).to_be_checked()  # kept across the re-render
-    dialog.locator("input[name=kinds]").first.check()
     dialog.get_by_role("button", name="确定").click()
-    expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text("尚未开通")
+    expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text("请选择发票种类")
 
 
 def test_dialog_file_import_refuses_usage_status(page):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from sqlalchemy import select
 
@@ -88,7 +89,9 @@ def seed_demo() -> dict:
     org = get_or_create_org(DEFAULT_ORG)
     company = db.session.scalar(select(Company).filter_by(tax_id="91330100MA2H4K7Q1X"))
     if company is None:
-        company = save_company("91330100MA2H4K7Q1X", "杭州示例科技有限公司", org, receipt_channel="乐企平台")
+        company = save_company("91330100MA2H4K7Q1X", "杭州示例科技有限公司", org, receipt_channel="乐企平台",
+                               leqi_enabled=True, leqi_since=date(2023, 1, 1),
+                               etax_account="91330100MA2H4K7Q1X-etax")  # as the sandbox tax bureau knows it
     users = {}
     for username, password, role in (("admin", "admin123", "admin"), ("caiwu", "caiwu123", "finance")):
         user = db.session.scalar(select(User).filter_by(username=username))

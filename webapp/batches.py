@@ -95,6 +95,80 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
     return batch
 
 
+def months_between(first: str, last: str) -> list[str]:
+    """Every 'YYYY-MM' from first to last inclusive (按月拆分)."""
+    year, month = map(int, first.split("-"))
+    months = []
+    while f"{year:04d}-{month:02d}" <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def missing_prerequisites(company: Company, channel: str) -> str | None:
+    """What a company lacks for a channel, said so the user knows where to set it (None: ready)."""
+    missing = []
+    if channel == "leqi":
+        if not company.leqi_enabled:
+            missing.append("未开通乐企归集能力")
+        if company.receipt_channel != "乐企平台":
+            missing.append("收票通道未配置为乐企平台")
+    elif not company.etax_account:
+        missing.append("未配置默认电子税局账号")
+    if not missing:
+        return None
+    return f"{company.name}（{company.tax_id}）{'、'.join(missing)}，请管理员在“系统管理 → 企业信息”中设置"
+
+
+def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
+    """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
+    if company.leqi_since is None:
+        return months, None
+    since = company.leqi_since.strftime("%Y-%m")
+    kept = [m for m in months if m >= since]
+    if len(kept) == len(months):
+        return months, None
+    skipped = [m for m in months if m < since]
+    return kept, (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
+                  f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+
+
+def create_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,
+                            months: list[str], type_codes: list[str]) -> list[Batch]:
+    """税局下载: one batch per company (按税号拆分), one subtask per month (按月拆分).
+
+    Refuses with SourceRejected, before anything is written, when a company lacks what the
+    channel needs.
+    """
+    from channels.invoice_types import DOWNLOAD_KINDS
+    from channels.records import SourceRejected
+
+    problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
+    if problems:
+        raise SourceRejected("；".join(problems))
+    batches, subtasks = [], []
+    with write_transaction():
+        for company in companies:
+            kept, note = _leqi_months(company, months) if channel == "leqi" and data_type == "invoices" else (months, None)
+            batch = Batch(
+                batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+                seller_name=company.name, data_type=data_type, method="download", channel=channel,
+                kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes), type_codes=",".join(type_codes),
+                period_from=months[0], period_to=months[-1], status="pending", note=note,
+                error=None if kept else note, created_by_id=user.id, creator_name=user.username,
+                created_at=datetime.now(),
+            )
+            db.session.add(batch)
+            db.session.flush()
+            subtasks += add_subtasks(batch, {month: 0 for month in kept})
+            if not kept:
+                batch.status, batch.finished_at = "failed", datetime.now()
+            batches.append(batch)
+    for subtask in subtasks:
+        queue.enqueue_subtask(subtask)
+    return batches
+
+
 def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask]:
     """按月拆分: one pending subtask per month, its total known in advance where it is."""
     subtasks = [Subtask(batch_id=batch.id, period=period, total=total, status="pending")
@@ -172,11 +246,12 @@ def batch_json(batch: Batch) -> dict:
         "status": batch.status, "status_label": BATCH_STATUS[batch.status], "method": batch.method,
         "channel": batch.channel, "data_type": batch.data_type, "kinds": [k for k in batch.kinds.split("、") if k],
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
-        "error": batch.error, "file_name": batch.file_name, "creator": batch.creator_name,
+        "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{
             "period": s.period, "status": s.status, "total": s.total, "success": s.success,
             "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
+            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == "waiting" and s.not_before else None,
             "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
             "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,
         } for s in batch.subtasks],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -14,7 +15,9 @@ from channels.etax_file import check_upload
 from channels.records import SourceRejected
 
 from . import accounts
-from .batches import FINISHED_BATCH, batch_json, create_file_batch
+from channels.invoice_types import DOWNLOAD_KINDS
+
+from .batches import FINISHED_BATCH, batch_json, create_download_batches, create_file_batch, months_between
 from .extensions import db
 from .models import Batch, Invoice, User
 from .permissions import company_for
@@ -99,19 +102,31 @@ def _batch_by_no(batch_no: str) -> Batch:
 
 
 def _wait(batch_no: str) -> Batch:
-    """Block until the batch ends; work the queue in this process when no worker is up."""
-    from jobs.queue import get_queue, redis_connection, workers_running
+    """Block until the batch ends, or only waits for a later day (乐企 quota) remain.
+
+    Works the queue in this process when no worker is up, releasing short waits itself.
+    """
+    from jobs.queue import enqueue_subtask, get_queue, redis_connection, workers_running
+    from jobs.tasks import release_waiting
     from jobs.worker import make_worker
+
+    from .clock import now
 
     while True:
         db.session.rollback()  # see other processes' commits
         batch = _batch_by_no(batch_no)
-        if batch.status in FINISHED_BATCH:
+        statuses = {s.status for s in batch.subtasks}
+        if batch.status in FINISHED_BATCH or (statuses & {"waiting"} and not statuses & {"pending", "running"}
+                                              and min(s.not_before for s in batch.subtasks if s.status == "waiting")
+                                              > now() + timedelta(minutes=5)):
             return batch
+        for subtask in release_waiting(now()):
+            enqueue_subtask(subtask)
         if workers_running():
             time.sleep(0.5)
         else:
             make_worker([get_queue()], redis_connection(), quiet=True).work(burst=True, logging_level="WARNING")
+            time.sleep(0.2)
 
 
 @click.command("import-file")
@@ -136,6 +151,47 @@ def import_file(tax_id, path, username, wait):
     _print(batch_json(batch))
     if batch.status == "failed":
         _fail(batch.error or "导入失败")
+
+
+def _month(value: str) -> str:
+    from datetime import datetime as _dt
+
+    try:
+        return _dt.strptime(value, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        _fail(f"月份格式应为 YYYY-MM：{value}")
+
+
+@click.command("download")
+@with_appcontext
+@click.option("--tax-id", "tax_ids", required=True, multiple=True, help="repeatable: one batch per tax ID")
+@click.option("--channel", type=click.Choice(["leqi", "rpa"]), required=True)
+@click.option("--from", "first", required=True, help="YYYY-MM")
+@click.option("--to", "last", required=True, help="YYYY-MM")
+@click.option("--type", "types", multiple=True, type=click.Choice(list(DOWNLOAD_KINDS)), help="fplx code; default all six")
+@click.option("--data", "data", type=click.Choice(["invoices", "usage", "both"]), default="invoices", show_default=True)
+@click.option("--as", "username", required=True)
+@click.option("--wait", is_flag=True, help="block until the batches end")
+def download(tax_ids, channel, first, last, types, data, username, wait):
+    """税局下载 through 乐企 or RPA, with the import dialog's rules; prints the batches."""
+    user = _user(username)
+    companies = [_company(user, tax_id) for tax_id in tax_ids]
+    first, last = _month(first), _month(last)
+    if first > last:
+        _fail("起始月份不能晚于截止月份")
+    batches = []
+    try:
+        for data_type in (("invoices", "usage") if data == "both" else (data,)):
+            batches += create_download_batches(user, companies, channel=channel, data_type=data_type,
+                                               months=months_between(first, last), type_codes=list(types or DOWNLOAD_KINDS))
+    except SourceRejected as exc:
+        _fail(str(exc))
+    numbers = [b.batch_no for b in batches]
+    if wait:
+        batches = [_wait(number) for number in numbers]
+    _print([batch_json(_batch_by_no(number)) for number in numbers])
+    if any(b.status == "failed" for b in batches):
+        sys.exit(1)
 
 
 batch_group = AppGroup("batch", help="导入批次")
@@ -189,6 +245,6 @@ def scheduler_command():
 
 
 def init_app(app) -> None:
-    for command in (seed_demo_command, enterprise, user_group, import_file, batch_group, pool_group,
+    for command in (seed_demo_command, enterprise, user_group, import_file, download, batch_group, pool_group,
                     worker_command, scheduler_command):
         app.cli.add_command(command)

@@ -47,4 +47,12 @@ def load_config() -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PAGE_SIZE": 20,
         "RQ_QUEUE": "invoice-sync",
+        # channels (channels/clients.py): "sandbox" serves them in-process from channels/sandbox
+        "LEQI_BASE_URL": os.environ.get("LEQI_BASE_URL", "sandbox"),
+        "LEQI_APP_ID": os.environ.get("LEQI_APP_ID", "sandbox"),
+        "LEQI_APP_SECRET": os.environ.get("LEQI_APP_SECRET", "sandbox"),
+        "RPA_BASE_URL": os.environ.get("RPA_BASE_URL", "sandbox"),
+        "RPA_API_KEY": os.environ.get("RPA_API_KEY", "sandbox"),
+        "CHANNEL_TIMEOUT": float(os.environ.get("CHANNEL_TIMEOUT", "30")),
+        "SANDBOX_DB": str(folder / "sandbox.db"),
     }

@@ -89,6 +89,7 @@ class Batch(db.Model):
     method: Mapped[str] = mapped_column(String(16))  # file | download
     channel: Mapped[str | None] = mapped_column(String(16))  # leqi | rpa
     kinds: Mapped[str] = mapped_column(Text, default="")  # 发票种类, '、'-joined
+    type_codes: Mapped[str | None] = mapped_column(String(64))  # a download's fplx codes, ','-joined
     period_from: Mapped[str | None] = mapped_column(String(7))
     period_to: Mapped[str | None] = mapped_column(String(7))
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
@@ -96,6 +97,7 @@ class Batch(db.Model):
     success: Mapped[int] = mapped_column(Integer, default=0)
     filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)  # what the batch leaves out and why (乐企 authorisation date)
     file_name: Mapped[str | None] = mapped_column(String(255))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     creator_name: Mapped[str] = mapped_column(String(100))
@@ -119,6 +121,7 @@ class Subtask(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)  # a waiting subtask runs from then
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch] = relationship(back_populates="subtasks")
@@ -129,6 +132,21 @@ class Subtask(db.Model):
     def source(self) -> str:
         """Where its invoices come from, as the pool records it: 'file', 'leqi' or 'rpa'."""
         return "file" if self.batch.method == "file" else self.batch.channel
+
+
+class QuotaUse(db.Model):
+    """One 乐企 download application sent: the quota counts these; unique per day by the 1-a-day rule."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tax_id: Mapped[str] = mapped_column(String(30))
+    invoice_month: Mapped[str] = mapped_column(String(7))
+    type_code: Mapped[str] = mapped_column(String(2))
+    requested_on: Mapped[date] = mapped_column(Date)
+    requested_at: Mapped[datetime] = mapped_column(DateTime)
+    subtask_id: Mapped[int | None] = mapped_column(ForeignKey("subtask.id", ondelete="SET NULL"))
+
+    __table_args__ = (db.UniqueConstraint("tax_id", "invoice_month", "type_code", "requested_on",
+                                          name="uq_quota_use_per_day"),)
 
 
 class Invoice(db.Model):

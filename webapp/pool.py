@@ -12,6 +12,7 @@ from channels.records import InvoiceRecord
 from .extensions import db
 from .models import Invoice, InvoiceLine
 from .settings import is_error_goods
+from .usage import usage_labels
 
 CHUNK = 1000
 USAGE_COLUMNS = {"vat_usage", "excise_usage", "entry_status", "usage_channel", "usage_updated_at"}
@@ -134,7 +135,10 @@ def invoice_json(invoice: Invoice) -> dict:
         "remark": invoice.remark, "red_of": invoice.red_of, "source": invoice.source,
         "usage": {"vat_usage": invoice.vat_usage, "excise_usage": invoice.excise_usage,
                   "entry_status": invoice.entry_status, "channel": invoice.usage_channel,
-                  "updated_at": invoice.usage_updated_at.isoformat(sep=" ") if invoice.usage_updated_at else None},
+                  "labels": usage_labels(invoice.vat_usage, invoice.excise_usage, invoice.entry_status,
+                                         invoice.usage_channel),
+                  "updated_at": invoice.usage_updated_at.isoformat(sep=" ", timespec="seconds")
+                  if invoice.usage_updated_at else None},
         "lines": [{
             "line_no": line.line_no, "name": line.name, "tax_code": line.tax_code, "spec": line.spec,
             "unit": line.unit, "quantity": line.quantity, "unit_price": line.unit_price,

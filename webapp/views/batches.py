@@ -16,7 +16,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from channels.etax_file import MAX_UPLOAD_BYTES, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
-from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, create_file_batch, retry, terminate
+from webapp import quota
+from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, create_download_batches, create_file_batch,
+                            missing_prerequisites, months_between, retry, terminate)
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -43,7 +45,7 @@ class ImportForm(FlaskForm):
 
     data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
     method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
-    channel = RadioField("下载通道", choices=list(CHANNELS.items()), default="leqi")
+    channel = RadioField("下载通道", choices=[("rpa", "rpa"), ("leqi", "乐企")], default="leqi")
     tax_ids = MultiCheckbox("企业名称")
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
     year = SelectField("年度")
@@ -130,9 +132,47 @@ def _validate(form: ImportForm) -> dict:
         elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
             errors["kinds"] = "发票种类不正确"
         _check_period(form, errors)
-        if not errors:
-            errors["method"] = "税局下载（乐企 / RPA 通道）尚未开通，本版本请选择“导入电子税局文件”"
     return errors
+
+
+def _chosen_months(form: ImportForm) -> list[str]:
+    """开票日期 as months: a whole year (up to the current month), or the chosen range."""
+    if form.period_unit.data == "year":
+        return months_between(f"{form.year.data}-01", min(f"{form.year.data}-12", date.today().strftime("%Y-%m")))
+    return months_between(form.month_from.data.strip(), form.month_to.data.strip())
+
+
+def _create(form: ImportForm) -> list[Batch]:
+    """Create what a valid dialog asks for; SourceRejected says why not."""
+    companies = list(db.session.scalars(select(Company).where(
+        Company.tax_id.in_(form.tax_ids.data), Company.id.in_(permitted_company_ids(current_user)))))
+    if form.method.data == "download":
+        codes = form.kinds.data or list(DOWNLOAD_KINDS)
+        return create_download_batches(current_user, companies, channel=form.channel.data,
+                                       data_type=form.data_type.data, months=_chosen_months(form), type_codes=codes)
+    path = _save_upload(form.file.data)
+    try:
+        check_upload(path)
+        return [create_file_batch(current_user, companies[0], path, form.file.data.filename)]
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _dialog_notes(form: ImportForm) -> list[str]:
+    """What the chosen channel needs or has left, per chosen company, shown before submitting."""
+    if form.method.data != "download" or not form.tax_ids.data:
+        return []
+    notes, this_month, today = [], date.today().strftime("%Y-%m"), date.today()
+    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
+    for company in (permitted[t] for t in form.tax_ids.data if t in permitted):
+        problem = missing_prerequisites(company, form.channel.data)
+        if problem:
+            notes.append(problem)
+        elif form.channel.data == "leqi" and form.data_type.data == "invoices":
+            left = [f"{DOWNLOAD_KINDS[code]} {quota.remaining(company.tax_id, this_month, code, today)['month']} 次"
+                    for code in (form.kinds.data or DOWNLOAD_KINDS)]
+            notes.append(f"{company.name} 本月（{this_month}）乐企剩余申请次数：{'，'.join(left)}；同一月份同一种类每天限 1 次")
+    return notes
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -140,23 +180,17 @@ def import_dialog():
     """The 导入 dialog: GET or a field change re-renders it; a full submit validates and creates."""
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
-        return render_template("batches/_import_dialog.html", form=form, errors={})
+        return render_template("batches/_import_dialog.html", form=form, errors={}, notes=_dialog_notes(form))
     errors = _validate(form)
     if not errors:
-        company = db.session.scalar(select(Company).where(Company.tax_id == form.tax_ids.data[0]))
         try:
-            path = _save_upload(form.file.data)
-            try:
-                check_upload(path)
-                batch = create_file_batch(current_user, company, path, form.file.data.filename)
-            finally:
-                path.unlink(missing_ok=True)
+            batches = _create(form)
         except SourceRejected as exc:
-            errors["file"] = str(exc)
+            errors["file" if form.method.data == "file" else "tax_ids"] = str(exc)
     if errors:
-        return render_template("batches/_import_dialog.html", form=form, errors=errors)
+        return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form))
     response = current_app.make_response(("", 204))
-    response.headers["HX-Location"] = url_for("batches.index", created=batch.batch_no)
+    response.headers["HX-Location"] = url_for("batches.index", created="、".join(b.batch_no for b in batches))
     return response
 
 

@@ -1,0 +1,96 @@
+"""What a download or usage subtask asks of the channels, and what it writes back.
+
+The channels know nothing of batches; this module turns a subtask into channel calls
+(dates, types, accounts) and channel answers into pool updates.
+"""
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime
+
+from flask import current_app
+from sqlalchemy import bindparam, select, update
+
+from channels.records import InvoiceRecord, UsageQuery, UsageStatus
+from webapp import quota
+from webapp.extensions import db
+from webapp.models import Batch, Company, Invoice, Subtask
+
+
+def _clients():
+    """The channel clients for this process, made once from the app's configuration."""
+    ext = current_app.extensions
+    if "channel_clients" not in ext:
+        from channels.clients import make_clients
+
+        ext["channel_clients"] = make_clients(current_app.config)
+    return ext["channel_clients"]
+
+
+def month_range(batch: Batch, period: str) -> tuple[date, date]:
+    """The days a month's subtask asks for; a 乐企 month starts no earlier than the authorisation."""
+    year, month = map(int, period.split("-"))
+    start, end = date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+    since = batch.company.leqi_since if batch.channel == "leqi" else None
+    return (max(start, since) if since else start), end
+
+
+def type_codes(batch: Batch) -> list[str]:
+    return [code for code in (batch.type_codes or "").split(",") if code]
+
+
+def reserve_quota(batch: Batch, subtask: Subtask, at: datetime) -> date | None:
+    """Take today's 乐企 applications for every type of the month, or say which day they fit."""
+    return quota.reserve(batch.tax_id, subtask.period, type_codes(batch), at, subtask.id)
+
+
+def download(batch: Batch, subtask: Subtask) -> list[InvoiceRecord]:
+    """Every invoice of the month and the batch's types, from the batch's channel."""
+    leqi, rpa = _clients()
+    start, end = month_range(batch, subtask.period)
+    if batch.channel == "leqi":
+        return [r for code in type_codes(batch) for r in leqi.download(batch.tax_id, start, end, code)]
+    return list(rpa.download(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch)))
+
+
+def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:
+    """Usage status goes after the same month's invoice download of the same company."""
+    return db.session.scalar(select(Subtask.id).join(Batch).where(
+        Batch.tax_id == batch.tax_id, Batch.data_type == "invoices", Subtask.period == subtask.period,
+        Subtask.status.in_(("pending", "waiting", "running"))).limit(1)) is not None
+
+
+def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
+    """The month's positive invoices in the pool (red ones are never asked), of the batch's types."""
+    query = select(Invoice.key, Invoice.type_code, Invoice.code, Invoice.number, Invoice.digital_number,
+                   Invoice.issued_at).where(Invoice.tax_id == batch.tax_id, Invoice.month == subtask.period,
+                                            Invoice.is_red.is_(False))
+    if codes := type_codes(batch):
+        query = query.where(Invoice.type_code.in_(codes))
+    return [UsageQuery(key=row.key, type_code=row.type_code or "", code=row.code,
+                       number=row.digital_number or row.number, issued_on=row.issued_at.strftime("%Y%m%d"))
+            for row in db.session.execute(query.order_by(Invoice.key))]
+
+
+def query_usage(batch: Batch, queries: list[UsageQuery]) -> list[UsageStatus]:
+    if not queries:
+        return []
+    leqi, rpa = _clients()
+    if batch.channel == "leqi":
+        return leqi.query_usage(batch.tax_id, queries)
+    return rpa.query_usage(batch.tax_id, batch.company.etax_account, queries)
+
+
+def save_usage(channel: str, statuses: list[UsageStatus], at: datetime) -> int:
+    """Write 增值税用途 / 消费税用途 / 入账状态 with the channel whose code set they use; returns how many."""
+    answered = [s for s in statuses if s.vat_usage is not None or s.entry_status is not None]
+    if answered:
+        table = Invoice.__table__
+        db.session.execute(
+            update(table).where(table.c.key == bindparam("k")).values(
+                vat_usage=bindparam("vat"), excise_usage=bindparam("excise"), entry_status=bindparam("entry"),
+                usage_channel=channel, usage_updated_at=at),
+            [{"k": s.key, "vat": s.vat_usage, "excise": s.excise_usage, "entry": s.entry_status} for s in answered])
+    return len(answered)
+
+

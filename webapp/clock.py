@@ -1,0 +1,10 @@
+"""The time the product acts on: the real clock, or CLOCK_NOW set by tests of date rules (quotas)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+
+def now() -> datetime:
+    return current_app.config.get("CLOCK_NOW") or datetime.now()

@@ -1,0 +1,52 @@
+"""乐企 quota use, counted in the database: reserve before sending, never exceed (channels.quota)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from channels import quota as rules
+
+from .extensions import db
+from .models import QuotaUse
+
+
+def used_dates(tax_id: str, invoice_month: str, type_code: str, since: date) -> list[date]:
+    """The days applications were sent for this key, from `since` on."""
+    return list(db.session.scalars(select(QuotaUse.requested_on).where(
+        QuotaUse.tax_id == tax_id, QuotaUse.invoice_month == invoice_month, QuotaUse.type_code == type_code,
+        QuotaUse.requested_on >= since)))
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetime,
+            subtask_id: int | None = None) -> date | None:
+    """Record one application per type for today, all or none; else the day all may be sent.
+
+    Runs inside the caller's write transaction. The unique (…, requested_on) constraint makes
+    two workers racing on the same day collide instead of both sending.
+    """
+    today = now.date()
+    waits = [rules.next_allowed(invoice_month, today, used_dates(tax_id, invoice_month, code, _month_start(today)))
+             for code in type_codes]
+    if any(day > today for day in waits):
+        return max(waits)
+    try:
+        with db.session.begin_nested():
+            db.session.add_all([QuotaUse(tax_id=tax_id, invoice_month=invoice_month, type_code=code,
+                                         requested_on=today, requested_at=now, subtask_id=subtask_id)
+                                for code in type_codes])
+    except IntegrityError:  # another worker took today's application first
+        return max(rules.next_allowed(invoice_month, today,
+                                      used_dates(tax_id, invoice_month, code, _month_start(today)) + [today])
+                   for code in type_codes)
+    return None
+
+
+def remaining(tax_id: str, invoice_month: str, type_code: str, today: date) -> dict:
+    """What is left for this key today and this calendar month."""
+    return rules.remaining(invoice_month, today, used_dates(tax_id, invoice_month, type_code, _month_start(today)))

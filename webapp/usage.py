@@ -1,0 +1,32 @@
+"""发票用途状态: the codes each channel answers with, shown with one consistent Chinese label.
+
+乐企 and the Electronic Tax Bureau (RPA) use different 入账 code sets (domain.md §3.1): the code
+is stored as answered, with its channel, and labelled here.
+"""
+from __future__ import annotations
+
+VAT_USAGE = {
+    "0": "未使用", "1": "已申请抵扣", "2": "已申请退税", "3": "已申请代办退税", "4": "已勾选不抵扣（历史数据）",
+    "5": "已申请代办退税（历史数据）", "6": "已申请不抵扣", "7": "内销转出口", "8": "出口转内销", "9": "准予退税",
+    "10": "不予退税", "11": "冬奥退税",
+}
+EXCISE_USAGE = {"00": "未勾选库存", "01": "已勾选库存"}
+ENTRY_STATUS = {
+    "leqi": {"01": "未入账", "02": "已入账", "03": "入账撤销"},
+    "rpa": {"01": "未入账", "02": "已入账（企业所得税税前扣除）", "03": "已入账（企业所得税不扣除）", "06": "入账撤销"},
+}
+
+
+def _label(table: dict, code: str | None) -> str:
+    if code is None:
+        return "未获取"
+    return table.get(code, f"未知代码 {code}")
+
+
+def usage_labels(vat: str | None, excise: str | None, entry: str | None, channel: str | None) -> dict:
+    """The three statuses as users read them, whichever channel answered."""
+    return {
+        "vat_usage": _label(VAT_USAGE, vat),
+        "excise_usage": _label(EXCISE_USAGE, excise),
+        "entry_status": _label(ENTRY_STATUS.get(channel or "", {}), entry),
+    }
