@@ -89,8 +89,9 @@ def save_usage(channel: str, statuses: list[UsageStatus], at: datetime) -> int:
         db.session.execute(
             update(table).where(table.c.key == bindparam("k")).values(
                 vat_usage=bindparam("vat"), excise_usage=bindparam("excise"), entry_status=bindparam("entry"),
-                usage_channel=channel, usage_updated_at=at),
-            [{"k": s.key, "vat": s.vat_usage, "excise": s.excise_usage, "entry": s.entry_status} for s in answered])
+                red_lock=bindparam("lock"), usage_channel=channel, usage_updated_at=at),
+            [{"k": s.key, "vat": s.vat_usage, "excise": s.excise_usage, "entry": s.entry_status, "lock": s.red_lock}
+             for s in answered])
     return len(answered)
 
 

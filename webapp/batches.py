@@ -120,6 +120,14 @@ def missing_prerequisites(company: Company, channel: str) -> str | None:
     return f"{company.name}（{company.tax_id}）{'、'.join(missing)}，请管理员在“系统管理 → 企业信息”中设置"
 
 
+def usable_channel(company: Company) -> str | None:
+    """乐企 where the company is set up for it, else RPA where it has an e-tax account, else none."""
+    for channel in ("leqi", "rpa"):
+        if missing_prerequisites(company, channel) is None:
+            return channel
+    return None
+
+
 def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
     """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
     if company.leqi_since is None:
@@ -153,7 +161,7 @@ def create_download_batches(user: User, companies: list[Company], *, channel: st
             batch = Batch(
                 batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
                 seller_name=company.name, data_type=data_type, method="download", channel=channel,
-                kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes), type_codes=",".join(type_codes),
+                kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
                 period_from=months[0], period_to=months[-1], status="pending", note=note,
                 error=None if kept else note, created_by_id=user.id, creator_name=user.username,
                 created_at=datetime.now(),

@@ -19,9 +19,9 @@ from channels.invoice_types import DOWNLOAD_KINDS
 
 from .batches import FINISHED_BATCH, batch_json, create_download_batches, create_file_batch, months_between
 from .extensions import db
-from .models import Batch, Invoice, User
+from .models import Batch, User
 from .permissions import company_for
-from .pool import invoice_json, pool_stats
+from .pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from .transactions import write_transaction
 
 
@@ -217,11 +217,29 @@ def pool_stats_command(tax_id):
 @pool_group.command("show")
 @click.argument("key")
 def pool_show(key):
-    """One invoice with its lines, red link and usage statuses."""
-    invoice = db.session.scalar(select(Invoice).filter_by(key=key.strip()))
+    """One invoice with its lines, red link, usage statuses and red-flush readiness."""
+    from .clock import now
+    from .redflush import assess, to_json
+
+    invoice = find_invoice(key)
     if invoice is None:
         _fail(f"发票池中没有该发票：{key}")
-    _print(invoice_json(invoice))
+    reds = red_invoices_of(invoice)
+    data = invoice_json(invoice)
+    data["red_invoices"] = [r.key for r in reds]
+    data["red_flush"] = None if invoice.is_red else to_json(assess(blue_facts(invoice, reds), now()))
+    _print(data)
+
+
+@pool_group.command("coverage")
+@click.option("--tax-id", required=True)
+@click.option("--year", type=int, required=True)
+def pool_coverage(tax_id, year):
+    """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
+    from .clock import now
+    from .coverage import coverage, coverage_json
+
+    _print(coverage_json(coverage(tax_id.strip().upper(), now().date(), year)))
 
 
 @click.command("worker")

@@ -183,10 +183,17 @@ class Invoice(db.Model):
     entry_status: Mapped[str | None] = mapped_column(String(4))  # 入账状态 code
     usage_channel: Mapped[str | None] = mapped_column(String(10))  # whose code set the codes use
     usage_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    red_lock: Mapped[bool | None] = mapped_column(Boolean)  # 红字锁定标识 from the last usage query
 
     __table_args__ = (
         Index("ix_invoice_tax_id_month", "tax_id", "month"),
         Index("ix_invoice_tax_id_issued_at", "tax_id", "issued_at"),
+        Index("ix_invoice_issued_at", "issued_at"),
+        Index("ix_invoice_number", "number"),
+        Index("ix_invoice_digital_number", "digital_number"),
+        Index("ix_invoice_buyer_tax_id", "buyer_tax_id"),
+        Index("ix_invoice_code_number", "code", "number"),
+        Index("ix_invoice_batch_id", "batch_id"),
     )
 
 

@@ -118,6 +118,36 @@ def pool_stats(tax_id: str) -> dict:
     }
 
 
+def find_invoice(ref: str, tax_ids: list[str] | None = None) -> Invoice | None:
+    """An invoice by its key, or by 发票代码-发票号码 (how a red invoice's 备注 names a 数电纸质 blue one)."""
+    ref = (ref or "").strip()
+    query = select(Invoice)
+    if tax_ids is not None:
+        query = query.where(Invoice.tax_id.in_(tax_ids))
+    invoice = db.session.scalar(query.where(Invoice.key == ref))
+    if invoice is None and "-" in ref:
+        code, number = ref.split("-", 1)
+        invoice = db.session.scalar(query.where(Invoice.code == code, Invoice.number == number))
+    return invoice
+
+
+def red_invoices_of(blue: Invoice) -> list[Invoice]:
+    """The red invoices in the pool that flush this blue one."""
+    refs = [blue.key] + ([f"{blue.code}-{blue.number}"] if blue.code and blue.number else [])
+    return list(db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs)).order_by(Invoice.issued_at)))
+
+
+def blue_facts(invoice: Invoice, reds: list[Invoice]):
+    """What red-flush readiness (webapp.redflush) needs to know of a blue invoice."""
+    from .redflush import BlueFacts
+
+    return BlueFacts(
+        type_code=invoice.type_code, status=invoice.status, is_red=invoice.is_red, amount=Decimal(invoice.amount),
+        flushed_amount=sum((abs(Decimal(r.amount)) for r in reds), Decimal("0")), vat_usage=invoice.vat_usage,
+        entry_status=invoice.entry_status, usage_channel=invoice.usage_channel,
+        usage_updated_at=invoice.usage_updated_at, red_lock=invoice.red_lock)
+
+
 def invoice_lines(key: str) -> list[InvoiceLine]:
     return list(db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_key == key).order_by(InvoiceLine.line_no)))
 

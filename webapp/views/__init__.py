@@ -29,7 +29,9 @@ def init_app(app) -> None:
         app.register_blueprint(module.bp)
 
     from webapp.batches import BATCH_STATUS, CHANNELS, METHODS, SUBTASK_STATUS
+    from webapp.usage import VAT_USAGE
 
+    app.jinja_env.globals["usage_label"] = lambda invoice: VAT_USAGE.get(invoice.vat_usage, "未获取")
     app.jinja_env.filters["merge_query"] = merge_query
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
                                  CHANNELS=CHANNELS)

@@ -61,7 +61,8 @@ def _periods_allowed(today: date) -> tuple[str, str]:
 
 
 def _build_form() -> ImportForm:
-    form = ImportForm()
+    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap)."""
+    form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
     this_year = date.today().year
     form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - FIVE_YEARS, -1)]

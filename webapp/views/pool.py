@@ -1,14 +1,25 @@
-"""销项发票池 (minimal): find what arrived by number, company and month; one invoice's detail."""
+"""销项发票池: search and filter, invoice detail with red-flush readiness, coverage, export."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+import tempfile
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
+from webapp.batches import CHANNELS
+from webapp.clock import now
+from webapp.coverage import coverage
 from webapp.extensions import db
-from webapp.models import Invoice
-from webapp.permissions import permitted_companies
-from webapp.pool import invoice_json
+from webapp.models import Batch
+from webapp.permissions import company_for, permitted_companies
+from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
+from webapp.pool_search import INVOICE_STATUSES, PoolFilter, pool_query
+from webapp.usage import ENTRY_STATUS, VAT_USAGE
 
 from . import wants_partial
 
@@ -19,31 +30,102 @@ def _permitted_tax_ids() -> list[str]:
     return [c.tax_id for c in permitted_companies(current_user)]
 
 
-def _query(tax_ids: list[str]):
-    """The user's invoices, narrowed by number (prefix of key, code, number or 数电 number), company and month."""
-    args = request.args
-    chosen = args.get("tax_id")
-    query = select(Invoice).where(Invoice.tax_id.in_([chosen] if chosen in tax_ids else tax_ids))
-    if number := args.get("q", "").strip():
-        query = query.where(Invoice.key.startswith(number) | Invoice.number.startswith(number))
-    if month := args.get("month", "").strip():
-        query = query.where(Invoice.month == month)
-    return query.order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+def _page(flt: PoolFilter):
+    """One page of results and whether another follows: no count of the whole table."""
+    page = max(request.args.get("page", 1, type=int), 1)
+    size = current_app.config["PAGE_SIZE"]
+    rows = list(db.session.scalars(pool_query(flt, _permitted_tax_ids()).limit(size + 1).offset((page - 1) * size)))
+    return {"items": rows[:size], "page": page, "has_next": len(rows) > size, "has_prev": page > 1}
 
 
 @bp.route("")
 def index():
-    tax_ids = _permitted_tax_ids()
-    page = max(request.args.get("page", 1, type=int), 1)
-    pagination = db.paginate(_query(tax_ids), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    """The pool list; the filter form swaps only the table (active search)."""
+    flt = PoolFilter.from_args(request.args)
+    context = {"flt": flt, "results": _page(flt)}
     if wants_partial("pool-table"):
-        return render_template("pool/_table.html", pagination=pagination)
-    return render_template("pool/index.html", pagination=pagination, companies=permitted_companies(current_user))
+        return render_template("pool/_table.html", **context)
+    return render_template("pool/index.html", companies=permitted_companies(current_user), kinds=TYPE_NAMES,
+                           statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_statuses=ENTRY_STATUS,
+                           **context)
+
+
+@bp.route("/export")
+def export():
+    """The filtered list as xlsx with the export file's own column names, written row by row."""
+    from webapp.export import export_filename, write_invoices
+
+    flt = PoolFilter.from_args(request.args)
+    rows = db.session.scalars(pool_query(flt, _permitted_tax_ids()).execution_options(yield_per=2000))
+    folder = Path(current_app.config["DATA_DIR"]) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
+    handle.close()
+    write_invoices(rows, handle.name)
+
+    def stream(path=Path(handle.name)):
+        """Send the file in chunks and remove it once sent."""
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(256 * 1024):
+                    yield chunk
+        finally:
+            path.unlink(missing_ok=True)
+
+    name = quote(export_filename(now()))
+    return Response(stream(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+
+
+@bp.route("/coverage")
+def coverage_page():
+    """同步覆盖: months × kinds of one company, with gaps that open the import dialog prefilled."""
+    companies = permitted_companies(current_user)
+    if not companies:
+        return render_template("pool/coverage.html", companies=[], grid={}, company=None)
+    tax_id = request.args.get("tax_id") or companies[0].tax_id
+    try:
+        company = company_for(current_user, tax_id)
+    except PermissionError:
+        abort(404)
+    year = request.args.get("year", type=int)
+    grid = coverage(company.tax_id, date.today(), year)
+    return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
+                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=date.today().year)
 
 
 @bp.route("/<key>")
 def detail(key):
-    invoice = db.session.scalar(select(Invoice).where(Invoice.key == key, Invoice.tax_id.in_(_permitted_tax_ids())))
+    """One invoice: header, lines, source batch, usage, the red/blue links both ways, red-flush readiness."""
+    invoice = find_invoice(key, _permitted_tax_ids())
     if invoice is None:
         abort(404)
-    return render_template("pool/detail.html", invoice=invoice_json(invoice))
+    from webapp.redflush import assess
+
+    batch = db.session.get(Batch, invoice.batch_id) if invoice.batch_id else None
+    reds = red_invoices_of(invoice)
+    readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
+    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
+                           readiness=readiness, channels=CHANNELS)
+
+
+@bp.route("/<key>/refresh-usage", methods=["POST"])
+def refresh_usage(key):
+    """Fetch usage status for the invoice's month now, through the company's usable channel."""
+    from channels.records import SourceRejected
+    from webapp.batches import create_download_batches, usable_channel
+
+    invoice = find_invoice(key, _permitted_tax_ids())
+    if invoice is None:
+        abort(404)
+    company = company_for(current_user, invoice.tax_id)
+    channel = usable_channel(company)
+    if channel is None:
+        return '<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>'
+    try:
+        [batch] = create_download_batches(current_user, [company], channel=channel, data_type="usage",
+                                          months=[invoice.month], type_codes=[])
+    except SourceRejected as exc:
+        return f'<span class="error">{exc}</span>'
+    link = url_for("batches.detail", batch_no=batch.batch_no)
+    return f'<span class="note">已创建用途状态获取任务 <a href="{link}">{batch.batch_no}</a>，完成后刷新本页查看</span>'

@@ -1,0 +1,83 @@
+"""同步覆盖: per company, which months and invoice kinds the pool holds, when and how each was synced.
+
+A cell is covered when a subtask for its month succeeded: a file import covers every kind of
+the month (the export is 全量), a download the kinds it asked for. A gap is a month and kind
+never synced; the pool's own counts say how many invoices each cell holds.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from sqlalchemy import func, select
+
+from channels.invoice_types import DOWNLOAD_KINDS
+
+from .batches import months_between
+from .extensions import db
+from .models import Batch, Invoice, Subtask
+
+YEARS = 5
+
+
+def coverage_months(today: date, year: int | None = None) -> list[str]:
+    """The months the grid shows: one year, or the last five years, up to the current month."""
+    last = today.strftime("%Y-%m")
+    if year:
+        return [m for m in months_between(f"{year}-01", f"{year}-12") if m <= last]
+    return months_between(f"{today.year - YEARS + 1}-01", last)
+
+
+def _counts(tax_id: str, months: list[str]) -> dict:
+    """Invoices per (month, type code), with the newest sync and usage update of each cell."""
+    rows = db.session.execute(
+        select(Invoice.month, Invoice.type_code, func.count(), func.max(Invoice.synced_at),
+               func.max(Invoice.usage_updated_at), func.count(Invoice.usage_updated_at))
+        .where(Invoice.tax_id == tax_id, Invoice.month >= months[0], Invoice.month <= months[-1])
+        .group_by(Invoice.month, Invoice.type_code))
+    return {(m, t): (n, synced, usage, with_usage) for m, t, n, synced, usage, with_usage in rows}
+
+
+def _syncs(tax_id: str, months: list[str]) -> dict:
+    """The latest successful invoice sync per (month, type code): (finished_at, source)."""
+    rows = db.session.execute(
+        select(Subtask.period, Subtask.finished_at, Batch.method, Batch.channel, Batch.type_codes)
+        .join(Batch).where(Batch.tax_id == tax_id, Batch.data_type == "invoices", Subtask.status == "succeeded",
+                           Subtask.period >= months[0], Subtask.period <= months[-1])
+        .order_by(Subtask.finished_at))
+    latest: dict = {}
+    for period, finished, method, channel, codes in rows:
+        source = "file" if method == "file" else channel
+        for code in (codes.split(",") if codes else ["*"]):
+            latest[(period, code)] = (finished, source)
+    return latest
+
+
+def coverage(tax_id: str, today: date, year: int | None = None) -> dict:
+    """{month: {type code: {"invoices", "last_synced", "source", "usage_updated", "with_usage", "gap"}}}."""
+    months = coverage_months(today, year)
+    if not months:
+        return {}
+    counts, syncs = _counts(tax_id, months), _syncs(tax_id, months)
+    codes = list(DOWNLOAD_KINDS) + sorted({t for (_, t) in counts if t and t not in DOWNLOAD_KINDS})
+    grid: dict = defaultdict(dict)
+    for month in months:
+        for code in codes:
+            n, synced_at, usage_at, with_usage = counts.get((month, code), (0, None, None, 0))
+            candidates = [s for s in (syncs.get((month, code)), syncs.get((month, "*"))) if s]
+            finished, source = max(candidates, key=lambda s: s[0]) if candidates else (None, None)
+            grid[month][code] = {
+                "invoices": n, "last_synced": finished or synced_at, "source": source,
+                "usage_updated": usage_at, "with_usage": with_usage, "gap": n == 0 and finished is None,
+            }
+    return dict(grid)
+
+
+def coverage_json(grid: dict) -> dict:
+    """The grid as `pool coverage` prints it."""
+    def stamp(value):
+        return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+    return {month: {code: {"invoices": cell["invoices"], "last_synced": stamp(cell["last_synced"]),
+                           "source": cell["source"]} for code, cell in cells.items()}
+            for month, cells in grid.items()}
