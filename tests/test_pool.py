@@ -1,0 +1,94 @@
+"""The invoice pool a finance user works in: search, detail, red-flush readiness, coverage."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .conftest import DEMO_TAX_ID, SAMPLES, login
+
+EXPECTED = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
+RED, BLUE = next(iter(EXPECTED["red_links"].items()))  # a 数电 red invoice and the blue one it flushes
+
+
+@pytest.fixture
+def imported(runner):
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / "etax-export-2024.xlsx"),
+                                 "--as", "caiwu", "--wait"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _cli(runner, *args):
+    result = runner.invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_search_by_number_prefix_buyer_and_colour(client, imported):
+    login(client)
+    page = client.get(f"/pool?q={RED[:12]}", headers={"HX-Request": "true", "HX-Target": "pool-table"}).text
+    assert RED in page and BLUE not in page
+    reds = client.get("/pool?color=red").text
+    assert reds.count('<span class="badge red">红票</span>') == min(EXPECTED["red"], 20)
+    by_buyer = client.get("/pool?buyer=张三").text
+    assert "张三" in by_buyer
+    assert "没有符合条件的发票" in client.get("/pool?q=99999999999").text
+
+
+def test_detail_links_red_and_blue_both_ways_and_gives_readiness(client, imported):
+    login(client)
+    red = client.get(f"/pool/{RED}").text
+    assert f'href="/pool/{BLUE}"' in red and "红冲预检" not in red
+    blue = client.get(f"/pool/{BLUE}").text
+    assert f'href="/pool/{RED}"' in blue and "红冲预检" in blue
+    assert "需先获取用途状态" in blue or "不能红冲" in blue
+
+
+def test_legacy_blue_named_by_code_and_number_is_found(client, imported):
+    login(client)
+    red, blue = next((r, b) for r, b in EXPECTED["red_links"].items() if "-" in b)
+    assert client.get(f"/pool/{blue}").status_code == 200
+    assert f'href="/pool/{red}"' in client.get(f"/pool/{blue}").text
+
+
+def test_cli_pool_show_has_red_flush_and_red_invoices(runner, imported):
+    blue = _cli(runner, "pool", "show", BLUE)
+    assert RED in blue["red_invoices"]
+    assert set(blue["red_flush"]) >= {"can_flush", "mode", "confirmer", "reasons", "remaining"}
+    assert blue["red_flush"]["reasons"]
+    assert _cli(runner, "pool", "show", RED)["red_flush"] is None
+
+
+def test_coverage_shows_synced_months_and_gaps(runner, client, imported):
+    grid = _cli(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    assert sorted(grid) == EXPECTED["months"]
+    march = grid["2024-03"]
+    assert sum(cell["invoices"] for cell in march.values()) > 0
+    assert all(cell["source"] == "file" and cell["last_synced"] for cell in march.values())
+    empty = _cli(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2023")
+    assert all(cell["invoices"] == 0 and cell["last_synced"] is None for cells in empty.values() for cell in cells.values())
+    login(client)
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text
+    assert "缺口" in page and "month_from=2023-01" in page
+
+
+def test_coverage_gap_opens_the_dialog_prefilled(client, imported):
+    login(client)
+    dialog = client.get(f"/batches/import?method=download&tax_ids={DEMO_TAX_ID}&period_unit=month"
+                        "&month_from=2023-02&month_to=2023-02&kinds=81").text
+    assert 'value="2023-02"' in dialog and "下载通道" in dialog
+    boxes = {re.search(r'value="(\d+)"', tag).group(1): "checked" in tag
+             for tag in re.findall(r'<input[^>]*name="kinds"[^>]*>', dialog)}
+    assert boxes["81"] and not boxes["82"]
+
+
+def test_pool_of_other_companies_is_invisible(client, runner, imported):
+    _cli(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
+    _cli(runner, "user", "add", "li", "--password", "secret123", "--grant", "91110000MA00000001")
+    login(client, "li", "secret123")
+    assert RED not in client.get("/pool").text
+    assert client.get(f"/pool/{RED}").status_code == 404
+    assert client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}").status_code == 404
+    assert client.post(f"/pool/{BLUE}/refresh-usage").status_code == 404
