@@ -92,3 +92,20 @@ def test_pool_of_other_companies_is_invisible(client, runner, imported):
     assert client.get(f"/pool/{RED}").status_code == 404
     assert client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}").status_code == 404
     assert client.post(f"/pool/{BLUE}/refresh-usage").status_code == 404
+
+
+def test_export_gives_the_filtered_list_with_the_export_files_headers(client, imported, tmp_path):
+    from openpyxl import load_workbook
+
+    login(client)
+    response = client.get("/pool/export?color=red")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    path = tmp_path / "export.xlsx"
+    path.write_bytes(response.data)
+    sheet = load_workbook(path, read_only=True)["发票基础信息"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:4] == ("序号", "发票代码", "发票号码", "数电发票号码")
+    assert len(rows) - 1 == EXPECTED["red"]
+    assert {row[15] for row in rows[1:]} == {"否"}
+    assert RED in {row[3] for row in rows[1:]}

@@ -53,7 +53,7 @@ def index():
 @bp.route("/export")
 def export():
     """The filtered list as xlsx with the export file's own column names, written row by row."""
-    from webapp.export import export_filename, write_invoices
+    from webapp.export import ExportTooLarge, export_filename, write_invoices
 
     flt = PoolFilter.from_args(request.args)
     rows = db.session.scalars(pool_query(flt, _permitted_tax_ids()).execution_options(yield_per=2000))
@@ -61,7 +61,11 @@ def export():
     folder.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
     handle.close()
-    write_invoices(rows, handle.name)
+    try:
+        write_invoices(rows, handle.name)
+    except ExportTooLarge:
+        Path(handle.name).unlink(missing_ok=True)
+        return "导出行数超过 Excel 单表上限（1,048,575 行），请缩小筛选范围（例如按月份或企业）后再导出", 400
 
     def stream(path=Path(handle.name)):
         """Send the file in chunks and remove it once sent."""
