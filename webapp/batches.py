@@ -141,9 +141,11 @@ def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | 
                   f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
 
 
-def create_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,
-                            months: list[str], type_codes: list[str]) -> list[Batch]:
-    """税局下载: one batch per company (按税号拆分), one subtask per month (按月拆分).
+def add_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,
+                         months: list[str], type_codes: list[str],
+                         creator_name: str | None = None) -> tuple[list[Batch], list[Subtask]]:
+    """税局下载 inside the caller's transaction: one batch per company (按税号拆分), one subtask
+    per month (按月拆分). Returns the batches and the subtasks to enqueue once committed.
 
     Refuses with SourceRejected, before anything is written, when a company lacks what the
     channel needs.
@@ -155,23 +157,29 @@ def create_download_batches(user: User, companies: list[Company], *, channel: st
     if problems:
         raise SourceRejected("；".join(problems))
     batches, subtasks = [], []
+    for company in companies:
+        kept, note = _leqi_months(company, months) if channel == "leqi" and data_type == "invoices" else (months, None)
+        batch = Batch(
+            batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+            seller_name=company.name, data_type=data_type, method="download", channel=channel,
+            kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
+            period_from=months[0], period_to=months[-1], status="pending", note=note,
+            error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
+            created_at=datetime.now(),
+        )
+        db.session.add(batch)
+        db.session.flush()
+        subtasks += add_subtasks(batch, {month: 0 for month in kept})
+        if not kept:
+            batch.status, batch.finished_at = "failed", datetime.now()
+        batches.append(batch)
+    return batches, subtasks
+
+
+def create_download_batches(user: User, companies: list[Company], **options) -> list[Batch]:
+    """税局下载 as one unit of work (see add_download_batches); returns the batches, queued."""
     with write_transaction():
-        for company in companies:
-            kept, note = _leqi_months(company, months) if channel == "leqi" and data_type == "invoices" else (months, None)
-            batch = Batch(
-                batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
-                seller_name=company.name, data_type=data_type, method="download", channel=channel,
-                kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
-                period_from=months[0], period_to=months[-1], status="pending", note=note,
-                error=None if kept else note, created_by_id=user.id, creator_name=user.username,
-                created_at=datetime.now(),
-            )
-            db.session.add(batch)
-            db.session.flush()
-            subtasks += add_subtasks(batch, {month: 0 for month in kept})
-            if not kept:
-                batch.status, batch.finished_at = "failed", datetime.now()
-            batches.append(batch)
+        batches, subtasks = add_download_batches(user, companies, **options)
     for subtask in subtasks:
         queue.enqueue_subtask(subtask)
     return batches
