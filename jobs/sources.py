@@ -14,7 +14,8 @@ from sqlalchemy import bindparam, select, update
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
 from webapp import quota
 from webapp.extensions import db
-from webapp.models import Batch, Company, Invoice, Subtask
+from webapp.models import Batch, Invoice, QuotaUse, Subtask
+from webapp.transactions import write_transaction
 
 
 def _clients():
@@ -39,17 +40,43 @@ def type_codes(batch: Batch) -> list[str]:
     return [code for code in (batch.type_codes or "").split(",") if code]
 
 
-def reserve_quota(batch: Batch, subtask: Subtask, at: datetime) -> date | None:
-    """Take today's 乐企 applications for every type of the month, or say which day they fit."""
-    return quota.reserve(batch.tax_id, subtask.period, type_codes(batch), at, subtask.id)
+def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> dict[str, str] | date:
+    """The 乐企 serial (lsh) per type for this month: outstanding ones reused, new ones applied for.
 
-
-def download(batch: Batch, subtask: Subtask) -> list[InvoiceRecord]:
-    """Every invoice of the month and the batch's types, from the batch's channel."""
-    leqi, rpa = _clients()
+    New applications first take today's quota for every type still needed, all or none; when
+    that is not possible, the day it will be is returned instead. Each serial is committed as
+    soon as it is given, so a later run fetches it rather than spending quota again.
+    """
+    leqi, _ = _clients()
+    with write_transaction():
+        serials = {code: row.serial for code, row in quota.outstanding(subtask.id).items()}
+        needed = [code for code in type_codes(batch) if code not in serials]
+        wait_day = quota.reserve(batch.tax_id, subtask.period, needed, at, subtask.id) if needed else None
+    if wait_day:
+        return wait_day
     start, end = month_range(batch, subtask.period)
+    for code in needed:
+        serial = leqi.apply(batch.tax_id, start, end, code)
+        with write_transaction():
+            db.session.execute(update(QuotaUse).where(
+                QuotaUse.subtask_id == subtask.id, QuotaUse.type_code == code, QuotaUse.requested_on == at.date())
+                .values(serial=serial))
+        serials[code] = serial
+    return serials
+
+
+def mark_fetched(subtask: Subtask) -> None:
+    """The subtask's applications are in the pool: part of the transaction that writes them."""
+    db.session.execute(update(QuotaUse).where(QuotaUse.subtask_id == subtask.id, QuotaUse.serial.is_not(None))
+                       .values(fetched=True))
+
+
+def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[InvoiceRecord]:
+    """Every invoice of the month and the batch's types: 乐企 by the given serials, or RPA."""
+    leqi, rpa = _clients()
     if batch.channel == "leqi":
-        return [r for code in type_codes(batch) for r in leqi.download(batch.tax_id, start, end, code)]
+        return [r for code, serial in serials.items() for r in leqi.fetch(serial, batch.tax_id)]
+    start, end = month_range(batch, subtask.period)
     return list(rpa.download(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch)))
 
 

@@ -10,11 +10,12 @@ import logging
 import marshal
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, update
 
 from channels import etax_file
+from channels.http import Pending
 from channels.records import SourceRejected, TransientError
 from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
@@ -28,6 +29,7 @@ from . import queue, sources
 
 log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
+PENDING_RETRY = timedelta(minutes=10)
 
 
 class Wait(Exception):
@@ -98,15 +100,23 @@ def _saver(subtask: Subtask, staged) -> Finish:
 
 
 def _download(subtask: Subtask) -> Finish:
-    """税局下载 of one month: reserve 乐企 quota first (or wait), then fetch every type."""
-    batch = subtask.batch
+    """税局下载 of one month: 乐企 applies within its quota (or waits), then every type is fetched."""
+    batch, serials = subtask.batch, None
     if batch.channel == "leqi":
-        with write_transaction():
-            wait_day = sources.reserve_quota(batch, subtask, now())
-        if wait_day:
-            raise Wait(datetime.combine(wait_day, datetime.min.time()),
-                       f"乐企额度：已达下载次数限制，将于 {wait_day:%Y-%m-%d} 自动执行")
-    return _saver(subtask, stage(sources.download(batch, subtask)))
+        serials = sources.leqi_applications(batch, subtask, now())
+        if isinstance(serials, date):
+            raise Wait(datetime.combine(serials, datetime.min.time()),
+                       f"乐企额度：已达下载次数限制，将于 {serials:%Y-%m-%d} 自动执行")
+    try:
+        records = sources.download(batch, subtask, serials)
+    except Pending:
+        raise Wait(now() + PENDING_RETRY, "乐企正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
+    save = _saver(subtask, stage(records))
+
+    def finish():
+        sources.mark_fetched(subtask)
+        return save()
+    return finish
 
 
 def _usage(subtask: Subtask) -> Finish:

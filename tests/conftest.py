@@ -88,6 +88,7 @@ def app(database_url, redis_url, tmp_path):
     app = create_app({
         "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
         "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": False,
+        "SANDBOX_DB": str(data / "sandbox.db"), "CHANNEL_BACKOFF": 0,
     })
     Redis.from_url(redis_url).flushdb()
     with app.app_context():

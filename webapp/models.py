@@ -143,7 +143,9 @@ class QuotaUse(db.Model):
     type_code: Mapped[str] = mapped_column(String(2))
     requested_on: Mapped[date] = mapped_column(Date)
     requested_at: Mapped[datetime] = mapped_column(DateTime)
-    subtask_id: Mapped[int | None] = mapped_column(ForeignKey("subtask.id", ondelete="SET NULL"))
+    subtask_id: Mapped[int | None] = mapped_column(ForeignKey("subtask.id", ondelete="SET NULL"), index=True)
+    serial: Mapped[str | None] = mapped_column(String(64))  # 流水号 (lsh) the application was given
+    fetched: Mapped[bool] = mapped_column(Boolean, default=False)  # its packages are in the pool
 
     __table_args__ = (db.UniqueConstraint("tax_id", "invoice_month", "type_code", "requested_on",
                                           name="uq_quota_use_per_day"),)

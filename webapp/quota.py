@@ -47,6 +47,14 @@ def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetim
     return None
 
 
+def outstanding(subtask_id: int) -> dict[str, QuotaUse]:
+    """Applications this subtask made whose results are not in the pool yet, by type: fetch
+    these again instead of applying again (an application costs quota)."""
+    rows = db.session.scalars(select(QuotaUse).where(QuotaUse.subtask_id == subtask_id, QuotaUse.serial.is_not(None),
+                                                     QuotaUse.fetched.is_(False)))
+    return {row.type_code: row for row in rows}
+
+
 def remaining(tax_id: str, invoice_month: str, type_code: str, today: date) -> dict:
     """What is left for this key today and this calendar month."""
     return rules.remaining(invoice_month, today, used_dates(tax_id, invoice_month, type_code, _month_start(today)))

@@ -1,0 +1,198 @@
+"""税局下载 end to end: 乐企 and RPA through the sandbox tax bureau, quotas with a controlled clock,
+prerequisites, transient and permanent failures, usage status, idempotent re-download."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from channels.sandbox import create_app as create_sandbox
+from channels.sandbox.data import invoices_for
+from webapp.extensions import db
+from webapp.models import Company
+
+from .conftest import DEMO_TAX_ID, free_port
+
+MONTH = "2024-05"
+TODAY = datetime(2024, 6, 10, 9, 30)  # May is a past invoicing month: 3 applications a month
+
+
+class Sandbox:
+    """The sandbox tax bureau the app talks to, seen from the test: its control API and counters."""
+
+    def __init__(self, app):
+        self.client = create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}).test_client()
+
+    def control(self, **settings):
+        assert self.client.post("/sandbox/control", json=settings).status_code == 200
+
+    def company(self, **fields):
+        assert self.client.post("/sandbox/companies", json={"tax_id": DEMO_TAX_ID, **fields}).status_code == 200
+
+    def stats(self) -> dict:
+        return self.client.get("/sandbox/stats").get_json()
+
+    def sent(self, service: str) -> int:
+        return self.stats()["requests"]["by_service"].get(f"leqi.{service}", 0)
+
+
+@pytest.fixture
+def sandbox(app):
+    app.config["CLOCK_NOW"] = TODAY
+    box = Sandbox(app)
+    box.control(today=TODAY.date().isoformat(), processing_polls=0)
+    return box
+
+
+def _download(runner, *args, expect_ok=True):
+    result = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--wait", *args])
+    if expect_ok:
+        assert result.exit_code == 0, result.output
+    return result, (json.loads(result.stdout) if result.stdout.strip().startswith("[") else None)
+
+
+def _stats(runner):
+    return json.loads(runner.invoke(args=["pool", "stats", "--tax-id", DEMO_TAX_ID]).stdout)
+
+
+def _expected(*codes) -> int:
+    return sum(len(invoices_for(DEMO_TAX_ID, MONTH, code, as_of=TODAY.date())) for code in codes)
+
+
+def test_leqi_download_fills_the_pool_and_spends_one_application_per_type(runner, sandbox):
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
+    assert batch["status"] == "succeeded" and batch["channel"] == "leqi"
+    assert batch["total"] == batch["success"] == _expected("81", "82") > 1000
+    assert _stats(runner)["invoices"] == _expected("81", "82")
+    assert sandbox.sent("PLFPXZSQ") == 2
+
+
+def test_second_leqi_download_the_same_day_waits_for_tomorrow_and_sends_nothing(app, runner, sandbox, work):
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    [subtask] = batch["subtasks"]
+    assert subtask["status"] == "waiting" and subtask["waiting_until"] == "2024-06-11 00:00"
+    assert "乐企额度" in subtask["error"]
+    assert sandbox.sent("PLFPXZSQ") == 1  # the sandbox proves nothing over quota was sent
+    assert sandbox.stats()["requests"]["by_code"].get("13", 0) == 0
+
+    tomorrow = datetime(2024, 6, 11, 0, 5)
+    app.config["CLOCK_NOW"] = tomorrow
+    sandbox.control(today=tomorrow.date().isoformat())
+    from jobs.reconciler import reconcile
+
+    with app.app_context():
+        assert reconcile(tomorrow)["released"] == 1
+    work()
+    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    assert shown["status"] == "succeeded"
+    assert sandbox.sent("PLFPXZSQ") == 2
+
+
+def test_rpa_download_of_the_same_month_is_idempotent_with_leqi(runner, sandbox):
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
+    before = _stats(runner)
+    _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
+    assert batch["status"] == "succeeded" and batch["success"] == before["invoices"]
+    after = _stats(runner)
+    assert {k: after[k] for k in ("invoices", "lines", "amount", "tax")} == {k: before[k] for k in ("invoices", "lines", "amount", "tax")}
+
+
+def test_usage_status_is_fetched_for_positive_invoices_only(runner, sandbox):
+    _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [usage] = _download(runner, "--channel", "leqi", "--data", "usage", "--from", MONTH, "--to", MONTH, "--type", "81")
+    assert usage["status"] == "succeeded" and usage["data_type"] == "usage"
+    items = sandbox.stats()["usage_items"]["leqi"]
+    assert items["red"] == 0 and items["total"] == usage["total"] > 0
+    blue = next(i for i in invoices_for(DEMO_TAX_ID, MONTH, "81", as_of=TODAY.date()) if i["sfzs"] == "Y")
+    key = blue["sdfphm"] or f"{blue['fpdm']}-{blue['fphm']}"
+    shown = json.loads(runner.invoke(args=["pool", "show", key]).stdout)
+    assert shown["usage"]["channel"] == "leqi" and shown["usage"]["updated_at"]
+    assert shown["usage"]["labels"]["vat_usage"] != "未获取"
+    assert shown["red_flush"]["needs_usage_refresh"] is False
+
+
+def test_both_runs_invoices_then_usage(runner, sandbox):
+    _, batches = _download(runner, "--channel", "rpa", "--data", "both", "--from", MONTH, "--to", MONTH, "--type", "82")
+    assert [b["data_type"] for b in batches] == ["invoices", "usage"]
+    assert all(b["status"] == "succeeded" for b in batches)
+    assert batches[1]["total"] == _stats(runner)["blue"]
+
+
+def test_prerequisites_are_checked_before_anything_is_sent(app, runner, sandbox):
+    with app.app_context():
+        from webapp.transactions import write_transaction
+
+        with write_transaction():
+            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+            company.receipt_channel, company.etax_account = None, None
+    result, _ = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, expect_ok=False)
+    assert result.exit_code != 0 and "收票通道未配置为乐企平台" in result.stderr and "企业信息" in result.stderr
+    result, _ = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, expect_ok=False)
+    assert "未配置默认电子税局账号" in result.stderr
+    assert sandbox.stats()["requests"]["total"] == 0
+
+
+def test_months_before_the_leqi_authorisation_are_not_requested(app, runner, sandbox):
+    with app.app_context():
+        from datetime import date
+
+        from webapp.transactions import write_transaction
+
+        with write_transaction():
+            db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID)).leqi_since = date(2024, 5, 1)
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", "2024-03", "--to", MONTH, "--type", "81")
+    assert [s["period"] for s in batch["subtasks"]] == [MONTH]
+    assert "2024-03 至 2024-04" in batch["note"]
+
+
+def test_transient_failures_are_retried_and_the_download_completes(runner, sandbox):
+    sandbox.control(fail_rate=0.3, fail_services="PLFPXZSQFK,FPZTXXCX")
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    assert batch["status"] == "succeeded" and batch["success"] == _expected("81")
+    failed = {code: n for service, codes in sandbox.stats()["requests"]["by_service_code"].items()
+              for code, n in codes.items() if code not in ("00", "01")}
+    assert sum(failed.values()) > 0  # failures really were injected
+
+
+def test_permanent_failure_fails_the_subtask_with_the_bureaus_reason(runner, sandbox):
+    sandbox.company(leqi_enabled=False)
+    result, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81", expect_ok=False)
+    assert result.exit_code != 0 and batch["status"] == "failed"
+    assert "乐企" in batch["subtasks"][0]["error"] and "未开通" in batch["subtasks"][0]["error"]
+
+
+def test_a_pending_application_is_fetched_later_without_a_new_one(app, runner, sandbox, work):
+    sandbox.control(processing_polls=8)  # more polls than one run makes (6 attempts)
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    [subtask] = batch["subtasks"]
+    assert subtask["status"] == "waiting" and "不占用下载次数" in subtask["error"]
+    from jobs.reconciler import reconcile
+
+    later = datetime(2024, 6, 10, 9, 50)
+    app.config["CLOCK_NOW"] = later
+    with app.app_context():
+        assert reconcile(later)["released"] == 1
+    work()
+    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    assert shown["status"] == "succeeded" and shown["success"] == _expected("81")
+    assert sandbox.sent("PLFPXZSQ") == 1
+
+
+def test_download_over_real_http(app, runner, sandbox):
+    server = make_server("127.0.0.1", free_port(), create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        app.config.update(LEQI_BASE_URL=url, RPA_BASE_URL=url)
+        app.extensions.pop("channel_clients", None)
+        _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "01")
+        assert batch["status"] == "succeeded" and batch["success"] == _expected("01")
+    finally:
+        server.shutdown()
+        thread.join(5)
