@@ -256,13 +256,70 @@ def worker_command(burst):
 @click.command("scheduler")
 @with_appcontext
 def scheduler_command():
-    """The scheduler process: re-enqueues lost work and (later) runs monthly schedules."""
-    from jobs.reconciler import run_forever
+    """The scheduler process: monthly auto-update runs, catch-up, and re-enqueueing lost or waiting work."""
+    from jobs.scheduler import run_forever
 
     run_forever()
 
 
+autoupdate_group = AppGroup("autoupdate", help="自动更新")
+
+
+@autoupdate_group.command("create")
+@click.option("--as", "username", required=True)
+@click.option("--invoices", is_flag=True, help="发票明细信息更新")
+@click.option("--usage", is_flag=True, help="发票用途状态更新")
+def autoupdate_create(username, invoices, usage):
+    """【自动更新】 for the user's org: on the 5th, last month's data, for every company with a channel."""
+    from . import autoupdate
+    from .clock import now
+
+    user = _user(username)
+    try:
+        schedule = autoupdate.create_schedule(user, invoices=invoices or not usage, usage=usage, now=now())
+    except ValueError as exc:
+        _fail(str(exc))
+    _register(schedule)
+    _print(autoupdate.schedule_json(schedule, now()))
+
+
+def _register(schedule) -> None:
+    """Tell rq-scheduler at once (the scheduler process would also find it on its next cycle)."""
+    from jobs.scheduler import make_scheduler, sync_registered_jobs
+
+    sync_registered_jobs(make_scheduler())
+
+
+@autoupdate_group.command("list")
+@click.option("--as", "username", required=True)
+def autoupdate_list(username):
+    """The org's schedules with their next run and last runs."""
+    from . import autoupdate
+    from .clock import now
+
+    user = _user(username)
+    _print([autoupdate.schedule_json(s, now()) for s in autoupdate.org_schedules(user.org_id)])
+
+
+@autoupdate_group.command("run-due")
+@click.option("--now", "at", help="ISO time (org-local when no offset); default: now")
+def autoupdate_run_due(at):
+    """What the scheduler does at that moment; prints the runs it started."""
+    from datetime import datetime as _dt
+
+    from . import autoupdate
+    from .clock import now
+
+    try:
+        moment = _dt.fromisoformat(at) if at else now()
+    except ValueError:
+        _fail(f"时间格式应为 ISO，例如 2026-12-05T00:30：{at}")
+    if moment.tzinfo is None and at:
+        moment = moment.replace(tzinfo=autoupdate.ZoneInfo("Asia/Shanghai"))
+    _print([autoupdate.run_json(r) for r in autoupdate.run_due(moment)])
+
+
 def init_app(app) -> None:
     for command in (seed_demo_command, enterprise, user_group, import_file, download, batch_group, pool_group,
-                    worker_command, scheduler_command):
+                    worker_command, scheduler_command, autoupdate_group):
         app.cli.add_command(command)

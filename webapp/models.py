@@ -134,6 +134,37 @@ class Subtask(db.Model):
         return "file" if self.batch.method == "file" else self.batch.channel
 
 
+class Schedule(db.Model):
+    """自动更新: an org's monthly download of last month's invoices and/or usage status (org-private)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org.id"), index=True)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    invoices: Mapped[bool] = mapped_column(Boolean, default=True)  # 发票明细信息更新
+    usage: Mapped[bool] = mapped_column(Boolean, default=False)  # 发票用途状态更新
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    org: Mapped[Org] = relationship()
+    created_by: Mapped[User] = relationship()
+    runs: Mapped[list[ScheduleRun]] = relationship(back_populates="schedule", order_by="ScheduleRun.period.desc()",
+                                                   cascade="all, delete-orphan")
+
+
+class ScheduleRun(db.Model):
+    """One monthly run of a schedule; unique per (schedule, period) so a run is never doubled."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedule.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(7))  # the invoicing month downloaded
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    trigger: Mapped[str] = mapped_column(String(10))  # due | catch_up | manual
+    batch_nos: Mapped[str] = mapped_column(Text, default="")  # ','-joined
+    message: Mapped[str | None] = mapped_column(Text)
+    schedule: Mapped[Schedule] = relationship(back_populates="runs")
+
+    __table_args__ = (db.UniqueConstraint("schedule_id", "period", name="uq_schedule_run_period"),)
+
+
 class QuotaUse(db.Model):
     """One 乐企 download application sent: the quota counts these; unique per day by the 1-a-day rule."""
 

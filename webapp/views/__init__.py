@@ -23,9 +23,9 @@ def merge_query(args: dict, **changes) -> str:
 
 
 def init_app(app) -> None:
-    from . import admin, batches, pool
+    from . import admin, automation, batches, pool
 
-    for module in (batches, pool, admin):
+    for module in (batches, pool, automation, admin):
         app.register_blueprint(module.bp)
 
     from webapp.batches import BATCH_STATUS, CHANNELS, METHODS, SUBTASK_STATUS

@@ -1,0 +1,73 @@
+"""The scheduler process: rq-scheduler runs each auto-update schedule's job; the database decides.
+
+One registered job per schedule (id sim_his_inv_data_import_task_SKDP_S-<id>), every hour: it
+calls run_due for its schedule, and the unique (schedule, period) row makes the 5th-of-month
+run happen exactly once, in the org's time zone, caught up if the server was down on the 5th.
+At start and on every cycle the registered jobs are reconciled with the database, missed runs
+are caught up, and lost or waiting subtasks are put back in the queue (jobs.reconciler).
+"""
+from __future__ import annotations
+
+import logging
+
+from rq_scheduler import Scheduler
+
+from webapp import autoupdate
+from webapp.clock import now
+from webapp.extensions import db
+from webapp.models import Schedule
+
+from . import queue, reconciler
+
+log = logging.getLogger(__name__)
+CRON = "7 * * * *"  # hourly; run_due decides whether the 5th has come in the org's time zone
+INTERVAL = reconciler.INTERVAL
+
+
+def run_schedule_job(schedule_id: int) -> list[dict]:
+    """The registered job of one schedule: start its due runs, if any."""
+    return [autoupdate.run_json(r) for r in autoupdate.run_due(now(), [schedule_id])]
+
+
+def make_scheduler() -> Scheduler:
+    return Scheduler(queue=queue.get_queue(), connection=queue.redis_connection(), interval=INTERVAL)
+
+
+def sync_registered_jobs(scheduler: Scheduler) -> dict:
+    """Make rq-scheduler's jobs match the enabled schedules: add new ones, drop deleted or disabled."""
+    wanted = {autoupdate.job_id(s): s for s in db.session.scalars(db.select(Schedule).filter_by(enabled=True))}
+    present = {job.id for job in scheduler.get_jobs() if job.id.startswith(autoupdate.TASK_CODE)}
+    for stale in present - wanted.keys():
+        scheduler.cancel(stale)
+    for job_id in wanted.keys() - present:
+        schedule = wanted[job_id]
+        scheduler.cron(CRON, func=run_schedule_job, args=[schedule.id], id=job_id,
+                       description=autoupdate.job_description(schedule), queue_name=queue.get_queue().name,
+                       timeout=queue.JOB_TIMEOUT)
+    db.session.rollback()
+    return {"added": len(wanted.keys() - present), "removed": len(present - wanted.keys())}
+
+
+class ReconcilingScheduler(Scheduler):
+    """rq-scheduler whose every cycle also reconciles schedules, catch-ups and the queue."""
+
+    def enqueue_jobs(self):
+        try:
+            sync_registered_jobs(self)
+            started = autoupdate.run_due(now())
+            if started:
+                log.info("auto-update runs started: %s", [autoupdate.run_json(r) for r in started])
+            result = reconciler.reconcile()
+            if any(result.values()):
+                log.info("reconciled: %s", result)
+        except Exception:
+            log.exception("scheduler cycle failed")
+        finally:
+            db.session.remove()
+        return super().enqueue_jobs()
+
+
+def run_forever() -> None:
+    """`flask scheduler`: the process `make run` starts next to the web server and the worker."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ReconcilingScheduler(queue=queue.get_queue(), connection=queue.redis_connection(), interval=INTERVAL).run()

@@ -1,0 +1,192 @@
+"""自动更新: each org's monthly download, on the 5th, of last month's invoices and usage status.
+
+A schedule is private to its org. Every run is a row unique on (schedule, period): a run is
+never doubled (two scheduler processes, a restart mid-run, a manual run of the same period),
+and a run missed while the server was down is found missing and caught up.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from channels.invoice_types import DOWNLOAD_KINDS
+
+from .batches import add_download_batches, usable_channel
+from .extensions import db
+from .models import Company, Schedule, ScheduleRun, User
+from .transactions import write_transaction
+
+TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # the manual's 调度任务编码
+TASK_NAME = "历史发票数据导入定时计划"
+RUN_DAY = 5
+CATCH_UP_MONTHS = 12
+
+
+def job_id(schedule: Schedule) -> str:
+    return f"{TASK_CODE}-{schedule.id}"
+
+
+def job_description(schedule: Schedule) -> str:
+    return f"{TASK_NAME} #{schedule.id}"
+
+
+def what(schedule: Schedule) -> str:
+    """The schedule's content as the dialog names it."""
+    return "、".join(n for flag, n in ((schedule.invoices, "发票明细信息更新"), (schedule.usage, "发票用途状态更新")) if flag)
+
+
+def zone(schedule: Schedule) -> ZoneInfo:
+    return ZoneInfo(schedule.org.timezone or "Asia/Shanghai")
+
+
+def local(moment: datetime, tz: ZoneInfo) -> datetime:
+    """A moment in the org's time zone; naive datetimes are this server's local time."""
+    return (moment if moment.tzinfo else moment.astimezone()).astimezone(tz)
+
+
+def stored(moment: datetime) -> datetime:
+    """How the database keeps a moment: naive, in this server's local time (as everywhere else)."""
+    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _run_moment(year: int, month: int, tz: ZoneInfo) -> datetime:
+    return datetime(year, month, RUN_DAY, tzinfo=tz)
+
+
+def _month_after(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+def _period_before(year: int, month: int) -> str:
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def due_periods(schedule: Schedule, now: datetime) -> list[str]:
+    """The periods whose run day (the 5th, 00:00 local) has come since the schedule was created."""
+    tz = zone(schedule)
+    created, current = local(schedule.created_at, tz), local(now, tz)
+    year, month = created.year, created.month
+    if created >= _run_moment(year, month, tz):
+        year, month = _month_after(year, month)
+    periods = []
+    while _run_moment(year, month, tz) <= current:
+        periods.append(_period_before(year, month))
+        year, month = _month_after(year, month)
+    return periods[-CATCH_UP_MONTHS:]
+
+
+def next_run(schedule: Schedule, now: datetime) -> datetime | None:
+    """When the schedule runs next (org-local), or None while disabled."""
+    if not schedule.enabled:
+        return None
+    tz = zone(schedule)
+    current = local(now, tz)
+    year, month = current.year, current.month
+    if current >= _run_moment(year, month, tz):
+        year, month = _month_after(year, month)
+    return _run_moment(year, month, tz)
+
+
+def create_schedule(user: User, *, invoices: bool, usage: bool, now: datetime) -> Schedule:
+    """【自动更新】: a schedule for the user's org, the user as creator; an identical one is reused."""
+    if not invoices and not usage:
+        raise ValueError("请至少勾选一项：发票明细信息更新 或 发票用途状态更新")
+    with write_transaction():
+        existing = db.session.scalar(select(Schedule).filter_by(org_id=user.org_id, invoices=invoices, usage=usage))
+        if existing:
+            existing.enabled = True
+            return existing
+        schedule = Schedule(org_id=user.org_id, created_by_id=user.id, invoices=invoices, usage=usage, enabled=True,
+                            created_at=stored(now))
+        db.session.add(schedule)
+    return schedule
+
+
+def org_schedules(org_id: int) -> list[Schedule]:
+    return list(db.session.scalars(select(Schedule).filter_by(org_id=org_id).order_by(Schedule.id)))
+
+
+def schedule_of_org(org_id: int, schedule_id: int) -> Schedule | None:
+    """A schedule only its own org may see or touch."""
+    return db.session.scalar(select(Schedule).filter_by(id=schedule_id, org_id=org_id))
+
+
+def _companies_by_channel(org_id: int) -> dict[str, list[Company]]:
+    """The org's companies with a usable channel: 乐企 where configured, else RPA."""
+    groups: dict[str, list[Company]] = {}
+    for company in db.session.scalars(select(Company).filter_by(org_id=org_id).order_by(Company.tax_id)):
+        if channel := usable_channel(company):
+            groups.setdefault(channel, []).append(company)
+    return groups
+
+
+def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> ScheduleRun | None:
+    """Record the run and create its batches in one transaction; None when the period already ran.
+
+    Invoice batches come first; usage subtasks wait for the same month's invoices by themselves.
+    """
+    from jobs import queue
+
+    subtasks = []
+    try:
+        with write_transaction():
+            run = ScheduleRun(schedule_id=schedule.id, period=period, trigger=trigger,
+                              started_at=stored(now))
+            db.session.add(run)
+            db.session.flush()
+            batches = []
+            for data_type in [t for t, flag in (("invoices", schedule.invoices), ("usage", schedule.usage)) if flag]:
+                for channel, companies in _companies_by_channel(schedule.org_id).items():
+                    made, queued = add_download_batches(schedule.created_by, companies, channel=channel, data_type=data_type,
+                                                        months=[period], type_codes=list(DOWNLOAD_KINDS),
+                                                        creator_name=f"自动更新计划 #{schedule.id}")
+                    batches += made
+                    subtasks += queued
+            run.batch_nos = ",".join(b.batch_no for b in batches)
+            run.message = None if batches else "本组织没有配置乐企或电子税局账号的企业，未创建任务"
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    for subtask in subtasks:
+        queue.enqueue_subtask(subtask)
+    return run
+
+
+def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[ScheduleRun]:
+    """What the scheduler does at `now`: start every due run not yet started (catching up)."""
+    query = select(Schedule).filter_by(enabled=True).order_by(Schedule.id)
+    if schedule_ids is not None:
+        query = query.where(Schedule.id.in_(schedule_ids))
+    started = []
+    for schedule in db.session.scalars(query).all():
+        done = {r.period for r in schedule.runs}
+        due = due_periods(schedule, now)
+        for period in due:
+            if period not in done and (run := start_run(schedule, period, "due" if period == due[-1] else "catch_up", now)):
+                started.append(run)
+    return started
+
+
+def run_now(schedule: Schedule, now: datetime) -> ScheduleRun | None:
+    """运行一次: last month's run, now (None when it already ran: never doubled)."""
+    current = local(now, zone(schedule))
+    return start_run(schedule, _period_before(current.year, current.month), "manual", now)
+
+
+def run_json(run: ScheduleRun) -> dict:
+    return {"schedule_id": run.schedule_id, "period": run.period, "trigger": run.trigger,
+            "started_at": run.started_at.isoformat(sep=" ", timespec="seconds"),
+            "batches": [n for n in run.batch_nos.split(",") if n], "message": run.message}
+
+
+def schedule_json(schedule: Schedule, now: datetime) -> dict:
+    upcoming = next_run(schedule, now)
+    return {"id": schedule.id, "job_id": job_id(schedule), "description": job_description(schedule),
+            "what": what(schedule), "invoices": schedule.invoices, "usage": schedule.usage,
+            "enabled": schedule.enabled, "creator": schedule.created_by.username,
+            "companies": {channel: [c.tax_id for c in cs] for channel, cs in _companies_by_channel(schedule.org_id).items()},
+            "next_run": upcoming.isoformat(timespec="minutes") if upcoming else None,
+            "last_runs": [run_json(r) for r in schedule.runs[:6]]}

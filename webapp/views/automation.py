@@ -1,0 +1,76 @@
+"""自动化设置 and the 【自动更新】 dialog: an org's monthly schedules, private to the org."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from flask_login import current_user
+
+from webapp import autoupdate
+from webapp.clock import now
+from webapp.extensions import db
+from webapp.transactions import write_transaction
+
+bp = Blueprint("automation", __name__, url_prefix="/automation")
+
+
+def _register() -> None:
+    """Bring rq-scheduler's registered jobs in line with the database now."""
+    from jobs.scheduler import make_scheduler, sync_registered_jobs
+
+    sync_registered_jobs(make_scheduler())
+
+
+def _rows() -> list[dict]:
+    return [autoupdate.schedule_json(s, now()) for s in autoupdate.org_schedules(current_user.org_id)]
+
+
+def _page(message: str | None = None):
+    return render_template("automation/_schedules.html", rows=_rows(), message=message)
+
+
+@bp.route("")
+def index():
+    """自动化设置: the org's schedules with next run and last runs."""
+    return render_template("automation/index.html", rows=_rows(), message=None)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    """【自动更新】: ask which updates to create; creates the org's schedule (私有)."""
+    if request.method == "GET":
+        return render_template("automation/_dialog.html", error=None)
+    try:
+        schedule = autoupdate.create_schedule(current_user, invoices=bool(request.form.get("invoices")),
+                                              usage=bool(request.form.get("usage")), now=now())
+    except ValueError as exc:
+        return render_template("automation/_dialog.html", error=str(exc))
+    _register()
+    return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))
+
+
+def _schedule(schedule_id: int):
+    schedule = autoupdate.schedule_of_org(current_user.org_id, schedule_id)
+    if schedule is None:
+        abort(404)
+    return schedule
+
+
+@bp.route("/<int:schedule_id>/<action>", methods=["POST"])
+def act(schedule_id: int, action: str):
+    """启用 / 停用 / 删除 / 立即执行 one schedule of the user's org."""
+    schedule = _schedule(schedule_id)
+    if action in ("enable", "disable"):
+        with write_transaction():
+            schedule.enabled = action == "enable"
+        message = f"已{'启用' if action == 'enable' else '停用'}计划 #{schedule_id}"
+    elif action == "delete":
+        with write_transaction():
+            db.session.delete(schedule)
+        message = f"已删除计划 #{schedule_id}（已创建的导入批次保留）"
+    elif action == "run":
+        run = autoupdate.run_now(schedule, now())
+        message = (f"已执行计划 #{schedule_id}：{run.period}，创建 {len([n for n in run.batch_nos.split(',') if n])} 个导入批次"
+                   + (f"（{run.message}）" if run.message else "")) if run else "上月数据本计划已执行过，不会重复执行"
+    else:
+        abort(404)
+    _register()
+    return _page(message)
