@@ -109,3 +109,11 @@ def test_export_gives_the_filtered_list_with_the_export_files_headers(client, im
     assert len(rows) - 1 == EXPECTED["red"]
     assert {row[15] for row in rows[1:]} == {"否"}
     assert RED in {row[3] for row in rows[1:]}
+
+
+def test_error_goods_page_shows_lines_filtered_per_batch(client, imported):
+    login(client, "admin", "admin123")
+    page = client.get("/admin/settings").text
+    assert "详见销货清单,原价合计,折扣额合计" in page
+    assert imported["batch_no"] in page
+    assert f'<td class="num">{EXPECTED["listed_invoices"]}</td>' in page  # one (详见销货清单) line per listed invoice

@@ -10,7 +10,7 @@ from wtforms.validators import Optional
 
 from webapp import accounts
 from webapp.extensions import db
-from webapp.models import Company, User
+from webapp.models import Batch, Company, User
 from webapp.settings import ERROR_GOODS_DEFAULT, ERROR_GOODS_KEY, get_setting, set_setting, validate_error_goods
 from webapp.transactions import write_transaction
 
@@ -114,4 +114,6 @@ def settings():
                 set_setting(ERROR_GOODS_KEY, value)
             flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
             return redirect(url_for("admin.settings"))
-    return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT)
+    recent = db.session.scalars(select(Batch).where(Batch.org_id == current_user.org_id, Batch.data_type == "invoices")
+                                .order_by(Batch.created_at.desc()).limit(20)).all()
+    return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT, recent=recent)
