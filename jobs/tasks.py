@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 from channels import etax_file
 from channels.http import Pending
 from channels.records import SourceRejected, TransientError
-from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
+from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
-from webapp.pool import save_staged, stage
+from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
 from webapp.transactions import write_transaction
 
@@ -189,6 +189,8 @@ def run_subtask(subtask_id: int) -> None:
         _end(subtask_id, batch_id, status="failed", success=0, finished_at=datetime.now(),
              error=f"内部错误：{type(exc).__name__}，详情见服务器日志")
         return
+    if batch.status in FINISHED_BATCH:
+        refresh_statistics()
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
 

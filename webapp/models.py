@@ -227,6 +227,7 @@ class Invoice(db.Model):
         Index("ix_invoice_buyer_tax_id", "buyer_tax_id"),
         Index("ix_invoice_code_number", "code", "number"),
         Index("ix_invoice_batch_id", "batch_id"),
+        Index("ix_invoice_amount", "amount"),
     )
 
 
