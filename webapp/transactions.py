@@ -33,11 +33,13 @@ def _is_sqlite(dbapi_connection) -> bool:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_connect(dbapi_connection, _record) -> None:
-    """SQLite: WAL so pages read while a worker writes; we issue BEGIN ourselves (see _begin)."""
+    """SQLite: WAL so pages read while a worker writes; we issue BEGIN ourselves (see _begin);
+    a 64 MiB page cache and memory-mapped reads so a pool of a million invoices stays quick."""
     if _is_sqlite(dbapi_connection):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON",
+                       "cache_size=-65536", "mmap_size=268435456", "temp_store=MEMORY"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
