@@ -16,7 +16,6 @@ from .transactions import write_transaction
 from .usage import usage_labels
 
 CHUNK = 1000
-USAGE_COLUMNS = {"vat_usage", "excise_usage", "entry_status", "usage_channel", "usage_updated_at"}
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
 HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
                   "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
@@ -88,12 +87,6 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
         if lines:
             connection.exec_driver_sql(insert_lines, lines)
     return len(staged), dropped
-
-
-def save_invoices(records: Iterable[InvoiceRecord], *, source: str, batch_id: int | None,
-                  error_goods: frozenset[str]) -> tuple[int, int]:
-    """Write records (from any channel) to the pool; see save_staged."""
-    return save_staged(stage(records), source=source, batch_id=batch_id, error_goods=error_goods)
 
 
 def refresh_statistics() -> None:
