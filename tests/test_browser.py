@@ -1,182 +1,15 @@
-"""Real-browser tests: Chromium drives the app served on a local port, with CSRF on and a real RQ worker."""
+"""Real-browser tests: Chromium drives the app served on a local port, with CSRF on and a real RQ worker.
+
+The fixtures and helpers live in tests/browser_support.py (shared with tests/test_browser_pool.py)."""
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-from playwright.sync_api import Page, expect, sync_playwright
-from redis import Redis
-from sqlalchemy import select
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect
 
-from webapp import create_app
-from webapp.extensions import db
-
-from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, _empty_tables, free_port
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SAMPLE_2024 = SAMPLES / "etax-export-2024.xlsx"
-EXPECTED_2024 = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
-FINISH_TIMEOUT = 60_000  # ms: a whole import by the worker
-OTHER_TAX_ID, OTHER_NAME = "91110000MA00000001", "北京别家贸易有限公司"
-
-expect.set_options(timeout=10_000)
-
-
-@dataclass
-class LiveServer:
-    """The served app: its origin, the app object (for set-up in-process) and its data folder."""
-
-    url: str
-    app: object
-    data_dir: Path
-
-    def import_file(self, path: Path = SAMPLE_2024, username: str = "caiwu") -> str:
-        """Create a file batch as the dialog would (the worker then runs it); returns its batch number."""
-        from webapp.batches import create_file_batch
-        from webapp.models import Company, User
-
-        with self.app.app_context():
-            user = db.session.scalar(select(User).filter_by(username=username))
-            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
-            batch_no = create_file_batch(user, company, path, path.name).batch_no
-            db.session.remove()
-        return batch_no
-
-    def add_user_of_other_company(self, username: str = "lisi", password: str = "lisi1234") -> None:
-        """A finance user granted only a second company of the same org."""
-        from webapp import accounts
-        from webapp.transactions import write_transaction
-
-        with self.app.app_context():
-            with write_transaction():
-                org = accounts.get_or_create_org(accounts.DEFAULT_ORG)
-                accounts.save_company(OTHER_TAX_ID, OTHER_NAME, org)
-                user = accounts.save_user(username, org, "finance", password)
-                accounts.set_grants(user, [OTHER_TAX_ID])
-            db.session.remove()
-
-
-@pytest.fixture
-def live_server(database_url, redis_url, tmp_path):
-    """The app with CSRF enabled on a free port, plus `flask worker` sharing its database, queue and files."""
-    data = tmp_path / "data"
-    data.mkdir()
-    app = create_app({
-        "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
-        "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": True,
-    })
-    Redis.from_url(redis_url).flushdb()
-    with app.app_context():
-        _empty_tables()
-        from webapp.accounts import seed_demo
-        from webapp.transactions import write_transaction
-
-        with write_transaction():
-            seed_demo()
-        db.session.remove()
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data)},
-    )
-    yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, data)
-    worker.terminate()
-    try:
-        worker.wait(20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-    log.close()
-    server.shutdown()
-    thread.join(10)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One Debian Chromium for the session (never a downloaded browser)."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_page(browser, live_server):
-    """A factory of pages, each in its own browser context (its own cookies) on the live server."""
-    contexts = []
-
-    def make() -> Page:
-        context = browser.new_context(base_url=live_server.url, locale="zh-CN")
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def page(new_page) -> Page:
-    """One fresh page, logged out."""
-    return new_page()
-
-
-def login(page: Page, username: str = "caiwu", password: str = "caiwu123") -> Page:
-    """Log in through the login form."""
-    page.goto("/login")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("button", name="退出")).to_be_visible()
-    return page
-
-
-def batch_row(page: Page, batch_no: str):
-    return page.locator(f"tr#batch-{batch_no}")
-
-
-def column(page: Page, row, header: str):
-    """The cell of a batch-list row under the column headed `header`."""
-    headers = [text.strip() for text in page.locator("table.batches thead th").all_inner_texts()]
-    return row.locator("td").nth(headers.index(header))
-
-
-def wait_until_finished(page: Page, batch_no: str) -> None:
-    """Open the list and let the row's own polling bring it to 全部执行成功."""
-    page.goto("/batches")
-    expect(batch_row(page, batch_no)).to_contain_text("全部执行成功", timeout=FINISH_TIMEOUT)
-
-
-def open_import_dialog(page: Page):
-    """Click 导入 and return the modal it opens."""
-    page.get_by_role("button", name="导入", exact=True).click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible()
-    return dialog
-
-
-@contextmanager
-def dialog_rerendered(page: Page):
-    """Wait until the change made in the block has re-rendered the import dialog (htmx swaps it anew)."""
-    page.locator("#import-form").evaluate("form => { form.dataset.stale = 'yes' }")
-    yield
-    expect(page.locator("#import-form:not([data-stale])")).to_have_count(1)
+from .browser_support import (EXPECTED_2024, FINISH_TIMEOUT, OTHER_NAME, OTHER_TAX_ID, SAMPLE_2024,  # noqa: F401
+                              batch_row, browser, column, dialog_rerendered, live_server, login, new_page,
+                              open_import_dialog, page, wait_until_finished)
 
 
 # 1 ─ login ------------------------------------------------------------------------------------------
@@ -340,9 +173,9 @@ def test_pool_search_narrows_and_red_invoice_links_to_blue(page, live_server):
     login(page)
     wait_until_finished(page, live_server.import_file())
     page.get_by_role("link", name="销项发票池").click()
-    expect(page.get_by_text("共 312 条")).to_be_visible()
     rows = page.locator("#pool-table tbody tr")
-    expect(rows).to_have_count(20)
+    expect(rows).to_have_count(20)  # the first page of the 312 (the list does not count the whole pool)
+    expect(page.locator("#pool-table").get_by_role("link", name="下一页")).to_be_visible()
 
     page.get_by_label("发票号码").press_sequentially("242731")
     expect(rows).to_have_count(3)
