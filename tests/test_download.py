@@ -196,3 +196,15 @@ def test_download_over_real_http(app, runner, sandbox):
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_dialog_tells_which_chosen_months_are_out_of_quota(client, runner, sandbox):
+    from .conftest import login
+
+    login(client)
+    form = {"refresh": "1", "data_type": "invoices", "method": "download", "channel": "leqi", "tax_ids": DEMO_TAX_ID,
+            "period_unit": "month", "month_from": MONTH, "month_to": MONTH, "kinds": "81"}
+    assert "今日均有额度" in client.post("/batches/import", data=form).text
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    note = client.post("/batches/import", data=form).text
+    assert "乐企额度不足" in note and f"{MONTH} 数电票（增值税专用发票）（今日剩 0 次，本月剩 2/3 次）" in note

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from webapp.extensions import db
+
 from .conftest import DEMO_TAX_ID, SAMPLES, login
 
 EXPECTED = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
@@ -117,3 +119,18 @@ def test_error_goods_page_shows_lines_filtered_per_batch(client, imported):
     assert "详见销货清单,原价合计,折扣额合计" in page
     assert imported["batch_no"] in page
     assert f'<td class="num">{EXPECTED["listed_invoices"]}</td>' in page  # one (详见销货清单) line per listed invoice
+
+
+def test_entry_status_filter_keeps_the_channels_code_sets_apart(app, client, imported):
+    """03 is 已入账（企业所得税不扣除） from RPA but 入账撤销 from 乐企: the filter names the channel."""
+    from sqlalchemy import update
+
+    from webapp.models import Invoice
+    from webapp.transactions import write_transaction
+
+    with app.app_context():
+        with write_transaction():
+            db.session.execute(update(Invoice).where(Invoice.key == BLUE).values(entry_status="03", usage_channel="leqi"))
+    login(client)
+    assert BLUE in client.get("/pool?entry_status=leqi:03").text
+    assert BLUE not in client.get("/pool?entry_status=rpa:03").text

@@ -35,7 +35,7 @@ class PoolFilter:
     status: str = ""
     color: str = ""  # blue | red
     vat_usage: str = ""  # a code, or 'none' for never fetched
-    entry_status: str = ""
+    entry_status: str = ""  # 'channel:code' (leqi:02, rpa:06), or 'none' for never fetched
     source: str = ""  # file | leqi | rpa
     batch_no: str = ""
     sort: str = "issued_desc"
@@ -91,9 +91,11 @@ def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
     if flt.vat_usage:
         query = query.where(Invoice.vat_usage.is_(None) if flt.vat_usage == USAGE_UNKNOWN
                             else Invoice.vat_usage == flt.vat_usage)
-    if flt.entry_status:
-        query = query.where(Invoice.entry_status.is_(None) if flt.entry_status == USAGE_UNKNOWN
-                            else Invoice.entry_status == flt.entry_status)
+    if flt.entry_status == USAGE_UNKNOWN:
+        query = query.where(Invoice.entry_status.is_(None))
+    elif ":" in flt.entry_status:  # the two channels' 入账 code sets differ: a code means nothing alone
+        channel, code = flt.entry_status.split(":", 1)
+        query = query.where(Invoice.usage_channel == channel, Invoice.entry_status == code)
     if flt.source in ("file", "leqi", "rpa"):
         query = query.where(Invoice.source == flt.source)
     if flt.batch_no:

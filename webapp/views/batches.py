@@ -17,6 +17,7 @@ from channels.etax_file import MAX_UPLOAD_BYTES, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import quota
+from webapp.clock import now
 from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, create_download_batches, create_file_batch,
                             missing_prerequisites, months_between, retry, terminate)
 from webapp.extensions import db
@@ -64,14 +65,14 @@ def _build_form() -> ImportForm:
     """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap)."""
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
-    this_year = date.today().year
+    this_year = now().year
     form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - FIVE_YEARS, -1)]
     return form
 
 
 def _check_period(form: ImportForm, errors: dict) -> None:
     """开票日期: a year, or a month range, inside the last five years."""
-    lowest, highest = _periods_allowed(date.today())
+    lowest, highest = _periods_allowed(now().date())
     if form.period_unit.data == "year":
         if form.year.data not in {value for value, _ in form.year.choices}:
             errors["period"] = "请选择近五年内的年度"
@@ -139,7 +140,7 @@ def _validate(form: ImportForm) -> dict:
 def _chosen_months(form: ImportForm) -> list[str]:
     """开票日期 as months: a whole year (up to the current month), or the chosen range."""
     if form.period_unit.data == "year":
-        return months_between(f"{form.year.data}-01", min(f"{form.year.data}-12", date.today().strftime("%Y-%m")))
+        return months_between(f"{form.year.data}-01", min(f"{form.year.data}-12", now().strftime("%Y-%m")))
     return months_between(form.month_from.data.strip(), form.month_to.data.strip())
 
 
@@ -163,17 +164,33 @@ def _dialog_notes(form: ImportForm) -> list[str]:
     """What the chosen channel needs or has left, per chosen company, shown before submitting."""
     if form.method.data != "download" or not form.tax_ids.data:
         return []
-    notes, this_month, today = [], date.today().strftime("%Y-%m"), date.today()
+    notes, errors = [], {}
+    _check_period(form, errors)
+    months = [] if errors else _chosen_months(form)
     permitted = {c.tax_id: c for c in permitted_companies(current_user)}
     for company in (permitted[t] for t in form.tax_ids.data if t in permitted):
         problem = missing_prerequisites(company, form.channel.data)
         if problem:
             notes.append(problem)
-        elif form.channel.data == "leqi" and form.data_type.data == "invoices":
-            left = [f"{DOWNLOAD_KINDS[code]} {quota.remaining(company.tax_id, this_month, code, today)['month']} 次"
-                    for code in (form.kinds.data or DOWNLOAD_KINDS)]
-            notes.append(f"{company.name} 本月（{this_month}）乐企剩余申请次数：{'，'.join(left)}；同一月份同一种类每天限 1 次")
+        elif form.channel.data == "leqi" and form.data_type.data == "invoices" and months:
+            notes.append(_quota_note(company, months, form.kinds.data or list(DOWNLOAD_KINDS)))
     return notes
+
+
+def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
+    """乐企 quota for the chosen months and kinds: which are used up today and when they will run."""
+    today = now().date()
+    blocked = []
+    for month in months:
+        for code in codes:
+            left = quota.remaining(company.tax_id, month, code, today)
+            if not left["today"] or not left["month"]:
+                blocked.append(f"{month} {DOWNLOAD_KINDS[code]}（今日剩 {left['today']} 次，本月剩 {left['month']}/{left['limit']} 次）")
+    rule = "同一开票月份同一种类每天 1 次；当前开票月份每月 5 次，历史开票月份每月 3 次"
+    if not blocked:
+        return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
+    shown = "；".join(blocked[:6]) + (f" 等 {len(blocked)} 项" if len(blocked) > 6 else "")
+    return f"{company.name}：乐企额度不足，提交后这些月份将等待额度自动执行：{shown}（{rule}）"
 
 
 @bp.route("/import", methods=["GET", "POST"])

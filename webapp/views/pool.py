@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from markupsafe import Markup
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -93,9 +93,9 @@ def coverage_page():
     except PermissionError:
         abort(404)
     year = request.args.get("year", type=int)
-    grid = coverage(company.tax_id, date.today(), year)
+    grid = coverage(company.tax_id, now().date(), year)
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
-                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=date.today().year)
+                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=now().year)
 
 
 @bp.route("/<key>")
@@ -125,11 +125,12 @@ def refresh_usage(key):
     company = company_for(current_user, invoice.tax_id)
     channel = usable_channel(company)
     if channel is None:
-        return '<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>'
+        return Markup('<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>')
     try:
         [batch] = create_download_batches(current_user, [company], channel=channel, data_type="usage",
                                           months=[invoice.month], type_codes=[])
     except SourceRejected as exc:
-        return f'<span class="error">{exc}</span>'
+        return Markup('<span class="error">{}</span>').format(str(exc))
     link = url_for("batches.detail", batch_no=batch.batch_no)
-    return f'<span class="note">已创建用途状态获取任务 <a href="{link}">{batch.batch_no}</a>，完成后刷新本页查看</span>'
+    return Markup('<span class="note">已创建用途状态获取任务 <a href="{}">{}</a>，完成后刷新本页查看</span>').format(
+        link, batch.batch_no)
