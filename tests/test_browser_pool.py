@@ -113,10 +113,8 @@ def test_leqi_download_from_the_dialog_splits_by_month_and_finishes(page, live_s
     dialog = fill_download(page, channel="乐企")
     note = dialog.get_by_role("note")
     expect(note).to_contain_text(DEMO_NAME)
-    expect(note).to_contain_text("乐企剩余申请次数")
-    for kind in KINDS:
-        expect(note).to_contain_text(kind)
-    expect(note).to_contain_text("每天限 1 次")
+    expect(note).to_contain_text("所选 2 个月份的乐企下载今日均有额度")
+    expect(note).to_contain_text("每天 1 次")
 
     row = submit(page, dialog)
     expect(page.locator("tr[id^=batch-]")).to_have_count(1)
@@ -168,7 +166,10 @@ def test_second_leqi_download_the_same_day_waits_for_quota(page, live_server):
     sent = live_server.sandbox.sent("PLFPXZSQ")
     assert sent == 2
 
-    row = submit(page, fill_download(page, channel="乐企", months=("2024-03",)))
+    dialog = fill_download(page, channel="乐企", months=("2024-03",))
+    expect(dialog.get_by_role("note")).to_contain_text("乐企额度不足")
+    expect(dialog.get_by_role("note")).to_contain_text("2024-03")
+    row = submit(page, dialog)
     expect(page.locator("tr[id^=batch-]")).to_have_count(2)
     waiting = re.compile(r"乐企额度.*自动执行")
     expect(column(page, row, "执行状态")).to_contain_text(waiting, timeout=FINISH_TIMEOUT)
