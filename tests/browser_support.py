@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
-from redis import Redis
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from webapp import create_app
 from webapp.extensions import db
 
-from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, _empty_tables, free_port
+from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, SandboxControl, dispose, free_port, make_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,26 +31,6 @@ OTHER_TAX_ID, OTHER_NAME = "91110000MA00000001", "北京别家贸易有限公司
 expect.set_options(timeout=10_000)
 
 
-class Sandbox:
-    """The sandbox tax bureau the app and the worker both talk to, seen from the test: its control API."""
-
-    def __init__(self, sandbox_db: str):
-        from channels.sandbox import create_app as create_sandbox
-
-        self.client = create_sandbox({"SANDBOX_DB": sandbox_db}).test_client()
-
-    def control(self, **settings) -> None:
-        response = self.client.post("/sandbox/control", json=settings)
-        assert response.status_code == 200, response.text
-
-    def stats(self) -> dict:
-        return self.client.get("/sandbox/stats").get_json()
-
-    def sent(self, service: str, channel: str = "leqi") -> int:
-        """Requests of one service the bureau has answered, whatever the outcome."""
-        return self.stats()["requests"]["by_service"].get(f"{channel}.{service}", 0)
-
-
 @dataclass
 class LiveServer:
     """The served app: its origin, the app object (for set-up in-process), its data folder and sandbox."""
@@ -60,7 +38,7 @@ class LiveServer:
     url: str
     app: object
     data_dir: Path
-    sandbox: Sandbox = field(repr=False)
+    sandbox: SandboxControl = field(repr=False)
 
     def _user_and_company(self, username: str):
         from webapp.models import Company, User
@@ -121,22 +99,8 @@ def live_server(database_url, redis_url, tmp_path):
 
     The worker keeps its default channel backoff, so the sandbox answers at once (processing_polls 0)."""
     data = tmp_path / "data"
-    data.mkdir()
-    app = create_app({
-        "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
-        "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": True,
-        "SANDBOX_DB": str(data / "sandbox.db"), "CHANNEL_BACKOFF": 0,
-    })
-    Redis.from_url(redis_url).flushdb()
-    with app.app_context():
-        _empty_tables()
-        from webapp.accounts import seed_demo
-        from webapp.transactions import write_transaction
-
-        with write_transaction():
-            seed_demo()
-        db.session.remove()
-    sandbox = Sandbox(app.config["SANDBOX_DB"])
+    app = make_app(database_url, redis_url, data, WTF_CSRF_ENABLED=True)
+    sandbox = SandboxControl(app.config["SANDBOX_DB"])
     sandbox.control(processing_polls=0)
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -156,9 +120,7 @@ def live_server(database_url, redis_url, tmp_path):
     log.close()
     server.shutdown()
     thread.join(10)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 _CHROMIUM: dict = {}  # one Playwright and browser however many test modules import the fixture

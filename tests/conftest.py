@@ -81,14 +81,13 @@ def _empty_tables() -> None:
             conn.execute(table.delete())
 
 
-@pytest.fixture
-def app(database_url, redis_url, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
+def make_app(database_url: str, redis_url: str, data: Path, **config):
+    """A test app on its own data folder and sandbox, with empty tables, an empty queue and the demo seed."""
+    data.mkdir(exist_ok=True)
     app = create_app({
         "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_url,
         "DATA_DIR": str(data), "UPLOAD_DIR": str(data / "uploads"), "WTF_CSRF_ENABLED": False,
-        "SANDBOX_DB": str(data / "sandbox.db"), "CHANNEL_BACKOFF": 0,
+        "SANDBOX_DB": str(data / "sandbox.db"), "CHANNEL_BACKOFF": 0, **config,
     })
     Redis.from_url(redis_url).flushdb()
     with app.app_context():
@@ -98,10 +97,45 @@ def app(database_url, redis_url, tmp_path):
 
         with write_transaction():
             seed_demo()
-    yield app
+        db.session.remove()
+    return app
+
+
+def dispose(app) -> None:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+class SandboxControl:
+    """The sandbox tax bureau the app talks to, seen from a test: its control API and counters."""
+
+    def __init__(self, sandbox_db: str):
+        from channels.sandbox import create_app as create_sandbox
+
+        self.client = create_sandbox({"SANDBOX_DB": sandbox_db}).test_client()
+
+    def control(self, **settings) -> None:
+        response = self.client.post("/sandbox/control", json=settings)
+        assert response.status_code == 200, response.text
+
+    def company(self, **fields) -> None:
+        response = self.client.post("/sandbox/companies", json={"tax_id": DEMO_TAX_ID, **fields})
+        assert response.status_code == 200, response.text
+
+    def stats(self) -> dict:
+        return self.client.get("/sandbox/stats").get_json()
+
+    def sent(self, service: str, channel: str = "leqi") -> int:
+        """Requests of one service the bureau has answered, whatever the outcome."""
+        return self.stats()["requests"]["by_service"].get(f"{channel}.{service}", 0)
+
+
+@pytest.fixture
+def app(database_url, redis_url, tmp_path):
+    app = make_app(database_url, redis_url, tmp_path / "data")
+    yield app
+    dispose(app)
 
 
 @pytest.fixture

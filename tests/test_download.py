@@ -15,35 +15,16 @@ from channels.sandbox.data import invoices_for
 from webapp.extensions import db
 from webapp.models import Company
 
-from .conftest import DEMO_TAX_ID, free_port
+from .conftest import DEMO_TAX_ID, SandboxControl, free_port
 
 MONTH = "2024-05"
 TODAY = datetime(2024, 6, 10, 9, 30)  # May is a past invoicing month: 3 applications a month
 
 
-class Sandbox:
-    """The sandbox tax bureau the app talks to, seen from the test: its control API and counters."""
-
-    def __init__(self, app):
-        self.client = create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}).test_client()
-
-    def control(self, **settings):
-        assert self.client.post("/sandbox/control", json=settings).status_code == 200
-
-    def company(self, **fields):
-        assert self.client.post("/sandbox/companies", json={"tax_id": DEMO_TAX_ID, **fields}).status_code == 200
-
-    def stats(self) -> dict:
-        return self.client.get("/sandbox/stats").get_json()
-
-    def sent(self, service: str) -> int:
-        return self.stats()["requests"]["by_service"].get(f"leqi.{service}", 0)
-
-
 @pytest.fixture
 def sandbox(app):
     app.config["CLOCK_NOW"] = TODAY
-    box = Sandbox(app)
+    box = SandboxControl(app.config["SANDBOX_DB"])
     box.control(today=TODAY.date().isoformat(), processing_polls=0)
     return box
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Batch, Invoice, InvoiceLine
+from webapp.models import Batch, Invoice
 
 from .conftest import DEMO_TAX_ID, SAMPLES, login
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import threading
 from datetime import date, datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from channels import quota as rules

@@ -8,7 +8,6 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from markupsafe import Markup
 from flask_login import current_user
-from sqlalchemy import select
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from webapp.batches import CHANNELS
