@@ -66,9 +66,14 @@ def parse_upload(batch_id: int) -> None:
         _fail_batch(batch_id, f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）")
         return
     folder = staging_dir(batch)
-    folder.mkdir(parents=True, exist_ok=True)
-    for period, records in parsed.invoices_by_month.items():
-        (folder / f"{period}.staged").write_bytes(marshal.dumps(stage(records)))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for period, records in parsed.invoices_by_month.items():
+            (folder / f"{period}.staged").write_bytes(marshal.dumps(stage(records)))
+    except OSError as exc:
+        log.exception("staging of batch %s failed", batch_id)
+        _fail_batch(batch_id, f"解析结果无法写入服务器磁盘（{exc.strerror or type(exc).__name__}），请联系管理员后重试")
+        return
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
                                      .values(status="pending", kinds="、".join(parsed.kinds)))
@@ -198,11 +203,12 @@ def run_subtask(subtask_id: int) -> None:
 def release_waiting(at: datetime) -> list[Subtask]:
     """Waiting subtasks whose time has come go back to pending; the caller enqueues them."""
     with write_transaction():
-        due = list(db.session.scalars(select(Subtask).where(Subtask.status == "waiting", Subtask.not_before <= at)))
-        for subtask in due:
-            subtask.status, subtask.not_before = "pending", None
-            subtask.job_id = queue.subtask_job_id(subtask)
-        db.session.flush()
+        due = []
+        for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "waiting", Subtask.not_before <= at)).all():
+            released = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == "waiting")
+                                          .values(status="pending", not_before=None, job_id=queue.subtask_job_id(subtask)))
+            if released.rowcount:  # not terminated meanwhile
+                due.append(subtask)
         for batch_id in {s.batch_id for s in due}:
             refresh_batch(batch_id)
     return due

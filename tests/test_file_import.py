@@ -164,3 +164,25 @@ def test_oversize_upload_is_refused_in_chinese(client, app, tmp_path):
     assert "10MB" in response.text
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Batch)) == 0
+
+
+def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_path):
+    """A file of company B carrying an invoice number company A already has: B's month fails, A's invoice stays."""
+    from tests.workbook_builder import build_workbook, digital_invoice, make_line
+
+    first = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]),
+                      "--as", "caiwu", "--wait")
+    assert first["status"] == "succeeded"
+    other = "91110000MA00000001"
+    _cli_json(runner, "enterprise", "add", "--tax-id", other, "--name", "别家公司")
+    _cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", other)
+    taken = "24447123400000000197"  # an invoice of the demo company in the 2024 sample
+    path = tmp_path / "b.xlsx"
+    build_workbook(path, [digital_invoice(taken, [make_line("*信息技术服务*运维服务", "100.00")], "2024-01-05 10:00:00")],
+                   tax_id=other, seller_name="别家公司")
+    result = runner.invoke(args=["import-file", "--tax-id", other, "--file", str(path), "--as", "zhang", "--wait"])
+    batch = json.loads(result.stdout)
+    assert result.exit_code != 0 and batch["status"] == "failed"
+    assert taken in batch["subtasks"][0]["error"] and DEMO_TAX_ID in batch["subtasks"][0]["error"]
+    shown = _cli_json(runner, "pool", "show", taken)
+    assert shown["tax_id"] == DEMO_TAX_ID and shown["lines"]

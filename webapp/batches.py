@@ -64,8 +64,10 @@ def refresh_batch(batch_id: int) -> Batch:
         batch.total = sum(r.total for r in rows)
         batch.success = sum(r.success for r in rows)
         batch.filtered_lines = sum(r.filtered_lines for r in rows)
-    batch.status = derive_status([r.status for r in rows], batch.status)
-    batch.finished_at = datetime.now() if batch.status in FINISHED_BATCH else None
+    status = derive_status([r.status for r in rows], batch.status)
+    if status != batch.status or (status in FINISHED_BATCH) != (batch.finished_at is not None):
+        batch.finished_at = datetime.now() if status in FINISHED_BATCH else None
+    batch.status = status
     return batch
 
 
@@ -218,12 +220,11 @@ def terminate(batches: list[Batch]) -> dict:
             parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
                                        .values(status="terminated", error="已被用户终止", finished_at=now))
             hit = parse.rowcount == 1
-            for subtask in batch.subtasks:
-                if subtask.status in ACTIVE_SUBTASK:
-                    subtask.status, subtask.finished_at, subtask.error = "terminated", now, "已被用户终止"
-                    stopped += 1
-                    hit = True
-            db.session.flush()
+            stopped_now = db.session.execute(
+                update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(ACTIVE_SUBTASK))
+                .values(status="terminated", finished_at=now, error="已被用户终止")).rowcount
+            stopped += stopped_now
+            hit = hit or stopped_now > 0
             refresh_batch(batch.id)
             batches_hit += hit
     for job_id in job_ids:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import case, delete, func, select, text
 
-from channels.records import InvoiceRecord
+from channels.records import InvoiceRecord, SourceRejected
 
 from .extensions import db
 from .models import Invoice, InvoiceLine
@@ -60,6 +60,15 @@ def _statements(dialect) -> tuple[str, str]:
     return upsert, insert_lines
 
 
+def _refuse_other_companies(chunk: list[StagedInvoice]) -> None:
+    """An invoice number already in the pool under another seller is never taken over or overwritten."""
+    sellers = {header[0]: header[1] for header, _ in chunk}
+    clash = db.session.execute(select(Invoice.key, Invoice.tax_id).where(Invoice.key.in_(list(sellers)))).all()
+    for key, tax_id in clash:
+        if tax_id != sellers[key]:
+            raise SourceRejected(f"发票 {key} 已作为销方 {tax_id} 的发票存在于发票池，与本次数据的销方 {sellers[key]} 不一致，本月未导入")
+
+
 def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | None,
                 error_goods: frozenset[str]) -> tuple[int, int]:
     """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
@@ -73,6 +82,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
     dropped = 0
     for start in range(0, len(staged), CHUNK):
         chunk = staged[start:start + CHUNK]
+        _refuse_other_companies(chunk)
         headers, lines = [], []
         for header, header_lines in chunk:
             headers.append((*header, source, batch_id, now))
@@ -141,7 +151,8 @@ def find_invoice(ref: str, tax_ids: list[str] | None = None) -> Invoice | None:
 def red_invoices_of(blue: Invoice) -> list[Invoice]:
     """The red invoices in the pool that flush this blue one."""
     refs = [blue.key] + ([f"{blue.code}-{blue.number}"] if blue.code and blue.number else [])
-    return list(db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs)).order_by(Invoice.issued_at)))
+    return list(db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs), Invoice.tax_id == blue.tax_id)
+                                   .order_by(Invoice.issued_at)))
 
 
 def blue_facts(invoice: Invoice, reds: list[Invoice]):

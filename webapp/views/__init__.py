@@ -18,7 +18,7 @@ def merge_query(args: dict, **changes) -> str:
     """The current query string with some parameters changed (pagination keeps the filters)."""
     from urllib.parse import urlencode
 
-    merged = {k: v for k, v in {**args, **changes}.items() if k not in ("csrf_token", "batch_no") and v not in ("", None)}
+    merged = {k: v for k, v in {**args, **changes}.items() if k != "csrf_token" and v not in ("", None)}
     return urlencode(merged)
 
 

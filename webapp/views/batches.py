@@ -70,6 +70,13 @@ def _build_form() -> ImportForm:
     return form
 
 
+def _is_month(text: str) -> bool:
+    try:
+        return datetime.strptime(text, "%Y-%m").strftime("%Y-%m") == text
+    except ValueError:
+        return False
+
+
 def _check_period(form: ImportForm, errors: dict) -> None:
     """开票日期: a year, or a month range, inside the last five years."""
     lowest, highest = _periods_allowed(now().date())
@@ -80,7 +87,7 @@ def _check_period(form: ImportForm, errors: dict) -> None:
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
         errors["period"] = "请选择起止月份"
-    elif not (len(start) == len(end) == 7 and start[4] == end[4] == "-"):
+    elif not (_is_month(start) and _is_month(end)):
         errors["period"] = "月份格式应为 YYYY-MM"
     elif start > end:
         errors["period"] = "起始月份不能晚于截止月份"
