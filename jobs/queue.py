@@ -4,12 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import current_app
+import logging
+
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+log = logging.getLogger(__name__)
 JOB_TIMEOUT = 30 * 60  # a month of a big company must finish well inside this
 FAILURE_TTL = 7 * 24 * 3600
 
@@ -41,8 +45,12 @@ def subtask_job_id(subtask) -> str:
 
 
 def _enqueue(func: str, arg: int, job_id: str) -> None:
-    get_queue().enqueue(func, arg, job_id=job_id, job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL,
-                        result_ttl=3600, description=job_id)
+    """Queue a job; if Redis is unreachable the row stays pending and the reconciler queues it later."""
+    try:
+        get_queue().enqueue(func, arg, job_id=job_id, job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL,
+                            result_ttl=3600, description=job_id)
+    except RedisError:
+        log.warning("Redis unavailable; %s will be queued by the reconciler", job_id, exc_info=True)
 
 
 def enqueue_parse(batch) -> None:
@@ -72,7 +80,7 @@ def stop_job(job_id: str | None) -> None:
     connection = redis_connection()
     try:
         job = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
+    except (NoSuchJobError, RedisError):  # no job, or no Redis: the database row decides anyway
         return
     status = job.get_status()
     try:
@@ -80,8 +88,8 @@ def stop_job(job_id: str | None) -> None:
             send_stop_job_command(connection, job_id)
         elif status in ("queued", "deferred", "scheduled"):
             job.cancel()
-    except InvalidJobOperation:
-        pass  # it finished meanwhile
+    except (InvalidJobOperation, RedisError):
+        pass  # it finished meanwhile, or Redis went away: a job that runs on cannot commit (see tasks)
 
 
 def workers_running() -> bool:

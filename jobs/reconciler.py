@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -17,7 +16,7 @@ from . import queue
 from .tasks import release_waiting
 
 log = logging.getLogger(__name__)
-INTERVAL = 15
+INTERVAL = 15  # seconds between the scheduler's cycles
 GRACE = timedelta(seconds=60)  # a job just enqueued or just started is left alone
 LOST = ("failed", "stopped", "canceled", "finished", None)
 
@@ -50,16 +49,3 @@ def reconcile(now: datetime | None = None) -> dict:
     for subtask in released:
         queue.enqueue_subtask(subtask)
     return {"requeued": requeued, "failed": failed, "released": len(released)}
-
-
-def run_forever() -> None:
-    """The scheduler process's loop."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    while True:
-        try:
-            result = reconcile()
-            if any(result.values()):
-                log.info("reconciled: %s", result)
-        except Exception:
-            log.exception("reconcile failed")
-        time.sleep(INTERVAL)

@@ -3,8 +3,8 @@
 One registered job per schedule (id sim_his_inv_data_import_task_SKDP_S-<id>), every hour: it
 calls run_due for its schedule, and the unique (schedule, period) row makes the 5th-of-month
 run happen exactly once, in the org's time zone, caught up if the server was down on the 5th.
-At start and on every cycle the registered jobs are reconciled with the database, missed runs
-are caught up, and lost or waiting subtasks are put back in the queue (jobs.reconciler).
+At start missed runs are caught up; on every cycle the registered jobs are reconciled with the
+database and lost or waiting subtasks are put back in the queue (jobs.reconciler).
 """
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ def run_schedule_job(schedule_id: int) -> list[dict]:
 
 
 def make_scheduler() -> Scheduler:
+    """An rq-scheduler client on our queue (the web and the CLI use it to register at once)."""
     return Scheduler(queue=queue.get_queue(), connection=queue.redis_connection(), interval=INTERVAL)
+
+
+def register_schedules() -> dict:
+    """Bring rq-scheduler's registered jobs in line with the database now (after a change)."""
+    return sync_registered_jobs(make_scheduler())
 
 
 def sync_registered_jobs(scheduler: Scheduler) -> dict:
@@ -48,15 +54,21 @@ def sync_registered_jobs(scheduler: Scheduler) -> dict:
     return {"added": len(wanted.keys() - present), "removed": len(present - wanted.keys())}
 
 
+def catch_up() -> None:
+    """At start: runs missed while the scheduler was down are started now (never doubled)."""
+    started = autoupdate.run_due(now())
+    if started:
+        log.info("auto-update runs caught up: %s", [autoupdate.run_json(r) for r in started])
+    db.session.remove()
+
+
 class ReconcilingScheduler(Scheduler):
-    """rq-scheduler whose every cycle also reconciles schedules, catch-ups and the queue."""
+    """rq-scheduler whose every cycle first re-syncs the registered jobs with the database (schedules
+    added, changed or deleted elsewhere) and puts lost or waiting subtasks back in the queue."""
 
     def enqueue_jobs(self):
         try:
             sync_registered_jobs(self)
-            started = autoupdate.run_due(now())
-            if started:
-                log.info("auto-update runs started: %s", [autoupdate.run_json(r) for r in started])
             result = reconciler.reconcile()
             if any(result.values()):
                 log.info("reconciled: %s", result)
@@ -70,4 +82,5 @@ class ReconcilingScheduler(Scheduler):
 def run_forever() -> None:
     """`flask scheduler`: the process `make run` starts next to the web server and the worker."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    catch_up()
     ReconcilingScheduler(queue=queue.get_queue(), connection=queue.redis_connection(), interval=INTERVAL).run()

@@ -65,6 +65,13 @@ def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> dict[str,
     return serials
 
 
+def forget_serials(subtask: Subtask) -> None:
+    """The bureau no longer knows these serials: the next run applies again (within the quota)."""
+    with write_transaction():
+        db.session.execute(update(QuotaUse).where(QuotaUse.subtask_id == subtask.id, QuotaUse.fetched.is_(False))
+                           .values(serial=None, subtask_id=None))
+
+
 def mark_fetched(subtask: Subtask) -> None:
     """The subtask's applications are in the pool: part of the transaction that writes them."""
     db.session.execute(update(QuotaUse).where(QuotaUse.subtask_id == subtask.id, QuotaUse.serial.is_not(None))

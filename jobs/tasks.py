@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select, update
 
 from channels import etax_file
-from channels.http import Pending
+from channels.http import ChannelRejected, Pending
 from channels.records import SourceRejected, TransientError
 from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
@@ -30,6 +30,7 @@ from . import queue, sources
 log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
 PENDING_RETRY = timedelta(minutes=10)
+EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 
 
 class Wait(Exception):
@@ -115,7 +116,13 @@ def _download(subtask: Subtask) -> Finish:
     try:
         records = sources.download(batch, subtask, serials)
     except Pending:
-        raise Wait(now() + PENDING_RETRY, "乐企正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
+        channel = "乐企" if batch.channel == "leqi" else "RPA"
+        raise Wait(now() + PENDING_RETRY, f"{channel}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
+    except ChannelRejected as exc:
+        if exc.code == EXPIRED_SERIAL:
+            sources.forget_serials(subtask)
+            raise SourceRejected("乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请") from exc
+        raise
     save = _saver(subtask, stage(records))
 
     def finish():

@@ -123,6 +123,10 @@ def _companies_by_channel(org_id: int) -> dict[str, list[Company]]:
     return groups
 
 
+class _NothingToRun(Exception):
+    """No company of the org has a usable channel: nothing to record."""
+
+
 def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> ScheduleRun | None:
     """Record the run and create its batches in one transaction; None when the period already ran.
 
@@ -145,11 +149,15 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> S
                                                         creator_name=f"自动更新计划 #{schedule.id}")
                     batches += made
                     subtasks += queued
+            if not batches:
+                raise _NothingToRun()
             run.batch_nos = ",".join(b.batch_no for b in batches)
-            run.message = None if batches else "本组织没有配置乐企或电子税局账号的企业，未创建任务"
     except IntegrityError:
         db.session.rollback()
         return None
+    except _NothingToRun:  # rolled back: the month stays due until a company gets a channel
+        return ScheduleRun(schedule_id=schedule.id, period=period, trigger=trigger, started_at=stored(now),
+                           batch_nos="", message="本组织没有配置乐企或电子税局账号的企业，未创建任务，配置后将自动执行")
     for subtask in subtasks:
         queue.enqueue_subtask(subtask)
     return run
@@ -165,7 +173,8 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
         done = {r.period for r in schedule.runs}
         due = due_periods(schedule, now)
         for period in due:
-            if period not in done and (run := start_run(schedule, period, "due" if period == due[-1] else "catch_up", now)):
+            run = None if period in done else start_run(schedule, period, "due" if period == due[-1] else "catch_up", now)
+            if run and run.batch_nos:
                 started.append(run)
     return started
 

@@ -279,15 +279,10 @@ def autoupdate_create(username, invoices, usage):
         schedule = autoupdate.create_schedule(user, invoices=invoices or not usage, usage=usage, now=now())
     except ValueError as exc:
         _fail(str(exc))
-    _register(schedule)
+    from jobs.scheduler import register_schedules
+
+    register_schedules()
     _print(autoupdate.schedule_json(schedule, now()))
-
-
-def _register(schedule) -> None:
-    """Tell rq-scheduler at once (the scheduler process would also find it on its next cycle)."""
-    from jobs.scheduler import make_scheduler, sync_registered_jobs
-
-    sync_registered_jobs(make_scheduler())
 
 
 @autoupdate_group.command("list")

@@ -138,7 +138,7 @@ def product_commands(host: str, port: int) -> dict[str, list[str]]:
     """The product's processes, run with this interpreter (the project's virtualenv)."""
     python = sys.executable
     return {
-        "web": [python, "-m", "gunicorn", "--workers", "2", "--threads", "4",
+        "web": [python, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--timeout", "600",
                 "--bind", f"{host}:{port}", "wsgi:app"],
         "worker": [python, "-m", "flask", "--app", "wsgi", "worker"],
         "scheduler": [python, "-m", "flask", "--app", "wsgi", "scheduler"],

@@ -4,6 +4,14 @@ from __future__ import annotations
 from flask import request
 
 
+ERRORS = {
+    400: "请求无效（表单可能已过期），请刷新页面后重试",
+    403: "您没有权限访问此页面",
+    404: "页面或数据不存在，或您没有查看它的权限",
+    500: "服务器内部错误，请稍后重试；若反复出现请联系管理员",
+}
+
+
 def wants_partial(target_id: str) -> bool:
     """Whether htmx asked to refresh just the element `target_id` (else the full page is due).
 
@@ -35,6 +43,20 @@ def init_app(app) -> None:
     app.jinja_env.filters["merge_query"] = merge_query
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
                                  CHANNELS=CHANNELS)
+
+    @app.errorhandler(400)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(500)
+    def error_page(error):
+        """Errors in the user's language; a partial for htmx, a page otherwise."""
+        from flask import render_template
+
+        code = getattr(error, "code", 500)
+        text = ERRORS.get(code, ERRORS[500])
+        if request.headers.get("HX-Request") == "true":
+            return f'<p class="error" role="alert">{text}</p>', code
+        return render_template("error.html", code=code, text=text), code
 
     @app.errorhandler(413)
     def too_large(_error):

@@ -4,19 +4,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
+from jobs.scheduler import register_schedules
 from webapp import autoupdate
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.transactions import write_transaction
 
 bp = Blueprint("automation", __name__, url_prefix="/automation")
-
-
-def _register() -> None:
-    """Bring rq-scheduler's registered jobs in line with the database now."""
-    from jobs.scheduler import make_scheduler, sync_registered_jobs
-
-    sync_registered_jobs(make_scheduler())
 
 
 def _rows() -> list[dict]:
@@ -43,7 +37,7 @@ def new():
                                               usage=bool(request.form.get("usage")), now=now())
     except ValueError as exc:
         return render_template("automation/_dialog.html", error=str(exc))
-    _register()
+    register_schedules()
     return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))
 
 
@@ -68,9 +62,13 @@ def act(schedule_id: int, action: str):
         message = f"已删除计划 #{schedule_id}（已创建的导入批次保留）"
     elif action == "run":
         run = autoupdate.run_now(schedule, now())
-        message = (f"已执行计划 #{schedule_id}：{run.period}，创建 {len([n for n in run.batch_nos.split(',') if n])} 个导入批次"
-                   + (f"（{run.message}）" if run.message else "")) if run else "上月数据本计划已执行过，不会重复执行"
+        if run is None:
+            message = "上月数据本计划已执行过，不会重复执行"
+        elif run.message:
+            message = f"计划 #{schedule_id}：{run.message}"
+        else:
+            message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos.split(','))} 个导入批次"
     else:
         abort(404)
-    _register()
+    register_schedules()
     return _page(message)
