@@ -189,3 +189,10 @@ def test_dialog_tells_which_chosen_months_are_out_of_quota(client, runner, sandb
     _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
     note = client.post("/batches/import", data=form).text
     assert "乐企额度不足" in note and f"{MONTH} 数电票（增值税专用发票）（今日剩 0 次，本月剩 2/3 次）" in note
+
+
+def test_cli_download_keeps_to_the_last_five_years(runner, sandbox):
+    result, _ = _download(runner, "--channel", "rpa", "--from", "2024-05", "--to", "2024-07", expect_ok=False)
+    assert result.exit_code != 0 and "近五年" in result.stderr  # July 2024 is after the clock's June 2024
+    result, _ = _download(runner, "--channel", "rpa", "--from", "2019-12", "--to", "2020-01", expect_ok=False)
+    assert result.exit_code != 0 and "2020-01 至 2024-06" in result.stderr

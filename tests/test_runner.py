@@ -173,6 +173,6 @@ def test_children_die_with_a_killed_runner(ports, tmp_path):
 
 def test_product_commands_use_this_interpreter():
     commands = runner.product_commands("0.0.0.0", 8000)
-    assert commands["web"] == [PY, "-m", "gunicorn", "--workers", "2", "--threads", "4",
+    assert commands["web"] == [PY, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--timeout", "600",
                                "--bind", "0.0.0.0:8000", "wsgi:app"]
     assert commands["worker"][-1] == "worker" and commands["scheduler"][-1] == "scheduler"

@@ -97,6 +97,14 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
     return batch
 
 
+PERIOD_YEARS = 5  # 开票日期: the last five years
+
+
+def period_limits(today) -> tuple[str, str]:
+    """开票日期 may go back five years: January of (year − 4) up to the current month."""
+    return f"{today.year - PERIOD_YEARS + 1}-01", today.strftime("%Y-%m")
+
+
 def months_between(first: str, last: str) -> list[str]:
     """Every 'YYYY-MM' from first to last inclusive (按月拆分)."""
     year, month = map(int, first.split("-"))

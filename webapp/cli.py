@@ -17,7 +17,8 @@ from channels.records import SourceRejected
 from . import accounts
 from channels.invoice_types import DOWNLOAD_KINDS
 
-from .batches import FINISHED_BATCH, batch_json, create_download_batches, create_file_batch, months_between
+from .batches import (FINISHED_BATCH, batch_json, create_download_batches, create_file_batch, months_between,
+                      period_limits)
 from .extensions import db
 from .models import Batch, User
 from .permissions import company_for
@@ -177,8 +178,13 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
     user = _user(username)
     companies = [_company(user, tax_id) for tax_id in tax_ids]
     first, last = _month(first), _month(last)
+    from .clock import now
+
+    lowest, highest = period_limits(now().date())
     if first > last:
         _fail("起始月份不能晚于截止月份")
+    if first < lowest or last > highest:
+        _fail(f"开票日期只能选择近五年：{lowest} 至 {highest}")
     batches = []
     try:
         for data_type in (("invoices", "usage") if data == "both" else (data,)):

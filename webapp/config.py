@@ -33,8 +33,17 @@ def _secret_key(folder: Path) -> str:
     raise RuntimeError(f"{key_file} is empty: delete it and start again")
 
 
+def use_local_time_zone() -> str:
+    """Run every process on Chinese time (TZ, default Asia/Shanghai) whatever the host's clock says:
+    a 乐企 quota day, a 开票日期 and the 5th of the month are all Beijing dates."""
+    os.environ.setdefault("TZ", "Asia/Shanghai")
+    time.tzset()
+    return os.environ["TZ"]
+
+
 def load_config() -> dict:
     """The settings a production process starts with."""
+    use_local_time_zone()
     folder = data_dir()
     return {
         "DATA_DIR": str(folder),

@@ -18,8 +18,8 @@ from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import quota
 from webapp.clock import now
-from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, create_download_batches, create_file_batch,
-                            missing_prerequisites, months_between, retry, terminate)
+from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, create_download_batches,
+                            create_file_batch, missing_prerequisites, months_between, period_limits, retry, terminate)
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -27,7 +27,6 @@ from webapp.permissions import batch_for, permitted_companies, permitted_company
 from . import wants_partial
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
-FIVE_YEARS = 5
 
 
 class MultiCheckbox(SelectMultipleField):
@@ -56,17 +55,12 @@ class ImportForm(FlaskForm):
     file = FileField("文件")
 
 
-def _periods_allowed(today: date) -> tuple[str, str]:
-    """开票日期 may go back five years: January of (year − 4) up to the current month."""
-    return f"{today.year - FIVE_YEARS + 1}-01", today.strftime("%Y-%m")
-
-
 def _build_form() -> ImportForm:
     """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap)."""
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
     this_year = now().year
-    form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - FIVE_YEARS, -1)]
+    form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - PERIOD_YEARS, -1)]
     return form
 
 
@@ -79,7 +73,7 @@ def _is_month(text: str) -> bool:
 
 def _check_period(form: ImportForm, errors: dict) -> None:
     """开票日期: a year, or a month range, inside the last five years."""
-    lowest, highest = _periods_allowed(now().date())
+    lowest, highest = period_limits(now().date())
     if form.period_unit.data == "year":
         if form.year.data not in {value for value, _ in form.year.choices}:
             errors["period"] = "请选择近五年内的年度"
