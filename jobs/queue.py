@@ -32,6 +32,7 @@ def redis_connection() -> Redis:
 
 
 def get_queue() -> Queue:
+    """The product's one queue, on this process's Redis connection."""
     return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection())
 
 

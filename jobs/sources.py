@@ -37,6 +37,7 @@ def month_range(batch: Batch, period: str) -> tuple[date, date]:
 
 
 def type_codes(batch: Batch) -> list[str]:
+    """The fplx codes a download batch asks for (empty: every kind)."""
     return [code for code in (batch.type_codes or "").split(",") if code]
 
 
@@ -107,6 +108,7 @@ def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
 
 
 def query_usage(batch: Batch, queries: list[UsageQuery]) -> list[UsageStatus]:
+    """Ask the batch's channel for these invoices' usage status (no request when there are none)."""
     if not queries:
         return []
     leqi, rpa = _clients()

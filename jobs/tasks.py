@@ -83,6 +83,7 @@ def parse_upload(batch_id: int) -> None:
         batch = db.session.get(Batch, batch_id)
         subtasks = add_subtasks(batch, {p: len(r) for p, r in parsed.invoices_by_month.items()})
         refresh_batch(batch_id)
+    upload_path(batch).unlink(missing_ok=True)  # the staged months now hold everything the batch needs
     for subtask in subtasks:
         queue.enqueue_subtask(subtask)
 
@@ -146,6 +147,7 @@ def _usage(subtask: Subtask) -> Finish:
 
 
 def _prepare(subtask: Subtask) -> Finish:
+    """What the subtask does, by source and data type; network work happens here, outside any transaction."""
     if subtask.batch.method == "file":
         return _staged_file(subtask)
     return _usage(subtask) if subtask.batch.data_type == "usage" else _download(subtask)

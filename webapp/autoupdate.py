@@ -26,6 +26,7 @@ CATCH_UP_MONTHS = 12
 
 
 def job_id(schedule: Schedule) -> str:
+    """The rq-scheduler job id: the manual's task code plus the schedule, so jobs map to rows."""
     return f"{TASK_CODE}-{schedule.id}"
 
 
@@ -39,6 +40,7 @@ def what(schedule: Schedule) -> str:
 
 
 def zone(schedule: Schedule) -> ZoneInfo:
+    """The org's time zone: the 5th of the month is the org's 5th."""
     return ZoneInfo(schedule.org.timezone or "Asia/Shanghai")
 
 
@@ -186,12 +188,14 @@ def run_now(schedule: Schedule, now: datetime) -> ScheduleRun | None:
 
 
 def run_json(run: ScheduleRun) -> dict:
+    """A run as the CLI and the automation page show it."""
     return {"schedule_id": run.schedule_id, "period": run.period, "trigger": run.trigger,
             "started_at": run.started_at.isoformat(sep=" ", timespec="seconds"),
             "batches": [n for n in run.batch_nos.split(",") if n], "message": run.message}
 
 
 def schedule_json(schedule: Schedule, now: datetime) -> dict:
+    """A schedule with what it covers, its next run and last runs, for the CLI and the page."""
     upcoming = next_run(schedule, now)
     return {"id": schedule.id, "job_id": job_id(schedule), "description": job_description(schedule),
             "what": what(schedule), "invoices": schedule.invoices, "usage": schedule.usage,

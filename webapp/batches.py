@@ -24,6 +24,7 @@ SUBTASK_STATUS = {
     "failed": "执行失败", "terminated": "已终止",
 }
 METHODS = {"file": "导入电子税局文件", "download": "税局下载"}
+SOURCES = {"file": "导入电子税局文件", "leqi": "乐企", "rpa": "RPA"}  # Invoice.source: where the pool's copy came from
 CHANNELS = {"leqi": "乐企", "rpa": "RPA"}
 DATA_TYPES = {"invoices": "发票数据", "usage": "发票用途状态"}
 ACTIVE_SUBTASK = ("pending", "waiting", "running")
@@ -72,6 +73,7 @@ def refresh_batch(batch_id: int) -> Batch:
 
 
 def upload_path(batch: Batch) -> Path:
+    """Where a file import keeps its upload, so a failed parse can be retried."""
     return Path(current_app.config["UPLOAD_DIR"]) / f"{batch.batch_no}.xlsx"
 
 
@@ -237,6 +239,10 @@ def terminate(batches: list[Batch]) -> dict:
             batches_hit += hit
     for job_id in job_ids:
         queue.stop_job(job_id)
+    for batch in batches:
+        if batch.status == "terminated" and batch.method == "file":  # never run again: free the disk
+            shutil.rmtree(staging_dir(batch), ignore_errors=True)
+            upload_path(batch).unlink(missing_ok=True)
     return {"batches": batches_hit, "subtasks": stopped}
 
 

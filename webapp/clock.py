@@ -7,4 +7,6 @@ from flask import current_app
 
 
 def now() -> datetime:
+    """Naive local (Beijing, see config.use_local_time_zone) time like every stored timestamp;
+    tests of date rules set CLOCK_NOW instead of waiting for days to pass."""
     return current_app.config.get("CLOCK_NOW") or datetime.now()

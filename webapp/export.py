@@ -26,6 +26,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 
+from .batches import SOURCES as SOURCE_LABELS  # Invoice.source labels
 from .usage import usage_labels
 
 SHEET_NAME = "发票基础信息"
@@ -38,7 +39,6 @@ ETAX_HEADERS = (  # the e-tax export's 发票基础信息 headers, in its order 
 EXTRA_HEADERS = ("增值税用途状态", "消费税用途状态", "入账状态", "用途状态更新时间", "数据来源", "同步时间")
 INVOICE_HEADERS: tuple[str, ...] = ETAX_HEADERS + EXTRA_HEADERS
 
-SOURCE_LABELS = {"file": "导入电子税局文件", "leqi": "乐企", "rpa": "RPA"}  # Invoice.source
 NO_DIGITAL_NUMBER = "--"  # what the e-tax export writes as a legacy invoice's 数电发票号码
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 CENT = Decimal("0.01")

@@ -19,7 +19,7 @@ def permitted_companies(user: User) -> list[Company]:
 
 
 def company_for(user: User, tax_id: str) -> Company:
-    """The company with this tax ID if the user is granted it; 403 otherwise (404 would leak less, 403 is clearer)."""
+    """The company with this tax ID if the user is granted it; PermissionError (a Chinese reason) otherwise."""
     company = db.session.scalar(select(Company).where(Company.tax_id == tax_id, Company.id.in_(permitted_company_ids(user))))
     if company is None:
         raise PermissionError(f"无权访问税号 {tax_id}，或该税号不存在")

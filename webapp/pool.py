@@ -167,6 +167,7 @@ def blue_facts(invoice: Invoice, reds: list[Invoice]):
 
 
 def invoice_lines(key: str) -> list[InvoiceLine]:
+    """An invoice's lines in their order (discount lines follow the line they discount)."""
     return list(db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_key == key).order_by(InvoiceLine.line_no)))
 
 

@@ -37,11 +37,13 @@ def validate_error_goods(value: str) -> list[str]:
 
 
 def get_setting(key: str, default: str) -> str:
+    """A setting's value, or its default until an admin changes it."""
     row = db.session.get(Setting, key)
     return row.value if row else default
 
 
 def set_setting(key: str, value: str) -> None:
+    """Store a setting inside the caller's transaction."""
     row = db.session.get(Setting, key)
     if row is None:
         db.session.add(Setting(key=key, value=value))

@@ -36,13 +36,13 @@ def init_app(app) -> None:
     for module in (batches, pool, automation, admin):
         app.register_blueprint(module.bp)
 
-    from webapp.batches import BATCH_STATUS, CHANNELS, METHODS, SUBTASK_STATUS
-    from webapp.usage import VAT_USAGE
+    from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, SOURCES, SUBTASK_STATUS
+    from webapp.usage import usage_labels
 
-    app.jinja_env.globals["usage_label"] = lambda invoice: VAT_USAGE.get(invoice.vat_usage, "未获取")
+    app.jinja_env.globals["usage_label"] = lambda invoice: usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
     app.jinja_env.filters["merge_query"] = merge_query
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
-                                 CHANNELS=CHANNELS)
+                                 CHANNELS=CHANNELS, SOURCES=SOURCES, DATA_TYPES=DATA_TYPES)
 
     @app.errorhandler(400)
     @app.errorhandler(403)

@@ -48,6 +48,7 @@ class SettingsForm(FlaskForm):
 
 
 def _org_companies() -> list[Company]:
+    """The companies an admin manages: their own org's only."""
     return list(db.session.scalars(select(Company).where(Company.org_id == current_user.org_id).order_by(Company.tax_id)))
 
 

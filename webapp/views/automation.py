@@ -14,10 +14,12 @@ bp = Blueprint("automation", __name__, url_prefix="/automation")
 
 
 def _rows() -> list[dict]:
+    """The user's org's schedules, never another org's."""
     return [autoupdate.schedule_json(s, now()) for s in autoupdate.org_schedules(current_user.org_id)]
 
 
 def _page(message: str | None = None):
+    """The schedules table with what an action did, for htmx to swap in."""
     return render_template("automation/_schedules.html", rows=_rows(), message=message)
 
 
@@ -42,6 +44,7 @@ def new():
 
 
 def _schedule(schedule_id: int):
+    """A schedule of the user's org, or 404 so other orgs' schedules stay invisible."""
     schedule = autoupdate.schedule_of_org(current_user.org_id, schedule_id)
     if schedule is None:
         abort(404)

@@ -248,6 +248,7 @@ def _table_context(message: str | None = None) -> dict:
 
 
 def _render_table(message: str | None = None):
+    """The batch table partial, with what 终止/重试 did."""
     return render_template("batches/_table.html", **_table_context(message))
 
 
@@ -276,6 +277,7 @@ def detail(batch_no):
 
 
 def _selected_batches() -> list[Batch]:
+    """The ticked batches, each checked against the user's companies (404 otherwise)."""
     numbers = request.form.getlist("batch_no")
     if not numbers:
         abort(400)
