@@ -41,7 +41,7 @@ def save_company(tax_id: str, name: str, org: Org, **fields) -> Company:
         company = Company(tax_id=tax_id, org_id=org.id)
         db.session.add(company)
     elif company.org_id != org.id:
-        raise ValueError(f"税号 {tax_id} 已属于其他组织")
+        raise ValueError(f"税号 {tax_id} 不能在本组织使用，请确认税号是否正确")
     company.name = name.strip()
     for field, value in fields.items():
         setattr(company, field, value)
