@@ -34,9 +34,9 @@ class RpaClient(ApiClient):
                          transport=transport, attempts=attempts, backoff=backoff, sleep=sleep)
         self.poll_attempts = poll_attempts or attempts
 
-    def download(self, tax_id: str, account: str | None, start: date, end: date,
-                 type_codes: list[str]) -> Iterator[InvoiceRecord]:
-        """Submit the task now (a wrong account raises here), then wait and page lazily."""
+    def submit(self, tax_id: str, account: str | None, start: date, end: date, type_codes: list[str]) -> str:
+        """Start a robot download task (a wrong account raises here); returns its task id, which the
+        caller keeps so a long-running task is polled again later instead of submitted again."""
         account = _require_account(account)
         type_codes = [type_codes] if isinstance(type_codes, str) else list(type_codes)
         body = {"kind": "invoices", "nsrsbh": tax_id, "dlzh": account, "kprqq": wire_date(start),
@@ -45,7 +45,16 @@ class RpaClient(ApiClient):
         task_id = data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
             raise ChannelRejected(f"{self.label}：任务提交成功但未返回任务编号")
+        return task_id
+
+    def fetch(self, task_id: str, tax_id: str) -> Iterator[InvoiceRecord]:
+        """A task's invoices once it is done; Pending while the robot still works on it."""
         return self._results(task_id, tax_id)
+
+    def download(self, tax_id: str, account: str | None, start: date, end: date,
+                 type_codes: list[str]) -> Iterator[InvoiceRecord]:
+        """Submit the task now, then wait and page lazily."""
+        return self.fetch(self.submit(tax_id, account, start, end, type_codes), tax_id)
 
     def _results(self, task_id: str, tax_id: str) -> Iterator[InvoiceRecord]:
         """Every page of a task once it is done, each page requested when the last is consumed."""

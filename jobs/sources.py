@@ -74,18 +74,37 @@ def forget_serials(subtask: Subtask) -> None:
 
 
 def mark_fetched(subtask: Subtask) -> None:
-    """The subtask's applications are in the pool: part of the transaction that writes them."""
+    """The month's results are in the pool: part of the transaction that writes them."""
     db.session.execute(update(QuotaUse).where(QuotaUse.subtask_id == subtask.id, QuotaUse.serial.is_not(None))
                        .values(fetched=True))
+    db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=None))
+
+
+def rpa_task(batch: Batch, subtask: Subtask) -> str:
+    """The robot task of this month: the one still running from an earlier run, else a new one
+    (committed at once, so a task that takes longer than one run is polled, not submitted again)."""
+    if subtask.channel_ref:
+        return subtask.channel_ref
+    _, rpa = _clients()
+    start, end = month_range(batch, subtask.period)
+    task_id = rpa.submit(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch))
+    with write_transaction():
+        db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=task_id))
+    return task_id
+
+
+def forget_rpa_task(subtask: Subtask) -> None:
+    """The task failed or is gone: the next run submits a new one."""
+    with write_transaction():
+        db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=None))
 
 
 def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[InvoiceRecord]:
-    """Every invoice of the month and the batch's types: 乐企 by the given serials, or RPA."""
+    """Every invoice of the month and the batch's types: 乐企 by the given serials, or the RPA task."""
     leqi, rpa = _clients()
     if batch.channel == "leqi":
         return [r for code, serial in serials.items() for r in leqi.fetch(serial, batch.tax_id)]
-    start, end = month_range(batch, subtask.period)
-    return list(rpa.download(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch)))
+    return list(rpa.fetch(rpa_task(batch, subtask), batch.tax_id))
 
 
 def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:

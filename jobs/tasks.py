@@ -120,7 +120,9 @@ def _download(subtask: Subtask) -> Finish:
         channel = "乐企" if batch.channel == "leqi" else "RPA"
         raise Wait(now() + PENDING_RETRY, f"{channel}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
     except ChannelRejected as exc:
-        if exc.code == EXPIRED_SERIAL:
+        if batch.channel == "rpa":
+            sources.forget_rpa_task(subtask)
+        elif exc.code == EXPIRED_SERIAL:
             sources.forget_serials(subtask)
             raise SourceRejected("乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请") from exc
         raise

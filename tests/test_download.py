@@ -196,3 +196,20 @@ def test_cli_download_keeps_to_the_last_five_years(runner, sandbox):
     assert result.exit_code != 0 and "近五年" in result.stderr  # July 2024 is after the clock's June 2024
     result, _ = _download(runner, "--channel", "rpa", "--from", "2019-12", "--to", "2020-01", expect_ok=False)
     assert result.exit_code != 0 and "2020-01 至 2024-06" in result.stderr
+
+
+def test_a_long_rpa_task_is_polled_later_not_submitted_again(app, runner, sandbox, work):
+    sandbox.control(processing_polls=8)  # more polls than one run makes
+    _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81")
+    [subtask] = batch["subtasks"]
+    assert subtask["status"] == "waiting" and "RPA正在准备下载数据" in subtask["error"]
+    from jobs.reconciler import reconcile
+
+    later = datetime(2024, 6, 10, 9, 50)
+    app.config["CLOCK_NOW"] = later
+    with app.app_context():
+        assert reconcile(later)["released"] == 1
+    work()
+    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    assert shown["status"] == "succeeded" and shown["success"] == _expected("81")
+    assert sandbox.sent("tasks", channel="rpa") == 1

@@ -122,6 +122,7 @@ class Subtask(db.Model):
     job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime)  # a waiting subtask runs from then
+    channel_ref: Mapped[str | None] = mapped_column(String(64))  # an RPA task in progress, polled again later
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch] = relationship(back_populates="subtasks")
