@@ -140,3 +140,13 @@ def test_dialog_creates_the_orgs_schedule(client, app):
     created = client.post("/automation/new", data={"invoices": "1"}).text
     assert "已创建自动更新计划" in created
     assert "发票明细信息更新" in client.get("/automation").text
+
+
+def test_months_a_schedule_was_switched_off_are_not_caught_up(app, client, runner, schedule):
+    login(client)
+    app.config["CLOCK_NOW"] = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
+    client.post(f"/automation/{schedule['id']}/disable")
+    app.config["CLOCK_NOW"] = datetime(2027, 3, 10, 9, 0, tzinfo=SHANGHAI)
+    client.post(f"/automation/{schedule['id']}/enable")
+    assert _run_due(runner, "2027-03-10T10:00") == []  # Dec, Jan, Feb runs were skipped on purpose
+    assert [r["period"] for r in _run_due(runner, "2027-04-05T00:10")] == ["2027-03"]

@@ -67,9 +67,10 @@ def _period_before(year: int, month: int) -> str:
 
 
 def due_periods(schedule: Schedule, now: datetime) -> list[str]:
-    """The periods whose run day (the 5th, 00:00 local) has come since the schedule was created."""
+    """The periods whose run day (the 5th, 00:00 local) has come since the schedule was created or
+    last enabled (months it was switched off are not downloaded behind the user's back)."""
     tz = zone(schedule)
-    created, current = local(schedule.created_at, tz), local(now, tz)
+    created, current = local(max(schedule.created_at, schedule.active_since or schedule.created_at), tz), local(now, tz)
     year, month = created.year, created.month
     if created >= _run_moment(year, month, tz):
         year, month = _month_after(year, month)
@@ -99,12 +100,21 @@ def create_schedule(user: User, *, invoices: bool, usage: bool, now: datetime) -
     with write_transaction():
         existing = db.session.scalar(select(Schedule).filter_by(org_id=user.org_id, invoices=invoices, usage=usage))
         if existing:
-            existing.enabled = True
+            if not existing.enabled:
+                existing.enabled, existing.active_since = True, stored(now)
             return existing
         schedule = Schedule(org_id=user.org_id, created_by_id=user.id, invoices=invoices, usage=usage, enabled=True,
-                            created_at=stored(now))
+                            created_at=stored(now), active_since=stored(now))
         db.session.add(schedule)
     return schedule
+
+
+def set_enabled(schedule: Schedule, enabled: bool, now: datetime) -> None:
+    """启用 / 停用; enabling starts counting due months afresh."""
+    with write_transaction():
+        if enabled and not schedule.enabled:
+            schedule.active_since = stored(now)
+        schedule.enabled = enabled
 
 
 def org_schedules(org_id: int) -> list[Schedule]:

@@ -145,6 +145,7 @@ class Schedule(db.Model):
     usage: Mapped[bool] = mapped_column(Boolean, default=False)  # 发票用途状态更新
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    active_since: Mapped[datetime | None] = mapped_column(DateTime)  # last (re-)enabled: months before are not caught up
     org: Mapped[Org] = relationship()
     created_by: Mapped[User] = relationship()
     runs: Mapped[list[ScheduleRun]] = relationship(back_populates="schedule", order_by="ScheduleRun.period.desc()",

@@ -56,8 +56,7 @@ def act(schedule_id: int, action: str):
     """启用 / 停用 / 删除 / 立即执行 one schedule of the user's org."""
     schedule = _schedule(schedule_id)
     if action in ("enable", "disable"):
-        with write_transaction():
-            schedule.enabled = action == "enable"
+        autoupdate.set_enabled(schedule, action == "enable", now())
         message = f"已{'启用' if action == 'enable' else '停用'}计划 #{schedule_id}"
     elif action == "delete":
         with write_transaction():
