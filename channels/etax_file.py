@@ -277,6 +277,15 @@ def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
     return itemgetter(*indexes), len(row)
 
 
+def _cells(get, row: list, width: int) -> tuple:
+    """The wanted columns of a row; a row shorter than the header (trailing empties) is padded."""
+    row.append("")
+    try:
+        return get(row)
+    except IndexError:
+        return get(_pad(row, width))
+
+
 def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
                    expected: str) -> tuple[dict[str, InvoiceRecord], dict[str, int]]:
     """Read 发票基础信息: one invoice per row, skipping the 合计行 totals row and blank rows."""
@@ -286,11 +295,7 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
     rows_by_key: dict[str, int] = {}
     kinds: dict[str, tuple[str, str | None]] = {}
     for row_number, row in rows:
-        row.append("")
-        try:
-            cells = get(row)
-        except IndexError:
-            cells = get(_pad(row, width))
+        cells = _cells(get, row, width)
         seq, code, number, digital = cells[0], cells[1], cells[2], cells[3]
         if seq == TOTALS_MARK or (code in _NULLS and number in _NULLS and digital in _NULLS):
             continue
@@ -345,11 +350,7 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
     lines: list[LineRecord] = []
     count = 0
     for row_number, row in rows:
-        row.append("")
-        try:
-            cells = get(row)
-        except IndexError:
-            cells = get(_pad(row, width))
+        cells = _cells(get, row, width)
         code, number, digital, seller = cells[0], cells[1], cells[2], cells[3]
         same_invoice = code == prev_code and number == prev_number and digital == prev_digital
         if not same_invoice:

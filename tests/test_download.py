@@ -36,6 +36,18 @@ def _download(runner, *args, expect_ok=True):
     return result, (json.loads(result.stdout) if result.stdout.strip().startswith("[") else None)
 
 
+def _release_and_run(app, runner, work, batch) -> dict:
+    """Twenty minutes later the scheduler releases the waiting subtask and a worker runs it."""
+    from jobs.reconciler import reconcile
+
+    later = datetime(2024, 6, 10, 9, 50)
+    app.config["CLOCK_NOW"] = later
+    with app.app_context():
+        assert reconcile(later)["released"] == 1
+    work()
+    return json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+
+
 def _stats(runner):
     return json.loads(runner.invoke(args=["pool", "stats", "--tax-id", DEMO_TAX_ID]).stdout)
 
@@ -152,14 +164,7 @@ def test_a_pending_application_is_fetched_later_without_a_new_one(app, runner, s
     _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
     [subtask] = batch["subtasks"]
     assert subtask["status"] == "waiting" and "不占用下载次数" in subtask["error"]
-    from jobs.reconciler import reconcile
-
-    later = datetime(2024, 6, 10, 9, 50)
-    app.config["CLOCK_NOW"] = later
-    with app.app_context():
-        assert reconcile(later)["released"] == 1
-    work()
-    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    shown = _release_and_run(app, runner, work, batch)
     assert shown["status"] == "succeeded" and shown["success"] == _expected("81")
     assert sandbox.sent("PLFPXZSQ") == 1
 
@@ -203,13 +208,6 @@ def test_a_long_rpa_task_is_polled_later_not_submitted_again(app, runner, sandbo
     _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81")
     [subtask] = batch["subtasks"]
     assert subtask["status"] == "waiting" and "RPA正在准备下载数据" in subtask["error"]
-    from jobs.reconciler import reconcile
-
-    later = datetime(2024, 6, 10, 9, 50)
-    app.config["CLOCK_NOW"] = later
-    with app.app_context():
-        assert reconcile(later)["released"] == 1
-    work()
-    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    shown = _release_and_run(app, runner, work, batch)
     assert shown["status"] == "succeeded" and shown["success"] == _expected("81")
     assert sandbox.sent("tasks", channel="rpa") == 1
