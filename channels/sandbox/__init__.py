@@ -537,17 +537,23 @@ def get_settings():
     return jsonify({"settings": _state().settings(), "today": _state().today().isoformat()})
 
 
-@control.post("/control")
-def set_settings():
-    """Set latency_ms, fail_rate, fail_services, processing_polls, today (null clears one)."""
+def _apply_json(apply, answer):
+    """A control call: a JSON object body handed to `apply`; bad input is a 400 saying why."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _bad_request("body must be a JSON object")
     try:
-        settings = _state().update_settings(body)
+        result = apply(body)
     except (TypeError, ValueError) as bad:
         return _bad_request(str(bad))
-    return jsonify({"settings": settings, "today": _state().today().isoformat()})
+    return jsonify(answer(result))
+
+
+@control.post("/control")
+def set_settings():
+    """Set latency_ms, fail_rate, fail_services, processing_polls, today (null clears one)."""
+    return _apply_json(_state().update_settings,
+                       lambda settings: {"settings": settings, "today": _state().today().isoformat()})
 
 
 @control.get("/companies")
@@ -560,14 +566,7 @@ def list_companies():
 def save_company():
     """Register or update a company: tax_id, name, leqi_enabled, leqi_since, rpa_account,
     rpa_password, volume (profile name or {type: monthly count}), industry."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _bad_request("body must be a JSON object")
-    try:
-        company = _state().save_company(body)
-    except (TypeError, ValueError) as bad:
-        return _bad_request(str(bad))
-    return jsonify({"company": company})
+    return _apply_json(_state().save_company, lambda company: {"company": company})
 
 
 @control.post("/reset")
