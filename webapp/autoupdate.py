@@ -14,9 +14,11 @@ from sqlalchemy.exc import IntegrityError
 
 from channels.invoice_types import DOWNLOAD_KINDS
 
+from . import audit
 from .batches import add_download_batches, usable_channel
 from .extensions import db
 from .models import Company, Schedule, ScheduleRun, User
+from .permissions import permitted_company_ids
 from .transactions import write_transaction
 
 TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # the manual's 调度任务编码
@@ -126,10 +128,14 @@ def schedule_of_org(org_id: int, schedule_id: int) -> Schedule | None:
     return db.session.scalar(select(Schedule).filter_by(id=schedule_id, org_id=org_id))
 
 
-def _companies_by_channel(org_id: int) -> dict[str, list[Company]]:
-    """The org's companies with a usable channel: 乐企 where configured, else RPA."""
+def _companies_by_channel(org_id: int, users: tuple[User, ...] = ()) -> dict[str, list[Company]]:
+    """The org's companies with a usable channel (乐企 where configured, else RPA), limited to those
+    every one of `users` is granted (a run acts as the schedule's creator, and as whoever runs it)."""
     groups: dict[str, list[Company]] = {}
-    for company in db.session.scalars(select(Company).filter_by(org_id=org_id).order_by(Company.tax_id)):
+    query = select(Company).filter_by(org_id=org_id).order_by(Company.tax_id)
+    for user in users:
+        query = query.where(Company.id.in_(permitted_company_ids(user)))
+    for company in db.session.scalars(query):
         if channel := usable_channel(company):
             groups.setdefault(channel, []).append(company)
     return groups
@@ -139,7 +145,7 @@ class _NothingToRun(Exception):
     """No company of the org has a usable channel: nothing to record."""
 
 
-def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> ScheduleRun | None:
+def start_run(schedule: Schedule, period: str, trigger: str, now: datetime, actor: User | None = None) -> ScheduleRun | None:
     """Record the run and create its batches in one transaction; None when the period already ran.
 
     Invoice batches come first; usage subtasks wait for the same month's invoices by themselves.
@@ -155,7 +161,7 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> S
             db.session.flush()
             batches = []
             for data_type in [t for t, flag in (("invoices", schedule.invoices), ("usage", schedule.usage)) if flag]:
-                for channel, companies in _companies_by_channel(schedule.org_id).items():
+                for channel, companies in _companies_by_channel(schedule.org_id, _acting(schedule, actor)).items():
                     made, queued = add_download_batches(schedule.created_by, companies, channel=channel, data_type=data_type,
                                                         months=[period], type_codes=list(DOWNLOAD_KINDS),
                                                         creator_name=f"自动更新计划 #{schedule.id}")
@@ -172,7 +178,14 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime) -> S
                            batch_nos="", message="本组织没有配置乐企或电子税局账号的企业，未创建任务，配置后将自动执行")
     for subtask in subtasks:
         queue.enqueue_subtask(subtask)
+    audit.record("schedule.run", f"计划 #{schedule.id}", actor=actor, org_id=schedule.org_id, period=period,
+                 trigger=trigger, creator=schedule.created_by.username, batches=run.batch_nos.split(","))
     return run
+
+
+def _acting(schedule: Schedule, actor: User | None) -> tuple[User, ...]:
+    """Whose grants limit a run: the creator's, and a manual runner's too."""
+    return (schedule.created_by,) + ((actor,) if actor else ())
 
 
 def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[ScheduleRun]:
@@ -191,10 +204,10 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
     return started
 
 
-def run_now(schedule: Schedule, now: datetime) -> ScheduleRun | None:
+def run_now(schedule: Schedule, now: datetime, actor: User | None = None) -> ScheduleRun | None:
     """运行一次: last month's run, now (None when it already ran: never doubled)."""
     current = local(now, zone(schedule))
-    return start_run(schedule, _period_before(current.year, current.month), "manual", now)
+    return start_run(schedule, _period_before(current.year, current.month), "manual", now, actor)
 
 
 def run_json(run: ScheduleRun) -> dict:
@@ -210,6 +223,7 @@ def schedule_json(schedule: Schedule, now: datetime) -> dict:
     return {"id": schedule.id, "job_id": job_id(schedule), "description": job_description(schedule),
             "what": what(schedule), "invoices": schedule.invoices, "usage": schedule.usage,
             "enabled": schedule.enabled, "creator": schedule.created_by.username,
-            "companies": {channel: [c.tax_id for c in cs] for channel, cs in _companies_by_channel(schedule.org_id).items()},
+            "companies": {channel: [c.tax_id for c in cs]
+                          for channel, cs in _companies_by_channel(schedule.org_id, (schedule.created_by,)).items()},
             "next_run": upcoming.isoformat(timespec="minutes") if upcoming else None,
             "last_runs": [run_json(r) for r in schedule.runs[:6]]}

@@ -14,6 +14,7 @@ from jobs import queue
 from .extensions import db
 from .models import Batch, Company, Subtask, User
 from .transactions import write_transaction
+from . import audit
 
 BATCH_STATUS = {
     "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中", "partial": "部分执行成功",
@@ -96,6 +97,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     queue.enqueue_parse(batch)
+    audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method="file", file=file_name)
     return batch
 
 
@@ -194,6 +196,9 @@ def create_download_batches(user: User, companies: list[Company], **options) -> 
         batches, subtasks = add_download_batches(user, companies, **options)
     for subtask in subtasks:
         queue.enqueue_subtask(subtask)
+    for batch in batches:
+        audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method="download",
+                     channel=batch.channel, data_type=batch.data_type, periods=f"{batch.period_from}～{batch.period_to}")
     return batches
 
 

@@ -21,7 +21,8 @@ from .batches import (FINISHED_BATCH, batch_json, create_download_batches, creat
                       period_limits)
 from .extensions import db
 from .models import Batch, User
-from .permissions import company_for
+from .permissions import company_for, require_schedule_admin, visible_schedule
+from . import audit
 from .pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from .transactions import write_transaction
 
@@ -73,6 +74,7 @@ def enterprise_add(tax_id, name, org):
             _print({"tax_id": company.tax_id, "name": company.name, "org": org})
     except ValueError as exc:
         _fail(str(exc))
+    audit.record("company.save", company.tax_id, actor="命令行", org_id=company.org_id, name=company.name)
 
 
 user_group = AppGroup("user", help="用户")
@@ -93,6 +95,8 @@ def user_add(username, password, org, role, grants):
             _print({"username": user.username, "org": org, "role": role, "grants": [c.tax_id for c in user.companies]})
     except ValueError as exc:
         _fail(str(exc))
+    audit.record("user.save", user.username, actor="命令行", org_id=user.org_id, role=role,
+                 password_changed=True, grants=[c.tax_id for c in user.companies])
 
 
 def _batch_by_no(batch_no: str) -> Batch:
@@ -282,9 +286,11 @@ def autoupdate_create(username, invoices, usage):
 
     user = _user(username)
     try:
+        require_schedule_admin(user)
         schedule = autoupdate.create_schedule(user, invoices=invoices or not usage, usage=usage, now=now())
-    except ValueError as exc:
+    except (PermissionError, ValueError) as exc:
         _fail(str(exc))
+    audit.record("schedule.create", f"计划 #{schedule.id}", actor=user, what=autoupdate.what(schedule))
     from jobs.scheduler import register_schedules
 
     register_schedules()
@@ -299,7 +305,7 @@ def autoupdate_list(username):
     from .clock import now
 
     user = _user(username)
-    _print([autoupdate.schedule_json(s, now()) for s in autoupdate.org_schedules(user.org_id)])
+    _print([visible_schedule(autoupdate.schedule_json(s, now()), user) for s in autoupdate.org_schedules(user.org_id)])
 
 
 @autoupdate_group.command("run-due")

@@ -54,6 +54,11 @@ def load_config() -> dict:
         "MAX_CONTENT_LENGTH": 11 * 1024 * 1024,  # the 10 MB limit is checked with a clear message
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",  # set when served over HTTPS
+        "REMEMBER_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",
+        # failed logins allowed before a lockout, per user name and per client address (webapp.auth)
+        "LOGIN_LIMIT_PER_USER": os.environ.get("LOGIN_LIMIT_PER_USER", "5 per 15 minutes"),
+        "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
         "PAGE_SIZE": 20,
         "RQ_QUEUE": "invoice-sync",
         # channels (channels/clients.py): "sandbox" serves them in-process from channels/sandbox

@@ -37,6 +37,8 @@ class User(UserMixin, db.Model):
     org_id: Mapped[int] = mapped_column(ForeignKey("org.id"))
     role: Mapped[str] = mapped_column(String(16), default="finance")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # bumped at logout and password change: sessions signed for an older version stop working
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     org: Mapped[Org] = relationship()
     companies: Mapped[list[Company]] = relationship(secondary=user_companies, order_by="Company.tax_id")
 
@@ -50,6 +52,7 @@ class User(UserMixin, db.Model):
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
+        self.session_version = (self.session_version or 0) + 1  # a new password ends every session
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -251,3 +254,17 @@ class InvoiceLine(db.Model):
     tax = mapped_column(MONEY, nullable=False)
     total = mapped_column(MONEY)
     is_discount: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditLog(db.Model):
+    """审计日志: who did what to which target, when and from where; kept at least a year (webapp.audit)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("org.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))  # as typed for a failed login of an unknown user
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[str] = mapped_column(Text, default="")  # JSON
+    address: Mapped[str | None] = mapped_column(String(64))

@@ -16,7 +16,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from channels.etax_file import MAX_UPLOAD_BYTES, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
-from webapp import quota
+from webapp import audit, quota
 from webapp.clock import now
 from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, create_download_batches,
                             create_file_batch, missing_prerequisites, months_between, period_limits, retry, terminate)
@@ -290,6 +290,7 @@ def terminate_selected():
     if not request.form.getlist("batch_no"):
         return _render_table("请先勾选要终止的导入批次")
     result = terminate(_selected_batches())
+    audit.record("batch.terminate", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
     return _render_table(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
                          else "所选批次没有待执行或执行中的任务，无需终止")
 
@@ -300,5 +301,6 @@ def retry_selected():
     if not request.form.getlist("batch_no"):
         return _render_table("请先勾选要重试的导入批次")
     result = retry(_selected_batches())
+    audit.record("batch.retry", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
     done = result["subtasks"] + result["parses"]
     return _render_table(f"已重新执行 {done} 个失败的任务" if done else "所选批次没有执行失败的任务")
