@@ -29,7 +29,7 @@ def _cli(runner, *args, ok=True):
 @pytest.fixture
 def schedule(app, runner):
     app.config["CLOCK_NOW"] = CREATED
-    made = _cli(runner, "autoupdate", "create", "--as", "caiwu", "--invoices", "--usage")
+    made = _cli(runner, "autoupdate", "create", "--as", "admin", "--invoices", "--usage")
     return made
 
 
@@ -89,7 +89,7 @@ def test_batches_come_from_the_schedule_and_obey_the_channel(app, runner, schedu
 
 def test_run_now_then_due_run_of_the_same_period_is_not_doubled(app, client, schedule):
     app.config["CLOCK_NOW"] = datetime(2026, 12, 6, 9, 0, tzinfo=SHANGHAI)
-    login(client)
+    login(client, "admin", "admin123")
     page = client.post(f"/automation/{schedule['id']}/run").text
     assert "已执行计划" in page and "2026-11" in page
     assert "已执行过" in client.post(f"/automation/{schedule['id']}/run").text
@@ -98,7 +98,7 @@ def test_run_now_then_due_run_of_the_same_period_is_not_doubled(app, client, sch
 
 
 def test_disable_enable_delete(app, client, runner, schedule):
-    login(client)
+    login(client, "admin", "admin123")
     assert "已停用" in client.post(f"/automation/{schedule['id']}/disable").text
     assert _run_due(runner, "2026-12-05T01:00") == []
     assert _cli(runner, "autoupdate", "list", "--as", "caiwu")[0]["next_run"] is None
@@ -134,7 +134,7 @@ def test_scheduler_registers_one_rq_scheduler_job_per_schedule(app, schedule):
 
 
 def test_dialog_creates_the_orgs_schedule(client, app):
-    login(client)
+    login(client, "admin", "admin123")
     assert "发票明细信息更新" in client.get("/automation/new").text
     assert "请至少勾选一项" in client.post("/automation/new", data={}).text
     created = client.post("/automation/new", data={"invoices": "1"}).text
@@ -143,7 +143,7 @@ def test_dialog_creates_the_orgs_schedule(client, app):
 
 
 def test_months_a_schedule_was_switched_off_are_not_caught_up(app, client, runner, schedule):
-    login(client)
+    login(client, "admin", "admin123")
     app.config["CLOCK_NOW"] = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
     client.post(f"/automation/{schedule['id']}/disable")
     app.config["CLOCK_NOW"] = datetime(2027, 3, 10, 9, 0, tzinfo=SHANGHAI)

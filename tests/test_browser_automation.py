@@ -12,7 +12,7 @@ def accept_confirms(page):
 
 def test_auto_update_from_the_list_page_to_its_batches(page):
     """【自动更新】 → confirm → the schedule shows its next run; 立即执行 makes last month's batches."""
-    login(page)
+    login(page, "admin", "admin123")
     accept_confirms(page)
     page.goto("/batches")
     page.get_by_role("button", name="自动更新").click()
@@ -46,7 +46,7 @@ def test_auto_update_from_the_list_page_to_its_batches(page):
 
 def test_disable_and_delete_a_schedule(page):
     """停用 shows no next run; 删除 (confirmed) removes it from 自动化设置."""
-    login(page)
+    login(page, "admin", "admin123")
     accept_confirms(page)
     page.goto("/automation")
     page.get_by_role("button", name="新建自动更新").click()
