@@ -4,7 +4,6 @@ password change, secure cookies on request, and headers that keep data out of ca
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -160,9 +159,10 @@ def test_unknown_users_take_as_long_as_known_ones(app, client):
         return time.perf_counter() - started
 
     timed("caiwu"), timed("nobody")  # warm up
-    known = statistics.median(timed("caiwu") for _ in range(7))
-    unknown = statistics.median(timed("no-such-user") for _ in range(7))
-    assert unknown > known * 0.6, (known, unknown)
+    pairs = [(timed("caiwu"), timed("no-such-user")) for _ in range(9)]  # interleaved: same load on both
+    known, unknown = (min(times) for times in zip(*pairs))  # the fastest run is the least disturbed
+    print(f"wrong password: known user {known * 1000:.0f} ms, unknown user {unknown * 1000:.0f} ms")
+    assert unknown > known * 0.7, (known, unknown)
 
 
 def test_an_inactive_user_cannot_log_in(app, client, runner):

@@ -19,7 +19,6 @@ from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
-_fallback = MovingWindowRateLimiter(MemoryStorage())
 
 
 def _limiter() -> MovingWindowRateLimiter:
@@ -47,7 +46,8 @@ def _call(method: str, *args):
         return getattr(_limiter(), method)(*args)
     except Exception:  # redis.ConnectionError, TimeoutError, ...: keep throttling in memory
         log.warning("login throttle: Redis unavailable, counting in memory", exc_info=True)
-        return getattr(_fallback, method)(*args)
+        fallback = current_app.extensions.setdefault("login_throttle_memory", MovingWindowRateLimiter(MemoryStorage()))
+        return getattr(fallback, method)(*args)
 
 
 def locked_for(username: str, address: str | None) -> int:
