@@ -22,6 +22,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from webapp import autoupdate
+from webapp.auth import PUBLIC_ENDPOINTS
 from webapp.batches import create_download_batches
 from webapp.extensions import db
 from webapp.models import Batch, Company, Schedule, Setting, Subtask, User
@@ -60,8 +61,9 @@ def _admins_post(role, target, method):
     return "ok" if method == "GET" or role == "admin" else "denied"
 
 
-# endpoint → rule for logged-in users; anonymous users are always sent to log in, except PUBLIC
-PUBLIC = {"static", "auth.login"}
+# endpoint → rule for logged-in users; anonymous users are always sent to log in, except on the
+# endpoints webapp.auth declares public (the one list the login rule itself uses)
+PUBLIC = set(PUBLIC_ENDPOINTS)
 EXPECTED = {
     "home": _everyone, "auth.logout": lambda role, target, method: "no_error",  # then anonymous
     "batches.index": _everyone, "batches.import_dialog": _everyone,
@@ -212,6 +214,7 @@ def test_every_route_allows_and_denies_as_it_must_without_leaking(app, world, ro
             problem = f"{problem + '; ' if problem else ''}a denied request changed data"
         if problem:
             failures.append(f"{role} {method} {url} (target {target}, expected {expected}): {problem}")
+    print(f"{role}: {len(planned)} requests over {len({p[0] for p in planned})} endpoints")
     assert not failures, "\n".join(failures)
     assert len(planned) >= 60  # every route of the app, times three companies
 
@@ -219,6 +222,7 @@ def test_every_route_allows_and_denies_as_it_must_without_leaking(app, world, ro
 def test_every_route_has_an_explicit_expectation(app):
     """Routes added after this file was written get the default rule; name them here."""
     unknown = sorted({rule.endpoint for rule in app.url_map.iter_rules()} - EXPECTED.keys() - PUBLIC)
+    unknown += [f"{e} (public: no login needed)" for e in sorted(PUBLIC - {"static", "auth.login"})]
     if unknown:
         message = ("routes checked only by the default rule (anonymous → login, others: no error, no leak); "
                    f"add them to EXPECTED in tests/test_access_matrix.py: {', '.join(unknown)}")
