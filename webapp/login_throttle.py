@@ -74,4 +74,4 @@ def succeeded(username: str) -> None:
 
 def lockout_message(seconds: int) -> str:
     """What the login page says while locked, in whole minutes."""
-    return f"登录失败次数过多，账户已临时锁定，请 {max(1, math.ceil(seconds / 60))} 分钟后再试"
+    return f"登录失败次数过多，已暂时禁止登录，请 {max(1, math.ceil(seconds / 60))} 分钟后再试"
