@@ -158,6 +158,7 @@ class _Errors:
     def __init__(self) -> None:
         self.rows: list[BadRow] = []
         self.total = 0
+        self.broken_keys: set[str] = set()  # invoices whose own row is bad: their lines are not named again
 
     def add(self, sheet: str, row: int, bad: _BadCell) -> None:
         """Note one bad cell; only the first MAX_LISTED_ERRORS are kept in full."""
@@ -514,6 +515,7 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
             invoice = _invoice_from_cells(cells, kinds)
         except _BadCell as bad:
             errors.add(sheet, row_number, bad)
+            errors.broken_keys.add(_raw_key(code, number, digital))
             continue
         _check_seller(invoice.seller_tax_id, expected, sheet, row_number)
         if invoice.key in rows_by_key:
@@ -578,6 +580,8 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
             lines = invoice.lines
             line_rows.setdefault(invoice.key, row_number)
         elif invoice is None:  # more rows of a line whose invoice is missing: each is named
+            if _raw_key(code, number, digital) in errors.broken_keys:
+                continue
             errors.add(sheet, row_number, _BadCell("发票号码", _shown(digital) or f"{_shown(code)}-{_shown(number)}",
                                                    f"所属发票在“{BASIC_SHEET}”中不存在，文件可能被删改"))
             continue
@@ -594,6 +598,19 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
         lines.append(line)
         count += 1
     return count
+
+
+def _raw_key(code: object, number: object, digital: object) -> str:
+    """An invoice's key from its raw cells, for matching only (never fails)."""
+    return _safe_key(digital) or f"{_safe_key(code)}-{_safe_key(number)}"
+
+
+def _safe_key(value: object) -> str:
+    """One key cell as text for matching; nothing for the export's empty markers."""
+    try:
+        return _id(value, "") or ""
+    except _BadCell:
+        return _shown(value)
 
 
 def _is_empty_detail(cells: tuple) -> bool:
@@ -655,7 +672,7 @@ def _invoice_of_line(invoices: dict[str, InvoiceRecord], code: object, number: o
         return None
     key = digital or (f"{code}-{number}" if code and number else None)
     invoice = invoices.get(key) if key else None
-    if invoice is None:
+    if invoice is None and _raw_key(code, number, digital) not in errors.broken_keys:
         errors.add(sheet, row_number, _BadCell(
             "发票号码", key or "（无号码）", f"所属发票在“{BASIC_SHEET}”中不存在，文件可能被删改"))
     return invoice
@@ -938,7 +955,7 @@ def _issued_at(value: object) -> datetime:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 2958466:
-        return _EXCEL_EPOCH + timedelta(days=float(value))  # an Excel serial without date format
+        return _EXCEL_EPOCH + timedelta(seconds=round(value * 86400))  # an Excel serial, to the second
     raise _BadCell("开票日期", value, "不是日期")
 
 
