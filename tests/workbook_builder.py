@@ -597,16 +597,17 @@ def shape_corpus(year: int = 2024) -> list[dict]:
     invoice 已红冲-全额 with its red one and one 已红冲-部分 with a partial red one, a 数电纸质发票,
     a discount line, a 销货清单 invoice and a legacy red invoice."""
     yy = f"{year % 100:02d}"
+    code = f"0440{yy}900111"  # the paper invoices' 发票代码, one per year so two years never clash
     goods = make_line("*计算机网络设备*交换机", "1000.00", quantity="2", unit_price="500.00000000", unit="台")
     vegetables = make_line("*农产品*蔬菜", "52.40", "免税", quantity="13.1", unit_price="4", unit="千克")
     listed = [make_line("*电子元件*贴片电阻(0603)", "300.00"), make_line("*电子元件*电容（贴片）", "700.00")]
     full_blue = digital_invoice(f"{yy}900123400000000001", [make_line("*信息技术服务*运维服务", "8000.00", "6%")],
                                 f"{year}-02-03 10:00:00", status="已红冲-全额")
-    part_blue = legacy_invoice("044031900111", "00100002", [goods], f"{year}-02-04 11:00:00",
+    part_blue = legacy_invoice(code, "00100002", [goods], f"{year}-02-04 11:00:00",
                                kind="增值税普通发票", status="已红冲-部分")
     return [
-        blank_voided_invoice("044031900111", "00100001", f"{year}-01-05 09:12:00"),
-        legacy_invoice("044031900111", "00100003", [make_line("*塑料制品*塑料包装袋", "120.00", "3%")],
+        blank_voided_invoice(code, "00100001", f"{year}-01-05 09:12:00"),
+        legacy_invoice(code, "00100003", [make_line("*塑料制品*塑料包装袋", "120.00", "3%")],
                        f"{year}-01-06 09:00:00", kind="增值税普通发票", status="已作废"),
         digital_invoice(f"{yy}900123400000000002", [
             vegetables, make_line("*保险服务*代收车船税", "360.00", "不征税", tax_code="6130000000000000000"),
@@ -619,13 +620,13 @@ def shape_corpus(year: int = 2024) -> list[dict]:
                         f"{year}-03-01 08:00:00", is_red=True, red_of=invoice_key(full_blue),
                         remark=f"被红冲蓝字数电发票号码：{invoice_key(full_blue)} 红字发票信息确认单编号：{yy}000000000000000001"),
         part_blue,
-        legacy_invoice("044031900111", "00100004", [make_line("*计算机网络设备*交换机", "-250.00", quantity="-1")],
+        legacy_invoice(code, "00100004", [make_line("*计算机网络设备*交换机", "-250.00", quantity="-1")],
                        f"{year}-03-02 08:00:00", kind="增值税普通发票", is_red=True, red_of=invoice_key(part_blue),
                        remark=f"对应正数发票代码:{part_blue['code']}号码:{part_blue['number']}"),
         _paper_digital(yy, year),
         digital_invoice(f"{yy}900123400000000005", [goods, discount_line(goods, "50.00")],
                         f"{year}-04-01 12:00:00", kind="数电发票（增值税专用发票）"),
-        legacy_invoice("044031900111", "00100005", [listed_line(listed), *listed], f"{year}-04-02 12:00:00",
+        legacy_invoice(code, "00100005", [listed_line(listed), *listed], f"{year}-04-02 12:00:00",
                        kind="增值税普通发票"),
     ]
 
@@ -634,7 +635,7 @@ def _paper_digital(yy: str, year: int) -> dict:
     """A 数电纸质发票: 发票代码, 发票号码 and the 20-digit number all filled."""
     invoice = digital_invoice(f"{yy}900123400000000004", [make_line("*供电*电力", "433.63")],
                               f"{year}-03-15 16:30:00", kind="数电纸质发票（普通发票）")
-    invoice["code"], invoice["number"] = "144031900222", "00200001"
+    invoice["code"], invoice["number"] = f"1440{yy}900222", "00200001"
     return invoice
 
 

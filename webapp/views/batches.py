@@ -94,6 +94,8 @@ def _check_period(form: ImportForm, errors: dict) -> None:
 
 
 MAX_FILE_NAME = 255  # Batch.file_name; longer names are refused, not cut, so the user knows
+UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别的字符（不是 UTF-8 编码），"
+                     "请将文件重命名为普通的中文、字母或数字后重新选择")
 
 
 def _save_upload(storage) -> Path:
@@ -253,6 +255,9 @@ def import_dialog():
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
         return render_template("batches/_import_dialog.html", form=form, errors={}, notes=_dialog_notes(form))
+    if request.content_length and not request.form and not request.files:
+        # the multipart body could not be read at all; in practice a file name that is not UTF-8
+        return _errors_only(form, {"file": UNREADABLE_UPLOAD})
     errors = _validate(form)
     if not errors and form.method.data == "file":
         return _file_outcome(form, _create_file_batches(form))
