@@ -656,10 +656,21 @@ def build_sample_exports(folder: str | Path) -> Path:
     anchors = _sample_anchors()
     invoices = shape_corpus(2024) + anchors
     invoices += random_invoices(312 - len(invoices), seed=SAMPLE_SEED_2024, year=2024)
-    _write_sample(folder / "etax-export-2024.xlsx", invoices)
+    _write_sample(folder / "etax-export-2024.xlsx", _digital_reds(invoices))
     old = shape_corpus(2023) + random_invoices(124 - len(shape_corpus(2023)), seed=SAMPLE_SEED_2023, year=2023)
     _write_sample(folder / "etax-export-2023-old-header.xlsx", old, header_variant="全电发票号码")
     return folder
+
+
+def _digital_reds(invoices: list[dict]) -> list[dict]:
+    """Every red invoice as a 数电 one (as in 2024, when red invoices are issued on the 数电 platform),
+    naming a legacy blue invoice in the third 备注 wording."""
+    for n, invoice in enumerate(i for i in invoices if i["is_red"] and i["digital_number"] == "--"):
+        code, number = invoice["red_of"].split("-")
+        invoice.update(code="", number="", digital_number=f"245809{n:014d}", origin=DIGITAL_ORIGIN,
+                       kind="数电发票（普通发票）",
+                       remark=f"被红冲蓝字发票号码：{number} 被红冲蓝字发票代码：{code} 红字发票信息确认单编号：{n:020d}")
+    return invoices
 
 
 def _sample_anchors() -> list[dict]:
