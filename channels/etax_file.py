@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import html
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from python_calamine import CalamineError, CalamineWorkbook
 
@@ -31,6 +32,15 @@ MAX_ENTRY_RATIO = 200
 RATIO_CHECK_FLOOR = 1024 * 1024  # tiny entries may compress absurdly well; they are harmless
 MAX_ENTRIES = 1000
 MAX_WORKBOOK_XML_BYTES = 2 * 1024 * 1024
+MAX_LISTED_ERRORS = 100  # bad rows listed for the user; beyond this only the count is kept
+# calamine holds a sheet as a dense grid from A1 to its farthest cell: a stray cell far away costs
+# (rows x columns) cells of memory whatever the data. The export has 27 columns and a 10 MB file
+# holds well under 200,000 rows, so cells beyond these are refused before calamine opens the file.
+MAX_SHEET_ROWS = 200_000
+MAX_SHEET_COLUMN = "AZ"
+MONEY_LIMIT = 10**15  # the pool keeps 18 digits with 2 decimals; larger is not an amount
+_FAST_MONEY = 1e11  # below this, a float times 100 is within 0.002 of the exact cents: safe to round
+_INFLATE_CHUNK = 256 * 1024
 
 BASIC_SHEET = "发票基础信息"
 DETAIL_SHEET = "信息汇总表"
@@ -85,12 +95,14 @@ class ParsedWorkbook:
     Months ascend; within a month invoices keep the sheet's order. `kinds` are the canonical
     发票票种 found, by type code (unknown kinds last). `line_count` counts every line attached,
     `(详见销货清单)` lines included, since filtering them is the job layer's decision.
+    `warnings` say what was imported as written yet looks odd (a blue invoice with a negative amount).
     """
 
     invoices_by_month: dict[str, list[InvoiceRecord]]
     kinds: list[str] = field(default_factory=list)
     invoice_count: int = 0
     line_count: int = 0
+    warnings: list[str] = field(default_factory=list)  # kept, but worth the user's look
 
     def invoices(self) -> Iterator[InvoiceRecord]:
         """Every invoice, month by month, for callers that do not care about months."""
@@ -106,6 +118,70 @@ class _BadCell(Exception):
         self.column, self.value, self.why = column, value, why
 
 
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """One unreadable place in the file, as the user fixes it: sheet, row, column, value and why."""
+
+    sheet: str
+    row: int
+    column: str
+    value: str
+    why: str
+
+    def message(self) -> str:
+        """One line of Chinese naming the place and what is wrong with it."""
+        shown = self.value if len(self.value) <= 40 else self.value[:40] + "…"
+        return f"工作表“{self.sheet}”第 {self.row} 行“{self.column}”{self.why}：{shown}"
+
+    def as_dict(self) -> dict:
+        """Plain values, to keep the list with the batch (JSON) and to write the 错误清单."""
+        return {"sheet": self.sheet, "row": self.row, "column": self.column, "value": self.value, "why": self.why}
+
+
+class RowsRejected(SourceRejected):
+    """A file refused for unreadable rows: `rows` names every one (up to MAX_LISTED_ERRORS)
+    and `total` counts them all, so the user can fix the whole file in one pass."""
+
+    def __init__(self, rows: list[BadRow], total: int) -> None:
+        first = rows[0].message()
+        if total == 1:
+            text = f"{first}，文件未导入任何数据，请修正后重新上传"
+        else:
+            text = (f"文件中有 {total} 处无法读取，未导入任何数据。第一处：{first}。"
+                    "完整清单见批次详情页，可下载“错误清单”逐行修正")
+        super().__init__(text)
+        self.rows, self.total = rows, total
+
+
+class _Errors:
+    """Collects bad rows while parsing goes on, so one refusal lists them all."""
+
+    def __init__(self) -> None:
+        self.rows: list[BadRow] = []
+        self.total = 0
+        self.broken_keys: set[str] = set()  # invoices whose own row is bad: their lines are not named again
+
+    def add(self, sheet: str, row: int, bad: _BadCell) -> None:
+        """Note one bad cell; only the first MAX_LISTED_ERRORS are kept in full."""
+        self.total += 1
+        if len(self.rows) < MAX_LISTED_ERRORS:
+            self.rows.append(BadRow(sheet, row, bad.column, _shown(bad.value), bad.why))
+
+    def raise_if_any(self) -> None:
+        """Refuse the file, naming every bad row found."""
+        if self.total:
+            raise RowsRejected(self.rows, self.total)
+
+
+def _shown(value: object) -> str:
+    """A cell value as the user typed it, for messages: floats without a needless '.0'."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Upload checks: cheap, synchronous, before a batch exists
 # ---------------------------------------------------------------------------------------------
@@ -114,31 +190,42 @@ class _BadCell(Exception):
 def check_upload(path: str | Path) -> None:
     """Refuse a file that cannot be an export before any batch is created for it.
 
-    Size, zip structure, zip-bomb limits, CRCs and the two required sheet names are checked
-    with zipfile only; no sheet is parsed.
+    Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
+    outside the data and the two required sheet names are checked; no sheet is parsed.
     """
     path = Path(path)
     size = path.stat().st_size
-    if size == 0:
-        raise SourceRejected("文件为空，请重新从电子税局“全量发票查询”导出后上传")
     if size > MAX_UPLOAD_BYTES:
         raise SourceRejected(
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
+    require_sheets(check_container(path, verify_crc=True))
+
+
+def check_container(path: Path, *, verify_crc: bool) -> list[str]:
+    """The zip checks both the upload and the parse rely on; returns the sheet names.
+
+    Every entry is inflated once, counting the bytes really produced (a zip may understate its
+    sizes), and the two data sheets are scanned for cells that would make the reader allocate
+    a grid far beyond the data.
+    """
+    if path.stat().st_size == 0:
+        raise SourceRejected("文件为空，请重新从电子税局“全量发票查询”导出后上传")
     with path.open("rb") as handle:
         head = handle.read(512)
     if not head.startswith(b"PK"):
         raise SourceRejected(_not_xlsx_message(head))
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
             check_zip_limits(archive)
-            broken = archive.testzip()
-            if broken is not None:
-                raise SourceRejected(f"文件已损坏：压缩包内 {broken} 校验失败，请重新导出后上传")
+            if any(info.flag_bits & 0x1 for info in archive.infolist()):
+                raise SourceRejected("文件已加密（带密码），请在 Excel 中取消密码后另存为 .xlsx 再上传")
             names = read_sheet_names(archive)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-        raise SourceRejected(f"文件已损坏，无法作为 xlsx 工作簿打开（{exc}），请重新导出后上传") from exc
-    require_sheets(names)
+            _check_entries(archive, raw, _data_sheet_parts(archive), verify_crc)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, struct.error,
+            ValueError) as exc:
+        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿打开，请重新导出后上传") from exc
+    return names
 
 
 def _not_xlsx_message(head: bytes) -> str:
@@ -197,6 +284,109 @@ def _workbook_part_name(archive: zipfile.ZipFile) -> str | None:
     return target if target in names else None
 
 
+_RE_SHEET_RID = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?sheet\b[^>]*?\bname\s*=\s*\"([^\"]*)\"[^>]*?\b(?:[\w.-]+:)?id\s*=\s*\"([^\"]+)\""
+)
+_RE_REL = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bId\s*=\s*\"([^\"]+)\"[^>]*?\bTarget\s*=\s*\"([^\"]+)\"")
+_RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)\"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
+# a cell beyond column AZ, or any cell or row numbered 100,000 or more (checked exactly in Python)
+_RE_FAR_CELL = re.compile(rb"""r=["']((?:[A-Z]{3}|[B-Z][A-Z])[0-9]+|[A-Z]{1,2}[0-9]{6,})["']""")
+_RE_FAR_ROW = re.compile(rb"""row [^>]*?r=["']([0-9]{6,})["']""")
+
+
+def _data_sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Zip part name -> sheet name for the two data sheets (the ones the parser reads)."""
+    part = _workbook_part_name(archive)
+    rels_name = part.rsplit("/", 1)[0] + "/_rels/" + part.rsplit("/", 1)[-1] + ".rels" if part else ""
+    names = set(archive.namelist())
+    if not part or rels_name not in names or archive.getinfo(rels_name).file_size > MAX_WORKBOOK_XML_BYTES:
+        return {}
+    rels = archive.read(rels_name)
+    targets = {rid: target for rid, target in _RE_REL.findall(rels)}
+    targets.update({rid: target for target, rid in _RE_REL_REVERSED.findall(rels)})
+    folder = part.rsplit("/", 1)[0]
+    parts = {}
+    for name, rid in _RE_SHEET_RID.findall(archive.read(part)):
+        sheet = html.unescape(name.decode("utf-8", "replace")).strip()
+        target = targets.get(rid, b"").decode("utf-8", "replace")
+        if sheet in REQUIRED_SHEETS and target:
+            parts[target.lstrip("/") if target.startswith("/") else f"{folder}/{target}"] = sheet
+    return parts
+
+
+def _check_entries(archive: zipfile.ZipFile, raw: BinaryIO, sheet_parts: dict[str, str], verify_crc: bool) -> None:
+    """Inflate every entry, stopping past the declared size or the total limit (a bomb that
+    understates its sizes), and scan the data sheets for cells far outside the data."""
+    budget = MAX_UNCOMPRESSED_BYTES
+    for info in archive.infolist():
+        produced, crc, tail = 0, 0, b""
+        sheet = sheet_parts.get(info.filename)
+        for chunk in _inflate(raw, info):
+            produced += len(chunk)
+            if produced > info.file_size or produced > budget:
+                raise SourceRejected(
+                    f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，疑似压缩炸弹，已拒绝"
+                )
+            if verify_crc:
+                crc = zlib.crc32(chunk, crc)
+            if sheet:
+                _check_far_cells(sheet, tail + chunk)
+                tail = chunk[-32:]
+        if produced != info.file_size or (verify_crc and crc != info.CRC):
+            raise SourceRejected(f"文件已损坏：压缩包内 {info.filename} 校验失败，请重新导出后上传")
+        budget -= produced
+
+
+def _inflate(raw: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """An entry's bytes as really stored, in bounded chunks, whatever its headers claim."""
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    if local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local header")
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    raw.seek(info.header_offset + 30 + name_length + extra_length)
+    if info.compress_type == zipfile.ZIP_STORED:
+        left = info.compress_size
+        while left > 0:
+            chunk = raw.read(min(_INFLATE_CHUNK, left))
+            if not chunk:
+                raise EOFError
+            left -= len(chunk)
+            yield chunk
+        return
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        raise SourceRejected("文件使用了不支持的压缩方式，不是电子税局导出的工作簿，请上传原始导出文件")
+    inflater = zlib.decompressobj(-15)
+    while not inflater.eof:
+        data = inflater.unconsumed_tail or raw.read(_INFLATE_CHUNK)
+        if not data:
+            raise EOFError
+        chunk = inflater.decompress(data, _INFLATE_CHUNK * 4)
+        if chunk:
+            yield chunk
+
+
+def _check_far_cells(sheet: str, xml: bytes) -> None:
+    """Refuse a cell (or a row with cells) beyond column AZ or row MAX_SHEET_ROWS: the reader
+    would hold the whole grid up to it in memory, gigabytes for one stray cell."""
+    for match in _RE_FAR_CELL.finditer(xml):
+        ref = match.group(1).decode()
+        letters = ref.rstrip("0123456789")
+        too_wide = len(letters) > len(MAX_SHEET_COLUMN) or (len(letters) == 2 and letters > MAX_SHEET_COLUMN)
+        if too_wide or int(ref[len(letters):]) > MAX_SHEET_ROWS:
+            raise SourceRejected(
+                f"工作表“{sheet}”的单元格 {ref} 远在数据区域之外（导出文件只用到 A–AA 列），"
+                "请删除该单元格（或多余的行、列）后重新上传，或直接上传电子税局的原始导出文件"
+            )
+    for match in _RE_FAR_ROW.finditer(xml):
+        tag_end = xml.find(b">", match.end())
+        if int(match.group(1)) > MAX_SHEET_ROWS and tag_end > 0 and xml[tag_end - 1:tag_end] != b"/":
+            raise SourceRejected(
+                f"工作表“{sheet}”第 {int(match.group(1))} 行远在数据区域之外，"
+                "请删除多余的行后重新上传，或直接上传电子税局的原始导出文件"
+            )
+
+
 def require_sheets(sheet_names: list[str]) -> None:
     """Name the missing sheet: the usual cause is exporting from another page than 全量发票查询."""
     present = {name.strip() for name in sheet_names}
@@ -213,32 +403,55 @@ def require_sheets(sheet_names: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_workbook(path: str | Path, expected_tax_id: str) -> ParsedWorkbook:
+FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
+
+
+def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None) -> ParsedWorkbook:
     """Read both sheets into invoices with their lines, refusing anything that is not the
-    selected company's own export: a wrong file must fail loudly, never import half."""
+    selected company's own export: a wrong file must fail loudly, never import half.
+
+    Unreadable rows do not stop the reading: every one is collected (RowsRejected lists them),
+    so the user fixes the file once. `limits` are the pool's column sizes: a longer value is
+    such a row too, named here rather than failing the database write later.
+    """
     expected = _normalise_tax_id(expected_tax_id)
+    errors = _Errors()
     workbook = _open_workbook(Path(path))
     try:
         require_sheets(workbook.sheet_names)
         by_strip = {name.strip(): name for name in workbook.sheet_names}
-        invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected)
-        line_count = _read_lines(_sheet_rows(workbook, by_strip[DETAIL_SHEET]), invoices, expected)
+        invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
+        line_rows: dict[str, int] = {}
+        line_count = _read_lines(_sheet_rows(workbook, by_strip[DETAIL_SHEET]), invoices, expected, errors,
+                                 line_rows)
     finally:
         workbook.close()
-    if not invoices:
+    if not invoices and not errors.total:
         raise SourceRejected("文件中没有发票：工作表“发票基础信息”没有数据行")
-    _require_lines(invoices, rows_by_key)
+    _require_lines(invoices, rows_by_key, line_rows, errors)
+    if limits:
+        _check_lengths(invoices, rows_by_key, line_rows, limits, errors)
+    errors.raise_if_any()
     return _group(invoices, line_count)
 
 
 def _open_workbook(path: Path) -> CalamineWorkbook:
-    """Open with calamine after the cheap zip-bomb check, turning its errors into a user message."""
+    """Open with calamine, turning its errors into a user message.
+
+    Only the declared zip sizes are checked here, to keep the parse as fast as the reading:
+    the thorough checks (inflated sizes, stray far cells) ran on upload (`check_upload`, the
+    one way into a batch), and the parse job runs under a hard memory limit besides.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if not head.startswith(b"PK"):
+        raise SourceRejected(_not_xlsx_message(head) if head else "文件为空，请重新从电子税局“全量发票查询”导出后上传")
     try:
         with zipfile.ZipFile(path) as archive:
             check_zip_limits(archive)
         return CalamineWorkbook.from_path(str(path))
     except (zipfile.BadZipFile, CalamineError, OSError, ValueError) as exc:
-        raise SourceRejected(f"文件无法作为 xlsx 工作簿读取（{exc}），请重新导出后上传") from exc
+        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
 
 
 def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
@@ -247,7 +460,7 @@ def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tu
         sheet = workbook.get_sheet_by_name(name)
         return name, enumerate(sheet.iter_rows(), start=1)
     except CalamineError as exc:
-        raise SourceRejected(f"工作表“{name}”无法读取（{exc}）") from exc
+        raise SourceRejected(f"工作表“{name}”无法读取，请重新从电子税局导出后上传") from exc
 
 
 def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
@@ -286,8 +499,8 @@ def _cells(get, row: list, width: int) -> tuple:
         return get(_pad(row, width))
 
 
-def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
-                   expected: str) -> tuple[dict[str, InvoiceRecord], dict[str, int]]:
+def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected: str,
+                   errors: _Errors) -> tuple[dict[str, InvoiceRecord], dict[str, int]]:
     """Read 发票基础信息: one invoice per row, skipping the 合计行 totals row and blank rows."""
     sheet, rows = sheet_rows
     get, width = _map_columns(sheet, rows, BASIC_COLUMNS)
@@ -302,12 +515,14 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
         try:
             invoice = _invoice_from_cells(cells, kinds)
         except _BadCell as bad:
-            raise _cell_rejected(sheet, row_number, bad) from None
+            errors.add(sheet, row_number, bad)
+            errors.broken_keys.add(_raw_key(code, number, digital))
+            continue
         _check_seller(invoice.seller_tax_id, expected, sheet, row_number)
         if invoice.key in rows_by_key:
-            raise SourceRejected(
-                f"工作表“{sheet}”第 {row_number} 行的发票 {invoice.key} 与第 {rows_by_key[invoice.key]} 行重复"
-            )
+            errors.add(sheet, row_number, _BadCell(
+                "发票号码", invoice.key, f"重复：发票 {invoice.key} 已在第 {rows_by_key[invoice.key]} 行出现"))
+            continue
         invoices[invoice.key] = invoice
         rows_by_key[invoice.key] = row_number
     return invoices, rows_by_key
@@ -335,13 +550,15 @@ def _invoice_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) 
     )
 
 
-def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
-                invoices: dict[str, InvoiceRecord], expected: str) -> int:
+def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: dict[str, InvoiceRecord],
+                expected: str, errors: _Errors, line_rows: dict[str, int]) -> int:
     """Read 信息汇总表 and attach each line to its invoice by key; returns the line count.
 
     Lines of one invoice are contiguous, so the key is only rebuilt when the raw key cells
     change. A negative line on a blue invoice right after a line of the same invoice is a
-    折扣行 (domain.md §6).
+    折扣行 (docs/etax-export.md). A row with no goods, amount, rate and tax is the bureau's
+    row for a blank-voided paper invoice: the invoice has no line. `line_rows` receives each
+    invoice's first row here, so later checks can name the row of any of its lines.
     """
     sheet, rows = sheet_rows
     get, width = _map_columns(sheet, rows, DETAIL_COLUMNS)
@@ -357,20 +574,49 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]],
             if code in _NULLS and number in _NULLS and digital in _NULLS:
                 prev_code = prev_number = prev_digital = None
                 continue
-            invoice = _invoice_of_line(invoices, code, number, digital, sheet, row_number)
-            lines = invoice.lines
             prev_code, prev_number, prev_digital = code, number, digital
+            invoice = _invoice_of_line(invoices, code, number, digital, sheet, row_number, errors)
+            if invoice is None:
+                continue
+            lines = invoice.lines
+            line_rows.setdefault(invoice.key, row_number)
+        elif invoice is None:  # more rows of a line whose invoice is missing: each is named
+            if _raw_key(code, number, digital) in errors.broken_keys:
+                continue
+            errors.add(sheet, row_number, _BadCell("发票号码", _shown(digital) or f"{_shown(code)}-{_shown(number)}",
+                                                   f"所属发票在“{BASIC_SHEET}”中不存在，文件可能被删改"))
+            continue
         if seller != expected and seller != "":
             _check_seller(_safe_id(seller), expected, sheet, row_number)
         try:
             line = _line_from_cells(cells, len(lines) + 1)
-        except (_BadCell, InvalidOperation, ValueError, TypeError) as exc:
-            raise _cell_rejected(sheet, row_number, _diagnose_line(cells, exc)) from None
+        except (_BadCell, InvalidOperation, ValueError, TypeError, OverflowError) as exc:
+            if not _is_empty_detail(cells):
+                errors.add(sheet, row_number, _diagnose_line(cells, exc))
+            continue
         if same_invoice and not invoice.is_red and line.amount < 0:
             line.is_discount = True
         lines.append(line)
         count += 1
     return count
+
+
+def _raw_key(code: object, number: object, digital: object) -> str:
+    """An invoice's key from its raw cells, for matching only (never fails)."""
+    return _safe_key(digital) or f"{_safe_key(code)}-{_safe_key(number)}"
+
+
+def _safe_key(value: object) -> str:
+    """One key cell as text for matching; nothing for the export's empty markers."""
+    try:
+        return _id(value, "") or ""
+    except _BadCell:
+        return _shown(value)
+
+
+def _is_empty_detail(cells: tuple) -> bool:
+    """The detail row of a blank-voided paper invoice (空白作废): no goods, amount, rate or tax."""
+    return all(cells[i] in _NULLS or cells[i] is None for i in (4, 11, 12, 13))
 
 
 def _line_from_cells(cells: tuple, line_no: int) -> LineRecord:
@@ -408,52 +654,119 @@ def _diagnose_line(cells: tuple, exc: Exception) -> _BadCell:
             convert(value, column)
         except _BadCell as bad:
             return bad
-        except (InvalidOperation, ValueError, TypeError):
+        except (InvalidOperation, ValueError, TypeError, OverflowError):
             return _BadCell(column, value)
+    try:
+        _rate(cells[12])
+    except _BadCell as bad:
+        return bad
     return _BadCell("货物或应税劳务名称", cells[4])
 
 
-def _invoice_of_line(invoices: dict[str, InvoiceRecord], code: object, number: object,
-                     digital: object, sheet: str, row_number: int) -> InvoiceRecord:
-    """The 发票基础信息 invoice a line belongs to; a line without one means a damaged file."""
+def _invoice_of_line(invoices: dict[str, InvoiceRecord], code: object, number: object, digital: object,
+                     sheet: str, row_number: int, errors: _Errors) -> InvoiceRecord | None:
+    """The 发票基础信息 invoice a line belongs to; a line without one means a damaged file (noted)."""
     try:
         code, number, digital = _id(code, "发票代码"), _id(number, "发票号码"), _id(digital, "数电发票号码")
     except _BadCell as bad:
-        raise _cell_rejected(sheet, row_number, bad) from None
+        errors.add(sheet, row_number, bad)
+        return None
     key = digital or (f"{code}-{number}" if code and number else None)
     invoice = invoices.get(key) if key else None
-    if invoice is None:
-        raise SourceRejected(
-            f"工作表“{sheet}”第 {row_number} 行的明细所属发票 {key or '（无号码）'} "
-            f"在“{BASIC_SHEET}”中不存在，文件可能被删改，请重新导出"
-        )
+    if invoice is None and _raw_key(code, number, digital) not in errors.broken_keys:
+        errors.add(sheet, row_number, _BadCell(
+            "发票号码", key or "（无号码）", f"所属发票在“{BASIC_SHEET}”中不存在，文件可能被删改"))
     return invoice
 
 
-def _require_lines(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int]) -> None:
-    """Every invoice has at least one line in 信息汇总表; name the first few that do not."""
-    bare = [key for key, invoice in invoices.items() if not invoice.lines]
-    if bare:
-        shown = "、".join(f"{key}（第 {rows_by_key[key]} 行）" for key in bare[:5])
-        more = f" 等 {len(bare)} 张" if len(bare) > 5 else ""
-        raise SourceRejected(
-            f"工作表“{BASIC_SHEET}”中的发票 {shown}{more} 在“{DETAIL_SHEET}”中没有明细行，"
-            "文件可能被删改，请重新导出"
-        )
+def _require_lines(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int],
+                   line_rows: dict[str, int], errors: _Errors) -> None:
+    """Every invoice has its rows in 信息汇总表 (a blank-voided one an empty row, or none at all)."""
+    for key, invoice in invoices.items():
+        if invoice.lines or key in line_rows or _is_blank_voided(invoice):
+            continue
+        errors.add(BASIC_SHEET, rows_by_key[key], _BadCell(
+            "发票号码", key, f"对应的发票在“{DETAIL_SHEET}”中没有明细行，文件可能被删改"))
+
+
+def _is_blank_voided(invoice: InvoiceRecord) -> bool:
+    """A paper invoice voided before anything was written on it: voided, zero amounts."""
+    return invoice.status == "已作废" and not invoice.amount and not invoice.tax
+
+
+# record attribute -> the column the user sees it in, to name a value too long for the pool
+_INVOICE_COLUMNS = {
+    "key": "发票号码", "seller_tax_id": "销方识别号", "seller_name": "销方名称", "code": "发票代码",
+    "number": "发票号码", "digital_number": "数电发票号码", "buyer_tax_id": "购方识别号",
+    "buyer_name": "购买方名称", "origin": "发票来源", "type_name": "发票票种", "status": "发票状态",
+    "risk_level": "发票风险等级", "issuer": "开票人", "remark": "备注", "red_of": "备注",
+}
+_LINE_COLUMNS = {
+    "name": "货物或应税劳务名称", "tax_code": "税收分类编码", "special_type": "特定业务类型", "spec": "规格型号",
+    "unit": "单位", "quantity": "数量", "unit_price": "单价", "tax_rate": "税率",
+}
+
+
+def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int], line_rows: dict[str, int],
+                   limits: FieldLimits, errors: _Errors) -> None:
+    """Name every value longer than the pool keeps (SQLite would store it, PostgreSQL refuse it).
+
+    One C-level pass per field finds the longest value; rows are looked up only for a field
+    that overflows, so a normal file pays a few milliseconds.
+    """
+    records = list(invoices.values())
+    lines = [line for invoice in records for line in invoice.lines]
+    for attr, limit in limits.get("invoice", {}).items():
+        if attr in _INVOICE_COLUMNS and _longest(records, attr) > limit:
+            for invoice in records:
+                value = _as_text(getattr(invoice, attr))
+                if len(value) > limit:
+                    errors.add(BASIC_SHEET, rows_by_key[invoice.key], _too_long(_INVOICE_COLUMNS[attr], value, limit))
+    for attr, limit in limits.get("line", {}).items():
+        if attr in _LINE_COLUMNS and _longest(lines, attr) > limit:
+            for invoice in records:
+                for line in invoice.lines:
+                    value = _as_text(getattr(line, attr))
+                    if len(value) > limit:
+                        row = line_rows.get(invoice.key, 0) + line.line_no - 1
+                        errors.add(DETAIL_SHEET, row, _too_long(_LINE_COLUMNS[attr], value, limit))
+
+
+def _longest(items: list, attr: str) -> int:
+    """The longest text of one attribute over many records."""
+    return max(map(len, map(_as_text, map(attrgetter(attr), items))), default=0)
+
+
+def _as_text(value: object) -> str:
+    """A record value as the pool stores it (decimals as text), '' for none."""
+    return "" if value is None else value if value.__class__ is str else str(value)
+
+
+def _too_long(column: str, value: str, limit: int) -> _BadCell:
+    """The error for a value the pool cannot keep whole."""
+    return _BadCell(column, value, f"过长：{len(value)} 个字符，最多 {limit} 个")
 
 
 def _group(invoices: dict[str, InvoiceRecord], line_count: int) -> ParsedWorkbook:
-    """Group invoices by month (months ascending, sheet order within a month) and list kinds."""
+    """Group invoices by month (months ascending, sheet order within a month), list kinds, and
+    warn about blue invoices with a negative amount (imported as written: the bureau's data)."""
     by_month: dict[str, list[InvoiceRecord]] = {}
     kinds: dict[str, str | None] = {}
+    negative_blue = []
     for invoice in invoices.values():
         issued = invoice.issued_at
         by_month.setdefault(f"{issued.year:04d}-{issued.month:02d}", []).append(invoice)
         kinds[invoice.type_name] = invoice.type_code
+        if invoice.amount < 0 and not invoice.is_red:
+            negative_blue.append(invoice.key)
     ordered = sorted(kinds, key=lambda name: (kinds[name] is None, kinds[name] or "", name))
+    warnings = []
+    if negative_blue:
+        shown = "、".join(negative_blue[:10]) + (f" 等 {len(negative_blue)} 张" if len(negative_blue) > 10 else "")
+        warnings.append(f"蓝字发票（是否正数发票为“是”）金额为负数，已按原样导入，请核对：{shown}")
     return ParsedWorkbook(
         invoices_by_month={month: by_month[month] for month in sorted(by_month)},
-        kinds=ordered, invoice_count=len(invoices), line_count=line_count,
+        kinds=ordered, invoice_count=len(invoices), line_count=line_count, warnings=warnings,
     )
 
 
@@ -468,13 +781,6 @@ def _pad(row: list, width: int) -> list:
     row.extend([""] * (width - len(row)))
     row.append("")
     return row
-
-
-def _cell_rejected(sheet: str, row_number: int, bad: _BadCell) -> SourceRejected:
-    """The user-facing message for a bad cell: sheet, row, column and what was found."""
-    shown = str(bad.value)
-    shown = shown if len(shown) <= 40 else shown[:40] + "…"
-    return SourceRejected(f"工作表“{sheet}”第 {row_number} 行“{bad.column}”{bad.why}：{shown}")
 
 
 def _text(value: object) -> str | None:
@@ -543,16 +849,26 @@ def _money(value: object, column: str) -> Decimal:
     shortest decimal text (repr), half up, as a person reading the cell would.
     """
     if value.__class__ is float:
-        cents = value * 100
-        whole = round(cents)
-        if -1e-6 < cents - whole < 1e-6:
-            return Decimal(whole).scaleb(-2)
-        return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
-    if isinstance(value, int) and not isinstance(value, bool):
+        if -_FAST_MONEY < value < _FAST_MONEY:  # NaN and inf fail this too
+            cents = value * 100
+            whole = round(cents)
+            if -1e-6 < cents - whole < 1e-6:
+                return Decimal(whole).scaleb(-2)
+            return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
+        if -MONEY_LIMIT < value < MONEY_LIMIT:
+            return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
+    if isinstance(value, int) and not isinstance(value, bool) and -MONEY_LIMIT < value < MONEY_LIMIT:
         return Decimal(value).quantize(_CENT)
     if value.__class__ is str and value.strip() not in _NULLS:
-        number = _decimal(value.replace(",", "").replace("¥", ""), column)
-        return number.quantize(_CENT, ROUND_HALF_UP)
+        try:
+            number = _decimal(value.replace(",", "").replace("¥", ""), column)
+        except _BadCell:
+            raise _BadCell(column, value, "不是金额") from None
+        if -MONEY_LIMIT < number < MONEY_LIMIT:
+            return number.quantize(_CENT, ROUND_HALF_UP)
+        raise _BadCell(column, value, "超出金额范围")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise _BadCell(column, value, "超出金额范围" if value == value else "不是金额")
     raise _BadCell(column, value, "不是金额" if value not in _NULLS else "为空")
 
 
@@ -574,7 +890,9 @@ def _decimal(value: object, column: str) -> Decimal:
             return number
         raise _BadCell(column, value, "不是数字")
     if value.__class__ is float:
-        return Decimal(repr(value))
+        if value - value == 0:  # finite
+            return Decimal(repr(value))
+        raise _BadCell(column, value, "不是数字")
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
     raise _BadCell(column, value, "不是数字")
@@ -589,12 +907,18 @@ def _rate(value: object) -> str | None:
         if text.endswith("%") or not text[:1].isdigit():
             return text
         try:
-            return _percent(Decimal(text))
+            number = Decimal(text)
         except InvalidOperation:
             return text
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _percent(number) if 0 <= number <= 100 else _bad_rate(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100:
         return _percent(Decimal(repr(value)))
-    raise _BadCell("税率", value)
+    return _bad_rate(value)
+
+
+def _bad_rate(value: object):
+    """A 税率 that is no rate at all (negative, above 100%, not a number)."""
+    raise _BadCell("税率", value, "不是税率")
 
 
 def _percent(fraction: Decimal) -> str:
@@ -638,7 +962,7 @@ def _issued_at(value: object) -> datetime:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value < 2958466:
-        return _EXCEL_EPOCH + timedelta(days=float(value))  # an Excel serial without date format
+        return _EXCEL_EPOCH + timedelta(seconds=round(value * 86400))  # an Excel serial, to the second
     raise _BadCell("开票日期", value, "不是日期")
 
 

@@ -6,13 +6,17 @@ lands whole or not at all.
 """
 from __future__ import annotations
 
+import json
 import logging
 import marshal
+import resource
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from rq import get_current_job
+from sqlalchemy import String, select, update
 
 from channels import etax_file
 from channels.http import ChannelRejected, Pending
@@ -20,7 +24,7 @@ from channels.records import SourceRejected, TransientError
 from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
-from webapp.models import Batch, Subtask
+from webapp.models import Batch, Invoice, InvoiceLine, Subtask
 from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
 from webapp.transactions import write_transaction
@@ -31,6 +35,11 @@ log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
 PENDING_RETRY = timedelta(minutes=10)
 EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
+MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
+PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
+ACTIVE_BATCH = ("preprocessing", "pending", "syncing")
+CRASHED_PARSE = ("文件解析进程连续 {n} 次意外中断（文件可能过大或结构异常），已停止解析。"
+                 "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 
 
 class Wait(Exception):
@@ -45,27 +54,126 @@ class _Terminated(Exception):
     """The subtask was terminated while it ran: its writes are rolled back."""
 
 
-def _fail_batch(batch_id: int, message: str) -> None:
-    """A batch whose input is unusable ends 全部执行失败 with the reason, writing nothing else."""
+def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
+    """A batch whose input is unusable ends 全部执行失败 with the reason (and, for a file, every
+    unreadable row for the 错误清单), writing nothing else. The attempt count starts again, so
+    a 重试 gets its full share."""
+    values = dict(status="failed", error=message, finished_at=datetime.now(), parse_attempts=0,
+                  error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
-        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
-                           .values(status="failed", error=message, finished_at=datetime.now()))
+        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing").values(**values))
 
 
 def parse_upload(batch_id: int) -> None:
-    """数据预处理: parse the uploaded workbook, stage it month by month, create the month subtasks."""
+    """数据预处理: parse the uploaded workbook, stage it month by month, create the month subtasks.
+
+    A company's file batches run one after another in the order they were created (the later
+    file's data is what the pool keeps): this one waits while an earlier one is still active,
+    and is started again when that one ends (or by the reconciler).
+    """
     batch = db.session.get(Batch, batch_id)
-    if batch is None or batch.status != "preprocessing":
-        return  # terminated meanwhile
+    if batch is None or batch.status != "preprocessing" or _earlier_file_batch_active(batch):
+        return
+    attempt = _count_parse_attempt(batch_id)
+    if attempt > MAX_PARSE_ATTEMPTS:
+        _fail_batch(batch_id, CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS))
+        _start_next_file_batch(batch)
+        return
     try:
-        parsed = etax_file.parse_workbook(upload_path(batch), batch.tax_id)
+        parsed = _parse(batch, thorough=attempt > 1)
+    except etax_file.RowsRejected as exc:
+        _fail_batch(batch_id, str(exc), exc.rows)
     except SourceRejected as exc:
         _fail_batch(batch_id, str(exc))
-        return
+    except MemoryError:
+        log.exception("parse of batch %s ran out of memory", batch_id)
+        _fail_batch(batch_id, "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入")
     except Exception as exc:  # an unforeseen fault in the file: say so, keep the details in the log
         log.exception("parse of batch %s failed", batch_id)
         _fail_batch(batch_id, f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）")
+    else:
+        _stage_months(batch_id, parsed)
         return
+    _start_next_file_batch(batch)
+
+
+def _parse(batch: Batch, *, thorough: bool) -> etax_file.ParsedWorkbook:
+    """Parse under a hard memory limit. After a parse that died, first run the upload's thorough
+    checks again (they name a stray far cell or an understated zip) before trying once more."""
+    path = upload_path(batch)
+    with _memory_limit():
+        if thorough:
+            etax_file.check_container(path, verify_crc=True)
+        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits())
+
+
+def _count_parse_attempt(batch_id: int) -> int:
+    """Record that a parse starts, committed before it runs: a parse that kills its process
+    still counts, so a file that always crashes fails after MAX_PARSE_ATTEMPTS, never loops."""
+    with write_transaction():
+        db.session.execute(update(Batch).where(Batch.id == batch_id)
+                           .values(parse_attempts=Batch.parse_attempts + 1))
+        return db.session.scalar(select(Batch.parse_attempts).where(Batch.id == batch_id))
+
+
+@contextmanager
+def _memory_limit() -> Iterator[None]:
+    """Cap the job process's address space (RLIMIT_AS) while it parses, so no file can take the
+    server down: an allocation past the cap fails in this process only. Applied only inside an
+    RQ work horse, which is a forked child; a caller outside a job keeps its own limits."""
+    if get_current_job() is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + PARSE_MEMORY_LIMIT
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space() -> int:
+    """This process's current virtual size (VmSize) in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def field_limits() -> etax_file.FieldLimits:
+    """The pool's text column sizes by record attribute, so the parser names a value too long
+    for them (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
+    def sizes(table, renamed=()) -> dict[str, int]:
+        names = dict(renamed)
+        return {names.get(c.name, c.name): c.type.length for c in table.columns
+                if isinstance(c.type, String) and c.type.length}
+    return {"invoice": sizes(Invoice.__table__, {"tax_id": "seller_tax_id"}),
+            "line": sizes(InvoiceLine.__table__)}
+
+
+def _earlier_file_batch_active(batch: Batch) -> bool:
+    """Whether a file batch of the same company created before this one has still work to do."""
+    return db.session.scalar(select(Batch.id).where(
+        Batch.company_id == batch.company_id, Batch.method == "file", Batch.id < batch.id,
+        Batch.status.in_(ACTIVE_BATCH)).limit(1)) is not None
+
+
+def _start_next_file_batch(batch: Batch) -> None:
+    """When a file batch ends, queue the parse of the company's next file batch waiting for it."""
+    waiting = db.session.scalar(select(Batch).where(
+        Batch.company_id == batch.company_id, Batch.method == "file", Batch.id > batch.id,
+        Batch.status == "preprocessing").order_by(Batch.id).limit(1))
+    if waiting is not None:
+        queue.enqueue_parse(waiting)
+
+
+def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
+    """Keep the parsed months on disk and create one subtask per month, in one step."""
+    batch = db.session.get(Batch, batch_id)
     folder = staging_dir(batch)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,10 +182,12 @@ def parse_upload(batch_id: int) -> None:
     except OSError as exc:
         log.exception("staging of batch %s failed", batch_id)
         _fail_batch(batch_id, f"解析结果无法写入服务器磁盘（{exc.strerror or type(exc).__name__}），请联系管理员后重试")
+        _start_next_file_batch(batch)
         return
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
-                                     .values(status="pending", kinds="、".join(parsed.kinds)))
+                                     .values(status="pending", kinds="、".join(parsed.kinds), parse_attempts=0,
+                                             note="；".join(parsed.warnings) or None))
         if claimed.rowcount == 0:
             return
         batch = db.session.get(Batch, batch_id)
@@ -173,10 +283,13 @@ def _claim(subtask_id: int) -> int | None:
 
 
 def _end(subtask_id: int, batch_id: int, **values) -> None:
-    """Record how a running subtask ended, and its batch's new status."""
+    """Record how a running subtask ended, and its batch's new status (a file batch that thereby
+    ends lets the company's next file batch start)."""
     with write_transaction():
         _set_subtask(subtask_id, "running", **values)
-        refresh_batch(batch_id)
+        batch = refresh_batch(batch_id)
+    if batch.method == "file" and batch.status in FINISHED_BATCH:
+        _start_next_file_batch(batch)
 
 
 def run_subtask(subtask_id: int) -> None:
@@ -207,6 +320,8 @@ def run_subtask(subtask_id: int) -> None:
         return
     if batch.status in FINISHED_BATCH:
         refresh_statistics()
+        if batch.method == "file":
+            _start_next_file_batch(batch)
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
 

@@ -23,8 +23,10 @@ from sqlalchemy import text  # noqa: E402
 from webapp import create_app  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 
+from tests.workbook_builder import build_sample_exports  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "samples"
+SAMPLES = build_sample_exports(_SESSION_DIR / "samples")  # built by the project's builder: nothing read from outside
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 
 

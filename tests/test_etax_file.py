@@ -14,25 +14,27 @@ from python_calamine import CalamineWorkbook
 
 from channels import etax_file
 from channels.etax_file import (
-    MAX_UPLOAD_BYTES, ParsedWorkbook, blue_key_from_remark, check_upload, parse_workbook,
+    MAX_LISTED_ERRORS, MAX_UPLOAD_BYTES, ParsedWorkbook, RowsRejected, blue_key_from_remark, check_upload,
+    parse_workbook,
 )
 from channels.invoice_types import type_code
 from channels.records import SourceRejected
 
-try:
-    from tests.workbook_builder import (
-        BASIC_SHEET, DETAIL_SHEET, TAX_ID, build_workbook, digital_invoice, discount_line,
-        is_listed_name, legacy_invoice, listed_line, make_line,
-    )
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from workbook_builder import (
-        BASIC_SHEET, DETAIL_SHEET, TAX_ID, build_workbook, digital_invoice, discount_line,
-        is_listed_name, legacy_invoice, listed_line, make_line,
-    )
+from tests.workbook_builder import (
+    BASIC_SHEET, DETAIL_SHEET, TAX_ID, blank_voided_invoice, build_sample_exports, build_workbook, digital_invoice,
+    discount_line, is_listed_name, legacy_invoice, listed_line, make_line, shape_corpus,
+)
 
-SAMPLES = Path("/work/shared/samples")
 SAMPLE_NAMES = ["etax-export-2024", "etax-export-2023-old-header"]
 DN1, DN2, DN3 = "24447123400000000197", "24888123400000000161", "24511123400000000026"
+FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax", "red_links", "by_type", "months",
+           "listed_invoices", "discount_lines")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory) -> Path:
+    """The shared sample exports, built by the project's own builder."""
+    return build_sample_exports(tmp_path_factory.mktemp("samples"))
 
 
 def figures(parsed: ParsedWorkbook) -> dict:
@@ -46,7 +48,7 @@ def figures(parsed: ParsedWorkbook) -> dict:
         "voided": sum(inv.status == "已作废" for inv in invoices),
         "amount": str(sum((inv.amount for inv in invoices), Decimal("0.00"))),
         "tax": str(sum((inv.tax for inv in invoices), Decimal("0.00"))),
-        "listed_invoices": sum(any(is_listed_name(l.name) for l in inv.lines) for inv in invoices),
+        "listed_invoices": sum(any(is_listed_name(line.name) for line in inv.lines) for inv in invoices),
         "discount_lines": sum(line.is_discount for inv in invoices for line in inv.lines),
         "red_links": {inv.key: inv.red_of for inv in invoices if inv.is_red and inv.red_of},
         "by_type": dict(Counter(inv.type_name for inv in invoices)),
@@ -85,35 +87,88 @@ def rejected(path: Path, *, upload: bool = False) -> str:
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_sample_imports_to_its_expected_figures(name):
-    expected = json.loads((SAMPLES / f"{name}.expected.json").read_text(encoding="utf-8"))
-    check_upload(SAMPLES / f"{name}.xlsx")
-    parsed = parse_workbook(SAMPLES / f"{name}.xlsx", TAX_ID)
+def test_sample_imports_to_its_expected_figures(samples, name):
+    expected = json.loads((samples / f"{name}.expected.json").read_text(encoding="utf-8"))
+    check_upload(samples / f"{name}.xlsx")
+    parsed = parse_workbook(samples / f"{name}.xlsx", TAX_ID)
     got = figures(parsed)
-    for figure in ("invoices", "lines", "blue", "red", "voided", "amount", "tax", "red_links",
-                   "by_type", "months", "listed_invoices", "discount_lines"):
+    for figure in FIGURES:
         assert got[figure] == expected[figure], figure
-    assert parsed.invoice_count == expected["invoices"]
+    assert parsed.invoice_count == expected["invoices"] == (312 if "2024" in name else 124)
     assert parsed.line_count == expected["lines"] + expected["listed_invoices"]  # parser keeps all
     assert parsed.kinds == sorted(expected["by_type"], key=type_code)
 
 
-def test_sample_values_are_read_as_written():
-    parsed = parse_workbook(SAMPLES / "etax-export-2024.xlsx", TAX_ID)
-    invoices = by_key(parsed)
-    first = invoices[DN1]
-    assert first.issued_at == datetime(2024, 1, 2, 18, 28, 53)
-    assert (first.amount, first.tax, first.total) == (
-        Decimal("486992.23"), Decimal("23211.36"), Decimal("510203.59"))
-    assert first.code is None and first.number is None and first.digital_number == DN1
-    assert first.type_name == "数电发票（普通发票）" and first.type_code == "82"
-    assert first.origin == "电子发票服务平台" and first.remark == "合同号:HT-2024-001"
-    line = first.lines[0]
+def test_sample_values_are_read_as_written(samples):
+    invoices = by_key(parse_workbook(samples / "etax-export-2024.xlsx", TAX_ID))
+    discounted = invoices["24791123400000000013"]
+    assert discounted.issued_at == datetime(2024, 7, 8, 9, 0, 0)
+    assert (discounted.amount, discounted.tax, discounted.total) == (
+        Decimal("130801.99"), Decimal("11772.18"), Decimal("142574.17"))
+    assert discounted.code is None and discounted.number is None
+    assert discounted.type_name == "数电发票（普通发票）" and discounted.type_code == "82"
+    assert discounted.origin == "电子发票服务平台"
+    line = discounted.lines[0]
     assert (line.line_no, line.name, line.quantity, line.unit_price, line.tax_rate) == (
-        1, "*经纪代理服务*代理服务费", Decimal("88"), Decimal("4168.51000000"), "6%")
-    legacy = invoices["098014516564-12254275"]
-    assert (legacy.code, legacy.number, legacy.digital_number) == ("098014516564", "12254275", None)
-    assert legacy.type_code == "01"
+        1, "*蔬菜*鲜蔬菜", Decimal("10000"), Decimal("14.533554"), "9%")
+    assert discounted.lines[1].is_discount and discounted.lines[1].amount == Decimal("-14533.55")
+    legacy = invoices["044024900111-00100005"]
+    assert (legacy.code, legacy.number, legacy.digital_number) == ("044024900111", "00100005", None)
+    assert legacy.type_code == "04"
+    assert invoices["24706900000000003120"].red_of == "24144123400000000006"
+
+
+# --- every shape the tax bureau writes ----------------------------------------------------------
+
+
+def test_blank_voided_paper_invoice_is_a_voided_invoice_without_a_line(tmp_path):
+    """Issue 8: the 2021 export refused with 第 65 行“金额”为空 imports; the invoice has no line."""
+    path = tmp_path / "blank.xlsx"
+    expected = build_workbook(path, [one_line_invoice(DN1), blank_voided_invoice("032002100104", "01234567")])
+    check_upload(path)
+    parsed = parse_workbook(path, TAX_ID)
+    blank = by_key(parsed)["032002100104-01234567"]
+    assert (blank.status, blank.amount, blank.tax, blank.total, blank.lines) == (
+        "已作废", Decimal("0.00"), Decimal("0.00"), Decimal("0.00"), [])
+    assert blank.seller_name is None and blank.buyer_tax_id == "000000000000000" and blank.buyer_name is None
+    assert (expected["invoices"], expected["voided"], expected["lines"]) == (2, 1, 1)
+    assert figures(parsed)["voided"] == 1 and parsed.line_count == 1 and parsed.invoice_count == 2
+
+
+def test_blank_voided_invoice_without_any_detail_row_is_accepted(tmp_path):
+    path = tmp_path / "blank-no-row.xlsx"
+    blank = blank_voided_invoice("032002100104", "01234567")
+    blank["lines"] = []
+    build_workbook(path, [one_line_invoice(DN1), blank])
+    assert by_key(parse_workbook(path, TAX_ID))["032002100104-01234567"].lines == []
+
+
+STYLES = [
+    dict(),
+    dict(header_variant="全电发票号码", totals_row=False, extra_sheets=("建筑服务", "旅客运输服务")),
+    dict(money_as_text=True, quantities_as_numbers=True, date_style="serial", trailing_blank_rows=30, seq_step=3),
+    dict(header_variant="数电票号码", date_style="datetime", trailing_blank_rows=5, extra_sheets=("铁路电子客票",)),
+]
+
+
+@pytest.mark.parametrize("style", STYLES, ids=["export", "old-header-no-totals", "text-serial-gaps", "datetime"])
+def test_every_shape_imports_to_the_cent(tmp_path, style):
+    """The shape corpus plus random invoices, in each cell style real files show: the figures are
+    the builder's own sums (computed from its Decimals, not by the parser), to the cent."""
+    path = tmp_path / "shapes.xlsx"
+    expected = build_workbook(path, shape_corpus(2024), n_random=150, seed=5, **style)
+    check_upload(path)
+    parsed = parse_workbook(path, TAX_ID)
+    got = figures(parsed)
+    for figure in FIGURES:
+        assert got[figure] == expected[figure], figure
+    assert parsed.line_count == expected["line_rows"]
+    rates = {line.tax_rate for invoice in parsed.invoices() for line in invoice.lines}
+    assert {"免税", "不征税", "0%", "1%", "1.5%", "3%", "5%", "9%"} <= rates
+    statuses = {invoice.status for invoice in parsed.invoices()}
+    assert {"已作废", "已红冲-全额", "已红冲-部分", "正常"} <= statuses
+    paper = by_key(parsed)["24900123400000000004"]
+    assert (paper.code, paper.number, paper.type_code) == ("144024900222", "00200001", "86")
 
 
 # --- generated workbooks -------------------------------------------------------------------
@@ -437,7 +492,7 @@ def test_not_an_xlsx_is_refused(tmp_path, content, hint):
     message = rejected(path, upload=True)
     assert message.startswith("文件不是有效的 xlsx 工作簿")
     assert hint in message if hint else "（" not in message  # random bytes get no wrong guess
-    assert rejected(path).startswith("文件无法作为 xlsx 工作簿读取")
+    assert rejected(path) == message  # the parse says the same
 
 
 def test_truncated_zip_is_refused(tmp_path):
@@ -629,3 +684,133 @@ def test_parsing_costs_little_beyond_reading(tmp_path):
     parse = best(lambda: parse_workbook(path, TAX_ID))
     # about 0.06 s for this size; a per-row slowdown or a quadratic step would break this
     assert parse - read < 0.5, (read, parse)
+
+
+# --- every bad row is named ------------------------------------------------------------------
+
+
+def test_every_unreadable_row_is_listed_with_sheet_row_column_and_value(tmp_path):
+    path = tmp_path / "bad-rows.xlsx"
+    build_workbook(path, [
+        one_line_invoice(DN1, basic_cells={"开票日期": "上周三"}),
+        one_line_invoice(DN2, line_cells={"金额": "一百元"}),
+        one_line_invoice(DN3, basic_cells={"是否正数发票": "不知道"}, line_cells={"数量": "三个"}),
+    ])
+    with pytest.raises(RowsRejected) as info:
+        parse_workbook(path, TAX_ID)
+    places = [(r.sheet, r.row, r.column, r.value) for r in info.value.rows]
+    assert places == [  # the lines of an invoice whose own row is bad are not named again
+        (BASIC_SHEET, 2, "开票日期", "上周三"),
+        (BASIC_SHEET, 4, "是否正数发票", "不知道"),
+        (DETAIL_SHEET, 3, "金额", "一百元"),
+    ]
+    assert info.value.total == len(places)
+    assert "处无法读取" in str(info.value) and "错误清单" in str(info.value)
+
+
+def test_at_most_a_hundred_bad_rows_are_listed_but_all_are_counted(tmp_path):
+    path = tmp_path / "many-bad.xlsx"
+    invoices = [one_line_invoice(f"2490012340000001{i:04d}", basic_cells={"金额": "坏"}) for i in range(130)]
+    build_workbook(path, invoices)
+    with pytest.raises(RowsRejected) as info:
+        parse_workbook(path, TAX_ID)
+    assert len(info.value.rows) == MAX_LISTED_ERRORS and info.value.total == 130
+    assert info.value.rows[-1].row == 101 and "130 处" in str(info.value)
+
+
+@pytest.mark.parametrize("cell, why", [
+    (1e20, "超出金额范围"), ("1e400", "超出金额范围"), ("-3e16", "超出金额范围"), ("NaN", "不是金额"),
+])
+def test_amounts_beyond_what_the_pool_keeps_are_named(tmp_path, cell, why):
+    path = tmp_path / "huge-amount.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, basic_cells={"金额": cell})])
+    with pytest.raises(RowsRejected) as info:
+        parse_workbook(path, TAX_ID)
+    [row] = info.value.rows
+    assert (row.sheet, row.row, row.column) == (BASIC_SHEET, 2, "金额") and why in row.why
+
+
+def test_values_longer_than_the_pool_keeps_are_named_with_row_and_field(tmp_path):
+    path = tmp_path / "long.xlsx"
+    long_name = "某" * 32000
+    goods = make_line("*供电*电力", "10.00", spec="规" * 300)
+    build_workbook(path, [one_line_invoice(DN1), digital_invoice(DN2, [make_line("*供电*电力", "1.00"), goods],
+                                                                  buyer_name=long_name)])
+    limits = {"invoice": {"buyer_name": 200, "seller_name": 200}, "line": {"spec": 200, "name": 300}}
+    assert parse_workbook(path, TAX_ID).invoice_count == 2  # without limits nothing is checked
+    with pytest.raises(RowsRejected) as info:
+        parse_workbook(path, TAX_ID, limits)
+    found = {(r.sheet, r.row, r.column): r.why for r in info.value.rows}
+    assert found == {(BASIC_SHEET, 3, "购买方名称"): "过长：32000 个字符，最多 200 个",
+                     (DETAIL_SHEET, 4, "规格型号"): "过长：300 个字符，最多 200 个"}
+
+
+def test_a_blue_invoice_with_a_negative_amount_imports_with_a_warning(tmp_path):
+    path = tmp_path / "negative-blue.xlsx"
+    build_workbook(path, [one_line_invoice(DN1), digital_invoice(DN2, [make_line("*供电*电力", "-30.00")])])
+    parsed = parse_workbook(path, TAX_ID)
+    assert parsed.invoice_count == 2 and by_key(parsed)[DN2].amount == Decimal("-30.00")
+    assert len(parsed.warnings) == 1 and DN2 in parsed.warnings[0] and "金额为负数" in parsed.warnings[0]
+
+
+# --- cells far outside the data, and zips that understate their sizes ----------------------------
+
+
+def _patched_copy(source: Path, target: Path, part: str, change) -> None:
+    """A copy of a workbook with one zip part's bytes changed."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for entry in src.infolist():
+            data = src.read(entry.filename)
+            dst.writestr(entry.filename, change(data) if entry.filename == part else data)
+
+
+@pytest.mark.parametrize("cell", ["XFD1048576", "AN1048576", "BA2", "A200001"])
+def test_a_stray_cell_far_away_is_refused_on_upload(tmp_path, cell):
+    good = tmp_path / "good.xlsx"
+    build_workbook(good, [one_line_invoice(DN1)])
+    path = tmp_path / "far.xlsx"
+    row = cell.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    stray = f'<row r="{row}"><c r="{cell}" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'.encode()
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
+    message = rejected(path, upload=True)
+    assert f"工作表“{DETAIL_SHEET}”的单元格 {cell} 远在数据区域之外" in message
+
+
+def test_cells_near_the_data_and_far_blank_rows_are_fine(tmp_path):
+    good = tmp_path / "good.xlsx"
+    build_workbook(good, [one_line_invoice(DN1)])
+    path = tmp_path / "near.xlsx"
+    extra = b'<row r="500"><c r="AZ500" t="inlineStr"><is><t>note</t></is></c></row><row r="900000"/></sheetData>'
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", extra))
+    check_upload(path)
+    assert parse_workbook(path, TAX_ID).invoice_count == 1
+
+
+def understated_bomb(path: Path, real_bytes: int) -> None:
+    """A workbook whose sheet inflates to `real_bytes` while its headers declare 1 MB."""
+    good = path.with_name("base.xlsx")
+    build_workbook(good, [one_line_invoice(DN1)])
+    padding = b"<!--" + b" " * real_bytes + b"-->"
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"<sheetData>", padding + b"<sheetData>"))
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            name_at = at + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(info.filename)] == info.filename.encode():
+                data[at + offset:at + offset + 4] = (1 << 20).to_bytes(4, "little")
+            start = at + 4
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_that_understates_its_sizes_is_stopped_while_inflating(tmp_path):
+    path = tmp_path / "understated.xlsx"
+    understated_bomb(path, 64 << 20)
+    assert path.stat().st_size < 1 << 20
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("xl/worksheets/sheet1.xml").file_size == 1 << 20  # the lie passes the old check
+        etax_file.check_zip_limits(archive)
+    message = rejected(path, upload=True)
+    assert "实际大小超过其声明大小" in message and "压缩炸弹" in message

@@ -1,14 +1,20 @@
 """E-tax file import end to end: CLI and dialog, real worker, real Redis, real database."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
+from decimal import Decimal
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from tests.workbook_builder import (
+    BASIC_SHEET, DETAIL_SHEET, blank_voided_invoice, build_workbook, digital_invoice, make_line, shape_corpus,
+)
 from webapp.extensions import db
-from webapp.models import Batch, Invoice
+from webapp.models import Batch, Invoice, InvoiceLine
 
 from .conftest import DEMO_TAX_ID, SAMPLES, login
 
@@ -176,7 +182,7 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     other = "91110000MA00000001"
     _cli_json(runner, "enterprise", "add", "--tax-id", other, "--name", "别家公司")
     _cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", other)
-    taken = "24447123400000000197"  # an invoice of the demo company in the 2024 sample
+    taken = "24144123400000000006"  # an invoice of the demo company in the 2024 sample
     path = tmp_path / "b.xlsx"
     build_workbook(path, [digital_invoice(taken, [make_line("*信息技术服务*运维服务", "100.00")], "2024-01-05 10:00:00")],
                    tax_id=other, seller_name="别家公司")
@@ -186,3 +192,227 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     assert taken in batch["subtasks"][0]["error"] and DEMO_TAX_ID in batch["subtasks"][0]["error"]
     shown = _cli_json(runner, "pool", "show", taken)
     assert shown["tax_id"] == DEMO_TAX_ID and shown["lines"]
+
+
+# --- issue 8 and 9: the file import path ------------------------------------------------------------
+
+
+def _upload(client, *files, tax_id=DEMO_TAX_ID, htmx=True):
+    """Submit the import dialog with files (path or (bytes, name)) in the order given."""
+    payload = []
+    for item in files:
+        content, name = item if isinstance(item, tuple) else (item.read_bytes(), item.name)
+        payload.append((io.BytesIO(content), name))
+    headers = {"HX-Request": "true"} if htmx else {}
+    data = {"data_type": "invoices", "method": "file", "file": payload, **({"tax_ids": tax_id} if tax_id else {})}
+    return client.post("/batches/import", data=data, headers=headers, content_type="multipart/form-data")
+
+
+def _batches(app) -> list[Batch]:
+    with app.app_context():
+        batches = list(db.session.scalars(select(Batch).order_by(Batch.id)))
+        db.session.expunge_all()
+        return batches
+
+
+def _count(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_path):
+    """Issue 8 §1: the bureau's blank-voided row never refuses the file; the pool keeps the invoice."""
+    path = tmp_path / "2021.xlsx"
+    expected = build_workbook(path, [blank_voided_invoice("032002100104", "01234567", "2021-03-05 09:12:00"),
+                                     *shape_corpus(2021)[1:]], year=2021)
+    batch = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait")
+    assert batch["status"] == "succeeded" and batch["total"] == batch["success"] == expected["invoices"]
+    stats = _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    assert {k: stats[k] for k in FIGURES} == {k: expected[k] for k in FIGURES}
+    shown = _cli_json(runner, "pool", "show", "032002100104-01234567")
+    assert shown["status"] == "已作废" and shown["lines"] == [] and shown["amount"] == "0.00"
+
+
+def test_bad_rows_refuse_the_file_whole_and_are_listed_on_the_page_and_as_xlsx(client, app, work, tmp_path):
+    path = tmp_path / "bad.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000101", [make_line("*供电*电力", "1.00")],
+                                          basic_cells={"开票日期": "2024-02-30"}),
+                          digital_invoice("24900123400000000102", [make_line("*供电*电力", "2.00")],
+                                          line_cells={"税额": "-十元"})])
+    login(client)
+    assert _upload(client, path).status_code == 204
+    work()
+    [batch] = _batches(app)
+    assert batch.status == "failed" and "2 处无法读取" in batch.error
+    assert _count(app, Invoice) == 0 and _count(app, InvoiceLine) == 0
+    page = client.get(f"/batches/{batch.batch_no}").text
+    assert "错误清单" in page and "2024-02-30" in page and "-十元" in page and "下载错误清单" in page
+    download = client.get(f"/batches/{batch.batch_no}/errors.xlsx")
+    assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
+    rows = list(load_workbook(io.BytesIO(download.data)).active.iter_rows(values_only=True))
+    assert rows == [("工作表", "行号", "列", "单元格内容", "问题"),
+                    (BASIC_SHEET, 2, "开票日期", "2024-02-30", "不是日期"),
+                    (DETAIL_SHEET, 3, "税额", "'-十元", "不是金额")]  # the cell text made formula-safe
+
+
+def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(runner, app, tmp_path):
+    """Issue 9 #7: the same clear refusal on SQLite and PostgreSQL, never 内部错误：DataError."""
+    path = tmp_path / "long.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000201", [make_line("*供电*电力", "1.00")],
+                                          buyer_name="某" * 32000)])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    batch = json.loads(result.stdout)
+    assert batch["status"] == "failed"
+    assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in batch["error"]
+    assert "DataError" not in batch["error"] and _count(app, Invoice) == 0
+
+
+def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client, app, work, tmp_path):
+    path = tmp_path / "negative.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000301", [make_line("*供电*电力", "-30.00")])])
+    login(client)
+    _upload(client, path)
+    work()
+    [batch] = _batches(app)
+    assert batch.status == "succeeded" and "金额为负数" in batch.note and "24900123400000000301" in batch.note
+    assert "金额为负数" in client.get(f"/batches/{batch.batch_no}").text
+
+
+@pytest.mark.parametrize("name, message", [
+    ("发" * 256 + ".xlsx", "文件名过长（261 个字符）"),
+    ("bad\x00name.xlsx", "文件名含有无法识别的字符"),
+])
+def test_file_names_that_cannot_be_kept_get_a_clear_error(client, app, name, message):
+    """Issue 9 #7/#8: no HTTP 500 and no reset form; the error area alone is swapped."""
+    login(client)
+    response = _upload(client, (SAMPLES.joinpath("etax-export-2023-old-header.xlsx").read_bytes(), name))
+    assert response.status_code == 200 and message in response.text
+    assert response.headers["HX-Retarget"] == "#import-errors"
+    assert 'type="file"' not in response.text  # the file input is left as the user chose it
+    assert _count(app, Batch) == 0
+
+
+def test_a_file_name_not_valid_utf8_in_the_raw_request(client, app):
+    login(client)
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"data_type\"\r\n\r\ninvoices\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\nfile\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"tax_ids\"\r\n\r\n{DEMO_TAX_ID}\r\n"
+            f"--{boundary}\r\n").encode() + b'Content-Disposition: form-data; name="file"; filename="\xb7\xa2\xc6\xb1.xlsx"\r\n' \
+        + b"Content-Type: application/octet-stream\r\n\r\n" + SAMPLES.joinpath("etax-export-2024.xlsx").read_bytes() \
+        + f"\r\n--{boundary}--\r\n".encode()
+    response = client.post("/batches/import", data=body, headers={"HX-Request": "true"},
+                           content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 200 and "文件名含有无法识别的字符" in response.text
+    assert _count(app, Batch) == 0
+
+
+def test_validation_error_swaps_only_the_error_area(client, app):
+    """Issue 8 §3: a validation error keeps the chosen files: only #import-errors is replaced."""
+    login(client)
+    response = _upload(client, SAMPLES / "etax-export-2024.xlsx", tax_id=None)
+    assert response.status_code == 200 and "请选择企业" in response.text
+    assert response.headers["HX-Retarget"] == "#import-errors" and response.headers["HX-Reswap"] == "innerHTML"
+    assert "<form" not in response.text
+
+
+def test_several_files_become_one_batch_each_refused_or_accepted_on_its_own(client, app, work, tmp_path):
+    broken = tmp_path / "broken.xlsx"
+    broken.write_text("发票号码,金额\n1,2\n", encoding="utf-8")
+    login(client)
+    response = _upload(client, SAMPLES / "etax-export-2023-old-header.xlsx", broken, SAMPLES / "etax-export-2024.xlsx")
+    assert response.status_code == 200
+    page = response.text
+    assert page.count("已接收") == 2 and "broken.xlsx" in page and "未导入：文件不是有效的 xlsx 工作簿" in page
+    batches = _batches(app)
+    assert [b.file_name for b in batches] == ["etax-export-2023-old-header.xlsx", "etax-export-2024.xlsx"]
+    for batch in batches:
+        assert batch.batch_no in page
+    work()
+    assert [b.status for b in _batches(app)] == ["succeeded", "succeeded"]
+    assert _count(app, Invoice) == 312 + 124
+
+
+def test_all_files_refused_keeps_the_dialog_and_lists_each(client, app, tmp_path):
+    first, second = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    first.write_bytes(b"")
+    second.write_text("<html></html>", encoding="utf-8")
+    login(client)
+    response = _upload(client, first, second)
+    assert response.headers["HX-Retarget"] == "#import-errors"
+    assert "a.xlsx</strong>：文件为空" in response.text and "b.xlsx</strong>：文件不是有效的 xlsx 工作簿" in response.text
+    assert _count(app, Batch) == 0
+
+
+def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client, app, work, tmp_path):
+    """Issue 8 §1: two exports holding the same invoice; the pool keeps the later file's data,
+    and the second batch starts only once the first has ended."""
+    key = "24900123400000000401"
+    older, newer = tmp_path / "older.xlsx", tmp_path / "newer.xlsx"
+    build_workbook(older, [digital_invoice(key, [make_line("*供电*电力", "100.00")], "2024-06-01 10:00:00", buyer_name="旧名称"),
+                           digital_invoice("24900123400000000402", [make_line("*供电*电力", "5.00")], "2024-07-01 10:00:00")])
+    build_workbook(newer, [digital_invoice(key, [make_line("*供电*电力", "80.00"), make_line("*供电*电力", "20.00", "6%")],
+                                           "2024-06-01 10:00:00", buyer_name="新名称", status="已红冲-部分")])
+    login(client)
+    _upload(client, newer, older)  # chosen in this order: older is the later file
+    first, second = _batches(app)
+    assert (first.file_name, second.file_name) == ("newer.xlsx", "older.xlsx")
+    work()
+    first, second = _batches(app)
+    assert first.status == second.status == "succeeded"
+    with app.app_context():
+        invoice = db.session.scalar(select(Invoice).filter_by(key=key))
+        assert (invoice.buyer_name, invoice.amount, invoice.status) == ("旧名称", Decimal("100.00"), "正常")
+        assert invoice.batch_id == second.id
+        assert db.session.scalar(select(func.count()).select_from(InvoiceLine).filter_by(invoice_key=key)) == 1
+        first_done = db.session.get(Batch, first.id).finished_at
+        second_parsed = min(s.started_at for s in db.session.get(Batch, second.id).subtasks)
+        assert second_parsed >= first_done
+
+    # the other order: newer chosen last wins
+    _upload(client, older, newer)
+    work()
+    with app.app_context():
+        invoice = db.session.scalar(select(Invoice).filter_by(key=key))
+        assert (invoice.buyer_name, invoice.amount, invoice.status) == ("新名称", Decimal("100.00"), "已红冲-部分")
+        assert db.session.scalar(select(func.count()).select_from(InvoiceLine).filter_by(invoice_key=key)) == 2
+
+
+def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(app, work, tmp_path):
+    """Issue 9 #2: a file that slipped past the upload checks (a stray cell at XFD1048576) makes
+    the reader allocate past the job's memory limit; the job process dies, the next attempt
+    names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
+    from jobs import queue
+    from jobs.tasks import CRASHED_PARSE, MAX_PARSE_ATTEMPTS
+    from webapp.batches import create_file_batch
+    from webapp.models import Company, User
+
+    from .test_etax_file import _patched_copy
+
+    good, far = tmp_path / "good.xlsx", tmp_path / "far.xlsx"
+    build_workbook(good, [digital_invoice("24900123400000000501", [make_line("*供电*电力", "1.00")])])
+    stray = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    _patched_copy(good, far, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
+    with app.app_context():
+        user = db.session.scalar(select(User).filter_by(username="caiwu"))
+        company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+        batch_id = create_file_batch(user, company, far, far.name).id  # as if the upload check had let it in
+    work()  # attempt 1: the work horse dies on the allocation; the worker itself lives on
+    with app.app_context():
+        batch = db.session.get(Batch, batch_id)
+        assert (batch.status, batch.parse_attempts) == ("preprocessing", 1)
+        assert queue.job_state(queue.parse_job_id(batch)) == "failed"
+        queue.enqueue_parse(batch)  # what the reconciler does for a lost parse
+    work()  # attempt 2 runs the upload's thorough checks first, which name the cell
+    with app.app_context():
+        batch = db.session.get(Batch, batch_id)
+        assert batch.status == "failed" and "单元格 XFD1048576 远在数据区域之外" in batch.error
+        batch.status, batch.parse_attempts = "preprocessing", MAX_PARSE_ATTEMPTS  # a file that always crashed
+        db.session.commit()
+        queue.enqueue_parse(batch)
+    work()
+    with app.app_context():
+        batch = db.session.get(Batch, batch_id)
+        assert batch.status == "failed" and batch.error == CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS)
+        assert batch.parse_attempts == 0  # a 重试 gets its attempts again
+    assert _count(app, Invoice) == 0

@@ -1,6 +1,6 @@
 """Build workbooks shaped like the Electronic Tax Bureau's 全量发票查询 export, for tests and benchmarks.
 
-The layout follows shared/domain.md §1 and §6: sheet 信息汇总表 (one row per line) then
+The layout follows docs/etax-export.md: sheet 信息汇总表 (one row per line) then
 发票基础信息 (one row per invoice, then the 合计行 totals row); text columns are string cells,
 金额/税额/价税合计 are numbers. Every company and person is invented.
 
@@ -11,6 +11,7 @@ Run `python tests/workbook_builder.py out.xlsx --mb 10` to write a benchmark-siz
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 from datetime import date, datetime, timedelta
@@ -130,6 +131,14 @@ def make_line(name: str, amount: Any, rate: str | None = "13%", *, quantity: str
     }
 
 
+def empty_line() -> dict:
+    """The detail row of a blank-voided paper invoice: goods, code, amount, rate and tax all empty,
+    价税合计 0. It is a row of the sheet, not a line of the invoice."""
+    return {"name": None, "tax_code": None, "special_type": "", "spec": None, "unit": None, "quantity": None,
+            "unit_price": None, "amount": None, "tax_rate": None, "tax": None, "total": Decimal("0.00"),
+            "cells": {}, "empty": True}
+
+
 def listed_line(lines: list[dict]) -> dict:
     """The `(详见销货清单)` summary line: the whole invoice's totals, no code/spec/unit/qty/price."""
     amount = sum((line["amount"] for line in lines), Decimal("0.00"))
@@ -146,7 +155,7 @@ def discount_line(discounted: dict, amount: Any) -> dict:
 def _invoice(kind: str, lines: list[dict], issued_at: Any, *, code: str, number: str,
              digital_number: str, origin: str, **fields: Any) -> dict:
     """Common shape of an invoice dict; amount/tax/total default to its real (non-listed) lines."""
-    real = [line for line in lines if not is_listed_name(line["name"])]
+    real = [line for line in lines if not line.get("empty") and not is_listed_name(line["name"])]
     amount = sum((line["amount"] for line in real), Decimal("0.00"))
     tax = sum((line["tax"] for line in real), Decimal("0.00"))
     invoice = {
@@ -172,6 +181,17 @@ def legacy_invoice(code: str, number: str, lines: list[dict], issued_at: Any = "
     """A 税控 (legacy) invoice: code and 8-digit number, 数电发票号码 written as '--'."""
     return _invoice(kind, lines, issued_at, code=code, number=number, digital_number="--",
                     origin=LEGACY_ORIGIN, **fields)
+
+
+def blank_voided_invoice(code: str, number: str, issued_at: Any = "2021-03-05 09:12:00",
+                         *, kind: str = "增值税普通发票") -> dict:
+    """A paper invoice voided before anything was written on it (空白作废), as a real 2021 export
+    shows it: no seller name, buyer 000000000000000 without a name, zero amounts, 已作废, and one
+    empty row in 信息汇总表."""
+    empty_name = {"销方名称": ""}
+    return legacy_invoice(code, number, [empty_line()], issued_at, kind=kind, status="已作废",
+                          buyer_tax_id="000000000000000", buyer_name="", issuer=None, remark="", risk="正常",
+                          basic_cells=empty_name, line_cells=empty_name)
 
 
 def invoice_key(invoice: dict) -> str:
@@ -207,9 +227,10 @@ def expected_figures(invoices: Iterable[dict]) -> dict:
         "discount_lines": 0, "red_links": {}, "by_type": {}, "months": set(),
     }
     for invoice in invoices:
-        listed = sum(is_listed_name(line["name"]) for line in invoice["lines"])
-        figures["line_rows"] += len(invoice["lines"])
-        figures["lines"] += len(invoice["lines"]) - listed
+        real = [line for line in invoice["lines"] if not line.get("empty")]
+        listed = sum(is_listed_name(line["name"]) for line in real)
+        figures["line_rows"] += len(real)
+        figures["lines"] += len(real) - listed
         figures["listed_invoices"] += bool(listed)
         figures["discount_lines"] += _discount_count(invoice)
         figures["red" if invoice["is_red"] else "blue"] += 1
@@ -230,7 +251,7 @@ def _discount_count(invoice: dict) -> int:
     """Negative lines right after another line of a blue invoice."""
     if invoice["is_red"]:
         return 0
-    return sum(1 for line in invoice["lines"][1:] if money(line["amount"]) < 0)
+    return sum(1 for line in invoice["lines"][1:] if not line.get("empty") and money(line["amount"]) < 0)
 
 
 def _month(issued_at: Any) -> str:
@@ -407,13 +428,20 @@ def build_workbook(path: str | Path, invoices: list[dict] | None = None, *,
                    n_random: int = 0, seed: int = 0, tax_id: str = TAX_ID,
                    seller_name: str = SELLER_NAME, year: int = 2024,
                    sheets: Iterable[str] = (DETAIL_SHEET, BASIC_SHEET),
-                   totals_row_cells: dict | None = None) -> dict:
+                   totals_row_cells: dict | None = None, money_as_text: bool = False,
+                   quantities_as_numbers: bool = False, date_style: str = "text",
+                   trailing_blank_rows: int = 0, seq_step: int = 1) -> dict:
     """Write an export-shaped workbook and return the expected figures (see expected_figures).
 
     `invoices` are written first, then `n_random` random ones. `sheets` lists which of the two
     required sheets to write (to build a broken file); `drop_columns` removes headers by name
     from both sheets; `header_variant` names the 数电发票号码 column (全电发票号码 for old
     exports). Invoices without their own seller get `tax_id` / `seller_name`.
+
+    Cell styles real files show: `money_as_text` writes 金额/税额/价税合计 as text ("100.00"),
+    `quantities_as_numbers` writes 数量/单价 as number cells, `date_style` writes 开票日期 as
+    "text" (the export's own), "serial" (an Excel serial number) or "datetime" (a date cell);
+    `trailing_blank_rows` adds rows of empty cells to both sheets; `seq_step` leaves gaps in 序号.
     """
     everything = list(invoices or [])
     if n_random:
@@ -423,13 +451,14 @@ def build_workbook(path: str | Path, invoices: list[dict] | None = None, *,
         invoice["seller_tax_id"] = invoice["seller_tax_id"] or tax_id
         invoice["seller_name"] = invoice.get("seller_name") or seller_name
     dropped = set(drop_columns)
+    style = _CellStyle(money_as_text, quantities_as_numbers, date_style, trailing_blank_rows, seq_step)
     workbook = Workbook(write_only=True)
     sheets = list(sheets)
     for name in sheets:
         if name == DETAIL_SHEET:
-            _write_detail(workbook, everything, header_variant, dropped)
+            _write_detail(workbook, everything, header_variant, dropped, style)
         elif name == BASIC_SHEET:
-            _write_basic(workbook, everything, header_variant, dropped, totals_row, totals_row_cells)
+            _write_basic(workbook, everything, header_variant, dropped, totals_row, totals_row_cells, style)
         else:
             workbook.create_sheet(name).append(["序号"])
     for name in extra_sheets:
@@ -445,45 +474,87 @@ def _headers(headers: list[str], variant: str, dropped: set[str]) -> tuple[list[
     return written, kept
 
 
-def _write_detail(workbook: Workbook, invoices: list[dict], variant: str, dropped: set[str]) -> None:
+class _CellStyle:
+    """How cells are written (see build_workbook): the export's own style by default."""
+
+    def __init__(self, money_as_text: bool, quantities_as_numbers: bool, date_style: str,
+                 trailing_blank_rows: int, seq_step: int) -> None:
+        self.money_as_text, self.quantities_as_numbers = money_as_text, quantities_as_numbers
+        self.date_style, self.trailing, self.seq_step = date_style, trailing_blank_rows, seq_step
+
+    def money(self, value: Any) -> Any:
+        """An amount cell: a number (the export's), or text with two decimals."""
+        if value is None:
+            return None
+        return f"{money(value):.2f}" if self.money_as_text else float(value)
+
+    def quantity(self, value: Any) -> Any:
+        """数量/单价: text as exported, or a number cell."""
+        if value is None or not self.quantities_as_numbers:
+            return value
+        return float(value)
+
+    def date(self, value: Any) -> Any:
+        """开票日期 in the chosen style; a cell given explicitly is kept as given."""
+        if self.date_style == "text" or not isinstance(value, str):
+            return value
+        moment = datetime.fromisoformat(value)
+        if self.date_style == "datetime":
+            return moment
+        return (moment - datetime(1899, 12, 30)).total_seconds() / 86400
+
+    def seq(self, n: int) -> str:
+        """序号, with gaps when seq_step > 1."""
+        return str(1 + (n - 1) * self.seq_step)
+
+    def blank_rows(self, sheet, width: int) -> None:
+        """Rows of empty cells after the data, as a sheet someone scrolled through leaves them."""
+        for _ in range(self.trailing):
+            sheet.append([""] * width)
+
+
+def _write_detail(workbook: Workbook, invoices: list[dict], variant: str, dropped: set[str],
+                  style: _CellStyle) -> None:
     """信息汇总表: one row per line, invoice columns repeated, no totals row."""
     sheet = workbook.create_sheet(DETAIL_SHEET)
     header, kept = _headers(DETAIL_HEADERS, variant, dropped)
     sheet.append(header)
     seq = 0
     for invoice in invoices:
-        common = _common_cells(invoice)
+        common = _common_cells(invoice, style)
         for line in invoice["lines"]:
             seq += 1
-            row = [str(seq), *common[:8], line["tax_code"], line["special_type"],
-                   line["name"], line["spec"], line["unit"], line["quantity"],
-                   line["unit_price"], float(line["amount"]), line["tax_rate"],
-                   float(line["tax"]), float(line["total"]), *common[8:]]
+            row = [style.seq(seq), *common[:8], line["tax_code"], line["special_type"],
+                   line["name"], line["spec"], line["unit"], style.quantity(line["quantity"]),
+                   style.quantity(line["unit_price"]), style.money(line["amount"]), line["tax_rate"],
+                   style.money(line["tax"]), style.money(line["total"]), *common[8:]]
             _override(row, DETAIL_HEADERS, {**invoice.get("line_cells", {}), **line.get("cells", {})})
             sheet.append([row[i] for i in kept])
+    style.blank_rows(sheet, len(kept))
 
 
 def _write_basic(workbook: Workbook, invoices: list[dict], variant: str, dropped: set[str],
-                 totals_row: bool, totals_row_cells: dict | None) -> None:
+                 totals_row: bool, totals_row_cells: dict | None, style: _CellStyle) -> None:
     """发票基础信息: one row per invoice, then 合计行 with the 金额/税额 sums and empty 价税合计."""
     sheet = workbook.create_sheet(BASIC_SHEET)
     header, kept = _headers(BASIC_HEADERS, variant, dropped)
     sheet.append(header)
     amount = tax = Decimal("0.00")
     for seq, invoice in enumerate(invoices, start=1):
-        common = _common_cells(invoice)
-        row = [str(seq), *common[:8], float(invoice["amount"]), float(invoice["tax"]),
-               float(invoice["total"]), *common[8:]]
+        common = _common_cells(invoice, style)
+        row = [style.seq(seq), *common[:8], style.money(invoice["amount"]), style.money(invoice["tax"]),
+               style.money(invoice["total"]), *common[8:]]
         _override(row, BASIC_HEADERS, invoice.get("basic_cells", {}))
         sheet.append([row[i] for i in kept])
         amount += money(invoice["amount"])
         tax += money(invoice["tax"])
     if totals_row:
         row = ["合计行"] + [None] * (len(BASIC_HEADERS) - 1)
-        row[BASIC_HEADERS.index("金额")] = float(amount)
-        row[BASIC_HEADERS.index("税额")] = float(tax)
+        row[BASIC_HEADERS.index("金额")] = style.money(amount)
+        row[BASIC_HEADERS.index("税额")] = style.money(tax)
         _override(row, BASIC_HEADERS, totals_row_cells or {})
         sheet.append([row[i] for i in kept])
+    style.blank_rows(sheet, len(kept))
 
 
 def _write_extra(workbook: Workbook, name: str, variant: str) -> None:
@@ -492,13 +563,13 @@ def _write_extra(workbook: Workbook, name: str, variant: str) -> None:
     workbook.create_sheet(name).append(base + EXTRA_SHEET_COLUMNS.get(name, []))
 
 
-def _common_cells(invoice: dict) -> list:
+def _common_cells(invoice: dict, style: _CellStyle | None = None) -> list:
     """The invoice columns both sheets share: 8 before the line/money block and 7 after it."""
-    issued = invoice["issued_at"]
+    issued = style.date(invoice["issued_at"]) if style else invoice["issued_at"]
     return [
         invoice["code"], invoice["number"], invoice["digital_number"], invoice["seller_tax_id"],
         invoice["seller_name"], invoice["buyer_tax_id"], invoice["buyer_name"],
-        issued if isinstance(issued, (date, datetime)) else str(issued),
+        issued if isinstance(issued, (date, datetime, float)) else str(issued),
         invoice["origin"], invoice["kind"], invoice["status"], "否" if invoice["is_red"] else "是",
         invoice["risk"], invoice["issuer"], invoice["remark"],
     ]
@@ -513,6 +584,116 @@ def _override(row: list, headers: list[str], cells: dict) -> None:
 def build_sized_workbook(path: str | Path, megabytes: float, *, seed: int = 0) -> dict:
     """A workbook of roughly `megabytes` MB (about 6,000 lines per MB), for benchmarks."""
     return build_workbook(path, n_random=int(megabytes * 1250), seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus of shapes real exports show, and the two sample exports the tests share
+# ---------------------------------------------------------------------------------------------
+
+
+def shape_corpus(year: int = 2024) -> list[dict]:
+    """One invoice (or pair) of every shape the tax bureau writes, with its figures known:
+    blank-voided and voided paper invoices, 免税 / 不征税 / 0% / 1% / 1.5% / 3% / 5% lines, a blue
+    invoice 已红冲-全额 with its red one and one 已红冲-部分 with a partial red one, a 数电纸质发票,
+    a discount line, a 销货清单 invoice and a legacy red invoice."""
+    yy = f"{year % 100:02d}"
+    code = f"0440{yy}900111"  # the paper invoices' 发票代码, one per year so two years never clash
+    goods = make_line("*计算机网络设备*交换机", "1000.00", quantity="2", unit_price="500.00000000", unit="台")
+    vegetables = make_line("*农产品*蔬菜", "52.40", "免税", quantity="13.1", unit_price="4", unit="千克")
+    listed = [make_line("*电子元件*贴片电阻(0603)", "300.00"), make_line("*电子元件*电容（贴片）", "700.00")]
+    full_blue = digital_invoice(f"{yy}900123400000000001", [make_line("*信息技术服务*运维服务", "8000.00", "6%")],
+                                f"{year}-02-03 10:00:00", status="已红冲-全额")
+    part_blue = legacy_invoice(code, "00100002", [goods], f"{year}-02-04 11:00:00",
+                               kind="增值税普通发票", status="已红冲-部分")
+    return [
+        blank_voided_invoice(code, "00100001", f"{year}-01-05 09:12:00"),
+        legacy_invoice(code, "00100003", [make_line("*塑料制品*塑料包装袋", "120.00", "3%")],
+                       f"{year}-01-06 09:00:00", kind="增值税普通发票", status="已作废"),
+        digital_invoice(f"{yy}900123400000000002", [
+            vegetables, make_line("*保险服务*代收车船税", "360.00", "不征税", tax_code="6130000000000000000"),
+            make_line("*出口货物*样品", "80.00", "0%"), make_line("*生活服务*餐饮服务", "98.02", "1%"),
+            make_line("*不动产租赁*房屋租金", "2000.00", "5%"), make_line("*建筑服务*工程服务", "3000.00", "9%"),
+            make_line("*租赁服务*个人出租住房", "1000.00", "1.5%"),
+        ], f"{year}-01-31 23:59:59"),
+        full_blue,
+        digital_invoice(f"{yy}900123400000000003", [make_line("*信息技术服务*运维服务", "-8000.00", "6%")],
+                        f"{year}-03-01 08:00:00", is_red=True, red_of=invoice_key(full_blue),
+                        remark=f"被红冲蓝字数电发票号码：{invoice_key(full_blue)} 红字发票信息确认单编号：{yy}000000000000000001"),
+        part_blue,
+        legacy_invoice(code, "00100004", [make_line("*计算机网络设备*交换机", "-250.00", quantity="-1")],
+                       f"{year}-03-02 08:00:00", kind="增值税普通发票", is_red=True, red_of=invoice_key(part_blue),
+                       remark=f"对应正数发票代码:{part_blue['code']}号码:{part_blue['number']}"),
+        _paper_digital(yy, year),
+        digital_invoice(f"{yy}900123400000000005", [goods, discount_line(goods, "50.00")],
+                        f"{year}-04-01 12:00:00", kind="数电发票（增值税专用发票）"),
+        legacy_invoice(code, "00100005", [listed_line(listed), *listed], f"{year}-04-02 12:00:00",
+                       kind="增值税普通发票"),
+    ]
+
+
+def _paper_digital(yy: str, year: int) -> dict:
+    """A 数电纸质发票: 发票代码, 发票号码 and the 20-digit number all filled."""
+    invoice = digital_invoice(f"{yy}900123400000000004", [make_line("*供电*电力", "433.63")],
+                              f"{year}-03-15 16:30:00", kind="数电纸质发票（普通发票）")
+    invoice["code"], invoice["number"] = f"1440{yy}900222", "00200001"
+    return invoice
+
+
+SAMPLE_SEED_2024, SAMPLE_SEED_2023 = 6, 3  # seeds whose random numbers clash with no anchor
+
+
+def build_sample_exports(folder: str | Path) -> Path:
+    """The two sample exports the tests share, with their .expected.json figures, built here so
+    that no test reads a file from outside the repository.
+
+    etax-export-2024.xlsx: 312 invoices of 2024 (the shape corpus and random ones), among them
+    the red 24706900000000003120 flushing the blue 24144123400000000006, the discounted
+    24791123400000000013 (*蔬菜*鲜蔬菜) and exactly three numbers starting 242731.
+    etax-export-2023-old-header.xlsx: 124 invoices of 2023 under the old header 全电发票号码.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    anchors = _sample_anchors()
+    invoices = shape_corpus(2024) + anchors
+    invoices += random_invoices(312 - len(invoices), seed=SAMPLE_SEED_2024, year=2024)
+    _write_sample(folder / "etax-export-2024.xlsx", _digital_reds(invoices))
+    old = shape_corpus(2023) + random_invoices(124 - len(shape_corpus(2023)), seed=SAMPLE_SEED_2023, year=2023)
+    _write_sample(folder / "etax-export-2023-old-header.xlsx", old, header_variant="全电发票号码")
+    return folder
+
+
+def _digital_reds(invoices: list[dict]) -> list[dict]:
+    """Every red invoice as a 数电 one (as in 2024, when red invoices are issued on the 数电 platform),
+    naming a legacy blue invoice in the third 备注 wording."""
+    for n, invoice in enumerate(i for i in invoices if i["is_red"] and i["digital_number"] == "--"):
+        code, number = invoice["red_of"].split("-")
+        invoice.update(code="", number="", digital_number=f"245809{n:014d}", origin=DIGITAL_ORIGIN,
+                       kind="数电发票（普通发票）",
+                       remark=f"被红冲蓝字发票号码：{number} 被红冲蓝字发票代码：{code} 红字发票信息确认单编号：{n:020d}")
+    return invoices
+
+
+def _sample_anchors() -> list[dict]:
+    """The 2024 sample's invoices other tests name by number."""
+    blue = digital_invoice("24144123400000000006", [make_line("*信息技术服务*运维服务", "26000.00", "6%")],
+                           "2024-05-06 10:20:30", status="已红冲-全额")
+    red = digital_invoice("24706900000000003120", [make_line("*信息技术服务*运维服务", "-26000.00", "6%")],
+                          "2024-06-07 11:00:00", is_red=True, red_of="24144123400000000006",
+                          remark="被红冲蓝字数电发票号码：24144123400000000006 红字发票信息确认单编号：96227780995354065050")
+    vegetables = make_line("*蔬菜*鲜蔬菜", "145335.54", "9%", quantity="10000", unit_price="14.533554",
+                           unit="千克", tax_code="1010112000000000000")
+    discounted = digital_invoice("24791123400000000013", [vegetables, discount_line(vegetables, "14533.55")],
+                                 "2024-07-08 09:00:00")
+    prefixed = [digital_invoice(f"2427312340000000080{i}", [make_line("*供电*电力", f"{100 + i}.00")],
+                                f"2024-08-0{i + 1} 10:00:00") for i in range(3)]
+    return [blue, red, discounted, *prefixed]
+
+
+def _write_sample(path: Path, invoices: list[dict], **options: Any) -> None:
+    """A sample workbook in date order, with its figures beside it as .expected.json."""
+    invoices.sort(key=lambda invoice: str(invoice["issued_at"]))
+    figures = build_workbook(path, invoices, **options)
+    path.with_suffix(".expected.json").write_text(json.dumps(figures, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

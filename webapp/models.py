@@ -106,6 +106,8 @@ class Batch(db.Model):
     creator_name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error_rows: Mapped[str | None] = mapped_column(Text)  # a refused file's unreadable rows, JSON (错误清单)
+    parse_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # parse jobs started
     org: Mapped[Org] = relationship()
     company: Mapped[Company] = relationship()
     subtasks: Mapped[list[Subtask]] = relationship(back_populates="batch", order_by="Subtask.period")

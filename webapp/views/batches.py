@@ -1,14 +1,18 @@
 """历史发票数据同步 page: the batch list, batch detail, the import dialog, 终止 and 重试."""
 from __future__ import annotations
 
+import io
+import json
 import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField
+from flask_wtf.file import MultipleFileField
+from openpyxl import Workbook
 from sqlalchemy import case, func, select
 from wtforms import RadioField, SelectField, SelectMultipleField, StringField
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -52,7 +56,7 @@ class ImportForm(FlaskForm):
     month_from = StringField("起始月份")
     month_to = StringField("截止月份")
     kinds = MultiCheckbox("发票种类", choices=list(DOWNLOAD_KINDS.items()))
-    file = FileField("文件")
+    file = MultipleFileField("文件")
 
 
 def _build_form() -> ImportForm:
@@ -89,6 +93,11 @@ def _check_period(form: ImportForm, errors: dict) -> None:
         errors["period"] = f"开票日期只能选择近五年：{lowest} 至 {highest}"
 
 
+MAX_FILE_NAME = 255  # Batch.file_name; longer names are refused, not cut, so the user knows
+UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别的字符（不是 UTF-8 编码），"
+                     "请将文件重命名为普通的中文、字母或数字后重新选择")
+
+
 def _save_upload(storage) -> Path:
     """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading."""
     folder = Path(current_app.config["UPLOAD_DIR"]) / "incoming"
@@ -108,6 +117,24 @@ def _save_upload(storage) -> Path:
     return path
 
 
+def _file_name_problem(name: str) -> str | None:
+    """Why a chosen file's name cannot be kept with its batch (None: it can).
+
+    A name that was not valid UTF-8 arrives with replacement characters or surrogates; NUL and
+    other control characters cannot be stored by PostgreSQL; Batch.file_name holds 255.
+    """
+    if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
+        return "文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择"
+    if len(name) > MAX_FILE_NAME:
+        return f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择"
+    return None
+
+
+def _chosen_files(form: ImportForm) -> list:
+    """The files chosen in the dialog, in the order chosen (a browser sends them in that order)."""
+    return [storage for storage in form.file.data or [] if storage and storage.filename]
+
+
 def _validate(form: ImportForm) -> dict:
     """The dialog's rules; returns field → Chinese message for what is wrong."""
     errors: dict[str, str] = {}
@@ -125,7 +152,7 @@ def _validate(form: ImportForm) -> dict:
             errors["data_type"] = "导入电子税局文件仅支持发票数据，不支持发票用途状态"
         if len(chosen) > 1:
             errors["tax_ids"] = "导入电子税局文件时只能选择一个企业"
-        if not form.file.data or not form.file.data.filename:
+        if not _chosen_files(form):
             errors["file"] = "请选择从电子税局导出的文件"
     else:
         if form.channel.data not in CHANNELS:
@@ -146,19 +173,47 @@ def _chosen_months(form: ImportForm) -> list[str]:
 
 
 def _create(form: ImportForm) -> list[Batch]:
-    """Create what a valid dialog asks for; SourceRejected says why not."""
+    """Create what a valid download dialog asks for."""
     companies = list(db.session.scalars(select(Company).where(
         Company.tax_id.in_(form.tax_ids.data), Company.id.in_(permitted_company_ids(current_user)))))
-    if form.method.data == "download":
-        codes = form.kinds.data or list(DOWNLOAD_KINDS)
-        return create_download_batches(current_user, companies, channel=form.channel.data,
-                                       data_type=form.data_type.data, months=_chosen_months(form), type_codes=codes)
-    path = _save_upload(form.file.data)
-    try:
-        check_upload(path)
-        return [create_file_batch(current_user, companies[0], path, form.file.data.filename)]
-    finally:
-        path.unlink(missing_ok=True)
+    codes = form.kinds.data or list(DOWNLOAD_KINDS)
+    return create_download_batches(current_user, companies, channel=form.channel.data,
+                                   data_type=form.data_type.data, months=_chosen_months(form), type_codes=codes)
+
+
+def _create_file_batches(form: ImportForm) -> list[dict]:
+    """One batch per chosen file, in the order chosen, each refused or accepted on its own.
+
+    Returns what happened to each file: {"name", "batch" (or None), "error" (or None)}.
+    The batches of one company then run one after another in this order (jobs.tasks).
+    """
+    company = db.session.scalar(select(Company).where(
+        Company.tax_id == form.tax_ids.data[0], Company.id.in_(permitted_company_ids(current_user))))
+    outcomes = []
+    for storage in _chosen_files(form):
+        name = storage.filename
+        outcome = {"name": name, "batch": None, "error": _file_name_problem(name)}
+        outcomes.append(outcome)
+        if outcome["error"]:
+            continue
+        try:
+            path = _save_upload(storage)
+        except SourceRejected as exc:
+            outcome["error"] = str(exc)
+            continue
+        try:
+            check_upload(path)
+            outcome["batch"] = create_file_batch(current_user, company, path, name)
+        except SourceRejected as exc:
+            outcome["error"] = str(exc)
+        finally:
+            path.unlink(missing_ok=True)
+    return outcomes
+
+
+def _printable(name: str) -> str:
+    """A refused file's name as it can be shown (undecodable or control characters replaced)."""
+    return "".join("�" if "\ud800" <= ch <= "\udfff" or ord(ch) < 32 else ch for ch in name)[:120]
 
 
 def _dialog_notes(form: ImportForm) -> list[str]:
@@ -200,17 +255,55 @@ def import_dialog():
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
         return render_template("batches/_import_dialog.html", form=form, errors={}, notes=_dialog_notes(form))
+    if request.content_length and not request.form and not request.files:
+        # the multipart body could not be read at all; in practice a file name that is not UTF-8
+        return _errors_only(form, {"file": UNREADABLE_UPLOAD})
     errors = _validate(form)
+    if not errors and form.method.data == "file":
+        return _file_outcome(form, _create_file_batches(form))
     if not errors:
         try:
             batches = _create(form)
         except SourceRejected as exc:
-            errors["file" if form.method.data == "file" else "tax_ids"] = str(exc)
+            errors["tax_ids"] = str(exc)
     if errors:
+        if form.method.data == "file":
+            return _errors_only(form, errors)
         return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form))
+    return _created(batches)
+
+
+def _created(batches: list[Batch]) -> Response:
+    """Everything asked for was created: go to the list, which says what was created."""
     response = current_app.make_response(("", 204))
     response.headers["HX-Location"] = url_for("batches.index", created="、".join(b.batch_no for b in batches))
     return response
+
+
+def _errors_only(form: ImportForm, errors: dict, outcomes: list[dict] | None = None):
+    """A file dialog's errors replace only its error area, so the chosen files stay chosen
+    (a re-rendered file input would be empty). Without htmx the whole dialog is rendered."""
+    if not request.headers.get("HX-Request"):
+        return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=[], outcomes=outcomes)
+    response = current_app.make_response(render_template("batches/_import_errors.html", errors=errors,
+                                                          outcomes=outcomes))
+    response.headers["HX-Retarget"] = "#import-errors"
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response
+
+
+def _file_outcome(form: ImportForm, outcomes: list[dict]):
+    """Say what happened to each chosen file: one accepted file goes straight to the list; when
+    none was accepted the dialog stays as it was with the reasons; otherwise it lists each file."""
+    for outcome in outcomes:
+        outcome["shown_name"] = _printable(outcome["name"])
+    created = [o["batch"] for o in outcomes if o["batch"]]
+    if len(outcomes) == 1 and created:
+        return _created(created)
+    if not created:
+        return _errors_only(form, {}, outcomes)
+    return render_template("batches/_import_result.html", outcomes=outcomes,
+                           created="、".join(b.batch_no for b in created))
 
 
 def _filtered_batches():
@@ -273,7 +366,38 @@ def detail(batch_no):
     """The batch detail: one row per month subtask."""
     batch = batch_for(current_user, batch_no)
     template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
-    return render_template(template, batch=batch)
+    return render_template(template, batch=batch, error_rows=error_rows(batch))
+
+
+ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
+
+
+def error_rows(batch: Batch) -> list[dict]:
+    """A refused file's unreadable rows, as the parse job kept them (empty for other batches)."""
+    return json.loads(batch.error_rows) if batch.error_rows else []
+
+
+@bp.route("/<batch_no>/errors.xlsx")
+def error_list(batch_no):
+    """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
+    from webapp.export import safe_text
+
+    batch = batch_for(current_user, batch_no)
+    rows = error_rows(batch)
+    if not rows:
+        abort(404)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("错误清单")
+    sheet.append(list(ERROR_LIST_HEADERS))
+    for row in rows:
+        sheet.append([safe_text(row["sheet"]), row["row"], safe_text(row["column"]), safe_text(row["value"]),
+                      safe_text(row["why"])])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    name = quote(f"错误清单_{batch.batch_no}.xlsx")
+    return Response(buffer.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+                             "Cache-Control": "no-store"})
 
 
 def _selected_batches() -> list[Batch]:

@@ -1,0 +1,109 @@
+"""Real-browser tests of the file import (issue 8 §1 and §3): several files at once, the dialog saying
+what happened to each, the chosen files kept across a validation error, and the 错误清单."""
+from __future__ import annotations
+
+import re
+
+from openpyxl import load_workbook
+from playwright.sync_api import expect
+
+from tests.workbook_builder import build_workbook, digital_invoice, make_line
+
+from . import browser_support
+from .browser_support import FINISH_TIMEOUT, SAMPLE_2024, batch_row, column, login, open_import_dialog
+from .conftest import SAMPLES
+
+# the shared fixtures, by assignment (an import would read to linters as shadowed by the test arguments)
+browser, live_server, new_page, page = (browser_support.browser, browser_support.live_server,
+                                        browser_support.new_page, browser_support.page)
+
+SAMPLE_2023 = SAMPLES / "etax-export-2023-old-header.xlsx"
+COMPANY = "杭州示例科技有限公司"
+
+
+def _chosen_files(dialog) -> list[str]:
+    """The names the file input holds right now."""
+    return dialog.locator("input[type=file]").evaluate("input => Array.from(input.files, f => f.name)")
+
+
+def test_several_files_each_become_a_batch_and_the_dialog_says_what_happened(page, tmp_path):
+    broken = tmp_path / "坏文件.xlsx"
+    broken.write_text("发票号码,金额\n1,2\n", encoding="utf-8")
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label(COMPANY).check()
+    dialog.locator("input[type=file]").set_input_files([SAMPLE_2023, broken, SAMPLE_2024])
+    dialog.get_by_role("button", name="确定").click()
+
+    result = page.get_by_role("dialog")
+    expect(result.get_by_role("heading", name="导入结果")).to_be_visible()
+    items = result.locator("ul.file-outcomes li")
+    expect(items).to_have_count(3)
+    expect(items.nth(0)).to_contain_text(re.compile(r"etax-export-2023-old-header\.xlsx：\s*已接收"))
+    expect(items.nth(1)).to_contain_text(re.compile(r"坏文件\.xlsx：\s*未导入：文件不是有效的 xlsx 工作簿"))
+    expect(items.nth(2)).to_contain_text(re.compile(r"etax-export-2024\.xlsx：\s*已接收"))
+    first_no = items.nth(0).get_by_role("link").inner_text()
+    second_no = items.nth(2).get_by_role("link").inner_text()
+
+    result.get_by_role("link", name="查看导入批次").click()
+    expect(page.locator("tr[id^=batch-]")).to_have_count(2)
+    for batch_no, total in ((first_no, "124"), (second_no, "312")):
+        row = batch_row(page, batch_no)
+        expect(column(page, row, "执行状态")).to_contain_text("全部执行成功", timeout=FINISH_TIMEOUT)
+        expect(column(page, row, "总份数")).to_have_text(total)
+
+
+def test_a_validation_error_keeps_the_chosen_files(page):
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.locator("input[type=file]").set_input_files([SAMPLE_2023, SAMPLE_2024])
+    dialog.get_by_role("button", name="确定").click()  # no company chosen
+    expect(dialog.get_by_role("alert").filter(has_text="请选择企业")).to_be_visible()
+    assert _chosen_files(dialog) == ["etax-export-2023-old-header.xlsx", "etax-export-2024.xlsx"]
+
+    dialog.get_by_label(COMPANY).check()
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog").get_by_role("heading", name="导入结果")).to_be_visible()
+    expect(page.get_by_role("dialog").locator("ul.file-outcomes li").filter(has_text="已接收")).to_have_count(2)
+
+
+def test_a_refused_file_keeps_the_dialog_and_its_file(page, tmp_path):
+    empty = tmp_path / "空文件.xlsx"
+    empty.write_bytes(b"")
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label(COMPANY).check()
+    dialog.locator("input[type=file]").set_input_files(empty)
+    dialog.get_by_role("button", name="确定").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("空文件.xlsx：文件为空")
+    assert _chosen_files(dialog) == ["空文件.xlsx"]
+
+
+def test_a_file_with_bad_rows_lists_them_on_the_batch_page_and_as_xlsx(page, tmp_path):
+    bad = tmp_path / "有错误.xlsx"
+    build_workbook(bad, [
+        digital_invoice("24900123400000000701", [make_line("*供电*电力", "1.00")], basic_cells={"开票日期": "上周三"}),
+        digital_invoice("24900123400000000702", [make_line("*供电*电力", "2.00")], line_cells={"金额": "两元"}),
+    ])
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label(COMPANY).check()
+    dialog.locator("input[type=file]").set_input_files(bad)
+    dialog.get_by_role("button", name="确定").click()
+    row = page.locator("tr[id^=batch-]")
+    expect(column(page, row, "执行状态")).to_contain_text("全部执行失败", timeout=FINISH_TIMEOUT)
+    column(page, row, "导入批次号").get_by_role("link").click()
+
+    section = page.locator("#error-rows")
+    expect(section.get_by_role("heading", name="错误清单")).to_be_visible()
+    rows = section.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(re.compile("发票基础信息\\s*2\\s*开票日期\\s*上周三\\s*不是日期"))
+    expect(rows.nth(1)).to_contain_text(re.compile("信息汇总表\\s*3\\s*金额\\s*两元\\s*不是金额"))
+    with page.expect_download() as download:
+        section.get_by_role("link", name="下载错误清单（xlsx）").click()
+    path = tmp_path / "errors.xlsx"
+    download.value.save_as(path)
+    assert download.value.suggested_filename.startswith("错误清单_")
+    cells = list(load_workbook(path).active.iter_rows(values_only=True))
+    assert cells[1] == ("发票基础信息", 2, "开票日期", "上周三", "不是日期")
