@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -156,8 +158,33 @@ def job_fate(job_id: str | None) -> tuple[str, int]:
         beat = job.last_heartbeat or job.started_at
         # RQ's own clock (real UTC), not webapp.clock: heartbeats are written in real time
         silent = beat is None or (rq_now() - beat).total_seconds() > HEARTBEAT_STALE
-        return ("died" if silent else "alive"), recoveries
+        return ("died" if silent or _worker_gone(job) else "alive"), recoveries
     return ("ended" if status in ("finished", "canceled") else "died"), recoveries
+
+
+def _worker_gone(job: Job) -> bool:
+    """Whether the worker that started a job is gone (deregistered, or its process killed)."""
+    if not job.worker_name:
+        return False
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=job.connection)
+    return worker is None or not _worker_alive(worker)
+
+
+def _worker_alive(worker: Worker) -> bool:
+    """Whether a registered worker's process still exists, as far as this machine can tell.
+
+    Why: a SIGKILLed worker stays registered in Redis for minutes (its key's TTL); on the worker's
+    own machine its missing process shows it dead at once. Elsewhere we trust the registration.
+    """
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return True
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def forget_job(job_id: str | None) -> None:
@@ -191,4 +218,4 @@ def stop_job(job_id: str | None) -> None:
 
 def workers_running() -> bool:
     """Whether any worker listens on our queue (else `--wait` works the queue itself)."""
-    return any(Worker.all(queue=get_queue()))
+    return any(_worker_alive(worker) for worker in Worker.all(queue=get_queue()))

@@ -23,7 +23,7 @@ from .tasks import _fail_batch, release_waiting
 
 log = logging.getLogger(__name__)
 INTERVAL = 15  # seconds between the scheduler's cycles
-GRACE = timedelta(seconds=60)  # a job just enqueued, or running while Redis lost it, is left alone
+GRACE = timedelta(seconds=20)  # a job just enqueued, or running while Redis lost it, is left alone
 MAX_RECOVERIES = 2  # a unit of work whose process died runs at most 1 + MAX_RECOVERIES times
 GAVE_UP = f"执行进程连续 {MAX_RECOVERIES + 1} 次意外中断（已自动重试 {MAX_RECOVERIES} 次），请联系管理员查看服务器日志后点击重试"
 PARSE_GAVE_UP = (f"文件解析进程连续 {MAX_RECOVERIES + 1} 次意外中断，文件可能过大或格式异常，"
