@@ -76,7 +76,8 @@ def wait_for_redis(stop, logger: logging.Logger) -> bool:
             redis_connection().ping()
         except (RedisError, OSError, RedisStartError) as error:
             if not said:
-                logger.warning("队列 Redis 不可达，等待其恢复 / Redis unreachable, waiting for it: %s", error)
+                logger.warning("队列 Redis 不可达，等待其恢复 / Redis unreachable, waiting for it: %s", error,
+                               extra={"redis_outage": True})
                 said = True
             stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX)
@@ -137,9 +138,9 @@ def job_state(job_id: str | None) -> str | None:
 def job_fate(job_id: str | None) -> tuple[str, int]:
     """What became of a job, and how often its work was already recovered (its meta says).
 
-    "alive": queued, or started by a worker that still sends heartbeats. "missing": Redis has no
-    such job (never queued, or Redis lost its data). "ended": it returned (finished) or was
-    cancelled. "died": it failed, was stopped, or is "started" but its worker stopped sending
+    "alive": in its queue, or started by a worker that still sends heartbeats. "missing": Redis has no
+    such job (never queued, or Redis lost its data). "ended": it returned (finished), was
+    cancelled, or says "queued" but is in no queue (a worker popped it as Redis went down). "died": it failed, was stopped, or is "started" but its worker stopped sending
     heartbeats, i.e. the worker and its job process were killed (SIGKILL, out of memory, power).
     The heartbeat test is what finds a killed job within a minute instead of RQ's ten-minute
     cleanup.
@@ -152,6 +153,8 @@ def job_fate(job_id: str | None) -> tuple[str, int]:
     except NoSuchJobError:
         return "missing", 0
     recoveries = int(job.meta.get("recoveries", 0))
+    if status == "queued" and job.connection.lpos(Queue(job.origin, connection=job.connection).key, job.id) is None:
+        return "ended", recoveries  # taken off the queue by a worker that lost Redis before starting it
     if status in ("queued", "deferred", "scheduled"):
         return "alive", recoveries
     if status == "started":

@@ -115,10 +115,9 @@ def run_forever() -> None:
                                          interval=INTERVAL)
         try:
             scheduler.run()
-        except RedisError as error:  # also when Redis stops with us: then its goodbye fails, not us
+        except RedisError:  # also when Redis stops with us: then its goodbye fails, not us
             if scheduler.stopping:
-                return
-            log.warning("队列 Redis 不可达 / Redis unreachable: %s", error)
+                return  # else wait for Redis, which says so once
 
 
 def _wait(stop: threading.Event) -> bool:

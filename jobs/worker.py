@@ -57,7 +57,8 @@ class _OncePerOutage(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep other records (they also end the outage); keep the first outage record, bare."""
         error = record.exc_info[1] if record.exc_info else None
-        outage = "could not connect to Redis" in str(record.msg) or isinstance(error, (RedisConnectionError, OSError))
+        outage = (getattr(record, "redis_outage", False) or "could not connect to Redis" in str(record.msg)
+                  or isinstance(error, (RedisConnectionError, OSError)))
         if not outage:
             self.down = False
             return True
@@ -99,9 +100,8 @@ def run_forever(burst: bool = False) -> None:
         try:
             worker = make_worker([queue.get_queue()], queue.redis_connection())
             worker.work(burst=burst)
-        except RedisError as error:  # Redis went away while RQ was registering or tearing down
+        except RedisError:  # Redis went away while RQ was registering or tearing down: wait for it
             if not (worker and worker.stopping):
-                log.warning("队列 Redis 不可达 / Redis unreachable: %s", error)
                 continue
         if (worker and worker.stopping) or burst:
             return

@@ -304,12 +304,12 @@ def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, t
             wait_for(lambda: db.session.rollback() or any(
                 s.status == "succeeded" for s in db.session.scalar(select(Batch).filter_by(batch_no=first)).subtasks),
                 60, "the first month synced")
-        assert "任务队列暂时无法连接" not in client.get("/").text
+        assert "任务队列暂时无法连接" not in client.get("/", follow_redirects=True).text
         server.kill(lose_data)
         killed_at = time.monotonic()
         second = import_file(runner, tmp_path / "export.xlsx")  # created while the queue is down
         time.sleep(4)  # longer than a page trusts its last look at the queue
-        page = client.get("/")
+        page = client.get("/", follow_redirects=True)
         assert page.status_code == 200 and "任务队列暂时无法连接" in page.text
         assert worker.poll() is None, log.read_text()
         server.start()
@@ -327,7 +327,7 @@ def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, t
 
 def _page_without_notice(client) -> str | None:
     """The home page once it no longer shows the queue notice."""
-    text = client.get("/").text
+    text = client.get("/", follow_redirects=True).text
     return None if "任务队列暂时无法连接" in text else text
 
 
