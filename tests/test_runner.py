@@ -136,3 +136,16 @@ def test_htmx_is_the_pinned_release_committed_in_the_repository():
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(script)], cwd=ROOT, capture_output=True)
     assert tracked.returncode == 0, "htmx.min.js must be committed, not ignored"
     assert "fetch_htmx" not in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("args", [["user", "add", "wang", "--password", "secret123"], ["pool", "stats", "--tax-id", "X"],
+                                  ["seed-demo"], ["autoupdate", "run-due"]])
+def test_a_command_on_an_unmigrated_database_says_what_to_run(tmp_path, args):
+    """No traceback: the operator is told, in Chinese and English, to migrate first."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "flask --app wsgi db upgrade" in result.stderr and "make install" in result.stderr
+    assert "数据库尚未初始化" in result.stderr and "has not been migrated" in result.stderr
