@@ -36,7 +36,7 @@ from webapp.models import Batch
 from webapp.pool import pool_stats
 
 from .conftest import DEMO_TAX_ID, ROOT, SandboxControl, dispose, free_port, login, make_app
-from .workbook_builder import build_workbook
+from .workbook_builder import build_workbook, random_invoices
 
 FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax")
 DETECTED_WITHIN = 60  # seconds: no subtask may stay in flight longer after a fault
@@ -135,6 +135,11 @@ def settle(app, batch_nos: list[str], timeout: float = DETECTED_WITHIN, skip_gra
             time.sleep(1)
 
 
+def small_export(path: Path, n: int, seed: int) -> dict:
+    """An export of the year's first ``n`` invoices (a few months: few subtasks, a quick test)."""
+    return build_workbook(path, random_invoices(40, seed=seed)[:n])
+
+
 def stats(app) -> dict:
     """The demo company's pool figures, as `pool stats` prints them."""
     with app.app_context():
@@ -175,7 +180,7 @@ def test_worker_killed_mid_subtask_is_run_again_and_the_pool_is_exact(app, runne
             batch_no = cli(runner, "download", "--tax-id", DEMO_TAX_ID, "--channel", "rpa", "--from", MONTH,
                            "--to", MONTH, "--type", "81", "--as", "caiwu")[0]["batch_no"]
         else:
-            expected = build_workbook(tmp_path / "export.xlsx", n_random=40, seed=7)
+            expected = small_export(tmp_path / "export.xlsx", 12, seed=7)
             batch_no = import_file(runner, tmp_path / "export.xlsx")
         horse = int(wait_for(lambda: mark.exists() and mark.read_text(), 60, f"the job paused at {moment}"))
         os.kill(horse, signal.SIGKILL)
@@ -201,7 +206,7 @@ def test_worker_killed_mid_subtask_is_run_again_and_the_pool_is_exact(app, runne
 
 def test_a_job_that_kills_its_process_every_time_is_given_up_with_a_reason(app, runner, tmp_path):
     """Bounded: a parse whose process dies at every try fails the batch after three tries, no loop."""
-    build_workbook(tmp_path / "export.xlsx", n_random=5, seed=1)
+    small_export(tmp_path / "export.xlsx", 5, seed=1)
     batch_no = import_file(runner, tmp_path / "export.xlsx")
     log, tries = tmp_path / "worker.log", 0
     with app.app_context():
@@ -295,9 +300,9 @@ def killable(database_url, tmp_path):
 def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, tmp_path, lose_data):
     app, server = killable
     runner, client = app.test_cli_runner(), login(app.test_client())
-    expected = build_workbook(tmp_path / "export.xlsx", n_random=60, seed=11)
+    expected = small_export(tmp_path / "export.xlsx", 16, seed=11)
     log = tmp_path / "worker.log"
-    worker = start_worker(app, log, FAULT_SLOW=0.4)
+    worker = start_worker(app, log, FAULT_SLOW=0.3)
     try:
         first = import_file(runner, tmp_path / "export.xlsx")
         with app.app_context():
