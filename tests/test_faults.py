@@ -101,6 +101,15 @@ def start_worker(app, log: Path, **fault) -> subprocess.Popen:
                                 start_new_session=True)
 
 
+def start_scheduler(app, log: Path) -> subprocess.Popen:
+    """The product's scheduler process (reconciling every 2 s instead of 15) on the test's Redis."""
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": app.config["REDIS_URL"],
+           "DATA_DIR": app.config["DATA_DIR"], "PYTHONUNBUFFERED": "1", "RECONCILE_INTERVAL": "2"}
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Stop a worker started here and whatever job process it left."""
     if proc.poll() is None:
@@ -301,8 +310,9 @@ def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, t
     app, server = killable
     runner, client = app.test_cli_runner(), login(app.test_client())
     expected = small_export(tmp_path / "export.xlsx", 16, seed=11)
-    log = tmp_path / "worker.log"
+    log, scheduler_log = tmp_path / "worker.log", tmp_path / "scheduler.log"
     worker = start_worker(app, log, FAULT_SLOW=0.3)
+    scheduler = start_scheduler(app, scheduler_log)
     try:
         first = import_file(runner, tmp_path / "export.xlsx")
         with app.app_context():
@@ -317,17 +327,22 @@ def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, t
         page = client.get("/", follow_redirects=True)
         assert page.status_code == 200 and "任务队列暂时无法连接" in page.text
         assert worker.poll() is None, log.read_text()
+        assert scheduler.poll() is None, scheduler_log.read_text()
         server.start()
         batches = settle(app, [first, second], skip_grace=True)
         assert time.monotonic() - killed_at < DETECTED_WITHIN + 10
         assert "任务队列暂时无法连接" not in wait_for(lambda: _page_without_notice(client), 10, "the notice gone")
+        wait_for(lambda: scheduler_log.read_text().count("Registering birth") >= 2, 20, "the scheduler back")
+        assert scheduler.poll() is None and worker.poll() is None
     finally:
         stop(worker)
+        stop(scheduler)
     assert [b.status for b in batches] == ["succeeded", "succeeded"], [
         (s.period, s.status, s.error) for b in batches for s in b.subtasks]
     assert_pool_exact(app, expected)
     outage_lines = [line for line in log.read_text().splitlines() if "不可达" in line or "could not connect" in line]
     assert 1 <= len(outage_lines) <= 3, "the outage is logged once, not a line per try:\n" + "\n".join(outage_lines)
+    assert scheduler_log.read_text().count("Redis 不可达") == 1, scheduler_log.read_text()
 
 
 def _page_without_notice(client) -> str | None:
