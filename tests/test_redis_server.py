@@ -187,3 +187,16 @@ def _tcp_listeners(pid: int) -> list[str]:
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
                 listening.append(fields[1])
     return listening
+
+
+def test_procfile_redis_process_with_an_external_redis_only_waits(tmp_path):
+    """With REDIS_URL set, `make run`'s redis process starts nothing and stops on SIGTERM."""
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.redis_server"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            text=True)
+    assert "REDIS_URL" in proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not (tmp_path / "redis").exists()
+    waited = subprocess.run([sys.executable, "-m", "jobs.redis_server", "wait"], cwd=ROOT, env=env, timeout=10)
+    assert waited.returncode == 0
