@@ -1,4 +1,5 @@
-"""The RQ queue: job ids derived from database rows, enqueueing, stopping, worker presence."""
+"""The RQ queue: job ids derived from database rows, enqueueing, stopping, worker presence, and
+what the reconciler needs to tell a live job from a lost or dead one; whether Redis answers."""
 from __future__ import annotations
 
 import logging
@@ -17,7 +18,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.utils import now as rq_now
 
-from .redis_server import RedisStartError
+from .redis_server import RedisStartError, ensure_redis
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2  # seconds: a page or a job gives up on an unreachable Redis quickly
@@ -35,8 +36,6 @@ def redis_connection() -> Redis:
     if "redis" not in ext:
         url = current_app.config.get("REDIS_URL")
         if not url:
-            from .redis_server import ensure_redis
-
             url = ensure_redis(Path(current_app.config["DATA_DIR"]))
         ext["redis"] = Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT)
     return ext["redis"]
