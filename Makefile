@@ -46,7 +46,7 @@ run: install
 test: deps chromium
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-## soak: the fault tests repeated with more kills and longer runs (SOAK_ROUNDS, default 5)
+## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
 soak: deps
 	SOAK_ROUNDS=$${SOAK_ROUNDS:-5} $(VENV)/bin/pytest -q tests/test_faults.py $(PYTEST_ARGS)
 
