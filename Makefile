@@ -9,10 +9,10 @@ FLASK    := $(VENV)/bin/flask
 STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install deps htmx chromium run test bench clean
+.PHONY: install deps chromium run test soak bench clean
 
-## install: virtualenv and packages, htmx, database migrations, demo data
-install: deps htmx
+## install: virtualenv and packages, database migrations, demo data (htmx is in webapp/static/vendor/)
+install: deps
 	$(FLASK) --app wsgi db upgrade
 	$(FLASK) --app wsgi seed-demo
 
@@ -26,10 +26,6 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
 	touch $@
 
-## htmx: the pinned htmx.min.js in webapp/static/vendor/ (checked, downloaded only when missing)
-htmx: deps
-	$(PY) scripts/fetch_htmx.py
-
 ## chromium: Debian's Chromium, which the browser tests drive through Playwright
 chromium:
 	@if [ ! -x $(CHROMIUM) ]; then \
@@ -42,13 +38,17 @@ chromium:
 	  fi; \
 	fi
 
-## run: install, then start Redis, web, worker and scheduler until Ctrl-C
+## run: install, then start the Procfile (web, bundled Redis, worker, scheduler) with honcho until Ctrl-C
 run: install
-	$(PY) -m webapp.runner
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
-test: deps htmx chromium
+test: deps chromium
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
+soak: deps
+	SOAK_ROUNDS=$${SOAK_ROUNDS:-5} $(VENV)/bin/pytest -q tests/test_faults.py $(PYTEST_ARGS)
 
 ## bench: the benchmark in tests/bench.py
 bench: deps

@@ -1,10 +1,14 @@
-"""The RQ queue: job ids derived from database rows, enqueueing, stopping, worker presence."""
+"""The RQ queue: job ids derived from database rows, enqueueing, stopping, worker presence, and
+what the reconciler needs to tell a live job from a lost or dead one; whether Redis answers."""
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import time
 from pathlib import Path
 
 from flask import current_app
-import logging
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -12,10 +16,18 @@ from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
+from rq.utils import now as rq_now
+
+from .redis_server import RedisStartError, ensure_redis
 
 log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 2  # seconds: a page or a job gives up on an unreachable Redis quickly
+RECONNECT_MAX = 5  # seconds: the longest pause between two tries to reach Redis again
+REACHABLE_CACHE = 3  # seconds a process trusts its last "is the queue up?" answer
 JOB_TIMEOUT = 30 * 60  # a month of a big company must finish well inside this
 FAILURE_TTL = 7 * 24 * 3600
+MONITORING_INTERVAL = 10  # seconds between a busy worker's heartbeats (RQ's default is 30)
+HEARTBEAT_STALE = 3 * MONITORING_INTERVAL + 5  # a started job silent this long has lost its worker
 
 
 def redis_connection() -> Redis:
@@ -24,11 +36,55 @@ def redis_connection() -> Redis:
     if "redis" not in ext:
         url = current_app.config.get("REDIS_URL")
         if not url:
-            from webapp.redis_server import ensure_redis
-
             url = ensure_redis(Path(current_app.config["DATA_DIR"]))
-        ext["redis"] = Redis.from_url(url)
+        ext["redis"] = Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT)
     return ext["redis"]
+
+
+def queue_reachable() -> bool:
+    """Whether the queue's Redis answers now; checked at most every few seconds per process.
+
+    Why: every page shows a notice while the queue is down (batches are still created and run
+    when it is back), and a page must not wait on a dead Redis each time it renders.
+    """
+    ext = current_app.extensions
+    checked_at, reachable = ext.get("redis_reachable", (0.0, True))
+    if time.monotonic() - checked_at > REACHABLE_CACHE:
+        try:
+            reachable = bool(redis_connection().ping())
+        except (RedisError, OSError, RedisStartError):
+            reachable = False
+        ext["redis_reachable"] = (time.monotonic(), reachable)
+    return reachable
+
+
+def init_app(app) -> None:
+    """Let every page know whether the queue is reachable (templates/base.html shows a notice)."""
+    app.context_processor(lambda: {"queue_unreachable": not queue_reachable()})
+
+
+def wait_for_redis(stop, logger: logging.Logger) -> bool:
+    """Block until the queue's Redis answers (True) or ``stop`` is set (False).
+
+    Why: the worker and the scheduler must outlive a Redis outage (a restart, a crash) instead of
+    exiting; they wait with a growing pause (at most RECONNECT_MAX seconds) and say so once.
+    """
+    delay, said = 0.5, False
+    while not stop.is_set():
+        try:
+            redis_connection().ping()
+        except (RedisError, OSError, RedisStartError) as error:
+            if not said:
+                logger.warning("队列 Redis 不可达，等待其恢复 / Redis unreachable, waiting for it: %s", error,
+                               extra={"redis_outage": True})
+                said = True
+            stop.wait(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+            continue
+        if said:
+            logger.warning("队列 Redis 已恢复 / Redis reachable again, resuming")
+        return True
+    return False
 
 
 def get_queue() -> Queue:
@@ -45,23 +101,27 @@ def subtask_job_id(subtask) -> str:
     return f"subtask-{subtask.id}-{subtask.attempts}"
 
 
-def _enqueue(func: str, arg: int, job_id: str) -> None:
-    """Queue a job; if Redis is unreachable the row stays pending and the reconciler queues it later."""
+def _enqueue(func: str, arg: int, job_id: str, recoveries: int = 0) -> None:
+    """Queue a job; if Redis is unreachable the row stays pending and the reconciler queues it later.
+
+    ``recoveries`` (kept in the job's meta) counts how often the reconciler re-queued this unit of
+    work after its process died, so that a job that kills its process every time is given up.
+    """
     try:
         get_queue().enqueue(func, arg, job_id=job_id, job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL,
-                            result_ttl=3600, description=job_id)
-    except RedisError:
+                            result_ttl=3600, description=job_id, meta={"recoveries": recoveries})
+    except (RedisError, RedisStartError):
         log.warning("Redis unavailable; %s will be queued by the reconciler", job_id, exc_info=True)
 
 
-def enqueue_parse(batch) -> None:
+def enqueue_parse(batch, recoveries: int = 0) -> None:
     """Queue the parse of an uploaded file; call after the batch row is committed."""
-    _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch))
+    _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch), recoveries)
 
 
-def enqueue_subtask(subtask) -> None:
+def enqueue_subtask(subtask, recoveries: int = 0) -> None:
     """Queue one subtask; call after its row is committed so the worker finds it."""
-    _enqueue("jobs.tasks.run_subtask", subtask.id, subtask.job_id)
+    _enqueue("jobs.tasks.run_subtask", subtask.id, subtask.job_id, recoveries)
 
 
 def job_state(job_id: str | None) -> str | None:
@@ -72,6 +132,71 @@ def job_state(job_id: str | None) -> str | None:
         return Job.fetch(job_id, connection=redis_connection()).get_status(refresh=True)
     except NoSuchJobError:
         return None
+
+
+def job_fate(job_id: str | None) -> tuple[str, int]:
+    """What became of a job, and how often its work was already recovered (its meta says).
+
+    "alive": in its queue, or started by a worker that still sends heartbeats. "missing": Redis has no
+    such job (never queued, or Redis lost its data). "ended": it returned (finished), was
+    cancelled, or says "queued" but is in no queue (a worker popped it as Redis went down). "died": it failed, was stopped, or is "started" but its worker stopped sending
+    heartbeats, i.e. the worker and its job process were killed (SIGKILL, out of memory, power).
+    The heartbeat test is what finds a killed job within a minute instead of RQ's ten-minute
+    cleanup.
+    """
+    if not job_id:
+        return "missing", 0
+    try:
+        job = Job.fetch(job_id, connection=redis_connection())
+        status = job.get_status(refresh=True)
+    except NoSuchJobError:
+        return "missing", 0
+    recoveries = int(job.meta.get("recoveries", 0))
+    if status == "queued" and job.connection.lpos(Queue(job.origin, connection=job.connection).key, job.id) is None:
+        return "ended", recoveries  # taken off the queue by a worker that lost Redis before starting it
+    if status in ("queued", "deferred", "scheduled"):
+        return "alive", recoveries
+    if status == "started":
+        beat = job.last_heartbeat or job.started_at
+        # RQ's own clock (real UTC), not webapp.clock: heartbeats are written in real time
+        silent = beat is None or (rq_now() - beat).total_seconds() > HEARTBEAT_STALE
+        return ("died" if silent or _worker_gone(job) else "alive"), recoveries
+    return ("ended" if status in ("finished", "canceled") else "died"), recoveries
+
+
+def _worker_gone(job: Job) -> bool:
+    """Whether the worker that started a job is gone (deregistered, or its process killed)."""
+    if not job.worker_name:
+        return False
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name, connection=job.connection)
+    return worker is None or not _worker_alive(worker)
+
+
+def _worker_alive(worker: Worker) -> bool:
+    """Whether a registered worker's process still exists, as far as this machine can tell.
+
+    Why: a SIGKILLed worker stays registered in Redis for minutes (its key's TTL); on the worker's
+    own machine its missing process shows it dead at once. Elsewhere we trust the registration.
+    """
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return True
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def forget_job(job_id: str | None) -> None:
+    """Delete a lost job and its registry entries, so its id can be queued again cleanly."""
+    if not job_id:
+        return
+    try:
+        Job.fetch(job_id, connection=redis_connection()).delete()
+    except NoSuchJobError:
+        pass
 
 
 def stop_job(job_id: str | None) -> None:
@@ -95,4 +220,4 @@ def stop_job(job_id: str | None) -> None:
 
 def workers_running() -> bool:
     """Whether any worker listens on our queue (else `--wait` works the queue itself)."""
-    return any(Worker.all(queue=get_queue()))
+    return any(_worker_alive(worker) for worker in Worker.all(queue=get_queue()))

@@ -1,7 +1,14 @@
-"""The reconciler: the database is the truth, Redis only the queue; put the two back in step."""
+"""The reconciler: the database is the truth, Redis only the queue; put the two back in step.
+
+It runs every INTERVAL seconds in the scheduler process. Work Redis lost is queued again; work
+whose process died (SIGKILL, out of memory, a crash of the parser) is run again automatically,
+since every unit of work is idempotent and commits whole, but at most MAX_RECOVERIES times in a
+row: then it fails with a clear reason instead of looping forever.
+"""
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -13,39 +20,96 @@ from webapp.models import Batch, Subtask
 from webapp.transactions import write_transaction
 
 from . import queue
-from .tasks import release_waiting
+from .tasks import _fail_batch, release_waiting
 
 log = logging.getLogger(__name__)
-INTERVAL = 15  # seconds between the scheduler's cycles
-GRACE = timedelta(seconds=60)  # a job just enqueued or just started is left alone
-LOST = ("failed", "stopped", "canceled", "finished", None)
+INTERVAL = int(os.environ.get("RECONCILE_INTERVAL") or 15)  # seconds between the scheduler's cycles
+GRACE = timedelta(seconds=20)  # a job just enqueued, or running while Redis lost it, is left alone
+MAX_RECOVERIES = 2  # a unit of work whose process died runs at most 1 + MAX_RECOVERIES times
+GAVE_UP = f"执行进程连续 {MAX_RECOVERIES + 1} 次意外中断（已自动重试 {MAX_RECOVERIES} 次），请联系管理员查看服务器日志后点击重试"
+PARSE_GAVE_UP = (f"文件解析进程连续 {MAX_RECOVERIES + 1} 次意外中断，文件可能过大或格式异常，"
+                 "请确认是电子税局导出的原始文件")
 
 
 def reconcile(now: datetime | None = None) -> dict:
-    """Re-enqueue pending work Redis lost; fail running subtasks whose worker died (retryable);
+    """Re-enqueue pending work Redis lost; run again (bounded) the work whose process died;
     release waiting subtasks whose time has come (乐企 quota, usage after invoices)."""
     now = now or clock_now()
-    requeued = failed = 0
+    counts = {"requeued": 0, "recovered": 0, "failed": 0}
     db.session.rollback()
-    pending = db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all()
-    for subtask in pending:
-        if queue.job_state(subtask.job_id) in LOST:
-            queue.enqueue_subtask(subtask)
-            requeued += 1
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all():
+        _pending_subtask(subtask, counts)
     for batch in db.session.scalars(select(Batch).where(Batch.status == "preprocessing")).all():
-        if queue.job_state(queue.parse_job_id(batch)) in LOST and batch.created_at < now - GRACE:
-            queue.enqueue_parse(batch)
-            requeued += 1
-    running = db.session.scalars(select(Subtask).where(Subtask.status == "running")).all()
-    for subtask in running:
-        if queue.job_state(subtask.job_id) in LOST and (subtask.started_at or now) < now - GRACE:
-            with write_transaction():
-                db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == "running").values(
-                    status="failed", error="执行进程意外中断，请点击重试", finished_at=now))
-                refresh_batch(subtask.batch_id)
-            failed += 1
+        _parse(batch, now, counts)
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "running")).all():
+        _running_subtask(subtask, now, counts)
     db.session.rollback()
     released = release_waiting(now)
     for subtask in released:
         queue.enqueue_subtask(subtask)
-    return {"requeued": requeued, "failed": failed, "released": len(released)}
+    return {**counts, "released": len(released)}
+
+
+def _pending_subtask(subtask: Subtask, counts: dict) -> None:
+    """A pending subtask must have a live job: queue it again if Redis lost or dropped it."""
+    fate, recoveries = queue.job_fate(subtask.job_id)
+    if fate == "alive":
+        return
+    if fate == "died":  # its process died before it could even claim the subtask
+        _recover_subtask(subtask, recoveries, counts, from_status="pending")
+        return
+    queue.forget_job(subtask.job_id)
+    queue.enqueue_subtask(subtask, recoveries)
+    counts["requeued"] += 1
+
+
+def _running_subtask(subtask: Subtask, now: datetime, counts: dict) -> None:
+    """A running subtask whose job died (or vanished a while ago) is run again, boundedly."""
+    fate, recoveries = queue.job_fate(subtask.job_id)
+    if fate == "alive" or (fate == "missing" and (subtask.started_at or now) >= now - GRACE):
+        return
+    _recover_subtask(subtask, recoveries, counts, from_status="running")
+
+
+def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_status: str) -> None:
+    """Put a subtask whose process died back in the queue, or fail it once retries are spent.
+
+    The status guard (``from_status``) keeps a subtask terminated or finished meanwhile as it is;
+    a job still running somewhere after all cannot commit, since it finishes only from "running".
+    """
+    gave_up = recoveries >= MAX_RECOVERIES
+    values = ({"status": "failed", "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
+              else {"status": "pending", "started_at": None, "error": None})
+    with write_transaction():
+        moved = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == from_status)
+                                   .values(**values)).rowcount
+        refresh_batch(subtask.batch_id)
+    if not moved:
+        return
+    queue.forget_job(subtask.job_id)
+    if gave_up:
+        log.warning("subtask %s failed: its process died %s times", subtask.id, recoveries + 1)
+        counts["failed"] += 1
+    else:
+        log.warning("subtask %s: its process died; running it again (%s)", subtask.id, recoveries + 1)
+        queue.enqueue_subtask(subtask, recoveries + 1)
+        counts["recovered"] += 1
+
+
+def _parse(batch: Batch, now: datetime, counts: dict) -> None:
+    """A batch still in 数据预处理 needs a live parse job: queue it again, boundedly if it died."""
+    job_id = queue.parse_job_id(batch)
+    fate, recoveries = queue.job_fate(job_id)
+    if fate == "alive" or (fate != "died" and batch.created_at >= now - GRACE):
+        return
+    queue.forget_job(job_id)
+    if fate != "died":
+        queue.enqueue_parse(batch, recoveries)
+        counts["requeued"] += 1
+    elif recoveries >= MAX_RECOVERIES:
+        log.warning("parse of batch %s failed: its process died %s times", batch.id, recoveries + 1)
+        _fail_batch(batch.id, PARSE_GAVE_UP)
+        counts["failed"] += 1
+    else:
+        queue.enqueue_parse(batch, recoveries + 1)
+        counts["recovered"] += 1

@@ -9,7 +9,10 @@ database and lost or waiting subtasks are put back in the queue (jobs.reconciler
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 
+from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
 
 from webapp import autoupdate
@@ -79,8 +82,46 @@ class ReconcilingScheduler(Scheduler):
         return super().enqueue_jobs()
 
 
+    stopping = False
+
+    def _install_signal_handlers(self):
+        """rq-scheduler's stop on SIGINT/SIGTERM, remembered: run_forever must not wait on after it."""
+        super()._install_signal_handlers()
+        rq_stop = signal.getsignal(signal.SIGTERM)
+
+        def stop(signum, frame):
+            self.stopping = True
+            rq_stop(signum, frame)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def register_birth(self):
+        """Take over our own key: after a Redis outage it may still hold this process's old birth."""
+        self.connection.delete(self.key)
+        super().register_birth()
+
+
 def run_forever() -> None:
-    """`flask scheduler`: the process `make run` starts next to the web server and the worker."""
+    """`flask scheduler`: the process `make run` starts next to the web server and the worker.
+
+    A Redis outage does not end it: it waits for Redis (saying so once) and starts scheduling again.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     catch_up()
-    ReconcilingScheduler(queue=queue.get_queue(), connection=queue.redis_connection(), interval=INTERVAL).run()
+    stop = threading.Event()
+    while _wait(stop):
+        scheduler = ReconcilingScheduler(queue=queue.get_queue(), connection=queue.redis_connection(),
+                                         interval=INTERVAL)
+        try:
+            scheduler.run()
+        except RedisError:  # also when Redis stops with us: then its goodbye fails, not us
+            if scheduler.stopping:
+                return  # else wait for Redis, which says so once
+
+
+def _wait(stop: threading.Event) -> bool:
+    """Wait for Redis with our own signal handlers (rq-scheduler's raise SystemExit when it runs)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return queue.wait_for_redis(stop, log)

@@ -1,14 +1,26 @@
-"""The RQ worker: forks per job (so a running job can really be stopped) inside the app context."""
+"""The RQ worker: forks per job (so a running job can really be stopped) inside the app context.
+
+``run_forever`` is the ``flask worker`` process: it survives Redis outages (a restarted or crashed
+bundled Redis, an external Redis going away) by waiting for Redis and starting a fresh RQ worker,
+where a bare RQ worker would exit with "found an unhandled exception, quitting".
+"""
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from rq import Worker
 
 from webapp.extensions import db
 
+from . import queue
+
+log = logging.getLogger(__name__)
 _fork_hook_installed = False
 
 
@@ -17,10 +29,51 @@ def _dispose_engine_in_child() -> None:
     db.engine.dispose(close=False)
 
 
+class QueueWorker(Worker):
+    """RQ's worker, reconnecting within seconds and remembering that it was asked to stop.
+
+    Why ``stopping``: RQ stops an idle worker by raising inside its loop, which looks the same to
+    the caller as a Redis outage; ``run_forever`` must tell the two apart.
+    """
+
+    max_connection_wait_time = float(queue.RECONNECT_MAX)
+    stopping = False
+
+    def request_stop(self, signum, frame):
+        """Remember the stop request, then let RQ do its warm shutdown."""
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+
+class _OncePerOutage(logging.Filter):
+    """Let through the first log line about an unreachable Redis, drop the rest until it is back.
+
+    Why: RQ logs a line (with a traceback) at every reconnection try; an outage of an hour must
+    not fill the log.
+    """
+
+    down = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep other records (they also end the outage); keep the first outage record, bare."""
+        error = record.exc_info[1] if record.exc_info else None
+        outage = (getattr(record, "redis_outage", False) or "could not connect to Redis" in str(record.msg)
+                  or isinstance(error, (RedisConnectionError, OSError)))
+        if not outage:
+            self.down = False
+            return True
+        if self.down:
+            return False
+        self.down = True
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def make_worker(queues, connection, quiet: bool = False) -> Worker:
     """A forking worker; the app context pushed by the caller is inherited by each work horse.
 
     `quiet`: warnings only, on stderr (a CLI command working the queue keeps stdout for its JSON).
+    A busy worker beats every MONITORING_INTERVAL seconds, so the reconciler sees a killed job soon.
     """
     if quiet:
         logger = logging.getLogger("rq.worker")
@@ -32,4 +85,31 @@ def make_worker(queues, connection, quiet: bool = False) -> Worker:
         os.register_at_fork(after_in_child=_dispose_engine_in_child)
         _fork_hook_installed = True
     db.session.remove()  # nothing open in the parent when it forks
-    return Worker(queues, connection=connection)
+    return QueueWorker(queues, connection=connection, job_monitoring_interval=queue.MONITORING_INTERVAL)
+
+
+def run_forever(burst: bool = False) -> None:
+    """`flask worker`: work the queue until SIGINT/SIGTERM, waiting out Redis outages."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    once = _OncePerOutage()
+    for name in ("rq.worker", __name__, queue.__name__):
+        logging.getLogger(name).addFilter(once)
+    stop = threading.Event()
+    while _wait(stop):
+        worker = None
+        try:
+            worker = make_worker([queue.get_queue()], queue.redis_connection())
+            worker.work(burst=burst)
+        except RedisError:  # Redis went away while RQ was registering or tearing down: wait for it
+            if not (worker and worker.stopping):
+                continue
+        if (worker and worker.stopping) or burst:
+            return
+        stop.wait(1)  # RQ quit on an error of its own: a pause, so a repeating one cannot spin
+
+
+def _wait(stop: threading.Event) -> bool:
+    """Wait for Redis with our own signal handlers (RQ's are gone between two workers)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return queue.wait_for_redis(stop, log)

@@ -29,7 +29,6 @@ def calamine_read(path: Path) -> float:
 def full_import(path: Path, folder: Path) -> dict:
     """Seconds from upload to the batch's end: parse + every month's subtask, on a real RQ worker."""
     os.environ["DATA_DIR"] = str(folder / "data")
-    os.environ["BUNDLED_REDIS_PORT"] = str(_free_port())
     os.environ.pop("REDIS_URL", None)
     from flask_migrate import upgrade
     from sqlalchemy import select
@@ -63,14 +62,6 @@ def full_import(path: Path, folder: Path) -> dict:
         finally:
             redis_connection().shutdown(nosave=True)
     return {"import_s": round(elapsed, 3), "status": status, "invoices": stats["invoices"], "lines": stats["lines"]}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 POOL_QUERIES = {

@@ -143,22 +143,31 @@ def test_reconciler_requeues_work_redis_lost(app, runner, work):
         assert db.session.get(Batch, batch.id).status == "succeeded"
 
 
-def test_reconciler_fails_a_subtask_whose_worker_died(app, runner):
+def test_reconciler_runs_again_a_subtask_whose_worker_died_then_gives_up(app, runner):
+    """Idempotent work whose process died is queued again, twice at most; the third death fails it."""
     from datetime import datetime, timedelta
 
-    from jobs.reconciler import reconcile
+    from rq.job import Job
+
+    from jobs.reconciler import GAVE_UP, reconcile
     from webapp.transactions import write_transaction
 
     with app.app_context():
         batch = _parsed_batch(app, runner)
-        with write_transaction():
-            subtask = db.session.scalar(select(Subtask).filter_by(batch_id=batch.id, period="2024-02"))
-            subtask.status, subtask.started_at = "running", datetime.now() - timedelta(minutes=5)
-        redis_connection().delete(f"rq:job:{subtask.job_id}")
-        assert reconcile()["failed"] == 1
-        db.session.rollback()
-        subtask = db.session.get(Subtask, subtask.id)
-        assert subtask.status == "failed" and "重试" in subtask.error
+        subtask = db.session.scalar(select(Subtask).filter_by(batch_id=batch.id, period="2024-02"))
+        for death in range(3):
+            with write_transaction():
+                subtask = db.session.get(Subtask, subtask.id)
+                subtask.status, subtask.started_at = "running", datetime.now() - timedelta(minutes=5)
+            Job.fetch(subtask.job_id, connection=redis_connection()).set_status("failed")  # its process died
+            result = reconcile()
+            db.session.rollback()
+            subtask = db.session.get(Subtask, subtask.id)
+            if death < 2:
+                assert result["recovered"] == 1 and subtask.status == "pending"
+                assert job_state(subtask.job_id) == "queued"
+        assert result["failed"] == 1
+        assert subtask.status == "failed" and subtask.error == GAVE_UP and "重试" in subtask.error
 
 
 def test_other_users_cannot_see_or_touch_a_batch(app, client, runner, work):

@@ -1,155 +1,202 @@
-"""The bundled Redis: started on demand, reused, safe under a race, clear when it cannot start."""
+"""The bundled Redis: one per install on a unix socket in DATA_DIR, started on demand, reused, safe
+under a race, restarted by its keeper when it dies, clear when it cannot start."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from webapp import redis_server
-from webapp.redis_server import RedisStartError, ensure_redis, redis_url, run_foreground
+from jobs import redis_server
+from jobs.redis_server import (RedisStartError, bundled_url, ensure_redis, keep_running, redis_url, shutdown,
+                               socket_path, start_foreground)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    """Ask the kernel for a port nobody uses, so tests never meet a real server."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def client_of(folder: Path) -> redis.Redis:
+    """A client on an install's socket."""
+    return redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=2, decode_responses=True)
 
 
-def wait_port_closed(port: int, timeout: float = 10) -> None:
-    """Wait until nothing listens on the port, so the next test starts clean."""
+def wait_for(predicate, timeout: float = 15):
+    """Poll until predicate returns something true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"port {port} still open")
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def pid_of(folder: Path) -> int | None:
+    """The pid of the install's server, None while none answers."""
+    try:
+        return client_of(folder).info("server")["process_id"]
+    except (redis.RedisError, OSError):
+        return None
 
 
 @pytest.fixture
-def port(monkeypatch):
-    """A free BUNDLED_REDIS_PORT and no REDIS_URL; stop whatever server a test left behind."""
-    port = free_port()
-    monkeypatch.setenv("BUNDLED_REDIS_PORT", str(port))
+def installs(monkeypatch):
+    """Short DATA_DIRs (a unix socket path has a length limit), no REDIS_URL; servers stopped after."""
     monkeypatch.delenv("REDIS_URL", raising=False)
-    yield port
-    try:
-        pid = redis.Redis(port=port, socket_timeout=1).info("server")["process_id"]
-        os.kill(pid, signal.SIGKILL)
-    except (redis.RedisError, OSError):
-        pass
-    wait_port_closed(port)
+    folders = [Path(tempfile.mkdtemp(prefix="rs-")) for _ in range(3)]
+    yield folders
+    for folder in folders:
+        if pid := pid_of(folder):
+            os.kill(pid, signal.SIGKILL)
 
 
-def test_redis_url_prefers_env(monkeypatch, port):
-    assert redis_url() == f"redis://127.0.0.1:{port}/0"
+def test_redis_url_prefers_env(monkeypatch, installs):
+    assert redis_url(installs[0]) == f"unix://{installs[0].resolve()}/redis/redis.sock?db=0"
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/2")
-    assert redis_url() == "redis://elsewhere:1/2"
+    assert redis_url(installs[0]) == "redis://elsewhere:1/2"
+    assert ensure_redis(installs[0]) == "redis://elsewhere:1/2"
+    assert not (installs[0] / "redis").exists()
 
 
-def test_default_port(monkeypatch):
-    monkeypatch.delenv("BUNDLED_REDIS_PORT", raising=False)
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    assert redis_url() == "redis://127.0.0.1:6479/0"
-
-
-def test_configured_url_is_returned_untouched(monkeypatch, port, tmp_path):
-    monkeypatch.setenv("REDIS_URL", "redis://192.0.2.1:1/0")
-    assert ensure_redis(tmp_path) == "redis://192.0.2.1:1/0"
-    assert not (tmp_path / "redis").exists()
-
-
-def test_starts_daemonized_persistent_server_then_reuses_it(port, tmp_path):
-    url = ensure_redis(tmp_path)
-    assert url == f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, decode_responses=True)
+def test_starts_daemonized_server_on_a_socket_only_then_reuses_it(installs):
+    folder = installs[0]
+    assert ensure_redis(folder) == bundled_url(folder)
+    client = client_of(folder)
     pid = client.info("server")["process_id"]
-    assert int((tmp_path / "redis" / "redis.pid").read_text()) == pid
+    assert int((folder / "redis" / "redis.pid").read_text()) == pid
     assert os.getpid() != _parent_pid(pid), "the server should be daemonized, not our child"
+    assert client.config_get("port") == {"port": "0"}, "nothing may listen on TCP"
+    assert not _tcp_listeners(pid)
     assert client.config_get("appendonly") == {"appendonly": "yes"}
-    assert client.config_get("dir")["dir"] == str((tmp_path / "redis").resolve())
-    assert (tmp_path / "redis" / "redis.log").exists()
-
-    assert ensure_redis(tmp_path) == url
+    assert client.config_get("dir")["dir"] == str((folder / "redis").resolve())
+    assert ensure_redis(folder) == bundled_url(folder)
     assert client.info("server")["process_id"] == pid
 
 
-def test_racing_starts_give_one_server(port, tmp_path):
-    """Four processes share a data dir and two use their own: all get the URL, one server runs."""
-    code = "import sys; from pathlib import Path; from webapp.redis_server import ensure_redis; print(ensure_redis(Path(sys.argv[1])))"
-    dirs = [tmp_path / "a"] * 4 + [tmp_path / "b", tmp_path / "c"]
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        for d in dirs
-    ]
+def test_two_installs_have_two_queues(installs):
+    """Two DATA_DIRs on one machine: each app's jobs land in its own Redis, never the other's."""
+    from jobs.queue import get_queue
+    from webapp import create_app
+
+    apps = [create_app({"DATA_DIR": str(folder), "REDIS_URL": None,
+                        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'db.sqlite'}"}) for folder in installs[:2]]
+    queues = []
+    for app in apps:
+        with app.app_context():
+            queue = get_queue()
+            queue.enqueue("jobs.tasks.parse_upload", 1, job_id=f"job-of-{app.config['DATA_DIR']}")
+            queues.append((queue.connection.connection_pool.connection_kwargs["path"], queue.job_ids))
+    (path_a, jobs_a), (path_b, jobs_b) = queues
+    assert path_a != path_b
+    assert jobs_a == [f"job-of-{installs[0]}"] and jobs_b == [f"job-of-{installs[1]}"]
+    assert pid_of(installs[0]) != pid_of(installs[1])
+
+
+def test_racing_starts_give_one_server_per_install(installs):
+    """Four processes share a data dir and two use another: each install gets exactly one server."""
+    code = "import sys; from pathlib import Path; from jobs.redis_server import ensure_redis; print(ensure_redis(Path(sys.argv[1])))"
+    dirs = [installs[0]] * 4 + [installs[1]] * 2
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for d in dirs]
     outputs = [p.communicate(timeout=30)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0] * len(procs)
-    assert set(outputs) == {f"redis://127.0.0.1:{port}/0"}
-    pid = redis.Redis(port=port).info("server")["process_id"]
-    servers = [
-        d for d in ("a", "b", "c") if (tmp_path / d / "redis" / "redis.pid").exists()
-    ]
-    assert len(servers) == 1
-    assert int((tmp_path / servers[0] / "redis" / "redis.pid").read_text()) == pid
+    assert set(outputs) == {bundled_url(installs[0]), bundled_url(installs[1])}
+    for folder in installs[:2]:
+        assert int((folder / "redis" / "redis.pid").read_text()) == pid_of(folder)
+    servers = subprocess.run(["pgrep", "-f", f"{installs[0]}/redis/redis.sock"], capture_output=True, text=True)
+    assert len(servers.stdout.split()) == 1
 
 
-def test_port_taken_by_something_else_fails_clearly(port, tmp_path):
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", port))
-        squatter.listen()
-        started = time.monotonic()
-        with pytest.raises(RedisStartError) as error:
-            ensure_redis(tmp_path, timeout=10)
-        assert time.monotonic() - started < 5
-        assert "BUNDLED_REDIS_PORT" in str(error.value)
-        assert "端口" in str(error.value)
-        with pytest.raises(RedisStartError):
-            run_foreground(tmp_path)
-
-
-def test_foreground_server_is_a_child_that_stops_with_us(port, tmp_path):
-    proc = run_foreground(tmp_path)
+def test_keeper_restarts_a_killed_server_and_stops_it_at_the_end(installs):
+    """Under `make run` the Procfile's redis process keeps the server up: kill it, it comes back."""
+    folder, stop, said = installs[0], threading.Event(), []
+    keeper = threading.Thread(target=keep_running, args=(folder, stop, said.append))
+    keeper.start()
     try:
-        assert proc.poll() is None
-        client = redis.Redis(port=port, decode_responses=True)
-        assert client.info("server")["process_id"] == proc.pid
-        assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert ensure_redis(tmp_path) == redis_url()  # reused, not doubled
-        with pytest.raises(RedisStartError):
-            run_foreground(tmp_path)
+        first = wait_for(lambda: pid_of(folder))
+        client_of(folder).set("kept", "yes")
+        os.kill(first, signal.SIGKILL)
+        second = wait_for(lambda: pid_of(folder) not in (None, first) and pid_of(folder))
+        assert second != first
+        assert any("重启" in line for line in said)
+        assert wait_for(lambda: client_of(folder).get("kept")) == "yes", "the append-only file kept the data"
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0
-    wait_port_closed(port)
+        stop.set()
+        keeper.join(15)
+    assert not keeper.is_alive()
+    assert pid_of(folder) is None
 
 
-def test_failed_start_reports_the_log(port, tmp_path, monkeypatch):
-    """A server that cannot start (here: an option it rejects) fails with its own words."""
-    real_argv = redis_server._server_argv
-    monkeypatch.setattr(
-        redis_server,
-        "_server_argv",
-        lambda *a, **k: real_argv(*a, **k) + ["--maxmemory-policy", "no-such-policy"],
-    )
+def test_keeper_watches_a_server_a_command_started(installs):
+    """A server already started daemonized (by a CLI command) is watched, not doubled, and stopped."""
+    folder, stop = installs[0], threading.Event()
+    ensure_redis(folder)
+    daemon = pid_of(folder)
+    keeper = threading.Thread(target=keep_running, args=(folder, stop, lambda _: None))
+    keeper.start()
+    time.sleep(1.5)
+    assert pid_of(folder) == daemon
+    stop.set()
+    keeper.join(15)
+    assert pid_of(folder) is None
+
+
+def test_too_long_a_data_dir_is_refused_clearly(installs):
+    deep = installs[0] / ("x" * 120)
     with pytest.raises(RedisStartError) as error:
-        run_foreground(tmp_path, timeout=5)
+        ensure_redis(deep)
+    assert "DATA_DIR" in str(error.value) and "路径过长" in str(error.value)
+
+
+def test_failed_start_reports_the_log(installs, monkeypatch):
+    """A server that cannot start (here: an option it rejects) fails with its own words."""
+    folder = installs[0]
+    real_argv = redis_server._server_argv
+    monkeypatch.setattr(redis_server, "_server_argv",
+                        lambda *a, **k: real_argv(*a, **k) + ["--maxmemory-policy", "no-such-policy"])
+    with pytest.raises(RedisStartError) as error:
+        start_foreground(folder, timeout=5)
     assert "无法启动内置 Redis" in str(error.value)
     with pytest.raises(RedisStartError) as error:
-        ensure_redis(tmp_path, timeout=5)
+        ensure_redis(folder, timeout=5)
     assert "no-such-policy" in str(error.value) or "argument" in str(error.value).lower()
+
+
+def test_shutdown_of_a_server_that_is_not_running_is_quiet(installs):
+    shutdown(installs[0])
 
 
 def _parent_pid(pid: int) -> int:
     """Read a process's parent id from /proc."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _tcp_listeners(pid: int) -> list[str]:
+    """The TCP sockets a process listens on, read from /proc (no tool needed)."""
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")}
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                listening.append(fields[1])
+    return listening
+
+
+def test_procfile_redis_process_with_an_external_redis_only_waits(tmp_path):
+    """With REDIS_URL set, `make run`'s redis process starts nothing and stops on SIGTERM."""
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.redis_server"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            text=True)
+    assert "REDIS_URL" in proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not (tmp_path / "redis").exists()
+    waited = subprocess.run([sys.executable, "-m", "jobs.redis_server", "wait"], cwd=ROOT, env=env, timeout=10)
+    assert waited.returncode == 0

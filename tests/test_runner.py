@@ -1,178 +1,151 @@
-"""The runner's supervision, driven with stand-in children instead of the real product."""
+"""`make run`: honcho starts the Procfile (web, bundled Redis, worker, scheduler) in one terminal,
+prints the address and logins, survives the bundled Redis dying, and Ctrl-C stops everything."""
 
-import json
+import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
 
-from webapp import runner
-from webapp.redis_server import run_foreground
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-
-# A stand-in worker: says hello, and on SIGTERM reports whether Redis still answers (it must: Redis
-# stops last), then exits.
-WORKER = """
-import os, signal, sys, time, redis
-def bye(*_):
-    alive = redis.Redis.from_url(os.environ["REDIS_URL"]).ping()
-    print("redis alive at shutdown:", alive, flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGTERM, bye)
-print("worker ready", flush=True)
-while True: time.sleep(1)
-"""
-STUBBORN = """
-import signal, time
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-print("ignoring SIGTERM", flush=True)
-while True: time.sleep(1)
-"""
-CRASHER = "import time; time.sleep(1.5); print('crashing', flush=True); raise SystemExit(3)"
+BIN = Path(sys.executable).parent
+HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"  # htmx.org 2.0.11
 
 
-def free_port() -> int:
-    """A port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Output:
+    """A child's output read in the background, so a test can wait for a line without blocking."""
+
+    def __init__(self, stream):
+        """Start reading ``stream`` line by line."""
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        """Collect lines until the stream closes."""
+        for line in iter(stream.readline, ""):
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, needle: str, timeout: float = 60) -> str:
+        """Return the first line containing ``needle``; fail with everything read after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if needle in line:
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"{needle!r} not printed; output was:\n" + "\n".join(self.lines))
 
 
-def listening(port: int) -> bool:
-    """Whether something accepts connections on the port."""
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.3).close()
-        return True
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
 
 
+def get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, the way a browser would see it."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
 @pytest.fixture
-def ports(monkeypatch):
-    """A free web port and a free bundled-Redis port, and no REDIS_URL."""
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    redis_port = free_port()
-    monkeypatch.setenv("BUNDLED_REDIS_PORT", str(redis_port))
-    return free_port(), redis_port
+def product(monkeypatch):
+    """`make run`'s command (honcho with the Procfile) on its own DATA_DIR and port, migrated."""
+    data = Path(tempfile.mkdtemp(prefix="run-")) / "data"
+    port = free_port()
+    env = {**os.environ, "DATA_DIR": str(data), "PORT": str(port), "HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+           "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    proc = subprocess.Popen([str(BIN / "honcho"), "--no-colour", "start", "-f", "Procfile"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = Output(proc.stdout)
+    yield proc, output, data, port
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for line in output.lines:  # whatever the test left running
+        if "started (pid=" in line:
+            pid = int(line.rsplit("pid=", 1)[1].rstrip(")"))
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)
 
 
-def start_runner(tmp_path, web_port, **commands):
-    """Run webapp.runner.run in a child process with the given stand-in commands."""
-    commands = {"web": [PY, "-m", "http.server", "--bind", "127.0.0.1", str(web_port)], **commands}
-    code = (
-        "import json, os, sys; from pathlib import Path; from webapp import runner\n"
-        "runner.STOP_TIMEOUT = 1\n"
-        "sys.exit(runner.run(json.loads(sys.argv[1]), dict(os.environ), Path(sys.argv[2]),"
-        " '127.0.0.1', int(sys.argv[3])))\n"
-    )
-    return subprocess.Popen(
-        [PY, "-c", code, json.dumps(commands), str(tmp_path), str(web_port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def test_make_run_serves_outlives_a_redis_death_and_stops_on_ctrl_c(product):
+    proc, output, data, port = product
+    output.wait_for(f"is running: http://127.0.0.1:{port}/")
+    output.wait_for("Demo logins: admin / admin123")
+    assert get(f"http://127.0.0.1:{port}/login")[0] == 200
+    pids = {name: int(output.wait_for(f"{name}.1 started (pid=").rsplit("pid=", 1)[1].rstrip(")"))
+            for name in ("web", "redis", "worker", "scheduler")}
+    output.wait_for("Listening on invoice-sync")
+    output.wait_for("Registering birth")
 
+    first_redis = int((data / "redis" / "redis.pid").read_text())
+    os.kill(first_redis, signal.SIGKILL)
+    output.wait_for("bundled Redis exited")
+    output.wait_for("重启")
+    restarted = [line for line in output.lines if "bundled Redis started" in line]
+    deadline = time.monotonic() + 20
+    while len(restarted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        restarted = [line for line in output.lines if "bundled Redis started" in line]
+    assert len(restarted) == 2, "\n".join(output.lines)
+    assert get(f"http://127.0.0.1:{port}/login")[0] == 200
+    time.sleep(3)  # the worker and the scheduler meet the dead Redis, then the new one
+    assert all(alive(pid) for pid in pids.values()), "\n".join(output.lines)
+    assert not any(" stopped (rc=" in line for line in output.lines)
+    assert sum("could not connect to Redis" in line for line in output.lines) <= 1, "one line per outage"
 
-def wait_for_line(proc, needle, timeout=20) -> list[str]:
-    """Read the runner's output until a line contains ``needle``; return the lines read."""
-    lines = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not seen in:\n" + "\n".join(lines))
-
-
-def test_starts_everything_prints_the_url_and_stops_cleanly_on_sigterm(ports, tmp_path):
-    web_port, redis_port = ports
-    proc = start_runner(tmp_path, web_port, worker=[PY, "-c", WORKER])
-    lines = wait_for_line(proc, "Press Ctrl-C")
-    assert any(line.startswith("redis     | bundled Redis started") for line in lines)
-    assert any(line.startswith("worker    | worker ready") for line in lines)
-    text = "\n".join(lines)
-    assert f"http://127.0.0.1:{web_port}/" in text
-    assert "admin / admin123 (管理员)" in text and "caiwu / caiwu123 (财务)" in text
-    assert listening(redis_port) and listening(web_port)
-
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, rest
-    assert "worker    | redis alive at shutdown: True" in rest
-    assert "runner    | stopped" in rest
-    assert not listening(web_port) and not listening(redis_port)
-
-
-def test_sigint_stops_too(ports, tmp_path):
-    web_port, redis_port = ports
-    proc = start_runner(tmp_path, web_port)
-    wait_for_line(proc, "Press Ctrl-C")
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    assert not listening(web_port) and not listening(redis_port)
-
-
-def test_a_child_dying_stops_everything_with_an_error(ports, tmp_path):
-    web_port, redis_port = ports
-    proc = start_runner(tmp_path, web_port, worker=[PY, "-c", CRASHER])
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 1, out
-    assert "worker    | crashing" in out
-    assert "worker failed (exit code 3); everything stopped" in out
-    assert not listening(web_port) and not listening(redis_port)
-
-
-def test_a_child_ignoring_sigterm_is_killed(ports, tmp_path):
-    web_port, _ = ports
-    proc = start_runner(tmp_path, web_port, scheduler=[PY, "-c", STUBBORN])
-    wait_for_line(proc, "Press Ctrl-C")
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "scheduler | did not stop within 1 s; killing it" in out
-
-
-def test_a_running_redis_is_used_and_left_running(ports, tmp_path):
-    web_port, redis_port = ports
-    server = run_foreground(tmp_path)
-    try:
-        proc = start_runner(tmp_path, web_port)
-        lines = wait_for_line(proc, "Press Ctrl-C")
-        assert any("using the Redis already running" in line for line in lines)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-        assert proc.returncode == 0
-        assert redis.Redis(port=redis_port).ping()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def test_children_die_with_a_killed_runner(ports, tmp_path):
-    web_port, redis_port = ports
-    proc = start_runner(tmp_path, web_port)
-    wait_for_line(proc, "Press Ctrl-C")
-    proc.kill()
-    proc.wait()
+    os.kill(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches honcho
+    assert proc.wait(timeout=20) is not None
+    second_redis = int((data / "redis" / "redis.pid").read_text()) if (data / "redis" / "redis.pid").exists() else None
     deadline = time.monotonic() + 10
-    while (listening(web_port) or listening(redis_port)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not listening(web_port) and not listening(redis_port)
+    while any(alive(pid) for pid in [*pids.values(), second_redis or 0]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert not (second_redis and alive(second_redis))
+    assert not any("SIGKILL" in line for line in output.lines), "each process stopped on SIGTERM"
 
 
-def test_product_commands_use_this_interpreter():
-    commands = runner.product_commands("0.0.0.0", 8000)
-    assert commands["web"] == [PY, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--timeout", "600",
-                               "--bind", "0.0.0.0:8000", "wsgi:app"]
-    assert commands["worker"][-1] == "worker" and commands["scheduler"][-1] == "scheduler"
+def test_procfile_names_the_products_processes():
+    """The Procfile is the one list of what `make run` starts (web first: honcho gives it PORT)."""
+    lines = [line.split(":", 1)[0] for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
+    assert lines == ["web", "redis", "worker", "scheduler"]
+    assert "honcho start -f Procfile" in (ROOT / "Makefile").read_text()
+    assert not (ROOT / "webapp" / "runner.py").exists()
+
+
+def test_htmx_is_the_pinned_release_committed_in_the_repository():
+    """htmx 2.0.11 ships with the code (nothing fetched at install, no npm); its bytes are checked."""
+    script = ROOT / "webapp" / "static" / "vendor" / "htmx.min.js"
+    assert hashlib.sha256(script.read_bytes()).hexdigest() == HTMX_SHA256
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(script)], cwd=ROOT, capture_output=True)
+    assert tracked.returncode == 0, "htmx.min.js must be committed, not ignored"
+    assert "fetch_htmx" not in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("args", [["user", "add", "wang", "--password", "secret123"], ["pool", "stats", "--tax-id", "X"],
+                                  ["seed-demo"], ["autoupdate", "run-due"]])
+def test_a_command_on_an_unmigrated_database_says_what_to_run(tmp_path, args):
+    """No traceback: the operator is told, in Chinese and English, to migrate first."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "flask --app wsgi db upgrade" in result.stderr and "make install" in result.stderr
+    assert "数据库尚未初始化" in result.stderr and "has not been migrated" in result.stderr

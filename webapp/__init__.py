@@ -23,6 +23,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     views.init_app(app)
     cli.init_app(app)
+
+    from jobs import queue  # the notice every page shows while the queue's Redis is unreachable
+
+    queue.init_app(app)
     return app
 
 

@@ -1,6 +1,7 @@
 """Command line for administrators' bulk migrations and scripts; every command prints JSON."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from channels.etax_file import check_upload
 from channels.records import SourceRejected
@@ -256,11 +258,10 @@ def pool_coverage(tax_id, year):
 @with_appcontext
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
 def worker_command(burst):
-    """An RQ worker for the product's queue, inside the app context."""
-    from jobs.queue import get_queue, redis_connection
-    from jobs.worker import make_worker
+    """An RQ worker for the product's queue, inside the app context; it outlives Redis outages."""
+    from jobs.worker import run_forever
 
-    make_worker([get_queue()], redis_connection()).work(burst=burst)
+    run_forever(burst=burst)
 
 
 @click.command("scheduler")
@@ -330,3 +331,35 @@ def init_app(app) -> None:
     for command in (seed_demo_command, enterprise, user_group, import_file, download, batch_group, pool_group,
                     worker_command, scheduler_command, autoupdate_group):
         app.cli.add_command(command)
+    for command in app.cli.commands.values():
+        _explain_unmigrated(command)
+
+
+UNMIGRATED = ("数据库尚未初始化或结构不是最新，请先运行：flask --app wsgi db upgrade（或 make install）\n"
+              "The database has not been migrated yet: run `flask --app wsgi db upgrade` (or `make install`) first.")
+
+
+def _explain_unmigrated(command: click.Command) -> None:
+    """Make a command (and a group's subcommands) say what to run on an unmigrated database.
+
+    Why: without it every command on a fresh database ends in a raw SQLAlchemy traceback
+    ("no such table: org") that does not tell the operator the one step missing.
+    """
+    for sub in getattr(command, "commands", {}).values():
+        _explain_unmigrated(sub)
+    if command.callback is None or getattr(command.callback, "explains_unmigrated", False):
+        return
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except (OperationalError, ProgrammingError) as error:
+            missing = "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
+            if not missing:
+                raise
+            raise click.ClickException(UNMIGRATED) from None
+
+    run.explains_unmigrated = True
+    command.callback = run

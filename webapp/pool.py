@@ -37,8 +37,10 @@ def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
     """Records as tuples of plain values (text, numbers, None) in the tables' column order.
 
     They cost little to keep between the parse and the month's subtask (marshal) and go to the
-    database as they are.
+    database as they are. An invoice given twice (a bureau repeating it in two packages) is kept
+    once, its last copy, so its lines are not written twice.
     """
+    records = {r.key: r for r in records}.values()
     return [(
         (r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id, r.buyer_name,
          r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total), r.origin, r.type_name, r.type_code,
