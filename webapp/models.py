@@ -251,3 +251,26 @@ class InvoiceLine(db.Model):
     tax = mapped_column(MONEY, nullable=False)
     total = mapped_column(MONEY)
     is_discount: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InvoiceSource(db.Model):
+    """来源核对: which source (file, 乐企, RPA) delivered an invoice, when, and the last values it gave."""
+
+    invoice_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # file | leqi | rpa
+    tax_id: Mapped[str] = mapped_column(String(30))
+    month: Mapped[str] = mapped_column(String(7))
+    batch_id: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str | None] = mapped_column(String(20))
+    amount = mapped_column(MONEY)
+    tax = mapped_column(MONEY)
+    total = mapped_column(MONEY)
+    buyer_tax_id: Mapped[str | None] = mapped_column(String(30))
+    buyer_name: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_invoice_source_tax_id_month", "tax_id", "month", "source"),)
+
+
+Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

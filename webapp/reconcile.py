@@ -1,0 +1,174 @@
+"""来源核对: which sources (file import, 乐企, RPA) delivered each invoice, and where they disagree.
+
+The pool keeps one copy of an invoice, the last one written. Beside it, `record_sources` keeps per
+invoice and source when that source first and last delivered it and the status, amounts and buyer
+it gave last, so a later download that says 已红冲-全额 where an older export said 正常 is seen.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from .batches import SOURCES
+from .clock import now
+from .export import money
+from .extensions import db
+from .models import Batch, Invoice, InvoiceSource, Subtask
+
+CHUNK = 1000
+SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first_seen_at", "last_seen_at",
+                  "status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")
+# positions in webapp.pool.HEADER_COLUMNS of: key, tax_id, month, status, amount, tax, total, buyer_tax_id, buyer_name
+_KEY, _TAX_ID, _BUYER_TAX_ID, _BUYER_NAME, _MONTH, _AMOUNT, _TAX, _TOTAL, _STATUS = 0, 1, 6, 7, 9, 10, 11, 12, 16
+FIELDS = {"status": "发票状态", "amount": "金额", "tax": "税额", "total": "价税合计",
+          "buyer_tax_id": "购方识别号", "buyer_name": "购买方名称"}
+ALL_KINDS = "*"
+
+
+def _upsert(dialect) -> str:
+    """One statement for SQLite and PostgreSQL: a new source row, or the last values of a known one."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    kept = ("invoice_key", "source", "first_seen_at")
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c not in kept)
+    return (f"INSERT INTO invoice_source ({', '.join(SOURCE_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(SOURCE_COLUMNS))}) "
+            f"ON CONFLICT (invoice_key, source) DO UPDATE SET {updates}")
+
+
+def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
+    """Note that `source` delivered these staged invoices (webapp.pool's tuples), in bulk.
+
+    Called inside the pool write's transaction, so the note and the invoices land together.
+    """
+    if not staged:
+        return
+    connection = db.session.connection()
+    statement = _upsert(connection.dialect)
+    stamp = now().strftime("%Y-%m-%d %H:%M:%S.%f")
+    for start in range(0, len(staged), CHUNK):
+        rows = [(h[_KEY], source, h[_TAX_ID], h[_MONTH], batch_id, stamp, stamp, h[_STATUS], h[_AMOUNT], h[_TAX],
+                 h[_TOTAL], h[_BUYER_TAX_ID], h[_BUYER_NAME]) for h, _lines in staged[start:start + CHUNK]]
+        connection.exec_driver_sql(statement, rows)
+
+
+def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
+    """Per source, the invoice type codes it synced for the month ('*': all, as a file import does)."""
+    rows = db.session.execute(
+        select(Batch.method, Batch.channel, Batch.type_codes).join(Subtask)
+        .where(Batch.tax_id == tax_id, Batch.data_type == "invoices", Subtask.period == month,
+               Subtask.status == "succeeded"))
+    covered: dict[str, set[str]] = defaultdict(set)
+    for method, channel, codes in rows:
+        covered["file" if method == "file" else channel].update(codes.split(",") if codes else [ALL_KINDS])
+    return covered
+
+
+def _value(field: str, row: InvoiceSource):
+    """A field as compared and shown: money to the cent as text, empty text for none."""
+    value = getattr(row, field)
+    if field in ("amount", "tax", "total"):
+        return None if value is None else f"{money(value):.2f}"
+    return value or ""
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+
+def _entry(key: str, type_name: str | None, rows: dict) -> dict:
+    """One invoice as the report shows it: each source's values and when it last delivered them."""
+    return {"key": key, "type_name": type_name,
+            "values": {source: {**{field: _value(field, row) for field in FIELDS},
+                                "first_seen_at": _stamp(row.first_seen_at), "last_seen_at": _stamp(row.last_seen_at)}
+                       for source, row in sorted(rows.items())}}
+
+
+def source_report(tax_id: str, month: str) -> dict:
+    """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
+
+    An invoice one source lacks counts only if that source synced the invoice's kind that month
+    (a 乐企 download of 数电专票 says nothing of paper invoices).
+    """
+    found = db.session.execute(
+        select(InvoiceSource, Invoice.type_name, Invoice.type_code)
+        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
+        .where(InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
+        .order_by(InvoiceSource.invoice_key))
+    by_key: dict[str, dict] = defaultdict(dict)
+    kinds: dict[str, tuple] = {}
+    for row, type_name, type_code in found:
+        by_key[row.invoice_key][row.source] = row
+        kinds[row.invoice_key] = (type_name, type_code)
+    present = sorted({source for rows in by_key.values() for source in rows})
+    covered = _covered_kinds(tax_id, month)
+    for source in present:
+        covered.setdefault(source, {ALL_KINDS})
+    only_one, different = [], []
+    for key, rows in by_key.items():
+        type_name, type_code = kinds[key]
+        if len(rows) == 1:
+            missing = [s for s in present if s not in rows and covered[s] & {ALL_KINDS, type_code}]
+            if missing:
+                only_one.append({**_entry(key, type_name, rows), "source": next(iter(rows)), "missing": missing})
+            continue
+        fields = [f for f in FIELDS if len({_value(f, row) for row in rows.values()}) > 1]
+        if fields:
+            different.append({**_entry(key, type_name, rows), "fields": fields})
+    by_source = {s: sum(1 for rows in by_key.values() if s in rows) for s in present}
+    last = {s: _stamp(max(rows[s].last_seen_at for rows in by_key.values() if s in rows)) for s in present}
+    return {"tax_id": tax_id, "month": month,
+            "sources": {s: {"invoices": by_source[s], "last_synced": last[s]} for s in present},
+            "counts": {"invoices": len(by_key), "only_one": len(only_one), "different": len(different)},
+            "only_one": only_one, "different": different}
+
+
+def differing_months(tax_id: str, months: list[str]) -> set[str]:
+    """Months whose 来源核对 finds something: only months that more than one source delivered qualify."""
+    if not months:
+        return set()
+    rows = db.session.execute(
+        select(InvoiceSource.month).where(InvoiceSource.tax_id == tax_id, InvoiceSource.month >= min(months),
+                                          InvoiceSource.month <= max(months))
+        .group_by(InvoiceSource.month).having(func.count(func.distinct(InvoiceSource.source)) > 1))
+    marked = set()
+    for (month,) in rows:
+        counts = source_report(tax_id, month)["counts"]
+        if counts["only_one"] or counts["different"]:
+            marked.add(month)
+    return marked
+
+
+def write_report(report: dict, target) -> None:
+    """The report as an xlsx: counts, then one sheet per finding with each source's values side by side."""
+    from openpyxl import Workbook
+
+    from .export import safe_text
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "汇总"
+    sheet.append(["销方识别号", report["tax_id"]])
+    sheet.append(["开票月份", report["month"]])
+    for source, info in report["sources"].items():
+        sheet.append([f"{SOURCES.get(source, source)}份数", info["invoices"], "最近同步", info["last_synced"]])
+    sheet.append(["仅一个来源有", report["counts"]["only_one"]])
+    sheet.append(["来源间存在差异", report["counts"]["different"]])
+    sources = list(report["sources"])
+    for title, entries, leading in (("仅一个来源有", report["only_one"], "缺少的来源"),
+                                    ("来源间差异", report["different"], "差异项")):
+        part = workbook.create_sheet(title)
+        part.append(["发票号码", "发票票种", leading] + [f"{SOURCES.get(s, s)}-{label}" for s in sources
+                                                      for label in (*FIELDS.values(), "最近提供时间")])
+        for entry in entries:
+            named = entry.get("missing") or entry.get("fields")
+            labels = [SOURCES.get(n, n) for n in named] if "missing" in entry else [FIELDS[n] for n in named]
+            cells = []
+            for source in sources:
+                values = entry["values"].get(source)
+                cells += ([safe_text(values[f]) for f in FIELDS] + [values["last_seen_at"]]) if values \
+                    else [None] * (len(FIELDS) + 1)
+            part.append([safe_text(entry["key"]), entry["type_name"], "、".join(labels)] + cells)
+        part.column_dimensions["A"].width = 26
+    workbook.save(target)
