@@ -155,10 +155,10 @@ MONTH = "2024-05"
 TODAY = datetime(2024, 6, 10, 9, 30)
 
 
-def _pool_as_workbook_invoices(app) -> list[dict]:
+def pool_as_workbook_invoices(app, month: str = MONTH) -> list[dict]:
     """The month's pool, written back as e-tax export invoices: the file a user would export later."""
     with app.app_context():
-        invoices = db.session.scalars(select(Invoice).where(Invoice.month == MONTH).order_by(Invoice.key)).all()
+        invoices = db.session.scalars(select(Invoice).where(Invoice.month == month).order_by(Invoice.key)).all()
         lines = {}
         for line in db.session.scalars(select(InvoiceLine).order_by(InvoiceLine.line_no)):
             lines.setdefault(line.invoice_key, []).append(make_line(
@@ -181,7 +181,7 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     downloaded = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--wait",
                                      "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "82"])
     assert downloaded.exit_code == 0, downloaded.output
-    built = _pool_as_workbook_invoices(app)
+    built = pool_as_workbook_invoices(app)
     blues = [i for i in built if not i["is_red"] and i["status"] == "正常"]
     flushed, renamed, missing = blues[0], blues[1], blues[2]
     flushed["status"] = "已红冲-全额"
