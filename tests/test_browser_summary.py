@@ -9,12 +9,12 @@ from decimal import Decimal
 import openpyxl
 from playwright.sync_api import Page, expect
 
-from .browser_support import (DEMO_NAME, OTHER_NAME, OTHER_TAX_ID, browser, live_server, login,  # noqa: F401
-                              new_page, page, wait_until_finished)
+from .browser_support import DEMO_NAME, OTHER_NAME, OTHER_TAX_ID, login, wait_until_finished
 from .conftest import DEMO_TAX_ID
 from .test_summary import expected_summary, multi_rate_invoices, pool_as_workbook_invoices
 from .workbook_builder import build_workbook, digital_invoice, make_line, random_invoices
 
+pytest_plugins = ("tests.browser_support",)  # its fixtures: live_server, browser, page, new_page
 MONTH = "2024-03"
 
 
