@@ -8,6 +8,7 @@ per invoice at the usual rates, written through the pool's own bulk write.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -39,7 +40,8 @@ def _with_lines(headers):
 
 
 def summary_bench(folder: Path, count: int, samples: int = 20) -> dict:
-    """Load `count` invoices with lines, then time the summary pages (ms: median and p95)."""
+    """Load `count` invoices with lines, then time the summary pages (ms): the first view, which sums
+    every month, the median and p95 of the views that follow, and a view after one month changed."""
     from flask_migrate import upgrade
     from sqlalchemy import select
 
@@ -49,6 +51,7 @@ def summary_bench(folder: Path, count: int, samples: int = 20) -> dict:
     from webapp.extensions import db
     from webapp.models import Org, User
     from webapp.pool import refresh_statistics, save_staged
+    from webapp.summary import mark_months_changed
     from webapp.transactions import write_transaction
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": os.environ.get("BENCH_DATABASE_URL",
@@ -73,17 +76,21 @@ def summary_bench(folder: Path, count: int, samples: int = 20) -> dict:
     client.post("/login", data={"username": "caiwu", "password": "caiwu123"})
     timings = {}
     for name, url in SUMMARY_PAGES.items():
-        client.get(url)  # warm the page cache once, as a user's second look would find it
-        taken = []
-        for _ in range(samples):
-            began = time.perf_counter()
-            response = client.get(url)
-            taken.append((time.perf_counter() - began) * 1000)
-            assert response.status_code == 200, response.status_code
-        taken.sort()
-        timings[name] = {"median_ms": round(statistics.median(taken), 1),
-                         "p95_ms": round(taken[int(len(taken) * 0.95) - 1], 1)}
+        timings[name] = {"first_view_ms": _timed(client, url)}  # every month summed: the view after a full load
+        taken = sorted(_timed(client, url) for _ in range(samples))
+        timings[name].update(median_ms=round(statistics.median(taken), 1),
+                             p95_ms=round(taken[math.ceil(len(taken) * 0.95) - 1], 1))
+        with app.app_context(), write_transaction():  # what importing one month does to the kept figures
+            mark_months_changed(db.session.connection(), {("91330100MA2H4K7Q1X", "2024-05")})
+        timings[name]["after_one_month_import_ms"] = _timed(client, url)
     return {"invoices": count, "load_s": round(loaded, 1), "summary_ms": timings}
+
+
+def _timed(client, url: str) -> float:
+    began = time.perf_counter()
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return round((time.perf_counter() - began) * 1000, 1)
 
 
 def main() -> None:

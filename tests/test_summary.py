@@ -107,6 +107,27 @@ def test_summary_of_an_imported_file_is_exact_to_the_cent(runner, client, tmp_pa
     assert f"{Decimal(str(total[2])) + Decimal(str(total[4])):.2f}" == f"{year_amount:.2f}"
 
 
+def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp_path):
+    """The same clock for both imports: the month's figures change because the pool write says so."""
+    app.config["CLOCK_NOW"] = datetime(2024, 8, 1, 9, 0)
+    first = [digital_invoice("24330000000000000041", [make_line("*信息技术服务*运维服务", "10.00", "6%")],
+                             "2024-07-01 10:00:00"),
+             legacy_invoice("033001900333", "00000003", [make_line("*建筑服务*工程服务", "50.00", "9%")],
+                            "2024-07-02 10:00:00", kind="增值税专用发票")]
+    build_workbook(tmp_path / "first.xlsx", first)
+    _import(runner, tmp_path / "first.xlsx")
+    assert _cli(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024") == expected_summary(first, 2024)
+
+    first[1]["status"] = "已作废"
+    later = first + [digital_invoice("24330000000000000042", [make_line("*农产品*蔬菜", "3.33", "免税")],
+                                     "2024-07-03 10:00:00")]
+    build_workbook(tmp_path / "later.xlsx", later)
+    _import(runner, tmp_path / "later.xlsx")
+    printed = _cli(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    assert printed == expected_summary(later, 2024)
+    assert "9%" not in printed["2024-07"] and printed["2024-07"]["免税"]["other"]["amount"] == "3.33"
+
+
 def test_summary_counts_by_kind_and_chart_totals_follow_the_headers(runner, app, tmp_path):
     invoices = random_invoices(120, seed=5, year=2023)
     build_workbook(tmp_path / "export.xlsx", invoices)

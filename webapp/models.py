@@ -273,4 +273,14 @@ class InvoiceSource(db.Model):
     __table_args__ = (Index("ix_invoice_source_tax_id_month", "tax_id", "month", "source"),)
 
 
+class InvoiceMonthSummary(db.Model):
+    """销项汇总 of one company-month, kept until the pool write bumps `version` (see webapp.summary)."""
+
+    tax_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)  # bumped by every pool write touching the month
+    summary_version: Mapped[int | None] = mapped_column(Integer)  # the version `summary` was computed at
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
+
+
 Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

@@ -16,6 +16,7 @@ from .clock import now
 from .export import money
 from .extensions import db
 from .models import Batch, Invoice, InvoiceSource, Subtask
+from .summary import mark_months_changed
 
 CHUNK = 1000
 SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first_seen_at", "last_seen_at",
@@ -40,7 +41,8 @@ def _upsert(dialect) -> str:
 def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
     """Note that `source` delivered these staged invoices (webapp.pool's tuples), in bulk.
 
-    Called inside the pool write's transaction, so the note and the invoices land together.
+    Called inside the pool write's transaction, so the note and the invoices land together; it also
+    tells 销项汇总 which company-months changed (webapp.summary.mark_months_changed).
     """
     if not staged:
         return
@@ -51,6 +53,7 @@ def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
         rows = [(h[_KEY], source, h[_TAX_ID], h[_MONTH], batch_id, stamp, stamp, h[_STATUS], h[_AMOUNT], h[_TAX],
                  h[_TOTAL], h[_BUYER_TAX_ID], h[_BUYER_NAME]) for h, _lines in staged[start:start + CHUNK]]
         connection.exec_driver_sql(statement, rows)
+    mark_months_changed(connection, {(h[_TAX_ID], h[_MONTH]) for h, _lines in staged})
 
 
 def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:

@@ -7,16 +7,21 @@ are subtracted by summing; voided invoices (已作废) are left out.
 
 Amounts are summed in whole cents on SQLite (which keeps NUMERIC as floating point) so the
 figures are exact to the cent; PostgreSQL's numeric sums are exact by themselves.
+
+Each company-month's figures are kept (invoice_month_summary) and summed again only after the pool
+write touched that month, so a company-year reads twelve small rows instead of every line.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from decimal import Decimal
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Integer, bindparam, case, cast, func, select, update
 
 from .extensions import db
-from .models import Invoice, InvoiceLine
+from .models import Invoice, InvoiceLine, InvoiceMonthSummary
+from .transactions import write_transaction
 
 SPECIAL_CODES = ("01", "08", "81", "85")  # 增值税专用发票, 电子专用, 数电专票, 数电纸质专票
 RATE_ORDER = ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税")
@@ -38,12 +43,15 @@ def _sum_cents(dialect: str, column):
     return func.sum(column)
 
 
-def _decimal(dialect: str, value) -> Decimal:
+def _cents(value) -> int:
+    """A sum as whole cents, whichever database summed it (SQLite: cents already; PostgreSQL: numeric)."""
     if value is None:
-        return ZERO
-    if dialect == "sqlite":
-        return (Decimal(int(value)) / 100).quantize(CENT)
-    return Decimal(value).quantize(CENT)
+        return 0
+    return value if isinstance(value, int) else int(Decimal(value) * 100)
+
+
+def _yuan(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(CENT)
 
 
 def rate_sort_key(rate: str):
@@ -56,53 +64,95 @@ def rate_sort_key(rate: str):
         return (len(RATE_ORDER), 0)
 
 
-def _empty_cell() -> dict:
-    return {column: {"amount": ZERO, "tax": ZERO} for column in COLUMNS}
+def _empty_month() -> dict:
+    return {"rates": {}, "blue": 0, "red": 0, "types": {}}
 
 
-def _rate_lines(tax_ids: list[str], months: list[str], dialect: str) -> dict:
-    """{month: {rate: {"special"|"other": {"amount", "tax"}}}} from the lines of non-voided invoices."""
+def _compute(tax_id: str, months: list[str]) -> dict:
+    """{month: its summary in whole cents}: rate lines of non-voided invoices, 价税合计 and counts by kind."""
+    dialect = db.session.get_bind().dialect.name
+    where = (Invoice.tax_id == tax_id, Invoice.month.in_(months))
     special = case((Invoice.type_code.in_(SPECIAL_CODES), 1), else_=0)
-    rows = db.session.execute(
-        select(Invoice.month, special, InvoiceLine.tax_rate, _sum_cents(dialect, InvoiceLine.amount),
-               _sum_cents(dialect, InvoiceLine.tax))
-        .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key)
-        .where(Invoice.tax_id.in_(tax_ids), Invoice.month >= months[0], Invoice.month <= months[-1],
-               Invoice.status != VOIDED)
-        .group_by(Invoice.month, special, InvoiceLine.tax_rate))
-    by_month: dict = {month: {} for month in months}
-    for month, is_special, rate, amount, tax in rows:
-        cells = by_month[month].setdefault(rate or NO_RATE, _empty_cell())
-        cell = cells["special" if is_special else "other"]
-        cell["amount"] += _decimal(dialect, amount)
-        cell["tax"] += _decimal(dialect, tax)
-    return {month: dict(sorted(rates.items(), key=lambda item: rate_sort_key(item[0])))
-            for month, rates in by_month.items()}
-
-
-def _headers(tax_ids: list[str], months: list[str], dialect: str) -> tuple[dict, dict]:
-    """Monthly 价税合计 of blue and red invoices (the chart), and counts by 发票票种."""
+    computed = {month: _empty_month() for month in months}
+    for month, is_special, rate, amount, tax in db.session.execute(
+            select(Invoice.month, special, InvoiceLine.tax_rate, _sum_cents(dialect, InvoiceLine.amount),
+                   _sum_cents(dialect, InvoiceLine.tax))
+            .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != VOIDED)
+            .group_by(Invoice.month, special, InvoiceLine.tax_rate)):
+        cells = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})
+        cells["special" if is_special else "other"] = [_cents(amount), _cents(tax)]
     voided = case((Invoice.status == VOIDED, 1), else_=0)
     gross = func.coalesce(Invoice.total, Invoice.amount + Invoice.tax)
-    rows = db.session.execute(
-        select(Invoice.month, Invoice.type_name, Invoice.is_red, voided, func.count(), _sum_cents(dialect, gross))
-        .where(Invoice.tax_id.in_(tax_ids), Invoice.month >= months[0], Invoice.month <= months[-1])
-        .group_by(Invoice.month, Invoice.type_name, Invoice.is_red, voided))
-    chart = {month: {"blue": ZERO, "red": ZERO} for month in months}
-    types: dict = defaultdict(lambda: {"blue": 0, "red": 0, "voided": 0})
-    for month, type_name, is_red, is_voided, count, total in rows:
+    for month, type_name, is_red, is_voided, count, total in db.session.execute(
+            select(Invoice.month, Invoice.type_name, Invoice.is_red, voided, func.count(), _sum_cents(dialect, gross))
+            .where(*where).group_by(Invoice.month, Invoice.type_name, Invoice.is_red, voided)):
+        counts = computed[month]["types"].setdefault(type_name, [0, 0, 0])
         if is_voided:
-            types[type_name]["voided"] += count
+            counts[2] += count
             continue
-        types[type_name]["red" if is_red else "blue"] += count
-        chart[month]["red" if is_red else "blue"] += abs(_decimal(dialect, total))
-    return chart, dict(sorted(types.items()))
+        counts[1 if is_red else 0] += count
+        computed[month]["red" if is_red else "blue"] += abs(_cents(total))
+    return computed
+
+
+def mark_months_changed(connection, pairs: set[tuple[str, str]]) -> None:
+    """The pool write changed these (tax ID, month)s: their kept summaries are stale from now on.
+
+    Called by the pool write (through webapp.reconcile.record_sources) in its transaction.
+    """
+    if not pairs:
+        return
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        f"INSERT INTO invoice_month_summary (tax_id, month, version) VALUES ({mark}, {mark}, 1) "
+        "ON CONFLICT (tax_id, month) DO UPDATE SET version = invoice_month_summary.version + 1", sorted(pairs))
+
+
+def _monthly(tax_ids: list[str], months: list[str]) -> dict:
+    """{(tax ID, month): summary}: kept ones while current, the stale ones computed again and kept.
+
+    Summing a company-year of lines takes about a second at a million invoices; a month changes
+    only when the pool write touches it, so each is summed once per change.
+    """
+    rows = db.session.execute(select(InvoiceMonthSummary).where(
+        InvoiceMonthSummary.tax_id.in_(tax_ids), InvoiceMonthSummary.month.in_(months))).scalars().all()
+    found, stale = {}, defaultdict(dict)
+    for row in rows:
+        if row.summary is not None and row.summary_version == row.version:
+            found[(row.tax_id, row.month)] = json.loads(row.summary)
+        else:
+            stale[row.tax_id][row.month] = row.version
+    fresh = []
+    for tax_id, versions in stale.items():
+        for month, summary in _compute(tax_id, sorted(versions)).items():
+            found[(tax_id, month)] = summary
+            fresh.append({"t": tax_id, "m": month, "v": versions[month], "s": json.dumps(summary, ensure_ascii=False)})
+    if fresh:
+        _keep(fresh)
+    return found
+
+
+def _keep(fresh: list[dict]) -> None:
+    """Store summaries computed just now; a write that bumped the version meanwhile makes them stale again."""
+    table = InvoiceMonthSummary.__table__
+    with write_transaction():
+        db.session.execute(update(table).where(table.c.tax_id == bindparam("t"), table.c.month == bindparam("m"),
+                                               table.c.version == bindparam("v"))
+                           .values(summary=bindparam("s"), summary_version=bindparam("v")), fresh)
+
+
+def _to_cells(cents: dict) -> dict:
+    return {column: {"amount": _yuan(cents[column][0]), "tax": _yuan(cents[column][1])} for column in COLUMNS}
 
 
 def _add(into: dict, cells: dict) -> None:
     for column in COLUMNS:
         for figure in ("amount", "tax"):
             into[column][figure] += cells[column][figure]
+
+
+def _empty_cell() -> dict:
+    return {column: {"amount": ZERO, "tax": ZERO} for column in COLUMNS}
 
 
 def _with_all(cells: dict) -> dict:
@@ -112,12 +162,22 @@ def _with_all(cells: dict) -> dict:
 
 def year_summary(tax_ids: list[str], year: int) -> dict:
     """Everything the 销项汇总 page, its export and the CLI show for these companies and year."""
-    dialect = db.session.get_bind().dialect.name
     months = year_months(year)
-    by_month = _rate_lines(tax_ids, months, dialect)
-    chart, types = _headers(tax_ids, months, dialect)
+    monthly = _monthly(tax_ids, months)
+    by_month = {month: {} for month in months}
+    chart = {month: {"blue": ZERO, "red": ZERO} for month in months}
+    types: dict = defaultdict(lambda: {"blue": 0, "red": 0, "voided": 0})
+    for (_tax_id, month), summary in monthly.items():
+        for rate, cents in summary["rates"].items():
+            _add(by_month[month].setdefault(rate, _empty_cell()), _to_cells(cents))
+        chart[month]["blue"] += _yuan(summary["blue"])
+        chart[month]["red"] += _yuan(summary["red"])
+        for type_name, (blue, red, voided) in summary["types"].items():
+            for name, count in (("blue", blue), ("red", red), ("voided", voided)):
+                types[type_name][name] += count
     month_totals, rate_totals, year_total = {}, {}, _empty_cell()
     for month, rates in by_month.items():
+        by_month[month] = rates = dict(sorted(rates.items(), key=lambda item: rate_sort_key(item[0])))
         total = _empty_cell()
         for rate, cells in rates.items():
             _add(total, cells)
@@ -130,7 +190,7 @@ def year_summary(tax_ids: list[str], year: int) -> dict:
         "months": {m: {rate: _with_all(cells) for rate, cells in rates.items()} for m, rates in by_month.items()},
         "month_totals": month_totals,
         "rate_totals": {rate: _with_all(cells) for rate, cells in rate_totals.items()},
-        "year_total": _with_all(year_total), "chart": chart, "types": types,
+        "year_total": _with_all(year_total), "chart": chart, "types": dict(sorted(types.items())),
     }
 
 

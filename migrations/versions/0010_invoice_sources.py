@@ -1,4 +1,4 @@
-"""invoice sources (来源核对) and a covering index for 销项汇总
+"""invoice sources (来源核对); 销项汇总 per company-month and a covering index
 
 Revision ID: 0010
 Revises: 0007
@@ -45,9 +45,20 @@ def upgrade():
         "buyer_tax_id, buyer_name FROM invoice")
     op.create_index('ix_invoice_line_summary', 'invoice_line', ['invoice_key', 'tax_rate', 'amount', 'tax'],
                     unique=False)
+    op.create_table(
+        'invoice_month_summary',
+        sa.Column('tax_id', sa.String(length=30), nullable=False),
+        sa.Column('month', sa.String(length=7), nullable=False),
+        sa.Column('version', sa.Integer(), nullable=False),
+        sa.Column('summary_version', sa.Integer(), nullable=True),
+        sa.Column('summary', sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint('tax_id', 'month'),
+    )
+    op.execute("INSERT INTO invoice_month_summary (tax_id, month, version) SELECT DISTINCT tax_id, month, 1 FROM invoice")
 
 
 def downgrade():
+    op.drop_table('invoice_month_summary')
     op.drop_index('ix_invoice_line_summary', table_name='invoice_line')
     op.drop_index('ix_invoice_source_tax_id_month', table_name='invoice_source')
     op.drop_table('invoice_source')
