@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from .batches import SOURCES
 from .clock import now
@@ -88,42 +88,64 @@ def _entry(key: str, type_name: str | None, rows: dict) -> dict:
                        for source, row in sorted(rows.items())}}
 
 
+def _disagree():
+    """SQL, per invoice (GROUP BY invoice_key): its sources gave different values of a compared field."""
+    src = InvoiceSource
+    texts = [func.count(func.distinct(func.coalesce(c, ""))) > 1 for c in (src.status, src.buyer_tax_id, src.buyer_name)]
+    money = [or_(func.count(func.distinct(c)) > 1, and_(func.count(c) > 0, func.count(c) < func.count()))
+             for c in (src.amount, src.tax, src.total)]
+    return case((or_(*texts, *money), 1), else_=0)
+
+
+def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]:
+    """{key: (发票票种, {source: row})} of just the invoices the report lists."""
+    found: dict[str, tuple[str | None, dict]] = {}
+    for start in range(0, len(keys), CHUNK):
+        for row, type_name in db.session.execute(
+                select(InvoiceSource, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
+                .where(InvoiceSource.tax_id == tax_id, InvoiceSource.invoice_key.in_(keys[start:start + CHUNK]))):
+            found.setdefault(row.invoice_key, (type_name, {}))[1][row.source] = row
+    return found
+
+
 def source_report(tax_id: str, month: str) -> dict:
     """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
 
     An invoice one source lacks counts only if that source synced the invoice's kind that month
-    (a 乐企 download of 数电专票 says nothing of paper invoices).
+    (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
+    rows per invoice; only the invoices listed are read whole.
     """
-    found = db.session.execute(
-        select(InvoiceSource, Invoice.type_name, Invoice.type_code)
-        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
-        .where(InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
-        .order_by(InvoiceSource.invoice_key))
-    by_key: dict[str, dict] = defaultdict(dict)
-    kinds: dict[str, tuple] = {}
-    for row, type_name, type_code in found:
-        by_key[row.invoice_key][row.source] = row
-        kinds[row.invoice_key] = (type_name, type_code)
-    present = sorted({source for rows in by_key.values() for source in rows})
+    where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
+    present = {source: (n, last) for source, n, last in db.session.execute(
+        select(InvoiceSource.source, func.count(), func.max(InvoiceSource.last_seen_at)).where(*where)
+        .group_by(InvoiceSource.source).order_by(InvoiceSource.source))}
+    grouped = db.session.execute(
+        select(InvoiceSource.invoice_key, func.count(), func.min(InvoiceSource.source), Invoice.type_code, _disagree())
+        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
+        .group_by(InvoiceSource.invoice_key, Invoice.type_code)).all()
     covered = _covered_kinds(tax_id, month)
     for source in present:
         covered.setdefault(source, {ALL_KINDS})
-    only_one, different = [], []
-    for key, rows in by_key.items():
-        type_name, type_code = kinds[key]
-        if len(rows) == 1:
-            missing = [s for s in present if s not in rows and covered[s] & {ALL_KINDS, type_code}]
+    lone, disagreeing = {}, []
+    for key, n, source, type_code, disagree in grouped:
+        if n == 1:
+            missing = [s for s in present if s != source and covered[s] & {ALL_KINDS, type_code}]
             if missing:
-                only_one.append({**_entry(key, type_name, rows), "source": next(iter(rows)), "missing": missing})
-            continue
-        fields = [f for f in FIELDS if len({_value(f, row) for row in rows.values()}) > 1]
+                lone[key] = missing
+        elif disagree:
+            disagreeing.append(key)
+    rows = _rows_of(tax_id, sorted([*lone, *disagreeing]))
+    only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
+                for key in sorted(lone)]
+    different = []
+    for key in sorted(disagreeing):
+        type_name, by_source = rows[key]
+        fields = [f for f in FIELDS if len({_value(f, row) for row in by_source.values()}) > 1]
         if fields:
-            different.append({**_entry(key, type_name, rows), "fields": fields})
-    by_source = {s: sum(1 for rows in by_key.values() if s in rows) for s in present}
-    last = {s: _stamp(max(rows[s].last_seen_at for rows in by_key.values() if s in rows)) for s in present}
+            different.append({**_entry(key, type_name, by_source), "fields": fields})
     return {"tax_id": tax_id, "month": month,
-            "sources": {s: {"invoices": by_source[s], "last_synced": last[s]} for s in present},
-            "counts": {"invoices": len(by_key), "only_one": len(only_one), "different": len(different)},
+            "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
+            "counts": {"invoices": len(grouped), "only_one": len(only_one), "different": len(different)},
             "only_one": only_one, "different": different}
 
 
