@@ -204,9 +204,12 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     assert downloaded.exit_code == 0, downloaded.output
     built = pool_as_workbook_invoices(app)
     blues = [i for i in built if not i["is_red"] and i["status"] == "正常"]
-    flushed, renamed, missing = blues[0], blues[1], blues[2]
+    flushed, renamed, missing, repriced = blues[0], blues[1], blues[2], blues[3]
     flushed["status"] = "已红冲-全额"
     renamed["buyer_name"] = "改名后的购买方有限公司"
+    leqi_tax = repriced["tax"]
+    repriced["tax"] += Decimal("0.01")
+    repriced["total"] += Decimal("0.01")
     built.remove(missing)
     extra = digital_invoice("24339000000000000099", [make_line("*信息技术服务*运维服务", "88.00", "6%")],
                             "2024-05-30 10:00:00")
@@ -220,27 +223,30 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     assert report["sources"]["leqi"]["invoices"] == len(built) + 1
     assert report["sources"]["file"]["invoices"] == len(built) + 2
     assert report["sources"]["leqi"]["last_synced"] == "2024-06-10 09:30:00"
-    assert report["counts"] == {"invoices": len(built) + 3, "only_one": 2, "different": 2}
+    assert report["counts"] == {"invoices": len(built) + 3, "only_one": 2, "different": 3}
     different = {e["key"]: e for e in report["different"]}
     assert different[flushed["digital_number"]]["fields"] == ["status"]
     assert {s: v["status"] for s, v in different[flushed["digital_number"]]["values"].items()} == {
         "file": "已红冲-全额", "leqi": "正常"}
     assert different[renamed["digital_number"]]["fields"] == ["buyer_name"]
     assert different[renamed["digital_number"]]["values"]["file"]["buyer_name"] == "改名后的购买方有限公司"
+    assert different[repriced["digital_number"]]["fields"] == ["tax", "total"]
+    assert {s: v["tax"] for s, v in different[repriced["digital_number"]]["values"].items()} == {
+        "file": f"{leqi_tax + Decimal('0.01'):.2f}", "leqi": f"{leqi_tax:.2f}"}
     only = {e["key"]: (e["source"], e["missing"]) for e in report["only_one"]}
     assert only == {missing["digital_number"]: ("leqi", ["file"]), extra["digital_number"]: ("file", ["leqi"])}
     assert different[flushed["digital_number"]]["values"]["leqi"]["amount"] == f"{money(flushed['amount']):.2f}"
 
     login(client)
     page = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month={MONTH}").text
-    assert 'data-count="different">2 份' in page and 'data-count="only_one">2 份' in page
+    assert 'data-count="different">3 份' in page and 'data-count="only_one">2 份' in page
     assert "改名后的购买方有限公司" in page and "已红冲-全额" in page
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
 
     sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
     rows = list(sheets["来源间差异"].iter_rows(values_only=True))
-    assert len(rows) == 3
+    assert len(rows) == 4
     header = rows[0]
     flushed_row = next(r for r in rows[1:] if r[0] == flushed["digital_number"])
     assert flushed_row[2] == "发票状态"
