@@ -79,8 +79,10 @@ def _compute(tax_id: str, months: list[str]) -> dict:
                    _sum_cents(dialect, InvoiceLine.tax))
             .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != VOIDED)
             .group_by(Invoice.month, special, InvoiceLine.tax_rate)):
-        cells = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})
-        cells["special" if is_special else "other"] = [_cents(amount), _cents(tax)]
+        cell = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})[
+            "special" if is_special else "other"]
+        cell[0] += _cents(amount)
+        cell[1] += _cents(tax)
     voided = case((Invoice.status == VOIDED, 1), else_=0)
     gross = func.coalesce(Invoice.total, Invoice.amount + Invoice.tax)
     for month, type_name, is_red, is_voided, count, total in db.session.execute(
