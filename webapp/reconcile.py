@@ -19,10 +19,8 @@ from .models import Batch, Invoice, InvoiceSource, Subtask
 from .summary import mark_months_changed
 
 CHUNK = 1000
-SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first_seen_at", "last_seen_at",
-                  "status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")
-# positions in webapp.pool.HEADER_COLUMNS of: key, tax_id, month, status, amount, tax, total, buyer_tax_id, buyer_name
-_KEY, _TAX_ID, _BUYER_TAX_ID, _BUYER_NAME, _MONTH, _AMOUNT, _TAX, _TOTAL, _STATUS = 0, 1, 6, 7, 9, 10, 11, 12, 16
+KEPT = ("status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")  # the last values each source gave
+SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first_seen_at", "last_seen_at") + KEPT
 FIELDS = {"status": "发票状态", "amount": "金额", "tax": "税额", "total": "价税合计",
           "buyer_tax_id": "购方识别号", "buyer_name": "购买方名称"}
 ALL_KINDS = "*"
@@ -46,14 +44,18 @@ def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
     """
     if not staged:
         return
+    from .pool import HEADER_COLUMNS  # the staged tuples' layout (webapp.pool imports this module)
+
+    key, tax_id, month = (HEADER_COLUMNS.index(c) for c in ("key", "tax_id", "month"))
+    kept = [HEADER_COLUMNS.index(c) for c in KEPT]
     connection = db.session.connection()
     statement = _upsert(connection.dialect)
     stamp = now().strftime("%Y-%m-%d %H:%M:%S.%f")
     for start in range(0, len(staged), CHUNK):
-        rows = [(h[_KEY], source, h[_TAX_ID], h[_MONTH], batch_id, stamp, stamp, h[_STATUS], h[_AMOUNT], h[_TAX],
-                 h[_TOTAL], h[_BUYER_TAX_ID], h[_BUYER_NAME]) for h, _lines in staged[start:start + CHUNK]]
+        rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept])
+                for h, _lines in staged[start:start + CHUNK]]
         connection.exec_driver_sql(statement, rows)
-    mark_months_changed(connection, {(h[_TAX_ID], h[_MONTH]) for h, _lines in staged})
+    mark_months_changed(connection, {(h[tax_id], h[month]) for h, _lines in staged})
 
 
 def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
