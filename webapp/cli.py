@@ -254,6 +254,26 @@ def pool_coverage(tax_id, year):
     _print(coverage_json(coverage(tax_id.strip().upper(), now().date(), year)))
 
 
+@pool_group.command("summary")
+@click.option("--tax-id", required=True)
+@click.option("--year", type=int, required=True)
+def pool_summary(tax_id, year):
+    """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
+    from .summary import summary_json, year_summary
+
+    _print(summary_json(year_summary([tax_id.strip().upper()], year)))
+
+
+@pool_group.command("diff")
+@click.option("--tax-id", required=True)
+@click.option("--month", required=True, help="YYYY-MM")
+def pool_diff(tax_id, month):
+    """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
+    from .reconcile import source_report
+
+    _print(source_report(tax_id.strip().upper(), _month(month)))
+
+
 @click.command("worker")
 @with_appcontext
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")

@@ -270,3 +270,36 @@ class AuditLog(db.Model):
     target: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[str] = mapped_column(Text, default="")  # JSON
     address: Mapped[str | None] = mapped_column(String(64))
+
+
+class InvoiceSource(db.Model):
+    """来源核对: which source (file, 乐企, RPA) delivered an invoice, when, and the last values it gave."""
+
+    invoice_key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # file | leqi | rpa
+    tax_id: Mapped[str] = mapped_column(String(30))
+    month: Mapped[str] = mapped_column(String(7))
+    batch_id: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str | None] = mapped_column(String(20))
+    amount = mapped_column(MONEY)
+    tax = mapped_column(MONEY)
+    total = mapped_column(MONEY)
+    buyer_tax_id: Mapped[str | None] = mapped_column(String(30))
+    buyer_name: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_invoice_source_tax_id_month", "tax_id", "month", "source"),)
+
+
+class InvoiceMonthSummary(db.Model):
+    """销项汇总 of one company-month, kept until the pool write bumps `version` (see webapp.summary)."""
+
+    tax_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)  # bumped by every pool write touching the month
+    summary_version: Mapped[int | None] = mapped_column(Integer)  # the version `summary` was computed at
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
+
+
+Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

@@ -11,6 +11,7 @@ from channels.records import InvoiceRecord, SourceRejected
 
 from .extensions import db
 from .models import Invoice, InvoiceLine
+from .reconcile import record_sources
 from .settings import is_error_goods
 from .transactions import write_transaction
 from .usage import usage_labels
@@ -98,6 +99,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
         db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
         if lines:
             connection.exec_driver_sql(insert_lines, lines)
+    record_sources(staged, source=source, batch_id=batch_id)
     return len(staged), dropped
 
 

@@ -35,6 +35,10 @@ def init_app(app) -> None:
 
     for module in (batches, pool, automation, admin):
         app.register_blueprint(module.bp)
+    from . import reconcile, summary
+
+    for module in (summary, reconcile):
+        app.register_blueprint(module.bp)
 
     from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, SOURCES, SUBTASK_STATUS
     from webapp.usage import usage_labels

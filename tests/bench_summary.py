@@ -1,0 +1,103 @@
+"""Benchmark of 销项汇总 at a pool of `count` invoices (default 1,000,000): p95 of the page for one
+company-year and for all companies' year. Run `python -m tests.bench_summary [count]`; `summary_bench`
+is written to be merged into tests/bench.py's `main` beside `pool_list`.
+
+The pool is tests/bench.py's synthetic one (five companies over five years) with one to four lines
+per invoice at the usual rates, written through the pool's own bulk write.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RATES = ("13%", "9%", "6%", "3%", "1%", "免税", "不征税")
+SUMMARY_PAGES = {
+    "company-year": "/summary?tax_id=91330100MA2H4K7Q1X&year=2024",
+    "all companies' year": "/summary?tax_id=all&year=2024",
+}
+
+
+def _with_lines(headers):
+    """The synthetic headers with 1–4 lines each, split by rate; amounts as text like staged rows."""
+    from decimal import Decimal
+
+    for n, (header, _lines) in enumerate(headers):
+        count = n % 4 + 1
+        amount = Decimal(header[10])
+        share = (amount / count).quantize(Decimal("0.01"))
+        lines = []
+        for line_no in range(1, count + 1):
+            part = amount - share * (count - 1) if line_no == count else share
+            lines.append((line_no, "*信息技术服务*运维服务", None, None, None, None, None, None, str(part),
+                          RATES[(n + line_no) % len(RATES)], "0.00", str(part), False))
+        yield header, lines
+
+
+def summary_bench(folder: Path, count: int, samples: int = 20) -> dict:
+    """Load `count` invoices with lines, then time the summary pages (ms): the first view, which sums
+    every month, the median and p95 of the views that follow, and a view after one month changed."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from tests.bench import _synthetic_pool, org_companies
+    from webapp import create_app
+    from webapp.accounts import save_company, seed_demo
+    from webapp.extensions import db
+    from webapp.models import Org, User
+    from webapp.pool import refresh_statistics, save_staged
+    from webapp.summary import mark_months_changed
+    from webapp.transactions import write_transaction
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": os.environ.get("BENCH_DATABASE_URL",
+                                                                f"sqlite:///{folder / 'summary.db'}"),
+                      "WTF_CSRF_ENABLED": False})
+    with app.app_context():
+        upgrade()
+        with write_transaction():
+            seed_demo()
+            org = db.session.scalar(select(Org))
+            others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
+            user = db.session.scalar(select(User).filter_by(username="caiwu"))
+            user.companies = list(org_companies(org))
+        start = time.perf_counter()
+        rows = _with_lines(_synthetic_pool(count, ["91330100MA2H4K7Q1X", *others]))
+        while chunk := [row for _, row in zip(range(50_000), rows)]:
+            with write_transaction():
+                save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
+        loaded = time.perf_counter() - start
+        refresh_statistics()
+    client = app.test_client()
+    client.post("/login", data={"username": "caiwu", "password": "caiwu123"})
+    timings = {}
+    for name, url in SUMMARY_PAGES.items():
+        timings[name] = {"first_view_ms": _timed(client, url)}  # every month summed: the view after a full load
+        taken = sorted(_timed(client, url) for _ in range(samples))
+        timings[name].update(median_ms=round(statistics.median(taken), 1),
+                             p95_ms=round(taken[math.ceil(len(taken) * 0.95) - 1], 1))
+        with app.app_context(), write_transaction():  # what importing one month does to the kept figures
+            mark_months_changed(db.session.connection(), {("91330100MA2H4K7Q1X", "2024-05")})
+        timings[name]["after_one_month_import_ms"] = _timed(client, url)
+    return {"invoices": count, "load_s": round(loaded, 1), "summary_ms": timings}
+
+
+def _timed(client, url: str) -> float:
+    began = time.perf_counter()
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return round((time.perf_counter() - began) * 1000, 1)
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps({"summary": summary_bench(Path(tmp), count)}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()
