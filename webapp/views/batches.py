@@ -18,8 +18,9 @@ from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import quota
 from webapp.clock import now
-from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, create_download_batches,
-                            create_file_batch, missing_prerequisites, months_between, period_limits, retry, terminate)
+from webapp.batches import (ACTIVE_SUBTASK, BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, SUBTASK_STATUS,
+                            create_download_batches, create_file_batch, missing_prerequisites, months_between,
+                            period_limits, retry, retry_plan, subtask_label, terminate)
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -284,21 +285,72 @@ def _selected_batches() -> list[Batch]:
     return [batch_for(current_user, number) for number in numbers]
 
 
+ACTIONS = {  # 终止 / 重试: the words each step of the two actions uses
+    "terminate": {"name": "终止", "none": "请先勾选要终止的导入批次",
+                  "nothing": "所选批次没有待执行或执行中的任务，无需终止", "ask": "将终止以下未执行和执行中的任务："},
+    "retry": {"name": "重试", "none": "请先勾选要重试的导入批次",
+              "nothing": "所选批次没有执行失败或已终止的任务", "ask": "将重新执行以下执行失败和已终止的任务："},
+}
+
+
+def _table_now(message: str):
+    """The refreshed table answering a toolbar button whose target is the modal: it goes to the
+    table instead, at once (no question to confirm when there is nothing to do)."""
+    response = current_app.make_response(_render_table(message))
+    response.headers.update({"HX-Retarget": "#batch-table", "HX-Reswap": "innerHTML"})
+    return response
+
+
+def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
+    """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
+    if action == "retry":
+        return [(batch, (["重新解析上传的文件"] if reparse else [])
+                 + [f"{s.period}（{SUBTASK_STATUS[s.status]}）" for s in subtasks])
+                for batch, reparse, subtasks in retry_plan(batches)]
+    lines = []
+    for batch in batches:
+        months = [f"{s.period}（{subtask_label(s)}）" for s in batch.subtasks if s.status in ACTIVE_SUBTASK]
+        if batch.status == "preprocessing":
+            months.insert(0, "文件解析")
+        if months:
+            lines.append((batch, months))
+    return lines
+
+
+@bp.route("/<any(terminate, retry):action>/confirm", methods=["POST"])
+def confirm(action):
+    """终止 / 重试 ask first, listing what will stop or run; with nothing ticked, or nothing to
+    do, they answer at once in the table instead of asking."""
+    words = ACTIONS[action]
+    if not request.form.getlist("batch_no"):
+        return _table_now(words["none"])
+    plan = _plan_lines(action, _selected_batches())
+    if not plan:
+        return _table_now(words["nothing"])
+    return render_template("batches/_confirm.html", action=action, words=words, plan=plan,
+                           hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+
+
+def _after_action(message: str) -> str:
+    """The table with what was done, and the confirmation closed (an out-of-band swap)."""
+    return _render_table(message) + '<div id="modal" hx-swap-oob="true"></div>'
+
+
 @bp.route("/terminate", methods=["POST"])
 def terminate_selected():
     """终止 the selected batches; answers with the refreshed table and what was done."""
     if not request.form.getlist("batch_no"):
-        return _render_table("请先勾选要终止的导入批次")
+        return _render_table(ACTIONS["terminate"]["none"])
     result = terminate(_selected_batches())
-    return _render_table(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
-                         else "所选批次没有待执行或执行中的任务，无需终止")
+    return _after_action(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
+                         else ACTIONS["terminate"]["nothing"])
 
 
 @bp.route("/retry", methods=["POST"])
 def retry_selected():
-    """重试 the failed subtasks of the selected batches."""
+    """重试 the failed and terminated subtasks of the selected batches (a terminated batch resumes)."""
     if not request.form.getlist("batch_no"):
-        return _render_table("请先勾选要重试的导入批次")
+        return _render_table(ACTIONS["retry"]["none"])
     result = retry(_selected_batches())
     done = result["subtasks"] + result["parses"]
-    return _render_table(f"已重新执行 {done} 个失败的任务" if done else "所选批次没有执行失败的任务")
+    return _after_action(f"已重新执行 {done} 个执行失败或已终止的任务" if done else ACTIONS["retry"]["nothing"])
