@@ -18,7 +18,7 @@ from .browser_support import (DEMO_NAME, EXPECTED_2024, FINISH_TIMEOUT, browser,
                               dialog_rerendered, live_server, login, new_page, open_import_dialog, page,
                               wait_until_finished)
 
-KINDS = ("数电票（普通发票）", "数电票（增值税专用发票）")  # codes 82 and 81
+KINDS = ("数电发票（普通发票）", "数电发票（增值税专用发票）")  # codes 82 and 81
 KIND_CODES = ["82", "81"]
 MONTHS = ("2024-03", "2024-04")
 RED, BLUE = "24706900000000003120", EXPECTED_2024["red_links"]["24706900000000003120"]
