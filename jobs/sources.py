@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
 from webapp import quota
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask
 from webapp.transactions import write_transaction
@@ -24,8 +25,17 @@ def _clients():
     if "channel_clients" not in ext:
         from channels.clients import make_clients
 
-        ext["channel_clients"] = make_clients(current_app.config)
+        ext["channel_clients"] = make_clients({**current_app.config, "SANDBOX_CLOCK": _clock_of(current_app._get_current_object())})
     return ext["channel_clients"]
+
+
+def _clock_of(app):
+    """The product's one clock (webapp.clock.now) for the in-process sandbox, which answers inside
+    its own app context: it never returns invoices dated after the product's now."""
+    def clock() -> datetime:
+        with app.app_context():
+            return now()
+    return clock
 
 
 def month_range(batch: Batch, period: str) -> tuple[date, date]:

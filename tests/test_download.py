@@ -279,3 +279,18 @@ def test_retry_resumes_a_terminated_download_where_it_stopped(app, runner, sandb
     work()
     shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
     assert shown["status"] == "succeeded" and [s["attempts"] for s in shown["subtasks"]] == [1, 1]
+
+
+@pytest.mark.parametrize("channel", ["leqi", "rpa"])
+def test_the_sandbox_never_returns_invoices_dated_after_now(app, runner, sandbox, channel):
+    """On 2024-06-10 at 09:30 the current month's download holds nothing issued later that day."""
+    from sqlalchemy import func
+
+    from webapp.models import Invoice
+
+    _, [batch] = _download(runner, "--channel", channel, "--from", "2024-06", "--to", "2024-06", "--type", "82")
+    assert batch["status"] == "succeeded" and batch["success"] > 0
+    later_today = [i for i in invoices_for(DEMO_TAX_ID, "2024-06", "82", as_of=TODAY.date()) if i["kprq"] > "2024-06-10 09:30"]
+    assert later_today  # the bureau's data does hold invoices later that day
+    with app.app_context():
+        assert db.session.scalar(select(func.max(Invoice.issued_at))) <= TODAY
