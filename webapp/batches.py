@@ -152,17 +152,24 @@ def usable_channel(company: Company) -> str | None:
     return None
 
 
+def months_before_leqi(company: Company, months: list[str]) -> list[str]:
+    """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
+    since = company.leqi_since.strftime("%Y-%m") if company.leqi_since else None
+    return [m for m in months if since and m < since]
+
+
+def leqi_note(company: Company, skipped: list[str]) -> str:
+    """Why these months are not asked of 乐企, as the dialog and the batch say it."""
+    return (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
+            f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+
+
 def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
     """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
-    if company.leqi_since is None:
+    skipped = months_before_leqi(company, months)
+    if not skipped:
         return months, None
-    since = company.leqi_since.strftime("%Y-%m")
-    kept = [m for m in months if m >= since]
-    if len(kept) == len(months):
-        return months, None
-    skipped = [m for m in months if m < since]
-    return kept, (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
-                  f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+    return [m for m in months if m not in skipped], leqi_note(company, skipped)
 
 
 def add_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,

@@ -25,7 +25,7 @@ import math
 import os
 import time
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -68,6 +68,12 @@ def _config_from_env() -> dict:
     config = {"SANDBOX_DB": os.environ.get("SANDBOX_DB") or str(default_db)}
     config.update({key: os.environ[key] for key in _SETTING_KEYS if os.environ.get(key)})
     return config
+
+
+def known_companies(db_path: str | Path) -> list[dict]:
+    """The tax IDs this sandbox knows (tax_id, name, leqi_enabled, leqi_since, rpa_account), for a
+    host to tell its users which ones to test with (the manual: use the sandbox tax IDs)."""
+    return SandboxState(db_path).companies()
 
 
 def _state() -> SandboxState:
@@ -216,7 +222,7 @@ def _bureau_now() -> datetime | None:
 def _capped(as_of: date) -> date | datetime:
     """`as_of` (a day), cut at the bureau's now: it never shows an invoice dated after now."""
     moment = _bureau_now()
-    return moment if moment is not None and moment < datetime.combine(as_of, time.max) else as_of
+    return moment if moment is not None and moment < datetime.combine(as_of, datetime.max.time()) else as_of
 
 
 def _invoices(company: dict, first: date, last: date, kinds: list[str], as_of: date) -> list[dict]:

@@ -64,7 +64,8 @@ def companies():
                 accounts.save_company(form.tax_id.data, form.name.data, current_user.org,
                                       receipt_channel=form.receipt_channel.data or None,
                                       leqi_enabled=form.leqi_enabled.data, leqi_since=form.leqi_since.data,
-                                      etax_account=(form.etax_account.data or "").strip() or None)
+                                      etax_account=(form.etax_account.data or "").strip() or None,
+                                      added_by=current_user)
             flash("企业信息已保存", "info")
             return redirect(url_for("admin.companies"))
         except ValueError as exc:

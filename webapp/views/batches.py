@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
@@ -19,7 +19,8 @@ from channels.records import SourceRejected
 from webapp import quota
 from webapp.clock import now
 from webapp.batches import (ACTIVE_SUBTASK, BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, SUBTASK_STATUS,
-                            create_download_batches, create_file_batch, missing_prerequisites, months_between,
+                            create_download_batches, create_file_batch, leqi_note, missing_prerequisites,
+                            months_before_leqi, months_between,
                             period_limits, retry, retry_plan, subtask_label, terminate)
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
@@ -46,10 +47,11 @@ class ImportForm(FlaskForm):
 
     data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
     method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
-    channel = RadioField("下载通道", choices=[("rpa", "rpa"), ("leqi", "乐企")], default="leqi")
+    channel = RadioField("下载通道", choices=[("rpa", CHANNELS["rpa"]), ("leqi", CHANNELS["leqi"])], default="leqi")
     tax_ids = MultiCheckbox("企业名称")
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
-    year = SelectField("年度")
+    year = SelectField("起始年度")
+    year_to = SelectField("截止年度", validate_choice=False)
     month_from = StringField("起始月份")
     month_to = StringField("截止月份")
     kinds = MultiCheckbox("发票种类", choices=list(DOWNLOAD_KINDS.items()))
@@ -57,12 +59,25 @@ class ImportForm(FlaskForm):
 
 
 def _build_form() -> ImportForm:
-    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap)."""
+    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap).
+
+    发票用途状态 is only downloaded, never imported from a file: choosing it switches the method
+    to 税局下载 (the dialog then does not offer the file import at all).
+    """
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
     this_year = now().year
     form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - PERIOD_YEARS, -1)]
+    form.year_to.choices = [("", "同起始年度")] + form.year.choices
+    if form.data_type.data == "usage" and request.form.get("refresh"):
+        form.method.data = "download"
     return form
+
+
+def _year_range(form: ImportForm) -> tuple[str, str]:
+    """按年: 起始年度 to 截止年度 (one year when the end is not chosen)."""
+    first = form.year.data or ""
+    return first, (form.year_to.data or first)
 
 
 def _is_month(text: str) -> bool:
@@ -73,11 +88,15 @@ def _is_month(text: str) -> bool:
 
 
 def _check_period(form: ImportForm, errors: dict) -> None:
-    """开票日期: a year, or a month range, inside the last five years."""
+    """开票日期: a range of years, or a range of months, inside the last five years."""
     lowest, highest = period_limits(now().date())
     if form.period_unit.data == "year":
-        if form.year.data not in {value for value, _ in form.year.choices}:
+        years = {value for value, _ in form.year.choices}
+        first, last = _year_range(form)
+        if first not in years or last not in years:
             errors["period"] = "请选择近五年内的年度"
+        elif first > last:
+            errors["period"] = "起始年度不能晚于截止年度"
         return
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
@@ -136,13 +155,38 @@ def _validate(form: ImportForm) -> dict:
         elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
             errors["kinds"] = "发票种类不正确"
         _check_period(form, errors)
+        if not errors:
+            _check_leqi_since(form, errors)
     return errors
 
 
+def _chosen_companies(form: ImportForm) -> list[Company]:
+    """The ticked companies the user may work on, in the dialog's order."""
+    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
+    return [permitted[t] for t in form.tax_ids.data or [] if t in permitted]
+
+
+def _leqi_applies(form: ImportForm) -> bool:
+    return form.method.data == "download" and form.channel.data == "leqi" and form.data_type.data == "invoices"
+
+
+def _check_leqi_since(form: ImportForm, errors: dict) -> None:
+    """Refuse before creating anything when, for a company, every chosen month precedes its 乐企
+    authorisation (the batch could fetch nothing); a partial overlap is only warned about."""
+    if not _leqi_applies(form):
+        return
+    months = _chosen_months(form)
+    empty = [c for c in _chosen_companies(form) if len(months_before_leqi(c, months)) == len(months)]
+    if empty:
+        errors["period"] = "；".join(f"{c.name}于 {c.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
+                                    f"所选月份均早于该日期，请改选月份或改用 RPA 通道" for c in empty)
+
+
 def _chosen_months(form: ImportForm) -> list[str]:
-    """开票日期 as months: a whole year (up to the current month), or the chosen range."""
+    """开票日期 as months: whole years (up to the current month), or the chosen range."""
     if form.period_unit.data == "year":
-        return months_between(f"{form.year.data}-01", min(f"{form.year.data}-12", now().strftime("%Y-%m")))
+        first, last = _year_range(form)
+        return months_between(f"{first}-01", min(f"{last}-12", now().strftime("%Y-%m")))
     return months_between(form.month_from.data.strip(), form.month_to.data.strip())
 
 
@@ -169,14 +213,31 @@ def _dialog_notes(form: ImportForm) -> list[str]:
     notes, errors = [], {}
     _check_period(form, errors)
     months = [] if errors else _chosen_months(form)
-    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
-    for company in (permitted[t] for t in form.tax_ids.data if t in permitted):
+    for company in _chosen_companies(form):
         problem = missing_prerequisites(company, form.channel.data)
         if problem:
             notes.append(problem)
-        elif form.channel.data == "leqi" and form.data_type.data == "invoices" and months:
-            notes.append(_quota_note(company, months, form.kinds.data or list(DOWNLOAD_KINDS)))
+        elif _leqi_applies(form) and months:
+            if early := months_before_leqi(company, months):
+                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
+            kept = [m for m in months if m not in early]
+            if kept:
+                notes.append(_quota_note(company, kept, form.kinds.data or list(DOWNLOAD_KINDS)))
     return notes
+
+
+def _sandbox_note() -> str | None:
+    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (the manual: test
+    with the sandbox's tax IDs); None against a real bureau."""
+    config = current_app.config
+    if "sandbox" not in {(config.get(k) or "sandbox").strip().lower() for k in ("LEQI_BASE_URL", "RPA_BASE_URL")}:
+        return None
+    from channels.sandbox import known_companies
+
+    known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
+                                                      else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
+                     for c in known_companies(config["SANDBOX_DB"]))
+    return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
 
 
 def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
@@ -195,12 +256,19 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
     return f"{company.name}：乐企额度不足，提交后这些月份将等待额度自动执行：{shown}（{rule}）"
 
 
+def _render_dialog(form: ImportForm, errors: dict):
+    """The dialog with its errors and the notes for what is chosen."""
+    sandbox = _sandbox_note() if form.method.data == "download" else None
+    return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form),
+                           sandbox=sandbox)
+
+
 @bp.route("/import", methods=["GET", "POST"])
 def import_dialog():
     """The 导入 dialog: GET or a field change re-renders it; a full submit validates and creates."""
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
-        return render_template("batches/_import_dialog.html", form=form, errors={}, notes=_dialog_notes(form))
+        return _render_dialog(form, {})
     errors = _validate(form)
     if not errors:
         try:
@@ -208,7 +276,7 @@ def import_dialog():
         except SourceRejected as exc:
             errors["file" if form.method.data == "file" else "tax_ids"] = str(exc)
     if errors:
-        return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form))
+        return _render_dialog(form, errors)
     response = current_app.make_response(("", 204))
     response.headers["HX-Location"] = url_for("batches.index", created="、".join(b.batch_no for b in batches))
     return response
