@@ -136,3 +136,42 @@ def test_an_admin_who_adds_a_company_is_granted_it(app, client):
         admin = db.session.scalar(select(User).filter_by(username="admin"))
         assert "91310000MA1NEWCO01" in {c.tax_id for c in admin.companies}
     assert "上海新设有限公司" in client.get("/batches/import").text
+
+
+# one spelling per label ----------------------------------------------------------------------------
+
+def test_each_entry_status_is_listed_once_and_finds_both_channels_codes(app, client, runner, tmp_path):
+    """入账撤销 is 03 from 乐企 and 06 from RPA: listed once, the filter finds both."""
+    import json
+
+    from sqlalchemy import update
+
+    from webapp.models import Invoice
+
+    from .workbook_builder import build_workbook, digital_invoice, make_line
+
+    numbers = ["24332000000000000001", "24332000000000000002", "24332000000000000003"]
+    path = tmp_path / "three.xlsx"
+    build_workbook(path, [digital_invoice(n, [make_line("*信息技术服务*运维服务", "100.00")], "2024-03-05 10:00:00")
+                          for n in numbers], tax_id=DEMO_TAX_ID, seller_name="杭州示例科技有限公司")
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    assert json.loads(result.stdout)["status"] == "succeeded", result.output
+    with app.app_context(), write_transaction():
+        for number, channel, code in zip(numbers, ("leqi", "rpa", "leqi"), ("03", "06", "01")):
+            db.session.execute(update(Invoice).where(Invoice.key == number).values(usage_channel=channel, entry_status=code))
+    login(client)
+    page = client.get("/pool").text
+    select_html = page[page.index('name="entry_status"'):]
+    select_html = select_html[:select_html.index("</select>")]
+    options = re.findall(r"<option[^>]*>([^<]+)</option>", select_html)
+    assert len(options) == len(set(options)) and options.count("未入账") == 1 and options.count("入账撤销") == 1
+    revoked = client.get("/pool?entry_status=入账撤销").text
+    assert numbers[0] in revoked and numbers[1] in revoked and numbers[2] not in revoked
+
+
+def test_no_time_zone_suffix_or_task_code_on_the_automation_page(client):
+    login(client, "admin", "admin123")
+    client.post("/automation/new", data={"invoices": "1"})
+    page = client.get("/automation").text
+    assert "+08:00" not in page and "sim_his_inv_data_import_task" not in page
+    assert re.search(r"\d{4}-\d{2}-05 00:00", page)

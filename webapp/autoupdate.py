@@ -224,4 +224,5 @@ def schedule_json(schedule: Schedule, now: datetime) -> dict:
             "enabled": schedule.enabled, "creator": schedule.created_by.username,
             "companies": {channel: [c.tax_id for c in cs] for channel, cs in _companies_by_channel(schedule.org_id).items()},
             "next_run": upcoming.isoformat(timespec="minutes") if upcoming else None,
+            "next_run_label": upcoming.strftime("%Y-%m-%d %H:%M") if upcoming else "—",  # org-local, as users read it
             "last_runs": [run_json(r) for r in schedule.runs[:6]]}
