@@ -96,7 +96,7 @@ def test_the_dialog_shows_only_the_chosen_period_picker(page):
     expect(dialog.locator("input[type=month]")).to_have_count(2)
     expect(dialog.locator("select[name=year]")).to_have_count(0)
     expect(dialog.get_by_label("RPA", exact=True)).to_be_visible()
-    expect(dialog.get_by_role("note").filter(has_text="沙箱税局")).to_contain_text("91440300MA5SANDB01")
+    expect(dialog.get_by_text("当前连接的是沙箱税局")).to_contain_text("91440300MA5SANDB01")
 
 
 def test_the_dialog_warns_of_months_before_the_leqi_authorisation(page, live_server):

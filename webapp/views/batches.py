@@ -253,7 +253,7 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
     if not blocked:
         return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
     shown = "；".join(blocked[:6]) + (f" 等 {len(blocked)} 项" if len(blocked) > 6 else "")
-    return f"{company.name}：乐企额度不足，提交后这些月份将等待额度自动执行：{shown}（{rule}）"
+    return f"{company.name}：乐企额度不足，提交后其余种类立即下载，以下月份的种类等待额度后自动下载：{shown}（{rule}）"
 
 
 def _render_dialog(form: ImportForm, errors: dict):
