@@ -11,6 +11,8 @@ Configuration keys (a plain dict, e.g. Flask's app.config; channels/ never impor
 - ``CHANNEL_ATTEMPTS`` / ``CHANNEL_BACKOFF`` (optional): attempts per retried call (default 6)
   and the first wait in seconds (default 0.5, doubling each time).
 - ``SANDBOX_DB``: the sandbox's SQLite file; required when either base URL is ``sandbox``.
+- ``SANDBOX_CLOCK`` (optional): a callable giving the host's now; the in-process sandbox never
+  returns invoices dated after it.
 """
 from __future__ import annotations
 
@@ -56,5 +58,6 @@ class _SandboxTransport:
 
             if not self.config.get("SANDBOX_DB"):
                 raise ValueError("SANDBOX_DB must be configured when a channel base URL is 'sandbox'")
-            self.transport = httpx.WSGITransport(app=create_app({"SANDBOX_DB": self.config["SANDBOX_DB"]}))
+            self.transport = httpx.WSGITransport(app=create_app({"SANDBOX_DB": self.config["SANDBOX_DB"],
+                                                                  "SANDBOX_CLOCK": self.config.get("SANDBOX_CLOCK")}))
         return SANDBOX_BASE_URL, self.transport

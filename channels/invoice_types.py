@@ -22,15 +22,9 @@ TYPE_NAMES: dict[str, str] = {
 }
 _CODES_BY_NAME = {name: code for code, name in TYPE_NAMES.items()}
 
-# The six kinds a user picks for 税局下载 (manual: 发票种类), in the manual's order.
-DOWNLOAD_KINDS: dict[str, str] = {
-    "10": "电子普通发票",
-    "08": "电子专用发票",
-    "04": "纸质普通发票",
-    "01": "纸质专用发票",
-    "82": "数电票（普通发票）",
-    "81": "数电票（增值税专用发票）",
-}
+# The six kinds a user picks for 税局下载 (manual: 发票种类), in the manual's order, each under the
+# one name the pool, the export and every screen use for it (TYPE_NAMES).
+DOWNLOAD_KINDS: dict[str, str] = {code: TYPE_NAMES[code] for code in ("10", "08", "04", "01", "82", "81")}
 
 
 def canonical_type_name(raw: str) -> str:

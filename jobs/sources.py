@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
 from webapp import quota
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask
 from webapp.transactions import write_transaction
@@ -24,8 +25,17 @@ def _clients():
     if "channel_clients" not in ext:
         from channels.clients import make_clients
 
-        ext["channel_clients"] = make_clients(current_app.config)
+        ext["channel_clients"] = make_clients({**current_app.config, "SANDBOX_CLOCK": _clock_of(current_app._get_current_object())})
     return ext["channel_clients"]
+
+
+def _clock_of(app):
+    """The product's one clock (webapp.clock.now) for the in-process sandbox, which answers inside
+    its own app context: it never returns invoices dated after the product's now."""
+    def clock() -> datetime:
+        with app.app_context():
+            return now()
+    return clock
 
 
 def month_range(batch: Batch, period: str) -> tuple[date, date]:
@@ -41,29 +51,30 @@ def type_codes(batch: Batch) -> list[str]:
     return [code for code in (batch.type_codes or "").split(",") if code]
 
 
-def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> dict[str, str] | date:
-    """The 乐企 serial (lsh) per type for this month: outstanding ones reused, new ones applied for.
+def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> tuple[dict[str, str], list[str], date | None]:
+    """The 乐企 serial (lsh) per type for this month, the types refused today, and the day they may be asked.
 
-    New applications first take today's quota for every type still needed, all or none; when
-    that is not possible, the day it will be is returned instead. Each serial is committed as
-    soon as it is given, so a later run fetches it rather than spending quota again.
+    Outstanding serials are reused; types already written by an earlier run of this month are
+    done; every other type takes today's quota on its own, so a type whose quota is spent waits
+    alone while the rest download now. Each serial is committed as soon as it is given, so a
+    later run fetches it rather than spending quota again.
     """
     leqi, _ = _clients()
     with write_transaction():
         serials = {code: row.serial for code, row in quota.outstanding(subtask.id).items()}
-        needed = [code for code in type_codes(batch) if code not in serials]
-        wait_day = quota.reserve(batch.tax_id, subtask.period, needed, at, subtask.id) if needed else None
-    if wait_day:
-        return wait_day
+        done = quota.fetched_codes(subtask.id)
+        needed = [code for code in type_codes(batch) if code not in serials and code not in done]
+        granted, wait_day = (quota.reserve_each(batch.tax_id, subtask.period, needed, at, subtask.id)
+                             if needed else ([], None))
     start, end = month_range(batch, subtask.period)
-    for code in needed:
+    for code in granted:
         serial = leqi.apply(batch.tax_id, start, end, code)
         with write_transaction():
             db.session.execute(update(QuotaUse).where(
                 QuotaUse.subtask_id == subtask.id, QuotaUse.type_code == code, QuotaUse.requested_on == at.date())
                 .values(serial=serial))
         serials[code] = serial
-    return serials
+    return serials, [code for code in needed if code not in granted], wait_day
 
 
 def forget_serials(subtask: Subtask) -> None:
@@ -108,10 +119,12 @@ def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = No
 
 
 def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:
-    """Usage status goes after the same month's invoice download of the same company."""
+    """Usage status goes after the same month's invoice download of the same company, while that
+    download is still to run: created before this subtask (a later one cannot hold it back for
+    ever), and not ended (failed or terminated months are not waited for)."""
     return db.session.scalar(select(Subtask.id).join(Batch).where(
         Batch.tax_id == batch.tax_id, Batch.data_type == "invoices", Subtask.period == subtask.period,
-        Subtask.status.in_(("pending", "waiting", "running"))).limit(1)) is not None
+        Subtask.id < subtask.id, Subtask.status.in_(("pending", "waiting", "running"))).limit(1)) is not None
 
 
 def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:

@@ -20,6 +20,7 @@ from sqlalchemy import String, select, update
 
 from channels import etax_file
 from channels.http import ChannelRejected, Pending
+from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected, TransientError
 from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
@@ -216,14 +217,27 @@ def _saver(subtask: Subtask, staged) -> Finish:
     return finish
 
 
+QUOTA_WAIT = "乐企额度"  # how a quota wait's message starts (webapp.batches.subtask_label reads it)
+
+
+def _quota_wait(day: date, kinds: list[str] | None = None) -> Wait:
+    """Wait for the 乐企 quota until `day`; `kinds` names the types left for then when others ran."""
+    what = f"{'、'.join(kinds)}已达下载次数限制" if kinds else "已达下载次数限制"
+    return Wait(datetime.combine(day, datetime.min.time()), f"{QUOTA_WAIT}：{what}，将于 {day:%Y-%m-%d} 自动执行")
+
+
 def _download(subtask: Subtask) -> Finish:
-    """税局下载 of one month: 乐企 applies within its quota (or waits), then every type is fetched."""
-    batch, serials = subtask.batch, None
+    """税局下载 of one month: 乐企 applies within each type's quota, then what it may is fetched.
+
+    Types whose quota is spent wait alone: the month writes the other types now and goes on
+    waiting for the rest (the finish carries that wait), counting on from what it wrote before.
+    """
+    batch, serials, wait_day = subtask.batch, None, None
+    before = (subtask.total, subtask.success, subtask.filtered_lines)
     if batch.channel == "leqi":
-        serials = sources.leqi_applications(batch, subtask, now())
-        if isinstance(serials, date):
-            raise Wait(datetime.combine(serials, datetime.min.time()),
-                       f"乐企额度：已达下载次数限制，将于 {serials:%Y-%m-%d} 自动执行")
+        serials, refused, wait_day = sources.leqi_applications(batch, subtask, now())
+        if not serials and wait_day:
+            raise _quota_wait(wait_day)
     try:
         records = sources.download(batch, subtask, serials)
     except Pending:
@@ -240,15 +254,21 @@ def _download(subtask: Subtask) -> Finish:
 
     def finish():
         sources.mark_fetched(subtask)
-        return save()
+        total, success, filtered = save()
+        return total + before[0], success + before[1], filtered + before[2]
+    if wait_day:
+        finish.wait = _quota_wait(wait_day, [DOWNLOAD_KINDS.get(c, c) for c in refused])
     return finish
+
+
+USAGE_WAIT = "等待发票数据"  # how a usage subtask's wait message starts (webapp.batches.subtask_label)
 
 
 def _usage(subtask: Subtask) -> Finish:
     """发票用途状态 of one month's positive invoices, after that month's invoices have synced."""
     batch = subtask.batch
     if sources.invoices_still_syncing(batch, subtask):
-        raise Wait(now() + timedelta(minutes=1), "等待同月发票数据同步完成后自动执行")
+        raise Wait(now() + timedelta(minutes=1), f"{USAGE_WAIT}：同月发票数据同步完成后自动执行")
     queries = sources.usage_queries(batch, subtask)
     statuses = sources.query_usage(batch, queries)
 
@@ -301,8 +321,10 @@ def run_subtask(subtask_id: int) -> None:
         finish = _prepare(db.session.get(Subtask, subtask_id))
         with write_transaction():
             total, success, filtered = finish()
-            if not _set_subtask(subtask_id, "running", status="succeeded", total=total, success=success,
-                                filtered_lines=filtered, finished_at=datetime.now()):
+            wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
+            ended = (dict(status="succeeded", finished_at=datetime.now()) if wait is None else
+                     dict(status="waiting", not_before=wait.until, error=str(wait), started_at=None))
+            if not _set_subtask(subtask_id, "running", total=total, success=success, filtered_lines=filtered, **ended):
                 raise _Terminated()
             batch = refresh_batch(batch_id)
     except _Terminated:
@@ -311,11 +333,11 @@ def run_subtask(subtask_id: int) -> None:
         _end(subtask_id, batch_id, status="waiting", not_before=wait.until, error=str(wait), started_at=None)
         return
     except (SourceRejected, TransientError) as exc:
-        _end(subtask_id, batch_id, status="failed", success=0, error=str(exc), finished_at=datetime.now())
+        _end(subtask_id, batch_id, status="failed", error=str(exc), finished_at=datetime.now())
         return
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
-        _end(subtask_id, batch_id, status="failed", success=0, finished_at=datetime.now(),
+        _end(subtask_id, batch_id, status="failed", finished_at=datetime.now(),
              error=f"内部错误：{type(exc).__name__}，详情见服务器日志")
         return
     if batch.status in FINISHED_BATCH:

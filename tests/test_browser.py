@@ -103,16 +103,16 @@ def test_dialog_download_method_shows_its_fields(page):
     expect(page.get_by_role("dialog").get_by_role("alert")).to_contain_text("请选择发票种类")
 
 
-def test_dialog_file_import_refuses_usage_status(page):
-    """发票用途状态 with 导入电子税局文件 is refused: 仅支持发票数据."""
+def test_dialog_never_offers_usage_status_with_a_file_import(page):
+    """发票用途状态 switches the dialog to 税局下载: 导入电子税局文件 is not offered with it."""
     login(page)
     dialog = open_import_dialog(page)
-    dialog.get_by_label("杭州示例科技有限公司").check()
     with dialog_rerendered(page):
         dialog.get_by_label("发票用途状态").check()
     expect(dialog.get_by_label("发票用途状态")).to_be_checked()
-    dialog.get_by_role("button", name="确定").click()
-    expect(dialog.get_by_role("alert").filter(has_text="仅支持发票数据")).to_be_visible()
+    expect(dialog.get_by_label("税局下载")).to_be_checked()
+    expect(dialog.get_by_label("导入电子税局文件")).to_have_count(0)
+    expect(dialog.get_by_text("发票用途状态只能从税局下载")).to_be_visible()
 
 
 # 4 ─ a bad file --------------------------------------------------------------------------------------
@@ -137,33 +137,39 @@ def test_a_text_file_named_xlsx_is_refused_without_a_batch(page, tmp_path):
 # 5 ─ 终止 and 重试 ------------------------------------------------------------------------------------
 
 def _click_confirmed(page: Page, name: str) -> None:
-    """Click a toolbar button and accept its hx-confirm question."""
-    page.once("dialog", lambda dialog: dialog.accept())
+    """Click a toolbar button and confirm in the dialog that lists what will stop or run."""
     page.get_by_role("button", name=name, exact=True).click()
+    page.get_by_role("dialog").get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 def test_terminate_and_retry_need_a_selection(page):
-    """With nothing ticked, 终止 and 重试 answer 请先勾选…."""
+    """With nothing ticked, 终止 and 重试 answer 请先勾选… at once, asking nothing first."""
+    questions = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
     login(page)
-    _click_confirmed(page, "终止")
+    page.get_by_role("button", name="终止", exact=True).click()
     expect(page.locator("#batch-table [role=status]")).to_have_text("请先勾选要终止的导入批次")
-    _click_confirmed(page, "重试")
+    page.get_by_role("button", name="重试", exact=True).click()
     expect(page.locator("#batch-table [role=status]")).to_have_text("请先勾选要重试的导入批次")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert questions == []
 
 
 def test_terminate_and_retry_a_finished_batch_change_nothing(page, live_server):
-    """A finished batch: 终止 says nothing needed terminating, 重试 that nothing failed."""
+    """A finished batch: 终止 says at once nothing needed terminating, 重试 that nothing failed or stopped."""
     login(page)
     batch_no = live_server.import_file()
     wait_until_finished(page, batch_no)
     page.get_by_label(f"选择 {batch_no}").check()
-    _click_confirmed(page, "终止")
+    page.get_by_role("button", name="终止", exact=True).click()
     expect(page.locator("#batch-table [role=status]")).to_have_text("所选批次没有待执行或执行中的任务，无需终止")
     expect(batch_row(page, batch_no)).to_contain_text("全部执行成功")
     page.get_by_label(f"选择 {batch_no}").check()
-    _click_confirmed(page, "重试")
-    expect(page.locator("#batch-table [role=status]")).to_have_text("所选批次没有执行失败的任务")
+    page.get_by_role("button", name="重试", exact=True).click()
+    expect(page.locator("#batch-table [role=status]")).to_have_text("所选批次没有执行失败或已终止的任务")
     expect(batch_row(page, batch_no)).to_contain_text("全部执行成功")
+    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 # 6 ─ the pool ----------------------------------------------------------------------------------------

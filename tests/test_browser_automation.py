@@ -26,7 +26,7 @@ def test_auto_update_from_the_list_page_to_its_batches(page):
 
     row = page.locator("tr[id^=schedule-]")
     expect(row).to_have_count(1)
-    expect(row).to_contain_text("sim_his_inv_data_import_task_SKDP_S-")
+    expect(row).not_to_contain_text("sim_his_inv_data_import_task_SKDP_S")  # no internal task code for users
     expect(row).to_contain_text("发票明细信息更新、发票用途状态更新")
     expect(row).to_contain_text("05 00:00")
     expect(row).to_contain_text("91330100MA2H4K7Q1X")

@@ -18,7 +18,7 @@ from .browser_support import (DEMO_NAME, EXPECTED_2024, FINISH_TIMEOUT, browser,
                               dialog_rerendered, live_server, login, new_page, open_import_dialog, page,
                               wait_until_finished)
 
-KINDS = ("数电票（普通发票）", "数电票（增值税专用发票）")  # codes 82 and 81
+KINDS = ("数电发票（普通发票）", "数电发票（增值税专用发票）")  # codes 82 and 81
 KIND_CODES = ["82", "81"]
 MONTHS = ("2024-03", "2024-04")
 RED, BLUE = "24706900000000003120", EXPECTED_2024["red_links"]["24706900000000003120"]
@@ -36,8 +36,9 @@ def fill_download(page: Page, *, channel: str = "乐企", months=MONTHS, kinds=K
     if usage:
         with dialog_rerendered(page):
             dialog.get_by_label("发票用途状态").check()
-    with dialog_rerendered(page):
-        dialog.get_by_label("税局下载").check()
+    if not dialog.get_by_label("税局下载").is_checked():  # 发票用途状态 switches to it by itself
+        with dialog_rerendered(page):
+            dialog.get_by_label("税局下载").check()
     if not dialog.get_by_label(channel, exact=True).is_checked():  # 乐企 is the default
         with dialog_rerendered(page):
             dialog.get_by_label(channel, exact=True).check()
@@ -141,8 +142,8 @@ def test_leqi_download_from_the_dialog_splits_by_month_and_finishes(page, live_s
 def test_rpa_download_from_the_dialog_finishes(page, live_server):
     """The same through RPA: no 乐企 quota note, one batch, two month subtasks, all succeed."""
     login(page)
-    dialog = fill_download(page, channel="rpa")
-    expect(dialog.get_by_label("rpa", exact=True)).to_be_checked()
+    dialog = fill_download(page, channel="RPA")
+    expect(dialog.get_by_label("RPA", exact=True)).to_be_checked()
     expect(dialog.get_by_role("note")).to_have_count(0)
     row = submit(page, dialog)
     expect(page.locator("tr[id^=batch-]")).to_have_count(1)

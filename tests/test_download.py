@@ -193,7 +193,7 @@ def test_dialog_tells_which_chosen_months_are_out_of_quota(client, runner, sandb
     assert "今日均有额度" in client.post("/batches/import", data=form).text
     _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
     note = client.post("/batches/import", data=form).text
-    assert "乐企额度不足" in note and f"{MONTH} 数电票（增值税专用发票）（今日剩 0 次，本月剩 2/3 次）" in note
+    assert "乐企额度不足" in note and f"{MONTH} 数电发票（增值税专用发票）（今日剩 0 次，本月剩 2/3 次）" in note
 
 
 def test_cli_download_keeps_to_the_last_five_years(runner, sandbox):
@@ -211,3 +211,86 @@ def test_a_long_rpa_task_is_polled_later_not_submitted_again(app, runner, sandbo
     shown = _release_and_run(app, runner, work, batch)
     assert shown["status"] == "succeeded" and shown["success"] == _expected("81")
     assert sandbox.sent("tasks", channel="rpa") == 1
+
+
+def test_a_kind_out_of_quota_waits_alone_while_the_others_download(app, runner, sandbox, work):
+    """May's 81 was asked today already: a download of 81 and 82 writes 82 now and waits for 81 only."""
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
+    [subtask] = batch["subtasks"]
+    assert subtask["status"] == "waiting" and subtask["status_label"] == "等待额度"
+    assert subtask["waiting_until"] == "2024-06-11 00:00"
+    assert "数电发票（增值税专用发票）已达下载次数限制" in subtask["error"] and "普通发票" not in subtask["error"]
+    assert subtask["success"] == subtask["total"] == _expected("82") > 0  # 82 is in the pool already
+    assert sandbox.sent("PLFPXZSQ") == 2
+
+    tomorrow = datetime(2024, 6, 11, 0, 5)
+    app.config["CLOCK_NOW"] = tomorrow
+    sandbox.control(today=tomorrow.date().isoformat())
+    from jobs.reconciler import reconcile
+
+    with app.app_context():
+        assert reconcile(tomorrow)["released"] == 1
+    work()
+    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    assert shown["status"] == "succeeded" and shown["success"] == _expected("81", "82")
+    assert sandbox.sent("PLFPXZSQ") == 3  # 82 was not asked again
+
+
+def test_usage_waits_for_invoice_data_only_while_that_download_is_still_to_run(app, runner, sandbox, work):
+    """A usage month behind a waiting invoice month says 等待发票数据; once that month is terminated,
+    the usage month no longer waits for it."""
+    from webapp.batches import terminate
+    from webapp.models import Batch
+
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [invoices] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    assert invoices["subtasks"][0]["status"] == "waiting"
+    created = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--channel", "leqi", "--data",
+                                  "usage", "--from", MONTH, "--to", MONTH, "--type", "81"])
+    [usage] = json.loads(created.stdout)
+    work()
+    usage = json.loads(runner.invoke(args=["batch", "show", usage["batch_no"]]).stdout)
+    assert usage["subtasks"][0]["status"] == "waiting" and usage["subtasks"][0]["status_label"] == "等待发票数据"
+    with app.app_context():
+        terminate([db.session.scalar(select(Batch).filter_by(batch_no=invoices["batch_no"]))])
+    shown = _release_and_run(app, runner, work, usage)
+    assert shown["status"] == "succeeded" and shown["total"] == _stats(runner)["blue"] > 0
+
+
+def test_retry_resumes_a_terminated_download_where_it_stopped(app, runner, sandbox, work):
+    """终止 while two months wait for the quota, then 重试: the terminated months run, nothing else."""
+    from webapp.batches import retry, retry_plan, terminate
+    from webapp.models import Batch
+
+    _download(runner, "--channel", "leqi", "--from", "2024-04", "--to", MONTH, "--type", "81")
+    _, [batch] = _download(runner, "--channel", "leqi", "--from", "2024-04", "--to", MONTH, "--type", "81")
+    with app.app_context():
+        row = db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))
+        assert terminate([row]) == {"batches": 1, "subtasks": 2}
+        db.session.expire_all()
+        [(_, reparse, subtasks)] = retry_plan([row])
+        assert not reparse and [s.period for s in subtasks] == ["2024-04", MONTH]
+    tomorrow = datetime(2024, 6, 11, 9, 0)
+    app.config["CLOCK_NOW"] = tomorrow
+    sandbox.control(today=tomorrow.date().isoformat())
+    with app.app_context():
+        assert retry([db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))]) == {"subtasks": 2, "parses": 0}
+    work()
+    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    assert shown["status"] == "succeeded" and [s["attempts"] for s in shown["subtasks"]] == [1, 1]
+
+
+@pytest.mark.parametrize("channel", ["leqi", "rpa"])
+def test_the_sandbox_never_returns_invoices_dated_after_now(app, runner, sandbox, channel):
+    """On 2024-06-10 at 09:30 the current month's download holds nothing issued later that day."""
+    from sqlalchemy import func
+
+    from webapp.models import Invoice
+
+    _, [batch] = _download(runner, "--channel", channel, "--from", "2024-06", "--to", "2024-06", "--type", "82")
+    assert batch["status"] == "succeeded" and batch["success"] > 0
+    later_today = [i for i in invoices_for(DEMO_TAX_ID, "2024-06", "82", as_of=TODAY.date()) if i["kprq"] > "2024-06-10 09:30"]
+    assert later_today  # the bureau's data does hold invoices later that day
+    with app.app_context():
+        assert db.session.scalar(select(func.max(Invoice.issued_at))) <= TODAY

@@ -31,8 +31,12 @@ def check_tax_id(tax_id: str) -> str:
     return tax_id
 
 
-def save_company(tax_id: str, name: str, org: Org, **fields) -> Company:
-    """Add a company, or update the one with this tax ID (it must belong to the same org)."""
+def save_company(tax_id: str, name: str, org: Org, added_by: User | None = None, **fields) -> Company:
+    """Add a company, or update the one with this tax ID (it must belong to the same org).
+
+    The user who adds a company (an admin on 企业信息) is granted it at once, so it shows in
+    their own import dialog without a second trip to 用户与授权.
+    """
     tax_id = check_tax_id(tax_id)
     if not name.strip():
         raise ValueError("企业名称不能为空")
@@ -40,12 +44,18 @@ def save_company(tax_id: str, name: str, org: Org, **fields) -> Company:
     if company is None:
         company = Company(tax_id=tax_id, org_id=org.id)
         db.session.add(company)
-    elif company.org_id != org.id:
-        raise ValueError(f"税号 {tax_id} 不能在本组织使用，请确认税号是否正确")
+        grant = added_by
+    else:
+        grant = None
+        if company.org_id != org.id:
+            raise ValueError(f"税号 {tax_id} 不能在本组织使用，请确认税号是否正确")
     company.name = name.strip()
     for field, value in fields.items():
         setattr(company, field, value)
     db.session.flush()
+    if grant is not None:
+        grant.companies.append(company)
+        db.session.flush()
     return company
 
 

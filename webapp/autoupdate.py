@@ -95,16 +95,28 @@ def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     return _run_moment(year, month, tz)
 
 
+class DuplicateSchedule(ValueError):
+    """The org already has a schedule for this data: a second one would download it twice."""
+
+    def __init__(self, existing: Schedule):
+        state = "已启用" if existing.enabled else "已停用，可在其中启用"
+        super().__init__(f"本组织已有自动更新计划 #{existing.id}（{what(existing)}，{state}），"
+                         f"同一数据只能有一个计划，请在“自动化设置”中查看计划 #{existing.id}")
+        self.schedule = existing
+
+
 def create_schedule(user: User, *, invoices: bool, usage: bool, now: datetime) -> Schedule:
-    """【自动更新】: a schedule for the user's org, the user as creator; an identical one is reused."""
+    """【自动更新】: a schedule for the user's org, the user as creator.
+
+    A schedule covering any of the same data (发票明细 or 用途状态) already in the org is refused
+    with DuplicateSchedule naming it: two would download the same months twice.
+    """
     if not invoices and not usage:
         raise ValueError("请至少勾选一项：发票明细信息更新 或 发票用途状态更新")
     with write_transaction():
-        existing = db.session.scalar(select(Schedule).filter_by(org_id=user.org_id, invoices=invoices, usage=usage))
-        if existing:
-            if not existing.enabled:
-                existing.enabled, existing.active_since = True, stored(now)
-            return existing
+        for existing in org_schedules(user.org_id):
+            if (invoices and existing.invoices) or (usage and existing.usage):
+                raise DuplicateSchedule(existing)
         schedule = Schedule(org_id=user.org_id, created_by_id=user.id, invoices=invoices, usage=usage, enabled=True,
                             created_at=stored(now), active_since=stored(now))
         db.session.add(schedule)
@@ -226,4 +238,5 @@ def schedule_json(schedule: Schedule, now: datetime) -> dict:
             "companies": {channel: [c.tax_id for c in cs]
                           for channel, cs in _companies_by_channel(schedule.org_id, (schedule.created_by,)).items()},
             "next_run": upcoming.isoformat(timespec="minutes") if upcoming else None,
+            "next_run_label": upcoming.strftime("%Y-%m-%d %H:%M") if upcoming else "—",  # org-local, as users read it
             "last_runs": [run_json(r) for r in schedule.runs[:6]]}

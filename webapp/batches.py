@@ -29,6 +29,18 @@ SOURCES = {"file": "导入电子税局文件", "leqi": "乐企", "rpa": "RPA"}  
 CHANNELS = {"leqi": "乐企", "rpa": "RPA"}
 DATA_TYPES = {"invoices": "发票数据", "usage": "发票用途状态"}
 ACTIVE_SUBTASK = ("pending", "waiting", "running")
+WAITING_FOR = {"quota": "等待额度", "invoices": "等待发票数据", "channel": "等待税局数据"}
+
+
+def subtask_label(subtask: Subtask) -> str:
+    """A subtask's status as users read it; a waiting one says what it waits for: a usage month
+    for its invoices (等待发票数据), a download for the 乐企 quota (等待额度), else for the tax
+    bureau to prepare the data (等待税局数据)."""
+    if subtask.status != "waiting":
+        return SUBTASK_STATUS[subtask.status]
+    if subtask.batch.data_type == "usage":
+        return WAITING_FOR["invoices"]
+    return WAITING_FOR["quota"] if (subtask.error or "").startswith("乐企额度") else WAITING_FOR["channel"]
 FINISHED_BATCH = ("partial", "succeeded", "failed", "terminated")
 
 
@@ -142,17 +154,24 @@ def usable_channel(company: Company) -> str | None:
     return None
 
 
+def months_before_leqi(company: Company, months: list[str]) -> list[str]:
+    """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
+    since = company.leqi_since.strftime("%Y-%m") if company.leqi_since else None
+    return [m for m in months if since and m < since]
+
+
+def leqi_note(company: Company, skipped: list[str]) -> str:
+    """Why these months are not asked of 乐企, as the dialog and the batch say it."""
+    return (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
+            f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+
+
 def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
     """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
-    if company.leqi_since is None:
+    skipped = months_before_leqi(company, months)
+    if not skipped:
         return months, None
-    since = company.leqi_since.strftime("%Y-%m")
-    kept = [m for m in months if m >= since]
-    if len(kept) == len(months):
-        return months, None
-    skipped = [m for m in months if m < since]
-    return kept, (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
-                  f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+    return [m for m in months if m not in skipped], leqi_note(company, skipped)
 
 
 def add_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,
@@ -222,6 +241,8 @@ def _active_job_ids(batches: list[Batch]) -> list[str]:
 def terminate(batches: list[Batch]) -> dict:
     """终止: stop the batches' pending and running subtasks (and a parse still under way).
 
+    A file batch keeps its upload and staged months, so 重试 can resume it later.
+
     Running jobs are stopped first, so their transactions roll back and free the database,
     then the rows are marked; jobs a worker picked up in between are stopped once more, and
     in any case cannot commit, since they only finish a subtask that is still 'running'.
@@ -244,28 +265,48 @@ def terminate(batches: list[Batch]) -> dict:
             batches_hit += hit
     for job_id in job_ids:
         queue.stop_job(job_id)
-    for batch in batches:
-        if batch.status == "terminated" and batch.method == "file":  # never run again: free the disk
-            shutil.rmtree(staging_dir(batch), ignore_errors=True)
-            upload_path(batch).unlink(missing_ok=True)
+    # a terminated file batch keeps its upload and staged months: 重试 resumes it
     return {"batches": batches_hit, "subtasks": stopped}
 
 
+RETRYABLE = ("failed", "terminated")  # 重试 runs these again: a terminated batch is resumed where it stopped
+
+
+def _reparse(batch: Batch) -> bool:
+    """A file batch that failed or was stopped while parsing, whose upload is still kept."""
+    return (not batch.subtasks and batch.status in RETRYABLE and batch.method == "file"
+            and upload_path(batch).exists())
+
+
+def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:
+    """What 重试 would run, per batch: whether it re-parses its file, and which months run again.
+
+    Batches with nothing to run are left out, so the confirmation lists only real work.
+    """
+    plan = []
+    for batch in batches:
+        subtasks = [s for s in batch.subtasks if s.status in RETRYABLE]
+        if subtasks or _reparse(batch):
+            plan.append((batch, _reparse(batch), subtasks))
+    return plan
+
+
 def retry(batches: list[Batch]) -> dict:
-    """重试: run the batches' failed subtasks again (a failed parse re-parses the kept upload)."""
+    """重试: run the batches' failed and terminated subtasks again (a failed or terminated parse
+    re-parses the kept upload). Counts already written (a month's types that were fetched before
+    it waited) are kept, since those types are not fetched again."""
     retried, parses = [], []
     with write_transaction():
-        for batch in batches:
-            if not batch.subtasks and batch.status == "failed" and batch.method == "file" and upload_path(batch).exists():
+        for batch, reparse, subtasks in retry_plan(batches):
+            if reparse:
                 batch.status, batch.error, batch.finished_at = "preprocessing", None, None
                 parses.append(batch)
-            for subtask in batch.subtasks:
-                if subtask.status == "failed":
-                    subtask.status, subtask.error, subtask.success = "pending", None, 0
-                    subtask.started_at = subtask.finished_at = None
-                    subtask.attempts += 1
-                    subtask.job_id = queue.subtask_job_id(subtask)
-                    retried.append(subtask)
+            for subtask in subtasks:
+                subtask.status, subtask.error = "pending", None
+                subtask.started_at = subtask.finished_at = subtask.not_before = None
+                subtask.attempts += 1
+                subtask.job_id = queue.subtask_job_id(subtask)
+                retried.append(subtask)
             db.session.flush()
             refresh_batch(batch.id)
     for batch in parses:
@@ -285,7 +326,7 @@ def batch_json(batch: Batch) -> dict:
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{
-            "period": s.period, "status": s.status, "total": s.total, "success": s.success,
+            "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total, "success": s.success,
             "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
             "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == "waiting" and s.not_before else None,
             "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,

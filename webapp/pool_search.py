@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, or_, select
 
 from .models import Batch, Invoice
+from .usage import entry_codes
 
 SORTS = {
     "issued_desc": (Invoice.issued_at.desc(), Invoice.id.desc()),
@@ -35,7 +36,7 @@ class PoolFilter:
     status: str = ""
     color: str = ""  # blue | red
     vat_usage: str = ""  # a code, or 'none' for never fetched
-    entry_status: str = ""  # 'channel:code' (leqi:02, rpa:06), or 'none' for never fetched
+    entry_status: str = ""  # a label (未入账), 'channel:code' (leqi:02, rpa:06), or 'none' for never fetched
     source: str = ""  # file | leqi | rpa
     batch_no: str = ""
     sort: str = "issued_desc"
@@ -96,6 +97,8 @@ def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
     elif ":" in flt.entry_status:  # the two channels' 入账 code sets differ: a code means nothing alone
         channel, code = flt.entry_status.split(":", 1)
         query = query.where(Invoice.usage_channel == channel, Invoice.entry_status == code)
+    elif pairs := entry_codes(flt.entry_status):  # a label: every channel's code that reads so
+        query = query.where(or_(*[(Invoice.usage_channel == c) & (Invoice.entry_status == code) for c, code in pairs]))
     if flt.source in ("file", "leqi", "rpa"):
         query = query.where(Invoice.source == flt.source)
     if flt.batch_no:

@@ -47,6 +47,31 @@ def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetim
     return None
 
 
+def reserve_each(tax_id: str, invoice_month: str, type_codes: list[str], now: datetime,
+                 subtask_id: int | None = None) -> tuple[list[str], date | None]:
+    """Record today's application for every type that still has quota, each on its own.
+
+    A type whose quota is spent must not hold back the others (issue: quota waits per kind):
+    returns the types granted today, and the first day the refused ones may be sent (None when
+    none was refused). Runs inside the caller's write transaction, like `reserve`.
+    """
+    granted, waits = [], []
+    for code in type_codes:
+        wait = reserve(tax_id, invoice_month, [code], now, subtask_id)
+        if wait is None:
+            granted.append(code)
+        else:
+            waits.append(wait)
+    return granted, (min(waits) if waits else None)
+
+
+def fetched_codes(subtask_id: int) -> set[str]:
+    """Types whose results this subtask already wrote to the pool: a later run of the same month
+    (after waiting for the other types' quota) does not apply for them again."""
+    return set(db.session.scalars(select(QuotaUse.type_code).where(QuotaUse.subtask_id == subtask_id,
+                                                                   QuotaUse.fetched.is_(True))))
+
+
 def outstanding(subtask_id: int) -> dict[str, QuotaUse]:
     """Applications this subtask made whose results are not in the pool yet, by type: fetch
     these again instead of applying again (an application costs quota)."""

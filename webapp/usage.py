@@ -17,6 +17,17 @@ ENTRY_STATUS = {
 }
 
 
+
+
+def entry_codes(label: str) -> list[tuple[str, str]]:
+    """Every (channel, code) a 入账状态 label stands for: a filter lists each label once, whichever
+    channel's code set it comes from."""
+    return [(channel, code) for channel, codes in ENTRY_STATUS.items() for code, text in codes.items() if text == label]
+
+
+ENTRY_LABELS = list(dict.fromkeys(text for codes in ENTRY_STATUS.values() for text in codes.values()))
+
+
 def _label(table: dict, code: str | None) -> str:
     if code is None:
         return "未获取"

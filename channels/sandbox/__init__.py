@@ -25,7 +25,7 @@ import math
 import os
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -68,6 +68,12 @@ def _config_from_env() -> dict:
     config = {"SANDBOX_DB": os.environ.get("SANDBOX_DB") or str(default_db)}
     config.update({key: os.environ[key] for key in _SETTING_KEYS if os.environ.get(key)})
     return config
+
+
+def known_companies(db_path: str | Path) -> list[dict]:
+    """The tax IDs this sandbox knows (tax_id, name, leqi_enabled, leqi_since, rpa_account), for a
+    host to tell its users which ones to test with (the manual: use the sandbox tax IDs)."""
+    return SandboxState(db_path).companies()
 
 
 def _state() -> SandboxState:
@@ -203,10 +209,27 @@ def _company(tax_id: str) -> dict:
     return company
 
 
+def _bureau_now() -> datetime | None:
+    """The moment no answer goes beyond, to the minute: the host's clock when one is given
+    (SANDBOX_CLOCK: the product's own clock when the sandbox runs in-process), else the real time
+    unless a `today` is set (a test's day then stands for all of it)."""
+    clock = current_app.config.get("SANDBOX_CLOCK")
+    if clock is None and g.settings["today"]:
+        return None
+    return (clock() if clock else datetime.now()).replace(second=0, microsecond=0)
+
+
+def _capped(as_of: date) -> date | datetime:
+    """`as_of` (a day), cut at the bureau's now: it never shows an invoice dated after now."""
+    moment = _bureau_now()
+    return moment if moment is not None and moment < datetime.combine(as_of, datetime.max.time()) else as_of
+
+
 def _invoices(company: dict, first: date, last: date, kinds: list[str], as_of: date) -> list[dict]:
-    """A company's invoices of `kinds` issued first..last, as the bureau saw them on `as_of`."""
+    """A company's invoices of `kinds` issued first..last, as the bureau saw them on `as_of`
+    (and never one dated after now)."""
     return list(_cached_invoices(company["tax_id"], company["name"], _volume_key(company["volume"]),
-                                 company.get("industry"), first, last, tuple(kinds), as_of))
+                                 company.get("industry"), first, last, tuple(kinds), _capped(as_of)))
 
 
 def _volume_key(volume: object) -> object:
@@ -216,7 +239,7 @@ def _volume_key(volume: object) -> object:
 
 @lru_cache(maxsize=8)
 def _cached_invoices(tax_id: str, name: str, volume: object, industry: str | None, first: date, last: date,
-                     kinds: tuple[str, ...], as_of: date) -> tuple[dict, ...]:
+                     kinds: tuple[str, ...], as_of: date | datetime) -> tuple[dict, ...]:
     """One download's invoices, month by month and kind by kind; cached so paging is cheap."""
     volume = dict(volume) if isinstance(volume, tuple) else volume
     low, high = first.isoformat(), last.isoformat()
@@ -289,7 +312,7 @@ def _known_invoice(company: dict, fplx: str, fpdm: str, fphm: str, issued: date,
     """The invoice a usage query names, if the bureau knows it today."""
     key = f"{fpdm}-{fphm}" if fpdm else fphm
     return data.find_invoice(company["tax_id"], fplx, key, issued, name=company["name"],
-                             volume=company["volume"], industry=company.get("industry"), as_of=today)
+                             volume=company["volume"], industry=company.get("industry"), as_of=_capped(today))
 
 
 def _usage_answer(channel: str, fpdm: str, fphm: str, invoice: dict | None) -> dict:

@@ -638,16 +638,26 @@ def _seen(month: _Month, pos: int, cut: str) -> dict:
     return {**invoice, "fpzt": "正常"} if flushed and flushed[0] > cut else invoice
 
 
-def _as_seen(month: _Month, as_of: date | None) -> list[dict]:
-    """The month as the bureau shows it on `as_of`: nothing issued later, no later red flush."""
+def _cuts(as_of: date | datetime) -> tuple[str, str]:
+    """(issue cut, flush cut) for `as_of`: a day shows what was issued by its end, a moment only
+    what was issued by then (the bureau never shows an invoice dated after its now)."""
+    if isinstance(as_of, datetime):
+        moment = as_of.isoformat(sep=" ", timespec="seconds")
+        return moment, moment
+    return f"{as_of.isoformat()} 23:59:59", as_of.isoformat()
+
+
+def _as_seen(month: _Month, as_of: date | datetime | None) -> list[dict]:
+    """The month as the bureau shows it on `as_of` (a day or a moment): nothing issued later, no
+    later red flush."""
     if as_of is None:
         return list(month.invoices)
-    cut = as_of.isoformat()
-    return [_seen(month, pos, cut) for pos, inv in enumerate(month.invoices) if inv["kprq"][:10] <= cut]
+    issued_by, cut = _cuts(as_of)
+    return [_seen(month, pos, cut) for pos, inv in enumerate(month.invoices) if inv["kprq"] <= issued_by]
 
 
 def invoices_for(tax_id: str, month: str, type_code: str, *, name: str | None = None,
-                 volume: object = None, industry: str | None = None, as_of: date | None = None) -> list[dict]:
+                 volume: object = None, industry: str | None = None, as_of: date | datetime | None = None) -> list[dict]:
     """All output invoices of a company for one invoicing month ('YYYY-MM') and kind, by issue time.
 
     `volume` is a profile name (PROFILES) or {kind: mean per month}; name, volume and industry
@@ -661,7 +671,8 @@ def invoices_for(tax_id: str, month: str, type_code: str, *, name: str | None = 
 
 
 def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name: str | None = None,
-                 volume: object = None, industry: str | None = None, as_of: date | None = None) -> dict | None:
+                 volume: object = None, industry: str | None = None,
+                 as_of: date | datetime | None = None) -> dict | None:
     """One invoice by its key, kind and issue day, as the bureau sees it on `as_of` (or None)."""
     if type_code not in KINDS:
         return None
@@ -675,7 +686,8 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
         return None
     if as_of is None:
         return invoice
-    return None if issued_on > as_of else _seen(month, pos, as_of.isoformat())
+    issued_by, cut = _cuts(as_of)
+    return None if invoice["kprq"] > issued_by else _seen(month, pos, cut)
 
 
 # ------------------------------------------------------------------------------------------

@@ -40,13 +40,13 @@ def init_app(app) -> None:
     for module in (summary, reconcile):
         app.register_blueprint(module.bp)
 
-    from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, SOURCES, SUBTASK_STATUS
+    from webapp.batches import BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, SOURCES, SUBTASK_STATUS, subtask_label
     from webapp.usage import usage_labels
 
     app.jinja_env.globals["usage_label"] = lambda invoice: usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
     app.jinja_env.filters["merge_query"] = merge_query
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
-                                 CHANNELS=CHANNELS, SOURCES=SOURCES, DATA_TYPES=DATA_TYPES)
+                                 CHANNELS=CHANNELS, SOURCES=SOURCES, DATA_TYPES=DATA_TYPES, subtask_label=subtask_label)
 
     @app.errorhandler(400)
     @app.errorhandler(403)

@@ -64,7 +64,8 @@ def companies():
                 saved = accounts.save_company(form.tax_id.data, form.name.data, current_user.org,
                                               receipt_channel=form.receipt_channel.data or None,
                                               leqi_enabled=form.leqi_enabled.data, leqi_since=form.leqi_since.data,
-                                              etax_account=(form.etax_account.data or "").strip() or None)
+                                              etax_account=(form.etax_account.data or "").strip() or None,
+                                              added_by=current_user)
             audit.record("company.save", saved.tax_id, name=saved.name, receipt_channel=saved.receipt_channel,
                          leqi_enabled=saved.leqi_enabled, leqi_since=saved.leqi_since, etax_account=saved.etax_account)
             flash("企业信息已保存", "info")

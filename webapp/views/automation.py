@@ -58,7 +58,8 @@ def new():
         schedule = autoupdate.create_schedule(current_user, invoices=bool(request.form.get("invoices")),
                                               usage=bool(request.form.get("usage")), now=now())
     except ValueError as exc:
-        return render_template("automation/_dialog.html", error=str(exc))
+        existing = getattr(exc, "schedule", None)
+        return render_template("automation/_dialog.html", error=str(exc), existing_id=existing.id if existing else None)
     audit.record("schedule.create", f"计划 #{schedule.id}", what=autoupdate.what(schedule))
     register_schedules()
     return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,8 +22,10 @@ from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import audit, quota
 from webapp.clock import now
-from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, create_download_batches,
-                            create_file_batch, missing_prerequisites, months_between, period_limits, retry, terminate)
+from webapp.batches import (ACTIVE_SUBTASK, BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, SUBTASK_STATUS,
+                            create_download_batches, create_file_batch, leqi_note, missing_prerequisites,
+                            months_before_leqi, months_between,
+                            period_limits, retry, retry_plan, subtask_label, terminate)
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -49,10 +51,11 @@ class ImportForm(FlaskForm):
 
     data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
     method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
-    channel = RadioField("下载通道", choices=[("rpa", "rpa"), ("leqi", "乐企")], default="leqi")
+    channel = RadioField("下载通道", choices=[("rpa", CHANNELS["rpa"]), ("leqi", CHANNELS["leqi"])], default="leqi")
     tax_ids = MultiCheckbox("企业名称")
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
-    year = SelectField("年度")
+    year = SelectField("起始年度")
+    year_to = SelectField("截止年度", validate_choice=False)
     month_from = StringField("起始月份")
     month_to = StringField("截止月份")
     kinds = MultiCheckbox("发票种类", choices=list(DOWNLOAD_KINDS.items()))
@@ -60,12 +63,25 @@ class ImportForm(FlaskForm):
 
 
 def _build_form() -> ImportForm:
-    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap)."""
+    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap).
+
+    发票用途状态 is only downloaded, never imported from a file: choosing it switches the method
+    to 税局下载 (the dialog then does not offer the file import at all).
+    """
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
     this_year = now().year
     form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - PERIOD_YEARS, -1)]
+    form.year_to.choices = [("", "同起始年度")] + form.year.choices
+    if form.data_type.data == "usage" and request.form.get("refresh"):
+        form.method.data = "download"
     return form
+
+
+def _year_range(form: ImportForm) -> tuple[str, str]:
+    """按年: 起始年度 to 截止年度 (one year when the end is not chosen)."""
+    first = form.year.data or ""
+    return first, (form.year_to.data or first)
 
 
 def _is_month(text: str) -> bool:
@@ -76,11 +92,15 @@ def _is_month(text: str) -> bool:
 
 
 def _check_period(form: ImportForm, errors: dict) -> None:
-    """开票日期: a year, or a month range, inside the last five years."""
+    """开票日期: a range of years, or a range of months, inside the last five years."""
     lowest, highest = period_limits(now().date())
     if form.period_unit.data == "year":
-        if form.year.data not in {value for value, _ in form.year.choices}:
+        years = {value for value, _ in form.year.choices}
+        first, last = _year_range(form)
+        if first not in years or last not in years:
             errors["period"] = "请选择近五年内的年度"
+        elif first > last:
+            errors["period"] = "起始年度不能晚于截止年度"
         return
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
@@ -162,13 +182,38 @@ def _validate(form: ImportForm) -> dict:
         elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
             errors["kinds"] = "发票种类不正确"
         _check_period(form, errors)
+        if not errors:
+            _check_leqi_since(form, errors)
     return errors
 
 
+def _chosen_companies(form: ImportForm) -> list[Company]:
+    """The ticked companies the user may work on, in the dialog's order."""
+    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
+    return [permitted[t] for t in form.tax_ids.data or [] if t in permitted]
+
+
+def _leqi_applies(form: ImportForm) -> bool:
+    return form.method.data == "download" and form.channel.data == "leqi" and form.data_type.data == "invoices"
+
+
+def _check_leqi_since(form: ImportForm, errors: dict) -> None:
+    """Refuse before creating anything when, for a company, every chosen month precedes its 乐企
+    authorisation (the batch could fetch nothing); a partial overlap is only warned about."""
+    if not _leqi_applies(form):
+        return
+    months = _chosen_months(form)
+    empty = [c for c in _chosen_companies(form) if len(months_before_leqi(c, months)) == len(months)]
+    if empty:
+        errors["period"] = "；".join(f"{c.name}于 {c.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
+                                    f"所选月份均早于该日期，请改选月份或改用 RPA 通道" for c in empty)
+
+
 def _chosen_months(form: ImportForm) -> list[str]:
-    """开票日期 as months: a whole year (up to the current month), or the chosen range."""
+    """开票日期 as months: whole years (up to the current month), or the chosen range."""
     if form.period_unit.data == "year":
-        return months_between(f"{form.year.data}-01", min(f"{form.year.data}-12", now().strftime("%Y-%m")))
+        first, last = _year_range(form)
+        return months_between(f"{first}-01", min(f"{last}-12", now().strftime("%Y-%m")))
     return months_between(form.month_from.data.strip(), form.month_to.data.strip())
 
 
@@ -223,14 +268,31 @@ def _dialog_notes(form: ImportForm) -> list[str]:
     notes, errors = [], {}
     _check_period(form, errors)
     months = [] if errors else _chosen_months(form)
-    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
-    for company in (permitted[t] for t in form.tax_ids.data if t in permitted):
+    for company in _chosen_companies(form):
         problem = missing_prerequisites(company, form.channel.data)
         if problem:
             notes.append(problem)
-        elif form.channel.data == "leqi" and form.data_type.data == "invoices" and months:
-            notes.append(_quota_note(company, months, form.kinds.data or list(DOWNLOAD_KINDS)))
+        elif _leqi_applies(form) and months:
+            if early := months_before_leqi(company, months):
+                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
+            kept = [m for m in months if m not in early]
+            if kept:
+                notes.append(_quota_note(company, kept, form.kinds.data or list(DOWNLOAD_KINDS)))
     return notes
+
+
+def _sandbox_note() -> str | None:
+    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (the manual: test
+    with the sandbox's tax IDs); None against a real bureau."""
+    config = current_app.config
+    if "sandbox" not in {(config.get(k) or "sandbox").strip().lower() for k in ("LEQI_BASE_URL", "RPA_BASE_URL")}:
+        return None
+    from channels.sandbox import known_companies
+
+    known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
+                                                      else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
+                     for c in known_companies(config["SANDBOX_DB"]))
+    return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
 
 
 def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
@@ -246,7 +308,14 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
     if not blocked:
         return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
     shown = "；".join(blocked[:6]) + (f" 等 {len(blocked)} 项" if len(blocked) > 6 else "")
-    return f"{company.name}：乐企额度不足，提交后这些月份将等待额度自动执行：{shown}（{rule}）"
+    return f"{company.name}：乐企额度不足，提交后其余种类立即下载，以下月份的种类等待额度后自动下载：{shown}（{rule}）"
+
+
+def _render_dialog(form: ImportForm, errors: dict):
+    """The dialog with its errors and the notes for what is chosen."""
+    sandbox = _sandbox_note() if form.method.data == "download" else None
+    return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form),
+                           sandbox=sandbox)
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -254,7 +323,7 @@ def import_dialog():
     """The 导入 dialog: GET or a field change re-renders it; a full submit validates and creates."""
     form = _build_form()
     if request.method == "GET" or request.form.get("refresh"):
-        return render_template("batches/_import_dialog.html", form=form, errors={}, notes=_dialog_notes(form))
+        return _render_dialog(form, {})
     if request.content_length and not request.form and not request.files:
         # the multipart body could not be read at all; in practice a file name that is not UTF-8
         return _errors_only(form, {"file": UNREADABLE_UPLOAD})
@@ -269,7 +338,7 @@ def import_dialog():
     if errors:
         if form.method.data == "file":
             return _errors_only(form, errors)
-        return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form))
+        return _render_dialog(form, errors)
     return _created(batches)
 
 
@@ -408,23 +477,74 @@ def _selected_batches() -> list[Batch]:
     return [batch_for(current_user, number) for number in numbers]
 
 
+ACTIONS = {  # 终止 / 重试: the words each step of the two actions uses
+    "terminate": {"name": "终止", "none": "请先勾选要终止的导入批次",
+                  "nothing": "所选批次没有待执行或执行中的任务，无需终止", "ask": "将终止以下未执行和执行中的任务："},
+    "retry": {"name": "重试", "none": "请先勾选要重试的导入批次",
+              "nothing": "所选批次没有执行失败或已终止的任务", "ask": "将重新执行以下执行失败和已终止的任务："},
+}
+
+
+def _table_now(message: str):
+    """The refreshed table answering a toolbar button whose target is the modal: it goes to the
+    table instead, at once (no question to confirm when there is nothing to do)."""
+    response = current_app.make_response(_render_table(message))
+    response.headers.update({"HX-Retarget": "#batch-table", "HX-Reswap": "innerHTML"})
+    return response
+
+
+def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
+    """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
+    if action == "retry":
+        return [(batch, (["重新解析上传的文件"] if reparse else [])
+                 + [f"{s.period}（{SUBTASK_STATUS[s.status]}）" for s in subtasks])
+                for batch, reparse, subtasks in retry_plan(batches)]
+    lines = []
+    for batch in batches:
+        months = [f"{s.period}（{subtask_label(s)}）" for s in batch.subtasks if s.status in ACTIVE_SUBTASK]
+        if batch.status == "preprocessing":
+            months.insert(0, "文件解析")
+        if months:
+            lines.append((batch, months))
+    return lines
+
+
+@bp.route("/<any(terminate, retry):action>/confirm", methods=["POST"])
+def confirm(action):
+    """终止 / 重试 ask first, listing what will stop or run; with nothing ticked, or nothing to
+    do, they answer at once in the table instead of asking."""
+    words = ACTIONS[action]
+    if not request.form.getlist("batch_no"):
+        return _table_now(words["none"])
+    plan = _plan_lines(action, _selected_batches())
+    if not plan:
+        return _table_now(words["nothing"])
+    return render_template("batches/_confirm.html", action=action, words=words, plan=plan,
+                           hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+
+
+def _after_action(message: str) -> str:
+    """The table with what was done, and the confirmation closed (an out-of-band swap)."""
+    return _render_table(message) + '<div id="modal" hx-swap-oob="true"></div>'
+
+
 @bp.route("/terminate", methods=["POST"])
 def terminate_selected():
     """终止 the selected batches; answers with the refreshed table and what was done."""
     if not request.form.getlist("batch_no"):
-        return _render_table("请先勾选要终止的导入批次")
+        return _render_table(ACTIONS["terminate"]["none"])
     result = terminate(_selected_batches())
     audit.record("batch.terminate", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
-    return _render_table(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
-                         else "所选批次没有待执行或执行中的任务，无需终止")
+    return _after_action(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
+                         else ACTIONS["terminate"]["nothing"])
 
 
 @bp.route("/retry", methods=["POST"])
 def retry_selected():
-    """重试 the failed subtasks of the selected batches."""
+    """重试 the failed and terminated subtasks of the selected batches (a terminated batch resumes)."""
     if not request.form.getlist("batch_no"):
-        return _render_table("请先勾选要重试的导入批次")
+        return _render_table(ACTIONS["retry"]["none"])
     result = retry(_selected_batches())
     audit.record("batch.retry", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
     done = result["subtasks"] + result["parses"]
-    return _render_table(f"已重新执行 {done} 个失败的任务" if done else "所选批次没有执行失败的任务")
+    return _after_action(f"已重新执行 {done} 个执行失败或已终止的任务" if done else ACTIONS["retry"]["nothing"])

@@ -18,7 +18,7 @@ from webapp.models import Batch
 from webapp.permissions import company_for, permitted_companies
 from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
 from webapp.pool_search import INVOICE_STATUSES, PoolFilter, pool_query
-from webapp.usage import ENTRY_STATUS, VAT_USAGE
+from webapp.usage import ENTRY_LABELS, VAT_USAGE
 
 from . import wants_partial
 
@@ -45,7 +45,7 @@ def index():
     if wants_partial("pool-table"):
         return render_template("pool/_table.html", **context)
     return render_template("pool/index.html", companies=permitted_companies(current_user), kinds=TYPE_NAMES,
-                           statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_statuses=ENTRY_STATUS,
+                           statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_labels=ENTRY_LABELS,
                            **context)
 
 
