@@ -9,11 +9,12 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from jobs import queue
-
 from .extensions import db
+from .lazy import lazy_import
 from .models import Batch, Company, Subtask, User
 from .transactions import write_transaction
+
+queue = lazy_import("jobs.queue")  # deferred: Redis and RQ cost start-up time
 
 BATCH_STATUS = {
     "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中", "partial": "部分执行成功",

@@ -4,11 +4,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
-from jobs.scheduler import register_schedules
 from webapp import autoupdate
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.lazy import lazy_import
 from webapp.transactions import write_transaction
+
+scheduler = lazy_import("jobs.scheduler")  # deferred: RQ Scheduler costs start-up time
 
 bp = Blueprint("automation", __name__, url_prefix="/automation")
 
@@ -39,7 +41,7 @@ def new():
                                               usage=bool(request.form.get("usage")), now=now())
     except ValueError as exc:
         return render_template("automation/_dialog.html", error=str(exc))
-    register_schedules()
+    scheduler.register_schedules()
     return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))
 
 
@@ -72,5 +74,5 @@ def act(schedule_id: int, action: str):
             message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos.split(','))} 个导入批次"
     else:
         abort(404)
-    register_schedules()
+    scheduler.register_schedules()
     return _page(message)
