@@ -60,9 +60,8 @@ def _statements(dialect) -> tuple[str, str]:
     return upsert, insert_lines
 
 
-def _refuse_other_companies(chunk: list[StagedInvoice]) -> None:
+def _refuse_other_companies(sellers: dict[str, str]) -> None:
     """An invoice number already in the pool under another seller is never taken over or overwritten."""
-    sellers = {header[0]: header[1] for header, _ in chunk}
     clash = db.session.execute(select(Invoice.key, Invoice.tax_id).where(Invoice.key.in_(list(sellers)))).all()
     for key, tax_id in clash:
         if tax_id != sellers[key]:
@@ -74,29 +73,79 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
     """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
 
     Error-goods lines are dropped from blue invoices only (the manual). The caller owns the
-    transaction: a unit of work commits or rolls back whole.
+    transaction: a unit of work commits or rolls back whole. This is the pool's one write path;
+    work that must happen beside every pool write (per-invoice bookkeeping) can call it alongside
+    with the same staged rows.
     """
     connection = db.session.connection()
-    upsert, insert_lines = _statements(connection.dialect)
+    write = _write_chunk_postgresql if connection.dialect.name == "postgresql" else _write_chunk
     now = datetime.now().strftime(TIMESTAMP)
     dropped = 0
     for start in range(0, len(staged), CHUNK):
-        chunk = staged[start:start + CHUNK]
-        _refuse_other_companies(chunk)
-        headers, lines = [], []
-        for header, header_lines in chunk:
-            headers.append((*header, source, batch_id, now))
-            for line in header_lines:
-                if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
-                    dropped += 1
-                else:
-                    lines.append((header[0], *line))
-        connection.exec_driver_sql(upsert, headers)
-        keys = [header[0] for header, _ in chunk]
-        db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
-        if lines:
-            connection.exec_driver_sql(insert_lines, lines)
+        headers, lines, chunk_dropped = _rows_to_write(staged[start:start + CHUNK], source, batch_id, now,
+                                                       error_goods)
+        write(connection, headers, lines)
+        dropped += chunk_dropped
     return len(staged), dropped
+
+
+def _rows_to_write(chunk: list[StagedInvoice], source: str, batch_id: int | None, now: str,
+                   error_goods: frozenset[str]) -> tuple[list[tuple], list[tuple], int]:
+    """A chunk's header rows (WRITE_COLUMNS) and line rows (invoice_key + LINE_COLUMNS), error goods dropped.
+
+    An invoice staged twice in one chunk is written once, its last copy winning, as row-by-row
+    upserts would leave it.
+    """
+    latest = {header[0]: (header, header_lines) for header, header_lines in chunk}
+    headers, lines, dropped = [], [], 0
+    for header, header_lines in latest.values():
+        headers.append((*header, source, batch_id, now))
+        for line in header_lines:
+            if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
+                dropped += 1
+            else:
+                lines.append((header[0], *line))
+    return headers, lines, dropped
+
+
+def _write_chunk(connection, headers: list[tuple], lines: list[tuple]) -> None:
+    """SQLite: look up clashes, upsert the headers, replace the lines (an indexed look-up per key)."""
+    _refuse_other_companies({header[0]: header[1] for header in headers})
+    upsert, insert_lines = _statements(connection.dialect)
+    connection.exec_driver_sql(upsert, headers)
+    keys = [header[0] for header in headers]
+    db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
+    if lines:
+        connection.exec_driver_sql(insert_lines, lines)
+
+
+def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]) -> None:
+    """PostgreSQL: one multi-row upsert, then COPY of the lines; no look-up before writing.
+
+    The upsert only updates a row of the same seller (`WHERE invoice.tax_id = excluded.tax_id`)
+    and returns which rows it wrote and whether each was new (`xmax = 0`): a row missing from the
+    answer is another company's invoice, and only the updated ones have old lines to delete. So
+    the cost per chunk does not depend on the pool's size, even before the planner has statistics
+    for a table that grew by millions of rows in one load (docs/performance.md).
+    """
+    columns = ", ".join(WRITE_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")
+    row = "(" + ", ".join(["%s"] * len(WRITE_COLUMNS)) + ")"
+    written = connection.exec_driver_sql(
+        f"INSERT INTO invoice ({columns}) VALUES {', '.join([row] * len(headers))} "
+        f"ON CONFLICT (key) DO UPDATE SET {updates} WHERE invoice.tax_id = excluded.tax_id "
+        "RETURNING key, xmax = 0", tuple(value for header in headers for value in header)).all()
+    if len(written) < len(headers):
+        done = {key for key, _ in written}
+        _refuse_other_companies({h[0]: h[1] for h in headers if h[0] not in done})
+    updated = [key for key, inserted in written if not inserted]
+    if updated:
+        connection.exec_driver_sql("DELETE FROM invoice_line WHERE invoice_key = ANY(%s)", (updated,))
+    if lines:
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY invoice_line (invoice_key, {', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
+            for line in lines:
+                copy.write_row(line)
 
 
 def lines_by_invoice(keys: list[str]) -> dict[str, list]:
