@@ -47,18 +47,12 @@ class _LazyMigrateConfig:
 
 
 class _LazyDbGroup(click.Group):
-    """`flask db`: Flask-Migrate's command group, loaded when it is invoked or listed."""
+    """`flask db`: its name and help in `flask --help`; Flask-Migrate's own group once invoked."""
 
-    def _real(self) -> click.Group:
+    def make_context(self, info_name, args, parent=None, **extra):
         from flask_migrate.cli import db as real  # deferred: Alembic costs start-up time
 
-        return real
-
-    def list_commands(self, ctx):
-        return self._real().list_commands(ctx)
-
-    def get_command(self, ctx, name):
-        return self._real().get_command(ctx, name)
+        return real.make_context(info_name, args, parent=parent, **extra)
 
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
