@@ -17,6 +17,21 @@ def _dispose_engine_in_child() -> None:
     db.engine.dispose(close=False)
 
 
+class _Worker(Worker):
+    """RQ's worker, ending without a one-second wait.
+
+    RQ sends UNSUBSCRIBE and then stops its command-channel thread; when the reply arrives first,
+    the thread is already blocked on its next read and RQ waits a whole second for it. Every
+    `--wait` import and burst worker paid that second (docs/performance.md). Stopping the thread
+    first lets the reply wake it to a stopped loop.
+    """
+
+    def unsubscribe(self):
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+        super().unsubscribe()
+
+
 def make_worker(queues, connection, quiet: bool = False) -> Worker:
     """A forking worker; the app context pushed by the caller is inherited by each work horse.
 
@@ -32,4 +47,4 @@ def make_worker(queues, connection, quiet: bool = False) -> Worker:
         os.register_at_fork(after_in_child=_dispose_engine_in_child)
         _fork_hook_installed = True
     db.session.remove()  # nothing open in the parent when it forks
-    return Worker(queues, connection=connection)
+    return _Worker(queues, connection=connection)
