@@ -29,9 +29,11 @@ DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 
 SIZES = {
     "full": {"import_invoices": 10_800, "pairs": 4, "cold_runs": 7, "export_invoices": 100_000,
-             "pool_invoices": 1_000_000, "samples": 20, "download_months": 12},
+             "pool_invoices": 1_000_000, "samples": 20, "download_months": 12,
+             "plan_companies": 20},
     "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
-              "pool_invoices": 5_000, "samples": 3, "download_months": 1},
+              "pool_invoices": 5_000, "samples": 3, "download_months": 1,
+              "plan_companies": 2},
 }
 BEFORE = {  # issue 11, measured on this 2-core machine before the work
     "cold_start_s": 1.8, "file_import_ratio": 3.75, "export_invoices_per_s": 1_700,
@@ -353,6 +355,43 @@ def subtask_overhead(folder: Path, redis_url: str) -> dict:
     return {"subtasks": len(times), "per_subtask_ms": round(per * 1000, 1), "target_ms": 50, "met": per <= 0.05}
 
 
+# -- 6. bulk plan ------------------------------------------------------------------------------------
+
+
+def bulk_plan(folder: Path, companies: int) -> dict:
+    """A five-year, six-kind 乐企 download for `companies` companies: batches, month subtasks and their
+    queue entries created (one subtask a month; six 乐企 requests each, 7,200 at 20 companies)."""
+    from datetime import date, datetime
+
+    from sqlalchemy import func, select
+
+    from channels.invoice_types import DOWNLOAD_KINDS
+    from webapp.accounts import save_company
+    from webapp.batches import create_download_batches, months_between
+    from webapp.extensions import db
+    from webapp.models import Company, Org, Subtask, User
+    from webapp.transactions import write_transaction
+
+    app = _migrated_app(f"sqlite:///{folder / 'plan.db'}", CLOCK_NOW=datetime(2025, 1, 10, 9, 30))
+    with app.app_context():
+        with write_transaction():
+            org = db.session.scalar(select(Org))
+            for n in range(companies):
+                save_company(f"91330100MA2PLAN{n:03d}", f"批量企业{n}", org, leqi_enabled=True,
+                             leqi_since=date(2019, 1, 1), receipt_channel="乐企平台")
+        user = db.session.scalar(select(User).filter_by(username="caiwu"))
+        chosen = list(db.session.scalars(select(Company).where(Company.tax_id.like("91330100MA2PLAN%"))))
+        months = months_between("2020-01", "2024-12")  # five years
+        start = time.perf_counter()
+        batches = create_download_batches(user, chosen, channel="leqi", data_type="invoices", months=months,
+                                          type_codes=list(DOWNLOAD_KINDS))
+        seconds = time.perf_counter() - start
+        subtasks = db.session.scalar(select(func.count()).select_from(Subtask))
+    return {"companies": len(batches), "months": len(months), "subtasks": subtasks,
+            "leqi_requests": subtasks * len(DOWNLOAD_KINDS), "create_s": round(seconds, 2), "target_s": 2.0,
+            "met": seconds < 2.0, "simulated_run": "not measured (see docs/performance.md)"}
+
+
 # -- running it all ----------------------------------------------------------------------------------
 
 
@@ -409,6 +448,7 @@ def main() -> None:
                                                   size["samples"])
             result["download"] = download_pipeline(folder, size["download_months"])
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
+            result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
             if pg_url:
                 result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
     result["bench_s"] = round(time.perf_counter() - started, 1)
