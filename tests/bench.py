@@ -284,6 +284,47 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
             "target_p95_ms": 100, "worst_p95_ms": worst, "met": worst < 100}
 
 
+def query_plans(url: str) -> dict:
+    """The plan the database chose for each pool query (EXPLAIN), for docs/performance.md.
+
+    Run against a loaded pool: `BENCH_PLANS=1` prints them after the figures.
+    """
+    from werkzeug.datastructures import MultiDict
+
+    from webapp.extensions import db
+    from webapp.models import Invoice, InvoiceLine
+    from webapp.pool_search import PoolFilter, pool_query
+
+    app = _app_only(url)
+    plans = {}
+    with app.app_context():
+        tax_ids = [row[0] for row in db.session.execute(db.select(Invoice.tax_id).distinct())]
+        statements = {name: pool_query(PoolFilter.from_args(MultiDict(_args(u))), tax_ids).limit(51).offset(
+            1000 if "page=20" in u else 0) for name, u in POOL_QUERIES.items()}
+        statements["invoice lines (detail)"] = db.select(InvoiceLine).where(InvoiceLine.invoice_key == "x").order_by(
+            InvoiceLine.line_no)
+        statements["coverage counts"] = db.select(Invoice.month, Invoice.type_code, db.func.count()).where(
+            Invoice.tax_id == DEMO_TAX_ID, Invoice.month >= "2024-01", Invoice.month <= "2024-12").group_by(
+            Invoice.month, Invoice.type_code)
+        prefix = "EXPLAIN QUERY PLAN " if url.startswith("sqlite") else "EXPLAIN "
+        for name, statement in statements.items():
+            sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
+            plans[name] = [" ".join(str(c) for c in row) for row in db.session.execute(db.text(prefix + sql))]
+    return plans
+
+
+def _args(url: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return parse_qsl(urlsplit(url).query)
+
+
+def _app_only(url: str):
+    from webapp import create_app
+
+    return create_app({"SQLALCHEMY_DATABASE_URI": url})
+
+
 # -- 5. download pipeline and per-subtask overhead ---------------------------------------------------
 
 
@@ -449,8 +490,12 @@ def main() -> None:
             result["download"] = download_pipeline(folder, size["download_months"])
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
             result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
+            if os.environ.get("BENCH_PLANS"):
+                result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
             if pg_url:
                 result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
+                if os.environ.get("BENCH_PLANS"):
+                    result["plans_postgresql"] = query_plans(pg_url)
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, ensure_ascii=False, indent=1))
 
