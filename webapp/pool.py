@@ -187,21 +187,28 @@ def _money(value) -> str:
 
 
 def pool_stats(tax_id: str) -> dict:
-    """The figures of one company's pool, as `pool stats` prints them."""
+    """The figures of one company's pool, as `pool stats` prints them.
+
+    One pass over the company's invoices, grouped by kind and month and added up here, and one
+    count of their lines (docs/performance.md, pool stats).
+    """
     where = Invoice.tax_id == tax_id
-    invoices, red, voided, amount, tax = db.session.execute(
-        select(func.count(), func.sum(case((Invoice.is_red, 1), else_=0)),
-               func.sum(case((Invoice.status == "已作废", 1), else_=0)),
-               func.sum(Invoice.amount), func.sum(Invoice.tax)).where(where)
-    ).one()
+    groups = db.session.execute(
+        select(Invoice.type_name, Invoice.month, func.count(), func.sum(case((Invoice.is_red, 1), else_=0)),
+               func.sum(case((Invoice.status == "已作废", 1), else_=0)), func.sum(Invoice.amount), func.sum(Invoice.tax))
+        .where(where).group_by(Invoice.type_name, Invoice.month)).all()
     lines = db.session.scalar(
         select(func.count()).select_from(InvoiceLine).join(Invoice, Invoice.key == InvoiceLine.invoice_key).where(where))
-    by_type = dict(db.session.execute(
-        select(Invoice.type_name, func.count()).where(where).group_by(Invoice.type_name).order_by(Invoice.type_name)).all())
-    months = list(db.session.scalars(select(Invoice.month).where(where).distinct().order_by(Invoice.month)))
+    by_type: dict[str, int] = {}
+    for type_name, _month, count, *_ in groups:
+        by_type[type_name] = by_type.get(type_name, 0) + count
+    invoices = sum(g[2] for g in groups)
+    red = sum(g[3] or 0 for g in groups)
     return {
-        "tax_id": tax_id, "invoices": invoices, "lines": lines, "blue": invoices - (red or 0), "red": red or 0,
-        "voided": voided or 0, "amount": _money(amount), "tax": _money(tax), "by_type": by_type, "months": months,
+        "tax_id": tax_id, "invoices": invoices, "lines": lines, "blue": invoices - red, "red": red,
+        "voided": sum(g[4] or 0 for g in groups), "amount": _money(sum((Decimal(str(g[5] or 0)) for g in groups), Decimal(0))),
+        "tax": _money(sum((Decimal(str(g[6] or 0)) for g in groups), Decimal(0))), "by_type": dict(sorted(by_type.items())),
+        "months": sorted({g[1] for g in groups}),
     }
 
 
@@ -221,8 +228,11 @@ def find_invoice(ref: str, tax_ids: list[str] | None = None) -> Invoice | None:
 def red_invoices_of(blue: Invoice) -> list[Invoice]:
     """The red invoices in the pool that flush this blue one."""
     refs = [blue.key] + ([f"{blue.code}-{blue.number}"] if blue.code and blue.number else [])
-    return list(db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs), Invoice.tax_id == blue.tax_id)
-                                   .order_by(Invoice.issued_at)))
+    # Only red_of in SQL, so the planner takes its index: with the company and the order in the
+    # query too, SQLite walked the company's invoices by date (2 s at a million; docs/performance.md).
+    reds = [red for red in db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs)))
+            if red.tax_id == blue.tax_id]
+    return sorted(reds, key=lambda red: (red.issued_at, red.id))
 
 
 def blue_facts(invoice: Invoice, reds: list[Invoice]):
