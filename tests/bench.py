@@ -358,10 +358,11 @@ def download_pipeline(folder: Path, months: int) -> dict:
             start = time.perf_counter()
             [batch] = create_download_batches(user, [company], channel="rpa", data_type="invoices", months=periods,
                                               type_codes=list(DOWNLOAD_KINDS))
+            batch_id = batch.id
             SimpleWorker([get_queue()], connection=redis_connection()).work(burst=True, logging_level="WARNING")
             runs.append(time.perf_counter() - start)
             db.session.remove()
-            done = db.session.get(Batch, batch.id)
+            done = db.session.get(Batch, batch_id)
             assert done.status == "succeeded", (done.status, done.error)
             invoices = done.total
     rate = invoices / runs[1]
