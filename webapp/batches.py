@@ -193,8 +193,7 @@ def create_download_batches(user: User, companies: list[Company], **options) -> 
     """税局下载 as one unit of work (see add_download_batches); returns the batches, queued."""
     with write_transaction():
         batches, subtasks = add_download_batches(user, companies, **options)
-    for subtask in subtasks:
-        queue.enqueue_subtask(subtask)
+    queue.enqueue_subtasks(subtasks)
     return batches
 
 
