@@ -30,10 +30,12 @@ DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 SIZES = {
     "full": {"import_invoices": 10_800, "pairs": 4, "cold_runs": 7, "export_invoices": 100_000,
              "pool_invoices": 1_000_000, "samples": 20, "download_months": 12,
-             "plan_companies": 20},
+             "plan_companies": 20, "scale_companies": 4, "scale_months": 3,
+             "scale_volume": "large"},
     "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
               "pool_invoices": 5_000, "samples": 3, "download_months": 1,
-              "plan_companies": 2},
+              "plan_companies": 2, "scale_companies": 2, "scale_months": 1,
+              "scale_volume": "small"},
 }
 BEFORE = {  # issue 11, measured on this 2-core machine before the work
     "cold_start_s": 1.8, "file_import_ratio": 3.75, "export_invoices_per_s": 1_700,
@@ -325,6 +327,15 @@ def _app_only(url: str):
     return create_app({"SQLALCHEMY_DATABASE_URI": url})
 
 
+def _sandbox_post(sandbox_db: Path, path: str, **body) -> None:
+    """Set the sandbox tax bureau up through its control API (as tests/conftest.py's SandboxControl
+    does; that module is not imported here: it changes DATA_DIR and REDIS_URL when imported)."""
+    from channels.sandbox import create_app as create_sandbox
+
+    response = create_sandbox({"SANDBOX_DB": str(sandbox_db)}).test_client().post(f"/sandbox/{path}", json=body)
+    assert response.status_code == 200, response.text
+
+
 # -- 5. download pipeline and per-subtask overhead ---------------------------------------------------
 
 
@@ -340,7 +351,6 @@ def download_pipeline(folder: Path, months: int) -> dict:
     import channels.sandbox as sandbox
     from channels.invoice_types import DOWNLOAD_KINDS
     from jobs.queue import get_queue, redis_connection
-    from tests.conftest import SandboxControl
     from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Batch, Company, User
@@ -348,7 +358,7 @@ def download_pipeline(folder: Path, months: int) -> dict:
     sandbox._cached_invoices = __import__("functools").lru_cache(maxsize=256)(sandbox._cached_invoices.__wrapped__)
     app = _migrated_app(f"sqlite:///{folder / 'download.db'}", SANDBOX_DB=str(folder / "sandbox.db"),
                         CLOCK_NOW=datetime(2025, 1, 10, 9, 30), CHANNEL_BACKOFF=0)
-    SandboxControl(str(folder / "sandbox.db")).control(today="2025-01-10", processing_polls=0)
+    _sandbox_post(folder / "sandbox.db", "control", today="2025-01-10", processing_polls=0)
     periods = [f"2024-{m:02d}" for m in range(1, months + 1)]
     runs = []
     with app.app_context():
@@ -434,6 +444,72 @@ def bulk_plan(folder: Path, companies: int) -> dict:
             "met": seconds < 2.0, "simulated_run": "not measured (see docs/performance.md)"}
 
 
+# -- 7. several workers against PostgreSQL ---------------------------------------------------------
+
+
+def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, months: int,
+                   volume: str = "large") -> dict:
+    """A 乐企 download of `companies` companies × `months` past months × six kinds, worked by 1, 2 and
+    4 `flask worker --burst` processes against PostgreSQL and one Redis, as on several hosts
+    (docs/deploy.md). Real clock; the sandbox generates its answers inside the workers (counted)."""
+    from datetime import date
+
+    from sqlalchemy import func, select
+
+    from channels.invoice_types import DOWNLOAD_KINDS
+    from channels.quota import PAST_MONTH_LIMIT
+    from webapp.accounts import save_company
+    from webapp.batches import create_download_batches, months_between
+    from webapp.extensions import db
+    from webapp.models import Batch, Org, QuotaUse, User
+    from webapp.transactions import write_transaction
+
+    today = date.today()
+    last = date(today.year, today.month, 1).replace(day=1)
+    last_month = f"{last.year - (last.month == 1):04d}-{(last.month - 2) % 12 + 1:02d}"
+    first_month = months_between("2000-01", last_month)[-months]
+    periods = months_between(first_month, last_month)
+    runs = {}
+    for workers in (1, 2, 4):
+        data = folder / f"scale{workers}"
+        data.mkdir()
+        env = {**os.environ, "DATA_DIR": str(data), "DATABASE_URL": pg_url, "REDIS_URL": redis_url}
+        app = _migrated_app(pg_url, DATA_DIR=str(data), SANDBOX_DB=str(data / "sandbox.db"))
+        _sandbox_post(data / "sandbox.db", "control", processing_polls=0)
+        with app.app_context():
+            tax_ids = [f"91{31 + n}0100MA2SCAL{n:03d}" for n in range(companies)]  # apart: the sandbox numbers by region
+            with write_transaction():
+                org = db.session.scalar(select(Org))
+                chosen = [save_company(t, f"并行企业{n}", org, leqi_enabled=True, leqi_since=date(2020, 1, 1),
+                                       receipt_channel="乐企平台") for n, t in enumerate(tax_ids)]
+            for tax_id in tax_ids:
+                _sandbox_post(data / "sandbox.db", "companies", tax_id=tax_id, leqi_enabled=True,
+                              leqi_since="2020-01-01", volume=volume)
+            user = db.session.scalar(select(User).filter_by(username="caiwu"))
+            start = time.perf_counter()
+            create_download_batches(user, chosen, channel="leqi", data_type="invoices", months=periods,
+                                    type_codes=list(DOWNLOAD_KINDS))
+            procs = [subprocess.Popen([FLASK, "--app", "wsgi", "worker", "--burst"], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=open(data / "worker.log", "ab")) for _ in range(workers)]
+            for proc in procs:
+                proc.wait(timeout=1800)
+            seconds = time.perf_counter() - start
+            db.session.rollback()
+            statuses = dict(db.session.execute(select(Batch.status, func.count()).group_by(Batch.status)).all())
+            invoices = db.session.scalar(select(func.sum(Batch.success))) or 0
+            per_key = db.session.execute(select(func.count()).select_from(QuotaUse).group_by(
+                QuotaUse.tax_id, QuotaUse.invoice_month, QuotaUse.type_code)).scalars().all()
+            db.session.remove()
+        runs[workers] = {"seconds": round(seconds, 2), "invoices": invoices, "batches": statuses,
+                         "most_requests_per_month_kind": max(per_key, default=0)}
+    base = runs[1]["seconds"]
+    return {"companies": companies, "months": periods, "kinds": len(DOWNLOAD_KINDS), "volume": volume, "runs": runs,
+            "speed_up": {w: round(base / r["seconds"], 2) for w, r in runs.items()},
+            "quota_limit_per_month_kind": PAST_MONTH_LIMIT,
+            "quotas_held": all(r["most_requests_per_month_kind"] <= PAST_MONTH_LIMIT for r in runs.values()),
+            "cpus": os.cpu_count()}
+
+
 # -- running it all ----------------------------------------------------------------------------------
 
 
@@ -497,6 +573,8 @@ def main() -> None:
                 result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
                 if os.environ.get("BENCH_PLANS"):
                     result["plans_postgresql"] = query_plans(pg_url)
+                result["workers_postgresql"] = worker_scaling(folder, pg_url, redis_url, size["scale_companies"],
+                                                              size["scale_months"], size["scale_volume"])
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, ensure_ascii=False, indent=1))
 
