@@ -56,9 +56,13 @@ def refresh_batch(batch_id: int) -> Batch:
     """Recompute a batch's status and counts from its subtasks, under a row lock.
 
     Call it after the subtask's own UPDATE in the same transaction, so concurrent workers
-    finishing sibling subtasks serialise on the batch row and the last one sees all.
+    finishing sibling subtasks serialise on the batch row and the last one sees all. The lock is
+    FOR NO KEY UPDATE (key_share): each invoice a sibling just wrote holds a KEY SHARE lock on this
+    row through invoice.batch_id, and a plain FOR UPDATE waited on it while the sibling waited on
+    ours, a deadlock with several workers on PostgreSQL (docs/performance.md, several workers).
     """
-    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True))
+    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
+                              .execution_options(populate_existing=True))
     rows = db.session.execute(
         select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines).where(Subtask.batch_id == batch_id)
     ).all()
