@@ -124,6 +124,22 @@ def enqueue_subtask(subtask, recoveries: int = 0) -> None:
     _enqueue("jobs.tasks.run_subtask", subtask.id, subtask.job_id, recoveries)
 
 
+def enqueue_subtasks(subtasks) -> None:
+    """Queue many subtasks in one Redis round trip (a five-year plan is 1,200 of them; one
+    `enqueue` each took about a second). Call after their rows are committed."""
+    if not subtasks:
+        return
+    queue = get_queue()
+    jobs = [Queue.prepare_data("jobs.tasks.run_subtask", (s.id,), job_id=s.job_id, timeout=JOB_TIMEOUT,
+                               failure_ttl=FAILURE_TTL, result_ttl=3600, description=s.job_id) for s in subtasks]
+    try:
+        with redis_connection().pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    except RedisError:
+        log.warning("Redis unavailable; %d subtasks will be queued by the reconciler", len(subtasks), exc_info=True)
+
+
 def job_state(job_id: str | None) -> str | None:
     """The RQ status of a job ('queued', 'started', 'failed', ...), None when Redis has no such job."""
     if not job_id:

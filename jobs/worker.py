@@ -39,6 +39,15 @@ class QueueWorker(Worker):
     max_connection_wait_time = float(queue.RECONNECT_MAX)
     stopping = False
 
+    def unsubscribe(self):
+        """End without a one-second wait: RQ sends UNSUBSCRIBE and then stops its command-channel
+        thread; when the reply arrives first the thread is already blocked on its next read and RQ
+        waits a whole second for it. Stopping the thread first lets the reply wake it to a stopped
+        loop (docs/performance.md)."""
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+        super().unsubscribe()
+
     def request_stop(self, signum, frame):
         """Remember the stop request, then let RQ do its warm shutdown."""
         self.stopping = True

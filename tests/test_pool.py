@@ -108,6 +108,7 @@ def test_export_gives_the_filtered_list_with_the_export_files_headers(client, im
     sheet = load_workbook(path, read_only=True)["发票基础信息"]
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:4] == ("序号", "发票代码", "发票号码", "数电发票号码")
+    assert rows.pop()[0] == "合计行"
     assert len(rows) - 1 == EXPECTED["red"]
     assert {row[15] for row in rows[1:]} == {"否"}
     assert RED in {row[3] for row in rows[1:]}

@@ -9,12 +9,13 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from jobs import queue
-
 from .extensions import db
+from .lazy import lazy_import
 from .models import Batch, Company, Subtask, User
 from .transactions import write_transaction
 from . import audit
+
+queue = lazy_import("jobs.queue")  # deferred: Redis and RQ cost start-up time
 
 BATCH_STATUS = {
     "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中", "partial": "部分执行成功",
@@ -68,9 +69,13 @@ def refresh_batch(batch_id: int) -> Batch:
     """Recompute a batch's status and counts from its subtasks, under a row lock.
 
     Call it after the subtask's own UPDATE in the same transaction, so concurrent workers
-    finishing sibling subtasks serialise on the batch row and the last one sees all.
+    finishing sibling subtasks serialise on the batch row and the last one sees all. The lock is
+    FOR NO KEY UPDATE (key_share): each invoice a sibling just wrote holds a KEY SHARE lock on this
+    row through invoice.batch_id, and a plain FOR UPDATE waited on it while the sibling waited on
+    ours, a deadlock with several workers on PostgreSQL (docs/performance.md, several workers).
     """
-    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True))
+    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
+                              .execution_options(populate_existing=True))
     rows = db.session.execute(
         select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines).where(Subtask.batch_id == batch_id)
     ).all()
@@ -213,8 +218,7 @@ def create_download_batches(user: User, companies: list[Company], **options) -> 
     """税局下载 as one unit of work (see add_download_batches); returns the batches, queued."""
     with write_transaction():
         batches, subtasks = add_download_batches(user, companies, **options)
-    for subtask in subtasks:
-        queue.enqueue_subtask(subtask)
+    queue.enqueue_subtasks(subtasks)
     for batch in batches:
         audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method="download",
                      channel=batch.channel, data_type=batch.data_type, periods=f"{batch.period_from}～{batch.period_to}")

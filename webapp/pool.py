@@ -63,9 +63,8 @@ def _statements(dialect) -> tuple[str, str]:
     return upsert, insert_lines
 
 
-def _refuse_other_companies(chunk: list[StagedInvoice]) -> None:
+def _refuse_other_companies(sellers: dict[str, str]) -> None:
     """An invoice number already in the pool under another seller is never taken over or overwritten."""
-    sellers = {header[0]: header[1] for header, _ in chunk}
     clash = db.session.execute(select(Invoice.key, Invoice.tax_id).where(Invoice.key.in_(list(sellers)))).all()
     for key, tax_id in clash:
         if tax_id != sellers[key]:
@@ -77,30 +76,101 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
     """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
 
     Error-goods lines are dropped from blue invoices only (the manual). The caller owns the
-    transaction: a unit of work commits or rolls back whole.
+    transaction: a unit of work commits or rolls back whole. This is the pool's one write path;
+    work that must happen beside every pool write (per-invoice bookkeeping) can call it alongside
+    with the same staged rows.
     """
     connection = db.session.connection()
-    upsert, insert_lines = _statements(connection.dialect)
+    write = _write_chunk_postgresql if connection.dialect.name == "postgresql" else _write_chunk
     now = datetime.now().strftime(TIMESTAMP)
     dropped = 0
     for start in range(0, len(staged), CHUNK):
-        chunk = staged[start:start + CHUNK]
-        _refuse_other_companies(chunk)
-        headers, lines = [], []
-        for header, header_lines in chunk:
-            headers.append((*header, source, batch_id, now))
-            for line in header_lines:
-                if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
-                    dropped += 1
-                else:
-                    lines.append((header[0], *line))
-        connection.exec_driver_sql(upsert, headers)
-        keys = [header[0] for header, _ in chunk]
-        db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
-        if lines:
-            connection.exec_driver_sql(insert_lines, lines)
+        headers, lines, chunk_dropped = _rows_to_write(staged[start:start + CHUNK], source, batch_id, now,
+                                                       error_goods)
+        write(connection, headers, lines)
+        dropped += chunk_dropped
     record_sources(staged, source=source, batch_id=batch_id)
     return len(staged), dropped
+
+
+def _rows_to_write(chunk: list[StagedInvoice], source: str, batch_id: int | None, now: str,
+                   error_goods: frozenset[str]) -> tuple[list[tuple], list[tuple], int]:
+    """A chunk's header rows (WRITE_COLUMNS) and line rows (invoice_key + LINE_COLUMNS), error goods dropped.
+
+    An invoice staged twice in one chunk is written once, its last copy winning, as row-by-row
+    upserts would leave it.
+    """
+    latest = {header[0]: (header, header_lines) for header, header_lines in chunk}
+    headers, lines, dropped = [], [], 0
+    for header, header_lines in latest.values():
+        headers.append((*header, source, batch_id, now))
+        for line in header_lines:
+            if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
+                dropped += 1
+            else:
+                lines.append((header[0], *line))
+    return headers, lines, dropped
+
+
+def _write_chunk(connection, headers: list[tuple], lines: list[tuple]) -> None:
+    """SQLite: look up clashes, upsert the headers, replace the lines (an indexed look-up per key)."""
+    _refuse_other_companies({header[0]: header[1] for header in headers})
+    upsert, insert_lines = _statements(connection.dialect)
+    connection.exec_driver_sql(upsert, headers)
+    keys = [header[0] for header in headers]
+    db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
+    if lines:
+        connection.exec_driver_sql(insert_lines, lines)
+
+
+def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]) -> None:
+    """PostgreSQL: COPY the headers into a temporary table, upsert from it, COPY the lines; no look-up.
+
+    The upsert only updates a row of the same seller (`WHERE invoice.tax_id = excluded.tax_id`)
+    and returns which rows it wrote and whether each was new (`xmax = 0`): a row missing from the
+    answer is another company's invoice, and only the updated ones have old lines to delete. So
+    the cost per chunk does not depend on the pool's size, even before the planner has statistics
+    for a table that grew by millions of rows in one load (docs/performance.md). COPY, not a
+    multi-row VALUES: psycopg spends longer splitting a 25,000-placeholder statement than the
+    server spends running it.
+    """
+    columns = ", ".join(WRITE_COLUMNS)
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS invoice_staged ON COMMIT DROP AS "
+                               f"SELECT {columns} FROM invoice WITH NO DATA")
+    _copy(connection, f"invoice_staged ({columns})", headers)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")
+    written = connection.exec_driver_sql(
+        f"INSERT INTO invoice ({columns}) SELECT {columns} FROM invoice_staged "
+        f"ON CONFLICT (key) DO UPDATE SET {updates} WHERE invoice.tax_id = excluded.tax_id "
+        "RETURNING key, xmax = 0").all()
+    connection.exec_driver_sql("TRUNCATE invoice_staged")
+    if len(written) < len(headers):
+        done = {key for key, _ in written}
+        _refuse_other_companies({h[0]: h[1] for h in headers if h[0] not in done})
+    updated = [key for key, inserted in written if not inserted]
+    if updated:
+        connection.exec_driver_sql("DELETE FROM invoice_line WHERE invoice_key = ANY(%s)", (updated,))
+    if lines:
+        _copy(connection, f"invoice_line (invoice_key, {', '.join(LINE_COLUMNS)})", lines)
+
+
+def _copy(connection, target: str, rows: list[tuple]) -> None:
+    """COPY rows into `table (columns)` through the transaction's own psycopg connection."""
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def lines_by_invoice(keys: list[str]) -> dict[str, list]:
+    """The lines of these invoices, by key, each invoice's in their order (the export's lines sheet)."""
+    table = InvoiceLine.__table__
+    rows = db.session.execute(select(table.c.invoice_key, *(table.c[name] for name in LINE_COLUMNS))
+                              .where(table.c.invoice_key.in_(keys)).order_by(table.c.invoice_key, table.c.line_no))
+    lines: dict[str, list] = {}
+    for row in rows:
+        lines.setdefault(row.invoice_key, []).append(row)
+    return lines
 
 
 def refresh_statistics() -> None:
@@ -121,21 +191,28 @@ def _money(value) -> str:
 
 
 def pool_stats(tax_id: str) -> dict:
-    """The figures of one company's pool, as `pool stats` prints them."""
+    """The figures of one company's pool, as `pool stats` prints them.
+
+    One pass over the company's invoices, grouped by kind and month and added up here, and one
+    count of their lines (docs/performance.md, pool stats).
+    """
     where = Invoice.tax_id == tax_id
-    invoices, red, voided, amount, tax = db.session.execute(
-        select(func.count(), func.sum(case((Invoice.is_red, 1), else_=0)),
-               func.sum(case((Invoice.status == "已作废", 1), else_=0)),
-               func.sum(Invoice.amount), func.sum(Invoice.tax)).where(where)
-    ).one()
+    groups = db.session.execute(
+        select(Invoice.type_name, Invoice.month, func.count(), func.sum(case((Invoice.is_red, 1), else_=0)),
+               func.sum(case((Invoice.status == "已作废", 1), else_=0)), func.sum(Invoice.amount), func.sum(Invoice.tax))
+        .where(where).group_by(Invoice.type_name, Invoice.month)).all()
     lines = db.session.scalar(
         select(func.count()).select_from(InvoiceLine).join(Invoice, Invoice.key == InvoiceLine.invoice_key).where(where))
-    by_type = dict(db.session.execute(
-        select(Invoice.type_name, func.count()).where(where).group_by(Invoice.type_name).order_by(Invoice.type_name)).all())
-    months = list(db.session.scalars(select(Invoice.month).where(where).distinct().order_by(Invoice.month)))
+    by_type: dict[str, int] = {}
+    for type_name, _month, count, *_ in groups:
+        by_type[type_name] = by_type.get(type_name, 0) + count
+    invoices = sum(g[2] for g in groups)
+    red = sum(g[3] or 0 for g in groups)
     return {
-        "tax_id": tax_id, "invoices": invoices, "lines": lines, "blue": invoices - (red or 0), "red": red or 0,
-        "voided": voided or 0, "amount": _money(amount), "tax": _money(tax), "by_type": by_type, "months": months,
+        "tax_id": tax_id, "invoices": invoices, "lines": lines, "blue": invoices - red, "red": red,
+        "voided": sum(g[4] or 0 for g in groups), "amount": _money(sum((Decimal(str(g[5] or 0)) for g in groups), Decimal(0))),
+        "tax": _money(sum((Decimal(str(g[6] or 0)) for g in groups), Decimal(0))), "by_type": dict(sorted(by_type.items())),
+        "months": sorted({g[1] for g in groups}),
     }
 
 
@@ -155,8 +232,11 @@ def find_invoice(ref: str, tax_ids: list[str] | None = None) -> Invoice | None:
 def red_invoices_of(blue: Invoice) -> list[Invoice]:
     """The red invoices in the pool that flush this blue one."""
     refs = [blue.key] + ([f"{blue.code}-{blue.number}"] if blue.code and blue.number else [])
-    return list(db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs), Invoice.tax_id == blue.tax_id)
-                                   .order_by(Invoice.issued_at)))
+    # Only red_of in SQL, so the planner takes its index: with the company and the order in the
+    # query too, SQLite walked the company's invoices by date (2 s at a million; docs/performance.md).
+    reds = [red for red in db.session.scalars(select(Invoice).where(Invoice.red_of.in_(refs)))
+            if red.tax_id == blue.tax_id]
+    return sorted(reds, key=lambda red: (red.issued_at, red.id))
 
 
 def blue_facts(invoice: Invoice, reds: list[Invoice]):

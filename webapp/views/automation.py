@@ -8,12 +8,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
-from jobs.scheduler import register_schedules
 from webapp import audit, autoupdate
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.permissions import SCHEDULE_ADMINS_ONLY, may_manage_schedules, visible_schedule
+from webapp.lazy import lazy_import
 from webapp.transactions import write_transaction
+
+scheduler = lazy_import("jobs.scheduler")  # deferred: RQ Scheduler costs start-up time
 
 bp = Blueprint("automation", __name__, url_prefix="/automation")
 ACTIONS = {"enable": "启用", "disable": "停用", "delete": "删除", "run": "立即执行"}
@@ -61,7 +63,7 @@ def new():
         existing = getattr(exc, "schedule", None)
         return render_template("automation/_dialog.html", error=str(exc), existing_id=existing.id if existing else None)
     audit.record("schedule.create", f"计划 #{schedule.id}", what=autoupdate.what(schedule))
-    register_schedules()
+    scheduler.register_schedules()
     return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))
 
 
@@ -97,5 +99,5 @@ def act(schedule_id: int, action: str):
             message = f"计划 #{schedule_id}：{run.message}"
         else:
             message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos.split(','))} 个导入批次"
-    register_schedules()
+    scheduler.register_schedules()
     return _page(message)

@@ -52,16 +52,15 @@ def index():
 @bp.route("/export")
 def export():
     """The filtered list as xlsx with the export file's own column names, written row by row."""
-    from webapp.export import ExportTooLarge, export_filename, write_invoices
+    from webapp.export import ExportTooLarge, export_filename, write_pool_export
 
     flt = PoolFilter.from_args(request.args)
-    rows = db.session.scalars(pool_query(flt, _permitted_tax_ids()).execution_options(yield_per=2000))
     folder = Path(current_app.config["DATA_DIR"]) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
     handle.close()
     try:
-        write_invoices(rows, handle.name)
+        write_pool_export(pool_query(flt, _permitted_tax_ids()), handle.name)
     except ExportTooLarge:
         Path(handle.name).unlink(missing_ok=True)
         return "导出行数超过 Excel 单表上限（1,048,575 行），请缩小筛选范围（例如按月份或企业）后再导出", 400

@@ -1,0 +1,23 @@
+"""`make bench` in its small size: every step runs and the JSON carries every figure (no timing asserted)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan")
+
+
+def test_small_bench_completes_with_every_figure():
+    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DATABASE_URL", "BENCH_PLANS", "REDIS_URL")}
+    out = subprocess.run([sys.executable, "-m", "tests.bench"], cwd=ROOT, env={**env, "BENCH_SIZE": "small"},
+                         capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout)
+    assert set(SECTIONS) <= set(result)
+    assert result["file_import"]["status"] == "succeeded"
+    assert result["export"]["invoices"] == 2000
+    assert result["bulk_plan"]["subtasks"] == 2 * 60
+    assert all("met" in result[name] for name in SECTIONS)

@@ -1,0 +1,29 @@
+"""Start-up: every `flask …` command and web process pays only for what it uses (docs/performance.md)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFERRED = ("alembic", "flask_migrate", "mako", "rq", "rq_scheduler", "redis", "openpyxl", "httpx", "channels.sandbox")
+
+
+def test_the_app_loads_without_the_heavy_modules(tmp_path):
+    """Alembic, RQ, Redis, httpx, openpyxl and the sandbox are imported where used, not at start."""
+    code = f"import sys, wsgi; print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_flask_db_still_migrates_and_lists_its_commands(tmp_path):
+    """The `db` group is loaded on use: `flask db upgrade` migrates a fresh database, `--help` lists it."""
+    flask = str(Path(sys.executable).with_name("flask"))
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FLASK_APP": "wsgi"}
+    assert " db " in subprocess.run([flask, "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                    check=True).stdout
+    subprocess.run([flask, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, check=True)
+    current = subprocess.run([flask, "db", "current"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert "(head)" in current.stdout
