@@ -734,7 +734,7 @@ def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, in
 
 def _longest(items: list, attr: str) -> int:
     """The longest text of one attribute over many records."""
-    return max(map(len, map(_as_text, map(attrgetter(attr), items))), default=0)
+    return max(map(len, map(str, filter(None, map(attrgetter(attr), items)))), default=0)  # all C-level
 
 
 def _as_text(value: object) -> str:
@@ -853,7 +853,7 @@ def _money(value: object, column: str) -> Decimal:
             cents = value * 100
             whole = round(cents)
             if -1e-6 < cents - whole < 1e-6:
-                return Decimal(whole).scaleb(-2)
+                return _CENT * whole  # exact: an integer number of cents, exponent -2
             return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
         if -MONEY_LIMIT < value < MONEY_LIMIT:
             return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
