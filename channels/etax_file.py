@@ -1,6 +1,6 @@
 """The Electronic Tax Bureau's 全量发票查询 export: check an upload, then parse it into invoice records.
 
-The format is described in shared/domain.md §1, §6 and §7. Invoice headers (amounts, parties,
+The format is described in docs/etax-export.md. Invoice headers (amounts, parties,
 status, remark) come from the sheet 发票基础信息, one row per invoice plus a totals row; lines come
 from 信息汇总表, one row per line, matched to their invoice by key. Every line is kept, including
 `(详见销货清单)` summary lines: the job layer filters them with the admin setting errorGoodsNames.
@@ -47,7 +47,7 @@ DETAIL_SHEET = "信息汇总表"
 REQUIRED_SHEETS = (BASIC_SHEET, DETAIL_SHEET)
 TOTALS_MARK = "合计行"
 
-# canonical column -> the header spellings seen in exports (domain.md §1.2)
+# canonical column -> the header spellings seen in exports (docs/etax-export.md)
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "数电发票号码": ("数电发票号码", "全电发票号码", "数电票号码"),
 }
@@ -983,7 +983,7 @@ def _date_from_loose_text(text: str) -> datetime:
 
 
 def blue_key_from_remark(remark: str) -> str | None:
-    """The key of the blue invoice a red invoice flushes, from its 备注 (domain.md §1.5).
+    """The key of the blue invoice a red invoice flushes, from its 备注 (docs/etax-export.md).
 
     The export has no column for it; three wordings are known (legacy → legacy, 数电 → 数电,
     数电 → legacy), with ASCII or full-width colons and trailing text.
