@@ -25,6 +25,7 @@ from channels.invoice_types import canonical_type_name, type_code
 from channels.records import InvoiceRecord, LineRecord, SourceRejected
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_FILES = 10  # files in one import; the web server's request limit allows for them
 # A 10 MB export inflates to roughly 60-100 MB of XML; 400 MB leaves room and still stops a bomb.
 MAX_UNCOMPRESSED_BYTES = 400 * 1024 * 1024
 # Sheet XML deflates about 10:1; beyond 200:1 an entry is built to explode, not to hold data.
@@ -200,6 +201,19 @@ def check_upload(path: str | Path) -> None:
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     require_sheets(check_container(path, verify_crc=True))
+
+
+MAX_FILE_NAME = 255  # the batch keeps the name in 255 characters; a longer one is refused, not cut
+
+
+def check_file_name(name: str) -> None:
+    """Refuse a file name the batch cannot keep: a name that was not valid UTF-8 arrives with
+    replacement characters or surrogates, NUL and other control characters cannot be stored by
+    PostgreSQL, and more than 255 characters do not fit."""
+    if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
+        raise SourceRejected("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择")
+    if len(name) > MAX_FILE_NAME:
+        raise SourceRejected(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
 
 
 def check_container(path: Path, *, verify_crc: bool) -> list[str]:
