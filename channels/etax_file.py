@@ -40,6 +40,9 @@ MAX_LISTED_ERRORS = 100  # bad rows listed for the user; beyond this only the co
 MAX_SHEET_ROWS = 200_000
 MAX_SHEET_COLUMN = "AZ"
 MONEY_LIMIT = 10**15  # the pool keeps 18 digits with 2 decimals; larger is not an amount
+MAX_NUMBER_TEXT = 40  # 数量/单价 are kept as text in 40 characters (see _decimal)
+# 数量 and 单价 texts repeat ("1", "2.00000000"): each is read once (Decimals are immutable)
+_DECIMAL_TEXTS: dict[str, Decimal] = {}
 _FAST_MONEY = 1e11  # below this, a float times 100 is within 0.002 of the exact cents: safe to round
 _INFLATE_CHUNK = 256 * 1024
 
@@ -720,6 +723,8 @@ _LINE_COLUMNS = {
     "unit": "单位", "quantity": "数量", "unit_price": "单价", "tax_rate": "税率",
 }
 
+_DECIMAL_COLUMNS = ("quantity", "unit_price")
+
 
 def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int], line_rows: dict[str, int],
                    limits: FieldLimits, errors: _Errors) -> None:
@@ -737,6 +742,8 @@ def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, in
                 if len(value) > limit:
                     errors.add(BASIC_SHEET, rows_by_key[invoice.key], _too_long(_INVOICE_COLUMNS[attr], value, limit))
     for attr, limit in limits.get("line", {}).items():
+        if attr in _DECIMAL_COLUMNS and limit >= MAX_NUMBER_TEXT:
+            continue  # _decimal keeps these short enough already
         if attr in _LINE_COLUMNS and _longest(lines, attr) > limit:
             for invoice in records:
                 for line in invoice.lines:
@@ -747,8 +754,8 @@ def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, in
 
 
 def _longest(items: list, attr: str) -> int:
-    """The longest text of one attribute over many records."""
-    return max(map(len, map(str, filter(None, map(attrgetter(attr), items)))), default=0)  # all C-level
+    """The longest text of one text attribute (str or None) over many records."""
+    return max(map(len, filter(None, map(attrgetter(attr), items))), default=0)  # all C-level
 
 
 def _as_text(value: object) -> str:
@@ -894,20 +901,30 @@ def _money_or_none(value: object, column: str) -> Decimal | None:
 
 
 def _decimal(value: object, column: str) -> Decimal:
-    """A Decimal exactly as written (数量/单价 carry up to 15 decimals as text)."""
+    """A Decimal exactly as written (数量/单价 carry up to 15 decimals as text).
+
+    Its text is at most MAX_NUMBER_TEXT characters (a Decimal read from n characters prints in
+    at most n + 1), so the pool's 40-character columns always hold it and the parse need not
+    print every number again to check.
+    """
     if value.__class__ is str:
+        number = _DECIMAL_TEXTS.get(value)
+        if number is not None:
+            return number
         try:
             number = Decimal(value)  # surrounding spaces are accepted by Decimal itself
         except InvalidOperation:
             raise _BadCell(column, value, "不是数字") from None
-        if number.is_finite():
+        if number.is_finite() and len(value) < MAX_NUMBER_TEXT:
+            if len(_DECIMAL_TEXTS) < 50_000:
+                _DECIMAL_TEXTS[value] = number
             return number
-        raise _BadCell(column, value, "不是数字")
+        raise _BadCell(column, value, "不是数字" if not number.is_finite() else f"过长：最多 {MAX_NUMBER_TEXT - 1} 个字符")
     if value.__class__ is float:
-        if value - value == 0:  # finite
+        if value - value == 0:  # finite; repr of a float is at most 24 characters
             return Decimal(repr(value))
         raise _BadCell(column, value, "不是数字")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and -10**30 < value < 10**30:
         return Decimal(value)
     raise _BadCell(column, value, "不是数字")
 
