@@ -276,6 +276,7 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
     [batch] = _batches(app)
     assert batch.status == "succeeded" and "金额为负数" in batch.note and "24900123400000000301" in batch.note
     assert "金额为负数" in client.get(f"/batches/{batch.batch_no}").text
+    assert client.get(f"/batches/{batch.batch_no}/errors.xlsx").status_code == 404  # nothing to list
 
 
 @pytest.mark.parametrize("name, message", [

@@ -370,7 +370,7 @@ def error_list(batch_no):
     from webapp.export import safe_text
 
     batch = batch_for(current_user, batch_no)
-    rows = error_rows(batch)
+    rows = error_rows(batch) if batch.status == "failed" else []
     if not rows:
         abort(404)
     workbook = Workbook(write_only=True)
