@@ -1,6 +1,6 @@
 """The Electronic Tax Bureau's 全量发票查询 export: check an upload, then parse it into invoice records.
 
-The format is described in shared/domain.md §1, §6 and §7. Invoice headers (amounts, parties,
+The format is described in docs/etax-export.md. Invoice headers (amounts, parties,
 status, remark) come from the sheet 发票基础信息, one row per invoice plus a totals row; lines come
 from 信息汇总表, one row per line, matched to their invoice by key. Every line is kept, including
 `(详见销货清单)` summary lines: the job layer filters them with the admin setting errorGoodsNames.
@@ -25,6 +25,7 @@ from channels.invoice_types import canonical_type_name, type_code
 from channels.records import InvoiceRecord, LineRecord, SourceRejected
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_FILES = 10  # files in one import; the web server's request limit allows for them
 # A 10 MB export inflates to roughly 60-100 MB of XML; 400 MB leaves room and still stops a bomb.
 MAX_UNCOMPRESSED_BYTES = 400 * 1024 * 1024
 # Sheet XML deflates about 10:1; beyond 200:1 an entry is built to explode, not to hold data.
@@ -39,6 +40,9 @@ MAX_LISTED_ERRORS = 100  # bad rows listed for the user; beyond this only the co
 MAX_SHEET_ROWS = 200_000
 MAX_SHEET_COLUMN = "AZ"
 MONEY_LIMIT = 10**15  # the pool keeps 18 digits with 2 decimals; larger is not an amount
+MAX_NUMBER_TEXT = 40  # 数量/单价 are kept as text in 40 characters (see _decimal)
+# 数量 and 单价 texts repeat ("1", "2.00000000"): each is read once (Decimals are immutable)
+_DECIMAL_TEXTS: dict[str, Decimal] = {}
 _FAST_MONEY = 1e11  # below this, a float times 100 is within 0.002 of the exact cents: safe to round
 _INFLATE_CHUNK = 256 * 1024
 
@@ -47,7 +51,7 @@ DETAIL_SHEET = "信息汇总表"
 REQUIRED_SHEETS = (BASIC_SHEET, DETAIL_SHEET)
 TOTALS_MARK = "合计行"
 
-# canonical column -> the header spellings seen in exports (domain.md §1.2)
+# canonical column -> the header spellings seen in exports (docs/etax-export.md)
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "数电发票号码": ("数电发票号码", "全电发票号码", "数电票号码"),
 }
@@ -200,6 +204,19 @@ def check_upload(path: str | Path) -> None:
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     require_sheets(check_container(path, verify_crc=True))
+
+
+MAX_FILE_NAME = 255  # the batch keeps the name in 255 characters; a longer one is refused, not cut
+
+
+def check_file_name(name: str) -> None:
+    """Refuse a file name the batch cannot keep: a name that was not valid UTF-8 arrives with
+    replacement characters or surrogates, NUL and other control characters cannot be stored by
+    PostgreSQL, and more than 255 characters do not fit."""
+    if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
+        raise SourceRejected("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择")
+    if len(name) > MAX_FILE_NAME:
+        raise SourceRejected(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
 
 
 def check_container(path: Path, *, verify_crc: bool) -> list[str]:
@@ -706,6 +723,8 @@ _LINE_COLUMNS = {
     "unit": "单位", "quantity": "数量", "unit_price": "单价", "tax_rate": "税率",
 }
 
+_DECIMAL_COLUMNS = ("quantity", "unit_price")
+
 
 def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int], line_rows: dict[str, int],
                    limits: FieldLimits, errors: _Errors) -> None:
@@ -723,6 +742,8 @@ def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, in
                 if len(value) > limit:
                     errors.add(BASIC_SHEET, rows_by_key[invoice.key], _too_long(_INVOICE_COLUMNS[attr], value, limit))
     for attr, limit in limits.get("line", {}).items():
+        if attr in _DECIMAL_COLUMNS and limit >= MAX_NUMBER_TEXT:
+            continue  # _decimal keeps these short enough already
         if attr in _LINE_COLUMNS and _longest(lines, attr) > limit:
             for invoice in records:
                 for line in invoice.lines:
@@ -733,8 +754,8 @@ def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, in
 
 
 def _longest(items: list, attr: str) -> int:
-    """The longest text of one attribute over many records."""
-    return max(map(len, map(_as_text, map(attrgetter(attr), items))), default=0)
+    """The longest text of one text attribute (str or None) over many records."""
+    return max(map(len, filter(None, map(attrgetter(attr), items))), default=0)  # all C-level
 
 
 def _as_text(value: object) -> str:
@@ -853,7 +874,7 @@ def _money(value: object, column: str) -> Decimal:
             cents = value * 100
             whole = round(cents)
             if -1e-6 < cents - whole < 1e-6:
-                return Decimal(whole).scaleb(-2)
+                return _CENT * whole  # exact: an integer number of cents, exponent -2
             return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
         if -MONEY_LIMIT < value < MONEY_LIMIT:
             return Decimal(repr(value)).quantize(_CENT, ROUND_HALF_UP)
@@ -880,20 +901,30 @@ def _money_or_none(value: object, column: str) -> Decimal | None:
 
 
 def _decimal(value: object, column: str) -> Decimal:
-    """A Decimal exactly as written (数量/单价 carry up to 15 decimals as text)."""
+    """A Decimal exactly as written (数量/单价 carry up to 15 decimals as text).
+
+    Its text is at most MAX_NUMBER_TEXT characters (a Decimal read from n characters prints in
+    at most n + 1), so the pool's 40-character columns always hold it and the parse need not
+    print every number again to check.
+    """
     if value.__class__ is str:
+        number = _DECIMAL_TEXTS.get(value)
+        if number is not None:
+            return number
         try:
             number = Decimal(value)  # surrounding spaces are accepted by Decimal itself
         except InvalidOperation:
             raise _BadCell(column, value, "不是数字") from None
-        if number.is_finite():
+        if number.is_finite() and len(value) < MAX_NUMBER_TEXT:
+            if len(_DECIMAL_TEXTS) < 50_000:
+                _DECIMAL_TEXTS[value] = number
             return number
-        raise _BadCell(column, value, "不是数字")
+        raise _BadCell(column, value, "不是数字" if not number.is_finite() else f"过长：最多 {MAX_NUMBER_TEXT - 1} 个字符")
     if value.__class__ is float:
-        if value - value == 0:  # finite
+        if value - value == 0:  # finite; repr of a float is at most 24 characters
             return Decimal(repr(value))
         raise _BadCell(column, value, "不是数字")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and -10**30 < value < 10**30:
         return Decimal(value)
     raise _BadCell(column, value, "不是数字")
 
@@ -983,7 +1014,7 @@ def _date_from_loose_text(text: str) -> datetime:
 
 
 def blue_key_from_remark(remark: str) -> str | None:
-    """The key of the blue invoice a red invoice flushes, from its 备注 (domain.md §1.5).
+    """The key of the blue invoice a red invoice flushes, from its 备注 (docs/etax-export.md).
 
     The export has no column for it; three wordings are known (legacy → legacy, 数电 → 数电,
     数电 → legacy), with ASCII or full-width colons and trailing text.

@@ -113,7 +113,7 @@ def _count_parse_attempt(batch_id: int) -> int:
     still counts, so a file that always crashes fails after MAX_PARSE_ATTEMPTS, never loops."""
     with write_transaction():
         db.session.execute(update(Batch).where(Batch.id == batch_id)
-                           .values(parse_attempts=Batch.parse_attempts + 1))
+                           .values(parse_attempts=Batch.parse_attempts + 1, error_rows=None))
         return db.session.scalar(select(Batch.parse_attempts).where(Batch.id == batch_id))
 
 

@@ -814,3 +814,12 @@ def test_a_zip_that_understates_its_sizes_is_stopped_while_inflating(tmp_path):
         etax_file.check_zip_limits(archive)
     message = rejected(path, upload=True)
     assert "实际大小超过其声明大小" in message and "压缩炸弹" in message
+
+
+def test_a_quantity_longer_than_the_pool_keeps_is_named(tmp_path):
+    path = tmp_path / "long-quantity.xlsx"
+    build_workbook(path, [one_line_invoice(DN1, line_cells={"数量": "1" + "0" * 45})])
+    with pytest.raises(RowsRejected) as info:
+        parse_workbook(path, TAX_ID)
+    [row] = info.value.rows
+    assert (row.sheet, row.row, row.column, row.why) == (DETAIL_SHEET, 2, "数量", "过长：最多 39 个字符")

@@ -276,6 +276,7 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
     [batch] = _batches(app)
     assert batch.status == "succeeded" and "金额为负数" in batch.note and "24900123400000000301" in batch.note
     assert "金额为负数" in client.get(f"/batches/{batch.batch_no}").text
+    assert client.get(f"/batches/{batch.batch_no}/errors.xlsx").status_code == 404  # nothing to list
 
 
 @pytest.mark.parametrize("name, message", [
@@ -416,3 +417,22 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
         assert batch.status == "failed" and batch.error == CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS)
         assert batch.parse_attempts == 0  # a 重试 gets its attempts again
     assert _count(app, Invoice) == 0
+
+
+def test_several_large_files_fit_in_one_request(client, app, tmp_path):
+    """Two files of 6 MB each (over 10 MB together) reach the per-file checks, not a request limit."""
+    first, second = tmp_path / "2023.xlsx", tmp_path / "2024.xlsx"
+    for path in (first, second):
+        path.write_bytes(b"PK\x03\x04" + bytes(6 * 1024 * 1024))
+    login(client)
+    response = _upload(client, first, second)
+    assert response.status_code == 200 and "上传内容超过上限" not in response.text
+    assert "2023.xlsx</strong>：文件已损坏" in response.text and "2024.xlsx</strong>：文件已损坏" in response.text
+
+
+def test_a_cli_file_name_that_is_not_utf8_is_refused(runner, app, tmp_path):
+    path = tmp_path / "\udcb7\udca2.xlsx"  # bytes that were not UTF-8, as Python names them
+    path.write_bytes(SAMPLES.joinpath("etax-export-2023-old-header.xlsx").read_bytes())
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu"])
+    assert result.exit_code != 0 and "文件名含有无法识别的字符" in result.stderr
+    assert _count(app, Batch) == 0

@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from channels.etax_file import check_upload
+from channels.etax_file import check_file_name, check_upload
 from channels.records import SourceRejected
 
 from . import accounts
@@ -149,6 +149,7 @@ def import_file(tax_id, path, username, wait):
     if not path.exists():
         _fail(f"文件不存在：{path}")
     try:
+        check_file_name(path.name)
         check_upload(path)
     except SourceRejected as exc:
         _fail(str(exc))

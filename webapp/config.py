@@ -51,7 +51,9 @@ def load_config() -> dict:
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{folder / 'invoice_sync.db'}",
         "REDIS_URL": os.environ.get("REDIS_URL"),  # None: the bundled server
         "SECRET_KEY": _secret_key(folder),
-        "MAX_CONTENT_LENGTH": 11 * 1024 * 1024,  # the 10 MB limit is checked with a clear message
+        # up to 10 files of 10 MB in one import (channels.etax_file.MAX_UPLOAD_FILES); each file's
+        # own limit is checked with a clear message
+        "MAX_CONTENT_LENGTH": 101 * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",  # set when served over HTTPS

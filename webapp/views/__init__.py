@@ -65,7 +65,8 @@ def init_app(app) -> None:
     @app.errorhandler(413)
     def too_large(_error):
         """An upload far over the limit: say so where the dialog shows errors."""
-        response = app.make_response(('<p class="error" role="alert">文件超过10MB上限，请按月份拆分导出后分别导入</p>', 200))
+        response = app.make_response(('<p class="error" role="alert">上传内容超过上限：每个文件最大10MB，一次最多10个文件，'
+                                      '请按月份拆分导出或分次导入</p>', 200))
         response.headers.update({"HX-Retarget": "#import-errors", "HX-Reswap": "innerHTML"})
         return response
 

@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select
 from wtforms import RadioField, SelectField, SelectMultipleField, StringField
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from channels.etax_file import MAX_UPLOAD_BYTES, check_upload
+from channels.etax_file import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import audit, quota
@@ -113,7 +113,6 @@ def _check_period(form: ImportForm, errors: dict) -> None:
         errors["period"] = f"开票日期只能选择近五年：{lowest} 至 {highest}"
 
 
-MAX_FILE_NAME = 255  # Batch.file_name; longer names are refused, not cut, so the user knows
 UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别的字符（不是 UTF-8 编码），"
                      "请将文件重命名为普通的中文、字母或数字后重新选择")
 
@@ -135,19 +134,6 @@ def _save_upload(storage) -> Path:
         path.unlink()
         raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
     return path
-
-
-def _file_name_problem(name: str) -> str | None:
-    """Why a chosen file's name cannot be kept with its batch (None: it can).
-
-    A name that was not valid UTF-8 arrives with replacement characters or surrogates; NUL and
-    other control characters cannot be stored by PostgreSQL; Batch.file_name holds 255.
-    """
-    if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
-        return "文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择"
-    if len(name) > MAX_FILE_NAME:
-        return f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择"
-    return None
 
 
 def _chosen_files(form: ImportForm) -> list:
@@ -174,6 +160,8 @@ def _validate(form: ImportForm) -> dict:
             errors["tax_ids"] = "导入电子税局文件时只能选择一个企业"
         if not _chosen_files(form):
             errors["file"] = "请选择从电子税局导出的文件"
+        elif len(_chosen_files(form)) > MAX_UPLOAD_FILES:
+            errors["file"] = f"一次最多导入 {MAX_UPLOAD_FILES} 个文件，请分次导入"
     else:
         if form.channel.data not in CHANNELS:
             errors["channel"] = "请选择下载通道"
@@ -237,11 +225,10 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
     outcomes = []
     for storage in _chosen_files(form):
         name = storage.filename
-        outcome = {"name": name, "batch": None, "error": _file_name_problem(name)}
+        outcome = {"name": name, "batch": None, "error": None}
         outcomes.append(outcome)
-        if outcome["error"]:
-            continue
         try:
+            check_file_name(name)
             path = _save_upload(storage)
         except SourceRejected as exc:
             outcome["error"] = str(exc)
@@ -452,7 +439,7 @@ def error_list(batch_no):
     from webapp.export import safe_text
 
     batch = batch_for(current_user, batch_no)
-    rows = error_rows(batch)
+    rows = error_rows(batch) if batch.status == "failed" else []
     if not rows:
         abort(404)
     workbook = Workbook(write_only=True)
