@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from decimal import Decimal
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Integer, Select, cast, func, or_, select
 
+from .extensions import db
 from .models import Batch, Invoice
 
 SORTS = {
@@ -101,3 +103,32 @@ def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
     if flt.batch_no:
         query = query.where(Invoice.batch_id.in_(select(Batch.id).where(Batch.batch_no == flt.batch_no)))
     return query.order_by(*SORTS.get(flt.sort, SORTS["issued_desc"]))
+
+
+def pool_totals(flt: PoolFilter, tax_ids: list[str]) -> dict:
+    """How many invoices the filter matches and their 金额, 税额 and 价税合计 sums, in one aggregate.
+
+    Asked apart from the page (the list shows at once, the sums follow), so the list stays as fast as
+    fetching one page whatever the pool's size; 价税合计 falls back to 金额 + 税额 where a source left it out.
+    """
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    columns = (Invoice.amount, Invoice.tax, func.coalesce(Invoice.total, Invoice.amount + Invoice.tax))
+    query = pool_query(flt, tax_ids).order_by(None).with_only_columns(
+        func.count(), *(_exact_sum(column, sqlite) for column in columns))
+    count, *sums = db.session.execute(query).one()
+    amount, tax, total = (_cents(value, sqlite) for value in sums)
+    return {"count": count or 0, "amount": amount, "tax": tax, "total": total}
+
+
+def _exact_sum(column, sqlite: bool):
+    """SUM to the cent: SQLite keeps NUMERIC as binary floats, so it adds whole cents as integers."""
+    if sqlite:
+        return func.sum(cast(func.round(column * 100), Integer))
+    return func.sum(column)
+
+
+def _cents(value, sqlite: bool) -> Decimal:
+    """A sum back as a Decimal amount (SQLite's is in cents)."""
+    if value is None:
+        return Decimal("0.00")
+    return (Decimal(value) / 100 if sqlite else Decimal(value)).quantize(Decimal("0.01"))
