@@ -4,6 +4,7 @@ from __future__ import annotations
 import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_login import current_user
@@ -244,10 +245,19 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     live = [b for b in batches if b.status in RUNNING_BATCH]
     busy = any(b.status == "preprocessing" or facts[b.id].counts.get("running") or facts[b.id].counts.get("pending")
                for b in live)
-    created_nos = [n for n in request.values.get("created", "").split("、") if n]
+    created_nos = [n for n in _created_arg().split("、") if n]
     return {"facts": facts, "message": message, "live_nos": [b.batch_no for b in live],
             "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
             "notice": _created_notice(created_nos)}
+
+
+def _created_arg() -> str:
+    """The batches the page was opened for after 导入 (?created=…), also when an htmx action on the
+    page (终止, 重试, a filter) asks: then it is in the page's own address."""
+    if request.values.get("created"):
+        return request.values["created"]
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return (parse_qs(current.query).get("created") or [""])[0]
 
 
 def _created_notice(batch_nos: list[str]) -> list[tuple[str, str, str]]:
