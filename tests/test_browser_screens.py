@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures are imported by name and taken as arguments)
 """Real-browser tests of issue 8 part 2: every screen tells the truth about a batch.
 
 Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose

@@ -116,7 +116,7 @@ def test_batch_list_polls_once_per_page_and_its_queries_do_not_grow_with_rows(ap
 def test_poll_stops_when_the_page_has_nothing_left_running(app, client):
     login(client)
     [number] = _batches(app, 1, running=1)
-    from webapp.models import Batch, Subtask
+    from webapp.models import Batch
 
     with app.app_context():
         with write_transaction():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +24,7 @@ from webapp.batches import (BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_
                             create_file_batch, missing_prerequisites, months_between, period_limits, retry, terminate)
 from webapp.batch_facts import RUNNING_BATCH, created_notice, page_facts, unanswered_keys
 from webapp.extensions import db
-from webapp.models import Batch, Company, Subtask
+from webapp.models import Batch, Company
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
 
 from . import wants_partial
