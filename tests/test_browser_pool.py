@@ -66,7 +66,7 @@ def submit(page: Page, dialog: Locator) -> Locator:
 
 
 def number(cell: Locator) -> int:
-    return int(cell.inner_text().strip())
+    return int(cell.inner_text().strip().replace(",", ""))  # counts carry thousands separators
 
 
 def expect_finished_with_invoices(page: Page, row: Locator) -> int:

@@ -156,6 +156,24 @@ def test_usage_batch_lists_the_invoices_the_bureau_did_not_answer(page, live_ser
     assert live_server.rows(select(Batch.status).where(Batch.batch_no == batch_no)) == [("succeeded",)]
 
 
+def test_fetching_usage_from_the_invoice_page_updates_it_when_the_batch_ends(page, live_server):
+    """获取用途状态 on an invoice: the notice follows the batch, and the page shows the answer by itself."""
+    live_server.download(["2024-03"], ["82"], channel="rpa")
+    login(page)
+    page.goto("/batches")
+    expect(page.locator("tr[id^=batch-]").first).to_contain_text("全部执行成功", timeout=FINISH_TIMEOUT)
+    page.goto("/pool?color=blue&status=正常")
+    page.locator("table.pool tbody tr a").first.click()
+    usage = page.locator("dl.facts dt:text-is('增值税用途状态') + dd")
+    expect(usage).to_have_text("未获取")
+    page.evaluate("window.__before = true")
+    page.get_by_role("button", name="获取 2024-03 的用途状态").click()
+    expect(page.locator("#red-flush")).to_contain_text("完成后本页自动更新")
+    expect(usage).not_to_have_text("未获取", timeout=FINISH_TIMEOUT)
+    assert page.evaluate("window.__before === undefined")  # the page reloaded itself
+    expect(page.locator("dl.facts dt:text-is('用途状态更新时间') + dd")).not_to_have_text("尚未获取")
+
+
 # no stale messages ---------------------------------------------------------------------------------------
 
 def test_created_notice_follows_the_batch_it_announced(page, live_server):
