@@ -210,3 +210,20 @@ def test_an_expired_csrf_token_says_to_reload_the_page(app, client):
                            headers={"HX-Request": "true", "X-CSRFToken": "expired"})
     assert response.status_code == 400
     assert "页面已过期" in response.text
+
+
+def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, client):
+    from webapp.models import Batch
+
+    numbers = _batches(app, 1, running=0)
+    long_error = "；".join(f"工作表“信息汇总表”第 {n} 行“金额”为空" for n in range(60, 80))
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
+            batch.status, batch.error, batch.method = "failed", long_error, "file"
+            for subtask in batch.subtasks:
+                db.session.delete(subtask)
+        db.session.remove()
+    login(client)
+    row = re.search(rf'<tr id="batch-{numbers[0]}".*?</tr>', client.get("/batches").text, re.S).group(0)
+    assert "…（详见批次详情）" in row and "<summary>详情</summary>" in row and "第 79 行" in row
