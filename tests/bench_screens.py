@@ -21,14 +21,14 @@ from pathlib import Path
 from .bench import POOL_QUERIES, _synthetic_pool
 
 RUNNING = 50
-SAMPLES = 20
+REPEATS = 20
 
 
 def _timed(client, url: str, headers: dict | None = None) -> dict:
-    """Median and p95 milliseconds of SAMPLES requests (after one warm-up)."""
+    """Median and p95 milliseconds of REPEATS requests (after one warm-up)."""
     client.get(url, headers=headers)
     samples = []
-    for _ in range(SAMPLES):
+    for _ in range(REPEATS):
         began = time.perf_counter()
         response = client.get(url, headers=headers)
         samples.append((time.perf_counter() - began) * 1000)

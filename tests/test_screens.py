@@ -108,9 +108,28 @@ def test_batch_list_polls_once_per_page_and_its_queries_do_not_grow_with_rows(ap
     assert page.text.count('hx-trigger="every') == 1
     poll = re.search(r'id="batch-poll" hidden hx-get="([^"]+)"', page.text).group(1).replace("&amp;", "&")
     live, queries = _count_queries(app, lambda: client.get(poll, headers={"HX-Request": "true"}))
-    assert live.text.count('hx-swap-oob="true"') == 5 + 1  # the five running rows and the notice
+    assert live.text.count('hx-swap-oob="true"') == 1  # nothing changed: only the notice, no row
     assert live.text.count('hx-trigger="every 2s"') == 1
     assert queries <= 8
+    _finish_one_month(app, page.text)
+    live = client.get(poll, headers={"HX-Request": "true"})
+    assert live.text.count('hx-swap-oob="true"') == 1 + 1  # the row that moved on, and the notice
+    assert "1/2 个月份成功" in live.text
+
+
+def _finish_one_month(app, page: str) -> None:
+    """The first running row's running month succeeds, as the worker would leave it."""
+    from webapp.batches import refresh_batch
+    from webapp.models import Batch, Subtask
+
+    number = re.search(r'nos=([^.&"]+)\.', page).group(1)
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=number))
+            db.session.execute(Subtask.__table__.update().where(Subtask.batch_id == batch.id, Subtask.status == "running")
+                               .values(status="succeeded", total=5, success=5))
+            refresh_batch(batch.id)
+        db.session.remove()
 
 
 def test_poll_stops_when_the_page_has_nothing_left_running(app, client):

@@ -8,6 +8,7 @@ labels are in webapp.batches; this module only reads.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -93,6 +94,12 @@ class BatchFacts:
         n = self.subtasks
         return [(status, label, self.counts[status], 100 * self.counts[status] / n)
                 for status, label in SEGMENTS if self.counts.get(status)]
+
+    def signature(self, batch: Batch) -> str:
+        """A short fingerprint of what the batch's row shows: the poll re-sends only rows whose changed."""
+        shown = (batch.status, batch.total, batch.success, sorted(self.counts.items()), self.quota_until,
+                 [(f.summary, len(f.periods)) for f in self.failures], self.waiting_notes[:1])
+        return format(zlib.crc32(repr(shown).encode()), "08x")
 
     def hover(self) -> str:
         """The bar's tooltip: every count, e.g. 成功 2 · 已终止 10（共 12 个月份）."""

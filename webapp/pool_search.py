@@ -62,19 +62,21 @@ def _day(text: str) -> datetime | None:
         return None
 
 
-def _companies(flt: PoolFilter, tax_ids: list[str]):
+def _companies(flt: PoolFilter, tax_ids: list[str], indexed: bool = True):
     """Which companies' invoices: one chosen company by its index; several without it, so the
-    database walks the index of the sort order and stops at the page instead of sorting them all."""
+    database walks the index of the sort order and stops at the page instead of sorting them all.
+    `indexed=False` keeps the company's index out of it altogether (see pool_totals)."""
+    column = Invoice.tax_id if indexed else Invoice.tax_id + ""
     if flt.tax_id in tax_ids:
-        return Invoice.tax_id == flt.tax_id
+        return column == flt.tax_id
     if len(tax_ids) == 1:
-        return Invoice.tax_id == tax_ids[0]
+        return column == tax_ids[0]
     return (Invoice.tax_id + "").in_(tax_ids)
 
 
-def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
+def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) -> Select:
     """The user's permitted invoices narrowed by the filter, in the chosen order."""
-    query = select(Invoice).where(_companies(flt, tax_ids))
+    query = select(Invoice).where(_companies(flt, tax_ids, company_index))
     if flt.q:
         query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
                                 _prefix(Invoice.digital_number, flt.q)))
@@ -113,7 +115,10 @@ def pool_totals(flt: PoolFilter, tax_ids: list[str]) -> dict:
     """
     sqlite = db.session.get_bind().dialect.name == "sqlite"
     columns = (Invoice.amount, Invoice.tax, func.coalesce(Invoice.total, Invoice.amount + Invoice.tax))
-    query = pool_query(flt, tax_ids).order_by(None).with_only_columns(
+    # Summing a whole company, SQLite reads its rows faster in table order than one by one through
+    # the company's index (about 4× at 1M invoices); a date range or number still narrows by index.
+    narrow = not sqlite or bool(flt.date_from or flt.date_to or flt.q or flt.batch_no)
+    query = pool_query(flt, tax_ids, company_index=narrow).order_by(None).with_only_columns(
         func.count(), *(_exact_sum(column, sqlite) for column in columns))
     count, *sums = db.session.execute(query).one()
     amount, tax, total = (_cents(value, sqlite) for value in sums)

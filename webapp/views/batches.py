@@ -246,7 +246,7 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     busy = any(b.status == "preprocessing" or facts[b.id].counts.get("running") or facts[b.id].counts.get("pending")
                for b in live)
     created_nos = [n for n in _created_arg().split("、") if n]
-    return {"facts": facts, "message": message, "live_nos": [b.batch_no for b in live],
+    return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
             "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
             "notice": _created_notice(created_nos)}
 
@@ -292,13 +292,16 @@ def index():
 
 @bp.route("/live")
 def live():
-    """The page's one poll: the rows that were still running, swapped out of band, the notice, and
-    the poller itself again while something still runs (a page with nothing running stops asking)."""
-    numbers = [n for n in request.args.get("nos", "").split(",") if n][:MAX_LIVE_ROWS]
+    """The page's one poll: the rows that were still running and have changed since the page last saw
+    them (`nos` carries each row's signature), swapped out of band, the notice, and the poller itself
+    again while something still runs (a page with nothing running stops asking)."""
+    shown = dict(item.partition(".")[::2] for item in request.args.get("nos", "").split(",")[:MAX_LIVE_ROWS] if item)
     batches = list(db.session.scalars(select(Batch).options(joinedload(Batch.org)).where(
-        Batch.batch_no.in_(numbers), Batch.company_id.in_(permitted_company_ids(current_user)))))
-    batches.sort(key=lambda b: numbers.index(b.batch_no))
-    return render_template("batches/_live.html", batches=batches, **_page_context(batches))
+        Batch.batch_no.in_(list(shown)), Batch.company_id.in_(permitted_company_ids(current_user)))))
+    batches.sort(key=lambda b: list(shown).index(b.batch_no))
+    context = _page_context(batches)
+    changed = [b for b in batches if context["facts"][b.id].signature(b) != shown[b.batch_no]]
+    return render_template("batches/_live.html", batches=changed, **context)
 
 
 @bp.route("/<batch_no>/row")
