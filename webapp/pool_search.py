@@ -116,7 +116,8 @@ def pool_totals(flt: PoolFilter, tax_ids: list[str]) -> dict:
     sqlite = db.session.get_bind().dialect.name == "sqlite"
     columns = (Invoice.amount, Invoice.tax, func.coalesce(Invoice.total, Invoice.amount + Invoice.tax))
     # Summing a whole company, SQLite reads its rows faster in table order than one by one through
-    # the company's index (about 4× at 1M invoices); a date range or number still narrows by index.
+    # the company's index (at 1M invoices, a fifth of them one company's: 0.6 s against 1.8 s on this
+    # loaded 2-core machine); a date range or number still narrows by index.
     narrow = not sqlite or bool(flt.date_from or flt.date_to or flt.q or flt.batch_no)
     query = pool_query(flt, tax_ids, company_index=narrow).order_by(None).with_only_columns(
         func.count(), *(_exact_sum(column, sqlite) for column in columns))
