@@ -222,7 +222,8 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="终止").click()
     expect(alerts).to_contain_text("页面已过期")
-    alerts.get_by_role("button", name="刷新页面").click()
+    with page.expect_navigation(wait_until="load"):  # htmx is set up again before the next step
+        alerts.get_by_role("button", name="刷新页面").click()
     expect(alerts).to_have_count(0)
 
     page.context.clear_cookies()
