@@ -70,3 +70,4 @@ document.addEventListener("htmx:responseError", (event) => {
 document.addEventListener("htmx:sendError", () => showAlert(FALLBACK[0]));
 document.addEventListener("htmx:timeout", () => showAlert(FALLBACK[0]));
 document.addEventListener("htmx:swapError", () => showAlert("页面更新失败，请刷新页面"));
+document.addEventListener("htmx:targetError", () => showAlert("页面更新失败，请刷新页面"));

@@ -159,7 +159,7 @@ def _usage_progress(key: str, batch) -> Markup:
     """The 获取用途状态 notice, which asks again every 2 s until its batch ends (then the page reloads)."""
     link = url_for("batches.detail", batch_no=batch.batch_no)
     poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
-    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-swap="outerHTML">'
+    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-target="this" hx-swap="outerHTML">'
                   '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
         poll, link, batch.batch_no, BATCH_STATUS[batch.status])
 
