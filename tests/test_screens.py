@@ -246,3 +246,14 @@ def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, 
     login(client)
     row = re.search(rf'<tr id="batch-{numbers[0]}".*?</tr>', client.get("/batches").text, re.S).group(0)
     assert "…（详见批次详情）" in row and "<summary>详情</summary>" in row and "第 79 行" in row
+
+
+def test_a_quiet_year_still_shows_the_gaps_of_kinds_the_company_issues(app, client):
+    with app.app_context():
+        with write_transaction():
+            save_staged([_invoice(1, "100.00", "13.00", "113.00")], source="file", batch_id=None, error_goods=frozenset())
+        db.session.remove()
+    login(client)
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text
+    row = re.search(r"<tr><th>2023-05</th>.*?</tr>", page, re.S).group(0)
+    assert row.count("缺口</a>") == 1  # 数电票（普通发票）, issued in 2024: a real gap in 2023; nothing else shown

@@ -76,13 +76,19 @@ def coverage(tax_id: str, today: date, year: int | None = None) -> dict:
     return dict(grid)
 
 
-def issued_codes(grid: dict) -> list[str]:
-    """The kinds the grid's months hold or were ever synced for, in the grid's order.
+def issued_codes(tax_id: str, today: date, grid: dict, whole: bool) -> list[str]:
+    """The grid's kinds the company issued in the last five years, in the grid's order.
 
     Why: a company that never issues, say, 机动车销售统一发票 would otherwise see a whole column of
-    red 缺口; such kinds are left out unless the user asks for every kind."""
+    red 缺口; such kinds are left out unless the user asks for every kind. Judged over five years, so a
+    quiet year still shows the gaps of the kinds the company does issue; `whole` says the grid already
+    spans them (then no second query)."""
+    if whole:
+        ever = {code for cells in grid.values() for code, cell in cells.items() if cell["invoices"]}
+    else:
+        ever = {code for (_, code) in _counts(tax_id, coverage_months(today))}
     first = next(iter(grid.values()), {})
-    return [code for code in first if any(not cells[code]["gap"] for cells in grid.values())]
+    return [code for code in first if code in ever]
 
 
 def coverage_json(grid: dict) -> dict:

@@ -105,7 +105,7 @@ def coverage_page():
     grid = coverage(company.tax_id, now().date(), year)
     all_kinds = request.args.get("all_kinds") == "1"
     every = list(next(iter(grid.values()), {}))
-    codes = every if all_kinds else (issued_codes(grid) or every)  # nothing synced yet: every gap is real
+    codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
                            codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
                            kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=now().year)
