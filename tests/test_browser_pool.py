@@ -172,7 +172,8 @@ def test_second_leqi_download_the_same_day_waits_for_quota(page, live_server):
     row = submit(page, dialog)
     expect(page.locator("tr[id^=batch-]")).to_have_count(2)
     waiting = re.compile(r"乐企额度.*自动执行")
-    expect(column(page, row, "执行状态")).to_contain_text(waiting, timeout=FINISH_TIMEOUT)
+    queued = f"已排队，等待额度至 {date.today() + timedelta(days=1):%Y-%m-%d}"  # the row says until when
+    expect(column(page, row, "执行状态")).to_contain_text(queued, timeout=FINISH_TIMEOUT)
     expect(column(page, row, "执行状态")).to_contain_text("待同步")
 
     column(page, row, "导入批次号").get_by_role("link").click()

@@ -273,7 +273,7 @@ def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page
 
     page.get_by_label("购买方").fill("没有这个客户")
     expect(summary).to_contain_text("没有符合筛选条件的发票")
-    expect(table).to_contain_text("没有符合筛选条件的发票")
+    expect(table).to_contain_text("没有符合条件的发票")
 
 
 # no console errors, favicon, layout ----------------------------------------------------------------------------
