@@ -37,8 +37,12 @@ def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(m
     assert not TECHNICAL.search(summary)
 
 
-def test_a_plain_chinese_reason_is_shown_as_it_is():
-    message = "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请"
+@pytest.mark.parametrize("message", [
+    "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请",
+    "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
+    "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
+])
+def test_a_plain_chinese_reason_is_shown_as_it_is(message):
     assert plain_error(message) == (message, None)
 
 

@@ -40,8 +40,14 @@ _PLAIN = (
     (re.compile(r"^文件解析失败"), "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"),
     (re.compile(r"^解析结果无法写入服务器磁盘"), "服务器磁盘写入失败，请联系管理员处理后点击“重试”"),
 )
-_TECHNICAL = re.compile(r"（[^（）]*[A-Za-z]{2,}[^（）]*）")  # a bracketed aside holding code or English
+_ASIDE = re.compile(r"（[^（）]*）")
+_CODE_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Z]{15,20}(?![0-9A-Za-z])")  # tax IDs, invoice numbers: the user's own
 _ALLOWED_LATIN = re.compile(r"RPA|Excel|xlsx|MB|YYYY-MM|ID")
+
+
+def _is_technical(text: str) -> bool:
+    """English words or codes other than tax IDs, invoice numbers and the product's own terms."""
+    return re.search(r"[A-Za-z]{2,}", _ALLOWED_LATIN.sub("", _CODE_LIKE.sub("", text))) is not None
 
 
 def plain_error(message: str | None) -> tuple[str, str | None]:
@@ -59,8 +65,8 @@ def plain_error(message: str | None) -> tuple[str, str | None]:
             if attempts := _ATTEMPTS.search(message):
                 summary = summary.replace("，", f"（已自动重试 {attempts['n']} 次），", 1)
             return summary, message
-    summary = _TECHNICAL.sub("", message).strip()
-    if re.search(r"[A-Za-z]{2,}", _ALLOWED_LATIN.sub("", summary)):
+    summary = _ASIDE.sub(lambda aside: "" if _is_technical(aside.group(0)) else aside.group(0), message).strip()
+    if _is_technical(summary):
         summary = "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"
     return summary, (message if summary != message else None)
 
