@@ -163,3 +163,19 @@ def save_usage(channel: str, statuses: list[UsageStatus], at: datetime) -> int:
     return len(answered)
 
 
+
+
+def record_unanswered(subtask_id: int, queries: list[UsageQuery], statuses: list[UsageStatus], at: datetime) -> list[str]:
+    """Remember which queried invoices the bureau returned no usage status for, so the batch can list
+    them and each invoice's page can say it was asked but not answered (instead of 未获取).
+
+    Part of the transaction that saves the answers; returns the unanswered keys."""
+    answered = {s.key for s in statuses if s.vat_usage is not None or s.entry_status is not None}
+    missing = [q.key for q in queries if q.key not in answered]
+    if queries:
+        table = Invoice.__table__
+        db.session.execute(update(table).where(table.c.key == bindparam("k")).values(usage_queried_at=at),
+                           [{"k": q.key} for q in queries])
+    db.session.execute(update(Subtask).where(Subtask.id == subtask_id)
+                       .values(unanswered_keys="\n".join(missing) or None))
+    return missing

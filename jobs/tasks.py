@@ -273,7 +273,9 @@ def _usage(subtask: Subtask) -> Finish:
     statuses = sources.query_usage(batch, queries)
 
     def finish():
-        updated = sources.save_usage(batch.channel, statuses, now())
+        at = now()
+        updated = sources.save_usage(batch.channel, statuses, at)
+        sources.record_unanswered(subtask.id, queries, statuses, at)
         return len(queries), updated, 0
     return finish
 

@@ -261,7 +261,7 @@ def test_user_of_another_company_sees_none_of_the_demo_company(new_page, live_se
     expect(dialog.get_by_text("杭州示例科技有限公司")).to_have_count(0)
 
     page.goto("/pool")
-    expect(page.locator("#pool-table")).to_contain_text("没有符合条件的发票")
+    expect(page.locator("#pool-table")).to_contain_text("发票池中还没有发票")
     assert page.goto(f"/batches/{batch_no}").status == 404
     assert page.goto("/pool/24706900000000003120").status == 404
 

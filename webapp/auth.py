@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cache
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -102,7 +102,20 @@ def _require_login():
     """Every endpoint but the login page and static files needs a user."""
     if request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
         return None
+    if request.headers.get("HX-Request") == "true":
+        return _whole_page_to_login()
     return login_manager.unauthorized()
+
+
+def _whole_page_to_login():
+    """An htmx request after the session expired: send the whole page to the login (HX-Redirect), back to
+    the page the user was on afterwards, never a login form swapped into a table cell."""
+    flash("登录已过期，请重新登录", "error")
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    back = (current.path or "/") + (f"?{current.query}" if current.query else "")
+    response = current_app.make_response(('<p class="error" role="alert">登录已过期，请重新登录</p>', 401))
+    response.headers["HX-Redirect"] = url_for("auth.login", next=back)
+    return response
 
 
 def _security_headers(response):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from channels.invoice_types import DOWNLOAD_KINDS
 
@@ -30,12 +30,14 @@ def coverage_months(today: date, year: int | None = None) -> list[str]:
 
 def _counts(tax_id: str, months: list[str]) -> dict:
     """Invoices per (month, type code), with the newest sync and usage update of each cell."""
+    blue = Invoice.is_red.is_(False)  # usage status exists for positive invoices only: red ones are never asked
     rows = db.session.execute(
         select(Invoice.month, Invoice.type_code, func.count(), func.max(Invoice.synced_at),
-               func.max(Invoice.usage_updated_at), func.count(Invoice.usage_updated_at))
+               func.max(Invoice.usage_updated_at), func.count(case((blue, Invoice.usage_updated_at))),
+               func.count(case((blue, 1))))
         .where(Invoice.tax_id == tax_id, Invoice.month >= months[0], Invoice.month <= months[-1])
         .group_by(Invoice.month, Invoice.type_code))
-    return {(m, t): (n, synced, usage, with_usage) for m, t, n, synced, usage, with_usage in rows}
+    return {(m, t): (n, synced, usage, with_usage, positive) for m, t, n, synced, usage, with_usage, positive in rows}
 
 
 def _syncs(tax_id: str, months: list[str]) -> dict:
@@ -63,14 +65,30 @@ def coverage(tax_id: str, today: date, year: int | None = None) -> dict:
     grid: dict = defaultdict(dict)
     for month in months:
         for code in codes:
-            n, synced_at, usage_at, with_usage = counts.get((month, code), (0, None, None, 0))
+            n, synced_at, usage_at, with_usage, positive = counts.get((month, code), (0, None, None, 0, 0))
             candidates = [s for s in (syncs.get((month, code)), syncs.get((month, "*"))) if s]
             finished, source = max(candidates, key=lambda s: s[0]) if candidates else (None, None)
             grid[month][code] = {
                 "invoices": n, "last_synced": finished or synced_at, "source": source,
-                "usage_updated": usage_at, "with_usage": with_usage, "gap": n == 0 and finished is None,
+                "usage_updated": usage_at, "with_usage": with_usage, "positive": positive,
+                "gap": n == 0 and finished is None,
             }
     return dict(grid)
+
+
+def issued_codes(tax_id: str, today: date, grid: dict, whole: bool) -> list[str]:
+    """The grid's kinds the company issued in the last five years, in the grid's order.
+
+    Why: a company that never issues, say, 机动车销售统一发票 would otherwise see a whole column of
+    red 缺口; such kinds are left out unless the user asks for every kind. Judged over five years, so a
+    quiet year still shows the gaps of the kinds the company does issue; `whole` says the grid already
+    spans them (then no second query)."""
+    if whole:
+        ever = {code for cells in grid.values() for code, cell in cells.items() if cell["invoices"]}
+    else:
+        ever = {code for (_, code) in _counts(tax_id, coverage_months(today))}
+    first = next(iter(grid.values()), {})
+    return [code for code in first if code in ever]
 
 
 def coverage_json(grid: dict) -> dict:

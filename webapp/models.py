@@ -128,6 +128,7 @@ class Subtask(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime)  # a waiting subtask runs from then
     channel_ref: Mapped[str | None] = mapped_column(String(64))  # an RPA task in progress, polled again later
+    unanswered_keys: Mapped[str | None] = mapped_column(Text)  # usage: invoices the bureau returned nothing for, '\n'-joined
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch] = relationship(back_populates="subtasks")
@@ -224,6 +225,7 @@ class Invoice(db.Model):
     usage_channel: Mapped[str | None] = mapped_column(String(10))  # whose code set the codes use
     usage_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     red_lock: Mapped[bool | None] = mapped_column(Boolean)  # 红字锁定标识 from the last usage query
+    usage_queried_at: Mapped[datetime | None] = mapped_column(DateTime)  # last usage query, answered or not
 
     __table_args__ = (
         Index("ix_invoice_tax_id_month", "tax_id", "month"),

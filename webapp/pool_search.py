@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from decimal import Decimal
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Integer, Select, cast, func, or_, select
 
+from .extensions import db
 from .models import Batch, Invoice
 from .usage import entry_codes
 
@@ -61,19 +63,21 @@ def _day(text: str) -> datetime | None:
         return None
 
 
-def _companies(flt: PoolFilter, tax_ids: list[str]):
+def _companies(flt: PoolFilter, tax_ids: list[str], indexed: bool = True):
     """Which companies' invoices: one chosen company by its index; several without it, so the
-    database walks the index of the sort order and stops at the page instead of sorting them all."""
+    database walks the index of the sort order and stops at the page instead of sorting them all.
+    `indexed=False` keeps the company's index out of it altogether (see pool_totals)."""
+    column = Invoice.tax_id if indexed else Invoice.tax_id + ""
     if flt.tax_id in tax_ids:
-        return Invoice.tax_id == flt.tax_id
+        return column == flt.tax_id
     if len(tax_ids) == 1:
-        return Invoice.tax_id == tax_ids[0]
+        return column == tax_ids[0]
     return (Invoice.tax_id + "").in_(tax_ids)
 
 
-def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
+def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) -> Select:
     """The user's permitted invoices narrowed by the filter, in the chosen order."""
-    query = select(Invoice).where(_companies(flt, tax_ids))
+    query = select(Invoice).where(_companies(flt, tax_ids, company_index))
     if flt.q:
         query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
                                 _prefix(Invoice.digital_number, flt.q)))
@@ -104,3 +108,36 @@ def pool_query(flt: PoolFilter, tax_ids: list[str]) -> Select:
     if flt.batch_no:
         query = query.where(Invoice.batch_id.in_(select(Batch.id).where(Batch.batch_no == flt.batch_no)))
     return query.order_by(*SORTS.get(flt.sort, SORTS["issued_desc"]))
+
+
+def pool_totals(flt: PoolFilter, tax_ids: list[str]) -> dict:
+    """How many invoices the filter matches and their 金额, 税额 and 价税合计 sums, in one aggregate.
+
+    Asked apart from the page (the list shows at once, the sums follow), so the list stays as fast as
+    fetching one page whatever the pool's size; 价税合计 falls back to 金额 + 税额 where a source left it out.
+    """
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    columns = (Invoice.amount, Invoice.tax, func.coalesce(Invoice.total, Invoice.amount + Invoice.tax))
+    # Summing a whole company, SQLite reads its rows faster in table order than one by one through
+    # the company's index (at 1M invoices, a fifth of them one company's: 0.6 s against 1.8 s on this
+    # loaded 2-core machine); a date range or number still narrows by index.
+    narrow = not sqlite or bool(flt.date_from or flt.date_to or flt.q or flt.batch_no)
+    query = pool_query(flt, tax_ids, company_index=narrow).order_by(None).with_only_columns(
+        func.count(), *(_exact_sum(column, sqlite) for column in columns))
+    count, *sums = db.session.execute(query).one()
+    amount, tax, total = (_cents(value, sqlite) for value in sums)
+    return {"count": count or 0, "amount": amount, "tax": tax, "total": total}
+
+
+def _exact_sum(column, sqlite: bool):
+    """SUM to the cent: SQLite keeps NUMERIC as binary floats, so it adds whole cents as integers."""
+    if sqlite:
+        return func.sum(cast(func.round(column * 100), Integer))
+    return func.sum(column)
+
+
+def _cents(value, sqlite: bool) -> Decimal:
+    """A sum back as a Decimal amount (SQLite's is in cents)."""
+    if value is None:
+        return Decimal("0.00")
+    return (Decimal(value) / 100 if sqlite else Decimal(value)).quantize(Decimal("0.01"))

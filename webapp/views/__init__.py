@@ -7,6 +7,7 @@ from flask import request
 ERRORS = {
     400: "请求无效（表单可能已过期），请刷新页面后重试",
     403: "您没有权限访问此页面",
+    409: "操作与数据的当前状态冲突（可能刚被他人或后台任务改变），请刷新页面查看最新状态后再试",
     404: "页面或数据不存在，或您没有查看它的权限",
     500: "服务器内部错误，请稍后重试；若反复出现请联系管理员",
 }
@@ -45,12 +46,19 @@ def init_app(app) -> None:
 
     app.jinja_env.globals["usage_label"] = lambda invoice: usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
     app.jinja_env.filters["merge_query"] = merge_query
+    from webapp import batch_facts
+    from webapp.numbers import exact_number, money, thousands
+
+    app.jinja_env.filters.update(thousands=thousands, money=money, exact_number=exact_number)
+    app.jinja_env.globals.update(mismatch=batch_facts.mismatch, waiting_text=batch_facts.waiting_text,
+                                 plain_error=batch_facts.plain_error, periods_text=batch_facts.periods_text)
     app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
                                  CHANNELS=CHANNELS, SOURCES=SOURCES, DATA_TYPES=DATA_TYPES, subtask_label=subtask_label)
 
     @app.errorhandler(400)
     @app.errorhandler(403)
     @app.errorhandler(404)
+    @app.errorhandler(409)
     @app.errorhandler(500)
     def error_page(error):
         """Errors in the user's language; a partial for htmx, a page otherwise."""
@@ -61,6 +69,18 @@ def init_app(app) -> None:
         if request.headers.get("HX-Request") == "true":
             return f'<p class="error" role="alert">{text}</p>', code
         return render_template("error.html", code=code, text=text), code
+
+    from flask_wtf.csrf import CSRFError
+
+    @app.errorhandler(CSRFError)
+    def csrf_expired(_error):
+        """An expired or missing CSRF token: the page is stale, and the user is told to reload it."""
+        from flask import render_template
+
+        text = "页面已过期（安全校验失效），请刷新页面后重试"
+        if request.headers.get("HX-Request") == "true":
+            return f'<p class="error" role="alert" data-reload="yes">{text}</p>', 400
+        return render_template("error.html", code=400, text=text), 400
 
     @app.errorhandler(413)
     def too_large(_error):

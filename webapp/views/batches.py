@@ -6,14 +6,14 @@ import json
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
-from openpyxl import Workbook
-from sqlalchemy import case, func, select
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from wtforms import RadioField, SelectField, SelectMultipleField, StringField
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -26,13 +26,17 @@ from webapp.batches import (ACTIVE_SUBTASK, BATCH_STATUS, CHANNELS, DATA_TYPES, 
                             create_download_batches, create_file_batch, leqi_note, missing_prerequisites,
                             months_before_leqi, months_between,
                             period_limits, retry, retry_plan, subtask_label, terminate)
+from webapp.batch_facts import RUNNING_BATCH, created_notice, page_facts, unanswered_keys
 from webapp.extensions import db
-from webapp.models import Batch, Company, Subtask
+from webapp.models import Batch, Company
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
 
 from . import wants_partial
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
+POLL_SECONDS = 2  # while a month runs or is about to
+POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
 
 
 class MultiCheckbox(SelectMultipleField):
@@ -378,22 +382,46 @@ def _filtered_batches():
         except ValueError:
             continue
         query = query.where(getattr(Batch.created_at, op)(day + timedelta(days=1) if name == "date_to" else day))
-    return query.order_by(Batch.created_at.desc(), Batch.id.desc())
+    return query.options(joinedload(Batch.org)).order_by(Batch.created_at.desc(), Batch.id.desc())
 
 
-def _progress(batch_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Done and total subtasks per batch, in one query for the whole page."""
-    done = func.sum(case((Subtask.status.in_(("succeeded", "failed", "terminated")), 1), else_=0))
-    rows = db.session.execute(select(Subtask.batch_id, done, func.count()).where(Subtask.batch_id.in_(batch_ids))
-                              .group_by(Subtask.batch_id)).all()
-    return {batch_id: (int(d or 0), n) for batch_id, d, n in rows}
+def _page_context(batches: list[Batch], message: str | None = None) -> dict:
+    """What the rows need beyond the batches: their subtasks' facts (two queries for the page), and
+    which of them still run, for the page's one poller."""
+    facts = page_facts([b.id for b in batches])
+    live = [b for b in batches if b.status in RUNNING_BATCH]
+    busy = any(b.status == "preprocessing" or facts[b.id].counts.get("running") or facts[b.id].counts.get("pending")
+               for b in live)
+    created_nos = [n for n in _created_arg().split("、") if n]
+    return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
+            "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
+            "notice": _created_notice(created_nos)}
+
+
+def _created_arg() -> str:
+    """The batches the page was opened for after 导入 (?created=…), also when an htmx action on the
+    page (终止, 重试, a filter) asks: then it is in the page's own address."""
+    if request.values.get("created"):
+        return request.values["created"]
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return (parse_qs(current.query).get("created") or [""])[0]
+
+
+def _created_notice(batch_nos: list[str]) -> list[tuple[str, str, str]]:
+    """The notice after 导入, as the created batches stand now (never a stale 正在执行)."""
+    if not batch_nos:
+        return []
+    batches = list(db.session.scalars(select(Batch).where(
+        Batch.batch_no.in_(batch_nos), Batch.company_id.in_(permitted_company_ids(current_user)))))
+    batches.sort(key=lambda b: batch_nos.index(b.batch_no))
+    return created_notice(batches, page_facts([b.id for b in batches]))
 
 
 def _table_context(message: str | None = None) -> dict:
-    """The current page of batches with their progress, for the table partial."""
+    """The current page of batches with their facts, for the table partial."""
     page = max(request.values.get("page", 1, type=int), 1)
     pagination = db.paginate(_filtered_batches(), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
-    return {"pagination": pagination, "progress": _progress([b.id for b in pagination.items]), "message": message}
+    return {"pagination": pagination, **_page_context(pagination.items, message)}
 
 
 def _render_table(message: str | None = None):
@@ -406,23 +434,37 @@ def index():
     """历史发票数据同步: the batch list; htmx filter changes swap only the table."""
     if wants_partial("batch-table"):
         return _render_table()
-    return render_template("batches/index.html", companies=permitted_companies(current_user),
-                           created=request.args.get("created"), **_table_context())
+    return render_template("batches/index.html", companies=permitted_companies(current_user), **_table_context())
+
+
+@bp.route("/live")
+def live():
+    """The page's one poll: the rows that were still running and have changed since the page last saw
+    them (`nos` carries each row's signature), swapped out of band, the notice, and the poller itself
+    again while something still runs (a page with nothing running stops asking)."""
+    shown = dict(item.partition(".")[::2] for item in request.args.get("nos", "").split(",")[:MAX_LIVE_ROWS] if item)
+    batches = list(db.session.scalars(select(Batch).options(joinedload(Batch.org)).where(
+        Batch.batch_no.in_(list(shown)), Batch.company_id.in_(permitted_company_ids(current_user)))))
+    batches.sort(key=lambda b: list(shown).index(b.batch_no))
+    context = _page_context(batches)
+    changed = [b for b in batches if context["facts"][b.id].signature(b) != shown[b.batch_no]]
+    return render_template("batches/_live.html", batches=changed, **context)
 
 
 @bp.route("/<batch_no>/row")
 def row(batch_no):
-    """One list row, re-requested by itself every few seconds while its batch runs."""
+    """One list row as it stands now."""
     batch = batch_for(current_user, batch_no)
-    return render_template("batches/_row.html", batch=batch, progress=_progress([batch.id]))
+    return render_template("batches/_row.html", batch=batch, facts=page_facts([batch.id]))
 
 
 @bp.route("/<batch_no>")
 def detail(batch_no):
-    """The batch detail: one row per month subtask."""
+    """The batch detail: one row per month subtask, what went wrong and what the bureau left unanswered."""
     batch = batch_for(current_user, batch_no)
     template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
-    return render_template(template, batch=batch, error_rows=error_rows(batch))
+    return render_template(template, batch=batch, error_rows=error_rows(batch), facts=page_facts([batch.id]),
+                           unanswered=unanswered_keys(batch.id) if batch.data_type == "usage" else [])
 
 
 ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
@@ -436,6 +478,8 @@ def error_rows(batch: Batch) -> list[dict]:
 @bp.route("/<batch_no>/errors.xlsx")
 def error_list(batch_no):
     """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
+    from openpyxl import Workbook  # deferred: openpyxl costs start-up time
+
     from webapp.export import safe_text
 
     batch = batch_for(current_user, batch_no)

@@ -10,14 +10,14 @@ from markupsafe import Markup
 from flask_login import current_user
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
-from webapp.batches import CHANNELS
+from webapp.batches import BATCH_STATUS, CHANNELS
 from webapp.clock import now
-from webapp.coverage import coverage
+from webapp.coverage import coverage, issued_codes
 from webapp.extensions import db
 from webapp.models import Batch
 from webapp.permissions import company_for, permitted_companies
 from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
-from webapp.pool_search import INVOICE_STATUSES, PoolFilter, pool_query
+from webapp.pool_search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.usage import ENTRY_LABELS, VAT_USAGE
 
 from . import wants_partial
@@ -47,6 +47,16 @@ def index():
     return render_template("pool/index.html", companies=permitted_companies(current_user), kinds=TYPE_NAMES,
                            statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_labels=ENTRY_LABELS,
                            **context)
+
+
+@bp.route("/summary")
+def summary():
+    """共 N 张 and the sums of 金额, 税额, 价税合计 for the filter, with the page count; loaded after the list."""
+    flt = PoolFilter.from_args(request.args)
+    totals = pool_totals(flt, _permitted_tax_ids())
+    size = current_app.config["PAGE_SIZE"]
+    return render_template("pool/_summary.html", flt=flt, totals=totals, pages=max(1, -(-totals["count"] // size)),
+                           page=max(request.args.get("page", 1, type=int), 1), filtered=bool(flt.as_args()))
 
 
 @bp.route("/export")
@@ -92,7 +102,11 @@ def coverage_page():
         abort(404)
     year = request.args.get("year", type=int)
     grid = coverage(company.tax_id, now().date(), year)
+    all_kinds = request.args.get("all_kinds") == "1"
+    every = list(next(iter(grid.values()), {}))
+    codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
+                           codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
                            kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=now().year)
 
 
@@ -108,7 +122,15 @@ def detail(key):
     reds = red_invoices_of(invoice)
     readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
     return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
-                           readiness=readiness, channels=CHANNELS)
+                           readiness=readiness, channels=CHANNELS, unanswered_at=_unanswered_at(invoice))
+
+
+def _unanswered_at(invoice) -> str | None:
+    """When the bureau was last asked this invoice's usage and said nothing (None: answered or never asked)."""
+    asked, answered = invoice.usage_queried_at, invoice.usage_updated_at
+    if asked is None or (answered is not None and answered >= asked):
+        return None
+    return asked.strftime("%Y-%m-%d %H:%M")
 
 
 @bp.route("/<key>/refresh-usage", methods=["POST"])
@@ -129,6 +151,27 @@ def refresh_usage(key):
                                           months=[invoice.month], type_codes=[])
     except SourceRejected as exc:
         return Markup('<span class="error">{}</span>').format(str(exc))
+    return _usage_progress(key, batch)
+
+
+def _usage_progress(key: str, batch) -> Markup:
+    """The 获取用途状态 notice, which asks again every 2 s until its batch ends (then the page reloads)."""
     link = url_for("batches.detail", batch_no=batch.batch_no)
-    return Markup('<span class="note">已创建用途状态获取任务 <a href="{}">{}</a>，完成后刷新本页查看</span>').format(
-        link, batch.batch_no)
+    poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
+    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-target="this" hx-swap="outerHTML">'
+                  '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
+        poll, link, batch.batch_no, BATCH_STATUS[batch.status])
+
+
+@bp.route("/<key>/usage-batch/<batch_no>")
+def usage_batch(key, batch_no):
+    """Whether the invoice's usage batch has ended: then the whole page reloads with the new status."""
+    from webapp.batches import FINISHED_BATCH
+    from webapp.permissions import batch_for
+
+    batch = batch_for(current_user, batch_no)
+    if batch.status in FINISHED_BATCH:
+        response = current_app.make_response(("", 200))
+        response.headers["HX-Refresh"] = "true"
+        return response
+    return _usage_progress(key, batch)

@@ -1,0 +1,156 @@
+"""`python -m tests.bench_screens [INVOICES] [BATCHES]`: what the screens cost at scale, as JSON.
+
+- The pool list and its summary (count and sums of 金额/税额/价税合计) at INVOICES invoices (default
+  1,000,000, the headers of tests/bench.py's generator), for each typical filter.
+- The batch list at BATCHES batches (default 10,000) of 12 months each, of which 50 are running:
+  the page, the filter partial and the page's one poll (issue 11 item 6: p95 < 30 ms), both when no
+  running row changed and when every one did (all re-rendered).
+
+SQLite by default; BENCH_DATABASE_URL runs it on PostgreSQL (an empty database: its tables are dropped).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from .bench import POOL_QUERIES, _synthetic_pool
+
+RUNNING = 50
+REPEATS = 20
+
+
+def _timed(client, url: str, headers: dict | None = None) -> dict:
+    """Median and p95 milliseconds of REPEATS requests (after one warm-up)."""
+    client.get(url, headers=headers)
+    samples = []
+    for _ in range(REPEATS):
+        began = time.perf_counter()
+        response = client.get(url, headers=headers)
+        samples.append((time.perf_counter() - began) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    samples.sort()
+    return {"median_ms": round(statistics.median(samples), 1), "p95_ms": round(samples[int(0.95 * len(samples)) - 1], 1)}
+
+
+def _app(folder: Path):
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from webapp import create_app
+    from webapp.accounts import seed_demo
+    from webapp.extensions import db
+    from webapp.transactions import write_transaction
+
+    url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'screens.db'}")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False})
+    with app.app_context():
+        if url.startswith("postgresql"):
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade()
+        with write_transaction():
+            seed_demo()
+    return app
+
+
+def load_pool(app, count: int) -> list[str]:
+    """COUNT invoices over the demo company and four more, all granted to caiwu."""
+    from sqlalchemy import select
+
+    from webapp.accounts import save_company
+    from webapp.extensions import db
+    from webapp.models import Company, Org, User
+    from webapp.pool import refresh_statistics, save_staged
+    from webapp.transactions import write_transaction
+
+    with app.app_context():
+        with write_transaction():
+            org = db.session.scalar(select(Org))
+            others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
+            user = db.session.scalar(select(User).filter_by(username="caiwu"))
+            user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
+        rows = _synthetic_pool(count, ["91330100MA2H4K7Q1X", *others])
+        while chunk := [row for _, row in zip(range(50_000), rows)]:
+            with write_transaction():
+                save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
+        refresh_statistics()
+    return others
+
+
+def load_batches(app, count: int) -> None:
+    """COUNT download batches of 12 monthly subtasks; the newest RUNNING are running."""
+    from sqlalchemy import insert, select
+
+    from webapp.extensions import db
+    from webapp.models import Batch, Company, Subtask, User
+    from webapp.transactions import write_transaction
+
+    with app.app_context():
+        user = db.session.scalar(select(User).filter_by(username="caiwu"))
+        company = db.session.scalar(select(Company).filter_by(tax_id="91330100MA2H4K7Q1X"))
+        start = datetime(2026, 1, 1)
+        for offset in range(0, count, 2000):
+            with write_transaction():
+                batches = [{"batch_no": f"B{n:019d}", "org_id": user.org_id, "company_id": company.id,
+                            "tax_id": company.tax_id, "seller_name": company.name, "data_type": "invoices",
+                            "method": "download", "channel": "rpa", "kinds": "全部", "type_codes": "",
+                            "status": "syncing" if n >= count - RUNNING else "succeeded", "total": 1200,
+                            "success": 1200, "filtered_lines": 0, "creator_name": "caiwu", "created_by_id": user.id,
+                            "created_at": start + timedelta(minutes=n)} for n in range(offset, min(count, offset + 2000))]
+                db.session.execute(insert(Batch), batches)
+                ids = dict(db.session.execute(select(Batch.batch_no, Batch.id).where(
+                    Batch.batch_no.in_([b["batch_no"] for b in batches]))).all())
+                subtasks = []
+                for b in batches:
+                    live = b["status"] == "syncing"
+                    for month in range(1, 13):
+                        status = ("running" if month == 1 else "pending") if live and month <= 6 else "succeeded"
+                        subtasks.append({"batch_id": ids[b["batch_no"]], "period": f"2025-{month:02d}", "status": status,
+                                         "total": 100, "success": 100 if status == "succeeded" else 0,
+                                         "filtered_lines": 0, "attempts": 0})
+                db.session.execute(insert(Subtask), subtasks)
+        from webapp.pool import refresh_statistics
+
+        refresh_statistics()
+
+
+def main() -> None:
+    invoices = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    batches = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+    with tempfile.TemporaryDirectory() as tmp:
+        app = _app(Path(tmp))
+        began = time.perf_counter()
+        others = load_pool(app, invoices)
+        load_batches(app, batches)
+        loaded = time.perf_counter() - began
+        client = app.test_client()
+        client.post("/login", data={"username": "caiwu", "password": "caiwu123"})
+        partial = {"HX-Request": "true", "HX-Target": "pool-table"}
+        queries = {**POOL_QUERIES, "one company": f"/pool?tax_id={others[0]}"}
+        pool = {name: {"list": _timed(client, url, partial),
+                       "summary": _timed(client, url.replace("/pool", "/pool/summary", 1), {"HX-Request": "true"})}
+                for name, url in queries.items()}
+        page = client.get("/batches").text
+        import re
+
+        poll = re.search(r'id="batch-poll" hidden hx-get="([^"]+)"', page).group(1).replace("&amp;", "&")
+        batch_list = {
+            "running_rows_on_page": poll.count(",") + 1,
+            "page": _timed(client, "/batches"),
+            "filter_partial": _timed(client, "/batches?status=syncing", {"HX-Request": "true", "HX-Target": "batch-table"}),
+            "poll": _timed(client, poll, {"HX-Request": "true"}),
+            "poll_every_row_changed": _timed(client, re.sub(r"\.[0-9a-f]{8}", ".stale000", poll), {"HX-Request": "true"}),
+        }
+    print(json.dumps({"invoices": invoices, "batches": batches, "running": RUNNING, "load_s": round(loaded, 1),
+                      "database": "postgresql" if os.environ.get("BENCH_DATABASE_URL") else "sqlite",
+                      "pool": pool, "batch_list": batch_list}, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Issue 8 part 2 and issue 11 item 6 without a browser: plain failure reasons, exact numbers, the batch
+list's one poll and fixed number of queries, pool sums to the cent, the coverage ratio, expired sessions."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event, select
+
+from webapp.batch_facts import page_facts, plain_error
+from webapp.extensions import db
+from webapp.numbers import exact_number, money, thousands
+from webapp.pool import save_staged
+from webapp.transactions import write_transaction
+
+from .conftest import DEMO_TAX_ID, login
+
+TECHNICAL = re.compile(r"HTTP|[A-Za-z]{3,}Error|Timeout|JSON|\d{3}\b")
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）", "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
+    ("RPA：请求超时", "连接RPA超时，请稍后点击“重试”"),
+    ("乐企：无法连接服务（ConnectError）（已尝试 5 次，服务仍不可用，请稍后重试）", "无法连接乐企服务（已自动重试 5 次），请稍后重试；若一直如此，请联系管理员检查网络"),
+    ("乐企：接口返回 HTTP 401，请检查通道地址和凭证配置", "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
+    ("RPA：返回内容不是有效的 JSON，请检查通道地址配置", "RPA返回的数据无法识别，请联系管理员检查通道配置"),
+    ("内部错误：KeyError，详情见服务器日志", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
+    ("文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"),
+    ("something went wrong", "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"),
+])
+def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(message, shown):
+    summary, detail = plain_error(message)
+    assert summary == shown
+    assert detail == message
+    assert not TECHNICAL.search(summary)
+
+
+@pytest.mark.parametrize("message", [
+    "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请",
+    "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
+    "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
+])
+def test_a_plain_chinese_reason_is_shown_as_it_is(message):
+    assert plain_error(message) == (message, None)
+
+
+@pytest.mark.parametrize("stored, shown", [
+    ("2199.5841666666665", "2199.58416666667"), ("0.30000000000000004", "0.3"), ("12", "12"),
+    ("1.50", "1.50"), ("0.000001", "0.000001"), (None, ""), ("123456789012345678", "123456789012346000"),
+])
+def test_quantities_and_unit_prices_show_as_the_source_wrote_them(stored, shown):
+    assert exact_number(stored) == shown
+
+
+def test_amounts_and_counts_carry_thousands_separators():
+    assert money("1234567.8") == "1,234,567.80" and money(Decimal("-26")) == "-26.00"
+    assert thousands(2454) == "2,454" and thousands(None) == ""
+
+
+# the batch list: one poll, fixed queries ------------------------------------------------------------------
+
+def _batches(app, count: int, running: int) -> list[str]:
+    """`count` download batches of two months each, the first `running` still running."""
+    from webapp.batches import new_batch_no
+    from webapp.models import Batch, Company, Subtask, User
+
+    with app.app_context():
+        with write_transaction():
+            user = db.session.scalar(select(User).filter_by(username="caiwu"))
+            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+            numbers = []
+            for n in range(count):
+                live = n < running
+                batch = Batch(batch_no=f"{new_batch_no()}{n:04d}", org_id=user.org_id, company_id=company.id,
+                              tax_id=company.tax_id, seller_name=company.name, data_type="invoices", method="download",
+                              channel="rpa", kinds="全部", status="syncing" if live else "succeeded", total=5, success=5,
+                              created_by_id=user.id, creator_name="caiwu", created_at=datetime(2026, 1, 1, 0, 0, n % 60))
+                db.session.add(batch)
+                db.session.flush()
+                db.session.add_all([Subtask(batch_id=batch.id, period="2024-01", status="running" if live else "succeeded"),
+                                    Subtask(batch_id=batch.id, period="2024-02", status="pending" if live else "succeeded",
+                                            total=5, success=5)])
+                numbers.append(batch.batch_no)
+        db.session.remove()
+    return numbers
+
+
+def _count_queries(app, call) -> tuple[object, int]:
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        return call(), len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_batch_list_polls_once_per_page_and_its_queries_do_not_grow_with_rows(app, client):
+    """Running rows are refreshed by one poller for the page; the list costs the same few queries for 2
+    rows as for 20 (no lazy loading per row); with nothing running there is no poller."""
+    login(client)
+    _batches(app, 2, running=0)
+    page, few = _count_queries(app, lambda: client.get("/batches"))
+    assert 'hx-trigger="every' not in page.text  # nothing runs: nothing polls
+    _batches(app, 18, running=5)
+    page, many = _count_queries(app, lambda: client.get("/batches"))
+    assert many == few
+    assert page.text.count('hx-trigger="every') == 1
+    poll = re.search(r'id="batch-poll" hidden hx-get="([^"]+)"', page.text).group(1).replace("&amp;", "&")
+    live, queries = _count_queries(app, lambda: client.get(poll, headers={"HX-Request": "true"}))
+    assert live.text.count('hx-swap-oob="true"') == 1  # nothing changed: only the notice, no row
+    assert live.text.count('hx-trigger="every 2s"') == 1
+    assert queries <= 8
+    _finish_one_month(app, page.text)
+    live = client.get(poll, headers={"HX-Request": "true"})
+    assert live.text.count('hx-swap-oob="true"') == 1 + 1  # the row that moved on, and the notice
+    assert "1/2 个月份成功" in live.text
+
+
+def _finish_one_month(app, page: str) -> None:
+    """The first running row's running month succeeds, as the worker would leave it."""
+    from webapp.batches import refresh_batch
+    from webapp.models import Batch, Subtask
+
+    number = re.search(r'nos=([^.&"]+)\.', page).group(1)
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=number))
+            db.session.execute(Subtask.__table__.update().where(Subtask.batch_id == batch.id, Subtask.status == "running")
+                               .values(status="succeeded", total=5, success=5))
+            refresh_batch(batch.id)
+        db.session.remove()
+
+
+def test_poll_stops_when_the_page_has_nothing_left_running(app, client):
+    login(client)
+    [number] = _batches(app, 1, running=1)
+    from webapp.models import Batch
+
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=number))
+            for subtask in batch.subtasks:
+                subtask.status = "succeeded"
+            batch.status = "succeeded"
+        db.session.remove()
+    live = client.get(f"/batches/live?nos={number}&created={number}", headers={"HX-Request": "true"})
+    assert 'id="batch-poll" hidden>' in live.text and "hx-trigger" not in live.text
+    assert f"已创建导入批次 {number}：全部执行成功" in live.text
+
+
+def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
+    from webapp.batch_facts import mismatch
+    from webapp.models import Batch
+
+    numbers = _batches(app, 1, running=1)
+    with app.app_context():
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
+        batch.total, batch.success = 5, 0
+        facts = page_facts([batch.id])[batch.id]
+        assert facts.counts == {"running": 1, "pending": 1}
+        assert facts.hover() == "执行中 1 · 待执行 1（共 2 个月份）"
+        assert mismatch(batch, facts) == ["还有 2 个月份未执行完成"]
+
+
+# the pool: sums, empty results ------------------------------------------------------------------------------
+
+def _invoice(n: int, amount: str, tax: str, total: str | None, buyer: str = "合计客户"):
+    key = f"2405{n:016d}"
+    return ((key, DEMO_TAX_ID, "杭州示例科技有限公司", None, None, key, "91110000000000000X", buyer,
+             f"2024-05-{n % 28 + 1:02d} 09:00:00.000000", "2024-05", amount, tax, total, "电子发票服务平台",
+             "数电发票（普通发票）", "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
+
+
+def test_pool_summary_counts_and_sums_to_the_cent(app, client):
+    """Many cents that binary floats cannot hold add up exactly; 价税合计 falls back to 金额 + 税额."""
+    staged = [_invoice(n, "0.10", "0.01", "0.11") for n in range(1, 1001)]
+    staged += [_invoice(2000, "1234567.89", "160493.83", None), _invoice(2001, "-200.00", "-26.00", "-226.00")]
+    with app.app_context():
+        with write_transaction():
+            save_staged(staged, source="file", batch_id=None, error_goods=frozenset())
+        db.session.remove()
+    login(client)
+    text = client.get("/pool/summary?buyer=合计客户", headers={"HX-Request": "true"}).text
+    assert "共 <b class=\"count\">1,002</b> 张发票，第 1 / 51 页" in text
+    assert '<b class="sum-amount">1,234,467.89</b>' in text
+    assert '<b class="sum-tax">160,477.83</b>' in text
+    assert '<b class="sum-total">1,394,945.72</b>' in text
+    nothing = client.get("/pool/summary?buyer=无此客户", headers={"HX-Request": "true"}).text
+    assert "没有符合筛选条件的发票" in nothing
+
+
+def test_coverage_counts_usage_of_positive_invoices_and_hides_kinds_never_issued(app, client):
+    from webapp.models import Invoice
+
+    with app.app_context():
+        with write_transaction():
+            save_staged([_invoice(1, "100.00", "13.00", "113.00"), _invoice(2, "-100.00", "-13.00", "-113.00")],
+                        source="file", batch_id=None, error_goods=frozenset())
+            db.session.execute(Invoice.__table__.update().where(Invoice.key == "24050000000000000001")
+                               .values(usage_updated_at=datetime(2024, 6, 1), vat_usage="0"))
+        db.session.remove()
+    login(client)
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
+    row = re.search(r"<tr><th>2024-05</th>.*?</tr>", page, re.S).group(0)
+    assert '<td class="usage-ratio">1/1</td>' in row  # the red invoice has no usage status to fetch
+    assert "缺口" not in row  # 数电票（普通发票） is the only kind issued: no other column
+    assert "未显示" in page
+    every = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024&all_kinds=1").text
+    assert "缺口" in re.search(r"<tr><th>2024-05</th>.*?</tr>", every, re.S).group(0)
+
+
+# sessions and CSRF -------------------------------------------------------------------------------------------
+
+def test_an_htmx_request_without_a_session_sends_the_whole_page_to_the_login(client):
+    response = client.get("/batches?status=failed", headers={"HX-Request": "true", "HX-Target": "batch-table",
+                                                             "HX-Current-URL": "http://x/batches?status=failed"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login?next=/batches?status%3Dfailed"
+    assert "<form" not in response.text
+
+
+def test_an_expired_csrf_token_says_to_reload_the_page(app, client):
+    app.config["WTF_CSRF_ENABLED"] = True
+    login_response = client.get("/login")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_response.text).group(1)
+    client.post("/login", data={"username": "caiwu", "password": "caiwu123", "csrf_token": token})
+    response = client.post("/batches/terminate", data={"batch_no": "x"},
+                           headers={"HX-Request": "true", "X-CSRFToken": "expired"})
+    assert response.status_code == 400
+    assert "页面已过期" in response.text
+
+
+def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, client):
+    from webapp.models import Batch
+
+    numbers = _batches(app, 1, running=0)
+    long_error = "；".join(f"工作表“信息汇总表”第 {n} 行“金额”为空" for n in range(60, 80))
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
+            batch.status, batch.error, batch.method = "failed", long_error, "file"
+            for subtask in batch.subtasks:
+                db.session.delete(subtask)
+        db.session.remove()
+    login(client)
+    row = re.search(rf'<tr id="batch-{numbers[0]}".*?</tr>', client.get("/batches").text, re.S).group(0)
+    assert "…（详见批次详情）" in row and "<summary>详情</summary>" in row and "第 79 行" in row
+
+
+def test_a_quiet_year_still_shows_the_gaps_of_kinds_the_company_issues(app, client):
+    with app.app_context():
+        with write_transaction():
+            save_staged([_invoice(1, "100.00", "13.00", "113.00")], source="file", batch_id=None, error_goods=frozenset())
+        db.session.remove()
+    login(client)
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text
+    row = re.search(r"<tr><th>2023-05</th>.*?</tr>", page, re.S).group(0)
+    assert row.count("缺口</a>") == 1  # 数电票（普通发票）, issued in 2024: a real gap in 2023; nothing else shown
