@@ -58,11 +58,6 @@ def queue_reachable() -> bool:
     return reachable
 
 
-def init_app(app) -> None:
-    """Let every page know whether the queue is reachable (templates/base.html shows a notice)."""
-    app.context_processor(lambda: {"queue_unreachable": not queue_reachable()})
-
-
 def wait_for_redis(stop, logger: logging.Logger) -> bool:
     """Block until the queue's Redis answers (True) or ``stop`` is set (False).
 

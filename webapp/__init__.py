@@ -24,10 +24,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     views.init_app(app)
     cli.init_app(app)
 
-    from jobs import queue  # the notice every page shows while the queue's Redis is unreachable
-
-    queue.init_app(app)
+    app.context_processor(_queue_notice)
     return app
+
+
+def _queue_notice() -> dict:
+    """Every page says so while the queue's Redis is unreachable (templates/base.html). Imported on
+    first render, not at start: RQ and Redis cost every CLI command start-up time."""
+    from jobs.queue import queue_reachable
+
+    return {"queue_unreachable": not queue_reachable()}
 
 
 def _root():

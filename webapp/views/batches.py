@@ -280,10 +280,22 @@ def _sandbox_note() -> str | None:
         return None
     from channels.sandbox import known_companies
 
+    companies = known_companies(config["SANDBOX_DB"])
+    companies = [c for c in companies if c["tax_id"] not in _registered_elsewhere([c["tax_id"] for c in companies])]
+    if not companies:
+        return "当前连接的是沙箱税局，只能下载沙箱税号的发票"
     known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
                                                       else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
-                     for c in known_companies(config["SANDBOX_DB"]))
+                     for c in companies)
     return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
+
+
+def _registered_elsewhere(tax_ids: list[str]) -> set[str]:
+    """Of these tax IDs, those registered as companies the user may not see: naming them would tell
+    the user another org's (or an ungranted) company."""
+    registered = set(db.session.scalars(select(Company.tax_id).where(Company.tax_id.in_(tax_ids))))
+    visible = {c.tax_id for c in permitted_companies(current_user)}
+    return registered - visible
 
 
 def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
