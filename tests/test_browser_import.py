@@ -99,7 +99,7 @@ def test_a_file_with_bad_rows_lists_them_on_the_batch_page_and_as_xlsx(page, tmp
     rows = section.locator("tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text(re.compile("发票基础信息\\s*2\\s*开票日期\\s*上周三\\s*不是日期"))
-    expect(rows.nth(1)).to_contain_text(re.compile("信息汇总表\\s*3\\s*金额\\s*两元\\s*不是金额"))
+    expect(rows.nth(1)).to_contain_text(re.compile("信息汇总表\\s*3\\s*金额\\s*两元\\s*不是数字"))
     with page.expect_download() as download:
         section.get_by_role("link", name="下载错误清单（xlsx）").click()
     path = tmp_path / "errors.xlsx"

@@ -719,7 +719,7 @@ def test_at_most_a_hundred_bad_rows_are_listed_but_all_are_counted(tmp_path):
 
 
 @pytest.mark.parametrize("cell, why", [
-    (1e20, "超出金额范围"), ("1e400", "超出金额范围"), ("-3e16", "超出金额范围"), ("NaN", "不是金额"),
+    (1e20, "超出金额范围"), ("1e400", "超出金额范围"), ("-3e16", "超出金额范围"), ("NaN", "不是数字"),
 ])
 def test_amounts_beyond_what_the_pool_keeps_are_named(tmp_path, cell, why):
     path = tmp_path / "huge-amount.xlsx"
