@@ -28,6 +28,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
 from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
+from webapp.summary import refresh_summaries
 from webapp.transactions import write_transaction
 
 from . import queue, sources
@@ -344,10 +345,23 @@ def run_subtask(subtask_id: int) -> None:
         return
     if batch.status in FINISHED_BATCH:
         refresh_statistics()
+        _precompute_summaries()
         if batch.method == "file":
             _start_next_file_batch(batch)
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
+
+
+def _precompute_summaries() -> None:
+    """销项汇总 of the months this batch touched, summed now rather than at the first view.
+
+    The batch has already ended: a failure here only leaves the first view to sum them itself.
+    """
+    try:
+        refresh_summaries()
+    except Exception:
+        db.session.rollback()
+        log.exception("销项汇总 precompute failed; the page will sum the months when viewed")
 
 
 def release_waiting(at: datetime) -> list[Subtask]:
