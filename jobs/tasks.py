@@ -313,6 +313,8 @@ def _end(subtask_id: int, batch_id: int, **values) -> None:
         batch = refresh_batch(batch_id)
     if batch.method == "file" and batch.status in FINISHED_BATCH:
         _start_next_file_batch(batch)
+    if batch.status in FINISHED_BATCH:  # e.g. 部分成功: the months written before this one
+        _precompute_summaries()
 
 
 def run_subtask(subtask_id: int) -> None:
@@ -345,11 +347,12 @@ def run_subtask(subtask_id: int) -> None:
         return
     if batch.status in FINISHED_BATCH:
         refresh_statistics()
-        _precompute_summaries()
         if batch.method == "file":
             _start_next_file_batch(batch)
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
+    if batch.status in FINISHED_BATCH:
+        _precompute_summaries()  # last: the company's next file batch need not wait for the sums
 
 
 def _precompute_summaries() -> None:
