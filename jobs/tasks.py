@@ -28,6 +28,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
 from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
+from webapp.summary import refresh_summaries
 from webapp.transactions import write_transaction
 
 from . import queue, sources
@@ -312,6 +313,8 @@ def _end(subtask_id: int, batch_id: int, **values) -> None:
         batch = refresh_batch(batch_id)
     if batch.method == "file" and batch.status in FINISHED_BATCH:
         _start_next_file_batch(batch)
+    if batch.status in FINISHED_BATCH:  # e.g. 部分成功: the months written before this one
+        _precompute_summaries()
 
 
 def run_subtask(subtask_id: int) -> None:
@@ -348,6 +351,20 @@ def run_subtask(subtask_id: int) -> None:
             _start_next_file_batch(batch)
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
+    if batch.status in FINISHED_BATCH:
+        _precompute_summaries()  # last: the company's next file batch need not wait for the sums
+
+
+def _precompute_summaries() -> None:
+    """销项汇总 of the months this batch touched, summed now rather than at the first view.
+
+    The batch has already ended: a failure here only leaves the first view to sum them itself.
+    """
+    try:
+        refresh_summaries()
+    except Exception:
+        db.session.rollback()
+        log.exception("销项汇总 precompute failed; the page will sum the months when viewed")
 
 
 def release_waiting(at: datetime) -> list[Subtask]:

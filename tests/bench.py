@@ -547,6 +547,8 @@ def _machine() -> dict:
 
 
 def main() -> None:
+    from tests.bench_summary import summary_bench
+
     size_name = os.environ.get("BENCH_SIZE", "full")
     size = SIZES[size_name]
     pg_url = os.environ.get("BENCH_DATABASE_URL")
@@ -564,6 +566,8 @@ def main() -> None:
             result["file_import"] = file_import(folder, redis_url, size["import_invoices"], size["pairs"])
             result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
                                                   size["samples"])
+            result["summary"] = summary_bench(folder, size["pool_invoices"], size["samples"],
+                                              url=f"sqlite:///{folder / 'summary.db'}")
             result["download"] = download_pipeline(folder, size["download_months"])
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
             result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])

@@ -1,5 +1,5 @@
 """Faults: a worker SIGKILLed at each moment of a subtask, Redis killed and restarted mid-batch (with
-and without its data), a bureau that times out, answers 5xx, malformed JSON or truncated packages,
+and without its data), the web process killed and started again mid-batch, a bureau that times out, answers 5xx, malformed JSON or truncated packages,
 or repeats an invoice in two packages. Each case ends with the pool exact (each invoice once, its
 lines right) and no subtask left in flight for more than a minute.
 
@@ -349,6 +349,94 @@ def _page_without_notice(client) -> str | None:
     """The home page once it no longer shows the queue notice."""
     text = client.get("/", follow_redirects=True).text
     return None if "任务队列暂时无法连接" in text else text
+
+
+# ---------------------------------------------------------------------------------------------
+# The web process killed and started again mid-batch
+# ---------------------------------------------------------------------------------------------
+
+
+class Web:
+    """The product's web process (gunicorn, as the Procfile runs it) on the test's database, Redis and
+    data dir, and a browser-like session (cookies kept) that talks to it over HTTP."""
+
+    def __init__(self, app, log: Path):
+        """Remember where to run; the session survives restarts as a browser's cookies do."""
+        import http.cookiejar
+        import urllib.request
+
+        self.port, self.log = free_port(), log
+        self.env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+                    "REDIS_URL": app.config["REDIS_URL"], "DATA_DIR": app.config["DATA_DIR"], "HOST": "127.0.0.1",
+                    "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start gunicorn and wait until it answers."""
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
+                                         cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_for(lambda: self._answers(), 60, "the web process answering")
+
+    def _answers(self) -> bool:
+        """GET /login answers 200 (False while nothing listens yet)."""
+        try:
+            return self.get("/login")[0] == 200
+        except OSError:
+            return False
+
+    def get(self, path: str) -> tuple[int, str]:
+        """Status and body of a GET with the session's cookies."""
+        with self.opener.open(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+
+    def login(self) -> None:
+        """Log in through the login form, CSRF token included, as a browser does."""
+        import re
+        import urllib.parse
+
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', self.get("/login")[1]).group(1)
+        form = urllib.parse.urlencode({"username": "caiwu", "password": "caiwu123", "csrf_token": token}).encode()
+        with self.opener.open(f"http://127.0.0.1:{self.port}/login", data=form, timeout=10) as response:
+            assert response.status == 200 and "退出" in response.read().decode()
+
+    def kill(self) -> None:
+        """SIGKILL the web process and its workers: a crash, nothing shut down cleanly."""
+        stop(self.proc)
+
+
+def test_web_killed_and_started_again_mid_batch_the_batch_finishes_exact(app, runner, tmp_path):
+    """The web only shows batches; the queue and the database carry them. Killed mid-batch and started
+    again, it answers the same logged-in session, and the batch ends with the pool exact."""
+    expected = small_export(tmp_path / "export.xlsx", 16, seed=13)
+    web, worker = Web(app, tmp_path / "web.log"), start_worker(app, tmp_path / "worker.log", FAULT_SLOW=0.5)
+    try:
+        web.start()
+        web.login()
+        batch_no = import_file(runner, tmp_path / "export.xlsx")
+        with app.app_context():
+            wait_for(lambda: db.session.rollback() or any(
+                s.status == "succeeded" for s in db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).subtasks),
+                60, "the first month synced")
+        assert web.get(f"/batches/{batch_no}")[0] == 200
+        web.kill()
+        with pytest.raises(OSError):
+            web.get(f"/batches/{batch_no}")
+        with app.app_context():
+            db.session.rollback()
+            assert db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).status not in FINISHED_BATCH, \
+                "the web was killed while the batch still ran"
+        web.start()
+        [batch] = settle(app, [batch_no])
+        status, page = web.get(f"/batches/{batch_no}")  # the same cookie: still logged in after the restart
+    finally:
+        web.kill()
+        stop(worker)
+    assert batch.status == "succeeded", [(s.period, s.status, s.error) for s in batch.subtasks]
+    assert status == 200 and batch_no in page and "全部执行成功" in page
+    assert_pool_exact(app, expected)
 
 
 # ---------------------------------------------------------------------------------------------

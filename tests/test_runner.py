@@ -121,12 +121,39 @@ def test_make_run_serves_outlives_a_redis_death_and_stops_on_ctrl_c(product):
     assert not any("SIGKILL" in line for line in output.lines), "each process stopped on SIGTERM"
 
 
+def test_honcho_killed_with_sigkill_takes_its_children_along(product):
+    """Issue 9 #1: honcho SIGKILLed cannot stop anything itself; each process of the Procfile notices
+    (jobs.lifeline) and stops, so nothing keeps the port, the queue or the bundled Redis."""
+    proc, output, data, port = product
+    output.wait_for(f"is running: http://127.0.0.1:{port}/")
+    pids = {name: int(output.wait_for(f"{name}.1 started (pid=").rsplit("pid=", 1)[1].rstrip(")"))
+            for name in ("web", "redis", "worker", "scheduler")}
+    output.wait_for("Registering birth")
+    redis_pid = int((data / "redis" / "redis.pid").read_text())
+    keepers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                              text=True).stdout.split()]  # honcho's process per Procfile line
+    assert len(keepers) == 4 and all(alive(pid) for pid in [*pids.values(), redis_pid])
+
+    os.kill(proc.pid, signal.SIGKILL)  # only honcho: its children are in sessions of their own
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in [*pids.values(), redis_pid, *keepers]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {name: pid for name, pid in [*pids.items(), ("redis-server", redis_pid)] if alive(pid)}
+    assert not left, f"still running after honcho died: {left}"
+    assert not [pid for pid in keepers if alive(pid)]
+    with pytest.raises(OSError):
+        get(f"http://127.0.0.1:{port}/login")
+
+
 def test_procfile_names_the_products_processes():
     """The Procfile is the one list of what `make run` starts (web first: honcho gives it PORT)."""
     lines = [line.split(":", 1)[0] for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
     assert lines == ["web", "redis", "worker", "scheduler"]
     assert "honcho start -f Procfile" in (ROOT / "Makefile").read_text()
     assert not (ROOT / "webapp" / "runner.py").exists()
+    commands = [line.split(":", 1)[1] for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
+    assert all("exec python -m jobs.lifeline " in command for command in commands), "each dies with honcho"
 
 
 def test_htmx_is_the_pinned_release_committed_in_the_repository():

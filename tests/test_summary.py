@@ -275,3 +275,47 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
 def test_diff_refuses_a_bad_month(runner, args, message):
     result = runner.invoke(args=["pool", "diff", "--tax-id", DEMO_TAX_ID, *args])
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_the_months_an_import_touched_are_summed_when_its_batch_ends(app, runner, tmp_path):
+    """Issue 12: the first 销项汇总 view after an import reads kept figures; nobody has viewed it yet."""
+    from webapp.models import InvoiceMonthSummary
+    from webapp.summary import summary_json, year_summary
+
+    invoices = random_invoices(60, seed=21, year=2024)
+    build_workbook(tmp_path / "export.xlsx", invoices)
+    _import(runner, tmp_path / "export.xlsx")
+    with app.app_context():
+        rows = db.session.scalars(select(InvoiceMonthSummary).filter_by(tax_id=DEMO_TAX_ID)).all()
+        assert {row.month for row in rows} == {str(i["issued_at"])[:7] for i in invoices}
+        assert all(row.summary is not None and row.summary_version == row.version for row in rows)
+        kept = {row.month: row.summary for row in rows}
+        assert summary_json(year_summary([DEMO_TAX_ID], 2024)) == expected_summary(invoices, 2024)
+        db.session.rollback()
+        assert {row.month: row.summary for row in db.session.scalars(
+            select(InvoiceMonthSummary).filter_by(tax_id=DEMO_TAX_ID))} == kept, "the view found nothing to sum"
+
+
+def test_months_written_before_a_failed_last_month_are_summed_too(app, runner, work, tmp_path):
+    """A batch ending 部分成功 on its failed last month still leaves the written months summed."""
+    from jobs.tasks import parse_upload
+    from webapp.batches import staging_dir
+    from webapp.models import Batch, InvoiceMonthSummary
+
+    invoices = random_invoices(60, seed=22, year=2024)
+    build_workbook(tmp_path / "export.xlsx", invoices)
+    batch_no = _cli(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / "export.xlsx"),
+                    "--as", "caiwu")["batch_no"]
+    with app.app_context():
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_no))
+        parse_upload(batch.id)  # in this process, so the last month can be lost before the worker runs
+        last = max(staging_dir(batch).glob("*.staged"))
+        last.unlink()
+    work()
+    with app.app_context():
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_no))
+        assert batch.status == "partial" and batch.subtasks[-1].period == last.stem
+        assert batch.subtasks[-1].status == "failed"
+        rows = db.session.scalars(select(InvoiceMonthSummary).filter_by(tax_id=DEMO_TAX_ID)).all()
+        assert rows and last.stem not in {row.month for row in rows}
+        assert all(row.summary is not None and row.summary_version == row.version for row in rows)

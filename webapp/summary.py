@@ -124,7 +124,13 @@ def _monthly(tax_ids: list[str], months: list[str]) -> dict:
             found[(row.tax_id, row.month)] = json.loads(row.summary)
         else:
             stale[row.tax_id][row.month] = row.version
-    fresh = []
+    found.update(_compute_and_keep(stale))
+    return found
+
+
+def _compute_and_keep(stale: dict[str, dict[str, int]]) -> dict:
+    """Sum the stale months ({tax ID: {month: version}}) and keep them; {(tax ID, month): summary}."""
+    found, fresh = {}, []
     for tax_id, versions in stale.items():
         for month, summary in _compute(tax_id, sorted(versions)).items():
             found[(tax_id, month)] = summary
@@ -132,6 +138,23 @@ def _monthly(tax_ids: list[str], months: list[str]) -> dict:
     if fresh:
         _keep(fresh)
     return found
+
+
+def refresh_summaries() -> int:
+    """Sum every month the pool write left stale, now, so the first 销项汇总 view after an import
+    reads kept rows instead of summing a year of lines (about a second at a million invoices).
+
+    Called when a batch ends (jobs.tasks.run_subtask), outside the month's write transaction so no
+    write waits for the sums; a write that lands meanwhile bumps the version and the view sums that
+    month again. Returns how many months were summed.
+    """
+    table = InvoiceMonthSummary.__table__
+    stale = defaultdict(dict)
+    for tax_id, month, version in db.session.execute(
+            select(table.c.tax_id, table.c.month, table.c.version).where(
+                (table.c.summary_version.is_(None)) | (table.c.summary_version != table.c.version))):
+        stale[tax_id][month] = version
+    return len(_compute_and_keep(stale))
 
 
 def _keep(fresh: list[dict]) -> None:
