@@ -252,6 +252,32 @@ def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, 
     assert "…（详见批次详情）" in row and "<summary>详情</summary>" in row and "第 79 行" in row
 
 
+def test_an_internal_error_reads_plainly_and_names_the_exception_only_under_details(app, client, monkeypatch):
+    import jobs.tasks
+    from webapp.models import Batch
+
+    numbers = _batches(app, 1, running=1)
+
+    def broken(subtask):
+        raise KeyError("invoice_no")
+
+    monkeypatch.setattr(jobs.tasks, "_prepare", broken)  # a fault of ours, whatever it may be
+    with app.app_context():
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
+        month = next(s for s in batch.subtasks if s.status == "pending")
+        jobs.tasks.run_subtask(month.id)
+        db.session.refresh(month)
+        # what the command line and the batch API print as well: the plain sentence first
+        assert month.error.startswith("系统处理出错") and "KeyError" in month.error
+        db.session.remove()
+    login(client)
+    for page in (client.get("/batches").text, client.get(f"/batches/{numbers[0]}").text):
+        shown = re.sub(r"<details.*?</details>", "", page, flags=re.S)
+        assert "系统处理出错，请稍后点击“重试”" in shown
+        assert "KeyError" not in shown and "内部错误" not in shown
+        assert re.search(r"<details class=\"tech\"><summary>详情</summary>.*?KeyError", page, re.S)
+
+
 def test_a_quiet_year_still_shows_the_gaps_of_kinds_the_company_issues(app, client):
     with app.app_context():
         with write_transaction():
