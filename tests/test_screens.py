@@ -41,6 +41,9 @@ def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(m
     "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请",
     "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
     "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
+    "文件中有 4 处无法读取，未导入任何数据。第一处：工作表“信息汇总表”第 2 行“金额”不是金额：abc。"
+    "完整清单见批次详情页，可下载“错误清单”逐行修正",
+    "工作表“发票基础信息”第 7 行“开票日期”不是日期：March 5th，文件未导入任何数据，请修正后重新上传",
 ])
 def test_a_plain_chinese_reason_is_shown_as_it_is(message):
     assert plain_error(message) == (message, None)
