@@ -197,6 +197,24 @@ def test_pool_summary_counts_and_sums_to_the_cent(app, client):
     assert "没有符合筛选条件的发票" in nothing
 
 
+def test_a_blank_voided_invoice_page_names_no_seller_none_and_says_it_has_no_line(app, client):
+    """Issue 8 part 1: the seller and buyer names are empty; the page never prints None."""
+    key = "033002100104-00000065"
+    row, _ = _invoice(1, "0.00", "0.00", "0.00", buyer=None)
+    row = list(row)
+    row[0], row[2], row[3], row[4], row[5], row[6], row[16] = key, None, "033002100104", "00000065", None, \
+        "000000000000000", "已作废"
+    with app.app_context():
+        with write_transaction():
+            save_staged([(tuple(row), [])], source="file", batch_id=None, error_goods=frozenset())
+        db.session.remove()
+    login(client)
+    page = client.get(f"/pool/{key}").text
+    assert "None" not in page
+    assert f"<dd>{DEMO_TAX_ID}</dd>" in page and "<dd>000000000000000</dd>" in page
+    assert "这张发票没有明细行（空白作废：作废时票面未填写内容）" in page
+
+
 def test_coverage_counts_usage_of_positive_invoices_and_hides_kinds_never_issued(app, client):
     from webapp.models import Invoice
 
