@@ -192,8 +192,8 @@ def test_created_notice_follows_the_batch_it_announced(page, live_server):
     notice = page.locator("#created-notice")
     expect(notice).to_contain_text(re.compile(rf"已创建导入批次 {batch_no}：(正在执行|RPA正在准备下载数据)"))
     page.locator(f"#sel-{batch_no}").check()
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="终止").click()
+    page.get_by_role("dialog").get_by_role("button", name="确定").click()  # the list of what will stop
     expect(column(page, batch_row(page, batch_no), "执行状态")).to_contain_text("已终止")
     expect(notice).to_contain_text(f"已创建导入批次 {batch_no}：已终止")
     expect(notice).not_to_contain_text("正在执行")
@@ -218,16 +218,16 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
     page.route("**/batches/retry", lambda route: route.fulfill(
         status=409, content_type="text/html", body='<p class="error" role="alert">该批次正在被他人处理，请刷新后再试</p>'))
     page.locator("input[name=batch_no]").first.check()
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="重试").click()
+    page.get_by_role("dialog").get_by_role("button", name="确定").click()  # the confirmation, then the 409
     expect(alerts).to_contain_text("该批次正在被他人处理，请刷新后再试")
     expect(alerts.get_by_role("button", name="刷新页面")).to_be_visible()
+    expect(page.get_by_role("dialog")).to_have_count(0)  # the refused confirmation does not stay in the way
     page.unroute("**/batches/retry")
     alerts.get_by_role("button", name="关闭").click()
 
     page.evaluate("""document.body.setAttribute('hx-headers', '{"X-CSRFToken": "expired"}')""")
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="终止").click()
+    page.get_by_role("button", name="终止").click()  # its confirmation is asked for with the stale token
     expect(alerts).to_contain_text("页面已过期")
     with page.expect_navigation(wait_until="load"):  # htmx is set up again before the next step
         alerts.get_by_role("button", name="刷新页面").click()

@@ -166,7 +166,7 @@ def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
         batch.total, batch.success = 5, 0
         facts = page_facts([batch.id])[batch.id]
         assert facts.counts == {"running": 1, "pending": 1}
-        assert facts.hover() == "执行中 1 · 待执行 1（共 2 个月份）"
+        assert facts.hover() == "同步中 1 · 待同步 1（共 2 个月份）"  # as the subtask rows say
         assert mismatch(batch, facts) == ["还有 2 个月份未执行完成"]
 
 

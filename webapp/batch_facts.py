@@ -20,7 +20,7 @@ from .models import Batch, Subtask
 
 # Progress-bar segments in the order they are drawn: finished work first, then what is still to run.
 SEGMENTS = (("succeeded", "成功"), ("failed", "失败"), ("terminated", "已终止"), ("waiting", "等待"),
-            ("running", "执行中"), ("pending", "待执行"))
+            ("running", "同步中"), ("pending", "待同步"))  # the subtask labels (webapp.batches)
 RUNNING_BATCH = ("pending", "preprocessing", "syncing")
 QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
 
