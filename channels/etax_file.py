@@ -918,12 +918,21 @@ def _decimal(value: object, column: str) -> Decimal:
             return number
         raise _BadCell(column, value, "不是数字" if not number.is_finite() else f"过长：最多 {MAX_NUMBER_TEXT - 1} 个字符")
     if value.__class__ is float:
-        if value - value == 0:  # finite; repr of a float is at most 24 characters
-            return Decimal(repr(value))
+        if value - value == 0:  # finite; 15 significant digits print in at most 22 characters
+            return _as_excel_shows(value)
         raise _BadCell(column, value, "不是数字")
     if isinstance(value, int) and not isinstance(value, bool) and -10**30 < value < 10**30:
         return Decimal(value)
     raise _BadCell(column, value, "不是数字")
+
+
+def _as_excel_shows(value: float) -> Decimal:
+    """A number cell as Excel shows it: 15 significant digits, so 2199.5841666666665 is 2199.58416666667.
+
+    A quantity computed as 金额 ÷ 单价 is stored as the nearest binary float, whose shortest repr can
+    carry a 16th or 17th digit of noise that the user never saw in the cell.
+    """
+    return Decimal(format(value, ".15g"))
 
 
 def _rate(value: object) -> str | None:

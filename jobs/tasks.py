@@ -40,6 +40,9 @@ EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
 ACTIVE_BATCH = ("preprocessing", "pending", "syncing")
+# what a finance user reads when a month fails on a fault of ours; the exception's name follows in
+# an aside, which the screens fold under 详情 (webapp.batch_facts.plain_error)
+INTERNAL_ERROR = "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
 CRASHED_PARSE = ("文件解析进程连续 {n} 次意外中断（文件可能过大或结构异常），已停止解析。"
                  "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 
@@ -343,7 +346,7 @@ def run_subtask(subtask_id: int) -> None:
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
         _end(subtask_id, batch_id, status="failed", finished_at=datetime.now(),
-             error=f"内部错误：{type(exc).__name__}，详情见服务器日志")
+             error=f"{INTERNAL_ERROR}（内部错误 {type(exc).__name__}，详情见服务器日志）")
         return
     if batch.status in FINISHED_BATCH:
         refresh_statistics()

@@ -192,8 +192,8 @@ def test_created_notice_follows_the_batch_it_announced(page, live_server):
     notice = page.locator("#created-notice")
     expect(notice).to_contain_text(re.compile(rf"已创建导入批次 {batch_no}：(正在执行|RPA正在准备下载数据)"))
     page.locator(f"#sel-{batch_no}").check()
-    page.get_by_role("button", name="终止", exact=True).click()
-    page.get_by_role("dialog").get_by_role("button", name="确定").click()
+    page.get_by_role("button", name="终止").click()
+    page.get_by_role("dialog").get_by_role("button", name="确定").click()  # the list of what will stop
     expect(column(page, batch_row(page, batch_no), "执行状态")).to_contain_text("已终止")
     expect(notice).to_contain_text(f"已创建导入批次 {batch_no}：已终止")
     expect(notice).not_to_contain_text("正在执行")
@@ -218,16 +218,16 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
     page.route("**/batches/retry", lambda route: route.fulfill(
         status=409, content_type="text/html", body='<p class="error" role="alert">该批次正在被他人处理，请刷新后再试</p>'))
     page.locator("input[name=batch_no]").first.check()
-    page.get_by_role("button", name="重试", exact=True).click()
-    page.get_by_role("dialog").get_by_role("button", name="确定").click()
+    page.get_by_role("button", name="重试").click()
+    page.get_by_role("dialog").get_by_role("button", name="确定").click()  # the confirmation, then the 409
     expect(alerts).to_contain_text("该批次正在被他人处理，请刷新后再试")
     expect(alerts.get_by_role("button", name="刷新页面")).to_be_visible()
+    expect(page.get_by_role("dialog")).to_have_count(0)  # the refused confirmation does not stay in the way
     page.unroute("**/batches/retry")
     alerts.get_by_role("button", name="关闭").click()
-    page.get_by_role("dialog").get_by_role("button", name="取消").click()  # the question stays open after a failure
 
     page.evaluate("""document.body.setAttribute('hx-headers', '{"X-CSRFToken": "expired"}')""")
-    page.get_by_role("button", name="终止", exact=True).click()
+    page.get_by_role("button", name="终止").click()  # its confirmation is asked for with the stale token
     expect(alerts).to_contain_text("页面已过期")
     with page.expect_navigation(wait_until="load"):  # htmx is set up again before the next step
         alerts.get_by_role("button", name="刷新页面").click()
@@ -242,22 +242,27 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
 
 # pool list sums ----------------------------------------------------------------------------------------------
 
-def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page, live_server):
-    """The count of matching invoices and the sums of 金额, 税额, 价税合计, with thousands separators and
-    right-aligned; a filter that matches nothing says so."""
+def stage_pool(live_server, amounts: list[tuple[str, str]], buyer: str = "合计测试客户",
+               kind: str = "数电发票（普通发票）") -> None:
+    """One 数电 invoice per (金额, 税额) straight into the pool, the second without 价税合计."""
     from webapp.pool import save_staged
     from webapp.transactions import write_transaction
     from webapp.extensions import db
 
-    amounts = [("1234567.89", "160493.83"), ("0.10", "0.01"), ("-200.00", "-26.00")]
     with live_server.app.app_context():
         with write_transaction():
             save_staged([((f"2405{n:016d}", DEMO_TAX_ID, DEMO_NAME, None, None, f"2405{n:016d}", "91110000000000000X",
-                           "合计测试客户", f"2024-05-{n + 1:02d} 09:00:00.000000", "2024-05", amount, tax,
+                           buyer, f"2024-05-{n + 1:02d} 09:00:00.000000", "2024-05", amount, tax,
                            None if n == 1 else str(round(float(amount) + float(tax), 2)), "电子发票服务平台",
-                           "数电发票（普通发票）", "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
+                           kind, "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
                          for n, (amount, tax) in enumerate(amounts)], source="file", batch_id=None, error_goods=frozenset())
         db.session.remove()
+
+
+def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page, live_server):
+    """The count of matching invoices and the sums of 金额, 税额, 价税合计, with thousands separators and
+    right-aligned; a filter that matches nothing says so."""
+    stage_pool(live_server, [("1234567.89", "160493.83"), ("0.10", "0.01"), ("-200.00", "-26.00")])
     login(page)
     page.goto("/pool?buyer=合计测试")
     summary = page.locator("#pool-summary")
@@ -274,6 +279,26 @@ def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page
     page.get_by_label("购买方").fill("没有这个客户")
     expect(summary).to_contain_text("没有符合筛选条件的发票")
     expect(table).to_contain_text("没有符合条件的发票")
+
+
+def test_pool_list_keeps_company_names_readable_at_1280(new_page, live_server):
+    """Issue 8: at 1280 px a seller or buyer name wraps onto two lines at most (it used to stand one
+    character a line), and the table fits the page without scrolling sideways."""
+    stage_pool(live_server, [("113451944.85", "3143900.65"), ("-31608.39", "0.00")], buyer="成都虚构餐饮管理有限公司",
+               kind="数电发票（航空运输电子客票行程单）")
+    page = new_page(viewport={"width": 1280, "height": 800})
+    login(page)
+    page.goto("/pool")
+    table = page.locator("table.pool")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    names = table.locator("tbody td:nth-child(4), tbody td:nth-child(5)")  # 销方, 购买方名称
+    expect(table.locator("thead th:nth-child(4)")).to_have_text("销方")
+    expect(names).to_have_count(4)
+    for cell in names.all():
+        lines = cell.evaluate("e => Math.round((e.clientHeight - parseFloat(getComputedStyle(e).paddingTop)"
+                              " - parseFloat(getComputedStyle(e).paddingBottom)) / parseFloat(getComputedStyle(e).lineHeight))")
+        assert lines <= 2, (cell.inner_text(), lines)
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
 
 
 # no console errors, favicon, layout ----------------------------------------------------------------------------

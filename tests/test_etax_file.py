@@ -298,6 +298,18 @@ def test_amounts_are_exact_decimals(tmp_path):
     assert invoices[DN2].total == Decimal("1395061.72")
 
 
+def test_number_cells_for_quantity_and_price_are_read_as_excel_shows_them(tmp_path):
+    path = tmp_path / "float-quantity.xlsx"
+    noisy = make_line("*供电*电力", "26395.01", "13%", tax="3431.35",
+                      cells={"数量": 2199.5841666666665, "单价": 12.0})
+    tiny = make_line("*供电*电力", "1.00", "13%", tax="0.13", cells={"数量": 0.1 + 0.2, "单价": 1.5e-05})
+    build_workbook(path, [digital_invoice(DN1, [noisy, tiny])])
+    lines = only_invoice(parse_workbook(path, TAX_ID)).lines
+    assert str(lines[0].quantity) == "2199.58416666667"  # Excel's 15 digits, not the float's 17
+    assert str(lines[0].unit_price) == "12"
+    assert lines[1].quantity == Decimal("0.3") and lines[1].unit_price == Decimal("0.000015")
+
+
 def test_money_is_rounded_to_the_cent_from_the_number_as_written(tmp_path):
     path = tmp_path / "noise.xlsx"
     noisy = make_line("*供电*电力", "0.30", "13%", tax="0.04", cells={"金额": 0.1 + 0.2})

@@ -41,6 +41,9 @@ def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(m
     "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请",
     "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
     "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
+    "文件中有 4 处无法读取，未导入任何数据。第一处：工作表“信息汇总表”第 2 行“金额”不是金额：abc。"
+    "完整清单见批次详情页，可下载“错误清单”逐行修正",
+    "工作表“发票基础信息”第 7 行“开票日期”不是日期：March 5th，文件未导入任何数据，请修正后重新上传",
 ])
 def test_a_plain_chinese_reason_is_shown_as_it_is(message):
     assert plain_error(message) == (message, None)
@@ -163,7 +166,7 @@ def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
         batch.total, batch.success = 5, 0
         facts = page_facts([batch.id])[batch.id]
         assert facts.counts == {"running": 1, "pending": 1}
-        assert facts.hover() == "执行中 1 · 待执行 1（共 2 个月份）"
+        assert facts.hover() == "同步中 1 · 待同步 1（共 2 个月份）"  # as the subtask rows say
         assert mismatch(batch, facts) == ["还有 2 个月份未执行完成"]
 
 
@@ -192,6 +195,24 @@ def test_pool_summary_counts_and_sums_to_the_cent(app, client):
     assert '<b class="sum-total">1,394,945.72</b>' in text
     nothing = client.get("/pool/summary?buyer=无此客户", headers={"HX-Request": "true"}).text
     assert "没有符合筛选条件的发票" in nothing
+
+
+def test_a_blank_voided_invoice_page_names_no_seller_none_and_says_it_has_no_line(app, client):
+    """Issue 8 part 1: the seller and buyer names are empty; the page never prints None."""
+    key = "033002100104-00000065"
+    row, _ = _invoice(1, "0.00", "0.00", "0.00", buyer=None)
+    row = list(row)
+    row[0], row[2], row[3], row[4], row[5], row[6], row[16] = key, None, "033002100104", "00000065", None, \
+        "000000000000000", "已作废"
+    with app.app_context():
+        with write_transaction():
+            save_staged([(tuple(row), [])], source="file", batch_id=None, error_goods=frozenset())
+        db.session.remove()
+    login(client)
+    page = client.get(f"/pool/{key}").text
+    assert "None" not in page
+    assert f"<dd>{DEMO_TAX_ID}</dd>" in page and "<dd>000000000000000</dd>" in page
+    assert "这张发票没有明细行（空白作废：作废时票面未填写内容）" in page
 
 
 def test_coverage_counts_usage_of_positive_invoices_and_hides_kinds_never_issued(app, client):
@@ -250,6 +271,32 @@ def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, 
     login(client)
     row = re.search(rf'<tr id="batch-{numbers[0]}".*?</tr>', client.get("/batches").text, re.S).group(0)
     assert "…（详见批次详情）" in row and "<summary>详情</summary>" in row and "第 79 行" in row
+
+
+def test_an_internal_error_reads_plainly_and_names_the_exception_only_under_details(app, client, monkeypatch):
+    import jobs.tasks
+    from webapp.models import Batch
+
+    numbers = _batches(app, 1, running=1)
+
+    def broken(subtask):
+        raise KeyError("invoice_no")
+
+    monkeypatch.setattr(jobs.tasks, "_prepare", broken)  # a fault of ours, whatever it may be
+    with app.app_context():
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
+        month = next(s for s in batch.subtasks if s.status == "pending")
+        jobs.tasks.run_subtask(month.id)
+        db.session.refresh(month)
+        # what the command line and the batch API print as well: the plain sentence first
+        assert month.error.startswith("系统处理出错") and "KeyError" in month.error
+        db.session.remove()
+    login(client)
+    for page in (client.get("/batches").text, client.get(f"/batches/{numbers[0]}").text):
+        shown = re.sub(r"<details.*?</details>", "", page, flags=re.S)
+        assert "系统处理出错，请稍后点击“重试”" in shown
+        assert "KeyError" not in shown and "内部错误" not in shown
+        assert re.search(r"<details class=\"tech\"><summary>详情</summary>.*?KeyError", page, re.S)
 
 
 def test_a_quiet_year_still_shows_the_gaps_of_kinds_the_company_issues(app, client):

@@ -123,6 +123,7 @@ def test_a_second_schedule_for_the_same_data_is_refused_with_a_pointer(app, clie
     assert "已创建自动更新计划" in first
     again = client.post("/automation/new", data={"invoices": "1", "usage": "1"}).text
     assert "已有" in again and "#" in again and "自动化设置" in again
+    assert again.count("查看计划 #") == 1 and ">前往自动化设置</a>" in again  # the pointer is said once
     with app.app_context():
         from webapp.models import Schedule
 

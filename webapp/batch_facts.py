@@ -20,7 +20,7 @@ from .models import Batch, Subtask
 
 # Progress-bar segments in the order they are drawn: finished work first, then what is still to run.
 SEGMENTS = (("succeeded", "成功"), ("failed", "失败"), ("terminated", "已终止"), ("waiting", "等待"),
-            ("running", "执行中"), ("pending", "待执行"))
+            ("running", "同步中"), ("pending", "待同步"))  # the subtask labels (webapp.batches)
 RUNNING_BATCH = ("pending", "preprocessing", "syncing")
 QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
 
@@ -41,6 +41,7 @@ _PLAIN = (
     (re.compile(r"^解析结果无法写入服务器磁盘"), "服务器磁盘写入失败，请联系管理员处理后点击“重试”"),
 )
 _ASIDE = re.compile(r"（[^（）]*）")
+_FILE_PLACE = re.compile(r"工作表“[^”]*”第 \d+ 行")  # a refused file's message quotes the user's own cell
 _CODE_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Z]{15,20}(?![0-9A-Za-z])")  # tax IDs, invoice numbers: the user's own
 _ALLOWED_LATIN = re.compile(r"RPA|Excel|xlsx|MB|YYYY-MM|ID")
 
@@ -65,6 +66,8 @@ def plain_error(message: str | None) -> tuple[str, str | None]:
             if attempts := _ATTEMPTS.search(message):
                 summary = summary.replace("，", f"（已自动重试 {attempts['n']} 次），", 1)
             return summary, message
+    if _FILE_PLACE.search(message):  # a cell value such as "abc" is the user's text to fix, not a code
+        return message, None
     summary = _ASIDE.sub(lambda aside: "" if _is_technical(aside.group(0)) else aside.group(0), message).strip()
     if _is_technical(summary):
         summary = "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"

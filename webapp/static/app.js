@@ -65,6 +65,11 @@ function showAlert(text) {
 document.addEventListener("htmx:responseError", (event) => {
   const xhr = event.detail.xhr;
   if (xhr.getResponseHeader("HX-Redirect")) return; // the whole page goes to the login
+  // a refused confirmation (终止 / 重试 → 409, 403): the question is moot, the alert says what to do;
+  // the import dialog (which answers into the modal itself) stays open with the user's choices
+  const modal = document.getElementById("modal");
+  const target = event.detail.target;
+  if (modal && modal.contains(event.detail.elt) && !(target && modal.contains(target)) && target !== modal) modal.innerHTML = "";
   showAlert(messageOf(xhr));
 });
 document.addEventListener("htmx:sendError", () => showAlert(FALLBACK[0]));
