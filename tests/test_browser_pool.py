@@ -91,7 +91,8 @@ def pool_rows(page: Page) -> Locator:
 
 def open_first_normal_blue_invoice(page: Page) -> str:
     """销项发票池 → 蓝票, 正常 → the first invoice's detail; returns its number."""
-    page.get_by_role("link", name="销项发票池").click()
+    with page.expect_navigation(wait_until="load"):  # htmx listens before the filter changes
+        page.get_by_role("link", name="销项发票池").click()
     rows = pool_rows(page)
     page.get_by_label("蓝/红").select_option(label="蓝票")
     expect(page).to_have_url(re.compile(r"color=blue"))  # pushed once the filtered table is in
@@ -395,7 +396,8 @@ def test_export_of_the_red_filter_holds_exactly_the_red_invoices(page, live_serv
     """红票 filtered → 导出 Excel: an xlsx whose 发票基础信息 sheet has the header row and the 12 red invoices."""
     login(page)
     wait_until_finished(page, live_server.import_file())
-    page.get_by_role("link", name="销项发票池").click()
+    with page.expect_navigation(wait_until="load"):  # htmx listens before the filter changes
+        page.get_by_role("link", name="销项发票池").click()
     page.get_by_label("蓝/红").select_option(label="红票")
     rows = pool_rows(page)
     expect(rows).to_have_count(EXPECTED_2024["red"])
