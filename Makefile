@@ -44,6 +44,7 @@ run: install
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
 test: deps chromium
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 ## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
