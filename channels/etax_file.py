@@ -12,12 +12,13 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from python_calamine import CalamineError, CalamineWorkbook
 
@@ -487,7 +488,7 @@ def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
     A missing optional column maps to index -1, which the loops fill with '' by appending one
     cell to each row; that keeps the hot loops free of per-cell branches.
     """
-    for row_number, row in rows:
+    for row_number, row in rows:  # noqa: B007  (named in the error below)
         if any(cell != "" for cell in row):
             break
     else:

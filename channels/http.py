@@ -8,7 +8,8 @@ needs nothing else to decide between retrying a subtask and failing it.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import httpx
 

@@ -8,8 +8,8 @@ Everything else is read-only and retried with backoff.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import date
-from typing import Callable, Iterator
 
 import httpx
 
@@ -88,7 +88,7 @@ class LeqiClient(ApiClient):
         statuses: list[UsageStatus] = []
         for chunk in chunked(queries, USAGE_CHUNK):
             body = {"nsrsbh": tax_id, "fpxx": [usage_request_item(query) for query in chunk]}
-            data = self.retrying(lambda: self.invoke("FPZTXXCX", body))
+            data = self.retrying(lambda body=body: self.invoke("FPZTXXCX", body))
             statuses.extend(usage_from_answers(data.get("fpxx"), chunk, self.label))
         return statuses
 

@@ -7,9 +7,9 @@ invoice give the same record.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from typing import Iterator
 
 from channels.etax_file import (  # private helpers reused on purpose, see the module docstring
     _BadCell,
@@ -276,7 +276,7 @@ def usage_from_answers(answers: object, queries: list[UsageQuery], label: str) -
     if not isinstance(answers, list) or len(answers) != len(queries):
         count = len(answers) if isinstance(answers, list) else "格式错误的"
         raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果")
-    return [_paired(answer, query, label) for answer, query in zip(answers, queries)]
+    return [_paired(answer, query, label) for answer, query in zip(answers, queries, strict=False)]
 
 
 def _paired(answer: object, query: UsageQuery, label: str) -> UsageStatus:

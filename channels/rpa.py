@@ -7,8 +7,8 @@ the robot some time, never the company a download.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import date
-from typing import Callable, Iterator
 
 import httpx
 
@@ -89,7 +89,7 @@ class RpaClient(ApiClient):
         statuses: list[UsageStatus] = []
         for chunk in chunked(queries, USAGE_CHUNK):
             body = {"nsrsbh": tax_id, "dlzh": account, "fpxx": [usage_request_item(q) for q in chunk]}
-            data = self.retrying(lambda: self.call("POST", "/rpa/v1/usage", json=body))
+            data = self.retrying(lambda body=body: self.call("POST", "/rpa/v1/usage", json=body))
             statuses.extend(usage_from_answers(data.get("fpxx"), chunk, self.label))
         return statuses
 

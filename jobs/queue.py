@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from flask import current_app
-
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker

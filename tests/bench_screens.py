@@ -76,7 +76,7 @@ def load_pool(app, count: int) -> list[str]:
             user = db.session.scalar(select(User).filter_by(username="caiwu"))
             user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
         rows = _synthetic_pool(count, ["91330100MA2H4K7Q1X", *others])
-        while chunk := [row for _, row in zip(range(50_000), rows)]:
+        while chunk := [row for _, row in zip(range(50_000), rows, strict=False)]:
             with write_transaction():
                 save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
         refresh_statistics()

@@ -69,7 +69,7 @@ def summary_bench(folder: Path, count: int, samples: int = 20, url: str | None =
             user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
         start = time.perf_counter()
         rows = _with_lines(_synthetic_pool(count, ["91330100MA2H4K7Q1X", *others]))
-        while chunk := [row for _, row in zip(range(50_000), rows)]:
+        while chunk := [row for _, row in zip(range(50_000), rows, strict=False)]:
             with write_transaction():
                 save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
         loaded = time.perf_counter() - start

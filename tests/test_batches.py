@@ -1,8 +1,8 @@
 """Batches: derived status, 终止 of a really running job, 重试, the reconciler, permissions, CSRF."""
 from __future__ import annotations
 
-import os
 import marshal
+import os
 import subprocess
 import sys
 import time

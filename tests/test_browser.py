@@ -7,10 +7,23 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from .browser_support import (EXPECTED_2024, FINISH_TIMEOUT, OTHER_NAME, OTHER_TAX_ID, SAMPLE_2024,  # noqa: F401
-                              batch_row, browser, column, dialog_rerendered, live_server, login, new_page,
-                              open_import_dialog, page, wait_until_finished)
-
+from .browser_support import (  # noqa: F401
+    EXPECTED_2024,
+    FINISH_TIMEOUT,
+    OTHER_NAME,
+    OTHER_TAX_ID,
+    SAMPLE_2024,
+    batch_row,
+    browser,
+    column,
+    dialog_rerendered,
+    live_server,
+    login,
+    new_page,
+    open_import_dialog,
+    page,
+    wait_until_finished,
+)
 
 # 1 ─ login ------------------------------------------------------------------------------------------
 

@@ -14,9 +14,20 @@ import openpyxl
 from playwright.sync_api import Locator, Page, expect
 from sqlalchemy import select
 
-from .browser_support import (DEMO_NAME, EXPECTED_2024, FINISH_TIMEOUT, browser, column,  # noqa: F401
-                              dialog_rerendered, live_server, login, new_page, open_import_dialog, page,
-                              wait_until_finished)
+from .browser_support import (  # noqa: F401
+    DEMO_NAME,
+    EXPECTED_2024,
+    FINISH_TIMEOUT,
+    browser,
+    column,
+    dialog_rerendered,
+    live_server,
+    login,
+    new_page,
+    open_import_dialog,
+    page,
+    wait_until_finished,
+)
 
 KINDS = ("数电发票（普通发票）", "数电发票（增值税专用发票）")  # codes 82 and 81
 KIND_CODES = ["82", "81"]

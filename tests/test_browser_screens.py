@@ -13,8 +13,19 @@ from datetime import datetime
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from .browser_support import (DEMO_NAME, FINISH_TIMEOUT, batch_row, browser, column, dialog_rerendered,  # noqa: F401
-                              live_server, login, new_page, open_import_dialog, page)
+from .browser_support import (  # noqa: F401
+    DEMO_NAME,
+    FINISH_TIMEOUT,
+    batch_row,
+    browser,
+    column,
+    dialog_rerendered,
+    live_server,
+    login,
+    new_page,
+    open_import_dialog,
+    page,
+)
 from .conftest import DEMO_TAX_ID
 
 BUREAU_DOWN = "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）"
@@ -245,9 +256,9 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
 def stage_pool(live_server, amounts: list[tuple[str, str]], buyer: str = "合计测试客户",
                kind: str = "数电发票（普通发票）") -> None:
     """One 数电 invoice per (金额, 税额) straight into the pool, the second without 价税合计."""
+    from webapp.extensions import db
     from webapp.pool import save_staged
     from webapp.transactions import write_transaction
-    from webapp.extensions import db
 
     with live_server.app.app_context():
         with write_transaction():

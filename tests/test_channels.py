@@ -668,7 +668,7 @@ def test_usage_in_chunks_of_100_in_each_channels_code_set(bureau):
     assert [s.key for s in leqi] == [s.key for s in rpa] == [q.key for q in queries]
     assert bureau.requests("leqi.FPZTXXCX") == {"00": 3} and bureau.requests("rpa.usage") == {"00": 3}
     assert (leqi[-1].vat_usage, leqi[-1].entry_status, rpa[-1].vat_usage) == (None, None, None)
-    known = list(zip(leqi[:-1], rpa[:-1]))
+    known = list(zip(leqi[:-1], rpa[:-1], strict=False))
     assert all(a.vat_usage is not None and a.vat_usage == b.vat_usage for a, b in known)
     assert {a.entry_status for a, _ in known} <= {"01", "02", "03"}
     assert {b.entry_status for _, b in known} <= {"01", "02", "03", "06"}

@@ -14,15 +14,30 @@ from python_calamine import CalamineWorkbook
 
 from channels import etax_file
 from channels.etax_file import (
-    MAX_LISTED_ERRORS, MAX_UPLOAD_BYTES, ParsedWorkbook, RowsRejected, blue_key_from_remark, check_upload,
+    MAX_LISTED_ERRORS,
+    MAX_UPLOAD_BYTES,
+    ParsedWorkbook,
+    RowsRejected,
+    blue_key_from_remark,
+    check_upload,
     parse_workbook,
 )
 from channels.invoice_types import type_code
 from channels.records import SourceRejected
-
 from tests.workbook_builder import (
-    BASIC_SHEET, DETAIL_SHEET, TAX_ID, blank_voided_invoice, build_sample_exports, build_workbook, digital_invoice,
-    discount_line, is_listed_name, legacy_invoice, listed_line, make_line, shape_corpus,
+    BASIC_SHEET,
+    DETAIL_SHEET,
+    TAX_ID,
+    blank_voided_invoice,
+    build_sample_exports,
+    build_workbook,
+    digital_invoice,
+    discount_line,
+    is_listed_name,
+    legacy_invoice,
+    listed_line,
+    make_line,
+    shape_corpus,
 )
 
 SAMPLE_NAMES = ["etax-export-2024", "etax-export-2023-old-header"]
@@ -495,7 +510,7 @@ def test_oversize_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("content, hint", [
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 500, ".xls"),
-    ("序号,发票代码,发票号码\n1,,\n".encode("utf-8"), "CSV"),
+    ("序号,发票代码,发票号码\n1,,\n".encode(), "CSV"),
     (bytes(range(256)) * 4, None),
 ])
 def test_not_an_xlsx_is_refused(tmp_path, content, hint):

@@ -108,8 +108,8 @@ def test_amounts_are_numbers_exact_to_the_cent(tmp_path):
     _, cells, values = write_and_read(tmp_path, rows)
     expected = [("1234.50", "0.10", "1234.60"), ("-88.88", "-11.55", "-100.43"),
                 ("12345678901.23", "0.00", None), ("0.30", "1.01", "7.00")]
-    for data, calamine, want in zip(cells[1:], values[1:], expected):
-        for name, text in zip(("金额", "税额", "价税合计"), want):
+    for data, calamine, want in zip(cells[1:], values[1:], expected, strict=False):
+        for name, text in zip(("金额", "税额", "价税合计"), want, strict=False):
             cell = data[COL[name]]
             if text is None:
                 assert cell.value is None and calamine[COL[name]] == ""

@@ -223,7 +223,7 @@ def test_a_job_that_kills_its_process_every_time_is_given_up_with_a_reason(app, 
             mark = tmp_path / f"paused-{tries}"
             worker = start_worker(app, log, FAULT_MOMENT="parse", FAULT_MARK=mark)
             try:
-                horse = wait_for(lambda: mark.exists() and mark.read_text(), 30, "the parse")
+                horse = wait_for(lambda mark=mark: mark.exists() and mark.read_text(), 30, "the parse")
                 os.kill(int(horse), signal.SIGKILL)
                 os.kill(worker.pid, signal.SIGKILL)
                 worker.wait(10)

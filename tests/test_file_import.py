@@ -11,7 +11,13 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from tests.workbook_builder import (
-    BASIC_SHEET, DETAIL_SHEET, blank_voided_invoice, build_workbook, digital_invoice, make_line, shape_corpus,
+    BASIC_SHEET,
+    DETAIL_SHEET,
+    blank_voided_invoice,
+    build_workbook,
+    digital_invoice,
+    make_line,
+    shape_corpus,
 )
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine

@@ -9,8 +9,17 @@ from decimal import Decimal
 
 import pytest
 
-from webapp.redflush import (CONFIRM_BILL, INFO_TABLE, STALE_AFTER, BlueFacts, Readiness, assess,
-                             entry_confirmed, remaining_amount, to_json)
+from webapp.redflush import (
+    CONFIRM_BILL,
+    INFO_TABLE,
+    STALE_AFTER,
+    BlueFacts,
+    Readiness,
+    assess,
+    entry_confirmed,
+    remaining_amount,
+    to_json,
+)
 
 NOW = datetime(2025, 6, 15, 10, 0, 0)
 FRESH = NOW - timedelta(days=1)

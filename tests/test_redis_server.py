@@ -14,8 +14,16 @@ import pytest
 import redis
 
 from jobs import redis_server
-from jobs.redis_server import (RedisStartError, bundled_url, ensure_redis, keep_running, redis_url, shutdown,
-                               socket_path, start_foreground)
+from jobs.redis_server import (
+    RedisStartError,
+    bundled_url,
+    ensure_redis,
+    keep_running,
+    redis_url,
+    shutdown,
+    socket_path,
+    start_foreground,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

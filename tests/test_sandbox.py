@@ -157,8 +157,8 @@ def test_same_request_gives_the_same_invoices():
 def test_same_invoices_in_another_process():
     """No salted hash() anywhere: a fresh interpreter generates byte-identical data."""
     code = ("import json,hashlib;from channels.sandbox import data;"
-            "print(hashlib.sha256(json.dumps(data.invoices_for('%s','2024-02','04'),ensure_ascii=False)"
-            ".encode()).hexdigest())" % DEMO)
+            f"print(hashlib.sha256(json.dumps(data.invoices_for('{DEMO}','2024-02','04'),ensure_ascii=False)"
+            ".encode()).hexdigest())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "12345", "PATH": ""}).stdout.strip()
     here = hashlib.sha256(json.dumps(data.invoices_for(DEMO, "2024-02", "04"), ensure_ascii=False).encode()).hexdigest()
@@ -343,7 +343,7 @@ def test_usage_values_are_stable_and_realistic(demo_2024):
     fpyt = Counter(u["fpyt"] for u in leqi_usage)
     assert set(fpyt) <= {str(n) for n in range(12)}
     assert (fpyt["0"] + fpyt["1"]) / len(blues) > 0.85 and len(fpyt) >= 8
-    special = Counter(u["fpyt"] for u, inv in zip(leqi_usage, blues) if inv["fplx"] in ("81", "01", "08"))
+    special = Counter(u["fpyt"] for u, inv in zip(leqi_usage, blues, strict=False) if inv["fplx"] in ("81", "01", "08"))
     assert special.most_common(1)[0][0] == "1"
     assert {u["xfsyt"] for u in leqi_usage} == {"00", "01"}
     assert Counter(u["hzsdbs"] for u in leqi_usage)["N"] / len(blues) > 0.97
@@ -556,10 +556,10 @@ def test_usage_code_sets_differ_between_channels(client):
     assert [a["fphm"] for a in leqi_answers] == [inv["sdfphm"] for inv in blues]  # request order
     assert {a["rzzt"] for a in leqi_answers} == {"01", "02", "03"}
     assert {a["rzzt"] for a in rpa_answers} == {"01", "02", "03", "06"}
-    for a, b in zip(leqi_answers, rpa_answers):
+    for a, b in zip(leqi_answers, rpa_answers, strict=False):
         assert (a["fpyt"], a["xfsyt"], a["fpzt"], a["hzsdbs"]) == (b["fpyt"], b["xfsyt"], b["fpzt"], b["hzsdbs"])
         assert {"01": {"01"}, "02": {"02", "03"}, "03": {"06"}}[a["rzzt"]] >= {b["rzzt"]}
-    statuses = {inv["fpzt"]: a["fpzt"] for inv, a in zip(blues, leqi_answers)}
+    statuses = {inv["fpzt"]: a["fpzt"] for inv, a in zip(blues, leqi_answers, strict=False)}
     assert statuses["正常"] == "0" and statuses["已红冲-全额"] == "8" and statuses["已红冲-部分"] == "7"
 
 

@@ -16,8 +16,16 @@ from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceSource
 
 from .conftest import DEMO_TAX_ID, SandboxControl, login
-from .workbook_builder import (KINDS, build_workbook, digital_invoice, is_listed_name, legacy_invoice, make_line,
-                               money, random_invoices)
+from .workbook_builder import (
+    KINDS,
+    build_workbook,
+    digital_invoice,
+    is_listed_name,
+    legacy_invoice,
+    make_line,
+    money,
+    random_invoices,
+)
 
 OTHER_TAX_ID = "91110000MA00000001"
 SPECIAL_KINDS = {kind for kind, _, special in KINDS if special}

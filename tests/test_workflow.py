@@ -158,7 +158,7 @@ def test_each_entry_status_is_listed_once_and_finds_both_channels_codes(app, cli
     result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
     assert json.loads(result.stdout)["status"] == "succeeded", result.output
     with app.app_context(), write_transaction():
-        for number, channel, code in zip(numbers, ("leqi", "rpa", "leqi"), ("03", "06", "01")):
+        for number, channel, code in zip(numbers, ("leqi", "rpa", "leqi"), ("03", "06", "01"), strict=False):
             db.session.execute(update(Invoice).where(Invoice.key == number).values(usage_channel=channel, entry_status=code))
     login(client)
     page = client.get("/pool").text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Flask
+
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
+from . import audit
 from .extensions import db
 from .lazy import lazy_import
 from .models import Batch, Company, Subtask, User
 from .transactions import write_transaction
-from . import audit
 
 queue = lazy_import("jobs.queue")  # deferred: Redis and RQ cost start-up time
 

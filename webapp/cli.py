@@ -14,17 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from channels.etax_file import check_file_name, check_upload
+from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 
-from . import accounts
-from channels.invoice_types import DOWNLOAD_KINDS
-
-from .batches import (FINISHED_BATCH, batch_json, create_download_batches, create_file_batch, months_between,
-                      period_limits)
+from . import accounts, audit
+from .batches import (
+    FINISHED_BATCH,
+    batch_json,
+    create_download_batches,
+    create_file_batch,
+    months_between,
+    period_limits,
+)
 from .extensions import db
 from .models import Batch, User
 from .permissions import company_for, require_schedule_admin, visible_schedule
-from . import audit
 from .pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from .transactions import write_transaction
 

@@ -44,7 +44,7 @@ class PoolFilter:
     sort: str = "issued_desc"
 
     @classmethod
-    def from_args(cls, args) -> "PoolFilter":
+    def from_args(cls, args) -> PoolFilter:
         return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
 
     def as_args(self) -> dict:

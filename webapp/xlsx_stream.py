@@ -84,10 +84,10 @@ class RowFormat:
         slots, t, n = [], 0, len(self._texts)
         for kind in kinds:
             if kind == "t":
-                slots.append(_TEXT_OPEN.replace("{", "{{") + "{%d}" % t + _TEXT_CLOSE)
+                slots.append(_TEXT_OPEN.replace("{", "{{") + f"{{{t}}}" + _TEXT_CLOSE)
                 t += 1
             else:
-                slots.append("{%d}" % n)
+                slots.append(f"{{{n}}}")
                 n += 1
         self._template = "<row>" + "".join(slots) + "</row>"
 
@@ -189,7 +189,7 @@ class Workbook:
         self._zip.writestr("_rels/.rels", _HEAD + (
             f'<Relationships xmlns="{_PKG_REL}"><Relationship Id="rId1" Type="{_REL}/officeDocument" '
             'Target="xl/workbook.xml"/></Relationships>'))
-        sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{n}" r:id="rId{n}"/>' for n, name in zip(numbers, names))
+        sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{n}" r:id="rId{n}"/>' for n, name in zip(numbers, names, strict=False))
         self._zip.writestr("xl/workbook.xml", _HEAD + (
             f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>{sheets}</sheets></workbook>'))
         rels = "".join(f'<Relationship Id="rId{n}" Type="{_REL}/worksheet" Target="worksheets/sheet{n}.xml"/>'

@@ -25,10 +25,10 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 

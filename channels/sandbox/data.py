@@ -148,7 +148,7 @@ def _add_months(month: str, n: int) -> str:
 def _uscc(rng: random.Random, region: str) -> str:
     """A buyer tax ID in the 18-character 统一社会信用代码 form, with a valid check character."""
     body = "91" + region + "MA" + "".join(rng.choice(_USCC_CHARS[:30]) for _ in range(7))
-    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(body, _USCC_WEIGHTS))
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(body, _USCC_WEIGHTS, strict=False))
     return body + _USCC_CHARS[(31 - total % 31) % 31]
 
 
@@ -234,7 +234,7 @@ def _monthly_mean(means: tuple[int, ...], month: str, kind: str) -> float:
     """Mean count for a kind in a month: season, company start, and no 数电 before it existed."""
     if month < FIRST_MONTH:
         return 0.0
-    by_kind = dict(zip(KINDS, means))
+    by_kind = dict(zip(KINDS, means, strict=False))
     mean = float(by_kind[kind])
     if month < DIGITAL_START:
         if kind in DIGITAL:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator
 
 from channels.sandbox.data import DEFAULT_COMPANIES, PROFILES
 

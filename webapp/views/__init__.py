@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import request
 
-
 ERRORS = {
     400: "请求无效（表单可能已过期），请刷新页面后重试",
     403: "您没有权限访问此页面",

@@ -11,8 +11,8 @@ from flask_login import current_user
 from webapp import audit, autoupdate
 from webapp.clock import now
 from webapp.extensions import db
-from webapp.permissions import SCHEDULE_ADMINS_ONLY, may_manage_schedules, visible_schedule
 from webapp.lazy import lazy_import
+from webapp.permissions import SCHEDULE_ADMINS_ONLY, may_manage_schedules, visible_schedule
 from webapp.transactions import write_transaction
 
 scheduler = lazy_import("jobs.scheduler")  # deferred: RQ Scheduler costs start-up time

@@ -21,12 +21,28 @@ from channels.etax_file import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, check_file_na
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import audit, quota
-from webapp.clock import now
-from webapp.batches import (ACTIVE_SUBTASK, BATCH_STATUS, CHANNELS, DATA_TYPES, METHODS, PERIOD_YEARS, SUBTASK_STATUS,
-                            create_download_batches, create_file_batch, leqi_note, missing_prerequisites,
-                            months_before_leqi, months_between,
-                            period_limits, retry, retry_plan, subtask_label, terminate)
 from webapp.batch_facts import RUNNING_BATCH, created_notice, page_facts, unanswered_keys
+from webapp.batches import (
+    ACTIVE_SUBTASK,
+    BATCH_STATUS,
+    CHANNELS,
+    DATA_TYPES,
+    METHODS,
+    PERIOD_YEARS,
+    SUBTASK_STATUS,
+    create_download_batches,
+    create_file_batch,
+    leqi_note,
+    missing_prerequisites,
+    months_before_leqi,
+    months_between,
+    period_limits,
+    retry,
+    retry_plan,
+    subtask_label,
+    terminate,
+)
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Company
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids

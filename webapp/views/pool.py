@@ -6,8 +6,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
-from markupsafe import Markup
 from flask_login import current_user
+from markupsafe import Markup
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from webapp.batches import BATCH_STATUS, CHANNELS
