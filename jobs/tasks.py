@@ -28,6 +28,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
 from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
+from webapp.summary import mark_months_changed
 from webapp.transactions import write_transaction
 
 from . import queue, sources
@@ -275,6 +276,8 @@ def _usage(subtask: Subtask) -> Finish:
     def finish():
         at = now()
         updated = sources.save_usage(batch.channel, statuses, at)
+        if updated:  # the coverage grid's usage figures of the month are kept (webapp.month_stats)
+            mark_months_changed(db.session.connection(), {(batch.tax_id, subtask.period)})
         sources.record_unanswered(subtask.id, queries, statuses, at)
         return len(queries), updated, 0
     return finish
