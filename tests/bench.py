@@ -268,8 +268,8 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
 
         # The first call counts every month the load changed and keeps the figures (webapp.month_stats);
         # later calls read them, until a write changes a month again.
-        kept = {"pool stats, first call (counts every month)": _timed(lambda: pool_stats(DEMO_TAX_ID), 1),
-                "coverage grid, first call (counts the year's months)": _timed(grid, 1)}
+        kept = {"coverage grid, first call (counts the year's months)": _timed(grid, 1),
+                "pool stats, first call (counts the other months)": _timed(lambda: pool_stats(DEMO_TAX_ID), 1)}
         stats_ms = _timed(lambda: pool_stats(DEMO_TAX_ID), samples)
         grid_ms = _timed(grid, samples)
         kept["pool stats, after a write to one month"] = _timed(lambda: _touch_one_month(DEMO_TAX_ID, "2024-03")
