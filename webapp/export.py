@@ -124,8 +124,6 @@ def timestamp(value: Any) -> str | None:
         return value.isoformat(" ", "seconds") if value.tzinfo is None else value.strftime(TIMESTAMP)
     if isinstance(value, date):
         return f"{value:%Y-%m-%d} 00:00:00"
-    if len(value) == 26 and value[19] == ".":  # SQLite's stored text, read raw: drop the microseconds
-        value = value[:19]
     return safe_text(value)  # already text (a raw database row): keep it as stored
 
 
@@ -266,18 +264,5 @@ def write_pool_export(query, target: str | os.PathLike | IO[bytes]) -> int:
     from .models import Invoice
     from .pool import lines_by_invoice
 
-    rows = db.session.execute(query.with_only_columns(*_raw(Invoice.__table__.c)).execution_options(yield_per=CHUNK))
-    return write_invoices(rows, target, lines_of=lambda keys: lines_by_invoice(keys, raw=True))
-
-
-def _raw(columns) -> list:
-    """Columns read as the driver gives them, without SQLAlchemy's per-value conversion.
-
-    Why: turning every amount into a Decimal and every SQLite timestamp into a datetime, only to
-    write them back as text, was a fifth of the export's time (docs/performance.md, export);
-    `money` and `timestamp` take the driver's values (SQLite: floats and stored text) as they are.
-    """
-    from sqlalchemy import type_coerce
-    from sqlalchemy.types import NullType
-
-    return [type_coerce(column, NullType).label(column.name) for column in columns]
+    rows = db.session.execute(query.with_only_columns(*Invoice.__table__.c).execution_options(yield_per=CHUNK))
+    return write_invoices(rows, target, lines_of=lines_by_invoice)

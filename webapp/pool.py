@@ -164,15 +164,10 @@ def _copy(connection, target: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def lines_by_invoice(keys: list[str], raw: bool = False) -> dict[str, list]:
-    """The lines of these invoices, by key, each invoice's in their order (the export's lines sheet).
-
-    `raw`: values as the driver gives them (webapp.export._raw), for a caller that formats them itself."""
-    from .export import _raw
-
+def lines_by_invoice(keys: list[str]) -> dict[str, list]:
+    """The lines of these invoices, by key, each invoice's in their order (the export's lines sheet)."""
     table = InvoiceLine.__table__
-    columns = [table.c.invoice_key, *(table.c[name] for name in LINE_COLUMNS)]
-    rows = db.session.execute(select(*(_raw(columns) if raw else columns))
+    rows = db.session.execute(select(table.c.invoice_key, *(table.c[name] for name in LINE_COLUMNS))
                               .where(table.c.invoice_key.in_(keys)).order_by(table.c.invoice_key, table.c.line_no))
     lines: dict[str, list] = {}
     for row in rows:
