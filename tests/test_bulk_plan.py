@@ -79,6 +79,9 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
     per_day = Counter(used)
     per_month = Counter((tax, month, code, f"{on:%Y-%m}") for tax, month, code, on in used)
     assert max(per_day.values()) == 1
+    # one plan a day while June allows (three a calendar month), the fourth on the first of July
+    assert sorted({on for *_key, on in used}) == [date(2024, 6, 10), date(2024, 6, 11), date(2024, 6, 12),
+                                                  date(2024, 7, 1)]
     for (_tax, month, _code, calendar), count in per_month.items():
         assert count <= monthly_limit(month, datetime.strptime(calendar, "%Y-%m").date()), (month, calendar, count)
     assert sandbox.sent("PLFPXZSQ") == len(used)  # every application the bureau saw was counted
