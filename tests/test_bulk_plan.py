@@ -85,3 +85,25 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
     for (_tax, month, _code, calendar), count in per_month.items():
         assert count <= monthly_limit(month, datetime.strptime(calendar, "%Y-%m").date()), (month, calendar, count)
     assert sandbox.sent("PLFPXZSQ") == len(used)  # every application the bureau saw was counted
+
+
+def test_the_coverage_grid_shows_usage_fetched_after_it_was_first_read(app, runner, sandbox):  # noqa: F811
+    """The grid's figures are kept per month (webapp.month_stats); a usage download must refresh them."""
+    from webapp.coverage import coverage
+
+    from .conftest import DEMO_TAX_ID
+
+    def cell():
+        with app.app_context():
+            found = coverage(DEMO_TAX_ID, TODAY.date(), 2024)["2024-05"]["81"]
+            db.session.remove()
+        return found
+
+    _download(runner, "--channel", "rpa", "--from", "2024-05", "--to", "2024-05", "--type", "81")
+    before = cell()
+    assert before["positive"] > 0 and before["with_usage"] == 0 and before["usage_updated"] is None
+    _, [usage] = _download(runner, "--channel", "leqi", "--data", "usage", "--from", "2024-05", "--to", "2024-05",
+                           "--type", "81")
+    after = cell()
+    assert usage["status"] == "succeeded" and after["with_usage"] == usage["success"] > 0
+    assert after["usage_updated"] is not None
