@@ -26,9 +26,10 @@ from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
+from webapp.month_stats import month_stats
 from webapp.pool import refresh_statistics, save_staged, stage
 from webapp.settings import error_goods_names
-from webapp.summary import refresh_summaries
+from webapp.summary import mark_months_changed, refresh_summaries
 from webapp.transactions import write_transaction
 
 from . import queue, sources
@@ -279,6 +280,8 @@ def _usage(subtask: Subtask) -> Finish:
     def finish():
         at = now()
         updated = sources.save_usage(batch.channel, statuses, at)
+        if updated:  # the coverage grid's usage figures of the month are kept (webapp.month_stats)
+            mark_months_changed(db.session.connection(), {(batch.tax_id, subtask.period)})
         sources.record_unanswered(subtask.id, queries, statuses, at)
         return len(queries), updated, 0
     return finish
@@ -317,7 +320,7 @@ def _end(subtask_id: int, batch_id: int, **values) -> None:
     if batch.method == "file" and batch.status in FINISHED_BATCH:
         _start_next_file_batch(batch)
     if batch.status in FINISHED_BATCH:  # e.g. 部分成功: the months written before this one
-        _precompute_summaries()
+        _precompute_month_figures(batch.tax_id)
 
 
 def run_subtask(subtask_id: int) -> None:
@@ -355,19 +358,21 @@ def run_subtask(subtask_id: int) -> None:
     if batch.status == "succeeded" and batch.method == "file":
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
     if batch.status in FINISHED_BATCH:
-        _precompute_summaries()  # last: the company's next file batch need not wait for the sums
+        _precompute_month_figures(batch.tax_id)  # last: the company's next file batch need not wait
 
 
-def _precompute_summaries() -> None:
-    """销项汇总 of the months this batch touched, summed now rather than at the first view.
+def _precompute_month_figures(tax_id: str) -> None:
+    """销项汇总 and the per-month figures of 同步覆盖 and pool stats for the months this batch touched,
+    computed now rather than at the first view (docs/performance.md).
 
-    The batch has already ended: a failure here only leaves the first view to sum them itself.
+    The batch has already ended: a failure here only leaves the first view to compute them itself.
     """
     try:
         refresh_summaries()
+        month_stats(tax_id)
     except Exception:
         db.session.rollback()
-        log.exception("销项汇总 precompute failed; the page will sum the months when viewed")
+        log.exception("month figures precompute failed; the pages will compute them when viewed")
 
 
 def release_waiting(at: datetime) -> list[Subtask]:

@@ -261,10 +261,19 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
                 conn.execute(text("VACUUM ANALYZE"))  # what autovacuum does soon after a bulk load
         analyzed = time.perf_counter() - start
         key = db.session.scalar(select(Invoice.key).where(Invoice.tax_id == DEMO_TAX_ID).limit(1).offset(count // 10))
-        stats_ms = _timed(lambda: pool_stats(DEMO_TAX_ID), samples)
         from datetime import date
 
-        grid_ms = _timed(lambda: coverage(DEMO_TAX_ID, date(2025, 12, 31), 2024), samples)
+        def grid():
+            return coverage(DEMO_TAX_ID, date(2025, 12, 31), 2024)
+
+        # The first call counts every month the load changed and keeps the figures (webapp.month_stats);
+        # later calls read them, until a write changes a month again.
+        kept = {"coverage grid, first call (counts the year's months)": _timed(grid, 1),
+                "pool stats, first call (counts the other months)": _timed(lambda: pool_stats(DEMO_TAX_ID), 1)}
+        stats_ms = _timed(lambda: pool_stats(DEMO_TAX_ID), samples)
+        grid_ms = _timed(grid, samples)
+        kept["pool stats, after a write to one month"] = _timed(lambda: _touch_one_month(DEMO_TAX_ID, "2024-03")
+                                                                or pool_stats(DEMO_TAX_ID), 1)
         db.session.remove()
     client = app.test_client()
     client.post("/login", data={"username": "caiwu", "password": "caiwu123"})
@@ -283,7 +292,19 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
     return {"invoices": count, "lines": 3 * count, "load_s": round(loaded, 1),
             "load_rows_per_s": round(4 * count / loaded), "first_chunk_s": round(chunks[0], 2),
             "last_chunk_s": round(chunks[-1], 2), "analyze_s": round(analyzed, 2), "p95_ms": reads,
-            "target_p95_ms": 100, "worst_p95_ms": worst, "met": worst < 100}
+            "target_p95_ms": 100, "worst_p95_ms": worst, "met": worst < 100,
+            "kept_month_figures_ms": kept}
+
+
+def _touch_one_month(tax_id: str, month: str) -> None:
+    """Mark one company-month changed, as any pool write touching it does (not timed apart: the caller
+    times this with the next read, which counts that month again)."""
+    from webapp.extensions import db
+    from webapp.summary import mark_months_changed
+    from webapp.transactions import write_transaction
+
+    with write_transaction():
+        mark_months_changed(db.session.connection(), {(tax_id, month)})
 
 
 def query_plans(url: str) -> dict:
@@ -294,7 +315,7 @@ def query_plans(url: str) -> dict:
     from werkzeug.datastructures import MultiDict
 
     from webapp.extensions import db
-    from webapp.models import Invoice, InvoiceLine
+    from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
     from webapp.pool_search import PoolFilter, pool_query
 
     app = _app_only(url)
@@ -308,6 +329,10 @@ def query_plans(url: str) -> dict:
         statements["coverage counts"] = db.select(Invoice.month, Invoice.type_code, db.func.count()).where(
             Invoice.tax_id == DEMO_TAX_ID, Invoice.month >= "2024-01", Invoice.month <= "2024-12").group_by(
             Invoice.month, Invoice.type_code)
+        statements["kept month figures (coverage, pool stats)"] = db.select(
+            InvoiceMonthSummary.month, InvoiceMonthSummary.stats).where(
+            InvoiceMonthSummary.tax_id == DEMO_TAX_ID, InvoiceMonthSummary.month >= "2024-01",
+            InvoiceMonthSummary.month <= "2024-12")
         prefix = "EXPLAIN QUERY PLAN " if url.startswith("sqlite") else "EXPLAIN "
         for name, statement in statements.items():
             sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
@@ -441,7 +466,8 @@ def bulk_plan(folder: Path, companies: int) -> dict:
         subtasks = db.session.scalar(select(func.count()).select_from(Subtask))
     return {"companies": len(batches), "months": len(months), "subtasks": subtasks,
             "leqi_requests": subtasks * len(DOWNLOAD_KINDS), "create_s": round(seconds, 2), "target_s": 2.0,
-            "met": seconds < 2.0, "simulated_run": "not measured (see docs/performance.md)"}
+            "met": seconds < 2.0,
+            "simulated_run": "tests/test_bulk_plan.py: four plans over following days, controlled clock, quotas held"}
 
 
 # -- 7. several workers against PostgreSQL ---------------------------------------------------------

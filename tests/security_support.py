@@ -10,6 +10,7 @@ from sqlalchemy import select
 from webapp import accounts
 from webapp.extensions import db
 from webapp.models import Company, Invoice, User
+from webapp.summary import mark_months_changed
 from webapp.transactions import write_transaction
 
 from .conftest import DEMO_TAX_ID
@@ -54,4 +55,6 @@ def add_invoice(tax_id: str, name: str, number: str) -> str:
                                tax=Decimal("13.00"), total=Decimal("113.00"), origin="电子发票服务平台",
                                type_name="数电票（增值税专用发票）", type_code="81", status="正常", is_red=False,
                                source="leqi", synced_at=datetime(2026, 11, 1, 9, 0)))
+        db.session.flush()
+        mark_months_changed(db.session.connection(), {(company.tax_id, "2026-10")})  # as the pool write does
     return key

@@ -61,3 +61,20 @@ def test_another_sellers_invoice_is_refused_and_the_write_rolls_back(app):
         assert db.session.scalar(select(Invoice.tax_id).filter_by(key="24330000000000000001")) == A
         assert lines_of("24330000000000000001") == [(1, "10.00")]
         assert pool_stats(B)["invoices"] == 0
+
+
+def test_kept_month_figures_follow_each_write(app):
+    """pool stats and the coverage grid read figures kept per company-month: a later write must show."""
+    from datetime import date
+
+    from webapp.coverage import coverage
+
+    with app.app_context():
+        save(record("24330000000000000001", A, "10.00", "20.00"))
+        assert (pool_stats(A)["invoices"], pool_stats(A)["lines"], pool_stats(A)["amount"]) == (1, 2, "30.00")
+        assert coverage(A, date(2024, 12, 31), 2024)["2024-03"]["82"]["invoices"] == 1
+        save(record("24330000000000000001", A, "99.00"), record("24330000000000000003", A, "7.00"))
+        stats = pool_stats(A)
+        assert (stats["invoices"], stats["lines"], stats["amount"], stats["months"]) == (2, 2, "106.00", ["2024-03"])
+        cell = coverage(A, date(2024, 12, 31), 2024)["2024-03"]["82"]
+        assert (cell["invoices"], cell["positive"], cell["gap"]) == (2, 2, False)

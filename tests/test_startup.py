@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFERRED = ("alembic", "flask_migrate", "mako", "rq", "rq_scheduler", "redis", "openpyxl", "httpx", "channels.sandbox")
+DEFERRED = ("alembic", "flask_migrate", "mako", "rq", "rq_scheduler", "redis", "openpyxl", "httpx", "channels.sandbox",
+            "limits")
 
 
 def test_the_app_loads_without_the_heavy_modules(tmp_path):
-    """Alembic, RQ, Redis, httpx, openpyxl and the sandbox are imported where used, not at start."""
+    """Alembic, RQ, Redis, httpx, openpyxl, the sandbox and `limits` are imported where used, not at start."""
     code = f"import sys, wsgi; print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
     env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

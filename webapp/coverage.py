@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
 from channels.invoice_types import DOWNLOAD_KINDS
 
 from .batches import months_between
 from .extensions import db
-from .models import Batch, Invoice, Subtask
+from .models import Batch, Subtask
+from .month_stats import month_stats, when
 
 YEARS = 5
 
@@ -29,15 +30,15 @@ def coverage_months(today: date, year: int | None = None) -> list[str]:
 
 
 def _counts(tax_id: str, months: list[str]) -> dict:
-    """Invoices per (month, type code), with the newest sync and usage update of each cell."""
-    blue = Invoice.is_red.is_(False)  # usage status exists for positive invoices only: red ones are never asked
-    rows = db.session.execute(
-        select(Invoice.month, Invoice.type_code, func.count(), func.max(Invoice.synced_at),
-               func.max(Invoice.usage_updated_at), func.count(case((blue, Invoice.usage_updated_at))),
-               func.count(case((blue, 1))))
-        .where(Invoice.tax_id == tax_id, Invoice.month >= months[0], Invoice.month <= months[-1])
-        .group_by(Invoice.month, Invoice.type_code))
-    return {(m, t): (n, synced, usage, with_usage, positive) for m, t, n, synced, usage, with_usage, positive in rows}
+    """Invoices per (month, type code), with the newest sync and usage update of each cell.
+
+    Read from the figures kept per company-month (webapp.month_stats), so a company-year of a
+    million-invoice pool reads twelve rows (docs/performance.md, coverage grid)."""
+    counts = {}
+    for month, figures in month_stats(tax_id, months[0], months[-1]).items():
+        for code, (n, synced, usage, with_usage, positive) in figures["cells"].items():
+            counts[(month, code or None)] = (n, when(synced), when(usage), with_usage, positive)
+    return counts
 
 
 def _syncs(tax_id: str, months: list[str]) -> dict:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 from flask import current_app
-from limits import parse
-from limits.storage import MemoryStorage, RedisStorage
-from limits.strategies import MovingWindowRateLimiter
+
+if TYPE_CHECKING:
+    from limits.strategies import MovingWindowRateLimiter
+
+# `limits` (and the asyncio it loads) is imported on the first login, not at every start-up
+# (docs/performance.md, cold start).
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,9 @@ def _limiter() -> MovingWindowRateLimiter:
     """The Redis-backed limiter on the queue's own connection (one per app)."""
     ext = current_app.extensions
     if "login_throttle" not in ext:
+        from limits.storage import RedisStorage
+        from limits.strategies import MovingWindowRateLimiter
+
         from jobs.queue import redis_connection
 
         storage = RedisStorage("redis://", connection_pool=redis_connection().connection_pool,
@@ -35,6 +42,8 @@ def _limiter() -> MovingWindowRateLimiter:
 
 def _keys(username: str, address: str | None):
     """(limit, identifiers) pairs: one counter per user name (case-folded), one per address."""
+    from limits import parse
+
     config = current_app.config
     return [(parse(config["LOGIN_LIMIT_PER_USER"]), ("user", username.strip().lower())),
             (parse(config["LOGIN_LIMIT_PER_ADDRESS"]), ("address", address or "-"))]
@@ -46,6 +55,9 @@ def _call(method: str, *args):
         return getattr(_limiter(), method)(*args)
     except Exception:  # redis.ConnectionError, TimeoutError, ...: keep throttling in memory
         log.warning("login throttle: Redis unavailable, counting in memory", exc_info=True)
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
         fallback = current_app.extensions.setdefault("login_throttle_memory", MovingWindowRateLimiter(MemoryStorage()))
         return getattr(fallback, method)(*args)
 

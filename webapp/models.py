@@ -302,6 +302,8 @@ class InvoiceMonthSummary(db.Model):
     version: Mapped[int] = mapped_column(Integer)  # bumped by every pool write touching the month
     summary_version: Mapped[int | None] = mapped_column(Integer)  # the version `summary` was computed at
     summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
+    stats_version: Mapped[int | None] = mapped_column(Integer)  # the version `stats` was counted at
+    stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.month_stats)
 
 
 Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)
