@@ -81,6 +81,8 @@ EXPECTED = {
     "batches.confirm": _if_visible, "batches.error_list": _no_error_if_visible,
     "summary.index": _if_visible, "summary.export": _if_visible,
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,
+    "batches.live": _everyone, "pool.summary": _everyone,  # both cut down to the user's companies
+    "pool.usage_batch": _if_visible,
 }
 SCHEDULE_ACTIONS = ("run", "disable", "enable", "delete")  # delete last: the others need the schedule
 
