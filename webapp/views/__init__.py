@@ -22,6 +22,20 @@ def wants_partial(target_id: str) -> bool:
             and request.headers.get("HX-Target") == target_id)
 
 
+XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def xlsx_download(body, filename: str):
+    """Every xlsx the pages hand out, answered one way: bytes or a chunk iterator, saved under a Chinese
+    file name (RFC 5987 ``filename*``, which browsers read as UTF-8)."""
+    from urllib.parse import quote
+
+    from flask import Response
+
+    return Response(body, mimetype=XLSX_MIMETYPE,
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
+
+
 def merge_query(args: dict, **changes) -> str:
     """The current query string with some parameters changed (pagination keeps the filters)."""
     from urllib.parse import urlencode

@@ -14,6 +14,7 @@ from webapp.models import Batch, Company, User
 from webapp.settings import ERROR_GOODS_DEFAULT, ERROR_GOODS_KEY, get_setting, set_setting, validate_error_goods
 from webapp.transactions import write_transaction
 
+from . import xlsx_download
 from .batches import MultiCheckbox
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -177,12 +178,8 @@ def audit_export():
     """The filtered audit rows as an xlsx download."""
     import io
 
-    from flask import send_file
-
     from webapp.clock import now
 
     buffer = io.BytesIO()
     audit.write_xlsx(db.session.scalars(_audit_query(AuditFilter(request.args))), buffer)
-    buffer.seek(0)
-    return send_file(buffer, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                     as_attachment=True, download_name=f"审计日志_{now():%Y%m%d_%H%M%S}.xlsx")
+    return xlsx_download(buffer.getvalue(), f"审计日志_{now():%Y%m%d_%H%M%S}.xlsx")

@@ -6,7 +6,7 @@ import json
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_login import current_user
@@ -47,7 +47,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Company
 from webapp.permissions import batch_for, permitted_companies, permitted_company_ids
 
-from . import wants_partial
+from . import wants_partial, xlsx_download
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 POLL_SECONDS = 2  # while a month runs or is about to
@@ -522,10 +522,7 @@ def error_list(batch_no):
                       safe_text(row["why"])])
     buffer = io.BytesIO()
     workbook.save(buffer)
-    name = quote(f"错误清单_{batch.batch_no}.xlsx")
-    return Response(buffer.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}",
-                             "Cache-Control": "no-store"})
+    return xlsx_download(buffer.getvalue(), f"错误清单_{batch.batch_no}.xlsx")  # no-store: auth._security_headers
 
 
 def _selected_batches() -> list[Batch]:

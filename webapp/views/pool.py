@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -20,7 +19,7 @@ from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
 from webapp.pool_search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.usage import ENTRY_LABELS, VAT_USAGE
 
-from . import wants_partial
+from . import wants_partial, xlsx_download
 
 bp = Blueprint("pool", __name__, url_prefix="/pool")
 
@@ -84,9 +83,7 @@ def export():
         finally:
             path.unlink(missing_ok=True)
 
-    name = quote(export_filename(now()))
-    return Response(stream(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return xlsx_download(stream(), export_filename(now()))
 
 
 @bp.route("/coverage")

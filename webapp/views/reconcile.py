@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import io
 import re
-from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -16,7 +15,7 @@ from webapp.models import InvoiceSource
 from webapp.permissions import company_for, permitted_companies
 from webapp.reconcile import FIELDS, source_report, write_report
 
-from .summary import XLSX
+from . import xlsx_download
 
 bp = Blueprint("reconcile", __name__, url_prefix="/reconcile")
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
@@ -55,9 +54,7 @@ def export():
         abort(404)
     buffer = io.BytesIO()
     write_report(source_report(company.tax_id, month), buffer)
-    name = quote(f"来源核对_{company.tax_id}_{month}.xlsx")
-    return Response(buffer.getvalue(), mimetype=XLSX,
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return xlsx_download(buffer.getvalue(), f"来源核对_{company.tax_id}_{month}.xlsx")
 
 
 @bp.app_template_global("months_with_source_differences")

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import io
-from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 
 from webapp.clock import now
 from webapp.permissions import company_for, permitted_companies
 from webapp.summary import chart_bars, write_summary, year_summary
 
+from . import xlsx_download
+
 bp = Blueprint("summary", __name__, url_prefix="/summary")
 ALL = "all"
 YEARS = 6
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _scope():
@@ -53,6 +53,4 @@ def export():
         abort(404)
     buffer = io.BytesIO()
     write_summary(year_summary(tax_ids, year), buffer)
-    name = quote(f"销项汇总_{chosen.tax_id if chosen else '全部企业'}_{year}.xlsx")
-    return Response(buffer.getvalue(), mimetype=XLSX,
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return xlsx_download(buffer.getvalue(), f"销项汇总_{chosen.tax_id if chosen else '全部企业'}_{year}.xlsx")
