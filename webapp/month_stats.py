@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, case, func, select, update
 
 from .extensions import db
 from .models import Invoice, InvoiceLine, InvoiceMonthSummary
-from .summary import VOIDED, _cents, _sum_cents
+from .money import as_cents, sum_exact
+from .summary import VOIDED
 from .transactions import write_transaction
 
 
@@ -40,7 +41,7 @@ def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
     for month, code, name, is_red, is_voided, n, synced, usage, with_usage, amount, tax in db.session.execute(
             select(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided, func.count(),
                    func.max(Invoice.synced_at), func.max(Invoice.usage_updated_at), func.count(Invoice.usage_updated_at),
-                   _sum_cents(dialect, Invoice.amount), _sum_cents(dialect, Invoice.tax))
+                   sum_exact(dialect, Invoice.amount), sum_exact(dialect, Invoice.tax))
             .where(*where).group_by(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided)):
         figures = counted[month]
         cell = figures["cells"].setdefault(code or "", [0, None, None, 0, 0])
@@ -54,8 +55,8 @@ def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
         kind[0] += n
         kind[1] += n if is_red else 0
         kind[2] += n if is_voided else 0
-        figures["amount"] += _cents(amount)
-        figures["tax"] += _cents(tax)
+        figures["amount"] += as_cents(amount)
+        figures["tax"] += as_cents(tax)
     for month, lines in db.session.execute(
             select(Invoice.month, func.count()).select_from(InvoiceLine)
             .join(Invoice, Invoice.key == InvoiceLine.invoice_key).where(*where).group_by(Invoice.month)):

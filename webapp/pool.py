@@ -11,10 +11,10 @@ from channels.records import InvoiceRecord, SourceRejected
 
 from .extensions import db
 from .models import Invoice, InvoiceLine
+from .money import as_yuan
 from .month_stats import month_stats
 from .reconcile import record_sources
 from .settings import is_error_goods
-from .summary import _yuan
 from .transactions import write_transaction
 from .usage import usage_labels
 
@@ -211,7 +211,7 @@ def pool_stats(tax_id: str) -> dict:
     invoices = sum(by_type.values())
     return {
         "tax_id": tax_id, "invoices": invoices, "lines": sum(f["lines"] for f in months.values()),
-        "blue": invoices - red, "red": red, "voided": voided, "amount": str(_yuan(amount)), "tax": str(_yuan(tax)),
+        "blue": invoices - red, "red": red, "voided": voided, "amount": str(as_yuan(amount)), "tax": str(as_yuan(tax)),
         "by_type": dict(sorted(by_type.items())), "months": sorted(months),
     }
 

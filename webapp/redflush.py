@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from .money import CENT
 from .usage import VAT_USAGE
 
 STALE_AFTER = timedelta(days=31)
 ZERO = Decimal("0")
-CENT = Decimal("0.01")
 
 Mode = Literal["full_only", "partial_allowed"]
 Confirmer = Literal["seller_direct", "other_party", "buyer_rollback_first"]

@@ -17,10 +17,11 @@ import json
 from collections import defaultdict
 from decimal import Decimal
 
-from sqlalchemy import Integer, bindparam, case, cast, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from .extensions import db
 from .models import Invoice, InvoiceLine, InvoiceMonthSummary
+from .money import as_cents, as_yuan, sum_exact
 from .transactions import write_transaction
 
 SPECIAL_CODES = ("01", "08", "81", "85")  # 增值税专用发票, 电子专用, 数电专票, 数电纸质专票
@@ -29,29 +30,10 @@ NO_RATE = "未注明"
 VOIDED = "已作废"
 COLUMNS = ("special", "other")
 ZERO = Decimal("0.00")
-CENT = Decimal("0.01")
 
 
 def year_months(year: int) -> list[str]:
     return [f"{year}-{month:02d}" for month in range(1, 13)]
-
-
-def _sum_cents(dialect: str, column):
-    """SUM of a money column, exact: whole cents on SQLite, numeric on PostgreSQL."""
-    if dialect == "sqlite":
-        return func.sum(cast(func.round(column * 100), Integer))
-    return func.sum(column)
-
-
-def _cents(value) -> int:
-    """A sum as whole cents, whichever database summed it (SQLite: cents already; PostgreSQL: numeric)."""
-    if value is None:
-        return 0
-    return value if isinstance(value, int) else int(Decimal(value) * 100)
-
-
-def _yuan(cents: int) -> Decimal:
-    return (Decimal(cents) / 100).quantize(CENT)
 
 
 def rate_sort_key(rate: str):
@@ -75,25 +57,25 @@ def _compute(tax_id: str, months: list[str]) -> dict:
     special = case((Invoice.type_code.in_(SPECIAL_CODES), 1), else_=0)
     computed = {month: _empty_month() for month in months}
     for month, is_special, rate, amount, tax in db.session.execute(
-            select(Invoice.month, special, InvoiceLine.tax_rate, _sum_cents(dialect, InvoiceLine.amount),
-                   _sum_cents(dialect, InvoiceLine.tax))
+            select(Invoice.month, special, InvoiceLine.tax_rate, sum_exact(dialect, InvoiceLine.amount),
+                   sum_exact(dialect, InvoiceLine.tax))
             .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != VOIDED)
             .group_by(Invoice.month, special, InvoiceLine.tax_rate)):
         cell = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})[
             "special" if is_special else "other"]
-        cell[0] += _cents(amount)
-        cell[1] += _cents(tax)
+        cell[0] += as_cents(amount)
+        cell[1] += as_cents(tax)
     voided = case((Invoice.status == VOIDED, 1), else_=0)
     gross = func.coalesce(Invoice.total, Invoice.amount + Invoice.tax)
     for month, type_name, is_red, is_voided, count, total in db.session.execute(
-            select(Invoice.month, Invoice.type_name, Invoice.is_red, voided, func.count(), _sum_cents(dialect, gross))
+            select(Invoice.month, Invoice.type_name, Invoice.is_red, voided, func.count(), sum_exact(dialect, gross))
             .where(*where).group_by(Invoice.month, Invoice.type_name, Invoice.is_red, voided)):
         counts = computed[month]["types"].setdefault(type_name, [0, 0, 0])
         if is_voided:
             counts[2] += count
             continue
         counts[1 if is_red else 0] += count
-        computed[month]["red" if is_red else "blue"] += abs(_cents(total))
+        computed[month]["red" if is_red else "blue"] += abs(as_cents(total))
     return computed
 
 
@@ -167,7 +149,7 @@ def _keep(fresh: list[dict]) -> None:
 
 
 def _to_cells(cents: dict) -> dict:
-    return {column: {"amount": _yuan(cents[column][0]), "tax": _yuan(cents[column][1])} for column in COLUMNS}
+    return {column: {"amount": as_yuan(cents[column][0]), "tax": as_yuan(cents[column][1])} for column in COLUMNS}
 
 
 def _add(into: dict, cells: dict) -> None:
@@ -195,8 +177,8 @@ def year_summary(tax_ids: list[str], year: int) -> dict:
     for (_tax_id, month), summary in monthly.items():
         for rate, cents in summary["rates"].items():
             _add(by_month[month].setdefault(rate, _empty_cell()), _to_cells(cents))
-        chart[month]["blue"] += _yuan(summary["blue"])
-        chart[month]["red"] += _yuan(summary["red"])
+        chart[month]["blue"] += as_yuan(summary["blue"])
+        chart[month]["red"] += as_yuan(summary["red"])
         for type_name, (blue, red, voided) in summary["types"].items():
             for name, count in (("blue", blue), ("red", red), ("voided", voided)):
                 types[type_name][name] += count
