@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from webapp import accounts
@@ -19,6 +21,17 @@ X = {"tax_id": DEMO_TAX_ID, "name": "杭州示例科技有限公司"}
 D = {"tax_id": "91330100MA2D0SEC7K", "name": "保密子公司甲有限公司"}
 O = {"tax_id": "91110000MA0OTHER9Q", "name": "他组织机密贸易有限公司"}  # noqa: E741  (X, D and O as the issue names them)
 OTHER_ORG = "其他组织"
+
+
+CAST_NOW = datetime(2026, 11, 20, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # the clock the security tests act at
+
+
+@pytest.fixture
+def cast(app):
+    """The app with the cast added and its clock set to CAST_NOW."""
+    add_cast(app)
+    app.config["CLOCK_NOW"] = CAST_NOW
+    return app
 
 
 def add_cast(app) -> None:

@@ -14,8 +14,6 @@ import io
 import json
 import os
 import warnings
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
@@ -28,7 +26,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Company, Schedule, Setting, Subtask, User
 
 from .conftest import login
-from .security_support import D, O, X, add_cast, add_invoice
+from .security_support import CAST_NOW, D, O, X, add_cast, add_invoice
 from .workbook_builder import build_workbook
 
 ROLES = {  # role → (username, password, companies visible)
@@ -91,7 +89,7 @@ SCHEDULE_ACTIONS = ("run", "disable", "enable", "delete")  # delete last: the ot
 def world(app):
     """X, D, O each with a batch and an invoice; a schedule in each org."""
     add_cast(app)
-    app.config["CLOCK_NOW"] = datetime(2026, 11, 20, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    app.config["CLOCK_NOW"] = CAST_NOW
     refs = {}
     with app.app_context():
         users = {u.username: u for u in db.session.scalars(select(User))}

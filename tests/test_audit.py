@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -16,16 +14,7 @@ from webapp.extensions import db
 from webapp.models import AuditLog, Batch
 
 from .conftest import login
-from .security_support import D, X, add_cast
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def cast(app):
-    add_cast(app)
-    app.config["CLOCK_NOW"] = datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
-    return app
+from .security_support import D, X, cast  # noqa: F401  (cast: a fixture)
 
 
 def _rows(app) -> list[tuple[str, str, str]]:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
@@ -16,16 +13,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Schedule
 
 from .conftest import dispose, login, make_app
-from .security_support import D, O, X, add_cast
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def cast(app):
-    add_cast(app)
-    app.config["CLOCK_NOW"] = datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
-    return app
+from .security_support import D, O, X, cast  # noqa: F401  (cast: a fixture)
 
 
 def _schedule_by_admin(app, client) -> int:
