@@ -36,14 +36,19 @@ def _download(runner, *args, expect_ok=True):
     return result, (json.loads(result.stdout) if result.stdout.strip().startswith("[") else None)
 
 
-def _release_and_run(app, runner, work, batch) -> dict:
-    """Twenty minutes later the scheduler releases the waiting subtask and a worker runs it."""
+TOMORROW = datetime(2024, 6, 11, 0, 5)  # the day after the tests' quota day, when a waiting month runs
+
+
+def _release_and_run(app, runner, work, batch, at=datetime(2024, 6, 10, 9, 50), sandbox=None) -> dict:
+    """At `at` (by default twenty minutes later; the sandbox's day moves too when given) the reconciler
+    releases the one waiting subtask and a worker runs it; the batch as `batch show` prints it."""
     from jobs.reconciler import reconcile
 
-    later = datetime(2024, 6, 10, 9, 50)
-    app.config["CLOCK_NOW"] = later
+    app.config["CLOCK_NOW"] = at
+    if sandbox is not None:
+        sandbox.control(today=at.date().isoformat())
     with app.app_context():
-        assert reconcile(later)["released"] == 1
+        assert reconcile(at)["released"] == 1
     work()
     return json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
 
@@ -73,15 +78,7 @@ def test_second_leqi_download_the_same_day_waits_for_tomorrow_and_sends_nothing(
     assert sandbox.sent("PLFPXZSQ") == 1  # the sandbox proves nothing over quota was sent
     assert sandbox.stats()["requests"]["by_code"].get("13", 0) == 0
 
-    tomorrow = datetime(2024, 6, 11, 0, 5)
-    app.config["CLOCK_NOW"] = tomorrow
-    sandbox.control(today=tomorrow.date().isoformat())
-    from jobs.reconciler import reconcile
-
-    with app.app_context():
-        assert reconcile(tomorrow)["released"] == 1
-    work()
-    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    shown = _release_and_run(app, runner, work, batch, at=TOMORROW, sandbox=sandbox)
     assert shown["status"] == "succeeded"
     assert sandbox.sent("PLFPXZSQ") == 2
 
@@ -224,15 +221,7 @@ def test_a_kind_out_of_quota_waits_alone_while_the_others_download(app, runner, 
     assert subtask["success"] == subtask["total"] == _expected("82") > 0  # 82 is in the pool already
     assert sandbox.sent("PLFPXZSQ") == 2
 
-    tomorrow = datetime(2024, 6, 11, 0, 5)
-    app.config["CLOCK_NOW"] = tomorrow
-    sandbox.control(today=tomorrow.date().isoformat())
-    from jobs.reconciler import reconcile
-
-    with app.app_context():
-        assert reconcile(tomorrow)["released"] == 1
-    work()
-    shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
+    shown = _release_and_run(app, runner, work, batch, at=TOMORROW, sandbox=sandbox)
     assert shown["status"] == "succeeded" and shown["success"] == _expected("81", "82")
     assert sandbox.sent("PLFPXZSQ") == 3  # 82 was not asked again
 
