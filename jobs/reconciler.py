@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from jobs import queue
+from jobs.tasks import _fail_batch, release_waiting
+from webapp.background import parse_job_id
 from webapp.batches import refresh_batch
 from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.transactions import write_transaction
-
-from . import queue
-from .tasks import _fail_batch, release_waiting
 
 log = logging.getLogger(__name__)
 INTERVAL = int(os.environ.get("RECONCILE_INTERVAL") or 15)  # seconds between the scheduler's cycles
@@ -98,7 +98,7 @@ def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_statu
 
 def _parse(batch: Batch, now: datetime, counts: dict) -> None:
     """A batch still in 数据预处理 needs a live parse job: queue it again, boundedly if it died."""
-    job_id = queue.parse_job_id(batch)
+    job_id = parse_job_id(batch)
     fate, recoveries = queue.job_fate(job_id)
     if fate == "alive" or (fate != "died" and batch.created_at >= now - GRACE):
         return

@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
-from webapp import quota
+from webapp.batches import quota_use as quota
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask

@@ -22,17 +22,17 @@ from channels import etax_file
 from channels.http import ChannelRejected, Pending
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected, TransientError
+from jobs import queue, sources
+from webapp.accounts.settings import error_goods_names
+from webapp.background import subtask_job_id
 from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
-from webapp.month_stats import month_stats
 from webapp.pool import refresh_statistics, save_staged, stage
-from webapp.settings import error_goods_names
+from webapp.pool.month_stats import month_stats
 from webapp.summary import mark_months_changed, refresh_summaries
 from webapp.transactions import write_transaction
-
-from . import queue, sources
 
 log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
@@ -42,7 +42,7 @@ MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batc
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
 ACTIVE_BATCH = ("preprocessing", "pending", "syncing")
 # what a finance user reads when a month fails on a fault of ours; the exception's name follows in
-# an aside, which the screens fold under 详情 (webapp.batch_facts.plain_error)
+# an aside, which the screens fold under 详情 (webapp.batches.facts.plain_error)
 INTERNAL_ERROR = "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
 CRASHED_PARSE = ("文件解析进程连续 {n} 次意外中断（文件可能过大或结构异常），已停止解析。"
                  "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
@@ -280,7 +280,7 @@ def _usage(subtask: Subtask) -> Finish:
     def finish():
         at = now()
         updated = sources.save_usage(batch.channel, statuses, at)
-        if updated:  # the coverage grid's usage figures of the month are kept (webapp.month_stats)
+        if updated:  # the coverage grid's usage figures of the month are kept (webapp.pool.month_stats)
             mark_months_changed(db.session.connection(), {(batch.tax_id, subtask.period)})
         sources.record_unanswered(subtask.id, queries, statuses, at)
         return len(queries), updated, 0
@@ -381,7 +381,7 @@ def release_waiting(at: datetime) -> list[Subtask]:
         due = []
         for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "waiting", Subtask.not_before <= at)).all():
             released = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == "waiting")
-                                          .values(status="pending", not_before=None, job_id=queue.subtask_job_id(subtask)))
+                                          .values(status="pending", not_before=None, job_id=subtask_job_id(subtask)))
             if released.rowcount:  # not terminated meanwhile
                 due.append(subtask)
         for batch_id in {s.batch_id for s in due}:

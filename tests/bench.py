@@ -77,8 +77,8 @@ def cold_start(folder: Path, redis_url: str, runs: int) -> dict:
 _EXPORT_CHILD = """
 import json, resource, sys, time
 from sqlalchemy import select
-from webapp import create_app
-from webapp.export import write_pool_export
+from wsgi import create_app
+from webapp.pool.export import write_pool_export
 from webapp.models import Invoice
 app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1]})
 with app.app_context():
@@ -185,10 +185,10 @@ def _migrated_app(url: str, **config):
     """The app on `url`, migrated and seeded (PostgreSQL: emptied first)."""
     from sqlalchemy import text
 
-    from webapp import create_app
     from webapp.accounts import seed_demo
     from webapp.extensions import db
     from webapp.transactions import write_transaction
+    from wsgi import create_app
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False, **config})
     with app.app_context():
@@ -238,10 +238,10 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
     from sqlalchemy import select, text
 
     from webapp.accounts import save_company
-    from webapp.coverage import coverage
     from webapp.extensions import db
     from webapp.models import Company, Invoice, Org, User
     from webapp.pool import pool_stats, refresh_statistics
+    from webapp.pool.coverage import coverage
     from webapp.transactions import write_transaction
 
     app = _migrated_app(url)
@@ -266,7 +266,7 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
         def grid():
             return coverage(DEMO_TAX_ID, date(2025, 12, 31), 2024)
 
-        # The first call counts every month the load changed and keeps the figures (webapp.month_stats);
+        # The first call counts every month the load changed and keeps the figures (webapp.pool.month_stats);
         # later calls read them, until a write changes a month again.
         kept = {"coverage grid, first call (counts the year's months)": _timed(grid, 1),
                 "pool stats, first call (counts the other months)": _timed(lambda: pool_stats(DEMO_TAX_ID), 1)}
@@ -316,7 +316,7 @@ def query_plans(url: str) -> dict:
 
     from webapp.extensions import db
     from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
-    from webapp.pool_search import PoolFilter, pool_query
+    from webapp.pool.search import PoolFilter, pool_query
 
     app = _app_only(url)
     plans = {}
@@ -347,7 +347,7 @@ def _args(url: str) -> list[tuple[str, str]]:
 
 
 def _app_only(url: str):
-    from webapp import create_app
+    from wsgi import create_app
 
     return create_app({"SQLALCHEMY_DATABASE_URI": url})
 
@@ -483,7 +483,7 @@ def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, mo
     from sqlalchemy import func, select
 
     from channels.invoice_types import DOWNLOAD_KINDS
-    from channels.quota import PAST_MONTH_LIMIT
+    from channels.quota_rules import PAST_MONTH_LIMIT
     from webapp.accounts import save_company
     from webapp.batches import create_download_batches, months_between
     from webapp.extensions import db

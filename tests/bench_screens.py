@@ -42,10 +42,10 @@ def _app(folder: Path):
     from flask_migrate import upgrade
     from sqlalchemy import text
 
-    from webapp import create_app
     from webapp.accounts import seed_demo
     from webapp.extensions import db
     from webapp.transactions import write_transaction
+    from wsgi import create_app
 
     url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'screens.db'}")
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False})

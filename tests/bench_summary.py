@@ -48,13 +48,13 @@ def summary_bench(folder: Path, count: int, samples: int = 20, url: str | None =
     from sqlalchemy import select
 
     from tests.bench import _synthetic_pool
-    from webapp import create_app
     from webapp.accounts import save_company, seed_demo
     from webapp.extensions import db
     from webapp.models import Company, Org, User
     from webapp.pool import refresh_statistics, save_staged
     from webapp.summary import mark_months_changed, refresh_summaries
     from webapp.transactions import write_transaction
+    from wsgi import create_app
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url or os.environ.get("BENCH_DATABASE_URL",
                                                                        f"sqlite:///{folder / 'summary.db'}"),

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from jobs.queue import get_queue, job_state, redis_connection
+from webapp.accounts.settings import normalise_goods_name, validate_error_goods
 from webapp.batches import derive_status, retry, staging_dir, terminate
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, Subtask
-from webapp.settings import normalise_goods_name, validate_error_goods
 
 from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, login
 

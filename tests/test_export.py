@@ -20,8 +20,8 @@ from python_calamine import CalamineWorkbook
 
 from tests.conftest import DEMO_TAX_ID, login
 from tests.workbook_builder import BASIC_HEADERS
-from webapp import export
-from webapp.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
+from webapp.pool import export
+from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,7 +297,7 @@ def three_lines(keys: list[str]) -> dict[str, list]:
 _CHILD = """
 import json, resource, sys, time
 from tests.test_export import streamed_rows, three_lines
-from webapp.export import write_invoices
+from webapp.pool.export import write_invoices
 rows = streamed_rows(int(sys.argv[1]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

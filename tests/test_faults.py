@@ -50,7 +50,7 @@ WORKER = r"""
 import os, pathlib, sys, time
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from webapp import create_app
+from wsgi import create_app
 import jobs.sources, jobs.tasks
 from channels import etax_file
 

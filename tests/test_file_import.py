@@ -93,7 +93,7 @@ def test_not_an_xlsx_is_refused_before_any_batch(runner, app, tmp_path):
 
 def test_error_goods_setting_decides_which_lines_are_dropped(runner, app):
     """With the filter emptied of 详见销货清单, the summary lines stay and the count rises."""
-    from webapp.settings import ERROR_GOODS_KEY, set_setting
+    from webapp.accounts.settings import ERROR_GOODS_KEY, set_setting
     from webapp.transactions import write_transaction
 
     with app.app_context():

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from webapp.batch_facts import page_facts, plain_error
+from webapp.batches.facts import page_facts, plain_error
 from webapp.extensions import db
 from webapp.numbers import exact_number, money, thousands
 from webapp.pool import save_staged
@@ -157,7 +157,7 @@ def test_poll_stops_when_the_page_has_nothing_left_running(app, client):
 
 
 def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
-    from webapp.batch_facts import mismatch
+    from webapp.batches.facts import mismatch
     from webapp.models import Batch
 
     numbers = _batches(app, 1, running=1)

@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from webapp.extensions import db
 
 MONEY = Numeric(18, 2)
 
@@ -261,7 +261,7 @@ class InvoiceLine(db.Model):
 
 
 class AuditLog(db.Model):
-    """审计日志: who did what to which target, when and from where; kept at least a year (webapp.audit)."""
+    """审计日志: who did what to which target, when and from where; kept at least a year (webapp.accounts.audit)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
@@ -303,7 +303,7 @@ class InvoiceMonthSummary(db.Model):
     summary_version: Mapped[int | None] = mapped_column(Integer)  # the version `summary` was computed at
     summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
     stats_version: Mapped[int | None] = mapped_column(Integer)  # the version `stats` was counted at
-    stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.month_stats)
+    stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.pool.month_stats)
 
 
 Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

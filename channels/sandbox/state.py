@@ -67,7 +67,7 @@ def quota_refusal(inv_month: str, fplx: str, today: date, used: list[date]) -> s
 
     The manual's three rules, per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
     month while the invoicing month is the current one; 3 in a calendar month for a past one.
-    Kept independent of the product's own channels/quota.py so the sandbox can catch its bugs.
+    Kept independent of the product's own channels/quota_rules.py so the sandbox can catch its bugs.
     """
     unit = f"（开票月份 {inv_month}，发票类型 {fplx}）"
     if sum(1 for d in used if d == today) >= DAILY_LIMIT:
