@@ -375,7 +375,7 @@ class Web:
     def start(self) -> None:
         """Start gunicorn and wait until it answers."""
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:create_app()"],
                                          cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         wait_for(lambda: self._answers(), 60, "the web process answering")
