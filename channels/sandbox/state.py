@@ -297,7 +297,7 @@ class SandboxState:
     def apply(self, lsh: str, tax_id: str, kprqq: date, kprqz: date, fplx: str, today: date,
               ready_after: int) -> str | None:
         """Record an accepted application, or return the quota refusal; one transaction for both."""
-        inv_month = kprqq.strftime("%Y-%m")
+        inv_month = kprqq.strftime("%Y-%m")  # the quota's own month sums, independent of channels/ (see quota_refusal)
         now = datetime.now().isoformat(timespec="seconds")
         with self._write() as db:
             used = [date.fromisoformat(row[0]) for row in db.execute(

@@ -20,6 +20,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from channels.etax_file import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
+from channels.months import is_month, month_of, months_between
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -29,15 +30,14 @@ from webapp.batches import (
     CHANNELS,
     DATA_TYPES,
     METHODS,
-    PERIOD_YEARS,
     SUBTASK_STATUS,
     create_download_batches,
     create_file_batch,
     leqi_note,
     missing_prerequisites,
     months_before_leqi,
-    months_between,
     period_limits,
+    period_years,
     retry,
     retry_plan,
     subtask_label,
@@ -91,8 +91,7 @@ def _build_form() -> ImportForm:
     """
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
-    this_year = now().year
-    form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - PERIOD_YEARS, -1)]
+    form.year.choices = [(str(y), f"{y}年") for y in period_years(now())]
     form.year_to.choices = [("", "同起始年度")] + form.year.choices
     if form.data_type.data == "usage" and request.form.get("refresh"):
         form.method.data = "download"
@@ -103,13 +102,6 @@ def _year_range(form: ImportForm) -> tuple[str, str]:
     """按年: 起始年度 to 截止年度 (one year when the end is not chosen)."""
     first = form.year.data or ""
     return first, (form.year_to.data or first)
-
-
-def _is_month(text: str) -> bool:
-    try:
-        return datetime.strptime(text, "%Y-%m").strftime("%Y-%m") == text
-    except ValueError:
-        return False
 
 
 def _check_period(form: ImportForm, errors: dict) -> None:
@@ -126,7 +118,7 @@ def _check_period(form: ImportForm, errors: dict) -> None:
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
         errors["period"] = "请选择起止月份"
-    elif not (_is_month(start) and _is_month(end)):
+    elif not (is_month(start) and is_month(end)):
         errors["period"] = "月份格式应为 YYYY-MM"
     elif start > end:
         errors["period"] = "起始月份不能晚于截止月份"
@@ -222,7 +214,7 @@ def _chosen_months(form: ImportForm) -> list[str]:
     """开票日期 as months: whole years (up to the current month), or the chosen range."""
     if form.period_unit.data == "year":
         first, last = _year_range(form)
-        return months_between(f"{first}-01", min(f"{last}-12", now().strftime("%Y-%m")))
+        return months_between(f"{first}-01", min(f"{last}-12", month_of(now())))
     return months_between(form.month_from.data.strip(), form.month_to.data.strip())
 
 
