@@ -570,23 +570,29 @@ def _after_action(message: str) -> str:
     return _render_table(message) + '<div id="modal" hx-swap-oob="true"></div>'
 
 
+def _act_on_selected(action: str, run, said) -> str:
+    """终止 / 重试 the ticked batches and record it in the audit log; answers with the refreshed table
+    and what was done (`said` of the result, or the action's words for nothing ticked or to do)."""
+    numbers = request.form.getlist("batch_no")
+    if not numbers:
+        return _render_table(ACTIONS[action]["none"])
+    result = run(_selected_batches())
+    audit.record(f"batch.{action}", "、".join(numbers), batch_nos=numbers, **result)
+    return _after_action(said(result) or ACTIONS[action]["nothing"])
+
+
 @bp.route("/terminate", methods=["POST"])
 def terminate_selected():
     """终止 the selected batches; answers with the refreshed table and what was done."""
-    if not request.form.getlist("batch_no"):
-        return _render_table(ACTIONS["terminate"]["none"])
-    result = terminate(_selected_batches())
-    audit.record("batch.terminate", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
-    return _after_action(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
-                         else ACTIONS["terminate"]["nothing"])
+    def said(result):
+        return f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"] else None
+    return _act_on_selected("terminate", terminate, said)
 
 
 @bp.route("/retry", methods=["POST"])
 def retry_selected():
     """重试 the failed and terminated subtasks of the selected batches (a terminated batch resumes)."""
-    if not request.form.getlist("batch_no"):
-        return _render_table(ACTIONS["retry"]["none"])
-    result = retry(_selected_batches())
-    audit.record("batch.retry", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
-    done = result["subtasks"] + result["parses"]
-    return _after_action(f"已重新执行 {done} 个执行失败或已终止的任务" if done else ACTIONS["retry"]["nothing"])
+    def said(result):
+        done = result["subtasks"] + result["parses"]
+        return f"已重新执行 {done} 个执行失败或已终止的任务" if done else None
+    return _act_on_selected("retry", retry, said)
