@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, timedelta
 
+from channels.months import month_of
+
 PER_DAY = 1
 CURRENT_MONTH_LIMIT = 5
 PAST_MONTH_LIMIT = 3
 HORIZON_DAYS = 62  # two calendar months always contain a free day
-
-
-def month_of(day: date) -> str:
-    return day.strftime("%Y-%m")
 
 
 def monthly_limit(invoice_month: str, day: date) -> int:
@@ -24,13 +22,17 @@ def monthly_limit(invoice_month: str, day: date) -> int:
     return CURRENT_MONTH_LIMIT if invoice_month == month_of(day) else PAST_MONTH_LIMIT
 
 
+def _used_in_month(used: list[date], day: date) -> int:
+    """Applications sent in the calendar month of `day` (the monthly limits count per calendar month)."""
+    return sum(1 for d in used if month_of(d) == month_of(day))
+
+
 def allowed_on(invoice_month: str, day: date, used: Iterable[date]) -> bool:
     """Whether one more application for this invoicing month may be sent on `day`."""
     used = list(used)
     if sum(1 for d in used if d == day) >= PER_DAY:
         return False
-    this_month = sum(1 for d in used if (d.year, d.month) == (day.year, day.month))
-    return this_month < monthly_limit(invoice_month, day)
+    return _used_in_month(used, day) < monthly_limit(invoice_month, day)
 
 
 def next_allowed(invoice_month: str, today: date, used: Iterable[date]) -> date:
@@ -46,9 +48,8 @@ def next_allowed(invoice_month: str, today: date, used: Iterable[date]) -> date:
 def remaining(invoice_month: str, today: date, used: Iterable[date]) -> dict:
     """What is left today and this calendar month, for showing to users."""
     used = list(used)
-    this_month = sum(1 for d in used if (d.year, d.month) == (today.year, today.month))
     return {
         "today": max(PER_DAY - sum(1 for d in used if d == today), 0),
-        "month": max(monthly_limit(invoice_month, today) - this_month, 0),
+        "month": max(monthly_limit(invoice_month, today) - _used_in_month(used, today), 0),
         "limit": monthly_limit(invoice_month, today),
     }

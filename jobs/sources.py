@@ -5,12 +5,12 @@ The channels know nothing of batches; this module turns a subtask into channel c
 """
 from __future__ import annotations
 
-import calendar
 from datetime import date, datetime
 
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
+from channels.months import first_day, last_day
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
 from webapp.batches import quota_use as quota
 from webapp.clock import now
@@ -40,8 +40,7 @@ def _clock_of(app):
 
 def month_range(batch: Batch, period: str) -> tuple[date, date]:
     """The days a month's subtask asks for; a 乐企 month starts no earlier than the authorisation."""
-    year, month = map(int, period.split("-"))
-    start, end = date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+    start, end = first_day(period), last_day(period)
     since = batch.company.leqi_since if batch.channel == "leqi" else None
     return (max(start, since) if since else start), end
 

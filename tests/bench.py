@@ -443,8 +443,9 @@ def bulk_plan(folder: Path, companies: int) -> dict:
     from sqlalchemy import func, select
 
     from channels.invoice_types import DOWNLOAD_KINDS
+    from channels.months import months_between
     from webapp.accounts import save_company
-    from webapp.batches import create_download_batches, months_between
+    from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Company, Org, Subtask, User
     from webapp.transactions import write_transaction
@@ -483,9 +484,10 @@ def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, mo
     from sqlalchemy import func, select
 
     from channels.invoice_types import DOWNLOAD_KINDS
+    from channels.months import months_between
     from channels.quota_rules import PAST_MONTH_LIMIT
     from webapp.accounts import save_company
-    from webapp.batches import create_download_batches, months_between
+    from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Batch, Org, QuotaUse, User
     from webapp.transactions import write_transaction

@@ -13,6 +13,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from channels.months import month_of
 from webapp.accounts.permissions import company_for
 from webapp.extensions import db
 from webapp.models import User
@@ -47,7 +48,7 @@ def acting_company(user: User, tax_id: str):
 def month_arg(value: str) -> str:
     """A YYYY-MM option, checked."""
     try:
-        return datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+        return month_of(datetime.strptime(value, "%Y-%m"))
     except ValueError:
         fail(f"月份格式应为 YYYY-MM：{value}")
 

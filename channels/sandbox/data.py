@@ -20,7 +20,6 @@ independently can never collide.
 """
 from __future__ import annotations
 
-import calendar
 import hashlib
 import math
 import random
@@ -29,6 +28,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
+from channels.months import add_months, is_month, last_day, month_of, year_and_month
 
 KINDS = tuple(DOWNLOAD_KINDS)  # ('10', '08', '04', '01', '82', '81')
 DIGITAL = frozenset({"81", "82"})
@@ -137,12 +137,6 @@ def _tax(amount: int, rate: str) -> int:
 def _qty(q: float) -> str:
     """A quantity as the export writes it: '3', '2.5', '-2'."""
     return str(int(q)) if q == int(q) else f"{q:g}"
-
-
-def _add_months(month: str, n: int) -> str:
-    """'2024-01' shifted by n months."""
-    y, m = int(month[:4]), int(month[5:7]) - 1 + n
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
 
 
 def _uscc(rng: random.Random, region: str) -> str:
@@ -255,8 +249,8 @@ def _count(rng: random.Random, mean: float) -> int:
 
 def _issue_times(rng: random.Random, month: str, n: int) -> list[str]:
     """n issue times in office hours, mostly on working days, busiest at month end."""
-    y, m = int(month[:4]), int(month[5:7])
-    last = calendar.monthrange(y, m)[1]
+    y, m = year_and_month(month)
+    last = last_day(month).day
     days, weights = list(range(1, last + 1)), []
     for d in days:
         weekday = date(y, m, d).weekday()
@@ -590,7 +584,7 @@ def _reds_for(s: _Seller, means: tuple[int, ...], month: str, kind: str) -> list
     """Red invoices of this month and kind, found in the plans of this and the 3 months before."""
     sources = []
     for back in range(4):
-        blue_month = _add_months(month, -back)
+        blue_month = add_months(month, -back)
         for blue_kind in KINDS:
             plan = _plan(s.tax_id, means, blue_month, blue_kind)
             for index, flush in plan.flushes.items():
@@ -625,7 +619,7 @@ def _resolve(tax_id: str, name: str | None, volume: object, industry: str | None
 
 def _check(month: str, kind: str) -> None:
     """Refuse malformed arguments early (a typo would otherwise just give an empty month)."""
-    if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit() or not 1 <= int(month[5:]) <= 12:
+    if not is_month(month):
         raise ValueError(f"月份格式应为 YYYY-MM：{month!r}")
     if kind not in KINDS:
         raise ValueError(f"不支持的发票类型：{kind!r}")
@@ -677,7 +671,7 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
     if type_code not in KINDS:
         return None
     name, means, industry = _resolve(tax_id, name, volume, industry)
-    month = _month(tax_id, name, industry, means, issued_on.strftime("%Y-%m"), type_code)
+    month = _month(tax_id, name, industry, means, month_of(issued_on), type_code)
     pos = month.index.get(key)
     if pos is None:
         return None
@@ -698,7 +692,8 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
 _FPYT_SPECIAL = {"1": 740, "0": 160, "6": 30, "2": 20, "3": 10, "4": 12, "5": 4, "7": 6, "8": 4, "9": 6, "10": 4,
                  "11": 4}
 _FPYT_NORMAL = {"0": 860, "1": 90, "6": 20, "2": 8, "4": 8, "3": 3, "5": 2, "7": 3, "8": 2, "9": 2, "10": 1, "11": 1}
-# One underlying entry state, written in each channel's own code set (domain.md §3.1).
+# One underlying entry state, written in each channel's own code set (domain.md §3.1). The bureau's
+# side, kept apart from the product's labels (webapp.pool.usage) on purpose: the sandbox checks them.
 _ENTRY_STATES = (("none", 0.35), ("deducted", 0.52), ("not_deducted", 0.08), ("revoked", 0.05))
 ENTRY_CODES = {
     "leqi": {"none": "01", "deducted": "02", "not_deducted": "02", "revoked": "03"},

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from channels.invoice_types import DOWNLOAD_KINDS
+from channels.months import month_of, next_month, previous_month, year_and_month
 from webapp.accounts import audit
 from webapp.accounts.permissions import permitted_company_ids
 from webapp.background import background
@@ -56,30 +57,28 @@ def stored(moment: datetime) -> datetime:
     return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _run_moment(year: int, month: int, tz: ZoneInfo) -> datetime:
-    return datetime(year, month, RUN_DAY, tzinfo=tz)
+def _run_moment(month: str, tz: ZoneInfo) -> datetime:
+    """The month's run: the 5th, 00:00 org-local."""
+    return datetime(*year_and_month(month), RUN_DAY, tzinfo=tz)
 
 
-def _month_after(year: int, month: int) -> tuple[int, int]:
-    return (year + 1, 1) if month == 12 else (year, month + 1)
-
-
-def _period_before(year: int, month: int) -> str:
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+def _first_run_after(moment: datetime, tz: ZoneInfo) -> str:
+    """The month of the first run strictly after `moment` (org-local)."""
+    month = month_of(moment)
+    return next_month(month) if moment >= _run_moment(month, tz) else month
 
 
 def due_periods(schedule: Schedule, now: datetime) -> list[str]:
     """The periods whose run day (the 5th, 00:00 local) has come since the schedule was created or
-    last enabled (months it was switched off are not downloaded behind the user's back)."""
+    last enabled (months it was switched off are not downloaded behind the user's back); each run
+    fetches the month before its own."""
     tz = zone(schedule)
     created, current = local(max(schedule.created_at, schedule.active_since or schedule.created_at), tz), local(now, tz)
-    year, month = created.year, created.month
-    if created >= _run_moment(year, month, tz):
-        year, month = _month_after(year, month)
+    month = _first_run_after(created, tz)
     periods = []
-    while _run_moment(year, month, tz) <= current:
-        periods.append(_period_before(year, month))
-        year, month = _month_after(year, month)
+    while _run_moment(month, tz) <= current:
+        periods.append(previous_month(month))
+        month = next_month(month)
     return periods[-CATCH_UP_MONTHS:]
 
 
@@ -88,11 +87,7 @@ def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     if not schedule.enabled:
         return None
     tz = zone(schedule)
-    current = local(now, tz)
-    year, month = current.year, current.month
-    if current >= _run_moment(year, month, tz):
-        year, month = _month_after(year, month)
-    return _run_moment(year, month, tz)
+    return _run_moment(_first_run_after(local(now, tz), tz), tz)
 
 
 class DuplicateSchedule(ValueError):
@@ -216,7 +211,7 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
 def run_now(schedule: Schedule, now: datetime, actor: User | None = None) -> ScheduleRun | None:
     """运行一次: last month's run, now (None when it already ran: never doubled)."""
     current = local(now, zone(schedule))
-    return start_run(schedule, _period_before(current.year, current.month), "manual", now, actor)
+    return start_run(schedule, previous_month(month_of(current)), "manual", now, actor)
 
 
 def run_json(run: ScheduleRun) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
+from channels.months import month_of
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.extensions import db
@@ -116,22 +117,17 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
     return batch
 
 
-PERIOD_YEARS = 5  # 开票日期: the last five years
+PERIOD_YEARS = 5  # 开票日期只能选择近五年 (the manual): the one home of "five years"
+
+
+def period_years(today) -> list[int]:
+    """The years 开票日期 may fall in, this year first: this year and the four before it."""
+    return list(range(today.year, today.year - PERIOD_YEARS, -1))
 
 
 def period_limits(today) -> tuple[str, str]:
     """开票日期 may go back five years: January of (year − 4) up to the current month."""
-    return f"{today.year - PERIOD_YEARS + 1}-01", today.strftime("%Y-%m")
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Every 'YYYY-MM' from first to last inclusive (按月拆分)."""
-    year, month = map(int, first.split("-"))
-    months = []
-    while f"{year:04d}-{month:02d}" <= last:
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
+    return f"{period_years(today)[-1]}-01", month_of(today)
 
 
 def missing_prerequisites(company: Company, channel: str) -> str | None:
@@ -159,7 +155,7 @@ def usable_channel(company: Company) -> str | None:
 
 def months_before_leqi(company: Company, months: list[str]) -> list[str]:
     """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
-    since = company.leqi_since.strftime("%Y-%m") if company.leqi_since else None
+    since = month_of(company.leqi_since) if company.leqi_since else None
     return [m for m in months if since and m < since]
 
 

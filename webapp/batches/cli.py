@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from channels.etax_file import check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
+from channels.months import months_between
 from channels.records import SourceRejected
 from webapp.background import background
 from webapp.batches import (
@@ -17,7 +18,6 @@ from webapp.batches import (
     batch_json,
     create_download_batches,
     create_file_batch,
-    months_between,
     period_limits,
 )
 from webapp.cli import acting_company, acting_user, fail, month_arg, print_json

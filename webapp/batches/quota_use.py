@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from channels import quota_rules as rules
+from channels.months import first_day, month_of
 from webapp.extensions import db
 from webapp.models import QuotaUse
 
@@ -18,10 +19,6 @@ def used_dates(tax_id: str, invoice_month: str, type_code: str, since: date) -> 
         QuotaUse.requested_on >= since)))
 
 
-def _month_start(day: date) -> date:
-    return day.replace(day=1)
-
-
 def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetime,
             subtask_id: int | None = None) -> date | None:
     """Record one application per type for today, all or none; else the day all may be sent.
@@ -30,7 +27,7 @@ def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetim
     two workers racing on the same day collide instead of both sending.
     """
     today = now.date()
-    waits = [rules.next_allowed(invoice_month, today, used_dates(tax_id, invoice_month, code, _month_start(today)))
+    waits = [rules.next_allowed(invoice_month, today, used_dates(tax_id, invoice_month, code, first_day(month_of(today))))
              for code in type_codes]
     if any(day > today for day in waits):
         return max(waits)
@@ -41,7 +38,7 @@ def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetim
                                 for code in type_codes])
     except IntegrityError:  # another worker took today's application first
         return max(rules.next_allowed(invoice_month, today,
-                                      used_dates(tax_id, invoice_month, code, _month_start(today)) + [today])
+                                      used_dates(tax_id, invoice_month, code, first_day(month_of(today))) + [today])
                    for code in type_codes)
     return None
 
@@ -81,4 +78,4 @@ def outstanding(subtask_id: int) -> dict[str, QuotaUse]:
 
 def remaining(tax_id: str, invoice_month: str, type_code: str, today: date) -> dict:
     """What is left for this key today and this calendar month."""
-    return rules.remaining(invoice_month, today, used_dates(tax_id, invoice_month, type_code, _month_start(today)))
+    return rules.remaining(invoice_month, today, used_dates(tax_id, invoice_month, type_code, first_day(month_of(today))))

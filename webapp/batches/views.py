@@ -20,6 +20,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from channels.etax_file import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
+from channels.months import is_month, month_of, months_between
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -29,15 +30,14 @@ from webapp.batches import (
     CHANNELS,
     DATA_TYPES,
     METHODS,
-    PERIOD_YEARS,
     SUBTASK_STATUS,
     create_download_batches,
     create_file_batch,
     leqi_note,
     missing_prerequisites,
     months_before_leqi,
-    months_between,
     period_limits,
+    period_years,
     retry,
     retry_plan,
     subtask_label,
@@ -91,8 +91,7 @@ def _build_form() -> ImportForm:
     """
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
-    this_year = now().year
-    form.year.choices = [(str(y), f"{y}年") for y in range(this_year, this_year - PERIOD_YEARS, -1)]
+    form.year.choices = [(str(y), f"{y}年") for y in period_years(now())]
     form.year_to.choices = [("", "同起始年度")] + form.year.choices
     if form.data_type.data == "usage" and request.form.get("refresh"):
         form.method.data = "download"
@@ -103,13 +102,6 @@ def _year_range(form: ImportForm) -> tuple[str, str]:
     """按年: 起始年度 to 截止年度 (one year when the end is not chosen)."""
     first = form.year.data or ""
     return first, (form.year_to.data or first)
-
-
-def _is_month(text: str) -> bool:
-    try:
-        return datetime.strptime(text, "%Y-%m").strftime("%Y-%m") == text
-    except ValueError:
-        return False
 
 
 def _check_period(form: ImportForm, errors: dict) -> None:
@@ -126,7 +118,7 @@ def _check_period(form: ImportForm, errors: dict) -> None:
     start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
     if not start or not end:
         errors["period"] = "请选择起止月份"
-    elif not (_is_month(start) and _is_month(end)):
+    elif not (is_month(start) and is_month(end)):
         errors["period"] = "月份格式应为 YYYY-MM"
     elif start > end:
         errors["period"] = "起始月份不能晚于截止月份"
@@ -222,7 +214,7 @@ def _chosen_months(form: ImportForm) -> list[str]:
     """开票日期 as months: whole years (up to the current month), or the chosen range."""
     if form.period_unit.data == "year":
         first, last = _year_range(form)
-        return months_between(f"{first}-01", min(f"{last}-12", now().strftime("%Y-%m")))
+        return months_between(f"{first}-01", min(f"{last}-12", month_of(now())))
     return months_between(form.month_from.data.strip(), form.month_to.data.strip())
 
 
@@ -578,23 +570,29 @@ def _after_action(message: str) -> str:
     return _render_table(message) + '<div id="modal" hx-swap-oob="true"></div>'
 
 
+def _act_on_selected(action: str, run, said) -> str:
+    """终止 / 重试 the ticked batches and record it in the audit log; answers with the refreshed table
+    and what was done (`said` of the result, or the action's words for nothing ticked or to do)."""
+    numbers = request.form.getlist("batch_no")
+    if not numbers:
+        return _render_table(ACTIONS[action]["none"])
+    result = run(_selected_batches())
+    audit.record(f"batch.{action}", "、".join(numbers), batch_nos=numbers, **result)
+    return _after_action(said(result) or ACTIONS[action]["nothing"])
+
+
 @bp.route("/terminate", methods=["POST"])
 def terminate_selected():
     """终止 the selected batches; answers with the refreshed table and what was done."""
-    if not request.form.getlist("batch_no"):
-        return _render_table(ACTIONS["terminate"]["none"])
-    result = terminate(_selected_batches())
-    audit.record("batch.terminate", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
-    return _after_action(f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"]
-                         else ACTIONS["terminate"]["nothing"])
+    def said(result):
+        return f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"] else None
+    return _act_on_selected("terminate", terminate, said)
 
 
 @bp.route("/retry", methods=["POST"])
 def retry_selected():
     """重试 the failed and terminated subtasks of the selected batches (a terminated batch resumes)."""
-    if not request.form.getlist("batch_no"):
-        return _render_table(ACTIONS["retry"]["none"])
-    result = retry(_selected_batches())
-    audit.record("batch.retry", "、".join(request.form.getlist("batch_no")), batch_nos=request.form.getlist("batch_no"), **result)
-    done = result["subtasks"] + result["parses"]
-    return _after_action(f"已重新执行 {done} 个执行失败或已终止的任务" if done else ACTIONS["retry"]["nothing"])
+    def said(result):
+        done = result["subtasks"] + result["parses"]
+        return f"已重新执行 {done} 个执行失败或已终止的任务" if done else None
+    return _act_on_selected("retry", retry, said)

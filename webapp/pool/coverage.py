@@ -12,20 +12,19 @@ from datetime import date
 from sqlalchemy import select
 
 from channels.invoice_types import DOWNLOAD_KINDS
-from webapp.batches import months_between
+from channels.months import month_of, months_between, year_months
+from webapp.batches import period_limits
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.pool.month_stats import month_stats, when
 
-YEARS = 5
-
 
 def coverage_months(today: date, year: int | None = None) -> list[str]:
-    """The months the grid shows: one year, or the last five years, up to the current month."""
-    last = today.strftime("%Y-%m")
+    """The months the grid shows: one year, or the five years 开票日期 may span (period_limits),
+    up to the current month."""
     if year:
-        return [m for m in months_between(f"{year}-01", f"{year}-12") if m <= last]
-    return months_between(f"{today.year - YEARS + 1}-01", last)
+        return [m for m in year_months(year) if m <= month_of(today)]
+    return months_between(*period_limits(today))
 
 
 def _counts(tax_id: str, months: list[str]) -> dict:

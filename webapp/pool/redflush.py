@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from webapp.money import CENT
-from webapp.pool.usage import VAT_USAGE
+from webapp.pool.usage import ENTERED, ENTERED_ANY, EXPORT_REFUND_USAGE, NOT_ENTERED, NOT_ENTERED_ANY, VAT_USAGE
 
 STALE_AFTER = timedelta(days=31)
 ZERO = Decimal("0")
@@ -39,15 +39,7 @@ DIGITAL_ELECTRONIC = frozenset({"81", "82", "83", "84"})  # 数电票: issued au
 DIGITAL_PAPER = frozenset({"85", "86", "87", "88"})  # 数电纸质发票: red invoice issued by hand
 LEGACY_SPECIAL = frozenset({"01", "08"})  # 税控 增值税专用发票 / 电子专用发票
 LEGACY_NORMAL = frozenset({"04", "10", "11", "14"})  # 税控 普通发票 (paper, electronic, roll, toll)
-
-# 增值税用途 fpyt (domain.md §3.2): export-refund uses need the buyer's rollback first
-EXPORT_REFUND_USAGE = frozenset({"2", "3", "5"})
-# 入账状态 (domain.md §3.1): the channels' code sets differ; 入账撤销 counts as not entered
-ENTERED = {"leqi": frozenset({"02"}), "rpa": frozenset({"02", "03"})}
-NOT_ENTERED = {"leqi": frozenset({"01", "03"}), "rpa": frozenset({"01", "06"})}
-# Whichever channel answered: codes that mean the same in both sets ("03" does not)
-ENTERED_ANY = frozenset({"02"})
-NOT_ENTERED_ANY = frozenset({"01", "06"})
+# 增值税用途 and 入账 code sets (domain.md §3): webapp.pool.usage, the one home of the channels' codes
 
 PARTIAL_REASON_CODES = "开票有误只能全额红冲，部分红冲须选择销货退回、服务中止或销售折让"
 

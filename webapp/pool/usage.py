@@ -16,7 +16,15 @@ ENTRY_STATUS = {
     "rpa": {"01": "未入账", "02": "已入账（企业所得税税前扣除）", "03": "已入账（企业所得税不扣除）", "06": "入账撤销"},
 }
 
-
+# 增值税用途 codes of export refund (domain.md §3.2): 已申请退税, 已申请代办退税, 已申请代办退税（历史数据）
+EXPORT_REFUND_USAGE = frozenset({"2", "3", "5"})
+# 入账 per channel, read from the labels above: 已入账… is entered; 未入账 and 入账撤销 are not
+ENTERED = {channel: frozenset(code for code, text in codes.items() if text.startswith("已入账"))
+           for channel, codes in ENTRY_STATUS.items()}
+NOT_ENTERED = {channel: frozenset(codes) - ENTERED[channel] for channel, codes in ENTRY_STATUS.items()}
+# Whichever channel answered: the codes that mean the same in every set ("03" does not)
+ENTERED_ANY = frozenset().union(*ENTERED.values()) - frozenset().union(*NOT_ENTERED.values())
+NOT_ENTERED_ANY = frozenset().union(*NOT_ENTERED.values()) - frozenset().union(*ENTERED.values())
 
 
 def entry_codes(label: str) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from webapp.accounts.permissions import company_for, permitted_companies
-from webapp.batches import BATCH_STATUS, CHANNELS
+from webapp.batches import BATCH_STATUS, CHANNELS, period_years
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
@@ -104,7 +104,7 @@ def coverage_page():
     codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
                            codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
-                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, this_year=now().year)
+                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, years=period_years(now()))
 
 
 @bp.route("/<key>")

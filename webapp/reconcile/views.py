@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import io
-import re
 
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from channels.months import is_month, month_of
 from webapp.accounts.permissions import company_for, permitted_companies
 from webapp.batches import SOURCES
 from webapp.clock import now
@@ -17,7 +17,6 @@ from webapp.reconcile import FIELDS, source_report, write_report
 from webapp.web import xlsx_download
 
 bp = Blueprint("reconcile", __name__, url_prefix="/reconcile", template_folder="templates")
-MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 def _scope():
@@ -30,8 +29,8 @@ def _scope():
     except PermissionError:
         abort(404)
     month = request.args.get("month") or db.session.scalar(
-        select(func.max(InvoiceSource.month)).where(InvoiceSource.tax_id == company.tax_id)) or f"{now():%Y-%m}"
-    if not MONTH.fullmatch(month):
+        select(func.max(InvoiceSource.month)).where(InvoiceSource.tax_id == company.tax_id)) or month_of(now())
+    if not is_month(month):
         abort(400)
     return companies, company, month
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, case, func, select, update
 
+from channels.months import year_months
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
 from webapp.money import as_cents, as_yuan, sum_exact
@@ -30,10 +31,6 @@ NO_RATE = "未注明"
 VOIDED = "已作废"
 COLUMNS = ("special", "other")
 ZERO = Decimal("0.00")
-
-
-def year_months(year: int) -> list[str]:
-    return [f"{year}-{month:02d}" for month in range(1, 13)]
 
 
 def rate_sort_key(rate: str):
