@@ -23,6 +23,7 @@ from typing import Literal
 
 from webapp.money import CENT
 from webapp.pool.usage import VAT_USAGE
+from webapp.statuses import Channel
 
 STALE_AFTER = timedelta(days=31)
 ZERO = Decimal("0")
@@ -43,8 +44,8 @@ LEGACY_NORMAL = frozenset({"04", "10", "11", "14"})  # 税控 普通发票 (pape
 # 增值税用途 fpyt (domain.md §3.2): export-refund uses need the buyer's rollback first
 EXPORT_REFUND_USAGE = frozenset({"2", "3", "5"})
 # 入账状态 (domain.md §3.1): the channels' code sets differ; 入账撤销 counts as not entered
-ENTERED = {"leqi": frozenset({"02"}), "rpa": frozenset({"02", "03"})}
-NOT_ENTERED = {"leqi": frozenset({"01", "03"}), "rpa": frozenset({"01", "06"})}
+ENTERED = {Channel.LEQI: frozenset({"02"}), Channel.RPA: frozenset({"02", "03"})}
+NOT_ENTERED = {Channel.LEQI: frozenset({"01", "03"}), Channel.RPA: frozenset({"01", "06"})}
 # Whichever channel answered: codes that mean the same in both sets ("03" does not)
 ENTERED_ANY = frozenset({"02"})
 NOT_ENTERED_ANY = frozenset({"01", "06"})
