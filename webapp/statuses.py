@@ -1,8 +1,7 @@
 """Every stored code set and its Chinese label, in one place: code, templates, exports and the CLI
 all read them here.
 
-Why one module: the statuses and names the manual defines (docs/ and the screens) used to live as
-label dicts, hand-written tuples and string literals across the domain, the jobs and the templates,
+Why one module: the statuses and names the screens show used to live as label dicts, hand-written tuples and string literals across the domain, the jobs and the templates,
 so a new status or a renamed label had to be found in each copy. Each set is a StrEnum whose
 values are the strings the database stores (no migration: a member is its string, so columns stay
 String and rows compare, hash and serialise as before); `.label` is what a user reads. Groupings
@@ -12,6 +11,7 @@ class-level frozensets beside the members.
 from __future__ import annotations
 
 from enum import EnumType, StrEnum
+from typing import ClassVar
 
 
 class _CodeSet(EnumType):
@@ -61,6 +61,10 @@ class BatchStatus(Labelled):
     FAILED = "failed", "全部执行失败"
     TERMINATED = "terminated", "已终止"
 
+    ACTIVE: ClassVar[frozenset[BatchStatus]]  # still to end: pending, preprocessing, syncing (set below)
+    FINISHED: ClassVar[frozenset[BatchStatus]]  # ended: partial, succeeded, failed, terminated
+    RETRYABLE: ClassVar[frozenset[BatchStatus]]  # 重试 parses a failed or stopped file batch again
+
 
 class SubtaskStatus(Labelled):
     """A month's 执行状态 (Subtask.status); a waiting month's label may say more (batches.subtask_label)."""
@@ -72,15 +76,20 @@ class SubtaskStatus(Labelled):
     FAILED = "failed", "执行失败"
     TERMINATED = "terminated", "已终止"
 
+    ACTIVE: ClassVar[frozenset[SubtaskStatus]]  # still to run: pending, waiting, running (set below)
+    FINISHED: ClassVar[frozenset[SubtaskStatus]]  # ended: succeeded, failed, terminated
+    UNSTARTED: ClassVar[frozenset[SubtaskStatus]]  # pending or waiting: its batch is still 待同步
+    RETRYABLE: ClassVar[frozenset[SubtaskStatus]]  # 重试 runs a failed or terminated month again, where it stopped
+
 
 # Groupings: set after the classes, since inside the class body the members are not yet members.
 BatchStatus.ACTIVE = frozenset({BatchStatus.PENDING, BatchStatus.PREPROCESSING, BatchStatus.SYNCING})
 BatchStatus.FINISHED = frozenset(BatchStatus) - BatchStatus.ACTIVE
-BatchStatus.RETRYABLE = frozenset({BatchStatus.FAILED, BatchStatus.TERMINATED})  # a failed or stopped parse runs again
+BatchStatus.RETRYABLE = frozenset({BatchStatus.FAILED, BatchStatus.TERMINATED})
 SubtaskStatus.ACTIVE = frozenset({SubtaskStatus.PENDING, SubtaskStatus.WAITING, SubtaskStatus.RUNNING})
 SubtaskStatus.FINISHED = frozenset(SubtaskStatus) - SubtaskStatus.ACTIVE
-SubtaskStatus.UNSTARTED = frozenset({SubtaskStatus.PENDING, SubtaskStatus.WAITING})  # its batch is still 待同步
-SubtaskStatus.RETRYABLE = frozenset({SubtaskStatus.FAILED, SubtaskStatus.TERMINATED})  # resumed where it stopped
+SubtaskStatus.UNSTARTED = frozenset({SubtaskStatus.PENDING, SubtaskStatus.WAITING})
+SubtaskStatus.RETRYABLE = frozenset({SubtaskStatus.FAILED, SubtaskStatus.TERMINATED})
 
 
 class DataType(Labelled):
@@ -107,9 +116,9 @@ class Channel(Labelled):
 class Source(Labelled):
     """数据来源 of an invoice in the pool (Invoice.source): the file, or the channel that downloaded it."""
 
-    FILE = "file", "导入电子税局文件"
-    LEQI = "leqi", "乐企"
-    RPA = "rpa", "RPA"
+    FILE = "file", Method.FILE.label
+    LEQI = Channel.LEQI.value, Channel.LEQI.label
+    RPA = Channel.RPA.value, Channel.RPA.label
 
     @classmethod
     def of(cls, method: str, channel: str | None) -> Source:
