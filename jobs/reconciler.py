@@ -20,6 +20,7 @@ from webapp.batches import refresh_batch
 from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
+from webapp.statuses import BatchStatus, SubtaskStatus
 from webapp.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,11 @@ def reconcile(now: datetime | None = None) -> dict:
     now = now or clock_now()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     db.session.rollback()
-    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all():
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.PENDING)).all():
         _pending_subtask(subtask, counts)
-    for batch in db.session.scalars(select(Batch).where(Batch.status == "preprocessing")).all():
+    for batch in db.session.scalars(select(Batch).where(Batch.status == BatchStatus.PREPROCESSING)).all():
         _parse(batch, now, counts)
-    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "running")).all():
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.RUNNING)).all():
         _running_subtask(subtask, now, counts)
     db.session.rollback()
     released = release_waiting(now)
@@ -56,7 +57,7 @@ def _pending_subtask(subtask: Subtask, counts: dict) -> None:
     if fate == "alive":
         return
     if fate == "died":  # its process died before it could even claim the subtask
-        _recover_subtask(subtask, recoveries, counts, from_status="pending")
+        _recover_subtask(subtask, recoveries, counts, from_status=SubtaskStatus.PENDING)
         return
     queue.forget_job(subtask.job_id)
     queue.enqueue_subtask(subtask, recoveries)
@@ -68,7 +69,7 @@ def _running_subtask(subtask: Subtask, now: datetime, counts: dict) -> None:
     fate, recoveries = queue.job_fate(subtask.job_id)
     if fate == "alive" or (fate == "missing" and (subtask.started_at or now) >= now - GRACE):
         return
-    _recover_subtask(subtask, recoveries, counts, from_status="running")
+    _recover_subtask(subtask, recoveries, counts, from_status=SubtaskStatus.RUNNING)
 
 
 def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_status: str) -> None:
@@ -78,8 +79,8 @@ def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_statu
     a job still running somewhere after all cannot commit, since it finishes only from "running".
     """
     gave_up = recoveries >= MAX_RECOVERIES
-    values = ({"status": "failed", "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
-              else {"status": "pending", "started_at": None, "error": None})
+    values = ({"status": SubtaskStatus.FAILED, "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
+              else {"status": SubtaskStatus.PENDING, "started_at": None, "error": None})
     with write_transaction():
         moved = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == from_status)
                                    .values(**values)).rowcount

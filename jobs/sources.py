@@ -16,6 +16,7 @@ from webapp.batches import quota_use as quota
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask
+from webapp.statuses import Channel, DataType, SubtaskStatus
 from webapp.transactions import write_transaction
 
 
@@ -41,7 +42,7 @@ def _clock_of(app):
 def month_range(batch: Batch, period: str) -> tuple[date, date]:
     """The days a month's subtask asks for; a 乐企 month starts no earlier than the authorisation."""
     start, end = first_day(period), last_day(period)
-    since = batch.company.leqi_since if batch.channel == "leqi" else None
+    since = batch.company.leqi_since if batch.channel == Channel.LEQI else None
     return (max(start, since) if since else start), end
 
 
@@ -112,7 +113,7 @@ def forget_rpa_task(subtask: Subtask) -> None:
 def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[InvoiceRecord]:
     """Every invoice of the month and the batch's types: 乐企 by the given serials, or the RPA task."""
     leqi, rpa = _clients()
-    if batch.channel == "leqi":
+    if batch.channel == Channel.LEQI:
         return [r for code, serial in serials.items() for r in leqi.fetch(serial, batch.tax_id)]
     return list(rpa.fetch(rpa_task(batch, subtask), batch.tax_id))
 
@@ -122,8 +123,8 @@ def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:
     download is still to run: created before this subtask (a later one cannot hold it back for
     ever), and not ended (failed or terminated months are not waited for)."""
     return db.session.scalar(select(Subtask.id).join(Batch).where(
-        Batch.tax_id == batch.tax_id, Batch.data_type == "invoices", Subtask.period == subtask.period,
-        Subtask.id < subtask.id, Subtask.status.in_(("pending", "waiting", "running"))).limit(1)) is not None
+        Batch.tax_id == batch.tax_id, Batch.data_type == DataType.INVOICES, Subtask.period == subtask.period,
+        Subtask.id < subtask.id, Subtask.status.in_(SubtaskStatus.ACTIVE)).limit(1)) is not None
 
 
 def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
@@ -143,7 +144,7 @@ def query_usage(batch: Batch, queries: list[UsageQuery]) -> list[UsageStatus]:
     if not queries:
         return []
     leqi, rpa = _clients()
-    if batch.channel == "leqi":
+    if batch.channel == Channel.LEQI:
         return leqi.query_usage(batch.tax_id, queries)
     return rpa.query_usage(batch.tax_id, batch.company.etax_account, queries)
 

@@ -37,6 +37,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
     from webapp.batches import new_batch_no, refresh_batch
     from webapp.extensions import db
     from webapp.models import Batch, Company, Subtask, User
+    from webapp.statuses import SubtaskStatus
     from webapp.transactions import write_transaction
 
     with live_server.app.app_context():
@@ -55,7 +56,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
                 db.session.add(Subtask(batch_id=batch.id, period=month, status=state, error=error,
                                        total=100 if done else 0, success=100 if done else 0,
                                        not_before=not_before if state == "waiting" else None,
-                                       finished_at=datetime.now() if state in ("succeeded", "failed", "terminated") else None))
+                                       finished_at=datetime.now() if state in SubtaskStatus.FINISHED else None))
             db.session.flush()
             refresh_batch(batch.id)
             batch_no = batch.batch_no

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from channels.quota_rules import monthly_limit
 from webapp.extensions import db
 from webapp.models import Batch, QuotaUse, Subtask
+from webapp.statuses import BatchStatus
 
 from .test_download import TODAY, _download, sandbox  # noqa: F401  (the sandbox fixture)
 
@@ -61,7 +62,7 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
         assert made, result.output
         batches += made
     day, days = TODAY, 1  # simulated days on which work ran
-    while any(status not in ("succeeded", "failed", "partial", "terminated") for status in _statuses(app)):
+    while any(status not in BatchStatus.FINISHED for status in _statuses(app)):
         assert days < MAX_DAYS, _statuses(app)
         day = _next_release(app, day)
         _run_day(app, runner, work, day, sandbox)

@@ -29,11 +29,12 @@ from werkzeug.serving import make_server
 from channels.sandbox import create_app as create_sandbox
 from channels.sandbox.data import invoices_for
 from jobs.reconciler import GRACE, reconcile
-from webapp.batches import FINISHED_BATCH, retry
+from webapp.batches import retry
 from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Batch
 from webapp.pool import pool_stats
+from webapp.statuses import BatchStatus
 
 from .conftest import DEMO_TAX_ID, ROOT, SandboxControl, dispose, free_port, login, make_app
 from .workbook_builder import build_workbook, random_invoices
@@ -135,7 +136,7 @@ def settle(app, batch_nos: list[str], timeout: float = DETECTED_WITHIN, skip_gra
             reconcile(clock_now() + GRACE if skip_grace else None)
             db.session.rollback()
             batches = [db.session.scalar(select(Batch).filter_by(batch_no=no)) for no in batch_nos]
-            if all(b.status in FINISHED_BATCH for b in batches):
+            if all(b.status in BatchStatus.FINISHED for b in batches):
                 db.session.expunge_all()
                 return batches
             if time.monotonic() > deadline:
@@ -426,7 +427,7 @@ def test_web_killed_and_started_again_mid_batch_the_batch_finishes_exact(app, ru
             web.get(f"/batches/{batch_no}")
         with app.app_context():
             db.session.rollback()
-            assert db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).status not in FINISHED_BATCH, \
+            assert db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).status not in BatchStatus.FINISHED, \
                 "the web was killed while the batch still ran"
         web.start()
         [batch] = settle(app, [batch_no])

@@ -89,16 +89,8 @@ def _queue_notice() -> dict:
 
 def _template_helpers(app) -> None:
     """Filters and globals the templates share: numbers, labels, the batch facts' sentences."""
-    from webapp.batches import (
-        BATCH_STATUS,
-        CHANNELS,
-        DATA_TYPES,
-        METHODS,
-        SOURCES,
-        SUBTASK_STATUS,
-        facts,
-        subtask_label,
-    )
+    from webapp import statuses
+    from webapp.batches import facts, subtask_label
     from webapp.numbers import exact_number, money, thousands
     from webapp.pool.usage import usage_labels
 
@@ -106,5 +98,5 @@ def _template_helpers(app) -> None:
     app.jinja_env.filters.update(merge_query=merge_query, thousands=thousands, money=money, exact_number=exact_number)
     app.jinja_env.globals.update(mismatch=facts.mismatch, waiting_text=facts.waiting_text,
                                  plain_error=facts.plain_error, periods_text=facts.periods_text)
-    app.jinja_env.globals.update(BATCH_STATUS=BATCH_STATUS, SUBTASK_STATUS=SUBTASK_STATUS, METHODS=METHODS,
-                                 CHANNELS=CHANNELS, SOURCES=SOURCES, DATA_TYPES=DATA_TYPES, subtask_label=subtask_label)
+    app.jinja_env.globals.update({code_set.__name__: code_set for code_set in statuses.CODE_SETS},
+                                 subtask_label=subtask_label)

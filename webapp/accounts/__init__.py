@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import Company, Org, User
+from webapp.statuses import Role
 
-ROLES = {"admin": "管理员", "finance": "财务"}
 TAX_ID = re.compile(r"^[0-9A-Z]{15,20}$")
 DEFAULT_ORG = "演示组织"
 
@@ -64,8 +64,8 @@ def save_user(username: str, org: Org, role: str, password: str | None = None) -
     username = (username or "").strip()
     if not re.match(r"^[A-Za-z0-9_.-]{2,64}$", username):
         raise ValueError("用户名须为2至64位字母、数字、下划线、点或连字符")
-    if role not in ROLES:
-        raise ValueError(f"角色须为 {' 或 '.join(ROLES)}")
+    if role not in Role:
+        raise ValueError(f"角色须为 {' 或 '.join(Role)}")
     user = db.session.scalar(select(User).filter_by(username=username))
     if user is None:
         if not password:
@@ -103,7 +103,7 @@ def seed_demo() -> dict:
                                leqi_enabled=True, leqi_since=date(2023, 1, 1),
                                etax_account="91330100MA2H4K7Q1X-etax")  # as the sandbox tax bureau knows it
     users = {}
-    for username, password, role in (("admin", "admin123", "admin"), ("caiwu", "caiwu123", "finance")):
+    for username, password, role in (("admin", "admin123", Role.ADMIN), ("caiwu", "caiwu123", Role.FINANCE)):
         user = db.session.scalar(select(User).filter_by(username=username))
         if user is None:
             user = save_user(username, org, role, password)

@@ -7,6 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 from webapp import accounts
 from webapp.accounts import audit
 from webapp.cli import fail, print_json
+from webapp.statuses import Role
 from webapp.transactions import write_transaction
 
 
@@ -44,7 +45,7 @@ user_group = AppGroup("user", help="用户")
 @click.argument("username")
 @click.option("--password", required=True)
 @click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
-@click.option("--role", type=click.Choice(list(accounts.ROLES)), default="finance", show_default=True)
+@click.option("--role", type=click.Choice(Role.codes()), default=Role.FINANCE.value, show_default=True)
 @click.option("--grant", "grants", multiple=True, help="a tax ID the user may work on; repeatable")
 def user_add(username, password, org, role, grants):
     """Add a user (or update one of the same org) with the tax IDs granted to them."""

@@ -20,6 +20,7 @@ from webapp.accounts.settings import (
 from webapp.batches.views import MultiCheckbox
 from webapp.extensions import db
 from webapp.models import Batch, Company, User
+from webapp.statuses import DataType, Role
 from webapp.transactions import write_transaction
 from webapp.web import xlsx_download
 
@@ -45,7 +46,7 @@ class CompanyForm(FlaskForm):
 class UserForm(FlaskForm):
     username = StringField("用户名")
     password = PasswordField("密码（留空则不修改）")
-    role = SelectField("角色", choices=list(accounts.ROLES.items()))
+    role = SelectField("角色", choices=Role.choices())
     grants = MultiCheckbox("可操作的企业")
     active = BooleanField("启用", default=True)
 
@@ -143,7 +144,7 @@ def settings():
             audit.record("settings.change", ERROR_GOODS_KEY, before=current, after=value)
             flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
             return redirect(url_for("admin.settings"))
-    recent = db.session.scalars(select(Batch).where(Batch.org_id == current_user.org_id, Batch.data_type == "invoices")
+    recent = db.session.scalars(select(Batch).where(Batch.org_id == current_user.org_id, Batch.data_type == DataType.INVOICES)
                                 .order_by(Batch.created_at.desc()).limit(20)).all()
     return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT, recent=recent)
 

@@ -20,6 +20,7 @@ from webapp.background import background
 from webapp.batches import add_download_batches, usable_channel
 from webapp.extensions import db
 from webapp.models import Company, Schedule, ScheduleRun, User
+from webapp.statuses import DataType
 from webapp.transactions import write_transaction
 
 TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # the manual's 调度任务编码
@@ -165,7 +166,7 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime, acto
             db.session.add(run)
             db.session.flush()
             batches = []
-            for data_type in [t for t, flag in (("invoices", schedule.invoices), ("usage", schedule.usage)) if flag]:
+            for data_type in [t for t, flag in ((DataType.INVOICES, schedule.invoices), (DataType.USAGE, schedule.usage)) if flag]:
                 for channel, companies in _companies_by_channel(schedule.org_id, _acting(schedule, actor)).items():
                     made, queued = add_download_batches(schedule.created_by, companies, channel=channel, data_type=data_type,
                                                         months=[period], type_codes=list(DOWNLOAD_KINDS),

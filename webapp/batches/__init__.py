@@ -14,34 +14,19 @@ from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
+from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
 from webapp.transactions import write_transaction
-
-BATCH_STATUS = {
-    "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中", "partial": "部分执行成功",
-    "succeeded": "全部执行成功", "failed": "全部执行失败", "terminated": "已终止",
-}
-SUBTASK_STATUS = {
-    "pending": "待同步", "waiting": "等待额度", "running": "同步中", "succeeded": "执行成功",
-    "failed": "执行失败", "terminated": "已终止",
-}
-METHODS = {"file": "导入电子税局文件", "download": "税局下载"}
-SOURCES = {"file": "导入电子税局文件", "leqi": "乐企", "rpa": "RPA"}  # Invoice.source: where the pool's copy came from
-CHANNELS = {"leqi": "乐企", "rpa": "RPA"}
-DATA_TYPES = {"invoices": "发票数据", "usage": "发票用途状态"}
-ACTIVE_SUBTASK = ("pending", "waiting", "running")
-WAITING_FOR = {"quota": "等待额度", "invoices": "等待发票数据", "channel": "等待税局数据"}
 
 
 def subtask_label(subtask: Subtask) -> str:
     """A subtask's status as users read it; a waiting one says what it waits for: a usage month
     for its invoices (等待发票数据), a download for the 乐企 quota (等待额度), else for the tax
     bureau to prepare the data (等待税局数据)."""
-    if subtask.status != "waiting":
-        return SUBTASK_STATUS[subtask.status]
-    if subtask.batch.data_type == "usage":
-        return WAITING_FOR["invoices"]
-    return WAITING_FOR["quota"] if (subtask.error or "").startswith("乐企额度") else WAITING_FOR["channel"]
-FINISHED_BATCH = ("partial", "succeeded", "failed", "terminated")
+    if subtask.status != SubtaskStatus.WAITING:
+        return SubtaskStatus(subtask.status).label
+    if subtask.batch.data_type == DataType.USAGE:
+        return "等待发票数据"
+    return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
 
 
 def new_batch_no() -> str:
@@ -53,15 +38,15 @@ def derive_status(subtask_statuses: list[str], current: str) -> str:
     """The batch status implied by its subtasks (a batch without subtasks keeps its own)."""
     if not subtask_statuses:
         return current
-    if any(s in ACTIVE_SUBTASK for s in subtask_statuses):
-        waiting_only = all(s in ("pending", "waiting") for s in subtask_statuses)
-        return "pending" if waiting_only else "syncing"
-    if "terminated" in subtask_statuses:
-        return "terminated"
-    succeeded = subtask_statuses.count("succeeded")
+    if any(s in SubtaskStatus.ACTIVE for s in subtask_statuses):
+        waiting_only = all(s in SubtaskStatus.UNSTARTED for s in subtask_statuses)
+        return BatchStatus.PENDING if waiting_only else BatchStatus.SYNCING
+    if SubtaskStatus.TERMINATED in subtask_statuses:
+        return BatchStatus.TERMINATED
+    succeeded = subtask_statuses.count(SubtaskStatus.SUCCEEDED)
     if succeeded == len(subtask_statuses):
-        return "succeeded"
-    return "failed" if succeeded == 0 else "partial"
+        return BatchStatus.SUCCEEDED
+    return BatchStatus.FAILED if succeeded == 0 else BatchStatus.PARTIAL
 
 
 def refresh_batch(batch_id: int) -> Batch:
@@ -83,8 +68,8 @@ def refresh_batch(batch_id: int) -> Batch:
         batch.success = sum(r.success for r in rows)
         batch.filtered_lines = sum(r.filtered_lines for r in rows)
     status = derive_status([r.status for r in rows], batch.status)
-    if status != batch.status or (status in FINISHED_BATCH) != (batch.finished_at is not None):
-        batch.finished_at = datetime.now() if status in FINISHED_BATCH else None
+    if status != batch.status or (status in BatchStatus.FINISHED) != (batch.finished_at is not None):
+        batch.finished_at = datetime.now() if status in BatchStatus.FINISHED else None
     batch.status = status
     return batch
 
@@ -104,7 +89,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
     with write_transaction():
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
-            seller_name=company.name, data_type="invoices", method="file", status="preprocessing",
+            seller_name=company.name, data_type=DataType.INVOICES, method=Method.FILE, status=BatchStatus.PREPROCESSING,
             file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=datetime.now(),
         )
         db.session.add(batch)
@@ -113,7 +98,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     background().enqueue_parse(batch)
-    audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method="file", file=file_name)
+    audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch
 
 
@@ -133,7 +118,7 @@ def period_limits(today) -> tuple[str, str]:
 def missing_prerequisites(company: Company, channel: str) -> str | None:
     """What a company lacks for a channel, said so the user knows where to set it (None: ready)."""
     missing = []
-    if channel == "leqi":
+    if channel == Channel.LEQI:
         if not company.leqi_enabled:
             missing.append("未开通乐企归集能力")
         if company.receipt_channel != "乐企平台":
@@ -147,7 +132,7 @@ def missing_prerequisites(company: Company, channel: str) -> str | None:
 
 def usable_channel(company: Company) -> str | None:
     """乐企 where the company is set up for it, else RPA where it has an e-tax account, else none."""
-    for channel in ("leqi", "rpa"):
+    for channel in Channel:
         if missing_prerequisites(company, channel) is None:
             return channel
     return None
@@ -190,12 +175,12 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
         raise SourceRejected("；".join(problems))
     batches, subtasks = [], []
     for company in companies:
-        kept, note = _leqi_months(company, months) if channel == "leqi" and data_type == "invoices" else (months, None)
+        kept, note = _leqi_months(company, months) if channel == Channel.LEQI and data_type == DataType.INVOICES else (months, None)
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
-            seller_name=company.name, data_type=data_type, method="download", channel=channel,
+            seller_name=company.name, data_type=data_type, method=Method.DOWNLOAD, channel=channel,
             kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
-            period_from=months[0], period_to=months[-1], status="pending", note=note,
+            period_from=months[0], period_to=months[-1], status=BatchStatus.PENDING, note=note,
             error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
             created_at=datetime.now(),
         )
@@ -203,7 +188,7 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
         db.session.flush()
         subtasks += add_subtasks(batch, {month: 0 for month in kept})
         if not kept:
-            batch.status, batch.finished_at = "failed", datetime.now()
+            batch.status, batch.finished_at = BatchStatus.FAILED, datetime.now()
         batches.append(batch)
     return batches, subtasks
 
@@ -214,14 +199,14 @@ def create_download_batches(user: User, companies: list[Company], **options) -> 
         batches, subtasks = add_download_batches(user, companies, **options)
     background().enqueue_subtasks(subtasks)
     for batch in batches:
-        audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method="download",
+        audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method=Method.DOWNLOAD,
                      channel=batch.channel, data_type=batch.data_type, periods=f"{batch.period_from}～{batch.period_to}")
     return batches
 
 
 def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask]:
     """按月拆分: one pending subtask per month, its total known in advance where it is."""
-    subtasks = [Subtask(batch_id=batch.id, period=period, total=total, status="pending")
+    subtasks = [Subtask(batch_id=batch.id, period=period, total=total, status=SubtaskStatus.PENDING)
                 for period, total in sorted(totals_by_period.items())]
     db.session.add_all(subtasks)
     db.session.flush()
@@ -232,8 +217,8 @@ def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask
 
 def _active_job_ids(batches: list[Batch]) -> list[str]:
     """The RQ jobs doing or about to do the batches' work: parses and active subtasks."""
-    ids = [parse_job_id(b) for b in batches if b.status == "preprocessing"]
-    return ids + [s.job_id for b in batches for s in b.subtasks if s.status in ACTIVE_SUBTASK and s.job_id]
+    ids = [parse_job_id(b) for b in batches if b.status == BatchStatus.PREPROCESSING]
+    return ids + [s.job_id for b in batches for s in b.subtasks if s.status in SubtaskStatus.ACTIVE and s.job_id]
 
 
 def terminate(batches: list[Batch]) -> dict:
@@ -251,12 +236,12 @@ def terminate(batches: list[Batch]) -> dict:
     now, stopped, batches_hit = datetime.now(), 0, 0
     with write_transaction():
         for batch in batches:
-            parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
-                                       .values(status="terminated", error="已被用户终止", finished_at=now))
+            parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
+                                       .values(status=BatchStatus.TERMINATED, error="已被用户终止", finished_at=now))
             hit = parse.rowcount == 1
             stopped_now = db.session.execute(
-                update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(ACTIVE_SUBTASK))
-                .values(status="terminated", finished_at=now, error="已被用户终止")).rowcount
+                update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(SubtaskStatus.ACTIVE))
+                .values(status=SubtaskStatus.TERMINATED, finished_at=now, error="已被用户终止")).rowcount
             stopped += stopped_now
             hit = hit or stopped_now > 0
             refresh_batch(batch.id)
@@ -267,12 +252,9 @@ def terminate(batches: list[Batch]) -> dict:
     return {"batches": batches_hit, "subtasks": stopped}
 
 
-RETRYABLE = ("failed", "terminated")  # 重试 runs these again: a terminated batch is resumed where it stopped
-
-
 def _reparse(batch: Batch) -> bool:
     """A file batch that failed or was stopped while parsing, whose upload is still kept."""
-    return (not batch.subtasks and batch.status in RETRYABLE and batch.method == "file"
+    return (not batch.subtasks and batch.status in BatchStatus.RETRYABLE and batch.method == Method.FILE
             and upload_path(batch).exists())
 
 
@@ -283,7 +265,7 @@ def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:
     """
     plan = []
     for batch in batches:
-        subtasks = [s for s in batch.subtasks if s.status in RETRYABLE]
+        subtasks = [s for s in batch.subtasks if s.status in SubtaskStatus.RETRYABLE]
         if subtasks or _reparse(batch):
             plan.append((batch, _reparse(batch), subtasks))
     return plan
@@ -297,10 +279,10 @@ def retry(batches: list[Batch]) -> dict:
     with write_transaction():
         for batch, reparse, subtasks in retry_plan(batches):
             if reparse:
-                batch.status, batch.error, batch.finished_at = "preprocessing", None, None
+                batch.status, batch.error, batch.finished_at = BatchStatus.PREPROCESSING, None, None
                 parses.append(batch)
             for subtask in subtasks:
-                subtask.status, subtask.error = "pending", None
+                subtask.status, subtask.error = SubtaskStatus.PENDING, None
                 subtask.started_at = subtask.finished_at = subtask.not_before = None
                 subtask.attempts += 1
                 subtask.job_id = subtask_job_id(subtask)
@@ -317,7 +299,7 @@ def batch_json(batch: Batch) -> dict:
     """A batch as the CLI prints it."""
     return {
         "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
-        "status": batch.status, "status_label": BATCH_STATUS[batch.status], "method": batch.method,
+        "status": batch.status, "status_label": BatchStatus(batch.status).label, "method": batch.method,
         "channel": batch.channel, "data_type": batch.data_type, "kinds": [k for k in batch.kinds.split("、") if k],
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
@@ -325,7 +307,7 @@ def batch_json(batch: Batch) -> dict:
         "subtasks": [{
             "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total, "success": s.success,
             "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
-            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == "waiting" and s.not_before else None,
+            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == SubtaskStatus.WAITING and s.not_before else None,
             "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
             "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,
         } for s in batch.subtasks],

@@ -14,7 +14,6 @@ from channels.months import months_between
 from channels.records import SourceRejected
 from webapp.background import background
 from webapp.batches import (
-    FINISHED_BATCH,
     batch_json,
     create_download_batches,
     create_file_batch,
@@ -24,6 +23,7 @@ from webapp.cli import acting_company, acting_user, fail, month_arg, print_json
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
+from webapp.statuses import BatchStatus, Channel, DataType, SubtaskStatus
 
 
 def batch_by_no(batch_no: str) -> Batch:
@@ -41,9 +41,9 @@ def _wait(batch_no: str) -> Batch:
         db.session.rollback()  # see other processes' commits
         batch = batch_by_no(batch_no)
         statuses = {s.status for s in batch.subtasks}
-        return batch.status in FINISHED_BATCH or bool(
-            statuses & {"waiting"} and not statuses & {"pending", "running"}
-            and min(s.not_before for s in batch.subtasks if s.status == "waiting") > now() + timedelta(minutes=5))
+        return batch.status in BatchStatus.FINISHED or bool(
+            SubtaskStatus.WAITING in statuses and not statuses & {SubtaskStatus.PENDING, SubtaskStatus.RUNNING}
+            and min(s.not_before for s in batch.subtasks if s.status == SubtaskStatus.WAITING) > now() + timedelta(minutes=5))
 
     background().work_until(over)
     return batch_by_no(batch_no)
@@ -70,7 +70,7 @@ def import_file(tax_id, path, username, wait):
     if wait:
         batch = _wait(batch.batch_no)
     print_json(batch_json(batch))
-    if batch.status == "failed":
+    if batch.status == BatchStatus.FAILED:
         fail(batch.error or "导入失败")
 
 
@@ -79,11 +79,11 @@ def import_file(tax_id, path, username, wait):
 @click.command("download")
 @with_appcontext
 @click.option("--tax-id", "tax_ids", required=True, multiple=True, help="repeatable: one batch per tax ID")
-@click.option("--channel", type=click.Choice(["leqi", "rpa"]), required=True)
+@click.option("--channel", type=click.Choice(Channel.codes()), required=True)
 @click.option("--from", "first", required=True, help="YYYY-MM")
 @click.option("--to", "last", required=True, help="YYYY-MM")
 @click.option("--type", "types", multiple=True, type=click.Choice(list(DOWNLOAD_KINDS)), help="fplx code; default all six")
-@click.option("--data", "data", type=click.Choice(["invoices", "usage", "both"]), default="invoices", show_default=True)
+@click.option("--data", "data", type=click.Choice([*DataType.codes(), "both"]), default=DataType.INVOICES.value, show_default=True)
 @click.option("--as", "username", required=True)
 @click.option("--wait", is_flag=True, help="block until the batches end")
 def download(tax_ids, channel, first, last, types, data, username, wait):
@@ -98,7 +98,7 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
         fail(f"开票日期只能选择近五年：{lowest} 至 {highest}")
     batches = []
     try:
-        for data_type in (("invoices", "usage") if data == "both" else (data,)):
+        for data_type in (DataType.codes() if data == "both" else (data,)):
             batches += create_download_batches(user, companies, channel=channel, data_type=data_type,
                                                months=months_between(first, last), type_codes=list(types or DOWNLOAD_KINDS))
     except SourceRejected as exc:
@@ -107,7 +107,7 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
     if wait:
         batches = [_wait(number) for number in numbers]
     print_json([batch_json(batch_by_no(number)) for number in numbers])
-    if any(b.status == "failed" for b in batches):
+    if any(b.status == BatchStatus.FAILED for b in batches):
         raise click.exceptions.Exit(1)
 
 

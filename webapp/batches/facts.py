@@ -3,7 +3,7 @@
 The list and the detail page both show: a progress bar with one segment per subtask status,
 why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, the technical
 text kept for 详情), and until when a batch waits for the 乐企 quota. The manual's statuses and
-labels are in webapp.batches; this module only reads.
+labels are in webapp.statuses; this module only reads.
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from webapp.batches import ACTIVE_SUBTASK, BATCH_STATUS
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
+from webapp.statuses import BatchStatus, DataType, SubtaskStatus
 
-# Progress-bar segments in the order they are drawn: finished work first, then what is still to run.
-SEGMENTS = (("succeeded", "成功"), ("failed", "失败"), ("terminated", "已终止"), ("waiting", "等待"),
-            ("running", "同步中"), ("pending", "待同步"))  # the subtask labels (webapp.batches)
-RUNNING_BATCH = ("pending", "preprocessing", "syncing")
+# Progress-bar segments in the order they are drawn: finished work first, then what is still to run;
+# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功).
+SEGMENTS = ((SubtaskStatus.SUCCEEDED, "成功"), (SubtaskStatus.FAILED, "失败"), (SubtaskStatus.TERMINATED, "已终止"),
+            (SubtaskStatus.WAITING, "等待"), (SubtaskStatus.RUNNING, "同步中"), (SubtaskStatus.PENDING, "待同步"))
 QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
 
 _CHANNEL = r"(?P<ch>乐企|RPA)："
@@ -106,7 +106,7 @@ class BatchFacts:
 
     def signature(self, batch: Batch) -> str:
         """A short fingerprint of what the batch's row shows: the poll re-sends only rows whose changed."""
-        shown = (batch.status, batch.total, batch.success, sorted(self.counts.items()), self.quota_until,
+        shown = (str(batch.status), batch.total, batch.success, sorted(self.counts.items()), self.quota_until,
                  [(f.summary, len(f.periods)) for f in self.failures], self.waiting_notes[:1])
         return format(zlib.crc32(repr(shown).encode()), "08x")
 
@@ -128,7 +128,7 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
         one.counts[status], one.totals[status], one.successes[status] = count, int(total or 0), int(success or 0)
     problems = db.session.execute(
         select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error, Subtask.not_before)
-        .where(Subtask.batch_id.in_(batch_ids), Subtask.status.in_(("failed", "waiting")))
+        .where(Subtask.batch_id.in_(batch_ids), Subtask.status.in_((SubtaskStatus.FAILED, SubtaskStatus.WAITING)))
         .order_by(Subtask.batch_id, Subtask.period))
     for batch_id, period, status, error, not_before in problems:
         _add_problem(facts[batch_id], period, status, error, not_before)
@@ -137,7 +137,7 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
 
 def _add_problem(one: BatchFacts, period: str, status: str, error: str | None, not_before: datetime | None) -> None:
     """File a failed or waiting month under its reason (months with the same reason share one line)."""
-    if status == "waiting":
+    if status == SubtaskStatus.WAITING:
         if error and QUOTA_MARK in error and not_before:
             low, high = one.quota_until or (not_before, not_before)
             one.quota_until = (min(low, not_before), max(high, not_before))
@@ -174,18 +174,18 @@ def mismatch(batch: Batch, one: BatchFacts) -> list[str]:
     if batch.total == batch.success:
         return []
     reasons = []
-    unit = "张发票未获取到用途状态" if batch.data_type == "usage" else "份未导入"
-    active = sum(one.counts.get(s, 0) for s in ACTIVE_SUBTASK)
+    unit = "张发票未获取到用途状态" if batch.data_type == DataType.USAGE else "份未导入"
+    active = sum(one.counts.get(s, 0) for s in SubtaskStatus.ACTIVE)
     if active:
         reasons.append(f"还有 {active} 个月份未执行完成")
-    for status, label in (("failed", "执行失败"), ("terminated", "已终止")):
+    for status in (SubtaskStatus.FAILED, SubtaskStatus.TERMINATED):
         if one.counts.get(status):
             missing = one.totals.get(status, 0) - one.successes.get(status, 0)
-            reasons.append(f"{one.counts[status]} 个月份{label}" + (f"，其中 {missing:,} {unit}" if missing else ""))
-    unanswered = one.totals.get("succeeded", 0) - one.successes.get("succeeded", 0)
+            reasons.append(f"{one.counts[status]} 个月份{status.label}" + (f"，其中 {missing:,} {unit}" if missing else ""))
+    unanswered = one.totals.get(SubtaskStatus.SUCCEEDED, 0) - one.successes.get(SubtaskStatus.SUCCEEDED, 0)
     if unanswered > 0:
-        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（已查询 {one.totals['succeeded']:,} 张，"
-                       f"返回 {one.successes['succeeded']:,} 张）" if batch.data_type == "usage"
+        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} 张，"
+                       f"返回 {one.successes[SubtaskStatus.SUCCEEDED]:,} 张）" if batch.data_type == DataType.USAGE
                        else f"{unanswered:,} 份未写入发票池")
     return reasons
 
@@ -195,14 +195,14 @@ def created_notice(batches: list[Batch], facts: dict[int, BatchFacts]) -> list[t
     lines = []
     for batch in batches:
         one = facts.get(batch.id, BatchFacts())
-        if batch.status in RUNNING_BATCH:
-            waiting = waiting_text(one) if not one.counts.get("running") else None
+        if batch.status in BatchStatus.ACTIVE:
+            waiting = waiting_text(one) if not one.counts.get(SubtaskStatus.RUNNING) else None
             lines.append((batch.batch_no, "info", waiting or "正在执行"))
-        elif batch.status == "succeeded":
-            lines.append((batch.batch_no, "ok", BATCH_STATUS[batch.status]))
+        elif batch.status == BatchStatus.SUCCEEDED:
+            lines.append((batch.batch_no, "ok", BatchStatus.SUCCEEDED.label))
         else:
             reason = one.failures[0].summary if one.failures else (plain_error(batch.error)[0] if batch.error else "")
-            lines.append((batch.batch_no, "error", BATCH_STATUS[batch.status] + (f"：{reason}" if reason else "")))
+            lines.append((batch.batch_no, "error", BatchStatus(batch.status).label + (f"：{reason}" if reason else "")))
     return lines
 
 

@@ -25,12 +25,6 @@ from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
 from webapp.batches import (
-    ACTIVE_SUBTASK,
-    BATCH_STATUS,
-    CHANNELS,
-    DATA_TYPES,
-    METHODS,
-    SUBTASK_STATUS,
     create_download_batches,
     create_file_batch,
     leqi_note,
@@ -44,10 +38,11 @@ from webapp.batches import (
     terminate,
 )
 from webapp.batches import quota_use as quota
-from webapp.batches.facts import RUNNING_BATCH, created_notice, page_facts, unanswered_keys
+from webapp.batches.facts import created_notice, page_facts, unanswered_keys
 from webapp.clock import now
 from webapp.extensions import db, htmx
 from webapp.models import Batch, Company
+from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
 from webapp.web import wants_partial, xlsx_download
 
 bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
@@ -70,9 +65,9 @@ class ImportForm(FlaskForm):
     class Meta:
         csrf = False
 
-    data_type = RadioField("发票数据类型", choices=list(DATA_TYPES.items()), default="invoices")
-    method = RadioField("导入方式", choices=[("download", METHODS["download"]), ("file", METHODS["file"])], default="file")
-    channel = RadioField("下载通道", choices=[("rpa", CHANNELS["rpa"]), ("leqi", CHANNELS["leqi"])], default="leqi")
+    data_type = RadioField("发票数据类型", choices=DataType.choices(), default=DataType.INVOICES)
+    method = RadioField("导入方式", choices=[(m.value, m.label) for m in (Method.DOWNLOAD, Method.FILE)], default=Method.FILE)
+    channel = RadioField("下载通道", choices=[(c.value, c.label) for c in (Channel.RPA, Channel.LEQI)], default=Channel.LEQI)
     tax_ids = MultiCheckbox("企业名称")
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
     year = SelectField("起始年度")
@@ -93,8 +88,8 @@ def _build_form() -> ImportForm:
     form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
     form.year.choices = [(str(y), f"{y}年") for y in period_years(now())]
     form.year_to.choices = [("", "同起始年度")] + form.year.choices
-    if form.data_type.data == "usage" and request.form.get("refresh"):
-        form.method.data = "download"
+    if form.data_type.data == DataType.USAGE and request.form.get("refresh"):
+        form.method.data = Method.DOWNLOAD
     return form
 
 
@@ -157,7 +152,7 @@ def _chosen_files(form: ImportForm) -> list:
 def _validate(form: ImportForm) -> dict:
     """The dialog's rules; returns field → Chinese message for what is wrong."""
     errors: dict[str, str] = {}
-    if form.method.data not in METHODS or form.data_type.data not in DATA_TYPES:
+    if form.method.data not in Method or form.data_type.data not in DataType:
         errors["method"] = "请选择发票数据类型和导入方式"
         return errors
     permitted = {value for value, _ in form.tax_ids.choices}
@@ -166,8 +161,8 @@ def _validate(form: ImportForm) -> dict:
         errors["tax_ids"] = "所选企业不在您的权限范围内"
     elif not chosen:
         errors["tax_ids"] = "请选择企业"
-    if form.method.data == "file":
-        if form.data_type.data != "invoices":
+    if form.method.data == Method.FILE:
+        if form.data_type.data != DataType.INVOICES:
             errors["data_type"] = "导入电子税局文件仅支持发票数据，不支持发票用途状态"
         if len(chosen) > 1:
             errors["tax_ids"] = "导入电子税局文件时只能选择一个企业"
@@ -176,9 +171,9 @@ def _validate(form: ImportForm) -> dict:
         elif len(_chosen_files(form)) > MAX_UPLOAD_FILES:
             errors["file"] = f"一次最多导入 {MAX_UPLOAD_FILES} 个文件，请分次导入"
     else:
-        if form.channel.data not in CHANNELS:
+        if form.channel.data not in Channel:
             errors["channel"] = "请选择下载通道"
-        if form.data_type.data == "invoices" and not form.kinds.data:
+        if form.data_type.data == DataType.INVOICES and not form.kinds.data:
             errors["kinds"] = "请选择发票种类"
         elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
             errors["kinds"] = "发票种类不正确"
@@ -195,7 +190,8 @@ def _chosen_companies(form: ImportForm) -> list[Company]:
 
 
 def _leqi_applies(form: ImportForm) -> bool:
-    return form.method.data == "download" and form.channel.data == "leqi" and form.data_type.data == "invoices"
+    return (form.method.data == Method.DOWNLOAD and form.channel.data == Channel.LEQI
+            and form.data_type.data == DataType.INVOICES)
 
 
 def _check_leqi_since(form: ImportForm, errors: dict) -> None:
@@ -263,7 +259,7 @@ def _printable(name: str) -> str:
 
 def _dialog_notes(form: ImportForm) -> list[str]:
     """What the chosen channel needs or has left, per chosen company, shown before submitting."""
-    if form.method.data != "download" or not form.tax_ids.data:
+    if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
         return []
     notes, errors = [], {}
     _check_period(form, errors)
@@ -325,7 +321,7 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
 
 def _render_dialog(form: ImportForm, errors: dict):
     """The dialog with its errors and the notes for what is chosen."""
-    sandbox = _sandbox_note() if form.method.data == "download" else None
+    sandbox = _sandbox_note() if form.method.data == Method.DOWNLOAD else None
     return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form),
                            sandbox=sandbox)
 
@@ -340,7 +336,7 @@ def import_dialog():
         # the multipart body could not be read at all; in practice a file name that is not UTF-8
         return _errors_only(form, {"file": UNREADABLE_UPLOAD})
     errors = _validate(form)
-    if not errors and form.method.data == "file":
+    if not errors and form.method.data == Method.FILE:
         return _file_outcome(form, _create_file_batches(form))
     if not errors:
         try:
@@ -348,7 +344,7 @@ def import_dialog():
         except SourceRejected as exc:
             errors["tax_ids"] = str(exc)
     if errors:
-        if form.method.data == "file":
+        if form.method.data == Method.FILE:
             return _errors_only(form, errors)
         return _render_dialog(form, errors)
     return _created(batches)
@@ -388,9 +384,9 @@ def _filtered_batches():
     query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
     if args.get("tax_id"):
         query = query.where(Batch.tax_id == args["tax_id"])
-    if args.get("status") in BATCH_STATUS:
+    if args.get("status") in BatchStatus:
         query = query.where(Batch.status == args["status"])
-    if args.get("method") in METHODS:
+    if args.get("method") in Method:
         query = query.where(Batch.method == args["method"])
     for name, op in (("date_from", "__ge__"), ("date_to", "__lt__")):
         try:
@@ -405,8 +401,9 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     """What the rows need beyond the batches: their subtasks' facts (two queries for the page), and
     which of them still run, for the page's one poller."""
     facts = page_facts([b.id for b in batches])
-    live = [b for b in batches if b.status in RUNNING_BATCH]
-    busy = any(b.status == "preprocessing" or facts[b.id].counts.get("running") or facts[b.id].counts.get("pending")
+    live = [b for b in batches if b.status in BatchStatus.ACTIVE]
+    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
+               or facts[b.id].counts.get(SubtaskStatus.PENDING)
                for b in live)
     created_nos = [n for n in _created_arg().split("、") if n]
     return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
@@ -480,7 +477,7 @@ def detail(batch_no):
     batch = batch_for(current_user, batch_no)
     template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
     return render_template(template, batch=batch, error_rows=error_rows(batch), facts=page_facts([batch.id]),
-                           unanswered=unanswered_keys(batch.id) if batch.data_type == "usage" else [])
+                           unanswered=unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [])
 
 
 ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
@@ -499,7 +496,7 @@ def error_list(batch_no):
     from webapp.pool.export import safe_text
 
     batch = batch_for(current_user, batch_no)
-    rows = error_rows(batch) if batch.status == "failed" else []
+    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
     if not rows:
         abort(404)
     workbook = Workbook(write_only=True)
@@ -539,12 +536,12 @@ def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str
     """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
     if action == "retry":
         return [(batch, (["重新解析上传的文件"] if reparse else [])
-                 + [f"{s.period}（{SUBTASK_STATUS[s.status]}）" for s in subtasks])
+                 + [f"{s.period}（{SubtaskStatus(s.status).label}）" for s in subtasks])
                 for batch, reparse, subtasks in retry_plan(batches)]
     lines = []
     for batch in batches:
-        months = [f"{s.period}（{subtask_label(s)}）" for s in batch.subtasks if s.status in ACTIVE_SUBTASK]
-        if batch.status == "preprocessing":
+        months = [f"{s.period}（{subtask_label(s)}）" for s in batch.subtasks if s.status in SubtaskStatus.ACTIVE]
+        if batch.status == BatchStatus.PREPROCESSING:
             months.insert(0, "文件解析")
         if months:
             lines.append((batch, months))

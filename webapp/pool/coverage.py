@@ -17,6 +17,7 @@ from webapp.batches import period_limits
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.pool.month_stats import month_stats, when
+from webapp.statuses import DataType, Source, SubtaskStatus
 
 
 def coverage_months(today: date, year: int | None = None) -> list[str]:
@@ -43,12 +44,12 @@ def _syncs(tax_id: str, months: list[str]) -> dict:
     """The latest successful invoice sync per (month, type code): (finished_at, source)."""
     rows = db.session.execute(
         select(Subtask.period, Subtask.finished_at, Batch.method, Batch.channel, Batch.type_codes)
-        .join(Batch).where(Batch.tax_id == tax_id, Batch.data_type == "invoices", Subtask.status == "succeeded",
+        .join(Batch).where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.status == SubtaskStatus.SUCCEEDED,
                            Subtask.period >= months[0], Subtask.period <= months[-1])
         .order_by(Subtask.finished_at))
     latest: dict = {}
     for period, finished, method, channel, codes in rows:
-        source = "file" if method == "file" else channel
+        source = Source.of(method, channel)
         for code in (codes.split(",") if codes else ["*"]):
             latest[(period, code)] = (finished, source)
     return latest

@@ -26,9 +26,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter, itemgetter
 from typing import IO, Any
 
-from webapp.batches import SOURCES as SOURCE_LABELS  # Invoice.source labels
 from webapp.money import CENT
 from webapp.pool.usage import usage_labels
+from webapp.statuses import Source
 from webapp.xlsx_stream import ILLEGAL_XML, MAX_CELL_CHARS, Workbook
 
 SHEET_NAME = "发票基础信息"
@@ -51,6 +51,7 @@ LINE_HEADERS = (  # the e-tax export's 信息汇总表 headers, in its order
 NO_DIGITAL_NUMBER = "--"  # what the e-tax export writes as a legacy invoice's 数电发票号码
 NO_USAGE = "—"  # a red invoice has no usage status (only blue invoices are queried), as the pool list shows
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
+SOURCE_LABELS = Source.labels()  # 数据来源 of every row: a dict lookup, cheaper than Source(code).label
 MAX_DATA_ROWS = 1_048_576 - 2  # Excel's rows per sheet, minus the header and totals rows
 CHUNK = 2000  # invoices whose lines are fetched together
 _NUMBERS = ("金额", "税额", "价税合计")  # the only number cells; every other cell is text (or empty)

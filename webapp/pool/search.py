@@ -14,6 +14,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
 from webapp.pool.usage import entry_codes
+from webapp.statuses import Source
 
 SORTS = {
     "issued_desc": (Invoice.issued_at.desc(), Invoice.id.desc()),
@@ -103,7 +104,7 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
         query = query.where(Invoice.usage_channel == channel, Invoice.entry_status == code)
     elif pairs := entry_codes(flt.entry_status):  # a label: every channel's code that reads so
         query = query.where(or_(*[(Invoice.usage_channel == c) & (Invoice.entry_status == code) for c, code in pairs]))
-    if flt.source in ("file", "leqi", "rpa"):
+    if flt.source in Source:
         query = query.where(Invoice.source == flt.source)
     if flt.batch_no:
         query = query.where(Invoice.batch_id.in_(select(Batch.id).where(Batch.batch_no == flt.batch_no)))

@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from webapp.accounts.permissions import company_for, permitted_companies
-from webapp.batches import BATCH_STATUS, CHANNELS, period_years
+from webapp.batches import period_years
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
@@ -19,6 +19,7 @@ from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
 from webapp.pool.coverage import coverage, issued_codes
 from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
+from webapp.statuses import BatchStatus, DataType
 from webapp.web import wants_partial, xlsx_download
 
 bp = Blueprint("pool", __name__, url_prefix="/pool", template_folder="templates")
@@ -119,7 +120,7 @@ def detail(key):
     reds = red_invoices_of(invoice)
     readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
     return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
-                           readiness=readiness, channels=CHANNELS, unanswered_at=_unanswered_at(invoice))
+                           readiness=readiness, unanswered_at=_unanswered_at(invoice))
 
 
 def _unanswered_at(invoice) -> str | None:
@@ -144,7 +145,7 @@ def refresh_usage(key):
     if channel is None:
         return Markup('<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>')
     try:
-        [batch] = create_download_batches(current_user, [company], channel=channel, data_type="usage",
+        [batch] = create_download_batches(current_user, [company], channel=channel, data_type=DataType.USAGE,
                                           months=[invoice.month], type_codes=[])
     except SourceRejected as exc:
         return Markup('<span class="error">{}</span>').format(str(exc))
@@ -157,16 +158,15 @@ def _usage_progress(key: str, batch) -> Markup:
     poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
     return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-target="this" hx-swap="outerHTML">'
                   '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
-        poll, link, batch.batch_no, BATCH_STATUS[batch.status])
+        poll, link, batch.batch_no, BatchStatus(batch.status).label)
 
 
 @bp.route("/<key>/usage-batch/<batch_no>")
 def usage_batch(key, batch_no):
     """Whether the invoice's usage batch has ended: then the whole page reloads with the new status."""
     from webapp.accounts.permissions import batch_for
-    from webapp.batches import FINISHED_BATCH
 
     batch = batch_for(current_user, batch_no)
-    if batch.status in FINISHED_BATCH:
+    if batch.status in BatchStatus.FINISHED:
         return htmx_response("", refresh=True)
     return _usage_progress(key, batch)

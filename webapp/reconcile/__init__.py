@@ -11,11 +11,11 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 
-from webapp.batches import SOURCES
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceSource, Subtask
 from webapp.pool.export import money
+from webapp.statuses import DataType, Source, SubtaskStatus
 from webapp.summary import mark_months_changed
 
 CHUNK = 1000
@@ -62,11 +62,11 @@ def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
     """Per source, the invoice type codes it synced for the month ('*': all, as a file import does)."""
     rows = db.session.execute(
         select(Batch.method, Batch.channel, Batch.type_codes).join(Subtask)
-        .where(Batch.tax_id == tax_id, Batch.data_type == "invoices", Subtask.period == month,
-               Subtask.status == "succeeded"))
+        .where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.period == month,
+               Subtask.status == SubtaskStatus.SUCCEEDED))
     covered: dict[str, set[str]] = defaultdict(set)
     for method, channel, codes in rows:
-        covered["file" if method == "file" else channel].update(codes.split(",") if codes else [ALL_KINDS])
+        covered[Source.of(method, channel)].update(codes.split(",") if codes else [ALL_KINDS])
     return covered
 
 
@@ -179,18 +179,18 @@ def write_report(report: dict, target) -> None:
     sheet.append(["销方识别号", report["tax_id"]])
     sheet.append(["开票月份", report["month"]])
     for source, info in report["sources"].items():
-        sheet.append([f"{SOURCES.get(source, source)}份数", info["invoices"], "最近同步", info["last_synced"]])
+        sheet.append([f"{Source(source).label}份数", info["invoices"], "最近同步", info["last_synced"]])
     sheet.append(["仅一个来源有", report["counts"]["only_one"]])
     sheet.append(["来源间存在差异", report["counts"]["different"]])
     sources = list(report["sources"])
     for title, entries, leading in (("仅一个来源有", report["only_one"], "缺少的来源"),
                                     ("来源间差异", report["different"], "差异项")):
         part = workbook.create_sheet(title)
-        part.append(["发票号码", "发票票种", leading] + [f"{SOURCES.get(s, s)}-{label}" for s in sources
+        part.append(["发票号码", "发票票种", leading] + [f"{Source(s).label}-{label}" for s in sources
                                                       for label in (*FIELDS.values(), "最近提供时间")])
         for entry in entries:
             named = entry.get("missing") or entry.get("fields")
-            labels = [SOURCES.get(n, n) for n in named] if "missing" in entry else [FIELDS[n] for n in named]
+            labels = [Source(n).label for n in named] if "missing" in entry else [FIELDS[n] for n in named]
             cells = []
             for source in sources:
                 values = entry["values"].get(source)

@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from channels.months import is_month, month_of
 from webapp.accounts.permissions import company_for, permitted_companies
-from webapp.batches import SOURCES
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import InvoiceSource
@@ -41,7 +40,7 @@ def index():
     companies, company, month = _scope()
     report = source_report(company.tax_id, month) if company else None
     return render_template("reconcile/index.html", companies=companies, company=company, month=month,
-                           report=report, fields=FIELDS, source_names=SOURCES)
+                           report=report, fields=FIELDS)
 
 
 @bp.route("/export")
