@@ -64,7 +64,7 @@ def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
     """A batch whose input is unusable ends 全部执行失败 with the reason (and, for a file, every
     unreadable row for the 错误清单), writing nothing else. The attempt count starts again, so
     a 重试 gets its full share."""
-    values = dict(status="failed", error=message, finished_at=datetime.now(), parse_attempts=0,
+    values = dict(status="failed", error=message, finished_at=now(), parse_attempts=0,
                   error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
         db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing").values(**values))
@@ -304,7 +304,7 @@ def _claim(subtask_id: int) -> int | None:
     """pending → running; the batch id, or None when the subtask is not ours to run."""
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
-        if subtask is None or not _set_subtask(subtask_id, "pending", status="running", started_at=datetime.now(),
+        if subtask is None or not _set_subtask(subtask_id, "pending", status="running", started_at=now(),
                                                finished_at=None, error=None, not_before=None):
             return None
         refresh_batch(subtask.batch_id)
@@ -333,7 +333,7 @@ def run_subtask(subtask_id: int) -> None:
         with write_transaction():
             total, success, filtered = finish()
             wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
-            ended = (dict(status="succeeded", finished_at=datetime.now()) if wait is None else
+            ended = (dict(status="succeeded", finished_at=now()) if wait is None else
                      dict(status="waiting", not_before=wait.until, error=str(wait), started_at=None))
             if not _set_subtask(subtask_id, "running", total=total, success=success, filtered_lines=filtered, **ended):
                 raise _Terminated()
@@ -344,11 +344,11 @@ def run_subtask(subtask_id: int) -> None:
         _end(subtask_id, batch_id, status="waiting", not_before=wait.until, error=str(wait), started_at=None)
         return
     except (SourceRejected, TransientError) as exc:
-        _end(subtask_id, batch_id, status="failed", error=str(exc), finished_at=datetime.now())
+        _end(subtask_id, batch_id, status="failed", error=str(exc), finished_at=now())
         return
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
-        _end(subtask_id, batch_id, status="failed", finished_at=datetime.now(),
+        _end(subtask_id, batch_id, status="failed", finished_at=now(),
              error=f"{INTERNAL_ERROR}（内部错误 {type(exc).__name__}，详情见服务器日志）")
         return
     if batch.status in FINISHED_BATCH:

@@ -17,6 +17,7 @@ from webapp.accounts import audit
 from webapp.accounts.permissions import permitted_company_ids
 from webapp.background import background
 from webapp.batches import add_download_batches, usable_channel
+from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Company, Schedule, ScheduleRun, User
 from webapp.transactions import write_transaction
@@ -49,11 +50,6 @@ def zone(schedule: Schedule) -> ZoneInfo:
 def local(moment: datetime, tz: ZoneInfo) -> datetime:
     """A moment in the org's time zone; naive datetimes are this server's local time."""
     return (moment if moment.tzinfo else moment.astimezone()).astimezone(tz)
-
-
-def stored(moment: datetime) -> datetime:
-    """How the database keeps a moment: naive, in this server's local time (as everywhere else)."""
-    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _run_moment(year: int, month: int, tz: ZoneInfo) -> datetime:

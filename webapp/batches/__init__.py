@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
@@ -11,6 +10,7 @@ from sqlalchemy import select, update
 
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.transactions import write_transaction
@@ -45,7 +45,7 @@ FINISHED_BATCH = ("partial", "succeeded", "failed", "terminated")
 
 def new_batch_no() -> str:
     """导入批次号: a timestamp and a random code, unique by construction and by constraint."""
-    return datetime.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
+    return now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
 
 
 def derive_status(subtask_statuses: list[str], current: str) -> str:
@@ -83,7 +83,7 @@ def refresh_batch(batch_id: int) -> Batch:
         batch.filtered_lines = sum(r.filtered_lines for r in rows)
     status = derive_status([r.status for r in rows], batch.status)
     if status != batch.status or (status in FINISHED_BATCH) != (batch.finished_at is not None):
-        batch.finished_at = datetime.now() if status in FINISHED_BATCH else None
+        batch.finished_at = now() if status in FINISHED_BATCH else None
     batch.status = status
     return batch
 
@@ -104,7 +104,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type="invoices", method="file", status="preprocessing",
-            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=datetime.now(),
+            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=now(),
         )
         db.session.add(batch)
         db.session.flush()
@@ -201,13 +201,13 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
             kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
             period_from=months[0], period_to=months[-1], status="pending", note=note,
             error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
-            created_at=datetime.now(),
+            created_at=now(),
         )
         db.session.add(batch)
         db.session.flush()
         subtasks += add_subtasks(batch, {month: 0 for month in kept})
         if not kept:
-            batch.status, batch.finished_at = "failed", datetime.now()
+            batch.status, batch.finished_at = "failed", now()
         batches.append(batch)
     return batches, subtasks
 
@@ -252,15 +252,15 @@ def terminate(batches: list[Batch]) -> dict:
     job_ids = _active_job_ids(batches)
     for job_id in job_ids:
         background().stop_job(job_id)
-    now, stopped, batches_hit = datetime.now(), 0, 0
+    at, stopped, batches_hit = now(), 0, 0
     with write_transaction():
         for batch in batches:
             parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == "preprocessing")
-                                       .values(status="terminated", error="已被用户终止", finished_at=now))
+                                       .values(status="terminated", error="已被用户终止", finished_at=at))
             hit = parse.rowcount == 1
             stopped_now = db.session.execute(
                 update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(ACTIVE_SUBTASK))
-                .values(status="terminated", finished_at=now, error="已被用户终止")).rowcount
+                .values(status="terminated", finished_at=at, error="已被用户终止")).rowcount
             stopped += stopped_now
             hit = hit or stopped_now > 0
             refresh_batch(batch.id)
