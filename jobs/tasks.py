@@ -192,7 +192,7 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
         return
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
-                                     .values(status="pending", kinds="、".join(parsed.kinds), parse_attempts=0,
+                                     .values(status="pending", kinds=parsed.kinds, parse_attempts=0,
                                              note="；".join(parsed.warnings) or None))
         if claimed.rowcount == 0:
             return

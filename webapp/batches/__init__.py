@@ -198,7 +198,7 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=data_type, method="download", channel=channel,
-            kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
+            kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=type_codes,
             period_from=months[0], period_to=months[-1], status="pending", note=note,
             error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
             created_at=now(),
@@ -322,7 +322,7 @@ def batch_json(batch: Batch) -> dict:
     return {
         "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
         "status": batch.status, "status_label": BATCH_STATUS[batch.status], "method": batch.method,
-        "channel": batch.channel, "data_type": batch.data_type, "kinds": [k for k in batch.kinds.split("、") if k],
+        "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),

@@ -66,7 +66,7 @@ def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
                Subtask.status == "succeeded"))
     covered: dict[str, set[str]] = defaultdict(set)
     for method, channel, codes in rows:
-        covered["file" if method == "file" else channel].update(codes.split(",") if codes else [ALL_KINDS])
+        covered["file" if method == "file" else channel].update(codes or [ALL_KINDS])
     return covered
 
 
