@@ -198,7 +198,7 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=data_type, method="download", channel=channel,
-            kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=type_codes,
+            kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=list(type_codes),
             period_from=months[0], period_to=months[-1], status="pending", note=note,
             error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
             created_at=now(),
