@@ -18,6 +18,7 @@ from jobs.tasks import _fail_batch, release_waiting
 from webapp.background import parse_job_id
 from webapp.batches import refresh_batch
 from webapp.clock import now as clock_now
+from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.statuses import BatchStatus, SubtaskStatus
@@ -35,7 +36,7 @@ PARSE_GAVE_UP = (f"文件解析进程连续 {MAX_RECOVERIES + 1} 次意外中断
 def reconcile(now: datetime | None = None) -> dict:
     """Re-enqueue pending work Redis lost; run again (bounded) the work whose process died;
     release waiting subtasks whose time has come (乐企 quota, usage after invoices)."""
-    now = now or clock_now()
+    now = stored(now) if now else clock_now()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     db.session.rollback()
     for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.PENDING)).all():

@@ -46,11 +46,6 @@ def month_range(batch: Batch, period: str) -> tuple[date, date]:
     return (max(start, since) if since else start), end
 
 
-def type_codes(batch: Batch) -> list[str]:
-    """The fplx codes a download batch asks for (empty: every kind)."""
-    return [code for code in (batch.type_codes or "").split(",") if code]
-
-
 def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> tuple[dict[str, str], list[str], date | None]:
     """The 乐企 serial (lsh) per type for this month, the types refused today, and the day they may be asked.
 
@@ -63,7 +58,7 @@ def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> tuple[dic
     with write_transaction():
         serials = {code: row.serial for code, row in quota.outstanding(subtask.id).items()}
         done = quota.fetched_codes(subtask.id)
-        needed = [code for code in type_codes(batch) if code not in serials and code not in done]
+        needed = [code for code in batch.type_codes if code not in serials and code not in done]
         granted, wait_day = (quota.reserve_each(batch.tax_id, subtask.period, needed, at, subtask.id)
                              if needed else ([], None))
     start, end = month_range(batch, subtask.period)
@@ -98,7 +93,7 @@ def rpa_task(batch: Batch, subtask: Subtask) -> str:
         return subtask.channel_ref
     _, rpa = _clients()
     start, end = month_range(batch, subtask.period)
-    task_id = rpa.submit(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch))
+    task_id = rpa.submit(batch.tax_id, batch.company.etax_account, start, end, batch.type_codes)
     with write_transaction():
         db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=task_id))
     return task_id
@@ -132,7 +127,7 @@ def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
     query = select(Invoice.key, Invoice.type_code, Invoice.code, Invoice.number, Invoice.digital_number,
                    Invoice.issued_at).where(Invoice.tax_id == batch.tax_id, Invoice.month == subtask.period,
                                             Invoice.is_red.is_(False))
-    if codes := type_codes(batch):
+    if codes := batch.type_codes:  # none: every kind
         query = query.where(Invoice.type_code.in_(codes))
     return [UsageQuery(key=row.key, type_code=row.type_code or "", code=row.code,
                        number=row.digital_number or row.number, issued_on=row.issued_at.strftime("%Y%m%d"))

@@ -64,7 +64,7 @@ def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
     """A batch whose input is unusable ends 全部执行失败 with the reason (and, for a file, every
     unreadable row for the 错误清单), writing nothing else. The attempt count starts again, so
     a 重试 gets its full share."""
-    values = dict(status=BatchStatus.FAILED, error=message, finished_at=datetime.now(), parse_attempts=0,
+    values = dict(status=BatchStatus.FAILED, error=message, finished_at=now(), parse_attempts=0,
                   error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
         db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING).values(**values))
@@ -192,7 +192,7 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
         return
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
-                                     .values(status=BatchStatus.PENDING, kinds="、".join(parsed.kinds), parse_attempts=0,
+                                     .values(status=BatchStatus.PENDING, kinds=parsed.kinds, parse_attempts=0,
                                              note="；".join(parsed.warnings) or None))
         if claimed.rowcount == 0:
             return
@@ -303,7 +303,7 @@ def _claim(subtask_id: int) -> int | None:
     """pending → running; the batch id, or None when the subtask is not ours to run."""
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
-        if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING, started_at=datetime.now(),
+        if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING, started_at=now(),
                                                finished_at=None, error=None, not_before=None):
             return None
         refresh_batch(subtask.batch_id)
@@ -332,7 +332,7 @@ def run_subtask(subtask_id: int) -> None:
         with write_transaction():
             total, success, filtered = finish()
             wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
-            ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=datetime.now()) if wait is None else
+            ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
                      dict(status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None))
             if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
                 raise _Terminated()
@@ -343,11 +343,11 @@ def run_subtask(subtask_id: int) -> None:
         _end(subtask_id, batch_id, status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None)
         return
     except (SourceRejected, TransientError) as exc:
-        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, error=str(exc), finished_at=datetime.now())
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, error=str(exc), finished_at=now())
         return
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
-        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=datetime.now(),
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=now(),
              error=f"{INTERNAL_ERROR}（内部错误 {type(exc).__name__}，详情见服务器日志）")
         return
     if batch.status in BatchStatus.FINISHED:

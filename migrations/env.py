@@ -1,4 +1,5 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -71,6 +72,23 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+@contextmanager
+def foreign_keys_off(connection):
+    """SQLite: a batch migration copies a table, drops the original and renames the copy; with
+    foreign keys enforced (webapp.transactions) dropping `batch` would delete every subtask by
+    its ON DELETE CASCADE. The pragma is ignored inside a transaction, so it is set on the raw
+    connection before Alembic begins one, and set back for the app that shares the pool."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -102,7 +120,7 @@ def run_migrations_online():
             **conf_args
         )
 
-        with context.begin_transaction():
+        with foreign_keys_off(connection), context.begin_transaction():
             context.run_migrations()
 
 

@@ -47,7 +47,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
             months = sorted(subtasks)
             batch = Batch(batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
                           seller_name=company.name, data_type=data_type, method="download", channel=channel,
-                          kinds="数电票（普通发票）", type_codes="82", period_from=months[0], period_to=months[-1],
+                          kinds=["数电票（普通发票）"], type_codes=["82"], period_from=months[0], period_to=months[-1],
                           status=status, created_by_id=user.id, creator_name=user.username, created_at=datetime.now())
             db.session.add(batch)
             db.session.flush()

@@ -78,7 +78,7 @@ def _batches(app, count: int, running: int) -> list[str]:
                 live = n < running
                 batch = Batch(batch_no=f"{new_batch_no()}{n:04d}", org_id=user.org_id, company_id=company.id,
                               tax_id=company.tax_id, seller_name=company.name, data_type="invoices", method="download",
-                              channel="rpa", kinds="全部", status="syncing" if live else "succeeded", total=5, success=5,
+                              channel="rpa", kinds=["全部"], status="syncing" if live else "succeeded", total=5, success=5,
                               created_by_id=user.id, creator_name="caiwu", created_at=datetime(2026, 1, 1, 0, 0, n % 60))
                 db.session.add(batch)
                 db.session.flush()

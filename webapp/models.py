@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -92,8 +92,8 @@ class Batch(db.Model):
     data_type: Mapped[str] = mapped_column(String(16), default=DataType.INVOICES)  # a DataType
     method: Mapped[str] = mapped_column(String(16))  # a Method
     channel: Mapped[str | None] = mapped_column(String(16))  # a Channel, for a download
-    kinds: Mapped[str] = mapped_column(Text, default="")  # 发票种类, '、'-joined
-    type_codes: Mapped[str | None] = mapped_column(String(64))  # a download's fplx codes, ','-joined
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)  # 发票种类 names (["全部"]: a download of every kind)
+    type_codes: Mapped[list[str]] = mapped_column(JSON, default=list)  # a download's fplx codes (none: every kind)
     period_from: Mapped[str | None] = mapped_column(String(7))
     period_to: Mapped[str | None] = mapped_column(String(7))
     status: Mapped[str] = mapped_column(String(16), default=BatchStatus.PENDING, index=True)
@@ -167,7 +167,7 @@ class ScheduleRun(db.Model):
     period: Mapped[str] = mapped_column(String(7))  # the invoicing month downloaded
     started_at: Mapped[datetime] = mapped_column(DateTime)
     trigger: Mapped[str] = mapped_column(String(10))  # due | catch_up | manual
-    batch_nos: Mapped[str] = mapped_column(Text, default="")  # ','-joined
+    batch_nos: Mapped[list[str]] = mapped_column(JSON, default=list)  # the batches the run created
     message: Mapped[str | None] = mapped_column(Text)
     schedule: Mapped[Schedule] = relationship(back_populates="runs")
 

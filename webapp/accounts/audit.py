@@ -13,7 +13,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import delete, select
 
-from webapp.clock import now
+from webapp.clock import now, stored
 from webapp.extensions import db
 from webapp.models import AuditLog, User
 from webapp.transactions import write_transaction
@@ -38,11 +38,6 @@ ACTIONS = {
 }
 
 
-def _stored(moment: datetime) -> datetime:
-    """Naive local time, as every timestamp in the database (tests may set an aware CLOCK_NOW)."""
-    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def _acting_user(actor: User | str | None) -> tuple[User | None, str]:
     """Who acts: the given user or name, else the logged-in user, else the system (scheduler, CLI)."""
     if isinstance(actor, str):
@@ -58,7 +53,7 @@ def record(action: str, target: str = "", *, actor: User | str | None = None, or
            **details) -> AuditLog:
     """Write one audit row now, in its own transaction; `details` are kept as JSON."""
     user, name = _acting_user(actor)
-    entry = AuditLog(at=_stored(now()), org_id=org_id or (user.org_id if user else None),
+    entry = AuditLog(at=now(), org_id=org_id or (user.org_id if user else None),
                      user_id=user.id if user else None, username=name, action=action, target=str(target)[:200],
                      details=json.dumps(details, ensure_ascii=False, default=str) if details else "",
                      address=(request.remote_addr or "")[:64] if has_request_context() else None)
@@ -69,7 +64,7 @@ def record(action: str, target: str = "", *, actor: User | str | None = None, or
 
 def purge(moment: datetime | None = None) -> int:
     """Remove rows older than the retention period (never younger ones); returns how many."""
-    cutoff = _stored(moment or now()) - timedelta(days=RETENTION_DAYS)
+    cutoff = (stored(moment) if moment else now()) - timedelta(days=RETENTION_DAYS)
     with write_transaction():
         removed = db.session.execute(delete(AuditLog).where(AuditLog.at < cutoff)).rowcount
     return removed or 0

@@ -1,7 +1,6 @@
 """Which companies (tax IDs) a user may see and act on; checked on the server everywhere."""
 from __future__ import annotations
 
-from flask import abort
 from sqlalchemy import select
 
 from webapp.extensions import db
@@ -28,10 +27,7 @@ def company_for(user: User, tax_id: str) -> Company:
 
 def batch_for(user: User, batch_no: str) -> Batch:
     """A batch the user may see, or 404 so other companies' batch numbers are not revealed."""
-    batch = db.session.scalar(select(Batch).where(Batch.batch_no == batch_no, Batch.company_id.in_(permitted_company_ids(user))))
-    if batch is None:
-        abort(404)
-    return batch
+    return db.one_or_404(select(Batch).where(Batch.batch_no == batch_no, Batch.company_id.in_(permitted_company_ids(user))))
 
 
 SCHEDULE_ADMINS_ONLY = "仅管理员可以创建、启用、停用、删除或立即执行自动更新计划，请联系管理员"

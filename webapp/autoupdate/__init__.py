@@ -18,6 +18,7 @@ from webapp.accounts import audit
 from webapp.accounts.permissions import permitted_company_ids
 from webapp.background import background
 from webapp.batches import add_download_batches, usable_channel
+from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Company, Schedule, ScheduleRun, User
 from webapp.statuses import DataType
@@ -51,11 +52,6 @@ def zone(schedule: Schedule) -> ZoneInfo:
 def local(moment: datetime, tz: ZoneInfo) -> datetime:
     """A moment in the org's time zone; naive datetimes are this server's local time."""
     return (moment if moment.tzinfo else moment.astimezone()).astimezone(tz)
-
-
-def stored(moment: datetime) -> datetime:
-    """How the database keeps a moment: naive, in this server's local time (as everywhere else)."""
-    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _run_moment(month: str, tz: ZoneInfo) -> datetime:
@@ -131,11 +127,6 @@ def org_schedules(org_id: int) -> list[Schedule]:
     return list(db.session.scalars(select(Schedule).filter_by(org_id=org_id).order_by(Schedule.id)))
 
 
-def schedule_of_org(org_id: int, schedule_id: int) -> Schedule | None:
-    """A schedule only its own org may see or touch."""
-    return db.session.scalar(select(Schedule).filter_by(id=schedule_id, org_id=org_id))
-
-
 def _companies_by_channel(org_id: int, users: tuple[User, ...] = ()) -> dict[str, list[Company]]:
     """The org's companies with a usable channel (乐企 where configured, else RPA), limited to those
     every one of `users` is granted (a run acts as the schedule's creator, and as whoever runs it)."""
@@ -175,16 +166,16 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime, acto
                     subtasks += queued
             if not batches:
                 raise _NothingToRun()
-            run.batch_nos = ",".join(b.batch_no for b in batches)
+            run.batch_nos = [b.batch_no for b in batches]
     except IntegrityError:
         db.session.rollback()
         return None
     except _NothingToRun:  # rolled back: the month stays due until a company gets a channel
         return ScheduleRun(schedule_id=schedule.id, period=period, trigger=trigger, started_at=stored(now),
-                           batch_nos="", message="本组织没有配置乐企或电子税局账号的企业，未创建任务，配置后将自动执行")
+                           batch_nos=[], message="本组织没有配置乐企或电子税局账号的企业，未创建任务，配置后将自动执行")
     background().enqueue_subtasks(subtasks)
     audit.record("schedule.run", f"计划 #{schedule.id}", actor=actor, org_id=schedule.org_id, period=period,
-                 trigger=trigger, creator=schedule.created_by.username, batches=run.batch_nos.split(","))
+                 trigger=trigger, creator=schedule.created_by.username, batches=run.batch_nos)
     return run
 
 
@@ -219,7 +210,7 @@ def run_json(run: ScheduleRun) -> dict:
     """A run as the CLI and the automation page show it."""
     return {"schedule_id": run.schedule_id, "period": run.period, "trigger": run.trigger,
             "started_at": run.started_at.isoformat(sep=" ", timespec="seconds"),
-            "batches": [n for n in run.batch_nos.split(",") if n], "message": run.message}
+            "batches": run.batch_nos, "message": run.message}
 
 
 def schedule_json(schedule: Schedule, now: datetime) -> dict:

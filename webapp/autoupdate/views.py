@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
+from sqlalchemy import select
 
 from webapp import autoupdate
 from webapp.accounts import audit
@@ -14,6 +15,7 @@ from webapp.accounts.permissions import SCHEDULE_ADMINS_ONLY, may_manage_schedul
 from webapp.background import background
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.models import Schedule
 from webapp.transactions import write_transaction
 
 bp = Blueprint("automation", __name__, url_prefix="/automation", template_folder="templates")
@@ -68,10 +70,7 @@ def new():
 
 def _schedule(schedule_id: int):
     """A schedule of the user's org, or 404 so other orgs' schedules stay invisible."""
-    schedule = autoupdate.schedule_of_org(current_user.org_id, schedule_id)
-    if schedule is None:
-        abort(404)
-    return schedule
+    return db.one_or_404(select(Schedule).filter_by(id=schedule_id, org_id=current_user.org_id))
 
 
 @bp.route("/<int:schedule_id>/<action>", methods=["POST"])
@@ -97,6 +96,6 @@ def act(schedule_id: int, action: str):
         elif run.message:
             message = f"计划 #{schedule_id}：{run.message}"
         else:
-            message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos.split(','))} 个导入批次"
+            message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos)} 个导入批次"
     background().sync_schedules()
     return _page(message)

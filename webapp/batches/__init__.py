@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from datetime import datetime
 from pathlib import Path
 
 from flask import current_app
@@ -12,6 +11,7 @@ from sqlalchemy import select, update
 from channels.months import month_of
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
@@ -31,7 +31,7 @@ def subtask_label(subtask: Subtask) -> str:
 
 def new_batch_no() -> str:
     """导入批次号: a timestamp and a random code, unique by construction and by constraint."""
-    return datetime.now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
+    return now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
 
 
 def derive_status(subtask_statuses: list[str], current: str) -> str:
@@ -69,7 +69,7 @@ def refresh_batch(batch_id: int) -> Batch:
         batch.filtered_lines = sum(r.filtered_lines for r in rows)
     status = derive_status([r.status for r in rows], batch.status)
     if status != batch.status or (status in BatchStatus.FINISHED) != (batch.finished_at is not None):
-        batch.finished_at = datetime.now() if status in BatchStatus.FINISHED else None
+        batch.finished_at = now() if status in BatchStatus.FINISHED else None
     batch.status = status
     return batch
 
@@ -90,7 +90,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=DataType.INVOICES, method=Method.FILE, status=BatchStatus.PREPROCESSING,
-            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=datetime.now(),
+            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=now(),
         )
         db.session.add(batch)
         db.session.flush()
@@ -179,16 +179,16 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=data_type, method=Method.DOWNLOAD, channel=channel,
-            kinds="、".join(DOWNLOAD_KINDS[c] for c in type_codes) or "全部", type_codes=",".join(type_codes),
+            kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=list(type_codes),
             period_from=months[0], period_to=months[-1], status=BatchStatus.PENDING, note=note,
             error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
-            created_at=datetime.now(),
+            created_at=now(),
         )
         db.session.add(batch)
         db.session.flush()
         subtasks += add_subtasks(batch, {month: 0 for month in kept})
         if not kept:
-            batch.status, batch.finished_at = BatchStatus.FAILED, datetime.now()
+            batch.status, batch.finished_at = BatchStatus.FAILED, now()
         batches.append(batch)
     return batches, subtasks
 
@@ -233,15 +233,15 @@ def terminate(batches: list[Batch]) -> dict:
     job_ids = _active_job_ids(batches)
     for job_id in job_ids:
         background().stop_job(job_id)
-    now, stopped, batches_hit = datetime.now(), 0, 0
+    at, stopped, batches_hit = now(), 0, 0
     with write_transaction():
         for batch in batches:
             parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
-                                       .values(status=BatchStatus.TERMINATED, error="已被用户终止", finished_at=now))
+                                       .values(status=BatchStatus.TERMINATED, error="已被用户终止", finished_at=at))
             hit = parse.rowcount == 1
             stopped_now = db.session.execute(
                 update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(SubtaskStatus.ACTIVE))
-                .values(status=SubtaskStatus.TERMINATED, finished_at=now, error="已被用户终止")).rowcount
+                .values(status=SubtaskStatus.TERMINATED, finished_at=at, error="已被用户终止")).rowcount
             stopped += stopped_now
             hit = hit or stopped_now > 0
             refresh_batch(batch.id)
@@ -300,7 +300,7 @@ def batch_json(batch: Batch) -> dict:
     return {
         "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
         "status": batch.status, "status_label": BatchStatus(batch.status).label, "method": batch.method,
-        "channel": batch.channel, "data_type": batch.data_type, "kinds": [k for k in batch.kinds.split("、") if k],
+        "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),

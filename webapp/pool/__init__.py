@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import delete, select, text
 
 from channels.records import InvoiceRecord, SourceRejected
 from webapp.accounts.settings import is_error_goods
+from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
 from webapp.money import as_yuan
@@ -83,7 +83,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
     """
     connection = db.session.connection()
     write = _write_chunk_postgresql if connection.dialect.name == "postgresql" else _write_chunk
-    now = datetime.now().strftime(TIMESTAMP)
+    now = clock_now().strftime(TIMESTAMP)
     dropped = 0
     for start in range(0, len(staged), CHUNK):
         headers, lines, chunk_dropped = _rows_to_write(staged[start:start + CHUNK], source, batch_id, now,

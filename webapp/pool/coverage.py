@@ -50,7 +50,7 @@ def _syncs(tax_id: str, months: list[str]) -> dict:
     latest: dict = {}
     for period, finished, method, channel, codes in rows:
         source = Source.of(method, channel)
-        for code in (codes.split(",") if codes else ["*"]):
+        for code in codes or ["*"]:
             latest[(period, code)] = (finished, source)
     return latest
 

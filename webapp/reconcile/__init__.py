@@ -66,7 +66,7 @@ def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
                Subtask.status == SubtaskStatus.SUCCEEDED))
     covered: dict[str, set[str]] = defaultdict(set)
     for method, channel, codes in rows:
-        covered[Source.of(method, channel)].update(codes.split(",") if codes else [ALL_KINDS])
+        covered[Source.of(method, channel)].update(codes or [ALL_KINDS])
     return covered
 
 
