@@ -17,8 +17,8 @@ from webapp.accounts.settings import (
     set_setting,
     validate_error_goods,
 )
-from webapp.batches.views import MultiCheckbox
 from webapp.extensions import db
+from webapp.forms import MultiCheckbox
 from webapp.models import Batch, Company, User
 from webapp.transactions import write_transaction
 from webapp.web import xlsx_download
