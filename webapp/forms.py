@@ -7,7 +7,7 @@ commands call the same function and print that message.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from wtforms import SelectMultipleField
 from wtforms.validators import StopValidation
@@ -26,17 +26,19 @@ class MultiCheckbox(SelectMultipleField):
 
 
 class Rule:
-    """A validator from one of our rules: `check(field.data)`, or `check(*using(form, field))` when the
-    rule needs more than the field's value. The rule's refusal stops the field's validation with its
-    message: a field shows one message, the first rule it breaks."""
+    """A validator from one of our rules: `check(field.data)`, or, when the rule needs more than the
+    field's value, `check` called with what `using(form, field)` picks (a tuple of arguments or a dict
+    of keyword arguments). The rule's refusal stops the field's validation with its message: a field
+    shows one message, the first rule it breaks."""
 
     def __init__(self, check: Callable, using: Callable | None = None):
         self.check = check
         self.using = using or (lambda form, field: (field.data,))
 
     def __call__(self, form, field) -> None:
+        arguments = self.using(form, field)
         try:
-            self.check(*self.using(form, field))
+            self.check(**arguments) if isinstance(arguments, Mapping) else self.check(*arguments)
         except REFUSALS as exc:
             raise StopValidation(str(exc)) from exc
 
@@ -71,6 +73,6 @@ def messages(form) -> dict[str, str]:
     return {name: errors[0] for name, errors in form.errors.items() if name}
 
 
-def stripped(value):
-    """A text field's value without surrounding spaces (a WTForms filter)."""
-    return value.strip() if isinstance(value, str) else value
+def stripped(value: str | None) -> str:
+    """A text field's value without surrounding spaces, "" when it was not sent (a WTForms filter)."""
+    return (value or "").strip()
