@@ -156,6 +156,15 @@ def test_dialog_upload_creates_a_batch_the_list_shows(client, app, work):
     ({"method": "download", "channel": "leqi", "period_unit": "year", "year": "2025"}, "请选择发票种类"),
     ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2010-01",
       "month_to": "2010-03"}, "近五年"),
+    ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2024-03",
+      "month_to": "2024-02"}, "起始月份不能晚于截止月份"),
+    ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2024-3",
+      "month_to": "2024-04"}, "月份格式应为 YYYY-MM"),
+    ({"method": "download", "channel": "leqi", "kinds": ["99"], "period_unit": "year", "year": "2025"}, "发票种类不正确"),
+    ({"method": "download", "channel": "fax", "kinds": ["81"], "period_unit": "year", "year": "2025"}, "请选择下载通道"),
+    ({"method": "post"}, "请选择发票数据类型和导入方式"),
+    ({"method": "file", "tax_ids": ["91110000MA00000000"]}, "所选企业不在您的权限范围内"),
+    ({"method": "file", "tax_ids": [DEMO_TAX_ID, "91110000MA00000000"]}, "导入电子税局文件时只能选择一个企业"),
 ])
 def test_dialog_validation_errors_are_inline_chinese(client, app, fields, message):
     login(client)

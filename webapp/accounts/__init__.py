@@ -31,25 +31,38 @@ def check_tax_id(tax_id: str) -> str:
     return tax_id
 
 
+def check_company_name(name: str | None) -> str:
+    """A company's name without surrounding spaces, or ValueError in Chinese."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("企业名称不能为空")
+    return name
+
+
+def org_company(tax_id: str, org_id: int) -> Company | None:
+    """The org's company with this tax ID (None: not registered yet), or ValueError when the tax ID
+    belongs to another org (the message does not say which)."""
+    tax_id = check_tax_id(tax_id)
+    company = db.session.scalar(select(Company).filter_by(tax_id=tax_id))
+    if company is not None and company.org_id != org_id:
+        raise ValueError(f"税号 {tax_id} 不能在本组织使用，请确认税号是否正确")
+    return company
+
+
 def save_company(tax_id: str, name: str, org: Org, added_by: User | None = None, **fields) -> Company:
     """Add a company, or update the one with this tax ID (it must belong to the same org).
 
     The user who adds a company (an admin on 企业信息) is granted it at once, so it shows in
     their own import dialog without a second trip to 用户与授权.
     """
-    tax_id = check_tax_id(tax_id)
-    if not name.strip():
-        raise ValueError("企业名称不能为空")
-    company = db.session.scalar(select(Company).filter_by(tax_id=tax_id))
+    tax_id, name = check_tax_id(tax_id), check_company_name(name)
+    company = org_company(tax_id, org.id)
+    grant = None
     if company is None:
         company = Company(tax_id=tax_id, org_id=org.id)
         db.session.add(company)
         grant = added_by
-    else:
-        grant = None
-        if company.org_id != org.id:
-            raise ValueError(f"税号 {tax_id} 不能在本组织使用，请确认税号是否正确")
-    company.name = name.strip()
+    company.name = name
     for field, value in fields.items():
         setattr(company, field, value)
     db.session.flush()
@@ -59,39 +72,66 @@ def save_company(tax_id: str, name: str, org: Org, added_by: User | None = None,
     return company
 
 
-def save_user(username: str, org: Org, role: str, password: str | None = None) -> User:
-    """Add a user, or update one of the same org; a new user needs a password."""
+def check_username(username: str | None) -> str:
+    """A user name without surrounding spaces, or ValueError in Chinese."""
     username = (username or "").strip()
     if not re.match(r"^[A-Za-z0-9_.-]{2,64}$", username):
         raise ValueError("用户名须为2至64位字母、数字、下划线、点或连字符")
+    return username
+
+
+def check_role(role: str | None) -> str:
     if role not in Role:
         raise ValueError(f"角色须为 {' 或 '.join(Role)}")
+    return role
+
+
+def org_user(username: str, org_id: int) -> User | None:
+    """The org's user of this name (None: a new user), or ValueError when another org has it."""
+    username = check_username(username)
     user = db.session.scalar(select(User).filter_by(username=username))
+    if user is not None and user.org_id != org_id:
+        raise ValueError(f"用户 {username} 属于其他组织")
+    return user
+
+
+def check_password(password: str | None, *, new_user: bool) -> None:
+    """A new user needs a password; a password, new or changed, has at least 6 characters."""
+    if not password and new_user:
+        raise ValueError("新用户须设置密码")
+    if password and len(password) < 6:
+        raise ValueError("密码至少6位")
+
+
+def save_user(username: str, org: Org, role: str, password: str | None = None) -> User:
+    """Add a user, or update one of the same org; a new user needs a password."""
+    username, role = check_username(username), check_role(role)
+    user = org_user(username, org.id)
+    check_password(password, new_user=user is None)
     if user is None:
-        if not password:
-            raise ValueError("新用户须设置密码")
         user = User(username=username, org_id=org.id)
         db.session.add(user)
-    elif user.org_id != org.id:
-        raise ValueError(f"用户 {username} 属于其他组织")
     user.role = role
     if password:
-        if len(password) < 6:
-            raise ValueError("密码至少6位")
         user.set_password(password)
     db.session.flush()
     return user
 
 
-def set_grants(user: User, tax_ids: list[str]) -> None:
-    """Grant exactly these tax IDs of the user's org to the user."""
+def org_companies(tax_ids: list[str], org_id: int) -> list[Company]:
+    """The org's companies with these tax IDs, or ValueError naming one the org does not have."""
     companies = []
     for tax_id in tax_ids:
-        company = db.session.scalar(select(Company).filter_by(tax_id=check_tax_id(tax_id), org_id=user.org_id))
+        company = db.session.scalar(select(Company).filter_by(tax_id=check_tax_id(tax_id), org_id=org_id))
         if company is None:
             raise ValueError(f"本组织没有税号为 {tax_id} 的企业")
         companies.append(company)
-    user.companies = companies
+    return companies
+
+
+def set_grants(user: User, tax_ids: list[str]) -> None:
+    """Grant exactly these tax IDs of the user's org to the user."""
+    user.companies = org_companies(tax_ids, user.org_id)
 
 
 def seed_demo() -> dict:

@@ -6,7 +6,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
-from wtforms.validators import Optional
+from wtforms.validators import Optional, StopValidation
 
 from webapp import accounts
 from webapp.accounts import audit
@@ -17,8 +17,8 @@ from webapp.accounts.settings import (
     set_setting,
     validate_error_goods,
 )
-from webapp.batches.views import MultiCheckbox
 from webapp.extensions import db
+from webapp.forms import MultiCheckbox, Rule, stripped
 from webapp.models import Batch, Company, User
 from webapp.statuses import DataType, Role
 from webapp.transactions import write_transaction
@@ -34,25 +34,45 @@ def _admins_only():
         abort(403)
 
 
+def _of_my_org(form, field) -> tuple:
+    """A rule's arguments: the field's value and the admin's org."""
+    return field.data, current_user.org_id
+
+
+def _new_user(form) -> bool:
+    """Whether the form adds a user (none of that name yet): a new user needs a password."""
+    return db.session.scalar(select(User).filter_by(username=(form.username.data or "").strip())) is None
+
+
+def _not_self(form, field) -> None:
+    """An admin cannot deactivate themselves (nobody might be left to undo it)."""
+    if not field.data and (form.username.data or "").strip() == current_user.username:
+        raise StopValidation("不能停用自己")
+
+
 class CompanyForm(FlaskForm):
-    tax_id = StringField("税号")
-    name = StringField("企业名称")
+    tax_id = StringField("税号", validators=[Rule(accounts.org_company, using=_of_my_org)])
+    name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
     leqi_since = DateField("乐企能力授权日期", validators=[Optional()])
-    etax_account = StringField("默认电子税局账号（RPA）")
+    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped])
 
 
 class UserForm(FlaskForm):
-    username = StringField("用户名")
-    password = PasswordField("密码（留空则不修改）")
-    role = SelectField("角色", choices=Role.choices())
-    grants = MultiCheckbox("可操作的企业")
-    active = BooleanField("启用", default=True)
+    username = StringField("用户名", validators=[Rule(accounts.org_user, using=_of_my_org)])
+    password = PasswordField("密码（留空则不修改）", validators=[
+        Rule(accounts.check_password, using=lambda form, field: {"password": field.data, "new_user": _new_user(form)})])
+    role = SelectField("角色", choices=Role.choices(), validate_choice=False,
+                       validators=[Rule(accounts.check_role)])
+    grants = MultiCheckbox("可操作的企业", validate_choice=False,
+                           validators=[Rule(accounts.org_companies, using=lambda form, field: (field.data or [],
+                                                                                                current_user.org_id))])
+    active = BooleanField("启用", default=True, validators=[_not_self])
 
 
 class SettingsForm(FlaskForm):
-    error_goods = StringField("errorGoodsNames")
+    error_goods = StringField("errorGoodsNames", filters=[stripped], validators=[Rule(validate_error_goods)])
 
 
 def _org_companies() -> list[Company]:
@@ -67,19 +87,15 @@ def companies():
     company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():
-        try:
-            with write_transaction():
-                saved = accounts.save_company(form.tax_id.data, form.name.data, current_user.org,
-                                              receipt_channel=form.receipt_channel.data or None,
-                                              leqi_enabled=form.leqi_enabled.data, leqi_since=form.leqi_since.data,
-                                              etax_account=(form.etax_account.data or "").strip() or None,
-                                              added_by=current_user)
-            audit.record("company.save", saved.tax_id, name=saved.name, receipt_channel=saved.receipt_channel,
-                         leqi_enabled=saved.leqi_enabled, leqi_since=saved.leqi_since, etax_account=saved.etax_account)
-            flash("企业信息已保存", "info")
-            return redirect(url_for("admin.companies"))
-        except ValueError as exc:
-            form.tax_id.errors = [str(exc)]
+        with write_transaction():
+            saved = accounts.save_company(form.tax_id.data, form.name.data, current_user.org,
+                                          receipt_channel=form.receipt_channel.data or None,
+                                          leqi_enabled=form.leqi_enabled.data, leqi_since=form.leqi_since.data,
+                                          etax_account=form.etax_account.data or None, added_by=current_user)
+        audit.record("company.save", saved.tax_id, name=saved.name, receipt_channel=saved.receipt_channel,
+                     leqi_enabled=saved.leqi_enabled, leqi_since=saved.leqi_since, etax_account=saved.etax_account)
+        flash("企业信息已保存", "info")
+        return redirect(url_for("admin.companies"))
     return render_template("admin/companies.html", form=form, companies=_org_companies(), editing=company)
 
 
@@ -93,19 +109,14 @@ def users():
     if request.method == "GET" and user:
         form.grants.data = [c.tax_id for c in user.companies]
     if form.validate_on_submit():
-        try:
-            with write_transaction():
-                saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
-                if saved.id == current_user.id and not form.active.data:
-                    raise ValueError("不能停用自己")
-                saved.active = form.active.data
-                before = [c.tax_id for c in saved.companies]
-                accounts.set_grants(saved, form.grants.data or [])
-            _record_user(saved, before, password_changed=bool(form.password.data))
-            flash("用户已保存", "info")
-            return redirect(url_for("admin.users"))
-        except ValueError as exc:
-            form.username.errors = [str(exc)]
+        with write_transaction():
+            saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
+            saved.active = form.active.data
+            before = [c.tax_id for c in saved.companies]
+            accounts.set_grants(saved, form.grants.data or [])
+        _record_user(saved, before, password_changed=bool(form.password.data))
+        flash("用户已保存", "info")
+        return redirect(url_for("admin.users"))
     org_users = db.session.scalars(select(User).where(User.org_id == current_user.org_id).order_by(User.username)).all()
     return render_template("admin/users.html", form=form, users=org_users, editing=user)
 
@@ -133,17 +144,11 @@ def settings():
     if request.method == "GET":
         form.error_goods.data = current
     elif form.validate_on_submit():
-        value = (form.error_goods.data or "").strip()
-        try:
-            validate_error_goods(value)
-        except ValueError as exc:
-            form.error_goods.errors = [str(exc)]
-        else:
-            with write_transaction():
-                set_setting(ERROR_GOODS_KEY, value)
-            audit.record("settings.change", ERROR_GOODS_KEY, before=current, after=value)
-            flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
-            return redirect(url_for("admin.settings"))
+        with write_transaction():
+            set_setting(ERROR_GOODS_KEY, form.error_goods.data)
+        audit.record("settings.change", ERROR_GOODS_KEY, before=current, after=form.error_goods.data)
+        flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
+        return redirect(url_for("admin.settings"))
     recent = db.session.scalars(select(Batch).where(Batch.org_id == current_user.org_id, Batch.data_type == DataType.INVOICES)
                                 .order_by(Batch.created_at.desc()).limit(20)).all()
     return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT, recent=recent)

@@ -97,18 +97,28 @@ class DuplicateSchedule(ValueError):
         self.schedule = existing
 
 
+def covering_schedule(org_id: int, *, invoices: bool, usage: bool) -> Schedule | None:
+    """The org's schedule already covering any of this data (发票明细 or 用途状态), if any."""
+    return next((s for s in org_schedules(org_id) if (invoices and s.invoices) or (usage and s.usage)), None)
+
+
+def check_new_schedule(org_id: int, *, invoices: bool, usage: bool) -> None:
+    """A new schedule covers some data, and none the org's schedules already cover (two would
+    download the same months twice): ValueError, or DuplicateSchedule naming the one there is."""
+    if not invoices and not usage:
+        raise ValueError("请至少勾选一项：发票明细信息更新 或 发票用途状态更新")
+    if existing := covering_schedule(org_id, invoices=invoices, usage=usage):
+        raise DuplicateSchedule(existing)
+
+
 def create_schedule(user: User, *, invoices: bool, usage: bool, now: datetime) -> Schedule:
     """【自动更新】: a schedule for the user's org, the user as creator.
 
     A schedule covering any of the same data (发票明细 or 用途状态) already in the org is refused
     with DuplicateSchedule naming it: two would download the same months twice.
     """
-    if not invoices and not usage:
-        raise ValueError("请至少勾选一项：发票明细信息更新 或 发票用途状态更新")
     with write_transaction():
-        for existing in org_schedules(user.org_id):
-            if (invoices and existing.invoices) or (usage and existing.usage):
-                raise DuplicateSchedule(existing)
+        check_new_schedule(user.org_id, invoices=invoices, usage=usage)
         schedule = Schedule(org_id=user.org_id, created_by_id=user.id, invoices=invoices, usage=usage, enabled=True,
                             created_at=stored(now), active_since=stored(now))
         db.session.add(schedule)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import select
+from wtforms import BooleanField
 
 from webapp import autoupdate
 from webapp.accounts import audit
@@ -15,11 +17,29 @@ from webapp.accounts.permissions import SCHEDULE_ADMINS_ONLY, may_manage_schedul
 from webapp.background import background
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.forms import Rule
 from webapp.models import Schedule
 from webapp.transactions import write_transaction
 
 bp = Blueprint("automation", __name__, url_prefix="/automation", template_folder="templates")
 ACTIONS = {"enable": "启用", "disable": "停用", "delete": "删除", "run": "立即执行"}
+
+
+class ScheduleForm(FlaskForm):
+    """【自动更新】: which updates the new schedule makes; the org may not have them scheduled already.
+
+    CSRF is checked for every POST by CSRFProtect, so the form does not check it again.
+    """
+
+    class Meta:
+        csrf = False
+
+    invoices = BooleanField("发票明细信息更新", default=True, validators=[Rule(
+        autoupdate.check_new_schedule, using=lambda form, field: {"org_id": current_user.org_id, **form.what()})])
+    usage = BooleanField("发票用途状态更新")
+
+    def what(self) -> dict:
+        return {"invoices": self.invoices.data, "usage": self.usage.data}
 
 
 def _rows() -> list[dict]:
@@ -54,15 +74,12 @@ def new():
     if not may_manage_schedules(current_user):
         if request.method == "POST":
             _admins_only()
-        return render_template("automation/_dialog.html", error=None, denied=SCHEDULE_ADMINS_ONLY)
-    if request.method == "GET":
-        return render_template("automation/_dialog.html", error=None)
-    try:
-        schedule = autoupdate.create_schedule(current_user, invoices=bool(request.form.get("invoices")),
-                                              usage=bool(request.form.get("usage")), now=now())
-    except ValueError as exc:
-        existing = getattr(exc, "schedule", None)
-        return render_template("automation/_dialog.html", error=str(exc), existing_id=existing.id if existing else None)
+        return render_template("automation/_dialog.html", form=None, denied=SCHEDULE_ADMINS_ONLY)
+    form = ScheduleForm(formdata=request.form if request.method == "POST" else None)  # nothing ticked is an answer too
+    if not form.validate_on_submit():
+        existing = form.is_submitted() and autoupdate.covering_schedule(current_user.org_id, **form.what())
+        return render_template("automation/_dialog.html", form=form, existing_id=existing.id if existing else None)
+    schedule = autoupdate.create_schedule(current_user, **form.what(), now=now())
     audit.record("schedule.create", f"计划 #{schedule.id}", what=autoupdate.what(schedule))
     background().sync_schedules()
     return render_template("automation/_created.html", schedule=autoupdate.schedule_json(schedule, now()))

@@ -115,6 +115,16 @@ def period_limits(today) -> tuple[str, str]:
     return f"{period_years(today)[-1]}-01", month_of(today)
 
 
+def check_months(first: str, last: str, today) -> None:
+    """开票日期 from `first` to `last` ('YYYY-MM'): in order and inside the last five years, or
+    ValueError in Chinese (the import dialog and the `download` command say the same)."""
+    lowest, highest = period_limits(today)
+    if first > last:
+        raise ValueError("起始月份不能晚于截止月份")
+    if first < lowest or last > highest:
+        raise ValueError(f"开票日期只能选择近五年：{lowest} 至 {highest}")
+
+
 def missing_prerequisites(company: Company, channel: str) -> str | None:
     """What a company lacks for a channel, said so the user knows where to set it (None: ready)."""
     missing = []
@@ -128,6 +138,16 @@ def missing_prerequisites(company: Company, channel: str) -> str | None:
     if not missing:
         return None
     return f"{company.name}（{company.tax_id}）{'、'.join(missing)}，请管理员在“系统管理 → 企业信息”中设置"
+
+
+def check_channel_ready(companies: list[Company], channel: str) -> None:
+    """SourceRejected naming every company that lacks what the channel needs (the dialog refuses
+    the same way before anything is created)."""
+    from channels.records import SourceRejected
+
+    problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
+    if problems:
+        raise SourceRejected("；".join(problems))
 
 
 def usable_channel(company: Company) -> str | None:
@@ -168,11 +188,8 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
     channel needs.
     """
     from channels.invoice_types import DOWNLOAD_KINDS
-    from channels.records import SourceRejected
 
-    problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
-    if problems:
-        raise SourceRejected("；".join(problems))
+    check_channel_ready(companies, channel)
     batches, subtasks = [], []
     for company in companies:
         kept, note = _leqi_months(company, months) if channel == Channel.LEQI and data_type == DataType.INVOICES else (months, None)

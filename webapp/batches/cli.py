@@ -15,9 +15,9 @@ from channels.records import SourceRejected
 from webapp.background import background
 from webapp.batches import (
     batch_json,
+    check_months,
     create_download_batches,
     create_file_batch,
-    period_limits,
 )
 from webapp.cli import acting_company, acting_user, fail, month_arg, print_json
 from webapp.clock import now
@@ -91,11 +91,10 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
     user = acting_user(username)
     companies = [acting_company(user, tax_id) for tax_id in tax_ids]
     first, last = month_arg(first), month_arg(last)
-    lowest, highest = period_limits(now().date())
-    if first > last:
-        fail("起始月份不能晚于截止月份")
-    if first < lowest or last > highest:
-        fail(f"开票日期只能选择近五年：{lowest} 至 {highest}")
+    try:
+        check_months(first, last, now().date())
+    except ValueError as exc:
+        fail(str(exc))
     batches = []
     try:
         for data_type in (DataType.codes() if data == "both" else (data,)):

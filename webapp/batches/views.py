@@ -11,16 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_htmx import make_response as htmx_response
 from flask_login import current_user
-from flask_wtf import FlaskForm
-from flask_wtf.file import MultipleFileField
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
-from wtforms import RadioField, SelectField, SelectMultipleField, StringField
-from wtforms.widgets import CheckboxInput, ListWidget
 
-from channels.etax_file import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, check_file_name, check_upload
+from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.months import is_month, month_of, months_between
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
@@ -30,8 +25,6 @@ from webapp.batches import (
     leqi_note,
     missing_prerequisites,
     months_before_leqi,
-    period_limits,
-    period_years,
     retry,
     retry_plan,
     subtask_label,
@@ -39,43 +32,18 @@ from webapp.batches import (
 )
 from webapp.batches import quota_use as quota
 from webapp.batches.facts import created_notice, page_facts, unanswered_keys
+from webapp.batches.forms import ImportForm
 from webapp.clock import now
 from webapp.extensions import db, htmx
+from webapp.forms import messages
 from webapp.models import Batch, Company
-from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
+from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
 from webapp.web import wants_partial, xlsx_download
 
 bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
 POLL_SECONDS = 2  # while a month runs or is about to
 POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
 MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
-
-
-class MultiCheckbox(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-
-class ImportForm(FlaskForm):
-    """The 导入 dialog's fields, as the manual lists them; `_validate` holds the rules.
-
-    CSRF is checked for every POST by CSRFProtect, so the form does not check it again.
-    """
-
-    class Meta:
-        csrf = False
-
-    data_type = RadioField("发票数据类型", choices=DataType.choices(), default=DataType.INVOICES)
-    method = RadioField("导入方式", choices=[(m.value, m.label) for m in (Method.DOWNLOAD, Method.FILE)], default=Method.FILE)
-    channel = RadioField("下载通道", choices=[(c.value, c.label) for c in (Channel.RPA, Channel.LEQI)], default=Channel.LEQI)
-    tax_ids = MultiCheckbox("企业名称")
-    period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year")
-    year = SelectField("起始年度")
-    year_to = SelectField("截止年度", validate_choice=False)
-    month_from = StringField("起始月份")
-    month_to = StringField("截止月份")
-    kinds = MultiCheckbox("发票种类", choices=list(DOWNLOAD_KINDS.items()))
-    file = MultipleFileField("文件")
 
 
 def _build_form() -> ImportForm:
@@ -85,40 +53,10 @@ def _build_form() -> ImportForm:
     to 税局下载 (the dialog then does not offer the file import at all).
     """
     form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
-    form.tax_ids.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in permitted_companies(current_user)]
-    form.year.choices = [(str(y), f"{y}年") for y in period_years(now())]
-    form.year_to.choices = [("", "同起始年度")] + form.year.choices
+    form.offer(permitted_companies(current_user), now())
     if form.data_type.data == DataType.USAGE and request.form.get("refresh"):
         form.method.data = Method.DOWNLOAD
     return form
-
-
-def _year_range(form: ImportForm) -> tuple[str, str]:
-    """按年: 起始年度 to 截止年度 (one year when the end is not chosen)."""
-    first = form.year.data or ""
-    return first, (form.year_to.data or first)
-
-
-def _check_period(form: ImportForm, errors: dict) -> None:
-    """开票日期: a range of years, or a range of months, inside the last five years."""
-    lowest, highest = period_limits(now().date())
-    if form.period_unit.data == "year":
-        years = {value for value, _ in form.year.choices}
-        first, last = _year_range(form)
-        if first not in years or last not in years:
-            errors["period"] = "请选择近五年内的年度"
-        elif first > last:
-            errors["period"] = "起始年度不能晚于截止年度"
-        return
-    start, end = (form.month_from.data or "").strip(), (form.month_to.data or "").strip()
-    if not start or not end:
-        errors["period"] = "请选择起止月份"
-    elif not (is_month(start) and is_month(end)):
-        errors["period"] = "月份格式应为 YYYY-MM"
-    elif start > end:
-        errors["period"] = "起始月份不能晚于截止月份"
-    elif start < lowest or end > highest:
-        errors["period"] = f"开票日期只能选择近五年：{lowest} 至 {highest}"
 
 
 UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别的字符（不是 UTF-8 编码），"
@@ -144,83 +82,11 @@ def _save_upload(storage) -> Path:
     return path
 
 
-def _chosen_files(form: ImportForm) -> list:
-    """The files chosen in the dialog, in the order chosen (a browser sends them in that order)."""
-    return [storage for storage in form.file.data or [] if storage and storage.filename]
-
-
-def _validate(form: ImportForm) -> dict:
-    """The dialog's rules; returns field → Chinese message for what is wrong."""
-    errors: dict[str, str] = {}
-    if form.method.data not in Method or form.data_type.data not in DataType:
-        errors["method"] = "请选择发票数据类型和导入方式"
-        return errors
-    permitted = {value for value, _ in form.tax_ids.choices}
-    chosen = form.tax_ids.data or []
-    if any(t not in permitted for t in chosen):
-        errors["tax_ids"] = "所选企业不在您的权限范围内"
-    elif not chosen:
-        errors["tax_ids"] = "请选择企业"
-    if form.method.data == Method.FILE:
-        if form.data_type.data != DataType.INVOICES:
-            errors["data_type"] = "导入电子税局文件仅支持发票数据，不支持发票用途状态"
-        if len(chosen) > 1:
-            errors["tax_ids"] = "导入电子税局文件时只能选择一个企业"
-        if not _chosen_files(form):
-            errors["file"] = "请选择从电子税局导出的文件"
-        elif len(_chosen_files(form)) > MAX_UPLOAD_FILES:
-            errors["file"] = f"一次最多导入 {MAX_UPLOAD_FILES} 个文件，请分次导入"
-    else:
-        if form.channel.data not in Channel:
-            errors["channel"] = "请选择下载通道"
-        if form.data_type.data == DataType.INVOICES and not form.kinds.data:
-            errors["kinds"] = "请选择发票种类"
-        elif any(kind not in DOWNLOAD_KINDS for kind in form.kinds.data or []):
-            errors["kinds"] = "发票种类不正确"
-        _check_period(form, errors)
-        if not errors:
-            _check_leqi_since(form, errors)
-    return errors
-
-
-def _chosen_companies(form: ImportForm) -> list[Company]:
-    """The ticked companies the user may work on, in the dialog's order."""
-    permitted = {c.tax_id: c for c in permitted_companies(current_user)}
-    return [permitted[t] for t in form.tax_ids.data or [] if t in permitted]
-
-
-def _leqi_applies(form: ImportForm) -> bool:
-    return (form.method.data == Method.DOWNLOAD and form.channel.data == Channel.LEQI
-            and form.data_type.data == DataType.INVOICES)
-
-
-def _check_leqi_since(form: ImportForm, errors: dict) -> None:
-    """Refuse before creating anything when, for a company, every chosen month precedes its 乐企
-    authorisation (the batch could fetch nothing); a partial overlap is only warned about."""
-    if not _leqi_applies(form):
-        return
-    months = _chosen_months(form)
-    empty = [c for c in _chosen_companies(form) if len(months_before_leqi(c, months)) == len(months)]
-    if empty:
-        errors["period"] = "；".join(f"{c.name}于 {c.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
-                                    f"所选月份均早于该日期，请改选月份或改用 RPA 通道" for c in empty)
-
-
-def _chosen_months(form: ImportForm) -> list[str]:
-    """开票日期 as months: whole years (up to the current month), or the chosen range."""
-    if form.period_unit.data == "year":
-        first, last = _year_range(form)
-        return months_between(f"{first}-01", min(f"{last}-12", month_of(now())))
-    return months_between(form.month_from.data.strip(), form.month_to.data.strip())
-
-
 def _create(form: ImportForm) -> list[Batch]:
     """Create what a valid download dialog asks for."""
-    companies = list(db.session.scalars(select(Company).where(
-        Company.tax_id.in_(form.tax_ids.data), Company.id.in_(permitted_company_ids(current_user)))))
     codes = form.kinds.data or list(DOWNLOAD_KINDS)
-    return create_download_batches(current_user, companies, channel=form.channel.data,
-                                   data_type=form.data_type.data, months=_chosen_months(form), type_codes=codes)
+    return create_download_batches(current_user, form.chosen_companies(), channel=form.channel.data,
+                                   data_type=form.data_type.data, months=form.chosen_months(), type_codes=codes)
 
 
 def _create_file_batches(form: ImportForm) -> list[dict]:
@@ -229,10 +95,9 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
     Returns what happened to each file: {"name", "batch" (or None), "error" (or None)}.
     The batches of one company then run one after another in this order (jobs.tasks).
     """
-    company = db.session.scalar(select(Company).where(
-        Company.tax_id == form.tax_ids.data[0], Company.id.in_(permitted_company_ids(current_user))))
+    company = form.chosen_companies()[0]
     outcomes = []
-    for storage in _chosen_files(form):
+    for storage in form.chosen_files():
         name = storage.filename
         outcome = {"name": name, "batch": None, "error": None}
         outcomes.append(outcome)
@@ -261,14 +126,13 @@ def _dialog_notes(form: ImportForm) -> list[str]:
     """What the chosen channel needs or has left, per chosen company, shown before submitting."""
     if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
         return []
-    notes, errors = [], {}
-    _check_period(form, errors)
-    months = [] if errors else _chosen_months(form)
-    for company in _chosen_companies(form):
+    notes = []
+    months = form.chosen_months() if form.period_holds() else []
+    for company in form.chosen_companies():
         problem = missing_prerequisites(company, form.channel.data)
         if problem:
             notes.append(problem)
-        elif _leqi_applies(form) and months:
+        elif form.leqi_applies() and months:
             if early := months_before_leqi(company, months):
                 notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
             kept = [m for m in months if m not in early]
@@ -335,19 +199,16 @@ def import_dialog():
     if request.content_length and not request.form and not request.files:
         # the multipart body could not be read at all; in practice a file name that is not UTF-8
         return _errors_only(form, {"file": UNREADABLE_UPLOAD})
-    errors = _validate(form)
-    if not errors and form.method.data == Method.FILE:
-        return _file_outcome(form, _create_file_batches(form))
-    if not errors:
-        try:
-            batches = _create(form)
-        except SourceRejected as exc:
-            errors["tax_ids"] = str(exc)
-    if errors:
+    if not form.validate_on_submit():
         if form.method.data == Method.FILE:
-            return _errors_only(form, errors)
-        return _render_dialog(form, errors)
-    return _created(batches)
+            return _errors_only(form, messages(form))
+        return _render_dialog(form, messages(form))
+    if form.method.data == Method.FILE:
+        return _file_outcome(form, _create_file_batches(form))
+    try:
+        return _created(_create(form))
+    except SourceRejected as exc:  # a company's settings changed after the form was checked
+        return _render_dialog(form, {"tax_ids": str(exc)})
 
 
 def _created(batches: list[Batch]) -> Response:
