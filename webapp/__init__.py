@@ -5,6 +5,8 @@ domain never imports `jobs/` (webapp/background.py).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
 from webapp.config import load_config
@@ -19,7 +21,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_root() / "migrations"))
+    migrate.init_app(app, db, directory=str(Path(__file__).with_name("migrations")))
     csrf.init_app(app)
     login_manager.init_app(app)
     htmx.init_app(app)
@@ -46,10 +48,3 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (batches, pool, autoupdate, accounts, summary, reconcile):
         app.register_blueprint(blueprint)
-
-
-def _root():
-    """The project folder, where migrations/ lives whatever the working directory."""
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent
