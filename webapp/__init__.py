@@ -26,6 +26,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     htmx.init_app(app)
 
+    # imported here, not at the top: importing one module of the package (webapp.models, say, in a
+    # migration or a job) must not load every feature and its views
     from webapp import cli, transactions, web
     from webapp.accounts import auth
 

@@ -1,7 +1,9 @@
 """系统管理 (admins only, own org only): companies, users and their grants, errorGoodsNames."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import io
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -10,6 +12,7 @@ from wtforms.validators import Optional, StopValidation
 
 from webapp import accounts
 from webapp.accounts import audit
+from webapp.accounts.auth import SESSION_VERSION
 from webapp.accounts.settings import (
     ERROR_GOODS_DEFAULT,
     ERROR_GOODS_KEY,
@@ -17,6 +20,7 @@ from webapp.accounts.settings import (
     set_setting,
     validate_error_goods,
 )
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.forms import MultiCheckbox, Rule, stripped
 from webapp.models import Batch, Company, User
@@ -124,9 +128,7 @@ def users():
 def _record_user(user: User, grants_before: list[str], password_changed: bool) -> None:
     """Audit a saved user, and their grants when they changed; an admin who changed their own
     password stays logged in here (every other session of theirs has ended)."""
-    from flask import session
 
-    from webapp.accounts.auth import SESSION_VERSION
 
     audit.record("user.save", user.username, role=user.role, active=user.active, password_changed=password_changed)
     grants = [c.tax_id for c in user.companies]
@@ -188,9 +190,7 @@ def audit_log():
 @bp.route("/audit/export")
 def audit_export():
     """The filtered audit rows as an xlsx download."""
-    import io
 
-    from webapp.clock import now
 
     buffer = io.BytesIO()
     audit.write_xlsx(db.session.scalars(_audit_query(AuditFilter(request.args))), buffer)

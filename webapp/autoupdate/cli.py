@@ -1,6 +1,8 @@
 """`autoupdate …` commands: create and list an org's monthly schedules, run what is due."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 from flask.cli import AppGroup
 
@@ -43,10 +45,9 @@ def autoupdate_list(username):
 @click.option("--now", "at", help="ISO time (org-local when no offset); default: now")
 def autoupdate_run_due(at):
     """What the scheduler does at that moment; prints the runs it started."""
-    from datetime import datetime as _dt
 
     try:
-        moment = _dt.fromisoformat(at) if at else now()
+        moment = datetime.fromisoformat(at) if at else now()
     except ValueError:
         fail(f"时间格式应为 ISO，例如 2026-12-05T00:30：{at}")
     if moment.tzinfo is None and at:

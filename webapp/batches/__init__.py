@@ -8,7 +8,9 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
+from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_of
+from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.clock import now
@@ -143,7 +145,6 @@ def missing_prerequisites(company: Company, channel: str) -> str | None:
 def check_channel_ready(companies: list[Company], channel: str) -> None:
     """SourceRejected naming every company that lacks what the channel needs (the dialog refuses
     the same way before anything is created)."""
-    from channels.records import SourceRejected
 
     problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
     if problems:
@@ -187,7 +188,6 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
     Refuses with SourceRejected, before anything is written, when a company lacks what the
     channel needs.
     """
-    from channels.invoice_types import DOWNLOAD_KINDS
 
     check_channel_ready(companies, channel)
     batches, subtasks = [], []

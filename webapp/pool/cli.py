@@ -7,6 +7,10 @@ from flask.cli import AppGroup
 from webapp.cli import fail, month_arg, print_json
 from webapp.clock import now
 from webapp.pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
+from webapp.pool.coverage import coverage, coverage_json
+from webapp.pool.redflush import assess, to_json
+from webapp.reconcile import source_report
+from webapp.summary import summary_json, year_summary
 
 pool_group = AppGroup("pool", help="销项发票池")
 
@@ -22,7 +26,6 @@ def pool_stats_command(tax_id):
 @click.argument("key")
 def pool_show(key):
     """One invoice with its lines, red link, usage statuses and red-flush readiness."""
-    from webapp.pool.redflush import assess, to_json
 
     invoice = find_invoice(key)
     if invoice is None:
@@ -39,7 +42,6 @@ def pool_show(key):
 @click.option("--year", type=int, required=True)
 def pool_coverage(tax_id, year):
     """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
-    from webapp.pool.coverage import coverage, coverage_json
 
     print_json(coverage_json(coverage(tax_id.strip().upper(), now().date(), year)))
 
@@ -49,7 +51,6 @@ def pool_coverage(tax_id, year):
 @click.option("--year", type=int, required=True)
 def pool_summary(tax_id, year):
     """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
-    from webapp.summary import summary_json, year_summary
 
     print_json(summary_json(year_summary([tax_id.strip().upper()], year)))
 
@@ -59,7 +60,6 @@ def pool_summary(tax_id, year):
 @click.option("--month", required=True, help="YYYY-MM")
 def pool_diff(tax_id, month):
     """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
-    from webapp.reconcile import source_report
 
     print_json(source_report(tax_id.strip().upper(), month_arg(month)))
 

@@ -12,7 +12,7 @@ from webapp.accounts.permissions import company_for, permitted_companies
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import InvoiceSource
-from webapp.reconcile import FIELDS, source_report, write_report
+from webapp.reconcile import FIELDS, differing_months, source_report, write_report
 from webapp.web import xlsx_download
 
 bp = Blueprint("reconcile", __name__, url_prefix="/reconcile", template_folder="templates")
@@ -57,6 +57,5 @@ def export():
 @bp.app_template_global("months_with_source_differences")
 def months_with_source_differences(tax_id: str, months) -> set[str]:
     """For the 同步覆盖 grid: which of its months 来源核对 has findings for."""
-    from webapp.reconcile import differing_months
 
     return differing_months(tax_id, list(months))
