@@ -1,4 +1,4 @@
-"""`make bench`: every performance figure of docs/performance.md, each beside its target, in one run.
+"""`make bench`: every performance figure of docs/performance.md beside its target, in one run.
 
 Prints ONE JSON object. `BENCH_SIZE=small` runs the same steps on small data (a smoke test for CI:
 it completes in a minute or two and asserts no timing). `BENCH_DATABASE_URL` (PostgreSQL) adds

@@ -25,7 +25,7 @@ from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename,
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# domain.md §1.2, written out again here so a change on either side is caught
+# docs/etax-export.md, Columns, written out again here so a change on either side is caught
 ETAX_BASIC = [
     "序号", "发票代码", "发票号码", "数电发票号码", "销方识别号", "销方名称", "购方识别号", "购买方名称", "开票日期",
     "金额", "税额", "价税合计", "发票来源", "发票票种", "发票状态", "是否正数发票", "发票风险等级", "开票人", "备注",

@@ -5,14 +5,14 @@ gives the same invoices, keys, amounts and lines, in any process, whatever other
 for. That makes downloads repeatable (idempotent pool writes can be tested) and lets several
 processes serve one sandbox without sharing any generated data.
 
-How a month is made (PROTOCOL.md payload, domain.md value formats):
+How a month is made (PROTOCOL.md payload, value formats as in docs/etax-export.md, Values):
 
 - a *plan* per (company, month, type): how many blue invoices, when each was issued, which paper
   ones were voided and which blue ones get red-flushed (when, fully or partly, by which type).
   Plans are cheap, so a red invoice in month M is found by reading the plans of the months
   before it, never by generating their invoices;
 - each blue invoice from its own seed (buyer, lines, discounts, 销货清单);
-- each red invoice from its blue one (negated lines, 备注 and yfpkey in the domain.md §1.5 form).
+- each red invoice from its blue one (negated lines, 备注 and yfpkey as docs/codes.md, 红字发票如何指向蓝字发票, describes).
 
 Keys: 数电 numbers are YY + province + channel + company + month + kind + sequence (20 digits);
 legacy codes change each quarter and their 8-digit numbers carry the month, so months generated
@@ -278,7 +278,7 @@ def _red_time(rng: random.Random, issued: str) -> str:
 
 
 def _red_type(rng: random.Random, blue_type: str, red_day: str) -> str:
-    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (domain.md §1.5 ③)."""
+    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
     if blue_type in DIGITAL or red_day[:7] < DIGITAL_START or rng.random() < 0.45:
         return blue_type
     return "81" if blue_type in SPECIAL else "82"
@@ -379,7 +379,7 @@ def _goods_line(rng: random.Random, goods: tuple, special: bool) -> tuple:
 
 
 def _discounted(rng: random.Random, xh: int, goods: tuple) -> list[dict]:
-    """A 被折扣行 (hxz 2) and its 折扣行 (hxz 1) right after it, as domain.md §6 describes."""
+    """A 被折扣行 (hxz 2) and its 折扣行 (hxz 1) right after it, as docs/codes.md, Discount lines, describes."""
     spmc, ssbm, ggxh, dw, sl, dj, je, slv, se = goods
     off = -max(1, round(je * rng.uniform(0.02, 0.2)))
     return [_line(xh, spmc, ssbm, ggxh, dw, sl, dj, je, slv, se, "2"),
@@ -502,7 +502,7 @@ def _confirmation_no(rng: random.Random, s: _Seller, when: str) -> str:
 
 
 def _red_remark(rng: random.Random, s: _Seller, blue: dict, red_kind: str, when: str) -> str:
-    """The 备注 link to the blue invoice in the three formats of domain.md §1.5."""
+    """The 备注 link to the blue invoice in the three wordings of docs/codes.md, 红字发票如何指向蓝字发票."""
     if red_kind not in DIGITAL:
         gap = " " if rng.random() < 0.3 else ""
         return f"对应正数发票代码:{blue['fpdm']}{gap}号码:{blue['fphm']}"
@@ -688,11 +688,11 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
 # Usage status (FPZTXXCX / RPA usage)
 # ------------------------------------------------------------------------------------------
 
-# 增值税用途 fpyt, weighted: 专票 are mostly deducted, 普票 mostly unused (domain.md §3.2).
+# 增值税用途 fpyt, weighted: 专票 are mostly deducted, 普票 mostly unused (docs/codes.md, 增值税用途).
 _FPYT_SPECIAL = {"1": 740, "0": 160, "6": 30, "2": 20, "3": 10, "4": 12, "5": 4, "7": 6, "8": 4, "9": 6, "10": 4,
                  "11": 4}
 _FPYT_NORMAL = {"0": 860, "1": 90, "6": 20, "2": 8, "4": 8, "3": 3, "5": 2, "7": 3, "8": 2, "9": 2, "10": 1, "11": 1}
-# One underlying entry state, written in each channel's own code set (domain.md §3.1). The bureau's
+# One underlying entry state, written in each channel's own code set (docs/codes.md, 入账状态). The bureau's
 # side, kept apart from the product's labels (webapp.pool.usage) on purpose: the sandbox checks them.
 _ENTRY_STATES = (("none", 0.35), ("deducted", 0.52), ("not_deducted", 0.08), ("revoked", 0.05))
 ENTRY_CODES = {

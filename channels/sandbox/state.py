@@ -65,7 +65,7 @@ COMPANY_FIELDS = ("name", "leqi_enabled", "leqi_since", "rpa_account", "rpa_pass
 def quota_refusal(inv_month: str, fplx: str, today: date, used: list[date]) -> str | None:
     """Why one more 乐企 application for (invoicing month, type) is refused today, or None.
 
-    The manual's three rules, per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
+    The manual's three rules (docs/quota.md), per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
     month while the invoicing month is the current one; 3 in a calendar month for a past one.
     Kept independent of the product's own channels/quota_rules.py so the sandbox can catch its bugs.
     """

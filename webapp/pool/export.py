@@ -35,7 +35,7 @@ SHEET_NAME = "发票基础信息"
 LINES_SHEET_NAME = "信息汇总表"
 TOTALS_MARK = "合计行"
 
-ETAX_HEADERS = (  # the e-tax export's 发票基础信息 headers, in its order (domain.md §1.2)
+ETAX_HEADERS = (  # the e-tax export's 发票基础信息 headers, in its order (docs/etax-export.md, Columns)
     "序号", "发票代码", "发票号码", "数电发票号码", "销方识别号", "销方名称", "购方识别号", "购买方名称",
     "开票日期", "金额", "税额", "价税合计", "发票来源", "发票票种", "发票状态", "是否正数发票",
     "发票风险等级", "开票人", "备注",

@@ -2,7 +2,7 @@
 
 Pure logic, no database: the caller gathers `BlueFacts` from the pool (the blue invoice, the sum of
 the red invoices linked to it, its usage status) and `assess` answers with a `Readiness` a finance
-user can act on. Rules are from domain.md §5 (红冲), §3 (用途 / 入账 code sets) and §2 (票种):
+user can act on. Rules are from docs/codes.md: 红冲, 发票用途状态 (用途 / 入账 code sets) and 票种:
 
 1. 红字发票本身不能红冲; 已作废 cannot be flushed; nothing is left once fully flushed.
 2. 红字锁定 (乐企 hzsdbs = Y): a 确认单 is already in progress, so not now.
@@ -34,12 +34,13 @@ Document = Literal["红字发票信息确认单", "红字增值税专用发票�
 CONFIRM_BILL: Document = "红字发票信息确认单"
 INFO_TABLE: Document = "红字增值税专用发票信息表"
 
-# 票种 (domain.md §2)
+# 票种 (docs/codes.md, 票种; the red-flush forms: docs/codes.md, Which form)
 DIGITAL_ELECTRONIC = frozenset({"81", "82", "83", "84"})  # 数电票: issued automatically once confirmed
 DIGITAL_PAPER = frozenset({"85", "86", "87", "88"})  # 数电纸质发票: red invoice issued by hand
 LEGACY_SPECIAL = frozenset({"01", "08"})  # 税控 增值税专用发票 / 电子专用发票
 LEGACY_NORMAL = frozenset({"04", "10", "11", "14"})  # 税控 普通发票 (paper, electronic, roll, toll)
-# 增值税用途 and 入账 code sets (domain.md §3): webapp.pool.usage, the one home of the channels' codes
+# 增值税用途 and 入账 code sets (docs/codes.md, 发票用途状态): webapp.pool.usage, the one home of the
+# channels' codes
 
 PARTIAL_REASON_CODES = "开票有误只能全额红冲，部分红冲须选择销货退回、服务中止或销售折让"
 
@@ -129,17 +130,20 @@ def remaining_amount(facts: BlueFacts) -> Decimal:
 # ---- rules that stop a red flush -----------------------------------------------------------------
 
 def red_invoice_rule(facts: BlueFacts) -> str | None:
-    """§5: only a blue invoice is red-flushed; a red (negative) invoice is not applicable."""
+    """Only a blue invoice is red-flushed; a red (negative) invoice is not applicable
+    (docs/codes.md, What stops a red flush)."""
     return "红字发票本身不能再红冲" if facts.is_red else None
 
 
 def voided_rule(facts: BlueFacts) -> str | None:
-    """§1.4: an invoice voided (已作废) no longer exists for tax purposes and cannot be red-flushed."""
+    """An invoice voided (已作废) no longer exists for tax purposes and cannot be red-flushed
+    (docs/codes.md, What stops a red flush)."""
     return "已作废的发票不能红冲" if _status(facts) == VOID_STATUS else None
 
 
 def fully_flushed_rule(facts: BlueFacts) -> str | None:
-    """§1.4/§5: 已红冲-全额, or red invoices in the pool that cover the whole amount: nothing is left."""
+    """已红冲-全额, or red invoices in the pool that cover the whole amount: nothing is left
+    (docs/codes.md, What stops a red flush)."""
     if _status(facts) == FULL_STATUS:
         return "已全额红冲（发票状态：已红冲-全额）"
     if remaining_amount(facts) <= 0:
@@ -150,7 +154,8 @@ def fully_flushed_rule(facts: BlueFacts) -> str | None:
 
 
 def red_lock_rule(facts: BlueFacts) -> str | None:
-    """§5 Lock: while a 确认单 is in progress the blue invoice is locked (hzsdbs = Y); wait for it."""
+    """While a 确认单 is in progress the blue invoice is locked (hzsdbs = Y); wait for it
+    (docs/codes.md, 发票状态 and 红字锁定)."""
     if facts.red_lock:
         return "红字锁定中：已有红字确认单在办理，待其确认、作废或开具红字发票后再判断"
     return None
@@ -159,8 +164,8 @@ def red_lock_rule(facts: BlueFacts) -> str | None:
 # ---- what the red flush needs --------------------------------------------------------------------
 
 def document_for(type_code: str | None) -> tuple[Document | None, tuple[str, ...]]:
-    """§5 and §2: 数电 (81/82, 数电纸质 85/86) use the 红字发票信息确认单; legacy 税控 special invoices
-    (01/08) the 红字增值税专用发票信息表; legacy normal invoices (04/10/11/14) need neither form: the
+    """数电 (81/82, 数电纸质 85/86) use the 红字发票信息确认单; legacy 税控 special invoices
+    (01/08) the 红字增值税专用发票信息表 (docs/codes.md, Which form); legacy normal invoices (04/10/11/14) need neither form: the
     seller issues the red invoice directly, quoting the blue invoice's code and number."""
     code = (type_code or "").strip()
     if code in DIGITAL_ELECTRONIC:
@@ -177,8 +182,9 @@ def document_for(type_code: str | None) -> tuple[Document | None, tuple[str, ...
 
 
 def usage_is_stale(facts: BlueFacts, now: datetime, stale_after: timedelta = STALE_AFTER) -> str | None:
-    """§3/§5: the answer depends on the buyer's usage and entry status, so it must be fetched and
-    recent; a status older than `stale_after` (exactly at the limit still counts as fresh) is stale."""
+    """The answer depends on the buyer's usage and entry status (docs/codes.md, What stops a red
+    flush), so it must be fetched and recent; a status older than `stale_after` (exactly at the
+    limit still counts as fresh) is stale."""
     if facts.usage_updated_at is None:
         return "用途状态未获取，请先获取该月用途状态"
     if now - facts.usage_updated_at > stale_after:
@@ -188,8 +194,8 @@ def usage_is_stale(facts: BlueFacts, now: datetime, stale_after: timedelta = STA
 
 
 def entry_confirmed(entry_status: str | None, channel: str | None) -> bool | None:
-    """§3.1: 已入账 in the answering channel's code set: 乐企 rzzt 02; RPA 02 or 03. 入账撤销
-    (乐企 03, RPA 06) and 未入账 count as not entered. None when the code cannot be read."""
+    """已入账 in the answering channel's code set (docs/codes.md, 入账状态): 乐企 rzzt 02; RPA 02 or
+    03. 入账撤销 (乐企 03, RPA 06) and 未入账 count as not entered. None when the code cannot be read."""
     code = _entry_code(entry_status)
     if code is None:
         return False
@@ -203,13 +209,15 @@ def entry_confirmed(entry_status: str | None, channel: str | None) -> bool | Non
 
 
 def usage_confirmed(vat_usage: str | None) -> bool:
-    """§3.2/§5: the buyer confirmed a VAT usage when fpyt is anything but None or '0' (未使用)."""
+    """The buyer confirmed a VAT usage when fpyt is anything but None or '0' (未使用)
+    (docs/codes.md, 增值税用途)."""
     return _vat_code(vat_usage) not in (None, "0")
 
 
 def export_refund_rule(vat_usage: str | None) -> bool:
-    """§5: a blue invoice used for export refund (fpyt 2 已申请退税, 3 已申请代办退税, 5 已申请代办退税
-    （历史数据）) must first have the buyer's 进货凭证 rolled back; then the seller issues directly."""
+    """A blue invoice used for export refund (fpyt 2 已申请退税, 3 已申请代办退税, 5 已申请代办退税（历史数据）)
+    must first have the buyer's 进货凭证 rolled back; then the seller issues directly (docs/codes.md,
+    Full or partial, and who acts)."""
     return _vat_code(vat_usage) in EXPORT_REFUND_USAGE
 
 
@@ -223,7 +231,7 @@ def _what_buyer_did(vat: str | None, entered: bool) -> str:
 
 
 def usage_decision(facts: BlueFacts, document: Document | None) -> tuple[Mode, Confirmer, tuple[str, ...]] | None:
-    """§5 full vs partial and who confirms:
+    """docs/codes.md, Full or partial, and who acts:
     - buyer has not confirmed usage or entry: full only, the seller issues directly (确认即开票);
     - buyer confirmed usage or entry: full or partial, the other party confirms within 72 hours;
     - export-refund usage: the buyer rolls back first, then the seller issues directly.
@@ -258,8 +266,8 @@ def usage_decision(facts: BlueFacts, document: Document | None) -> tuple[Mode, C
 
 
 def partial_progress(facts: BlueFacts, remaining: Decimal) -> tuple[str, ...]:
-    """§1.4: a blue invoice already partly flushed (已红冲-部分, or linked red invoices below its
-    amount) can only be flushed for what is left."""
+    """A blue invoice already partly flushed (已红冲-部分, or linked red invoices below its amount) can
+    only be flushed for what is left (docs/codes.md, What stops a red flush)."""
     status = _status(facts)
     flushed = abs(Decimal(facts.flushed_amount))
     if 0 < flushed < Decimal(facts.amount):

@@ -1,6 +1,6 @@
 """发票用途状态: the codes each channel answers with, shown with one consistent Chinese label.
 
-乐企 and the Electronic Tax Bureau (RPA) use different 入账 code sets (domain.md §3.1): the code
+乐企 and the Electronic Tax Bureau (RPA) use different 入账 code sets (docs/codes.md, 入账状态): the code
 is stored as answered, with its channel, and labelled here.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ ENTRY_STATUS = {
     Channel.RPA: {"01": "未入账", "02": "已入账（企业所得税税前扣除）", "03": "已入账（企业所得税不扣除）", "06": "入账撤销"},
 }
 
-# 增值税用途 codes of export refund (domain.md §3.2): 已申请退税, 已申请代办退税, 已申请代办退税（历史数据）
+# 增值税用途 codes of export refund (docs/codes.md, 增值税用途): 已申请退税, 已申请代办退税, 已申请代办退税（历史数据）
 EXPORT_REFUND_USAGE = frozenset({"2", "3", "5"})
 # 入账 per channel, read from the labels above: 已入账… is entered; 未入账 and 入账撤销 are not
 ENTERED = {channel: frozenset(code for code, text in codes.items() if text.startswith("已入账"))
