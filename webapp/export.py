@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import chain, groupby, islice, repeat
+from itertools import islice
 from operator import attrgetter, itemgetter
 from typing import IO, Any
 
@@ -275,19 +275,23 @@ def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list
     return amounts, taxes
 
 
-def _write_lines(details, keys: list[str], heads: list[str], tails: list[str], lines: Sequence) -> None:
+def _write_lines(details, keys: list[str], heads: list[bytes], tails: list[bytes], lines: Sequence) -> None:
     """The chunk's 信息汇总表 rows, in its invoices' order, numbered on from the sheet's last row.
 
     An invoice without lines still gets one row, as the e-tax export writes a blank-voided invoice
     (line columns empty, 价税合计 0), so that every invoice is found in both sheets.
     """
-    by_key = {key: list(group) for key, group in groupby(lines, itemgetter(0))}
-    ordered = [by_key.get(key) or [(key, *_NO_LINE)] for key in keys]
-    owners = list(chain.from_iterable(map(repeat, range(len(keys)), map(len, ordered))))
+    position = {key: n for n, key in enumerate(keys)}
+    owners = list(map(position.__getitem__, map(itemgetter(0), lines)))  # each line's invoice, by its place
+    if missing := sorted(set(range(len(keys))) - set(owners)):
+        lines = [*lines, *((keys[n], *_NO_LINE) for n in missing)]
+        owners += missing
+    order = sorted(range(len(owners)), key=owners.__getitem__)  # stable: an invoice's lines stay in order
+    owners = list(map(owners.__getitem__, order))
     if details.count - 1 + len(owners) > MAX_DATA_ROWS:
         raise ExportTooLarge(f"超过 Excel 单个工作表的行数上限（{MAX_DATA_ROWS} 行明细），请缩小筛选范围")
     (_key, tax_code, special, name, spec, unit, quantity, price, amount, rate, tax,
-     total) = zip(*chain.from_iterable(ordered), strict=True)
+     total) = zip(*map(lines.__getitem__, order), strict=True)
     first = details.count
     details.write_rows([list(map(str, range(first, first + len(owners)))), list(map(heads.__getitem__, owners)),
                         _texts(tax_code), _texts(special), _texts(name), _texts(spec), _texts(unit), _texts(quantity),
