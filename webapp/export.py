@@ -27,7 +27,7 @@ from itertools import islice
 from operator import attrgetter, itemgetter
 from typing import IO, Any
 
-from sqlalchemy import select, type_coerce
+from sqlalchemy import type_coerce
 from sqlalchemy.types import NullType
 
 from .batches import SOURCES as SOURCE_LABELS  # Invoice.source labels
@@ -318,15 +318,23 @@ def write_pool_export(query, target: str | os.PathLike | IO[bytes]) -> int:
     return _write_file(rows.partitions(CHUNK), _pool_lines, target)
 
 
-def _pool_lines(keys: list[str]) -> list:
-    """These invoices' lines, each invoice's together and in order, as the driver gives them."""
-    from .extensions import db
-    from .models import InvoiceLine
+def _pool_lines(keys: list[str]) -> list[tuple]:
+    """These invoices' lines, each invoice's together and in order, as the driver gives them.
 
-    columns = InvoiceLine.__table__.c
-    return db.session.connection().execute(select(*_raw(columns[name] for name in LINE_FIELDS))
-                                           .where(columns.invoice_key.in_(keys))
-                                           .order_by(columns.invoice_key, columns.line_no)).all()
+    Through the driver's own cursor (on the session's connection): for 2,000 keys, SQLAlchemy's
+    compiling of the IN list and building of Rows cost half as much again as the query.
+    """
+    from .extensions import db
+
+    connection = db.session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"SELECT {', '.join(LINE_FIELDS)} FROM invoice_line WHERE invoice_key IN "
+                       f"({', '.join([mark] * len(keys))}) ORDER BY invoice_key, line_no", keys)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _raw(columns: Iterable) -> list:
