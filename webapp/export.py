@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import islice
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, methodcaller
 from typing import IO, Any
 
 from sqlalchemy import type_coerce
@@ -174,9 +174,15 @@ _FIRST_19 = itemgetter(slice(19))
 def _amounts(values: Sequence) -> list:
     """A block's amounts as numerals to the cent: SQLite's floats as `%.2f` (as SQLAlchemy reads them),
     decimals rounded half up; None stays None (an empty cell)."""
-    if set(map(type, values)) <= {float, int}:
+    kinds = set(map(type, values))
+    if kinds <= {float, int}:
         return list(map("%.2f".__mod__, values))
+    if kinds == {Decimal}:  # PostgreSQL
+        return list(map(str, map(_TO_CENT, values)))
     return [None if (cents := money(v)) is None else str(cents) for v in values]
+
+
+_TO_CENT = methodcaller("quantize", CENT, ROUND_HALF_UP)
 
 
 def _usage_columns(vat: Sequence, excise: Sequence, entry: Sequence, channel: Sequence,
