@@ -297,7 +297,7 @@ def streamed_rows(n: int):
 
 
 def three_lines(keys: list[str]) -> dict[str, list]:
-    """Three lines for each invoice, as the pool's lines_by_invoice gives them."""
+    """Three lines for each invoice, as a `lines_of` gives them (objects with the InvoiceLine columns)."""
     return {key: [SimpleNamespace(line_no=n, name=f"*医疗服务*体检费{n}", tax_code="3070202000000000000",
                                   special_type=None, spec=None, unit="次", quantity="1", unit_price="100.00",
                                   amount=Decimal("100.00"), tax_rate="6%", tax=Decimal("6.00"),
