@@ -285,7 +285,8 @@ def _write_lines(details, keys: list[str], heads: list[bytes], tails: list[bytes
     """The chunk's 信息汇总表 rows, in its invoices' order, numbered on from the sheet's last row.
 
     An invoice without lines still gets one row, as the e-tax export writes a blank-voided invoice
-    (line columns empty, 价税合计 0), so that every invoice is found in both sheets.
+    (line columns empty, 价税合计 0), so that every invoice is found in both sheets. Keys are the
+    pool's, unique: a key given twice gets its lines at its last place.
     """
     position = {key: n for n, key in enumerate(keys)}
     owners = list(map(position.__getitem__, map(itemgetter(0), lines)))  # each line's invoice, by its place
