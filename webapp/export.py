@@ -163,8 +163,11 @@ def _digital_numbers(values: Sequence) -> list[str]:
 
 def _timestamps(values: Sequence) -> Sequence:
     """A block's timestamps as text (SQLite gives text, PostgreSQL datetimes)."""
-    if set(map(type, values)) == {str}:
+    kinds = set(map(type, values))
+    if kinds == {str}:
         return _texts(list(map(_FIRST_19, values)))
+    if kinds <= {str, type(None)}:  # SQLite, some never set (用途状态更新时间)
+        return _texts(["" if v is None else v[:19] for v in values])
     return _texts([timestamp(v) for v in values])
 
 
