@@ -163,17 +163,6 @@ def _copy(connection, target: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def lines_by_invoice(keys: list[str]) -> dict[str, list]:
-    """The lines of these invoices, by key, each invoice's in their order (the export's lines sheet)."""
-    table = InvoiceLine.__table__
-    rows = db.session.execute(select(table.c.invoice_key, *(table.c[name] for name in LINE_COLUMNS))
-                              .where(table.c.invoice_key.in_(keys)).order_by(table.c.invoice_key, table.c.line_no))
-    lines: dict[str, list] = {}
-    for row in rows:
-        lines.setdefault(row.invoice_key, []).append(row)
-    return lines
-
-
 def refresh_statistics() -> None:
     """Let the query planner know the pool's shape after a batch changed it.
 
