@@ -7,7 +7,14 @@ from decimal import Decimal
 
 from sqlalchemy import delete, select, text
 
-from channels.records import InvoiceRecord, SourceRejected
+from channels.records import (  # noqa: F401  (StagedInvoice and TIMESTAMP: this module's callers use them)
+    HEADER_COLUMNS,
+    LINE_COLUMNS,
+    TIMESTAMP,
+    InvoiceRecord,
+    SourceRejected,
+    StagedInvoice,
+)
 
 from .extensions import db
 from .models import Invoice, InvoiceLine
@@ -20,16 +27,8 @@ from .usage import usage_labels
 
 CHUNK = 1000
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
-HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
-                  "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
-                  "is_red", "risk_level", "issuer", "remark", "red_of")
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
-LINE_COLUMNS = ("line_no", "name", "tax_code", "special_type", "spec", "unit", "quantity", "unit_price", "amount",
-                "tax_rate", "tax", "total", "is_discount")
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
-TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
-
-StagedInvoice = tuple[tuple, list[tuple]]
 
 
 def _text(value) -> str | None:
@@ -52,6 +51,11 @@ def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
           _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
          for ln in r.lines],
     ) for r in records]
+
+
+def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
+    """Each invoice once, its last copy (a bureau repeating it in two packages), as stage() keeps records."""
+    return list({header[0]: (header, lines) for header, lines in staged}.values())
 
 
 def _statements(dialect) -> tuple[str, str]:
