@@ -12,7 +12,7 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field
+from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field, gc_paused
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import InvoiceRecord, SourceRejected, StagedInvoice, UsageQuery, UsageStatus, record_from_staged
 
@@ -64,8 +64,10 @@ class RpaClient(ApiClient):
         """Every page of a task once it is done, each page requested when the last is consumed."""
         pages = self.retrying(lambda: self._finished(task_id), self.poll_attempts)
         for number in range(1, pages + 1):
-            page = self.retrying(lambda n=number: self._page(task_id, n))
-            yield from staged_from_payloads(page.get("fpxx"), tax_id, self.label)
+            with gc_paused():
+                page = self.retrying(lambda n=number: self._page(task_id, n))
+                rows = staged_from_payloads(page.get("fpxx"), tax_id, self.label)
+            yield from rows
 
     def _finished(self, task_id: str) -> int:
         """The page count of a done task; running is Pending (polled), failed is a refusal."""

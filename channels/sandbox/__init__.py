@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import orjson
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
 from channels.sandbox import data
@@ -96,8 +97,10 @@ class BureauError(Exception):
 
 
 def _envelope(code: str, msg: str, payload: dict | None, status: int = 200):
-    """The protocol's one response shape."""
-    return jsonify({"code": code, "msg": msg, "data": payload}), status
+    """The protocol's one response shape; orjson writes a page of 500 invoices some ten times
+    faster than Flask's encoder (the sandbox's answers should cost the host little)."""
+    body = orjson.dumps({"code": code, "msg": msg, "data": payload})
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 def _serve(channel: str, service: str, tax_id: str | None, handler: Callable[[], dict]):
