@@ -388,7 +388,7 @@ def download_pipeline(folder: Path, months: int, url: str | None = None) -> dict
     from webapp.transactions import write_transaction
 
     sandbox._cached_invoices = __import__("functools").lru_cache(maxsize=256)(sandbox._cached_invoices.__wrapped__)
-    serving = _timed(sandbox, "_serve")
+    serving = _time_spent_in(sandbox, "_serve")
     app = _migrated_app(url or f"sqlite:///{folder / 'download.db'}", SANDBOX_DB=str(folder / "sandbox.db"),
                         CLOCK_NOW=datetime(2025, 1, 10, 9, 30), CHANNEL_BACKOFF=0)
     _sandbox_post(folder / "sandbox.db", "control", today="2025-01-10", processing_polls=0)
@@ -431,7 +431,7 @@ def download_pipeline(folder: Path, months: int, url: str | None = None) -> dict
             "ratio_to_before": round(rate / BEFORE["download_invoices_per_s"], 1), "met": rate >= 20_000}
 
 
-def _timed(module, name: str) -> list[float]:
+def _time_spent_in(module, name: str) -> list[float]:
     """Wrap module.name to add up the seconds spent in it; returns the one-element total."""
     total, original = [0.0], getattr(module, name)
 
