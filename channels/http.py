@@ -107,8 +107,9 @@ class ApiClient:
     def _envelope(self, response: httpx.Response) -> dict:
         """The JSON envelope, or a refusal naming the breach (a proxy's HTML page, say).
 
-        orjson reads a page of 500 invoices several times faster than the standard library; what
-        it refuses (another encoding than UTF-8, NaN) goes to httpx's own reader, as it always did."""
+        orjson reads a page of 500 invoices about a quarter faster than the standard library (the
+        demo year: 0.32 s against 0.43 s of CPU); what it refuses (another Unicode encoding than
+        UTF-8, NaN) goes to httpx's own reader, as it always did."""
         try:
             envelope = orjson.loads(response.content)
         except orjson.JSONDecodeError:

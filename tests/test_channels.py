@@ -345,6 +345,15 @@ def test_answers_outside_the_contract_are_rejected(response, text):
         mock_client(lambda request: response, cls=RpaClient).call("GET", "/x")
 
 
+@pytest.mark.parametrize("body", [
+    '{"code": "00", "msg": "成功", "data": {"n": 1}}'.encode("utf-16"),  # another Unicode encoding
+    b'{"code": "00", "msg": "ok", "data": {"n": NaN}}',  # not JSON, yet Python's reader takes it
+])
+def test_envelopes_the_fast_reader_refuses_are_read_as_before(body):
+    data = mock_client(lambda request: httpx.Response(200, content=body), cls=RpaClient).call("GET", "/x")
+    assert set(data) == {"n"}
+
+
 def test_failed_rpa_task_and_bad_counts_are_refused():
     """The sandbox never fails a task nor miscounts, so these answers are staged."""
     def rpa_handler(request):

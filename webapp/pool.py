@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, text
 
-from channels.records import (  # noqa: F401  (StagedInvoice and TIMESTAMP: this module's callers use them)
+from channels.records import (
     HEADER_COLUMNS,
     LINE_COLUMNS,
     TIMESTAMP,

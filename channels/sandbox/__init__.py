@@ -97,8 +97,9 @@ class BureauError(Exception):
 
 
 def _envelope(code: str, msg: str, payload: dict | None, status: int = 200):
-    """The protocol's one response shape; orjson writes a page of 500 invoices some ten times
-    faster than Flask's encoder (the sandbox's answers should cost the host little)."""
+    """The protocol's one response shape; orjson writes a page of 500 invoices about nine times
+    faster than Flask's encoder (the demo year: 0.05 s against 0.45 s of CPU), and the in-process
+    sandbox's answers should cost the host little."""
     body = orjson.dumps({"code": code, "msg": msg, "data": payload})
     return current_app.response_class(body, status=status, mimetype="application/json")
 
