@@ -7,11 +7,14 @@ needs nothing else to decide between retrying a subtask and failing it.
 """
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import httpx
+import orjson
 
 from channels.records import SourceRejected, TransientError
 
@@ -102,14 +105,25 @@ class ApiClient:
         raise ChannelRejected(f"{self.label}：{msg or f'请求被拒绝（代码 {code}）'}", code)
 
     def _envelope(self, response: httpx.Response) -> dict:
-        """The JSON envelope, or a refusal naming the breach (a proxy's HTML page, say)."""
+        """The JSON envelope, or a refusal naming the breach (a proxy's HTML page, say).
+
+        orjson reads a page of 500 invoices about a quarter faster than the standard library (the
+        demo year: 0.32 s against 0.43 s of CPU); what it refuses (another Unicode encoding than
+        UTF-8, NaN) goes to httpx's own reader, as it always did."""
         try:
-            envelope = response.json()
-        except ValueError:
-            raise ChannelRejected(f"{self.label}：返回内容不是有效的 JSON，请检查通道地址配置") from None
+            envelope = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            envelope = self._json(response)
         if not isinstance(envelope, dict) or "code" not in envelope:
             raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（缺少 code）")
         return envelope
+
+    def _json(self, response: httpx.Response) -> object:
+        """The body by httpx's reader (charset detection, the standard library's JSON)."""
+        try:
+            return response.json()
+        except ValueError:
+            raise ChannelRejected(f"{self.label}：返回内容不是有效的 JSON，请检查通道地址配置") from None
 
     def _data(self, envelope: dict) -> dict:
         """A success's data object; anything but an object breaks the contract."""
@@ -146,6 +160,22 @@ def _exhausted(exc: TransientError, attempts: int) -> TransientError:
     if isinstance(exc, Pending):
         return Pending(f"{exc}（已查询 {attempts} 次仍未处理完成，请稍后重试）")
     return TransientError(f"{exc}（已尝试 {attempts} 次，服务仍不可用，请稍后重试）")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a page is fetched, decoded and turned into rows.
+
+    A page of 500 invoices is some 20,000 dicts and lists, none of them in a cycle (reference
+    counting frees them), yet allocating them sets off dozens of collections that walk the whole
+    heap: a third of a download's decoding time (docs/performance.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def count_field(value: object, field: str, label: str) -> int:

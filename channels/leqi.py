@@ -13,10 +13,10 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field
+from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field, gc_paused
 from channels.months import month_of
-from channels.payload import records_from_payloads, usage_from_answers, usage_request_item, wire_date
-from channels.records import InvoiceRecord, UsageQuery, UsageStatus
+from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
+from channels.records import InvoiceRecord, StagedInvoice, UsageQuery, UsageStatus, record_from_staged
 
 CAPABILITY = "203067"
 SJLX_OUTPUT = "2"  # 销项
@@ -63,14 +63,21 @@ class LeqiClient(ApiClient):
         Lazy: each package is requested when the previous one has been consumed. Every invoice
         must be a sale of `tax_id` (default: the nsrsbh the package names).
         """
-        first = self.retrying(lambda: self._package(lsh, 1), self.poll_attempts)
-        count = count_field(first.get("packagecount"), "packagecount", self.label)
-        seller = tax_id or str(first.get("nsrsbh") or "")
-        if count:
-            yield from records_from_payloads(first.get("fpxx"), seller, self.label)
+        return map(record_from_staged, self.fetch_rows(lsh, tax_id))
+
+    def fetch_rows(self, lsh: str, tax_id: str | None = None) -> Iterator[StagedInvoice]:
+        """fetch()'s invoices as the pool's staged rows (what a download writes; no records made)."""
+        with gc_paused():
+            first = self.retrying(lambda: self._package(lsh, 1), self.poll_attempts)
+            count = count_field(first.get("packagecount"), "packagecount", self.label)
+            seller = tax_id or str(first.get("nsrsbh") or "")
+            rows = staged_from_payloads(first.get("fpxx"), seller, self.label) if count else []
+        yield from rows
         for number in range(2, count + 1):
-            package = self.retrying(lambda n=number: self._package(lsh, n))
-            yield from records_from_payloads(package.get("fpxx"), seller, self.label)
+            with gc_paused():
+                package = self.retrying(lambda n=number: self._package(lsh, n))
+                rows = staged_from_payloads(package.get("fpxx"), seller, self.label)
+            yield from rows
 
     def _package(self, lsh: str, number: int) -> dict:
         """One PLFPXZSQFK package, checked to be the package asked for."""

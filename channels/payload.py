@@ -1,17 +1,25 @@
-"""The wire payloads of PROTOCOL.md (invoice and usage), turned into records.
+"""The wire payloads of PROTOCOL.md (invoice and usage), turned into pool rows and records.
 
 Both 乐企 and RPA send the same invoice payload, so one converter serves both clients. Value
 normalisation (money, decimals, rates, dates, free text, the red link in 备注) is the export
 parser's: one spelling of each rule in the product, so a file import and a download of the same
 invoice give the same record.
+
+An invoice becomes the pool's staged rows directly (channels.records.HEADER_COLUMNS), with no
+record or Decimal made on the way: a company-year is some 36,000 invoices and 85,000 lines, and
+per-value objects were most of a download's time (docs/performance.md). Text the bureau already
+sends in the canonical form (an amount in whole cents, a plain decimal) is kept as sent, which is
+exactly what the export's rule would print; anything else goes through that rule.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
-from decimal import Decimal
 
 from channels.etax_file import (  # private helpers reused on purpose, see the module docstring
+    _NULLS,
+    MAX_NUMBER_TEXT,
     _BadCell,
     _decimal,
     _issued_at,
@@ -23,19 +31,33 @@ from channels.etax_file import (  # private helpers reused on purpose, see the m
 )
 from channels.invoice_types import TYPE_NAMES, canonical_type_name
 from channels.records import (
+    TIMESTAMP,
     InvoiceRecord,
-    LineRecord,
     SourceRejected,
+    StagedInvoice,
     UsageQuery,
     UsageStatus,
     invoice_key,
+    record_from_staged,
 )
 
 _SHOWN_CHARS = 40
+_MONEY_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,14})\.[0-9]{2}")  # already whole cents within MONEY_LIMIT
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")  # a Decimal prints these back unchanged…
+_TINY = ("0.000000", "-0.000000")  # …except below 1e-6, which it prints as 1E-7
+_CACHE_LIMIT = 1000  # distinct 税率 and 发票票种 spellings remembered (a handful in practice)
+_rates: dict[str, str | None] = {}
+_kinds: dict[tuple, tuple[str, str | None]] = {}
 
 
 def invoice_from_payload(payload: dict) -> InvoiceRecord:
-    """One PROTOCOL.md invoice payload as an InvoiceRecord; a bad payload names the invoice.
+    """One PROTOCOL.md invoice payload as an InvoiceRecord; a bad payload names the invoice."""
+    return record_from_staged(staged_invoice(payload))
+
+
+def staged_invoice(payload: dict) -> StagedInvoice:
+    """One PROTOCOL.md invoice payload as the pool's rows (channels.records.HEADER_COLUMNS and
+    LINE_COLUMNS): the values webapp.pool.stage would make of its record, with no record made.
 
     A payload that breaks the contract fails the download loudly rather than writing a half
     record into the pool.
@@ -50,26 +72,34 @@ def invoice_from_payload(payload: dict) -> InvoiceRecord:
         ) from None
 
 
-def _invoice(p: dict) -> InvoiceRecord:
-    """Build the record field by field; any bad field raises _BadCell with its Chinese name."""
+def _invoice(p: dict) -> StagedInvoice:
+    """Build the rows field by field (in the order the fields were always checked, so the first
+    bad one is the one named); any bad field raises _BadCell with its Chinese name."""
     code, number = _ident(p, "fpdm", "发票代码"), _ident(p, "fphm", "发票号码")
     digital = _ident(p, "sdfphm", "数电发票号码")
     key = _key(p, code, number, digital)
     is_red = _is_red(p)
     remark = _opt(p, "bz", "备注")
     type_name, type_code = _kind(p)
-    return InvoiceRecord(
-        key=key, seller_tax_id=_required(p, "xfsh", "销方识别号"), seller_name=_opt(p, "xfmc", "销方名称"),
-        issued_at=_issued_at(_required(p, "kprq", "开票日期")),
-        code=code, number=number, digital_number=digital,
-        buyer_tax_id=_ident(p, "gfsh", "购方识别号"), buyer_name=_opt(p, "gfmc", "购买方名称"),
-        amount=_amount(p, "je", "金额"), tax=_amount(p, "se", "税额"), total=_optional_amount(p, "jshj", "价税合计"),
-        origin=_opt(p, "fply", "发票来源"), type_name=type_name, type_code=type_code,
-        status=_opt(p, "fpzt", "发票状态") or "正常", is_red=is_red,
-        risk_level=_opt(p, "fxdj", "发票风险等级"), issuer=_opt(p, "kpr", "开票人"), remark=remark,
-        red_of=_red_of(p, remark) if is_red else None,
-        lines=_lines(p),
+    seller, seller_name = _required(p, "xfsh", "销方识别号"), _opt(p, "xfmc", "销方名称")
+    issued_at, month = _timestamp(_required(p, "kprq", "开票日期"))
+    header = (
+        key, seller, seller_name, code, number, digital, _ident(p, "gfsh", "购方识别号"),
+        _opt(p, "gfmc", "购买方名称"), issued_at, month, _amount(p, "je", "金额"), _amount(p, "se", "税额"),
+        _optional_amount(p, "jshj", "价税合计"), _opt(p, "fply", "发票来源"), type_name, type_code,
+        _opt(p, "fpzt", "发票状态") or "正常", is_red, _opt(p, "fxdj", "发票风险等级"), _opt(p, "kpr", "开票人"),
+        remark, _red_of(p, remark) if is_red else None,
     )
+    return header, _lines(p)
+
+
+def _timestamp(value: str) -> tuple[str, str]:
+    """开票日期 as the pool's timestamp text (channels.records.TIMESTAMP) and its month 'YYYY-MM'."""
+    issued_at = _issued_at(value)
+    if issued_at.year >= 1000:  # isoformat is strftime's TIMESTAMP there, several times faster
+        text = issued_at.isoformat(" ", "microseconds")
+        return text, text[:7]
+    return issued_at.strftime(TIMESTAMP), issued_at.strftime("%Y-%m")
 
 
 def _key(p: dict, code: str | None, number: str | None, digital: str | None) -> str:
@@ -81,7 +111,17 @@ def _key(p: dict, code: str | None, number: str | None, digital: str | None) -> 
 
 
 def _kind(p: dict) -> tuple[str, str | None]:
-    """发票票种 in canonical spelling and the two-digit fplx; the name falls back to the code's."""
+    """发票票种 in canonical spelling and the two-digit fplx; the name falls back to the code's.
+    Remembered per (fppz, fplx) as sent: a download repeats a handful of spellings."""
+    sent = (p.get("fppz"), p.get("fplx"))
+    known = _kinds.get(sent) if sent[0].__class__ is str and sent[1].__class__ is str else None
+    if known is None:
+        known = _remember(_kinds, sent, _parse_kind(p))
+    return known
+
+
+def _parse_kind(p: dict) -> tuple[str, str | None]:
+    """_kind's rule."""
     type_code = _ident(p, "fplx", "发票类型代码")
     name = canonical_type_name(_opt(p, "fppz", "发票票种") or "") or TYPE_NAMES.get(type_code or "", "")
     if not name:
@@ -102,7 +142,14 @@ def _red_of(p: dict, remark: str | None) -> str | None:
     return _ident(p, "yfpkey", "原发票") or (blue_key_from_remark(remark) if remark else None)
 
 
-def _lines(p: dict) -> list[LineRecord]:
+def _remember(cache: dict, key, value):
+    """Keep a parsed spelling for the next invoice (bounded: a hostile source cannot grow it)."""
+    if len(cache) < _CACHE_LIMIT and key.__hash__ is not None:
+        cache[key] = value
+    return value
+
+
+def _lines(p: dict) -> list[tuple]:
     """The mx lines in order; 折扣行 are the ones the source marks hxz = 1."""
     lines = p.get("mx")
     if lines is None:
@@ -112,18 +159,17 @@ def _lines(p: dict) -> list[LineRecord]:
     return [_line(line, position) for position, line in enumerate(lines, start=1)]
 
 
-def _line(m: object, position: int) -> LineRecord:
-    """One mx entry as a LineRecord; its column names are prefixed with the line number."""
+def _line(m: object, position: int) -> tuple:
+    """One mx entry as a line row (LINE_COLUMNS); its column names are prefixed with the line number."""
     if not isinstance(m, dict):
         raise _BadCell(f"第 {position} 行明细", m, "应为对象")
     try:
-        return LineRecord(
-            line_no=_line_no(m.get("xh"), position), name=_opt(m, "spmc", "货物或应税劳务名称") or "",
-            tax_code=_opt(m, "ssbm", "税收分类编码"), special_type=_opt(m, "tdyw", "特定业务类型"),
-            spec=_opt(m, "ggxh", "规格型号"), unit=_opt(m, "dw", "单位"),
-            quantity=_number(m, "sl", "数量"), unit_price=_number(m, "dj", "单价"),
-            amount=_amount(m, "je", "金额"), tax_rate=_line_rate(m), tax=_amount(m, "se", "税额"),
-            total=_optional_amount(m, "jshj", "价税合计"), is_discount=str(m.get("hxz", "")) == "1",
+        return (
+            _line_no(m.get("xh"), position), _opt(m, "spmc", "货物或应税劳务名称") or "",
+            _opt(m, "ssbm", "税收分类编码"), _opt(m, "tdyw", "特定业务类型"), _opt(m, "ggxh", "规格型号"),
+            _opt(m, "dw", "单位"), _number(m, "sl", "数量"), _number(m, "dj", "单价"), _amount(m, "je", "金额"),
+            _line_rate(m), _amount(m, "se", "税额"), _optional_amount(m, "jshj", "价税合计"),
+            str(m.get("hxz", "")) == "1",
         )
     except _BadCell as bad:
         bad.column = f"第 {position} 行明细的{bad.column}"
@@ -132,6 +178,8 @@ def _line(m: object, position: int) -> LineRecord:
 
 def _line_no(value: object, position: int) -> int:
     """xh as an int; a missing xh falls back to the line's position in mx."""
+    if value.__class__ is int:
+        return value
     if value is None or value == "":
         return position
     if isinstance(value, int) and not isinstance(value, bool):
@@ -141,49 +189,73 @@ def _line_no(value: object, position: int) -> int:
     raise _BadCell("序号", value, "不是整数")
 
 
-def _string(d: dict, wire: str, column: str, expected: str) -> str | None:
-    """A wire field that PROTOCOL.md sends as a string (amounts and numbers too: never floats), or
-    None when absent; any other type breaks the contract, said as `expected`."""
-    value = d.get(wire)
-    if value is None or isinstance(value, str):
-        return value
-    raise _BadCell(column, value, expected)
 
 
 def _line_rate(m: dict) -> str | None:
     """税率 as written ('13%', '免税'); _rate also turns a bare 0.13 into '13%'."""
-    value = _string(m, "slv", "税率", "应为字符串")
-    return None if value is None else _rate(value)
-
-
-def _amount(d: dict, wire: str, column: str) -> Decimal:
-    """A required amount: a decimal string (PROTOCOL.md forbids floats), to the cent."""
-    value = _string(d, wire, column, "应为金额字符串")
+    value = m.get("slv")
     if value is None:
-        raise _BadCell(column, None, "缺失")
-    return _money(value, column)
+        return None
+    if value.__class__ is not str:
+        if not isinstance(value, str):
+            raise _BadCell("税率", value, "应为字符串")
+        return _rate(value)
+    rate = _rates.get(value)
+    return _remember(_rates, value, _rate(value)) if rate is None else rate
 
 
-def _optional_amount(d: dict, wire: str, column: str) -> Decimal | None:
+def _amount(d: dict, wire: str, column: str) -> str:
+    """A required amount: a decimal string (PROTOCOL.md forbids floats), to the cent, as text.
+    Text already in whole cents is its own answer; anything else goes through the export's rule."""
+    value = d.get(wire)
+    if value.__class__ is str and _MONEY_TEXT.fullmatch(value):
+        return value
+    if not isinstance(value, str):
+        raise _BadCell(column, value, "缺失" if value is None else "应为金额字符串")
+    return str(_money(value, column))
+
+
+def _optional_amount(d: dict, wire: str, column: str) -> str | None:
     """An optional amount (价税合计): absent or '' means unknown, not zero."""
-    value = _string(d, wire, column, "应为金额字符串")
-    return None if value is None else _money_or_none(value, column)
+    value = d.get(wire)
+    if value.__class__ is str and _MONEY_TEXT.fullmatch(value):
+        return value
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _BadCell(column, value, "应为金额字符串")
+    money = _money_or_none(value, column)
+    return None if money is None else str(money)
 
 
-def _number(d: dict, wire: str, column: str) -> Decimal | None:
-    """数量 / 单价 exactly as written; absent or '' means the line has none."""
-    value = _string(d, wire, column, "应为数字字符串")
-    return _decimal(value, column) if value else None
+def _number(d: dict, wire: str, column: str) -> str | None:
+    """数量 / 单价 exactly as written (as a Decimal prints it); absent or '' means the line has none."""
+    value = d.get(wire)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadCell(column, value, "应为数字字符串")
+    if len(value) < MAX_NUMBER_TEXT and _NUMBER_TEXT.fullmatch(value) and not value.startswith(_TINY):
+        return value
+    return str(_decimal(value, column))
 
 
 def _opt(d: dict, wire: str, column: str) -> str | None:
     """Optional free text as written: '' (the protocol's 'nothing') and the export's '--' become None."""
-    return _text(_string(d, wire, column, "应为字符串"))
+    value = d.get(wire)
+    if value.__class__ is str:
+        return None if value in _NULLS else value
+    if value is None or isinstance(value, str):
+        return _text(value)
+    raise _BadCell(column, value, "应为字符串")
 
 
 def _ident(d: dict, wire: str, column: str) -> str | None:
     """An optional identifier (number, tax ID, code): as _opt, without surrounding spaces."""
     value = d.get(wire)
+    if value.__class__ is str:
+        value = value.strip()
+        return None if value in _NULLS else value
     return _opt(d, wire, column) if not isinstance(value, str) else _text(value.strip())
 
 
@@ -211,24 +283,31 @@ def _shown(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
-def records_from_payloads(payloads: object, seller_tax_id: str, label: str) -> Iterator[InvoiceRecord]:
-    """A page or package of payloads as records, refusing any that is not the company's own sale.
+def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> list[StagedInvoice]:
+    """A page or package of payloads as pool rows, refusing any that is not the company's own sale.
 
     Channels download 销项 invoices, so a foreign seller means the source answered for another
     company; writing it into this company's pool would be worse than failing.
     """
     if not isinstance(payloads, list):
         raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）")
+    expected = seller_tax_id.upper()
+    staged = []
     for payload in payloads:
         try:
-            record = invoice_from_payload(payload)
+            rows = staged_invoice(payload)
         except SourceRejected as exc:
             raise SourceRejected(f"{label}：{exc}") from None
-        if record.seller_tax_id.upper() != seller_tax_id.upper():
-            raise SourceRejected(
-                f"{label}：返回的发票 {record.key} 销方税号 {record.seller_tax_id} 与所查询企业 {seller_tax_id} 不一致"
-            )
-        yield record
+        key, seller = rows[0][0], rows[0][1]
+        if seller != expected and seller.upper() != expected:
+            raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
+        staged.append(rows)
+    return staged
+
+
+def records_from_payloads(payloads: object, seller_tax_id: str, label: str) -> Iterator[InvoiceRecord]:
+    """The same as InvoiceRecords, for callers that want records."""
+    return map(record_from_staged, staged_from_payloads(payloads, seller_tax_id, label))
 
 
 # ---------------------------------------------------------------------------------------------

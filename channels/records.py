@@ -11,6 +11,17 @@ from decimal import Decimal
 
 from channels.months import month_of
 
+# The pool's rows as plain values (text, numbers, None) in the tables' column order: what a
+# source's invoices are staged as between the parse and the write (webapp.pool), and what the
+# channels build straight from the wire so a download makes no per-row objects (channels.payload).
+HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
+                  "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
+                  "is_red", "risk_level", "issuer", "remark", "red_of")
+LINE_COLUMNS = ("line_no", "name", "tax_code", "special_type", "spec", "unit", "quantity", "unit_price", "amount",
+                "tax_rate", "tax", "total", "is_discount")
+TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
+StagedInvoice = tuple[tuple, list[tuple]]
+
 
 class SourceRejected(Exception):
     """A source's input cannot be used; the message is shown to the user, in Chinese."""
@@ -93,6 +104,33 @@ class InvoiceRecord:
     def month(self) -> str:
         """The invoicing month 'YYYY-MM' that places the invoice in a subtask."""
         return month_of(self.issued_at)
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _timestamp(text: str) -> datetime:
+    """TIMESTAMP text back as a datetime (strftime writes a year before 1000 without its zeros)."""
+    return datetime.fromisoformat(text.rjust(26, "0"))
+
+
+def record_from_staged(staged: StagedInvoice) -> InvoiceRecord:
+    """The InvoiceRecord of one staged invoice (its values back as Decimals and a datetime), for
+    callers that want records from a channel; the exact inverse of webapp.pool.stage."""
+    (key, tax_id, seller_name, code, number, digital, buyer_tax_id, buyer_name, issued_at, _month, amount, tax,
+     total, origin, type_name, type_code, status, is_red, risk_level, issuer, remark, red_of), lines = staged
+    return InvoiceRecord(
+        key=key, seller_tax_id=tax_id, seller_name=seller_name, issued_at=_timestamp(issued_at),
+        code=code, number=number, digital_number=digital, buyer_tax_id=buyer_tax_id, buyer_name=buyer_name,
+        amount=Decimal(amount), tax=Decimal(tax), total=_decimal(total), origin=origin, type_name=type_name,
+        type_code=type_code, status=status, is_red=is_red, risk_level=risk_level, issuer=issuer, remark=remark,
+        red_of=red_of,
+        lines=[LineRecord(line_no=n, name=name, tax_code=tax_code, special_type=special, spec=spec, unit=unit,
+                          quantity=_decimal(quantity), unit_price=_decimal(price), amount=Decimal(line_amount),
+                          tax_rate=rate, tax=Decimal(line_tax), total=_decimal(line_total), is_discount=discount)
+               for (n, name, tax_code, special, spec, unit, quantity, price, line_amount, rate, line_tax, line_total,
+                    discount) in lines])
 
 
 def invoice_key(code: str | None, number: str | None, digital_number: str | None) -> str:

@@ -12,9 +12,9 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field
-from channels.payload import records_from_payloads, usage_from_answers, usage_request_item, wire_date
-from channels.records import InvoiceRecord, SourceRejected, UsageQuery, UsageStatus
+from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field, gc_paused
+from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
+from channels.records import InvoiceRecord, SourceRejected, StagedInvoice, UsageQuery, UsageStatus, record_from_staged
 
 USAGE_CHUNK = 100
 NO_ACCOUNT = "未配置默认电子税局账号，请在企业信息中设置默认电子税局账号后再使用 RPA 通道"
@@ -49,6 +49,10 @@ class RpaClient(ApiClient):
 
     def fetch(self, task_id: str, tax_id: str) -> Iterator[InvoiceRecord]:
         """A task's invoices once it is done; Pending while the robot still works on it."""
+        return map(record_from_staged, self.fetch_rows(task_id, tax_id))
+
+    def fetch_rows(self, task_id: str, tax_id: str) -> Iterator[StagedInvoice]:
+        """The same invoices as the pool's staged rows (what a download writes; no records made)."""
         return self._results(task_id, tax_id)
 
     def download(self, tax_id: str, account: str | None, start: date, end: date,
@@ -56,12 +60,14 @@ class RpaClient(ApiClient):
         """Submit the task now, then wait and page lazily."""
         return self.fetch(self.submit(tax_id, account, start, end, type_codes), tax_id)
 
-    def _results(self, task_id: str, tax_id: str) -> Iterator[InvoiceRecord]:
+    def _results(self, task_id: str, tax_id: str) -> Iterator[StagedInvoice]:
         """Every page of a task once it is done, each page requested when the last is consumed."""
         pages = self.retrying(lambda: self._finished(task_id), self.poll_attempts)
         for number in range(1, pages + 1):
-            page = self.retrying(lambda n=number: self._page(task_id, n))
-            yield from records_from_payloads(page.get("fpxx"), tax_id, self.label)
+            with gc_paused():
+                page = self.retrying(lambda n=number: self._page(task_id, n))
+                rows = staged_from_payloads(page.get("fpxx"), tax_id, self.label)
+            yield from rows
 
     def _finished(self, task_id: str) -> int:
         """The page count of a done task; running is Pending (polled), failed is a refusal."""

@@ -11,11 +11,12 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 
 from channels.months import first_day, last_day
-from channels.records import InvoiceRecord, UsageQuery, UsageStatus
+from channels.records import StagedInvoice, UsageQuery, UsageStatus
 from webapp.batches import quota_use as quota
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask
+from webapp.pool import latest_copies
 from webapp.statuses import Channel, DataType, SubtaskStatus
 from webapp.transactions import write_transaction
 
@@ -105,12 +106,15 @@ def forget_rpa_task(subtask: Subtask) -> None:
         db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=None))
 
 
-def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[InvoiceRecord]:
-    """Every invoice of the month and the batch's types: 乐企 by the given serials, or the RPA task."""
+def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[StagedInvoice]:
+    """Every invoice of the month and the batch's types, as the pool's staged rows (built straight
+    from the wire, each invoice once): 乐企 by the given serials, or the RPA task."""
     leqi, rpa = _clients()
     if batch.channel == Channel.LEQI:
-        return [r for code, serial in serials.items() for r in leqi.fetch(serial, batch.tax_id)]
-    return list(rpa.fetch(rpa_task(batch, subtask), batch.tax_id))
+        rows = (r for serial in serials.values() for r in leqi.fetch_rows(serial, batch.tax_id))
+    else:
+        rows = rpa.fetch_rows(rpa_task(batch, subtask), batch.tax_id)
+    return latest_copies(rows)
 
 
 def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:

@@ -244,7 +244,7 @@ def _download(subtask: Subtask) -> Finish:
         if not serials and wait_day:
             raise _quota_wait(wait_day)
     try:
-        records = sources.download(batch, subtask, serials)
+        staged = sources.download(batch, subtask, serials)
     except Pending:
         raise Wait(now() + PENDING_RETRY, f"{Channel(batch.channel).label}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
     except ChannelRejected as exc:
@@ -254,7 +254,7 @@ def _download(subtask: Subtask) -> Finish:
             sources.forget_serials(subtask)
             raise SourceRejected("乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请") from exc
         raise
-    save = _saver(subtask, stage(records))
+    save = _saver(subtask, staged)
 
     def finish():
         sources.mark_fetched(subtask)

@@ -4,6 +4,7 @@ HTTP). httpx.MockTransport is used only for envelope cases the sandbox cannot pr
 from __future__ import annotations
 
 import copy
+import gc
 import json
 from datetime import date, datetime
 from decimal import Decimal
@@ -16,11 +17,13 @@ from channels.leqi import LeqiClient
 from channels.payload import (
     invoice_from_payload,
     records_from_payloads,
+    staged_invoice,
     usage_from_answers,
     usage_from_payload,
 )
-from channels.records import SourceRejected, TransientError, UsageQuery
+from channels.records import HEADER_COLUMNS, LINE_COLUMNS, SourceRejected, TransientError, UsageQuery
 from channels.rpa import RpaClient
+from webapp.pool import stage
 
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 
@@ -97,6 +100,33 @@ def test_digital_invoice_every_line_field():
     assert discount.is_discount is True and discount.amount == Decimal("-100.00")
     assert discount.quantity is None and discount.unit_price is None and discount.spec is None
     assert exempt.tax_rate == "免税" and exempt.special_type == "建筑服务发票" and exempt.is_discount is False
+
+
+@pytest.mark.parametrize("field, sent, kept", [
+    ("je", "1000.00", "1000.00"), ("je", "1.5", "1.50"), ("je", " 2.00", "2.00"), ("je", "1,234.50", "1234.50"),
+    ("je", "-0.00", "-0.00"), ("je", "2.675", "2.68"), ("jshj", "", None), ("jshj", "--", None),
+    ("sl", "300884.955752212389381", "300884.955752212389381"), ("sl", "1E+3", "1E+3"), ("sl", "0.0000001", "1E-7"),
+    ("sl", "00.5", "0.5"), ("sl", " 2", "2"), ("sl", "", None), ("slv", " 13% ", "13%"), ("slv", "0.13", "13%"),
+    ("kprq", "2024/1/5", "2024-01-05 00:00:00.000000"), ("kprq", "2024-01-05T10:11:12+08:00", "2024-01-05 10:11:12.000000"),
+])
+def test_staged_rows_hold_what_the_export_rules_make_of_each_value(field, sent, kept):
+    """The download writes the wire's text as the file import's rules would (the same Decimal
+    printed back, the same timestamp), whether the value was already canonical or not."""
+    if field in ("sl", "slv"):
+        changed = payload(DIGITAL, mx=[{**DIGITAL["mx"][0], field: sent}])
+    else:
+        changed = payload(DIGITAL, **{field: sent})
+    header, [line, *_] = staged_invoice(changed)
+    row, columns = (line, LINE_COLUMNS) if field in ("sl", "slv") else (header, HEADER_COLUMNS)
+    column = {"je": "amount", "jshj": "total", "sl": "quantity", "slv": "tax_rate", "kprq": "issued_at"}[field]
+    assert row[columns.index(column)] == kept
+    assert stage([invoice_from_payload(changed)]) == [staged_invoice(changed)]
+
+
+def test_records_are_the_staged_rows_read_back():
+    for sent in (DIGITAL, LEGACY_RED):
+        assert stage([invoice_from_payload(sent)]) == [staged_invoice(sent)]
+        assert list(records_from_payloads([sent], DEMO_TAX_ID, "RPA")) == [invoice_from_payload(sent)]
 
 
 def test_legacy_red_invoice_links_to_its_blue_from_the_remark():
@@ -313,6 +343,15 @@ def test_network_errors_are_transient(exc, text):
 def test_answers_outside_the_contract_are_rejected(response, text):
     with pytest.raises(SourceRejected, match=text):
         mock_client(lambda request: response, cls=RpaClient).call("GET", "/x")
+
+
+@pytest.mark.parametrize("body", [
+    '{"code": "00", "msg": "成功", "data": {"n": 1}}'.encode("utf-16"),  # another Unicode encoding
+    b'{"code": "00", "msg": "ok", "data": {"n": NaN}}',  # not JSON, yet Python's reader takes it
+])
+def test_envelopes_the_fast_reader_refuses_are_read_as_before(body):
+    data = mock_client(lambda request: httpx.Response(200, content=body), cls=RpaClient).call("GET", "/x")
+    assert set(data) == {"n"}
 
 
 def test_failed_rpa_task_and_bad_counts_are_refused():
@@ -543,6 +582,7 @@ def test_both_channels_download_the_same_month(bureau):
     assert bureau.requests("leqi.PLFPXZSQFK")["01"] == 6  # each application was 处理中 once, polled again
     assert bureau.requests("rpa.task") == {"00": 2}  # running once, then done
     assert bureau.slept and all(seconds == 0.5 for seconds in bureau.slept)
+    assert gc.isenabled()  # paused only while each page was read
 
 
 def test_both_channels_over_real_http(live_bureau):

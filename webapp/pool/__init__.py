@@ -4,9 +4,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 
-from channels.records import InvoiceRecord, SourceRejected
+from channels.records import (
+    HEADER_COLUMNS,
+    LINE_COLUMNS,
+    TIMESTAMP,
+    InvoiceRecord,
+    SourceRejected,
+    StagedInvoice,
+)
 from webapp.accounts.settings import is_error_goods
 from webapp.clock import now as clock_now
 from webapp.extensions import db
@@ -19,16 +26,8 @@ from webapp.transactions import write_transaction
 
 CHUNK = 1000
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
-HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
-                  "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
-                  "is_red", "risk_level", "issuer", "remark", "red_of")
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
-LINE_COLUMNS = ("line_no", "name", "tax_code", "special_type", "spec", "unit", "quantity", "unit_price", "amount",
-                "tax_rate", "tax", "total", "is_discount")
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
-TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
-
-StagedInvoice = tuple[tuple, list[tuple]]
 
 
 def _text(value) -> str | None:
@@ -53,6 +52,11 @@ def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
     ) for r in records]
 
 
+def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
+    """Each invoice once, its last copy (a bureau repeating it in two packages), as stage() keeps records."""
+    return list({header[0]: (header, lines) for header, lines in staged}.values())
+
+
 def _statements(dialect) -> tuple[str, str]:
     """The upsert of headers (usage status untouched: it comes from other sources) and the line insert."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
@@ -64,12 +68,21 @@ def _statements(dialect) -> tuple[str, str]:
     return upsert, insert_lines
 
 
-def _refuse_other_companies(sellers: dict[str, str]) -> None:
-    """An invoice number already in the pool under another seller is never taken over or overwritten."""
-    clash = db.session.execute(select(Invoice.key, Invoice.tax_id).where(Invoice.key.in_(list(sellers)))).all()
-    for key, tax_id in clash:
+def _in_list(connection, count: int) -> str:
+    """`(?, ?, …)` for `count` keys, in the driver's own placeholders (raw SQL: nothing compiled per chunk)."""
+    return f"({', '.join(['?' if connection.dialect.paramstyle == 'qmark' else '%s'] * count)})"
+
+
+def _refuse_other_companies(connection, sellers: dict[str, str]) -> set[str]:
+    """An invoice number already in the pool under another seller is never taken over or overwritten.
+    Returns the keys already in the pool (theirs are the only lines to replace)."""
+    keys = list(sellers)
+    stored = connection.exec_driver_sql(f"SELECT key, tax_id FROM invoice WHERE key IN {_in_list(connection, len(keys))}",
+                                        tuple(keys)).all()
+    for key, tax_id in stored:
         if tax_id != sellers[key]:
             raise SourceRejected(f"发票 {key} 已作为销方 {tax_id} 的发票存在于发票池，与本次数据的销方 {sellers[key]} 不一致，本月未导入")
+    return {key for key, _tax_id in stored}
 
 
 def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | None,
@@ -103,23 +116,31 @@ def _rows_to_write(chunk: list[StagedInvoice], source: str, batch_id: int | None
     """
     latest = {header[0]: (header, header_lines) for header, header_lines in chunk}
     headers, lines, dropped = [], [], 0
+    verdicts: dict[str, bool] = {}  # per goods name: a month repeats a few hundred names
     for header, header_lines in latest.values():
         headers.append((*header, source, batch_id, now))
         for line in header_lines:
-            if not header[_IS_RED] and is_error_goods(line[_LINE_NAME], error_goods):
-                dropped += 1
-            else:
-                lines.append((header[0], *line))
+            if not header[_IS_RED]:
+                name = line[_LINE_NAME]
+                error = verdicts.get(name)
+                if error is None:
+                    error = verdicts[name] = is_error_goods(name, error_goods)
+                if error:
+                    dropped += 1
+                    continue
+            lines.append((header[0], *line))
     return headers, lines, dropped
 
 
 def _write_chunk(connection, headers: list[tuple], lines: list[tuple]) -> None:
-    """SQLite: look up clashes, upsert the headers, replace the lines (an indexed look-up per key)."""
-    _refuse_other_companies({header[0]: header[1] for header in headers})
+    """SQLite: look up clashes, upsert the headers, replace the lines of the invoices that were
+    already there (an indexed look-up per key; a first download deletes nothing)."""
+    stored = _refuse_other_companies(connection, {header[0]: header[1] for header in headers})
     upsert, insert_lines = _statements(connection.dialect)
     connection.exec_driver_sql(upsert, headers)
-    keys = [header[0] for header in headers]
-    db.session.execute(delete(InvoiceLine.__table__).where(InvoiceLine.__table__.c.invoice_key.in_(keys)))
+    if stored:
+        connection.exec_driver_sql(f"DELETE FROM invoice_line WHERE invoice_key IN {_in_list(connection, len(stored))}",
+                                   tuple(stored))
     if lines:
         connection.exec_driver_sql(insert_lines, lines)
 
@@ -147,7 +168,7 @@ def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]
     connection.exec_driver_sql("TRUNCATE invoice_staged")
     if len(written) < len(headers):
         done = {key for key, _ in written}
-        _refuse_other_companies({h[0]: h[1] for h in headers if h[0] not in done})
+        _refuse_other_companies(connection, {h[0]: h[1] for h in headers if h[0] not in done})
     updated = [key for key, inserted in written if not inserted]
     if updated:
         connection.exec_driver_sql("DELETE FROM invoice_line WHERE invoice_key = ANY(%s)", (updated,))

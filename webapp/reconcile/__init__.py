@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, or_, select
 
+from channels.records import HEADER_COLUMNS
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceSource, Subtask
@@ -26,14 +27,15 @@ FIELDS = {"status": "发票状态", "amount": "金额", "tax": "税额", "total"
 ALL_KINDS = "*"
 
 
+_ON_CONFLICT = "ON CONFLICT (invoice_key, source) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c not in ("invoice_key", "source", "first_seen_at"))
+
+
 def _upsert(dialect) -> str:
     """One statement for SQLite and PostgreSQL: a new source row, or the last values of a known one."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    kept = ("invoice_key", "source", "first_seen_at")
-    updates = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c not in kept)
     return (f"INSERT INTO invoice_source ({', '.join(SOURCE_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(SOURCE_COLUMNS))}) "
-            f"ON CONFLICT (invoice_key, source) DO UPDATE SET {updates}")
+            f"VALUES ({', '.join([mark] * len(SOURCE_COLUMNS))}) {_ON_CONFLICT}")
 
 
 def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
@@ -44,18 +46,34 @@ def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
     """
     if not staged:
         return
-    from webapp.pool import HEADER_COLUMNS  # the staged tuples' layout (webapp.pool imports this module)
-
     key, tax_id, month = (HEADER_COLUMNS.index(c) for c in ("key", "tax_id", "month"))
     kept = [HEADER_COLUMNS.index(c) for c in KEPT]
     connection = db.session.connection()
-    statement = _upsert(connection.dialect)
     stamp = now().strftime("%Y-%m-%d %H:%M:%S.%f")
-    for start in range(0, len(staged), CHUNK):
-        rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept])
-                for h, _lines in staged[start:start + CHUNK]]
-        connection.exec_driver_sql(statement, rows)
+    rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept]) for h, _lines in staged]
+    if connection.dialect.name == "postgresql":
+        _upsert_copied(connection, rows)
+    else:
+        statement = _upsert(connection.dialect)
+        for start in range(0, len(rows), CHUNK):
+            connection.exec_driver_sql(statement, rows[start:start + CHUNK])
     mark_months_changed(connection, {(h[tax_id], h[month]) for h, _lines in staged})
+
+
+def _upsert_copied(connection, rows: list[tuple]) -> None:
+    """PostgreSQL: COPY the rows into a temporary table and upsert from it in one statement, as the
+    invoices themselves are written (webapp.pool), rather than one upsert per row. An invoice given
+    twice keeps its last copy, as row-by-row upserts would leave it."""
+    from webapp.pool import _copy  # deferred: webapp.pool imports this module
+
+    rows = list({row[:2]: row for row in rows}.values())
+    columns = ", ".join(SOURCE_COLUMNS)
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS invoice_source_staged ON COMMIT DROP AS "
+                               f"SELECT {columns} FROM invoice_source WITH NO DATA")
+    _copy(connection, f"invoice_source_staged ({columns})", rows)
+    connection.exec_driver_sql(f"INSERT INTO invoice_source ({columns}) SELECT {columns} FROM invoice_source_staged "
+                               f"{_ON_CONFLICT}")
+    connection.exec_driver_sql("TRUNCATE invoice_source_staged")
 
 
 def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
