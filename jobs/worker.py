@@ -14,7 +14,7 @@ import threading
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 from webapp.extensions import db
 
@@ -78,10 +78,21 @@ class _OncePerOutage(logging.Filter):
         return True
 
 
-def make_worker(queues, connection, quiet: bool = False) -> Worker:
+class InProcessWorker(QueueWorker, SimpleWorker):
+    """QueueWorker running each job in the calling process, without a fork.
+
+    Why: a command that works the queue itself (`import-file --wait`) runs one parse and a job per
+    month back to back; a fork per job cost each a new database connection, cold statement caches
+    and the copied pages, about 40 ms a job (docs/performance.md). Nothing there needs a job
+    stopped from outside, which is what the fork is for.
+    """
+
+
+def make_worker(queues, connection, quiet: bool = False, fork: bool = True) -> Worker:
     """A forking worker; the app context pushed by the caller is inherited by each work horse.
 
     `quiet`: warnings only, on stderr (a CLI command working the queue keeps stdout for its JSON).
+    `fork=False`: jobs run in this process (InProcessWorker), for a command working the queue itself.
     A busy worker beats every MONITORING_INTERVAL seconds, so the reconciler sees a killed job soon.
     """
     if quiet:
@@ -94,7 +105,8 @@ def make_worker(queues, connection, quiet: bool = False) -> Worker:
         os.register_at_fork(after_in_child=_dispose_engine_in_child)
         _fork_hook_installed = True
     db.session.remove()  # nothing open in the parent when it forks
-    return QueueWorker(queues, connection=connection, job_monitoring_interval=queue.MONITORING_INTERVAL)
+    worker_class = QueueWorker if fork else InProcessWorker
+    return worker_class(queues, connection=connection, job_monitoring_interval=queue.MONITORING_INTERVAL)
 
 
 def run_forever(burst: bool = False) -> None:

@@ -135,9 +135,9 @@ def _wait(batch_no: str) -> Batch:
             enqueue_subtask(subtask)
         if workers_running():
             time.sleep(0.5)
-        else:
-            make_worker([get_queue()], redis_connection(), quiet=True).work(burst=True, logging_level="WARNING")
-            time.sleep(0.2)
+        elif not make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(
+                burst=True, logging_level="WARNING"):
+            time.sleep(0.2)  # nothing was queued: a job may be on its way from another process
 
 
 @click.command("import-file")
