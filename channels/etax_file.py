@@ -13,6 +13,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -438,10 +439,12 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     try:
         require_sheets(workbook.sheet_names)
         by_strip = {name.strip(): name for name in workbook.sheet_names}
-        invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
-        line_rows: dict[str, int] = {}
-        line_count = _read_lines(_sheet_rows(workbook, by_strip[DETAIL_SHEET]), invoices, expected, errors,
-                                 line_rows)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            # calamine releases the GIL while it reads a sheet: the big 信息汇总表 is read meanwhile
+            details = reader.submit(_sheet_rows_of, Path(path), by_strip[DETAIL_SHEET])
+            invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
+            line_rows: dict[str, int] = {}
+            line_count = _read_lines(details.result(), invoices, expected, errors, line_rows)
     finally:
         workbook.close()
     if not invoices and not errors.total:
@@ -470,6 +473,18 @@ def _open_workbook(path: Path) -> CalamineWorkbook:
         return CalamineWorkbook.from_path(str(path))
     except (zipfile.BadZipFile, CalamineError, OSError, ValueError) as exc:
         raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+
+
+def _sheet_rows_of(path: Path, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
+    """A sheet's rows through a workbook handle of its own, so two sheets can be read at once."""
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except (CalamineError, OSError, ValueError) as exc:
+        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+    try:
+        return _sheet_rows(workbook, name)
+    finally:
+        workbook.close()
 
 
 def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
