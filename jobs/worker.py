@@ -83,9 +83,14 @@ class InProcessWorker(QueueWorker, SimpleWorker):
 
     Why: a command that works the queue itself (`import-file --wait`) runs one parse and a job per
     month back to back; a fork per job cost each a new database connection, cold statement caches
-    and the copied pages, about 40 ms a job (docs/performance.md). Nothing there needs a job
-    stopped from outside, which is what the fork is for.
+    and the copied pages, about 40 ms a job (docs/performance.md). The fork is what lets a job be
+    stopped from outside; here a stopped (终止) job runs to its end and commits nothing (see kill_horse).
     """
+
+    def kill_horse(self, sig=None):
+        """A stop request (终止) kills nothing: RQ would signal this process's whole group, there being
+        no horse. The terminated subtask's job finds its row terminated and commits nothing."""
+        self.log.info("job %s runs in this process: it ends on its own", self.get_current_job_id())
 
 
 def make_worker(queues, connection, quiet: bool = False, fork: bool = True) -> Worker:
