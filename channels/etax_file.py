@@ -340,7 +340,7 @@ def _check_entries(archive: zipfile.ZipFile, raw: BinaryIO, sheet_parts: dict[st
     for info in archive.infolist():
         produced, crc, tail = 0, 0, b""
         sheet = sheet_parts.get(info.filename)
-        for chunk in _inflate(raw, info):
+        for chunk in _read_ahead(_inflate(raw, info)):
             produced += len(chunk)
             if produced > info.file_size or produced > budget:
                 raise SourceRejected(
@@ -354,6 +354,16 @@ def _check_entries(archive: zipfile.ZipFile, raw: BinaryIO, sheet_parts: dict[st
         if produced != info.file_size or (verify_crc and crc != info.CRC):
             raise SourceRejected(f"文件已损坏：压缩包内 {info.filename} 校验失败，请重新导出后上传")
         budget -= produced
+
+
+def _read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, the next one inflated in a thread while the caller checks this one: zlib
+    releases the GIL, so inflating overlaps the CRC and the far-cell scan."""
+    with ThreadPoolExecutor(max_workers=1) as inflater:
+        pending = inflater.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = inflater.submit(next, chunks, None)
+            yield chunk
 
 
 def _inflate(raw: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
