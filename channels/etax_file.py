@@ -13,6 +13,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -339,7 +340,7 @@ def _check_entries(archive: zipfile.ZipFile, raw: BinaryIO, sheet_parts: dict[st
     for info in archive.infolist():
         produced, crc, tail = 0, 0, b""
         sheet = sheet_parts.get(info.filename)
-        for chunk in _inflate(raw, info):
+        for chunk in _read_ahead(_inflate(raw, info)):
             produced += len(chunk)
             if produced > info.file_size or produced > budget:
                 raise SourceRejected(
@@ -353,6 +354,16 @@ def _check_entries(archive: zipfile.ZipFile, raw: BinaryIO, sheet_parts: dict[st
         if produced != info.file_size or (verify_crc and crc != info.CRC):
             raise SourceRejected(f"文件已损坏：压缩包内 {info.filename} 校验失败，请重新导出后上传")
         budget -= produced
+
+
+def _read_ahead(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, the next one inflated in a thread while the caller checks this one: zlib
+    releases the GIL, so inflating overlaps the CRC and the far-cell scan."""
+    with ThreadPoolExecutor(max_workers=1) as inflater:
+        pending = inflater.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = inflater.submit(next, chunks, None)
+            yield chunk
 
 
 def _inflate(raw: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
@@ -438,10 +449,12 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     try:
         require_sheets(workbook.sheet_names)
         by_strip = {name.strip(): name for name in workbook.sheet_names}
-        invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
-        line_rows: dict[str, int] = {}
-        line_count = _read_lines(_sheet_rows(workbook, by_strip[DETAIL_SHEET]), invoices, expected, errors,
-                                 line_rows)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            # calamine releases the GIL while it reads a sheet: the big 信息汇总表 is read meanwhile
+            details = reader.submit(_sheet_rows_of, Path(path), by_strip[DETAIL_SHEET])
+            invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
+            line_rows: dict[str, int] = {}
+            line_count = _read_lines(details.result(), invoices, expected, errors, line_rows)
     finally:
         workbook.close()
     if not invoices and not errors.total:
@@ -470,6 +483,18 @@ def _open_workbook(path: Path) -> CalamineWorkbook:
         return CalamineWorkbook.from_path(str(path))
     except (zipfile.BadZipFile, CalamineError, OSError, ValueError) as exc:
         raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+
+
+def _sheet_rows_of(path: Path, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
+    """A sheet's rows through a workbook handle of its own, so two sheets can be read at once."""
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+    except (CalamineError, OSError, ValueError) as exc:
+        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+    try:
+        return _sheet_rows(workbook, name)
+    finally:
+        workbook.close()
 
 
 def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tuple[int, list]]]:

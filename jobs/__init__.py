@@ -45,7 +45,8 @@ class RQBackground:
         scheduler.register_schedules()
 
     def work_until(self, done: Callable[[], bool]) -> None:
-        """Until `done()`: release waits that are over, and work the queue here when no worker is up."""
+        """Until `done()`: release waits that are over, and work the queue here when no worker is up,
+        in this process (no fork per job: docs/performance.md, file import)."""
         from jobs import queue
         from jobs.tasks import release_waiting
         from jobs.worker import make_worker
@@ -55,10 +56,9 @@ class RQBackground:
             queue.enqueue_subtasks(release_waiting(now()))
             if queue.workers_running():
                 time.sleep(0.5)
-            else:
-                make_worker([queue.get_queue()], queue.redis_connection(), quiet=True).work(
-                    burst=True, logging_level="WARNING")
-                time.sleep(0.2)
+            elif not make_worker([queue.get_queue()], queue.redis_connection(), quiet=True, fork=False).work(
+                    burst=True, logging_level="WARNING"):
+                time.sleep(0.2)  # nothing was queued: a job may be on its way from another process
 
 
 def init_app(app) -> None:

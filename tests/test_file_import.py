@@ -451,3 +451,32 @@ def test_a_cli_file_name_that_is_not_utf8_is_refused(runner, app, tmp_path):
     result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu"])
     assert result.exit_code != 0 and "文件名含有无法识别的字符" in result.stderr
     assert _count(app, Batch) == 0
+
+
+def _stop_own_job() -> str:
+    """A job that asks for itself to be stopped (终止), then gives the command time to arrive."""
+    import time
+
+    from rq import get_current_job
+    from rq.command import send_stop_job_command
+
+    from jobs.queue import redis_connection
+
+    send_stop_job_command(redis_connection(), get_current_job().id)
+    time.sleep(1.5)
+    return "ran to its end"
+
+
+def test_a_stop_request_to_a_job_the_command_runs_itself_leaves_the_command_alive(app):
+    """`import-file --wait` runs jobs in its own process: stopping one must not kill that process
+    (RQ signals a horse's process group, and there is no horse); the job simply runs to its end."""
+    from rq.job import Job
+
+    from jobs.queue import get_queue, redis_connection
+    from jobs.worker import make_worker
+
+    with app.app_context():
+        job = get_queue().enqueue("tests.test_file_import._stop_own_job")
+        make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
+        job = Job.fetch(job.id, connection=redis_connection())
+        assert job.get_status() == "finished" and job.return_value() == "ran to its end"
