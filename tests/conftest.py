@@ -27,6 +27,8 @@ from webapp.extensions import db  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = build_sample_exports(_SESSION_DIR / "samples")  # built by the project's builder: nothing read from outside
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
+# the live server, pytest-playwright's browser set to Debian's Chromium, and pages on that server
+pytest_plugins = ["tests.browser_support"]
 
 
 def free_port() -> int:
