@@ -19,7 +19,8 @@ from werkzeug.serving import make_server
 
 from webapp.extensions import db
 
-from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, SandboxControl, dispose, free_port, make_app
+from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, SandboxControl, dispose, make_app
+from .servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

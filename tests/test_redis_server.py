@@ -25,22 +25,14 @@ from jobs.redis_server import (
     start_foreground,
 )
 
+from .servers import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def client_of(folder: Path) -> redis.Redis:
     """A client on an install's socket."""
     return redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=2, decode_responses=True)
-
-
-def wait_for(predicate, timeout: float = 15):
-    """Poll until predicate returns something true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def pid_of(folder: Path) -> int | None:
