@@ -776,8 +776,7 @@ def _group(invoices: dict[str, InvoiceRecord], line_count: int) -> ParsedWorkboo
     kinds: dict[str, str | None] = {}
     negative_blue = []
     for invoice in invoices.values():
-        issued = invoice.issued_at
-        by_month.setdefault(f"{issued.year:04d}-{issued.month:02d}", []).append(invoice)
+        by_month.setdefault(invoice.month, []).append(invoice)
         kinds[invoice.type_name] = invoice.type_code
         if invoice.amount < 0 and not invoice.is_red:
             negative_blue.append(invoice.key)

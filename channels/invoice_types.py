@@ -1,4 +1,4 @@
-"""Invoice kinds: the tax bureau's two-digit codes and the names the export writes (domain.md §2)."""
+"""Invoice kinds: the tax bureau's two-digit codes and the names the export writes (docs/codes.md, 票种)."""
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ from datetime import date
 import httpx
 
 from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field
+from channels.months import month_of
 from channels.payload import records_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
 
@@ -95,6 +96,6 @@ class LeqiClient(ApiClient):
 
 def _check_month(start: date, end: date) -> None:
     """The quota unit is one invoicing month: a range across months is the caller's bug."""
-    if end < start or (start.year, start.month) != (end.year, end.month):
+    if end < start or month_of(start) != month_of(end):
         raise ValueError(f"乐企下载申请须在同一开票月份内：{start} ~ {end}")
 

@@ -141,50 +141,44 @@ def _line_no(value: object, position: int) -> int:
     raise _BadCell("序号", value, "不是整数")
 
 
+def _string(d: dict, wire: str, column: str, expected: str) -> str | None:
+    """A wire field that PROTOCOL.md sends as a string (amounts and numbers too: never floats), or
+    None when absent; any other type breaks the contract, said as `expected`."""
+    value = d.get(wire)
+    if value is None or isinstance(value, str):
+        return value
+    raise _BadCell(column, value, expected)
+
+
 def _line_rate(m: dict) -> str | None:
     """税率 as written ('13%', '免税'); _rate also turns a bare 0.13 into '13%'."""
-    value = m.get("slv")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _BadCell("税率", value, "应为字符串")
-    return _rate(value)
+    value = _string(m, "slv", "税率", "应为字符串")
+    return None if value is None else _rate(value)
 
 
 def _amount(d: dict, wire: str, column: str) -> Decimal:
     """A required amount: a decimal string (PROTOCOL.md forbids floats), to the cent."""
-    value = d.get(wire)
-    if not isinstance(value, str):
-        raise _BadCell(column, value, "缺失" if value is None else "应为金额字符串")
+    value = _string(d, wire, column, "应为金额字符串")
+    if value is None:
+        raise _BadCell(column, None, "缺失")
     return _money(value, column)
 
 
 def _optional_amount(d: dict, wire: str, column: str) -> Decimal | None:
     """An optional amount (价税合计): absent or '' means unknown, not zero."""
-    value = d.get(wire)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _BadCell(column, value, "应为金额字符串")
-    return _money_or_none(value, column)
+    value = _string(d, wire, column, "应为金额字符串")
+    return None if value is None else _money_or_none(value, column)
 
 
 def _number(d: dict, wire: str, column: str) -> Decimal | None:
     """数量 / 单价 exactly as written; absent or '' means the line has none."""
-    value = d.get(wire)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _BadCell(column, value, "应为数字字符串")
-    return _decimal(value, column)
+    value = _string(d, wire, column, "应为数字字符串")
+    return _decimal(value, column) if value else None
 
 
 def _opt(d: dict, wire: str, column: str) -> str | None:
     """Optional free text as written: '' (the protocol's 'nothing') and the export's '--' become None."""
-    value = d.get(wire)
-    if value is None or isinstance(value, str):
-        return _text(value)
-    raise _BadCell(column, value, "应为字符串")
+    return _text(_string(d, wire, column, "应为字符串"))
 
 
 def _ident(d: dict, wire: str, column: str) -> str | None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from channels.months import month_of
+
 
 class SourceRejected(Exception):
     """A source's input cannot be used; the message is shown to the user, in Chinese."""
@@ -90,7 +92,7 @@ class InvoiceRecord:
     @property
     def month(self) -> str:
         """The invoicing month 'YYYY-MM' that places the invoice in a subtask."""
-        return self.issued_at.strftime("%Y-%m")
+        return month_of(self.issued_at)
 
 
 def invoice_key(code: str | None, number: str | None, digital_number: str | None) -> str:

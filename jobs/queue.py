@@ -1,4 +1,4 @@
-"""The RQ queue: job ids derived from database rows, enqueueing, stopping, worker presence, and
+"""The RQ queue: enqueueing (job ids come from webapp.background), stopping, worker presence, and
 what the reconciler needs to tell a live job from a lost or dead one; whether Redis answers."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.utils import now as rq_now
 
-from .redis_server import RedisStartError, ensure_redis
+from jobs.redis_server import RedisStartError, ensure_redis
+from webapp.background import parse_job_id
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2  # seconds: a page or a job gives up on an unreachable Redis quickly
@@ -84,15 +85,6 @@ def wait_for_redis(stop, logger: logging.Logger) -> bool:
 def get_queue() -> Queue:
     """The product's one queue, on this process's Redis connection."""
     return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection())
-
-
-def parse_job_id(batch) -> str:
-    return f"batch-{batch.id}-parse"
-
-
-def subtask_job_id(subtask) -> str:
-    """One id per attempt, so a retry never collides with the job that failed."""
-    return f"subtask-{subtask.id}-{subtask.attempts}"
 
 
 def _enqueue(func: str, arg: int, job_id: str, recoveries: int = 0) -> None:

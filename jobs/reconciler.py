@@ -13,14 +13,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from jobs import queue
+from jobs.tasks import _fail_batch, release_waiting
+from webapp.background import parse_job_id
 from webapp.batches import refresh_batch
 from webapp.clock import now as clock_now
+from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
+from webapp.statuses import BatchStatus, SubtaskStatus
 from webapp.transactions import write_transaction
-
-from . import queue
-from .tasks import _fail_batch, release_waiting
 
 log = logging.getLogger(__name__)
 INTERVAL = int(os.environ.get("RECONCILE_INTERVAL") or 15)  # seconds between the scheduler's cycles
@@ -34,14 +36,14 @@ PARSE_GAVE_UP = (f"文件解析进程连续 {MAX_RECOVERIES + 1} 次意外中断
 def reconcile(now: datetime | None = None) -> dict:
     """Re-enqueue pending work Redis lost; run again (bounded) the work whose process died;
     release waiting subtasks whose time has come (乐企 quota, usage after invoices)."""
-    now = now or clock_now()
+    now = stored(now) if now else clock_now()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     db.session.rollback()
-    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "pending")).all():
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.PENDING)).all():
         _pending_subtask(subtask, counts)
-    for batch in db.session.scalars(select(Batch).where(Batch.status == "preprocessing")).all():
+    for batch in db.session.scalars(select(Batch).where(Batch.status == BatchStatus.PREPROCESSING)).all():
         _parse(batch, now, counts)
-    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "running")).all():
+    for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.RUNNING)).all():
         _running_subtask(subtask, now, counts)
     db.session.rollback()
     released = release_waiting(now)
@@ -56,7 +58,7 @@ def _pending_subtask(subtask: Subtask, counts: dict) -> None:
     if fate == "alive":
         return
     if fate == "died":  # its process died before it could even claim the subtask
-        _recover_subtask(subtask, recoveries, counts, from_status="pending")
+        _recover_subtask(subtask, recoveries, counts, from_status=SubtaskStatus.PENDING)
         return
     queue.forget_job(subtask.job_id)
     queue.enqueue_subtask(subtask, recoveries)
@@ -68,7 +70,7 @@ def _running_subtask(subtask: Subtask, now: datetime, counts: dict) -> None:
     fate, recoveries = queue.job_fate(subtask.job_id)
     if fate == "alive" or (fate == "missing" and (subtask.started_at or now) >= now - GRACE):
         return
-    _recover_subtask(subtask, recoveries, counts, from_status="running")
+    _recover_subtask(subtask, recoveries, counts, from_status=SubtaskStatus.RUNNING)
 
 
 def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_status: str) -> None:
@@ -78,8 +80,8 @@ def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_statu
     a job still running somewhere after all cannot commit, since it finishes only from "running".
     """
     gave_up = recoveries >= MAX_RECOVERIES
-    values = ({"status": "failed", "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
-              else {"status": "pending", "started_at": None, "error": None})
+    values = ({"status": SubtaskStatus.FAILED, "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
+              else {"status": SubtaskStatus.PENDING, "started_at": None, "error": None})
     with write_transaction():
         moved = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == from_status)
                                    .values(**values)).rowcount
@@ -98,7 +100,7 @@ def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_statu
 
 def _parse(batch: Batch, now: datetime, counts: dict) -> None:
     """A batch still in 数据预处理 needs a live parse job: queue it again, boundedly if it died."""
-    job_id = queue.parse_job_id(batch)
+    job_id = parse_job_id(batch)
     fate, recoveries = queue.job_fate(job_id)
     if fate == "alive" or (fate != "died" and batch.created_at >= now - GRACE):
         return

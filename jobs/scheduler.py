@@ -15,12 +15,11 @@ import threading
 from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
 
+from jobs import queue, reconciler
 from webapp import autoupdate
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Schedule
-
-from . import queue, reconciler
 
 log = logging.getLogger(__name__)
 CRON = "7 * * * *"  # hourly; run_due decides whether the 5th has come in the org's time zone

@@ -5,17 +5,18 @@ The channels know nothing of batches; this module turns a subtask into channel c
 """
 from __future__ import annotations
 
-import calendar
 from datetime import date, datetime
 
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
+from channels.months import first_day, last_day
 from channels.records import InvoiceRecord, UsageQuery, UsageStatus
-from webapp import quota
+from webapp.batches import quota_use as quota
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, QuotaUse, Subtask
+from webapp.statuses import Channel, DataType, SubtaskStatus
 from webapp.transactions import write_transaction
 
 
@@ -40,15 +41,9 @@ def _clock_of(app):
 
 def month_range(batch: Batch, period: str) -> tuple[date, date]:
     """The days a month's subtask asks for; a 乐企 month starts no earlier than the authorisation."""
-    year, month = map(int, period.split("-"))
-    start, end = date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
-    since = batch.company.leqi_since if batch.channel == "leqi" else None
+    start, end = first_day(period), last_day(period)
+    since = batch.company.leqi_since if batch.channel == Channel.LEQI else None
     return (max(start, since) if since else start), end
-
-
-def type_codes(batch: Batch) -> list[str]:
-    """The fplx codes a download batch asks for (empty: every kind)."""
-    return [code for code in (batch.type_codes or "").split(",") if code]
 
 
 def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> tuple[dict[str, str], list[str], date | None]:
@@ -63,7 +58,7 @@ def leqi_applications(batch: Batch, subtask: Subtask, at: datetime) -> tuple[dic
     with write_transaction():
         serials = {code: row.serial for code, row in quota.outstanding(subtask.id).items()}
         done = quota.fetched_codes(subtask.id)
-        needed = [code for code in type_codes(batch) if code not in serials and code not in done]
+        needed = [code for code in batch.type_codes if code not in serials and code not in done]
         granted, wait_day = (quota.reserve_each(batch.tax_id, subtask.period, needed, at, subtask.id)
                              if needed else ([], None))
     start, end = month_range(batch, subtask.period)
@@ -98,7 +93,7 @@ def rpa_task(batch: Batch, subtask: Subtask) -> str:
         return subtask.channel_ref
     _, rpa = _clients()
     start, end = month_range(batch, subtask.period)
-    task_id = rpa.submit(batch.tax_id, batch.company.etax_account, start, end, type_codes(batch))
+    task_id = rpa.submit(batch.tax_id, batch.company.etax_account, start, end, batch.type_codes)
     with write_transaction():
         db.session.execute(update(Subtask).where(Subtask.id == subtask.id).values(channel_ref=task_id))
     return task_id
@@ -113,7 +108,7 @@ def forget_rpa_task(subtask: Subtask) -> None:
 def download(batch: Batch, subtask: Subtask, serials: dict[str, str] | None = None) -> list[InvoiceRecord]:
     """Every invoice of the month and the batch's types: 乐企 by the given serials, or the RPA task."""
     leqi, rpa = _clients()
-    if batch.channel == "leqi":
+    if batch.channel == Channel.LEQI:
         return [r for code, serial in serials.items() for r in leqi.fetch(serial, batch.tax_id)]
     return list(rpa.fetch(rpa_task(batch, subtask), batch.tax_id))
 
@@ -123,8 +118,8 @@ def invoices_still_syncing(batch: Batch, subtask: Subtask) -> bool:
     download is still to run: created before this subtask (a later one cannot hold it back for
     ever), and not ended (failed or terminated months are not waited for)."""
     return db.session.scalar(select(Subtask.id).join(Batch).where(
-        Batch.tax_id == batch.tax_id, Batch.data_type == "invoices", Subtask.period == subtask.period,
-        Subtask.id < subtask.id, Subtask.status.in_(("pending", "waiting", "running"))).limit(1)) is not None
+        Batch.tax_id == batch.tax_id, Batch.data_type == DataType.INVOICES, Subtask.period == subtask.period,
+        Subtask.id < subtask.id, Subtask.status.in_(SubtaskStatus.ACTIVE)).limit(1)) is not None
 
 
 def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
@@ -132,7 +127,7 @@ def usage_queries(batch: Batch, subtask: Subtask) -> list[UsageQuery]:
     query = select(Invoice.key, Invoice.type_code, Invoice.code, Invoice.number, Invoice.digital_number,
                    Invoice.issued_at).where(Invoice.tax_id == batch.tax_id, Invoice.month == subtask.period,
                                             Invoice.is_red.is_(False))
-    if codes := type_codes(batch):
+    if codes := batch.type_codes:  # none: every kind
         query = query.where(Invoice.type_code.in_(codes))
     return [UsageQuery(key=row.key, type_code=row.type_code or "", code=row.code,
                        number=row.digital_number or row.number, issued_on=row.issued_at.strftime("%Y%m%d"))
@@ -144,7 +139,7 @@ def query_usage(batch: Batch, queries: list[UsageQuery]) -> list[UsageStatus]:
     if not queries:
         return []
     leqi, rpa = _clients()
-    if batch.channel == "leqi":
+    if batch.channel == Channel.LEQI:
         return leqi.query_usage(batch.tax_id, queries)
     return rpa.query_usage(batch.tax_id, batch.company.etax_account, queries)
 

@@ -22,17 +22,18 @@ from channels import etax_file
 from channels.http import ChannelRejected, Pending
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected, TransientError
-from webapp.batches import FINISHED_BATCH, add_subtasks, refresh_batch, staging_dir, upload_path
+from jobs import queue, sources
+from webapp.accounts.settings import error_goods_names
+from webapp.background import subtask_job_id
+from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
-from webapp.month_stats import month_stats
 from webapp.pool import refresh_statistics, save_staged, stage
-from webapp.settings import error_goods_names
+from webapp.pool.month_stats import month_stats
+from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
 from webapp.summary import mark_months_changed, refresh_summaries
 from webapp.transactions import write_transaction
-
-from . import queue, sources
 
 log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
@@ -40,9 +41,8 @@ PENDING_RETRY = timedelta(minutes=10)
 EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
-ACTIVE_BATCH = ("preprocessing", "pending", "syncing")
 # what a finance user reads when a month fails on a fault of ours; the exception's name follows in
-# an aside, which the screens fold under 详情 (webapp.batch_facts.plain_error)
+# an aside, which the screens fold under 详情 (webapp.batches.facts.plain_error)
 INTERNAL_ERROR = "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
 CRASHED_PARSE = ("文件解析进程连续 {n} 次意外中断（文件可能过大或结构异常），已停止解析。"
                  "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
@@ -64,10 +64,10 @@ def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
     """A batch whose input is unusable ends 全部执行失败 with the reason (and, for a file, every
     unreadable row for the 错误清单), writing nothing else. The attempt count starts again, so
     a 重试 gets its full share."""
-    values = dict(status="failed", error=message, finished_at=datetime.now(), parse_attempts=0,
+    values = dict(status=BatchStatus.FAILED, error=message, finished_at=now(), parse_attempts=0,
                   error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
-        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing").values(**values))
+        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING).values(**values))
 
 
 def parse_upload(batch_id: int) -> None:
@@ -78,7 +78,7 @@ def parse_upload(batch_id: int) -> None:
     and is started again when that one ends (or by the reconciler).
     """
     batch = db.session.get(Batch, batch_id)
-    if batch is None or batch.status != "preprocessing" or _earlier_file_batch_active(batch):
+    if batch is None or batch.status != BatchStatus.PREPROCESSING or _earlier_file_batch_active(batch):
         return
     attempt = _count_parse_attempt(batch_id)
     if attempt > MAX_PARSE_ATTEMPTS:
@@ -164,15 +164,15 @@ def field_limits() -> etax_file.FieldLimits:
 def _earlier_file_batch_active(batch: Batch) -> bool:
     """Whether a file batch of the same company created before this one has still work to do."""
     return db.session.scalar(select(Batch.id).where(
-        Batch.company_id == batch.company_id, Batch.method == "file", Batch.id < batch.id,
-        Batch.status.in_(ACTIVE_BATCH)).limit(1)) is not None
+        Batch.company_id == batch.company_id, Batch.method == Method.FILE, Batch.id < batch.id,
+        Batch.status.in_(BatchStatus.ACTIVE)).limit(1)) is not None
 
 
 def _start_next_file_batch(batch: Batch) -> None:
     """When a file batch ends, queue the parse of the company's next file batch waiting for it."""
     waiting = db.session.scalar(select(Batch).where(
-        Batch.company_id == batch.company_id, Batch.method == "file", Batch.id > batch.id,
-        Batch.status == "preprocessing").order_by(Batch.id).limit(1))
+        Batch.company_id == batch.company_id, Batch.method == Method.FILE, Batch.id > batch.id,
+        Batch.status == BatchStatus.PREPROCESSING).order_by(Batch.id).limit(1))
     if waiting is not None:
         queue.enqueue_parse(waiting)
 
@@ -191,8 +191,8 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
         _start_next_file_batch(batch)
         return
     with write_transaction():
-        claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "preprocessing")
-                                     .values(status="pending", kinds="、".join(parsed.kinds), parse_attempts=0,
+        claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
+                                     .values(status=BatchStatus.PENDING, kinds=parsed.kinds, parse_attempts=0,
                                              note="；".join(parsed.warnings) or None))
         if claimed.rowcount == 0:
             return
@@ -239,17 +239,16 @@ def _download(subtask: Subtask) -> Finish:
     """
     batch, serials, wait_day = subtask.batch, None, None
     before = (subtask.total, subtask.success, subtask.filtered_lines)
-    if batch.channel == "leqi":
+    if batch.channel == Channel.LEQI:
         serials, refused, wait_day = sources.leqi_applications(batch, subtask, now())
         if not serials and wait_day:
             raise _quota_wait(wait_day)
     try:
         records = sources.download(batch, subtask, serials)
     except Pending:
-        channel = "乐企" if batch.channel == "leqi" else "RPA"
-        raise Wait(now() + PENDING_RETRY, f"{channel}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
+        raise Wait(now() + PENDING_RETRY, f"{Channel(batch.channel).label}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
     except ChannelRejected as exc:
-        if batch.channel == "rpa":
+        if batch.channel == Channel.RPA:
             sources.forget_rpa_task(subtask)
         elif exc.code == EXPIRED_SERIAL:
             sources.forget_serials(subtask)
@@ -280,7 +279,7 @@ def _usage(subtask: Subtask) -> Finish:
     def finish():
         at = now()
         updated = sources.save_usage(batch.channel, statuses, at)
-        if updated:  # the coverage grid's usage figures of the month are kept (webapp.month_stats)
+        if updated:  # the coverage grid's usage figures of the month are kept (webapp.pool.month_stats)
             mark_months_changed(db.session.connection(), {(batch.tax_id, subtask.period)})
         sources.record_unanswered(subtask.id, queries, statuses, at)
         return len(queries), updated, 0
@@ -289,9 +288,9 @@ def _usage(subtask: Subtask) -> Finish:
 
 def _prepare(subtask: Subtask) -> Finish:
     """What the subtask does, by source and data type; network work happens here, outside any transaction."""
-    if subtask.batch.method == "file":
+    if subtask.batch.method == Method.FILE:
         return _staged_file(subtask)
-    return _usage(subtask) if subtask.batch.data_type == "usage" else _download(subtask)
+    return _usage(subtask) if subtask.batch.data_type == DataType.USAGE else _download(subtask)
 
 
 def _set_subtask(subtask_id: int, from_status: str, **values) -> bool:
@@ -304,7 +303,7 @@ def _claim(subtask_id: int) -> int | None:
     """pending → running; the batch id, or None when the subtask is not ours to run."""
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
-        if subtask is None or not _set_subtask(subtask_id, "pending", status="running", started_at=datetime.now(),
+        if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING, started_at=now(),
                                                finished_at=None, error=None, not_before=None):
             return None
         refresh_batch(subtask.batch_id)
@@ -315,11 +314,11 @@ def _end(subtask_id: int, batch_id: int, **values) -> None:
     """Record how a running subtask ended, and its batch's new status (a file batch that thereby
     ends lets the company's next file batch start)."""
     with write_transaction():
-        _set_subtask(subtask_id, "running", **values)
+        _set_subtask(subtask_id, SubtaskStatus.RUNNING, **values)
         batch = refresh_batch(batch_id)
-    if batch.method == "file" and batch.status in FINISHED_BATCH:
+    if batch.method == Method.FILE and batch.status in BatchStatus.FINISHED:
         _start_next_file_batch(batch)
-    if batch.status in FINISHED_BATCH:  # e.g. 部分成功: the months written before this one
+    if batch.status in BatchStatus.FINISHED:  # e.g. 部分成功: the months written before this one
         _precompute_month_figures(batch.tax_id)
 
 
@@ -333,31 +332,31 @@ def run_subtask(subtask_id: int) -> None:
         with write_transaction():
             total, success, filtered = finish()
             wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
-            ended = (dict(status="succeeded", finished_at=datetime.now()) if wait is None else
-                     dict(status="waiting", not_before=wait.until, error=str(wait), started_at=None))
-            if not _set_subtask(subtask_id, "running", total=total, success=success, filtered_lines=filtered, **ended):
+            ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
+                     dict(status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None))
+            if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
                 raise _Terminated()
             batch = refresh_batch(batch_id)
     except _Terminated:
         return
     except Wait as wait:
-        _end(subtask_id, batch_id, status="waiting", not_before=wait.until, error=str(wait), started_at=None)
+        _end(subtask_id, batch_id, status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None)
         return
     except (SourceRejected, TransientError) as exc:
-        _end(subtask_id, batch_id, status="failed", error=str(exc), finished_at=datetime.now())
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, error=str(exc), finished_at=now())
         return
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
-        _end(subtask_id, batch_id, status="failed", finished_at=datetime.now(),
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=now(),
              error=f"{INTERNAL_ERROR}（内部错误 {type(exc).__name__}，详情见服务器日志）")
         return
-    if batch.status in FINISHED_BATCH:
+    if batch.status in BatchStatus.FINISHED:
         refresh_statistics()
-        if batch.method == "file":
+        if batch.method == Method.FILE:
             _start_next_file_batch(batch)
-    if batch.status == "succeeded" and batch.method == "file":
+    if batch.status == BatchStatus.SUCCEEDED and batch.method == Method.FILE:
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
-    if batch.status in FINISHED_BATCH:
+    if batch.status in BatchStatus.FINISHED:
         _precompute_month_figures(batch.tax_id)  # last: the company's next file batch need not wait
 
 
@@ -379,9 +378,9 @@ def release_waiting(at: datetime) -> list[Subtask]:
     """Waiting subtasks whose time has come go back to pending; the caller enqueues them."""
     with write_transaction():
         due = []
-        for subtask in db.session.scalars(select(Subtask).where(Subtask.status == "waiting", Subtask.not_before <= at)).all():
-            released = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == "waiting")
-                                          .values(status="pending", not_before=None, job_id=queue.subtask_job_id(subtask)))
+        for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.WAITING, Subtask.not_before <= at)).all():
+            released = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == SubtaskStatus.WAITING)
+                                          .values(status=SubtaskStatus.PENDING, not_before=None, job_id=subtask_job_id(subtask)))
             if released.rowcount:  # not terminated meanwhile
                 due.append(subtask)
         for batch_id in {s.batch_id for s in due}:

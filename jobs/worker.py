@@ -16,9 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from rq import Worker
 
+from jobs import queue
 from webapp.extensions import db
-
-from . import queue
 
 log = logging.getLogger(__name__)
 _fork_hook_installed = False

@@ -69,7 +69,7 @@ def load_batches(app, count: int) -> None:
             with write_transaction():
                 batches = [{"batch_no": f"B{n:019d}", "org_id": user.org_id, "company_id": company.id,
                             "tax_id": company.tax_id, "seller_name": company.name, "data_type": "invoices",
-                            "method": "download", "channel": "rpa", "kinds": "全部", "type_codes": "",
+                            "method": "download", "channel": "rpa", "kinds": ["全部"], "type_codes": [],
                             "status": "syncing" if n >= count - RUNNING else "succeeded", "total": 1200,
                             "success": 1200, "filtered_lines": 0, "creator_name": "caiwu", "created_by_id": user.id,
                             "created_at": start + timedelta(minutes=n)} for n in range(offset, min(count, offset + 2000))]

@@ -19,8 +19,8 @@ from sqlalchemy import text  # noqa: E402
 
 from tests.servers import redis_server  # noqa: E402
 from tests.workbook_builder import build_sample_exports  # noqa: E402
-from webapp import create_app  # noqa: E402
 from webapp.extensions import db  # noqa: E402
+from wsgi import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = build_sample_exports(_SESSION_DIR / "samples")  # built by the project's builder: nothing read from outside

@@ -20,7 +20,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from webapp import autoupdate
-from webapp.auth import PUBLIC_ENDPOINTS
+from webapp.accounts.auth import PUBLIC_ENDPOINTS
 from webapp.batches import create_download_batches
 from webapp.extensions import db
 from webapp.models import Batch, Company, Schedule, Setting, Subtask, User
@@ -64,7 +64,7 @@ def _admins_post(role, target, method):
 
 
 # endpoint → rule for logged-in users; anonymous users are always sent to log in, except on the
-# endpoints webapp.auth declares public (the one list the login rule itself uses)
+# endpoints webapp.accounts.auth declares public (the one list the login rule itself uses)
 PUBLIC = set(PUBLIC_ENDPOINTS)
 EXPECTED = {
     "home": _everyone, "auth.logout": lambda role, target, method: "no_error",  # then anonymous

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from webapp import audit
+from webapp.accounts import audit
 from webapp.extensions import db
 from webapp.models import AuditLog, Batch
 

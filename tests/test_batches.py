@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from jobs.queue import get_queue, job_state, redis_connection
+from webapp.accounts.settings import normalise_goods_name, validate_error_goods
 from webapp.batches import derive_status, retry, staging_dir, terminate
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, Subtask
-from webapp.settings import normalise_goods_name, validate_error_goods
 
 from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, login
 
@@ -35,6 +36,19 @@ SAMPLE = SAMPLES / "etax-export-2024.xlsx"
 ])
 def test_batch_status_is_derived_from_subtasks(statuses, current, expected):
     assert derive_status(statuses, current) == expected
+
+
+def test_list_filters_offer_every_status_and_method_in_the_screens_words(client):
+    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the manual says."""
+    page = login(client).get("/batches").text
+
+    def options(name):
+        select_ = re.search(rf'<select name="{name}">(.*?)</select>', page, re.S).group(1)
+        return dict(re.findall(r'<option value="(\w*)"[^>]*>([^<]+)</option>', select_))
+    assert options("status") == {"": "全部", "pending": "待同步", "preprocessing": "数据预处理中", "syncing": "同步中",
+                                 "partial": "部分执行成功", "succeeded": "全部执行成功", "failed": "全部执行失败",
+                                 "terminated": "已终止"}
+    assert options("method") == {"": "全部", "file": "导入电子税局文件", "download": "税局下载"}
 
 
 @pytest.mark.parametrize("name, normalised", [

@@ -32,6 +32,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
     from webapp.batches import new_batch_no, refresh_batch
     from webapp.extensions import db
     from webapp.models import Batch, Company, Subtask, User
+    from webapp.statuses import SubtaskStatus
     from webapp.transactions import write_transaction
 
     with live_server.app.app_context():
@@ -41,7 +42,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
             months = sorted(subtasks)
             batch = Batch(batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
                           seller_name=company.name, data_type=data_type, method="download", channel=channel,
-                          kinds="数电票（普通发票）", type_codes="82", period_from=months[0], period_to=months[-1],
+                          kinds=["数电票（普通发票）"], type_codes=["82"], period_from=months[0], period_to=months[-1],
                           status=status, created_by_id=user.id, creator_name=user.username, created_at=datetime.now())
             db.session.add(batch)
             db.session.flush()
@@ -50,7 +51,7 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
                 db.session.add(Subtask(batch_id=batch.id, period=month, status=state, error=error,
                                        total=100 if done else 0, success=100 if done else 0,
                                        not_before=not_before if state == "waiting" else None,
-                                       finished_at=datetime.now() if state in ("succeeded", "failed", "terminated") else None))
+                                       finished_at=datetime.now() if state in SubtaskStatus.FINISHED else None))
             db.session.flush()
             refresh_batch(batch.id)
             batch_no = batch.batch_no

@@ -2,7 +2,7 @@
 
 Plans made the same day share each (company, invoicing month, kind)'s quota, so most of their
 work waits for later days; they must end with every batch succeeded and no key ever given more
-applications than 乐企 allows (channels/quota.py: one a day, three a calendar month for a past
+applications than 乐企 allows (channels/quota_rules.py: one a day, three a calendar month for a past
 invoicing month).
 """
 from __future__ import annotations
@@ -13,9 +13,10 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from channels.quota import monthly_limit
+from channels.quota_rules import monthly_limit
 from webapp.extensions import db
 from webapp.models import Batch, QuotaUse, Subtask
+from webapp.statuses import BatchStatus
 
 from .test_download import TODAY, _download, sandbox  # noqa: F401  (the sandbox fixture)
 
@@ -61,7 +62,7 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
         assert made, result.output
         batches += made
     day, days = TODAY, 1  # simulated days on which work ran
-    while any(status not in ("succeeded", "failed", "partial", "terminated") for status in _statuses(app)):
+    while any(status not in BatchStatus.FINISHED for status in _statuses(app)):
         assert days < MAX_DAYS, _statuses(app)
         day = _next_release(app, day)
         _run_day(app, runner, work, day, sandbox)
@@ -88,8 +89,8 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
 
 
 def test_the_coverage_grid_shows_usage_fetched_after_it_was_first_read(app, runner, sandbox):  # noqa: F811
-    """The grid's figures are kept per month (webapp.month_stats); a usage download must refresh them."""
-    from webapp.coverage import coverage
+    """The grid's figures are kept per month (webapp.pool.month_stats); a usage download must refresh them."""
+    from webapp.pool.coverage import coverage
 
     from .conftest import DEMO_TAX_ID
 

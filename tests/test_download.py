@@ -199,6 +199,8 @@ def test_cli_download_keeps_to_the_last_five_years(runner, sandbox):
     assert result.exit_code != 0 and "近五年" in result.stderr  # July 2024 is after the clock's June 2024
     result, _ = _download(runner, "--channel", "rpa", "--from", "2019-12", "--to", "2020-01", expect_ok=False)
     assert result.exit_code != 0 and "2020-01 至 2024-06" in result.stderr
+    result, _ = _download(runner, "--channel", "rpa", "--from", "2024-03", "--to", "2024-02", expect_ok=False)
+    assert result.exit_code != 0 and "起始月份不能晚于截止月份" in result.stderr  # as the import dialog says it
 
 
 def test_a_long_rpa_task_is_polled_later_not_submitted_again(app, runner, sandbox, work):

@@ -20,12 +20,12 @@ from python_calamine import CalamineWorkbook
 
 from tests.conftest import DEMO_TAX_ID, cli_json, login
 from tests.workbook_builder import BASIC_HEADERS
-from webapp import export
-from webapp.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
+from webapp.pool import export
+from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# domain.md §1.2, written out again here so a change on either side is caught
+# docs/etax-export.md, Columns, written out again here so a change on either side is caught
 ETAX_BASIC = [
     "序号", "发票代码", "发票号码", "数电发票号码", "销方识别号", "销方名称", "购方识别号", "购买方名称", "开票日期",
     "金额", "税额", "价税合计", "发票来源", "发票票种", "发票状态", "是否正数发票", "发票风险等级", "开票人", "备注",
@@ -150,7 +150,7 @@ def test_digital_and_legacy_number_columns(tmp_path):
     # the 数电 invoice's empty codes are (empty) string cells, as in the e-tax export
     xml = zipfile.ZipFile(tmp_path / "export.xlsx").read("xl/worksheets/sheet2.xml").decode()
     first = xml.split("<row>")[2]  # the first invoice's row
-    assert first.split("</c>")[1:3] == ['<c t="inlineStr"><is><t xml:space="preserve"></t></is>'] * 2
+    assert first.split("</c>")[1:3] == ['<c t="inlineStr"><is><t></t></is>'] * 2
     assert cells[2][COL["数电发票号码"]].value == "--"  # not neutralised: it is the export's own marker
 
 
@@ -207,6 +207,16 @@ def test_formulas_are_neutralised(tmp_path):
     assert values[1][COL["购买方名称"]] == "'=HYPERLINK(\"http://x\",\"y\")"
     xml = zipfile.ZipFile(tmp_path / "export.xlsx").read("xl/worksheets/sheet2.xml").decode()
     assert "<f>" not in xml and "<f " not in xml
+
+
+def test_markup_spaces_and_control_characters_read_back_as_written(tmp_path):
+    rows = [digital(buyer_name="A&B <有限> 公司", remark="  两边有空格 ", issuer="赵\x01开票"), digital(remark="\t制表")]
+    _, cells, values = write_and_read(tmp_path, rows)
+    for read in ([c.value for c in cells[1]], values[1]):
+        assert read[COL["购买方名称"]] == "A&B <有限> 公司"
+        assert read[COL["备注"]] == "  两边有空格 "  # kept: xml:space="preserve" where a text needs it
+        assert read[COL["开票人"]] == "赵开票"  # a control character an xlsx cannot hold is dropped
+    assert cells[2][COL["备注"]].value == "'\t制表"
 
 
 def test_safe_text_rules():
@@ -287,7 +297,7 @@ def streamed_rows(n: int):
 
 
 def three_lines(keys: list[str]) -> dict[str, list]:
-    """Three lines for each invoice, as the pool's lines_by_invoice gives them."""
+    """Three lines for each invoice, as a `lines_of` gives them (objects with the InvoiceLine columns)."""
     return {key: [SimpleNamespace(line_no=n, name=f"*医疗服务*体检费{n}", tax_code="3070202000000000000",
                                   special_type=None, spec=None, unit="次", quantity="1", unit_price="100.00",
                                   amount=Decimal("100.00"), tax_rate="6%", tax=Decimal("6.00"),
@@ -297,7 +307,7 @@ def three_lines(keys: list[str]) -> dict[str, list]:
 _CHILD = """
 import json, resource, sys, time
 from tests.test_export import streamed_rows, three_lines
-from webapp.export import write_invoices
+from webapp.pool.export import write_invoices
 rows = streamed_rows(int(sys.argv[1]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

@@ -29,11 +29,12 @@ from werkzeug.serving import make_server
 from channels.sandbox import create_app as create_sandbox
 from channels.sandbox.data import invoices_for
 from jobs.reconciler import GRACE, reconcile
-from webapp.batches import FINISHED_BATCH, retry
+from webapp.batches import retry
 from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Batch
 from webapp.pool import pool_stats
+from webapp.statuses import BatchStatus
 
 from .conftest import DEMO_TAX_ID, ROOT, SandboxControl, dispose, login, make_app
 from .servers import free_port, pings, wait_for
@@ -51,7 +52,7 @@ WORKER = r"""
 import os, pathlib, sys, time
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from webapp import create_app
+from wsgi import create_app
 import jobs.sources, jobs.tasks
 from channels import etax_file
 
@@ -126,7 +127,7 @@ def settle(app, batch_nos: list[str], timeout: float = DETECTED_WITHIN, skip_gra
             reconcile(clock_now() + GRACE if skip_grace else None)
             db.session.rollback()
             batches = [db.session.scalar(select(Batch).filter_by(batch_no=no)) for no in batch_nos]
-            if all(b.status in FINISHED_BATCH for b in batches):
+            if all(b.status in BatchStatus.FINISHED for b in batches):
                 db.session.expunge_all()
                 return batches
             if time.monotonic() > deadline:
@@ -358,7 +359,7 @@ class Web:
     def start(self) -> None:
         """Start gunicorn and wait until it answers."""
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:create_app()"],
                                          cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         wait_for(lambda: self._answers(), 60, "the web process answering")
@@ -409,7 +410,7 @@ def test_web_killed_and_started_again_mid_batch_the_batch_finishes_exact(app, ru
             web.get(f"/batches/{batch_no}")
         with app.app_context():
             db.session.rollback()
-            assert db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).status not in FINISHED_BATCH, \
+            assert db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).status not in BatchStatus.FINISHED, \
                 "the web was killed while the batch still ran"
         web.start()
         [batch] = settle(app, [batch_no])

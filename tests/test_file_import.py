@@ -87,7 +87,7 @@ def test_not_an_xlsx_is_refused_before_any_batch(runner, app, tmp_path):
 
 def test_error_goods_setting_decides_which_lines_are_dropped(runner, app):
     """With the filter emptied of 详见销货清单, the summary lines stay and the count rises."""
-    from webapp.settings import ERROR_GOODS_KEY, set_setting
+    from webapp.accounts.settings import ERROR_GOODS_KEY, set_setting
     from webapp.transactions import write_transaction
 
     with app.app_context():
@@ -150,6 +150,15 @@ def test_dialog_upload_creates_a_batch_the_list_shows(client, app, work):
     ({"method": "download", "channel": "leqi", "period_unit": "year", "year": "2025"}, "请选择发票种类"),
     ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2010-01",
       "month_to": "2010-03"}, "近五年"),
+    ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2024-03",
+      "month_to": "2024-02"}, "起始月份不能晚于截止月份"),
+    ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2024-3",
+      "month_to": "2024-04"}, "月份格式应为 YYYY-MM"),
+    ({"method": "download", "channel": "leqi", "kinds": ["99"], "period_unit": "year", "year": "2025"}, "发票种类不正确"),
+    ({"method": "download", "channel": "fax", "kinds": ["81"], "period_unit": "year", "year": "2025"}, "请选择下载通道"),
+    ({"method": "post"}, "请选择发票数据类型和导入方式"),
+    ({"method": "file", "tax_ids": ["91110000MA00000000"]}, "所选企业不在您的权限范围内"),
+    ({"method": "file", "tax_ids": [DEMO_TAX_ID, "91110000MA00000000"]}, "导入电子税局文件时只能选择一个企业"),
 ])
 def test_dialog_validation_errors_are_inline_chinese(client, app, fields, message):
     login(client)

@@ -67,7 +67,7 @@ def test_kept_month_figures_follow_each_write(app):
     """pool stats and the coverage grid read figures kept per company-month: a later write must show."""
     from datetime import date
 
-    from webapp.coverage import coverage
+    from webapp.pool.coverage import coverage
 
     with app.app_context():
         save(record("24330000000000000001", A, "10.00", "20.00"))

@@ -6,8 +6,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from channels import quota as rules
-from webapp import quota
+from channels import quota_rules as rules
+from webapp.batches import quota_use as quota
 from webapp.extensions import db
 from webapp.models import QuotaUse
 from webapp.transactions import write_transaction

@@ -1,4 +1,4 @@
-"""红冲准备 (webapp.redflush): one test or more per rule, per 入账 code set, and at the boundaries."""
+"""红冲准备 (webapp.pool.redflush): one test or more per rule, per 入账 code set, and at the boundaries."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from webapp.redflush import (
+from webapp.pool.redflush import (
     CONFIRM_BILL,
     INFO_TABLE,
     STALE_AFTER,

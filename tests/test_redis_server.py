@@ -80,7 +80,7 @@ def test_starts_daemonized_server_on_a_socket_only_then_reuses_it(installs):
 def test_two_installs_have_two_queues(installs):
     """Two DATA_DIRs on one machine: each app's jobs land in its own Redis, never the other's."""
     from jobs.queue import get_queue
-    from webapp import create_app
+    from wsgi import create_app
 
     apps = [create_app({"DATA_DIR": str(folder), "REDIS_URL": None,
                         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'db.sqlite'}"}) for folder in installs[:2]]

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from webapp.batch_facts import page_facts, plain_error
+from webapp.batches.facts import page_facts, plain_error
 from webapp.extensions import db
 from webapp.numbers import exact_number, money, thousands
 from webapp.pool import save_staged
@@ -78,7 +78,7 @@ def _batches(app, count: int, running: int) -> list[str]:
                 live = n < running
                 batch = Batch(batch_no=f"{new_batch_no()}{n:04d}", org_id=user.org_id, company_id=company.id,
                               tax_id=company.tax_id, seller_name=company.name, data_type="invoices", method="download",
-                              channel="rpa", kinds="全部", status="syncing" if live else "succeeded", total=5, success=5,
+                              channel="rpa", kinds=["全部"], status="syncing" if live else "succeeded", total=5, success=5,
                               created_by_id=user.id, creator_name="caiwu", created_at=datetime(2026, 1, 1, 0, 0, n % 60))
                 db.session.add(batch)
                 db.session.flush()
@@ -157,7 +157,7 @@ def test_poll_stops_when_the_page_has_nothing_left_running(app, client):
 
 
 def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
-    from webapp.batch_facts import mismatch
+    from webapp.batches.facts import mismatch
     from webapp.models import Batch
 
     numbers = _batches(app, 1, running=1)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Batch, Schedule
+from webapp.models import Batch, Company, Schedule, User
 
 from .conftest import dispose, login, make_app
 from .security_support import D, O, X, cast  # noqa: F401  (cast: a fixture)
@@ -234,3 +235,27 @@ def test_other_org_admin_never_sees_this_orgs_audit_or_companies(cast):
         text = li.get(url).text
         assert X["tax_id"] not in text and D["tax_id"] not in text and X["name"] not in text, url
     assert O["tax_id"] in li.get("/admin/companies").text
+
+
+@pytest.mark.parametrize("url, data, message", [
+    ("/admin/companies", {"tax_id": O["tax_id"], "name": "改名"}, f"税号 {O['tax_id']} 不能在本组织使用"),
+    ("/admin/companies", {"tax_id": "12345", "name": "某公司"}, "税号格式不正确：12345"),
+    ("/admin/companies", {"tax_id": "91330100MA2NEWCO1X", "name": "  "}, "企业名称不能为空"),
+    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户 li 属于其他组织"),
+    ("/admin/users", {"username": "zhao", "role": "finance", "active": "y"}, "新用户须设置密码"),
+    ("/admin/users", {"username": "zhao", "password": "12345", "role": "finance", "active": "y"}, "密码至少6位"),
+    ("/admin/users", {"username": "zhao", "password": "secret123", "role": "boss", "active": "y"}, "角色须为 admin 或 finance"),
+    ("/admin/users", {"username": "zhao", "password": "secret123", "role": "finance", "grants": [O["tax_id"]]},
+     f"本组织没有税号为 {O['tax_id']} 的企业"),
+    ("/admin/users", {"username": "admin", "role": "admin", "grants": [X["tax_id"]]}, "不能停用自己"),
+    ("/admin/settings", {"error_goods": "详见销货清单，原价合计"}, "请用英文逗号分隔各项"),
+])
+def test_admin_forms_refuse_in_chinese_and_change_nothing(cast, url, data, message):
+    """Another org's tax ID or user name, a malformed value or deactivating oneself: the page says why
+    in Chinese as an alert and nothing is saved."""
+    admin = login(cast.test_client(), "admin", "admin123")
+    response = admin.post(url, data=data)
+    assert response.status_code == 200 and f'<p class="error" role="alert">{message}' in response.text
+    assert _db(cast, lambda: (db.session.scalar(select(Company.name).filter_by(tax_id=O["tax_id"])),
+                              db.session.scalar(select(func.count()).select_from(User).filter_by(username="zhao")),
+                              db.session.scalar(select(User.active).filter_by(username="admin")))) == (O["name"], 0, True)

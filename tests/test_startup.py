@@ -13,7 +13,7 @@ DEFERRED = ("alembic", "flask_migrate", "mako", "rq", "rq_scheduler", "redis", "
 
 def test_the_app_loads_without_the_heavy_modules(tmp_path):
     """Alembic, RQ, Redis, httpx, openpyxl, the sandbox and `limits` are imported where used, not at start."""
-    code = f"import sys, wsgi; print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
+    code = f"import sys, wsgi; wsgi.create_app(); print(','.join(m for m in {DEFERRED!r} if m in sys.modules))"
     env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -28,3 +28,25 @@ def test_flask_db_still_migrates_and_lists_its_commands(tmp_path):
     subprocess.run([flask, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, check=True)
     current = subprocess.run([flask, "db", "current"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert "(head)" in current.stdout
+
+
+def _imports(package: str) -> set[tuple[str, str]]:
+    """(module file, imported top-level package) for every import statement in a package."""
+    import ast
+
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {(str(path.relative_to(ROOT)), alias.name.split(".")[0]) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add((str(path.relative_to(ROOT)), node.module.split(".")[0]))
+    return found
+
+
+def test_dependencies_run_one_way():
+    """wsgi → jobs → webapp → channels (README, Layout): the domain hands work to webapp.background and
+    never imports the queue; the channels know nothing of the app."""
+    assert {(f, p) for f, p in _imports("webapp") if p in ("jobs", "wsgi", "rq", "rq_scheduler")} == set()
+    assert {(f, p) for f, p in _imports("channels") if p in ("jobs", "wsgi", "webapp")} == set()
+    assert {(f, p) for f, p in _imports("jobs") if p == "wsgi"} == set()

@@ -330,7 +330,7 @@ def random_blue(rng: random.Random, numbers: _Numbers, issued_at: datetime, kind
 
 def red_for(rng: random.Random, numbers: _Numbers, blue: dict, issued_at: datetime, style: int, *,
             partial: bool) -> dict:
-    """A red invoice flushing `blue`, its 备注 naming the blue one in format `style` (§1.5).
+    """A red invoice flushing `blue`, its 备注 naming the blue one in format `style` (docs/codes.md, 红字发票如何指向蓝字发票).
 
     1: legacy red for a legacy blue; 2: 数电 red for a 数电 blue; 3: 数电 red for a legacy blue.
     Marks the blue invoice 已红冲-全额 or 已红冲-部分.

@@ -1,44 +1,52 @@
-"""历史发票数据同步: the Flask application factory."""
+"""历史发票数据同步: the Flask application factory.
+
+The web app alone: the job queue is plugged in by the composition root (wsgi.create_app), so the
+domain never imports `jobs/` (webapp/background.py).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from flask import Flask
 
-from .config import load_config
-from .extensions import csrf, db, login_manager, migrate
+from webapp.config import load_config
+from webapp.extensions import csrf, db, htmx, login_manager, migrate
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app from the environment (or `test_config`), wiring extensions and blueprints."""
-    app = Flask(__name__, template_folder="../templates")
+    app = Flask(__name__)
     app.config.from_mapping(load_config())
     if test_config:
         app.config.update(test_config)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(_root() / "migrations"))
+    migrate.init_app(app, db, directory=str(Path(__file__).with_name("migrations")))
     csrf.init_app(app)
     login_manager.init_app(app)
+    htmx.init_app(app)
 
-    from . import auth, cli, transactions, views  # noqa: F401  (transactions: engine events)
+    # imported here, not at the top: importing one module of the package (webapp.models, say, in a
+    # migration or a job) must not load every feature and its views
+    from webapp import cli, transactions, web
+    from webapp.accounts import auth
 
+    transactions.init_app(app)
     auth.init_app(app)
-    views.init_app(app)
+    _register_blueprints(app)
+    web.init_app(app)
     cli.init_app(app)
-
-    app.context_processor(_queue_notice)
     return app
 
 
-def _queue_notice() -> dict:
-    """Every page says so while the queue's Redis is unreachable (templates/base.html). Imported on
-    first render, not at start: RQ and Redis cost every CLI command start-up time."""
-    from jobs.queue import queue_reachable
+def _register_blueprints(app: Flask) -> None:
+    """One blueprint per feature package, each with its views and templates."""
+    from webapp.accounts.views import bp as accounts
+    from webapp.autoupdate.views import bp as autoupdate
+    from webapp.batches.views import bp as batches
+    from webapp.pool.views import bp as pool
+    from webapp.reconcile.views import bp as reconcile
+    from webapp.summary.views import bp as summary
 
-    return {"queue_unreachable": not queue_reachable()}
-
-
-def _root():
-    """The project folder, where migrations/ lives whatever the working directory."""
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent
+    for blueprint in (batches, pool, autoupdate, accounts, summary, reconcile):
+        app.register_blueprint(blueprint)

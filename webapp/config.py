@@ -58,7 +58,7 @@ def load_config() -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",  # set when served over HTTPS
         "REMEMBER_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",
-        # failed logins allowed before a lockout, per user name and per client address (webapp.auth)
+        # failed logins allowed before a lockout, per user name and per client address (webapp.accounts.auth)
         "LOGIN_LIMIT_PER_USER": os.environ.get("LOGIN_LIMIT_PER_USER", "5 per 15 minutes"),
         "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
         "PAGE_SIZE": 20,

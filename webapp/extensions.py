@@ -1,5 +1,6 @@
 """Flask extensions, created unbound and initialised by the app factory."""
 import click
+from flask_htmx import HTMX
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -58,4 +59,5 @@ class _LazyDbGroup(click.Group):
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = LazyMigrate()
 login_manager = LoginManager()
+htmx = HTMX()  # request.headers' HX-* as properties, for every view (webapp/web.py)
 csrf = CSRFProtect()

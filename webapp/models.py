@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db
+from webapp.extensions import db
+from webapp.statuses import BatchStatus, DataType, Role, Source, SubtaskStatus
 
 MONEY = Numeric(18, 2)
 
@@ -29,13 +30,13 @@ class Org(db.Model):
 
 
 class User(UserMixin, db.Model):
-    """A login; role 'admin' keeps the settings, 'finance' works with batches and the pool."""
+    """A login; its role (webapp.statuses.Role): an admin keeps the settings, finance works with batches and the pool."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     org_id: Mapped[int] = mapped_column(ForeignKey("org.id"))
-    role: Mapped[str] = mapped_column(String(16), default="finance")
+    role: Mapped[str] = mapped_column(String(16), default=Role.FINANCE)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # bumped at logout and password change: sessions signed for an older version stop working
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -44,7 +45,7 @@ class User(UserMixin, db.Model):
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.ADMIN
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -88,14 +89,14 @@ class Batch(db.Model):
     company_id: Mapped[int] = mapped_column(ForeignKey("company.id"), index=True)
     tax_id: Mapped[str] = mapped_column(String(30))
     seller_name: Mapped[str] = mapped_column(String(200))
-    data_type: Mapped[str] = mapped_column(String(16), default="invoices")  # invoices | usage
-    method: Mapped[str] = mapped_column(String(16))  # file | download
-    channel: Mapped[str | None] = mapped_column(String(16))  # leqi | rpa
-    kinds: Mapped[str] = mapped_column(Text, default="")  # 发票种类, '、'-joined
-    type_codes: Mapped[str | None] = mapped_column(String(64))  # a download's fplx codes, ','-joined
+    data_type: Mapped[str] = mapped_column(String(16), default=DataType.INVOICES)  # a DataType
+    method: Mapped[str] = mapped_column(String(16))  # a Method
+    channel: Mapped[str | None] = mapped_column(String(16))  # a Channel, for a download
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)  # 发票种类 names (["全部"]: a download of every kind)
+    type_codes: Mapped[list[str]] = mapped_column(JSON, default=list)  # a download's fplx codes (none: every kind)
     period_from: Mapped[str | None] = mapped_column(String(7))
     period_to: Mapped[str | None] = mapped_column(String(7))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.PENDING, index=True)
     total: Mapped[int] = mapped_column(Integer, default=0)
     success: Mapped[int] = mapped_column(Integer, default=0)
     filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
@@ -119,7 +120,7 @@ class Subtask(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"), index=True)
     period: Mapped[str] = mapped_column(String(7))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=SubtaskStatus.PENDING, index=True)
     total: Mapped[int] = mapped_column(Integer, default=0)
     success: Mapped[int] = mapped_column(Integer, default=0)
     filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
@@ -136,9 +137,9 @@ class Subtask(db.Model):
     __table_args__ = (db.UniqueConstraint("batch_id", "period"),)
 
     @property
-    def source(self) -> str:
-        """Where its invoices come from, as the pool records it: 'file', 'leqi' or 'rpa'."""
-        return "file" if self.batch.method == "file" else self.batch.channel
+    def source(self) -> Source:
+        """Where its invoices come from, as the pool records it (Invoice.source)."""
+        return Source.of(self.batch.method, self.batch.channel)
 
 
 class Schedule(db.Model):
@@ -166,7 +167,7 @@ class ScheduleRun(db.Model):
     period: Mapped[str] = mapped_column(String(7))  # the invoicing month downloaded
     started_at: Mapped[datetime] = mapped_column(DateTime)
     trigger: Mapped[str] = mapped_column(String(10))  # due | catch_up | manual
-    batch_nos: Mapped[str] = mapped_column(Text, default="")  # ','-joined
+    batch_nos: Mapped[list[str]] = mapped_column(JSON, default=list)  # the batches the run created
     message: Mapped[str | None] = mapped_column(Text)
     schedule: Mapped[Schedule] = relationship(back_populates="runs")
 
@@ -216,7 +217,7 @@ class Invoice(db.Model):
     issuer: Mapped[str | None] = mapped_column(String(50))
     remark: Mapped[str | None] = mapped_column(Text)
     red_of: Mapped[str | None] = mapped_column(String(40), index=True)
-    source: Mapped[str] = mapped_column(String(10))  # file | leqi | rpa
+    source: Mapped[str] = mapped_column(String(10))  # a Source
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", ondelete="SET NULL"))
     synced_at: Mapped[datetime] = mapped_column(DateTime)
     vat_usage: Mapped[str | None] = mapped_column(String(4))  # 增值税用途状态 code
@@ -261,7 +262,7 @@ class InvoiceLine(db.Model):
 
 
 class AuditLog(db.Model):
-    """审计日志: who did what to which target, when and from where; kept at least a year (webapp.audit)."""
+    """审计日志: who did what to which target, when and from where; kept at least a year (webapp.accounts.audit)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime, index=True)
@@ -278,7 +279,7 @@ class InvoiceSource(db.Model):
     """来源核对: which source (file, 乐企, RPA) delivered an invoice, when, and the last values it gave."""
 
     invoice_key: Mapped[str] = mapped_column(String(40), primary_key=True)
-    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # file | leqi | rpa
+    source: Mapped[str] = mapped_column(String(10), primary_key=True)  # a Source
     tax_id: Mapped[str] = mapped_column(String(30))
     month: Mapped[str] = mapped_column(String(7))
     batch_id: Mapped[int | None] = mapped_column(Integer)
@@ -303,7 +304,7 @@ class InvoiceMonthSummary(db.Model):
     summary_version: Mapped[int | None] = mapped_column(Integer)  # the version `summary` was computed at
     summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
     stats_version: Mapped[int | None] = mapped_column(Integer)  # the version `stats` was counted at
-    stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.month_stats)
+    stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.pool.month_stats)
 
 
 Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

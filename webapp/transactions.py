@@ -4,9 +4,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
-from .extensions import db
+from webapp.extensions import db
 
 
 @contextmanager
@@ -31,7 +30,6 @@ def _is_sqlite(dbapi_connection) -> bool:
     return type(dbapi_connection).__module__.startswith("sqlite3")
 
 
-@event.listens_for(Engine, "connect")
 def _sqlite_connect(dbapi_connection, _record) -> None:
     """SQLite: WAL so pages read while a worker writes; we issue BEGIN ourselves (see _begin);
     a 64 MiB page cache and memory-mapped reads so a pool of a million invoices stays quick."""
@@ -44,9 +42,17 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-@event.listens_for(Engine, "begin")
 def _begin(conn) -> None:
     """SQLite: BEGIN IMMEDIATE for write units, a plain deferred BEGIN for reads."""
     if conn.dialect.name == "sqlite":
         immediate = conn.get_execution_options().get("sqlite_immediate")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def init_app(app) -> None:
+    """Attach the connection and BEGIN rules above to this app's engine only, not to every Engine
+    the process creates."""
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _begin)

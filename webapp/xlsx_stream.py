@@ -1,34 +1,40 @@
 """A minimal streaming .xlsx writer: sheets of plain rows, written as SpreadsheetML text into a zip.
 
 Why not openpyxl or XlsxWriter: for the pool export (100,000 invoices and their 300,000 lines,
-docs/performance.md) openpyxl's write-only mode with lxml and XlsxWriter's constant-memory mode
-spend 25-35 µs a cell building objects per cell; the workbook is 10 million cells, 4-6 minutes of
-CPU. Here a row is one string join: text is an inline string cell (`t="inlineStr"`), a number a
-`<v>` cell, None an empty `<c/>`. Cells carry no `r` reference (readers place them in order), and
-there is one default style. Excel, LibreOffice, openpyxl and calamine read the result.
+10 million cells, docs/performance.md) both build an object per cell and take minutes; the target
+is seconds. Here rows come a block at a time, column by column (`Sheet.write_rows`): each column of
+a block is checked at once, in C, on its texts joined (no `&`, `<`, `>`, control character, edge
+space or over-long text: the common case, written as is), and each row is then one `%` of a
+template. Only a column whose block fails the check is escaped value by value. Text is an inline
+string cell (`t="inlineStr"`), a number a `<v>` cell, None an empty cell; cells carry no `r`
+reference (readers place them in order) and there is one default style. Excel, LibreOffice,
+openpyxl and calamine read the result.
 
-Rows are written as they come; memory holds one block of rows. The first sheet goes straight into
-the zip; the others are spooled to temporary files and added when the workbook is closed, because
-a zip member is written whole before the next one starts.
+Memory holds one block of rows. The first sheet goes straight into the zip; the others are spooled
+to temporary files and added when the workbook is closed, because a zip member is written whole
+before the next one starts. Compression (zlib, which releases the GIL) runs in a thread beside the
+row building.
 """
 from __future__ import annotations
 
+import queue
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from itertools import islice
 from typing import IO
 from xml.sax.saxutils import escape, quoteattr
 
 MAX_CELL_CHARS = 32767  # Excel's limit for one cell's text
-FLUSH_ROWS = 500
+FLUSH_ROWS = 1000  # rows encoded and handed to the writer thread at once
 COMPRESS_LEVEL = 1  # deflate level 1: about 3x faster than 6 for a file a few per cent larger
 # control characters XML 1.0 cannot hold (tab, newline and carriage return it can)
 ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-# the same as bytes: UTF-8 never uses them inside a multi-byte character, so deleting them is safe
-_ILLEGAL_BYTES = bytes([*range(0x00, 0x09), 0x0b, 0x0c, *range(0x0e, 0x20)])
+_EDGE_SPACE = " \t\r\n"  # what an XML reader may trim from a text without xml:space="preserve"
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -41,96 +47,149 @@ _STYLES = (_HEAD + f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font><sz val=
            'fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" '
            'borderId="0" xfId="0"/></cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" '
            'builtinId="0"/></cellStyles></styleSheet>')
-# xml:space="preserve" always: checking each text for edge spaces costs more than the bytes
-_TEXT_OPEN, _TEXT_CLOSE = '<c t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>"
+_TEXT = '<c t="inlineStr"><is><t>%s</t></is></c>'
+_KEPT_TEXT = '<c t="inlineStr"><is><t xml:space="preserve">%s</t></is></c>'  # a text with edge spaces
+_NUMBER = "<c><v>%s</v></c>"
+_TEXT_SLOT, _KEPT_TEXT_SLOT, _NUMBER_SLOT = _TEXT.encode(), _KEPT_TEXT.encode(), _NUMBER.encode()
+
+
+def _clean(text: str) -> str:
+    """One text made fit for a cell: control characters removed, Excel's length kept, escaped."""
+    return escape(ILLEGAL_XML.sub("", text)[:MAX_CELL_CHARS])
 
 
 def _cell(value) -> str:
-    """One cell's XML: text as an inline string, numbers as numbers, None as an empty cell."""
+    """One cell's XML, whatever the value (the general path, for a header or totals row)."""
     if value is None:
         return "<c/>"
-    if value.__class__ is str:
-        if len(value) > MAX_CELL_CHARS:
-            value = value[:MAX_CELL_CHARS]
-        return _TEXT_OPEN + escape(value) + _TEXT_CLOSE
-    if value.__class__ is float:
-        return f"<c><v>{value!r}</v></c>"
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return f"<c><v>{value}</v></c>"
-    return _cell(str(value))
+    if value.__class__ is float or (isinstance(value, (int, Decimal)) and not isinstance(value, bool)):
+        return _NUMBER % value
+    text = value if value.__class__ is str else str(value)
+    return (_KEPT_TEXT if text[:1] in _EDGE_SPACE or text[-1:] in _EDGE_SPACE else _TEXT) % _clean(text)
 
 
 def row_xml(values: Iterable) -> str:
-    """A row's XML, cells in order (the general path: any value, checked cell by cell)."""
+    """A row's XML, cells in order, each value checked on its own."""
     return "<row>" + "".join([_cell(v) for v in values]) + "</row>"
 
 
-_SEP = "\x00"  # never left in a written cell: the block filter removes it
+def _utf8(texts: Sequence[str]) -> list[bytes]:
+    """Texts encoded in one call: joined on a character none of them holds (checked or cleaned), split."""
+    return "\x00".join(texts).encode("utf-8").split(b"\x00") if texts else []
 
 
-class RowFormat:
-    """Rows whose columns have fixed kinds (`t` text or None, `n` number or None), rendered fast.
+def _text_column(values: Sequence) -> tuple[bytes, list[bytes]]:
+    """A block's text column as (slot, values): as is when the joined texts pass the check, else cleaned.
 
-    The general path costs about 1.5 µs a cell. Here the text cells of a row are checked at once,
-    on the row's texts joined, and the row is one `str.format` of a template; only a row with `&`,
-    `<`, `>` or an over-long text takes the general path. None in a text column is written as an
-    empty text cell (readers give '' for it, as for an empty cell), which spares a pass per row.
+    None is written as an empty text cell (readers give '' for it, as for an empty cell).
     """
+    if set(map(type, values)) - {str}:
+        values = ["" if v is None else v if v.__class__ is str else str(v) for v in values]
+    joined = "|".join(values)
+    if (joined.isprintable() and "&" not in joined and "<" not in joined and ">" not in joined
+            and "| " not in joined and " |" not in joined and joined[:1] != " " and joined[-1:] != " "
+            and (len(joined) <= MAX_CELL_CHARS or max(map(len, values)) <= MAX_CELL_CHARS)):
+        return _TEXT_SLOT, _utf8(values)  # isprintable: no control character, tab or newline, no odd space
+    kept = any(v[:1] in _EDGE_SPACE or v[-1:] in _EDGE_SPACE for v in values if v)
+    return (_KEPT_TEXT_SLOT if kept else _TEXT_SLOT), _utf8([_clean(v) for v in values])
 
-    def __init__(self, kinds: str):
-        self.width = len(kinds)
-        self._texts = [i for i, k in enumerate(kinds) if k == "t"]
-        self._numbers = [i for i, k in enumerate(kinds) if k == "n"]
-        slots, t, n = [], 0, len(self._texts)
-        for kind in kinds:
-            if kind == "t":
-                slots.append(_TEXT_OPEN.replace("{", "{{") + f"{{{t}}}" + _TEXT_CLOSE)
-                t += 1
-            else:
-                slots.append(f"{{{n}}}")
-                n += 1
-        self._template = "<row>" + "".join(slots) + "</row>"
 
-    def render(self, values) -> str:
-        texts = ["" if (v := values[i]) is None else v for i in self._texts]
-        joined = _SEP.join(texts)
-        if len(joined) > MAX_CELL_CHARS or "&" in joined or "<" in joined or ">" in joined:
-            return row_xml(values)
-        numbers = ["<c/>" if (v := values[i]) is None else f"<c><v>{v!r}</v></c>" if v.__class__ is float
-                   else f"<c><v>{v}</v></c>" for i in self._numbers]
-        return self._template.format(*texts, *numbers)
+def _number_column(values: Sequence) -> tuple[bytes, list[bytes]]:
+    """A block's number column (numbers or numerals as text; None is an empty cell)."""
+    if None not in values:
+        return _NUMBER_SLOT, _utf8(values if set(map(type, values)) == {str} else list(map(str, values)))
+    return b"%s", _utf8(["<c/>" if v is None else _NUMBER % v for v in values])
+
+
+def _xml_column(values: Sequence) -> tuple[bytes, Sequence]:
+    """Cells already rendered by `cells_xml` (a run of columns repeated on several rows)."""
+    return b"%s", values
+
+
+_COLUMNS = {"t": _text_column, "n": _number_column, "x": _xml_column}
+
+
+def cells_xml(columns: Sequence[Sequence], kinds: str) -> list[bytes]:
+    """Each row's cells, without the row element, given column by column.
+
+    `kinds` has one letter a column: `t` text (or None), `n` number (or None; a numeral as text is
+    written as given), `x` cells a previous `cells_xml` rendered. Columns are the same length.
+    """
+    template, values = _template(columns, kinds)
+    return list(map(template.__mod__, zip(*values, strict=True)))
+
+
+def _template(columns: Sequence[Sequence], kinds: str) -> tuple[bytes, list[Sequence]]:
+    """A block's row template (one slot a column) and its columns' values, made fit for it."""
+    slots, values = [], []
+    for column, kind in zip(columns, kinds, strict=True):
+        slot, column = _COLUMNS[kind](column)
+        slots.append(slot)
+        values.append(column)
+    return b"".join(slots), values
+
+
+class _Writer:
+    """Writes blocks to their files in a thread, in order, so that zlib compresses beside Python work."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue(maxsize=3)  # a few blocks in flight: memory stays flat
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="xlsx-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, handle: IO[bytes], block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((handle, block))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    item[0].write(item[1])
+                except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread
+                    self._error = error
+
+    def finish(self) -> None:
+        """Wait for every block to be written; raise what failed."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class Sheet:
-    """One worksheet being written: `append` rows, in order, as tuples of str/number/None."""
+    """One worksheet being written: `append` single rows, `write_rows` blocks of them, in order."""
 
-    def __init__(self, name: str, handle: IO[bytes], widths: Sequence[float], freeze_header: bool,
-                 kinds: str | None = None):
-        self.name, self._handle, self._rows, self.count = name, handle, [], 0
-        self._render = RowFormat(kinds).render if kinds else row_xml
+    def __init__(self, name: str, handle: IO[bytes], writer: _Writer, widths: Sequence[float], freeze_header: bool):
+        self.name, self._handle, self._writer, self.count = name, handle, writer, 0
         view = ('<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" '
                 'state="frozen"/></sheetView></sheetViews>') if freeze_header else ""
         cols = "".join(f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>' for i, w in enumerate(widths, 1))
         self._write(_HEAD + f'<worksheet xmlns="{_MAIN}">{view}' + (f"<cols>{cols}</cols>" if cols else "")
                     + "<sheetData>")
 
-    def append(self, values: Iterable, general: bool = False) -> None:
-        """Add a row; `general` for one that does not fit the sheet's kinds (its header)."""
-        self._rows.append(row_xml(values) if general else self._render(values))
+    def append(self, values: Iterable) -> None:
+        """Add one row of any values (a header, a totals row)."""
+        self._write(row_xml(values))
         self.count += 1
-        if len(self._rows) >= FLUSH_ROWS:
-            self._flush()
 
-    def _flush(self) -> None:
-        block = "".join(self._rows).encode("utf-8")
-        self._rows.clear()
-        self._handle.write(block.translate(None, _ILLEGAL_BYTES))  # one pass per block, not one per cell
+    def write_rows(self, columns: Sequence[Sequence], kinds: str) -> None:
+        """Add a block of rows given column by column (see `cells_xml` for `kinds`)."""
+        template, values = _template(columns, kinds)
+        rows = zip(*values, strict=True)
+        count = len(values[0]) if values else 0
+        row = (b"<row>" + template + b"</row>").__mod__
+        for _ in range(0, count, FLUSH_ROWS):  # a few MB at a time: memory stays flat
+            self._writer.write(self._handle, b"".join(map(row, islice(rows, FLUSH_ROWS))))
+        self.count += count
 
     def _write(self, text: str) -> None:
-        self._handle.write(text.encode("utf-8"))
+        if text:
+            self._writer.write(self._handle, text.encode("utf-8"))
 
     def close(self) -> None:
-        self._flush()
         self._write("</sheetData></worksheet>")
 
 
@@ -140,26 +199,25 @@ class Workbook:
     def __init__(self, target: str | IO[bytes]):
         self._zip = zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
         self._sheets: list[tuple[Sheet, IO[bytes]]] = []
+        self._writer = _Writer()
 
-    def add_sheet(self, name: str, widths: Sequence[float] = (), freeze_header: bool = True,
-                  kinds: str | None = None) -> Sheet:
-        """The first sheet streams into the zip itself; later ones into a temporary file until `close`.
-
-        `kinds` (one `t`/`n` a column, see RowFormat) makes appending rows of that shape fast.
-        """
+    def add_sheet(self, name: str, widths: Sequence[float] = (), freeze_header: bool = True) -> Sheet:
+        """The first sheet streams into the zip itself; later ones into a temporary file until `close`."""
         number = len(self._sheets) + 1
         if number == 1:
             handle = self._zip.open(f"xl/worksheets/sheet{number}.xml", "w", force_zip64=True)
         else:
             handle = tempfile.TemporaryFile()
-        sheet = Sheet(name, handle, widths, freeze_header, kinds)
+        sheet = Sheet(name, handle, self._writer, widths, freeze_header)
         self._sheets.append((sheet, handle))
         return sheet
 
     def close(self) -> None:
         """Finish every sheet, then write the workbook's parts around them."""
-        for number, (sheet, handle) in enumerate(self._sheets, 1):
+        for sheet, _handle in self._sheets:
             sheet.close()
+        self._writer.finish()
+        for number, (_sheet, handle) in enumerate(self._sheets, 1):
             if number > 1:
                 handle.seek(0)
                 with self._zip.open(f"xl/worksheets/sheet{number}.xml", "w", force_zip64=True) as member:
@@ -170,6 +228,10 @@ class Workbook:
 
     def abandon(self) -> None:
         """Drop temporary files after a failure (the target itself is the caller's to remove)."""
+        try:
+            self._writer.finish()
+        except BaseException:  # noqa: BLE001, S110 - the first failure is the one the caller raises
+            pass
         for _sheet, handle in self._sheets:
             handle.close()
         self._zip.close()

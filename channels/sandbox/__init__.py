@@ -32,6 +32,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
+from channels.months import month_of, months_between
 from channels.sandbox import data
 from channels.sandbox.state import SandboxState, parse_day
 
@@ -244,21 +245,12 @@ def _cached_invoices(tax_id: str, name: str, volume: object, industry: str | Non
     volume = dict(volume) if isinstance(volume, tuple) else volume
     low, high = first.isoformat(), last.isoformat()
     out: list[dict] = []
-    for month in _months(first, last):
+    for month in months_between(month_of(first), month_of(last)):
         for kind in kinds:
             out.extend(inv for inv in data.invoices_for(tax_id, month, kind, name=name, volume=volume,
                                                         industry=industry, as_of=as_of)
                        if low <= inv["kprq"][:10] <= high)
     return tuple(out)
-
-
-def _months(first: date, last: date) -> list[str]:
-    """'YYYY-MM' of every month the range touches."""
-    months, y, m = [], first.year, first.month
-    while (y, m) <= (last.year, last.month):
-        months.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return months
 
 
 def _page(items: list[dict], number: object, field: str) -> tuple[list[dict], int]:
@@ -375,7 +367,7 @@ def leqi_apply(body: dict) -> dict:
     tax_id = _tax_id(body)
     today = _today()
     first, last = _date_range(body, today)
-    if (first.year, first.month) != (last.year, last.month):
+    if month_of(first) != month_of(last):
         raise BureauError("10", "参数错误：kprqq 与 kprqz 须在同一开票月份内")
     fplx = _kind(body.get("fplx"))
     if str(body.get("sjlx")) != "2":

@@ -5,14 +5,14 @@ gives the same invoices, keys, amounts and lines, in any process, whatever other
 for. That makes downloads repeatable (idempotent pool writes can be tested) and lets several
 processes serve one sandbox without sharing any generated data.
 
-How a month is made (PROTOCOL.md payload, domain.md value formats):
+How a month is made (PROTOCOL.md payload, value formats as in docs/etax-export.md, Values):
 
 - a *plan* per (company, month, type): how many blue invoices, when each was issued, which paper
   ones were voided and which blue ones get red-flushed (when, fully or partly, by which type).
   Plans are cheap, so a red invoice in month M is found by reading the plans of the months
   before it, never by generating their invoices;
 - each blue invoice from its own seed (buyer, lines, discounts, 销货清单);
-- each red invoice from its blue one (negated lines, 备注 and yfpkey in the domain.md §1.5 form).
+- each red invoice from its blue one (negated lines, 备注 and yfpkey as docs/codes.md, 红字发票如何指向蓝字发票, describes).
 
 Keys: 数电 numbers are YY + province + channel + company + month + kind + sequence (20 digits);
 legacy codes change each quarter and their 8-digit numbers carry the month, so months generated
@@ -20,7 +20,6 @@ independently can never collide.
 """
 from __future__ import annotations
 
-import calendar
 import hashlib
 import math
 import random
@@ -29,6 +28,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
+from channels.months import add_months, is_month, last_day, month_of, year_and_month
 
 KINDS = tuple(DOWNLOAD_KINDS)  # ('10', '08', '04', '01', '82', '81')
 DIGITAL = frozenset({"81", "82"})
@@ -137,12 +137,6 @@ def _tax(amount: int, rate: str) -> int:
 def _qty(q: float) -> str:
     """A quantity as the export writes it: '3', '2.5', '-2'."""
     return str(int(q)) if q == int(q) else f"{q:g}"
-
-
-def _add_months(month: str, n: int) -> str:
-    """'2024-01' shifted by n months."""
-    y, m = int(month[:4]), int(month[5:7]) - 1 + n
-    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
 
 
 def _uscc(rng: random.Random, region: str) -> str:
@@ -255,8 +249,8 @@ def _count(rng: random.Random, mean: float) -> int:
 
 def _issue_times(rng: random.Random, month: str, n: int) -> list[str]:
     """n issue times in office hours, mostly on working days, busiest at month end."""
-    y, m = int(month[:4]), int(month[5:7])
-    last = calendar.monthrange(y, m)[1]
+    y, m = year_and_month(month)
+    last = last_day(month).day
     days, weights = list(range(1, last + 1)), []
     for d in days:
         weekday = date(y, m, d).weekday()
@@ -284,7 +278,7 @@ def _red_time(rng: random.Random, issued: str) -> str:
 
 
 def _red_type(rng: random.Random, blue_type: str, red_day: str) -> str:
-    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (domain.md §1.5 ③)."""
+    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
     if blue_type in DIGITAL or red_day[:7] < DIGITAL_START or rng.random() < 0.45:
         return blue_type
     return "81" if blue_type in SPECIAL else "82"
@@ -385,7 +379,7 @@ def _goods_line(rng: random.Random, goods: tuple, special: bool) -> tuple:
 
 
 def _discounted(rng: random.Random, xh: int, goods: tuple) -> list[dict]:
-    """A 被折扣行 (hxz 2) and its 折扣行 (hxz 1) right after it, as domain.md §6 describes."""
+    """A 被折扣行 (hxz 2) and its 折扣行 (hxz 1) right after it, as docs/codes.md, Discount lines, describes."""
     spmc, ssbm, ggxh, dw, sl, dj, je, slv, se = goods
     off = -max(1, round(je * rng.uniform(0.02, 0.2)))
     return [_line(xh, spmc, ssbm, ggxh, dw, sl, dj, je, slv, se, "2"),
@@ -508,7 +502,7 @@ def _confirmation_no(rng: random.Random, s: _Seller, when: str) -> str:
 
 
 def _red_remark(rng: random.Random, s: _Seller, blue: dict, red_kind: str, when: str) -> str:
-    """The 备注 link to the blue invoice in the three formats of domain.md §1.5."""
+    """The 备注 link to the blue invoice in the three wordings of docs/codes.md, 红字发票如何指向蓝字发票."""
     if red_kind not in DIGITAL:
         gap = " " if rng.random() < 0.3 else ""
         return f"对应正数发票代码:{blue['fpdm']}{gap}号码:{blue['fphm']}"
@@ -590,7 +584,7 @@ def _reds_for(s: _Seller, means: tuple[int, ...], month: str, kind: str) -> list
     """Red invoices of this month and kind, found in the plans of this and the 3 months before."""
     sources = []
     for back in range(4):
-        blue_month = _add_months(month, -back)
+        blue_month = add_months(month, -back)
         for blue_kind in KINDS:
             plan = _plan(s.tax_id, means, blue_month, blue_kind)
             for index, flush in plan.flushes.items():
@@ -625,7 +619,7 @@ def _resolve(tax_id: str, name: str | None, volume: object, industry: str | None
 
 def _check(month: str, kind: str) -> None:
     """Refuse malformed arguments early (a typo would otherwise just give an empty month)."""
-    if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit() or not 1 <= int(month[5:]) <= 12:
+    if not is_month(month):
         raise ValueError(f"月份格式应为 YYYY-MM：{month!r}")
     if kind not in KINDS:
         raise ValueError(f"不支持的发票类型：{kind!r}")
@@ -677,7 +671,7 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
     if type_code not in KINDS:
         return None
     name, means, industry = _resolve(tax_id, name, volume, industry)
-    month = _month(tax_id, name, industry, means, issued_on.strftime("%Y-%m"), type_code)
+    month = _month(tax_id, name, industry, means, month_of(issued_on), type_code)
     pos = month.index.get(key)
     if pos is None:
         return None
@@ -694,11 +688,12 @@ def find_invoice(tax_id: str, type_code: str, key: str, issued_on: date, *, name
 # Usage status (FPZTXXCX / RPA usage)
 # ------------------------------------------------------------------------------------------
 
-# 增值税用途 fpyt, weighted: 专票 are mostly deducted, 普票 mostly unused (domain.md §3.2).
+# 增值税用途 fpyt, weighted: 专票 are mostly deducted, 普票 mostly unused (docs/codes.md, 增值税用途).
 _FPYT_SPECIAL = {"1": 740, "0": 160, "6": 30, "2": 20, "3": 10, "4": 12, "5": 4, "7": 6, "8": 4, "9": 6, "10": 4,
                  "11": 4}
 _FPYT_NORMAL = {"0": 860, "1": 90, "6": 20, "2": 8, "4": 8, "3": 3, "5": 2, "7": 3, "8": 2, "9": 2, "10": 1, "11": 1}
-# One underlying entry state, written in each channel's own code set (domain.md §3.1).
+# One underlying entry state, written in each channel's own code set (docs/codes.md, 入账状态). The bureau's
+# side, kept apart from the product's labels (webapp.pool.usage) on purpose: the sandbox checks them.
 _ENTRY_STATES = (("none", 0.35), ("deducted", 0.52), ("not_deducted", 0.08), ("revoked", 0.05))
 ENTRY_CODES = {
     "leqi": {"none": "01", "deducted": "02", "not_deducted": "02", "revoked": "03"},

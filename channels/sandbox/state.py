@@ -65,9 +65,9 @@ COMPANY_FIELDS = ("name", "leqi_enabled", "leqi_since", "rpa_account", "rpa_pass
 def quota_refusal(inv_month: str, fplx: str, today: date, used: list[date]) -> str | None:
     """Why one more 乐企 application for (invoicing month, type) is refused today, or None.
 
-    The manual's three rules, per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
+    The manual's three rules (docs/quota.md), per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
     month while the invoicing month is the current one; 3 in a calendar month for a past one.
-    Kept independent of the product's own channels/quota.py so the sandbox can catch its bugs.
+    Kept independent of the product's own channels/quota_rules.py so the sandbox can catch its bugs.
     """
     unit = f"（开票月份 {inv_month}，发票类型 {fplx}）"
     if sum(1 for d in used if d == today) >= DAILY_LIMIT:
@@ -99,23 +99,18 @@ def normalise_settings(changes: dict) -> dict:
     return out
 
 
+# The numeric settings: their type and the range they must lie in.
+_NUMBERS = {"latency_ms": (int, 0, 60_000), "fail_rate": (float, 0.0, 1.0), "processing_polls": (int, 0, 1000)}
+
+
 def _setting(name: str, value: object) -> object:
     """One setting's value in its stored form."""
-    if name == "latency_ms":
-        number = int(value)
-        if not 0 <= number <= 60_000:
-            raise ValueError("latency_ms must be within 0..60000")
+    if name in _NUMBERS:
+        kind, low, high = _NUMBERS[name]
+        number = kind(value)
+        if not low <= number <= high:
+            raise ValueError(f"{name} must be within {low:g}..{high:g}")
         return number
-    if name == "fail_rate":
-        rate = float(value)
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("fail_rate must be within 0..1")
-        return rate
-    if name == "processing_polls":
-        polls = int(value)
-        if not 0 <= polls <= 1000:
-            raise ValueError("processing_polls must be within 0..1000")
-        return polls
     if name == "fail_services":
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):
@@ -297,7 +292,7 @@ class SandboxState:
     def apply(self, lsh: str, tax_id: str, kprqq: date, kprqz: date, fplx: str, today: date,
               ready_after: int) -> str | None:
         """Record an accepted application, or return the quota refusal; one transaction for both."""
-        inv_month = kprqq.strftime("%Y-%m")
+        inv_month = kprqq.strftime("%Y-%m")  # the quota's own month sums, independent of channels/ (see quota_refusal)
         now = datetime.now().isoformat(timespec="seconds")
         with self._write() as db:
             used = [date.fromisoformat(row[0]) for row in db.execute(

@@ -1,0 +1,56 @@
+"""Background work as the domain sees it: batches and subtasks are handed over, run elsewhere.
+
+The domain never imports RQ or `jobs/`: the composition root (`wsgi.create_app`) plugs an
+implementation in at start (`jobs.init_app`), and the domain reaches it through `background()`.
+Job ids are derived here from database rows, so the reconciler and the domain agree on them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from flask import current_app
+
+
+class Background(Protocol):
+    """What the domain needs of the job queue; `jobs.RQBackground` is the one implementation."""
+
+    def enqueue_parse(self, batch) -> None:
+        """Queue the parse of an uploaded file (after the batch row is committed)."""
+
+    def enqueue_subtasks(self, subtasks: Iterable) -> None:
+        """Queue subtasks (after their rows are committed); an outage leaves them to the reconciler."""
+
+    def stop_job(self, job_id: str | None) -> None:
+        """Cancel a queued job or stop a running one (its transaction then rolls back)."""
+
+    def reachable(self) -> bool:
+        """Whether the queue answers now (every page says so when it does not)."""
+
+    def redis(self):
+        """The product's Redis client, where login failures are counted too."""
+
+    def sync_schedules(self) -> None:
+        """Make the scheduler's registered jobs match the enabled auto-update schedules."""
+
+    def work_until(self, done: Callable[[], bool]) -> None:
+        """Block until `done()`; run the queue in this process while no worker is up (CLI --wait)."""
+
+
+def background() -> Background:
+    """The app's background implementation; an app built without one (webapp.create_app alone)
+    cannot hand work over, and says so instead of silently dropping it."""
+    try:
+        return current_app.extensions["background"]
+    except KeyError:
+        raise RuntimeError("No background queue is plugged in: build the app with wsgi.create_app") from None
+
+
+def parse_job_id(batch) -> str:
+    """The job parsing a batch's upload."""
+    return f"batch-{batch.id}-parse"
+
+
+def subtask_job_id(subtask) -> str:
+    """One id per attempt, so a retry never collides with the job that failed."""
+    return f"subtask-{subtask.id}-{subtask.attempts}"

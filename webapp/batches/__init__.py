@@ -1,0 +1,331 @@
+"""导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from channels.invoice_types import DOWNLOAD_KINDS
+from channels.months import month_of
+from channels.records import SourceRejected
+from webapp.accounts import audit
+from webapp.background import background, parse_job_id, subtask_job_id
+from webapp.clock import now
+from webapp.extensions import db
+from webapp.models import Batch, Company, Subtask, User
+from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
+from webapp.transactions import write_transaction
+
+
+def subtask_label(subtask: Subtask) -> str:
+    """A subtask's status as users read it; a waiting one says what it waits for: a usage month
+    for its invoices (等待发票数据), a download for the 乐企 quota (等待额度), else for the tax
+    bureau to prepare the data (等待税局数据)."""
+    if subtask.status != SubtaskStatus.WAITING:
+        return SubtaskStatus(subtask.status).label
+    if subtask.batch.data_type == DataType.USAGE:
+        return "等待发票数据"
+    return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
+
+
+def new_batch_no() -> str:
+    """导入批次号: a timestamp and a random code, unique by construction and by constraint."""
+    return now().strftime("%Y%m%d%H%M%S") + secrets.token_hex(3).upper()
+
+
+def derive_status(subtask_statuses: list[str], current: str) -> str:
+    """The batch status implied by its subtasks (a batch without subtasks keeps its own)."""
+    if not subtask_statuses:
+        return current
+    if any(s in SubtaskStatus.ACTIVE for s in subtask_statuses):
+        waiting_only = all(s in SubtaskStatus.UNSTARTED for s in subtask_statuses)
+        return BatchStatus.PENDING if waiting_only else BatchStatus.SYNCING
+    if SubtaskStatus.TERMINATED in subtask_statuses:
+        return BatchStatus.TERMINATED
+    succeeded = subtask_statuses.count(SubtaskStatus.SUCCEEDED)
+    if succeeded == len(subtask_statuses):
+        return BatchStatus.SUCCEEDED
+    return BatchStatus.FAILED if succeeded == 0 else BatchStatus.PARTIAL
+
+
+def refresh_batch(batch_id: int) -> Batch:
+    """Recompute a batch's status and counts from its subtasks, under a row lock.
+
+    Call it after the subtask's own UPDATE in the same transaction, so concurrent workers
+    finishing sibling subtasks serialise on the batch row and the last one sees all. The lock is
+    FOR NO KEY UPDATE (key_share): each invoice a sibling just wrote holds a KEY SHARE lock on this
+    row through invoice.batch_id, and a plain FOR UPDATE waited on it while the sibling waited on
+    ours, a deadlock with several workers on PostgreSQL (docs/performance.md, several workers).
+    """
+    batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
+                              .execution_options(populate_existing=True))
+    rows = db.session.execute(
+        select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines).where(Subtask.batch_id == batch_id)
+    ).all()
+    if rows:
+        batch.total = sum(r.total for r in rows)
+        batch.success = sum(r.success for r in rows)
+        batch.filtered_lines = sum(r.filtered_lines for r in rows)
+    status = derive_status([r.status for r in rows], batch.status)
+    if status != batch.status or (status in BatchStatus.FINISHED) != (batch.finished_at is not None):
+        batch.finished_at = now() if status in BatchStatus.FINISHED else None
+    batch.status = status
+    return batch
+
+
+def upload_path(batch: Batch) -> Path:
+    """Where a file import keeps its upload, so a failed parse can be retried."""
+    return Path(current_app.config["UPLOAD_DIR"]) / f"{batch.batch_no}.xlsx"
+
+
+def staging_dir(batch: Batch) -> Path:
+    """Where a file import keeps its parsed months until each month's subtask has written them."""
+    return Path(current_app.config["DATA_DIR"]) / "staging" / batch.batch_no
+
+
+def create_file_batch(user: User, company: Company, source: Path, file_name: str) -> Batch:
+    """A 导入电子税局文件 batch: keep the upload, then let a job parse it (数据预处理中)."""
+    with write_transaction():
+        batch = Batch(
+            batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+            seller_name=company.name, data_type=DataType.INVOICES, method=Method.FILE, status=BatchStatus.PREPROCESSING,
+            file_name=file_name, created_by_id=user.id, creator_name=user.username, created_at=now(),
+        )
+        db.session.add(batch)
+        db.session.flush()
+        target = upload_path(batch)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    background().enqueue_parse(batch)
+    audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
+    return batch
+
+
+PERIOD_YEARS = 5  # 开票日期只能选择近五年 (the manual): the one home of "five years"
+
+
+def period_years(today) -> list[int]:
+    """The years 开票日期 may fall in, this year first: this year and the four before it."""
+    return list(range(today.year, today.year - PERIOD_YEARS, -1))
+
+
+def period_limits(today) -> tuple[str, str]:
+    """开票日期 may go back five years: January of (year − 4) up to the current month."""
+    return f"{period_years(today)[-1]}-01", month_of(today)
+
+
+def check_months(first: str, last: str, today) -> None:
+    """开票日期 from `first` to `last` ('YYYY-MM'): in order and inside the last five years, or
+    ValueError in Chinese (the import dialog and the `download` command say the same)."""
+    lowest, highest = period_limits(today)
+    if first > last:
+        raise ValueError("起始月份不能晚于截止月份")
+    if first < lowest or last > highest:
+        raise ValueError(f"开票日期只能选择近五年：{lowest} 至 {highest}")
+
+
+def missing_prerequisites(company: Company, channel: str) -> str | None:
+    """What a company lacks for a channel, said so the user knows where to set it (None: ready)."""
+    missing = []
+    if channel == Channel.LEQI:
+        if not company.leqi_enabled:
+            missing.append("未开通乐企归集能力")
+        if company.receipt_channel != "乐企平台":
+            missing.append("收票通道未配置为乐企平台")
+    elif not company.etax_account:
+        missing.append("未配置默认电子税局账号")
+    if not missing:
+        return None
+    return f"{company.name}（{company.tax_id}）{'、'.join(missing)}，请管理员在“系统管理 → 企业信息”中设置"
+
+
+def check_channel_ready(companies: list[Company], channel: str) -> None:
+    """SourceRejected naming every company that lacks what the channel needs (the dialog refuses
+    the same way before anything is created)."""
+
+    problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
+    if problems:
+        raise SourceRejected("；".join(problems))
+
+
+def usable_channel(company: Company) -> str | None:
+    """乐企 where the company is set up for it, else RPA where it has an e-tax account, else none."""
+    for channel in Channel:
+        if missing_prerequisites(company, channel) is None:
+            return channel
+    return None
+
+
+def months_before_leqi(company: Company, months: list[str]) -> list[str]:
+    """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
+    since = month_of(company.leqi_since) if company.leqi_since else None
+    return [m for m in months if since and m < since]
+
+
+def leqi_note(company: Company, skipped: list[str]) -> str:
+    """Why these months are not asked of 乐企, as the dialog and the batch say it."""
+    return (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
+            f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+
+
+def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
+    """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
+    skipped = months_before_leqi(company, months)
+    if not skipped:
+        return months, None
+    return [m for m in months if m not in skipped], leqi_note(company, skipped)
+
+
+def add_download_batches(user: User, companies: list[Company], *, channel: str, data_type: str,
+                         months: list[str], type_codes: list[str],
+                         creator_name: str | None = None) -> tuple[list[Batch], list[Subtask]]:
+    """税局下载 inside the caller's transaction: one batch per company (按税号拆分), one subtask
+    per month (按月拆分). Returns the batches and the subtasks to enqueue once committed.
+
+    Refuses with SourceRejected, before anything is written, when a company lacks what the
+    channel needs.
+    """
+
+    check_channel_ready(companies, channel)
+    batches, subtasks = [], []
+    for company in companies:
+        kept, note = _leqi_months(company, months) if channel == Channel.LEQI and data_type == DataType.INVOICES else (months, None)
+        batch = Batch(
+            batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+            seller_name=company.name, data_type=data_type, method=Method.DOWNLOAD, channel=channel,
+            kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=list(type_codes),
+            period_from=months[0], period_to=months[-1], status=BatchStatus.PENDING, note=note,
+            error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
+            created_at=now(),
+        )
+        db.session.add(batch)
+        db.session.flush()
+        subtasks += add_subtasks(batch, {month: 0 for month in kept})
+        if not kept:
+            batch.status, batch.finished_at = BatchStatus.FAILED, now()
+        batches.append(batch)
+    return batches, subtasks
+
+
+def create_download_batches(user: User, companies: list[Company], **options) -> list[Batch]:
+    """税局下载 as one unit of work (see add_download_batches); returns the batches, queued."""
+    with write_transaction():
+        batches, subtasks = add_download_batches(user, companies, **options)
+    background().enqueue_subtasks(subtasks)
+    for batch in batches:
+        audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method=Method.DOWNLOAD,
+                     channel=batch.channel, data_type=batch.data_type, periods=f"{batch.period_from}～{batch.period_to}")
+    return batches
+
+
+def add_subtasks(batch: Batch, totals_by_period: dict[str, int]) -> list[Subtask]:
+    """按月拆分: one pending subtask per month, its total known in advance where it is."""
+    subtasks = [Subtask(batch_id=batch.id, period=period, total=total, status=SubtaskStatus.PENDING)
+                for period, total in sorted(totals_by_period.items())]
+    db.session.add_all(subtasks)
+    db.session.flush()
+    for subtask in subtasks:
+        subtask.job_id = subtask_job_id(subtask)
+    return subtasks
+
+
+def _active_job_ids(batches: list[Batch]) -> list[str]:
+    """The RQ jobs doing or about to do the batches' work: parses and active subtasks."""
+    ids = [parse_job_id(b) for b in batches if b.status == BatchStatus.PREPROCESSING]
+    return ids + [s.job_id for b in batches for s in b.subtasks if s.status in SubtaskStatus.ACTIVE and s.job_id]
+
+
+def terminate(batches: list[Batch]) -> dict:
+    """终止: stop the batches' pending and running subtasks (and a parse still under way).
+
+    A file batch keeps its upload and staged months, so 重试 can resume it later.
+
+    Running jobs are stopped first, so their transactions roll back and free the database,
+    then the rows are marked; jobs a worker picked up in between are stopped once more, and
+    in any case cannot commit, since they only finish a subtask that is still 'running'.
+    """
+    job_ids = _active_job_ids(batches)
+    for job_id in job_ids:
+        background().stop_job(job_id)
+    at, stopped, batches_hit = now(), 0, 0
+    with write_transaction():
+        for batch in batches:
+            parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
+                                       .values(status=BatchStatus.TERMINATED, error="已被用户终止", finished_at=at))
+            hit = parse.rowcount == 1
+            stopped_now = db.session.execute(
+                update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(SubtaskStatus.ACTIVE))
+                .values(status=SubtaskStatus.TERMINATED, finished_at=at, error="已被用户终止")).rowcount
+            stopped += stopped_now
+            hit = hit or stopped_now > 0
+            refresh_batch(batch.id)
+            batches_hit += hit
+    for job_id in job_ids:
+        background().stop_job(job_id)
+    # a terminated file batch keeps its upload and staged months: 重试 resumes it
+    return {"batches": batches_hit, "subtasks": stopped}
+
+
+def _reparse(batch: Batch) -> bool:
+    """A file batch that failed or was stopped while parsing, whose upload is still kept."""
+    return (not batch.subtasks and batch.status in BatchStatus.RETRYABLE and batch.method == Method.FILE
+            and upload_path(batch).exists())
+
+
+def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:
+    """What 重试 would run, per batch: whether it re-parses its file, and which months run again.
+
+    Batches with nothing to run are left out, so the confirmation lists only real work.
+    """
+    plan = []
+    for batch in batches:
+        subtasks = [s for s in batch.subtasks if s.status in SubtaskStatus.RETRYABLE]
+        if subtasks or _reparse(batch):
+            plan.append((batch, _reparse(batch), subtasks))
+    return plan
+
+
+def retry(batches: list[Batch]) -> dict:
+    """重试: run the batches' failed and terminated subtasks again (a failed or terminated parse
+    re-parses the kept upload). Counts already written (a month's types that were fetched before
+    it waited) are kept, since those types are not fetched again."""
+    retried, parses = [], []
+    with write_transaction():
+        for batch, reparse, subtasks in retry_plan(batches):
+            if reparse:
+                batch.status, batch.error, batch.finished_at = BatchStatus.PREPROCESSING, None, None
+                parses.append(batch)
+            for subtask in subtasks:
+                subtask.status, subtask.error = SubtaskStatus.PENDING, None
+                subtask.started_at = subtask.finished_at = subtask.not_before = None
+                subtask.attempts += 1
+                subtask.job_id = subtask_job_id(subtask)
+                retried.append(subtask)
+            db.session.flush()
+            refresh_batch(batch.id)
+    for batch in parses:
+        background().enqueue_parse(batch)
+    background().enqueue_subtasks(retried)
+    return {"subtasks": len(retried), "parses": len(parses)}
+
+
+def batch_json(batch: Batch) -> dict:
+    """A batch as the CLI prints it."""
+    return {
+        "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
+        "status": batch.status, "status_label": BatchStatus(batch.status).label, "method": batch.method,
+        "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
+        "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
+        "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
+        "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
+        "subtasks": [{
+            "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total, "success": s.success,
+            "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
+            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == SubtaskStatus.WAITING and s.not_before else None,
+            "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
+            "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,
+        } for s in batch.subtasks],
+    }

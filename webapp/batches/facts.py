@@ -1,0 +1,213 @@
+"""What the batch screens say about a batch, worked out for a whole page in two queries.
+
+The list and the detail page both show: a progress bar with one segment per subtask status,
+why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, the technical
+text kept for 详情), and until when a batch waits for the 乐企 quota. The manual's statuses and
+labels are in webapp.statuses; this module only reads.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from webapp.extensions import db
+from webapp.models import Batch, Subtask
+from webapp.statuses import BatchStatus, DataType, SubtaskStatus
+
+# Progress-bar segments in the order they are drawn: finished work first, then what is still to run;
+# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功).
+SEGMENTS = ((SubtaskStatus.SUCCEEDED, "成功"), (SubtaskStatus.FAILED, "失败"), (SubtaskStatus.TERMINATED, "已终止"),
+            (SubtaskStatus.WAITING, "等待"), (SubtaskStatus.RUNNING, "同步中"), (SubtaskStatus.PENDING, "待同步"))
+QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
+
+_CHANNEL = r"(?P<ch>乐企|RPA)："
+_ATTEMPTS = re.compile(r"（已(?:尝试|查询) (?P<n>\d+) 次[^）]*）")
+# (pattern on the stored message, what a finance user reads); {ch} is the channel named in the message.
+_PLAIN = (
+    (re.compile(_CHANNEL + r"服务暂时不可用"), "{ch}服务暂时不可用，请稍后点击“重试”"),
+    (re.compile(_CHANNEL + r"请求超时"), "连接{ch}超时，请稍后点击“重试”"),
+    (re.compile(_CHANNEL + r"无法连接服务"), "无法连接{ch}服务，请稍后重试；若一直如此，请联系管理员检查网络"),
+    (re.compile(_CHANNEL + r"接口返回 HTTP"), "{ch}拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
+    (re.compile(_CHANNEL + r"通道地址配置错误"), "{ch}通道地址配置有误，请联系管理员"),
+    (re.compile(_CHANNEL + r"返回内容(?:不是有效的|不符合)"), "{ch}返回的数据无法识别，请联系管理员检查通道配置"),
+    (re.compile(_CHANNEL + r"请求被拒绝"), "{ch}拒绝了请求，请联系管理员"),
+    (re.compile(_CHANNEL + r"任务执行失败"), "RPA 任务执行失败，请稍后点击“重试”"),
+    (re.compile(r"^内部错误"), "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
+    (re.compile(r"^文件解析失败"), "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"),
+    (re.compile(r"^解析结果无法写入服务器磁盘"), "服务器磁盘写入失败，请联系管理员处理后点击“重试”"),
+)
+_ASIDE = re.compile(r"（[^（）]*）")
+_FILE_PLACE = re.compile(r"工作表“[^”]*”第 \d+ 行")  # a refused file's message quotes the user's own cell
+_CODE_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Z]{15,20}(?![0-9A-Za-z])")  # tax IDs, invoice numbers: the user's own
+_ALLOWED_LATIN = re.compile(r"RPA|Excel|xlsx|MB|YYYY-MM|ID")
+
+
+def _is_technical(text: str) -> bool:
+    """English words or codes other than tax IDs, invoice numbers and the product's own terms."""
+    return re.search(r"[A-Za-z]{2,}", _ALLOWED_LATIN.sub("", _CODE_LIKE.sub("", text))) is not None
+
+
+def plain_error(message: str | None) -> tuple[str, str | None]:
+    """A stored failure message as (what a finance user reads, technical detail or None).
+
+    Why: channel and job errors carry HTTP codes, exception names and retry counts that help an
+    administrator, not the user; they go under 详情, and the visible text says what to do.
+    """
+    if not message:
+        return "", None
+    for pattern, text in _PLAIN:
+        found = pattern.search(message)
+        if found:
+            summary = text.format(ch=found.groupdict().get("ch") or "")
+            if attempts := _ATTEMPTS.search(message):
+                summary = summary.replace("，", f"（已自动重试 {attempts['n']} 次），", 1)
+            return summary, message
+    if _FILE_PLACE.search(message):  # a cell value such as "abc" is the user's text to fix, not a code
+        return message, None
+    summary = _ASIDE.sub(lambda aside: "" if _is_technical(aside.group(0)) else aside.group(0), message).strip()
+    if _is_technical(summary):
+        summary = "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"
+    return summary, (message if summary != message else None)
+
+
+@dataclass
+class Failure:
+    """One reason, the months it hit, and the distinct technical texts behind it."""
+
+    summary: str
+    periods: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchFacts:
+    """Per batch: subtasks and copies per status, failures grouped by reason, what it waits for."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    successes: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    quota_until: tuple[datetime, datetime] | None = None  # earliest and latest release of a quota wait
+    waiting_notes: list[str] = field(default_factory=list)  # other waits, as the job said them
+
+    @property
+    def subtasks(self) -> int:
+        return sum(self.counts.values())
+
+    def segments(self) -> list[tuple[str, str, int, float]]:
+        """(status, label, count, percent of the bar) for each status the batch has."""
+        n = self.subtasks
+        return [(status, label, self.counts[status], 100 * self.counts[status] / n)
+                for status, label in SEGMENTS if self.counts.get(status)]
+
+    def signature(self, batch: Batch) -> str:
+        """A short fingerprint of what the batch's row shows: the poll re-sends only rows whose changed."""
+        shown = (str(batch.status), batch.total, batch.success, sorted(self.counts.items()), self.quota_until,
+                 [(f.summary, len(f.periods)) for f in self.failures], self.waiting_notes[:1])
+        return format(zlib.crc32(repr(shown).encode()), "08x")
+
+    def hover(self) -> str:
+        """The bar's tooltip: every count, e.g. 成功 2 · 已终止 10（共 12 个月份）."""
+        return " · ".join(f"{label} {count}" for _, label, count, _ in self.segments()) + f"（共 {self.subtasks} 个月份）"
+
+
+def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
+    """BatchFacts for every batch of a page: one grouped query, one query of the problem subtasks."""
+    facts: dict[int, BatchFacts] = {batch_id: BatchFacts() for batch_id in batch_ids}
+    if not batch_ids:
+        return facts
+    grouped = db.session.execute(
+        select(Subtask.batch_id, Subtask.status, func.count(), func.sum(Subtask.total), func.sum(Subtask.success))
+        .where(Subtask.batch_id.in_(batch_ids)).group_by(Subtask.batch_id, Subtask.status))
+    for batch_id, status, count, total, success in grouped:
+        one = facts[batch_id]
+        one.counts[status], one.totals[status], one.successes[status] = count, int(total or 0), int(success or 0)
+    problems = db.session.execute(
+        select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error, Subtask.not_before)
+        .where(Subtask.batch_id.in_(batch_ids), Subtask.status.in_((SubtaskStatus.FAILED, SubtaskStatus.WAITING)))
+        .order_by(Subtask.batch_id, Subtask.period))
+    for batch_id, period, status, error, not_before in problems:
+        _add_problem(facts[batch_id], period, status, error, not_before)
+    return facts
+
+
+def _add_problem(one: BatchFacts, period: str, status: str, error: str | None, not_before: datetime | None) -> None:
+    """File a failed or waiting month under its reason (months with the same reason share one line)."""
+    if status == SubtaskStatus.WAITING:
+        if error and QUOTA_MARK in error and not_before:
+            low, high = one.quota_until or (not_before, not_before)
+            one.quota_until = (min(low, not_before), max(high, not_before))
+        elif error and error not in one.waiting_notes:
+            one.waiting_notes.append(error)
+        return
+    summary, detail = plain_error(error or "执行失败，未记录原因")
+    failure = next((f for f in one.failures if f.summary == summary), None)
+    if failure is None:
+        failure = Failure(summary)
+        one.failures.append(failure)
+    failure.periods.append(period)
+    if detail and detail not in failure.details:
+        failure.details.append(detail)
+
+
+def periods_text(periods: list[str], shown: int = 3) -> str:
+    """Months as a short list: 2024-01、2024-02、2024-03 等 12 个月份."""
+    text = "、".join(periods[:shown])
+    return f"{text} 等 {len(periods)} 个月份" if len(periods) > shown else text
+
+
+def waiting_text(one: BatchFacts) -> str | None:
+    """已排队，等待额度至 <date> for a quota wait; another wait as the job said it."""
+    if one.quota_until:
+        low, high = one.quota_until
+        text = f"已排队，等待额度至 {low:%Y-%m-%d}"
+        return text + (f"（最晚 {high:%Y-%m-%d}）" if high.date() != low.date() else "")
+    return one.waiting_notes[0] if one.waiting_notes else None
+
+
+def mismatch(batch: Batch, one: BatchFacts) -> list[str]:
+    """Why 总份数 and 成功份数 differ, in plain Chinese; empty when they agree."""
+    if batch.total == batch.success:
+        return []
+    reasons = []
+    unit = "张发票未获取到用途状态" if batch.data_type == DataType.USAGE else "份未导入"
+    active = sum(one.counts.get(s, 0) for s in SubtaskStatus.ACTIVE)
+    if active:
+        reasons.append(f"还有 {active} 个月份未执行完成")
+    for status in (SubtaskStatus.FAILED, SubtaskStatus.TERMINATED):
+        if one.counts.get(status):
+            missing = one.totals.get(status, 0) - one.successes.get(status, 0)
+            reasons.append(f"{one.counts[status]} 个月份{status.label}" + (f"，其中 {missing:,} {unit}" if missing else ""))
+    unanswered = one.totals.get(SubtaskStatus.SUCCEEDED, 0) - one.successes.get(SubtaskStatus.SUCCEEDED, 0)
+    if unanswered > 0:
+        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} 张，"
+                       f"返回 {one.successes[SubtaskStatus.SUCCEEDED]:,} 张）" if batch.data_type == DataType.USAGE
+                       else f"{unanswered:,} 份未写入发票池")
+    return reasons
+
+
+def created_notice(batches: list[Batch], facts: dict[int, BatchFacts]) -> list[tuple[str, str, str]]:
+    """What the notice after creating batches says now, per batch: (batch_no, css class, text)."""
+    lines = []
+    for batch in batches:
+        one = facts.get(batch.id, BatchFacts())
+        if batch.status in BatchStatus.ACTIVE:
+            waiting = waiting_text(one) if not one.counts.get(SubtaskStatus.RUNNING) else None
+            lines.append((batch.batch_no, "info", waiting or "正在执行"))
+        elif batch.status == BatchStatus.SUCCEEDED:
+            lines.append((batch.batch_no, "ok", BatchStatus.SUCCEEDED.label))
+        else:
+            reason = one.failures[0].summary if one.failures else (plain_error(batch.error)[0] if batch.error else "")
+            lines.append((batch.batch_no, "error", BatchStatus(batch.status).label + (f"：{reason}" if reason else "")))
+    return lines
+
+
+def unanswered_keys(batch_id: int) -> list[tuple[str, list[str]]]:
+    """(month, invoice keys) the bureau returned no usage status for, month by month."""
+    rows = db.session.execute(select(Subtask.period, Subtask.unanswered_keys).where(
+        Subtask.batch_id == batch_id, Subtask.unanswered_keys.is_not(None)).order_by(Subtask.period))
+    return [(period, keys.split("\n")) for period, keys in rows if keys]

@@ -1,0 +1,456 @@
+"""历史发票数据同步 page: the batch list, batch detail, the import dialog, 终止 and 重试."""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask_htmx import make_response as htmx_response
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
+from channels.invoice_types import DOWNLOAD_KINDS
+from channels.records import SourceRejected
+from webapp.accounts import audit
+from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
+from webapp.batches import (
+    create_download_batches,
+    create_file_batch,
+    leqi_note,
+    missing_prerequisites,
+    months_before_leqi,
+    retry,
+    retry_plan,
+    subtask_label,
+    terminate,
+)
+from webapp.batches import quota_use as quota
+from webapp.batches.facts import created_notice, page_facts, unanswered_keys
+from webapp.batches.forms import ImportForm
+from webapp.clock import now
+from webapp.extensions import db, htmx
+from webapp.forms import messages
+from webapp.models import Batch, Company
+from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
+from webapp.web import wants_partial, xlsx_download
+
+bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
+POLL_SECONDS = 2  # while a month runs or is about to
+POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
+
+
+def _build_form() -> ImportForm:
+    """The dialog's form; a GET may prefill it (同步覆盖 opens it for a gap).
+
+    发票用途状态 is only downloaded, never imported from a file: choosing it switches the method
+    to 税局下载 (the dialog then does not offer the file import at all).
+    """
+    form = ImportForm(formdata=request.args) if request.method == "GET" and request.args else ImportForm()
+    form.offer(permitted_companies(current_user), now())
+    if form.data_type.data == DataType.USAGE and request.form.get("refresh"):
+        form.method.data = Method.DOWNLOAD
+    return form
+
+
+UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别的字符（不是 UTF-8 编码），"
+                     "请将文件重命名为普通的中文、字母或数字后重新选择")
+
+
+def _save_upload(storage) -> Path:
+    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading."""
+    folder = Path(current_app.config["UPLOAD_DIR"]) / "incoming"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
+    with handle:
+        size = 0
+        while chunk := storage.stream.read(1024 * 1024):
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                break
+            handle.write(chunk)
+    path = Path(handle.name)
+    if size > MAX_UPLOAD_BYTES:
+        path.unlink()
+        raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+    return path
+
+
+def _create(form: ImportForm) -> list[Batch]:
+    """Create what a valid download dialog asks for."""
+    codes = form.kinds.data or list(DOWNLOAD_KINDS)
+    return create_download_batches(current_user, form.chosen_companies(), channel=form.channel.data,
+                                   data_type=form.data_type.data, months=form.chosen_months(), type_codes=codes)
+
+
+def _create_file_batches(form: ImportForm) -> list[dict]:
+    """One batch per chosen file, in the order chosen, each refused or accepted on its own.
+
+    Returns what happened to each file: {"name", "batch" (or None), "error" (or None)}.
+    The batches of one company then run one after another in this order (jobs.tasks).
+    """
+    company = form.chosen_companies()[0]
+    outcomes = []
+    for storage in form.chosen_files():
+        name = storage.filename
+        outcome = {"name": name, "batch": None, "error": None}
+        outcomes.append(outcome)
+        try:
+            check_file_name(name)
+            path = _save_upload(storage)
+        except SourceRejected as exc:
+            outcome["error"] = str(exc)
+            continue
+        try:
+            check_upload(path)
+            outcome["batch"] = create_file_batch(current_user, company, path, name)
+        except SourceRejected as exc:
+            outcome["error"] = str(exc)
+        finally:
+            path.unlink(missing_ok=True)
+    return outcomes
+
+
+def _printable(name: str) -> str:
+    """A refused file's name as it can be shown (undecodable or control characters replaced)."""
+    return "".join("�" if "\ud800" <= ch <= "\udfff" or ord(ch) < 32 else ch for ch in name)[:120]
+
+
+def _dialog_notes(form: ImportForm) -> list[str]:
+    """What the chosen channel needs or has left, per chosen company, shown before submitting."""
+    if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
+        return []
+    notes = []
+    months = form.chosen_months() if form.period_holds() else []
+    for company in form.chosen_companies():
+        problem = missing_prerequisites(company, form.channel.data)
+        if problem:
+            notes.append(problem)
+        elif form.leqi_applies() and months:
+            if early := months_before_leqi(company, months):
+                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
+            kept = [m for m in months if m not in early]
+            if kept:
+                notes.append(_quota_note(company, kept, form.kinds.data or list(DOWNLOAD_KINDS)))
+    return notes
+
+
+def _sandbox_note() -> str | None:
+    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (the manual: test
+    with the sandbox's tax IDs); None against a real bureau."""
+    config = current_app.config
+    if "sandbox" not in {(config.get(k) or "sandbox").strip().lower() for k in ("LEQI_BASE_URL", "RPA_BASE_URL")}:
+        return None
+    from channels.sandbox import known_companies
+
+    companies = known_companies(config["SANDBOX_DB"])
+    companies = [c for c in companies if c["tax_id"] not in _registered_elsewhere([c["tax_id"] for c in companies])]
+    if not companies:
+        return "当前连接的是沙箱税局，只能下载沙箱税号的发票"
+    known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
+                                                      else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
+                     for c in companies)
+    return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
+
+
+def _registered_elsewhere(tax_ids: list[str]) -> set[str]:
+    """Of these tax IDs, those registered as companies the user may not see: naming them would tell
+    the user another org's (or an ungranted) company."""
+    registered = set(db.session.scalars(select(Company.tax_id).where(Company.tax_id.in_(tax_ids))))
+    visible = {c.tax_id for c in permitted_companies(current_user)}
+    return registered - visible
+
+
+def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
+    """乐企 quota for the chosen months and kinds: which are used up today and when they will run."""
+    today = now().date()
+    blocked = []
+    for month in months:
+        for code in codes:
+            left = quota.remaining(company.tax_id, month, code, today)
+            if not left["today"] or not left["month"]:
+                blocked.append(f"{month} {DOWNLOAD_KINDS[code]}（今日剩 {left['today']} 次，本月剩 {left['month']}/{left['limit']} 次）")
+    rule = "同一开票月份同一种类每天 1 次；当前开票月份每月 5 次，历史开票月份每月 3 次"
+    if not blocked:
+        return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
+    shown = "；".join(blocked[:6]) + (f" 等 {len(blocked)} 项" if len(blocked) > 6 else "")
+    return f"{company.name}：乐企额度不足，提交后其余种类立即下载，以下月份的种类等待额度后自动下载：{shown}（{rule}）"
+
+
+def _render_dialog(form: ImportForm, errors: dict):
+    """The dialog with its errors and the notes for what is chosen."""
+    sandbox = _sandbox_note() if form.method.data == Method.DOWNLOAD else None
+    return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form),
+                           sandbox=sandbox)
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def import_dialog():
+    """The 导入 dialog: GET or a field change re-renders it; a full submit validates and creates."""
+    form = _build_form()
+    if request.method == "GET" or request.form.get("refresh"):
+        return _render_dialog(form, {})
+    if request.content_length and not request.form and not request.files:
+        # the multipart body could not be read at all; in practice a file name that is not UTF-8
+        return _errors_only(form, {"file": UNREADABLE_UPLOAD})
+    if not form.validate_on_submit():
+        if form.method.data == Method.FILE:
+            return _errors_only(form, messages(form))
+        return _render_dialog(form, messages(form))
+    if form.method.data == Method.FILE:
+        return _file_outcome(form, _create_file_batches(form))
+    try:
+        return _created(_create(form))
+    except SourceRejected as exc:  # a company's settings changed after the form was checked
+        return _render_dialog(form, {"tax_ids": str(exc)})
+
+
+def _created(batches: list[Batch]) -> Response:
+    """Everything asked for was created: go to the list, which says what was created."""
+    return htmx_response("", 204, location=url_for("batches.index", created="、".join(b.batch_no for b in batches)))
+
+
+def _errors_only(form: ImportForm, errors: dict, outcomes: list[dict] | None = None):
+    """A file dialog's errors replace only its error area, so the chosen files stay chosen
+    (a re-rendered file input would be empty). Without htmx the whole dialog is rendered."""
+    if not htmx:
+        return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=[], outcomes=outcomes)
+    return htmx_response(render_template("batches/_import_errors.html", errors=errors, outcomes=outcomes),
+                         retarget="#import-errors", reswap="innerHTML")
+
+
+def _file_outcome(form: ImportForm, outcomes: list[dict]):
+    """Say what happened to each chosen file: one accepted file goes straight to the list; when
+    none was accepted the dialog stays as it was with the reasons; otherwise it lists each file."""
+    for outcome in outcomes:
+        outcome["shown_name"] = _printable(outcome["name"])
+    created = [o["batch"] for o in outcomes if o["batch"]]
+    if len(outcomes) == 1 and created:
+        return _created(created)
+    if not created:
+        return _errors_only(form, {}, outcomes)
+    return render_template("batches/_import_result.html", outcomes=outcomes,
+                           created="、".join(b.batch_no for b in created))
+
+
+def _filtered_batches():
+    """The list's query: the user's companies only, narrowed by the filter fields."""
+    args = request.values
+    query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
+    if args.get("tax_id"):
+        query = query.where(Batch.tax_id == args["tax_id"])
+    if args.get("status") in BatchStatus:
+        query = query.where(Batch.status == args["status"])
+    if args.get("method") in Method:
+        query = query.where(Batch.method == args["method"])
+    for name, op in (("date_from", "__ge__"), ("date_to", "__lt__")):
+        try:
+            day = datetime.strptime(args.get(name, ""), "%Y-%m-%d")
+        except ValueError:
+            continue
+        query = query.where(getattr(Batch.created_at, op)(day + timedelta(days=1) if name == "date_to" else day))
+    return query.options(joinedload(Batch.org)).order_by(Batch.created_at.desc(), Batch.id.desc())
+
+
+def _page_context(batches: list[Batch], message: str | None = None) -> dict:
+    """What the rows need beyond the batches: their subtasks' facts (two queries for the page), and
+    which of them still run, for the page's one poller."""
+    facts = page_facts([b.id for b in batches])
+    live = [b for b in batches if b.status in BatchStatus.ACTIVE]
+    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
+               or facts[b.id].counts.get(SubtaskStatus.PENDING)
+               for b in live)
+    created_nos = [n for n in _created_arg().split("、") if n]
+    return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
+            "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
+            "notice": _created_notice(created_nos)}
+
+
+def _created_arg() -> str:
+    """The batches the page was opened for after 导入 (?created=…), also when an htmx action on the
+    page (终止, 重试, a filter) asks: then it is in the page's own address."""
+    if request.values.get("created"):
+        return request.values["created"]
+    current = urlsplit(htmx.current_url or "")
+    return (parse_qs(current.query).get("created") or [""])[0]
+
+
+def _created_notice(batch_nos: list[str]) -> list[tuple[str, str, str]]:
+    """The notice after 导入, as the created batches stand now (never a stale 正在执行)."""
+    if not batch_nos:
+        return []
+    batches = list(db.session.scalars(select(Batch).where(
+        Batch.batch_no.in_(batch_nos), Batch.company_id.in_(permitted_company_ids(current_user)))))
+    batches.sort(key=lambda b: batch_nos.index(b.batch_no))
+    return created_notice(batches, page_facts([b.id for b in batches]))
+
+
+def _table_context(message: str | None = None) -> dict:
+    """The current page of batches with their facts, for the table partial."""
+    page = max(request.values.get("page", 1, type=int), 1)
+    pagination = db.paginate(_filtered_batches(), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    return {"pagination": pagination, **_page_context(pagination.items, message)}
+
+
+def _render_table(message: str | None = None):
+    """The batch table partial, with what 终止/重试 did."""
+    return render_template("batches/_table.html", **_table_context(message))
+
+
+@bp.route("")
+def index():
+    """历史发票数据同步: the batch list; htmx filter changes swap only the table."""
+    if wants_partial("batch-table"):
+        return _render_table()
+    return render_template("batches/index.html", companies=permitted_companies(current_user), **_table_context())
+
+
+@bp.route("/live")
+def live():
+    """The page's one poll: the rows that were still running and have changed since the page last saw
+    them (`nos` carries each row's signature), swapped out of band, the notice, and the poller itself
+    again while something still runs (a page with nothing running stops asking)."""
+    shown = dict(item.partition(".")[::2] for item in request.args.get("nos", "").split(",")[:MAX_LIVE_ROWS] if item)
+    batches = list(db.session.scalars(select(Batch).options(joinedload(Batch.org)).where(
+        Batch.batch_no.in_(list(shown)), Batch.company_id.in_(permitted_company_ids(current_user)))))
+    batches.sort(key=lambda b: list(shown).index(b.batch_no))
+    context = _page_context(batches)
+    changed = [b for b in batches if context["facts"][b.id].signature(b) != shown[b.batch_no]]
+    return render_template("batches/_live.html", batches=changed, **context)
+
+
+@bp.route("/<batch_no>/row")
+def row(batch_no):
+    """One list row as it stands now."""
+    batch = batch_for(current_user, batch_no)
+    return render_template("batches/_row.html", batch=batch, facts=page_facts([batch.id]))
+
+
+@bp.route("/<batch_no>")
+def detail(batch_no):
+    """The batch detail: one row per month subtask, what went wrong and what the bureau left unanswered."""
+    batch = batch_for(current_user, batch_no)
+    template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
+    return render_template(template, batch=batch, error_rows=error_rows(batch), facts=page_facts([batch.id]),
+                           unanswered=unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [])
+
+
+ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
+
+
+def error_rows(batch: Batch) -> list[dict]:
+    """A refused file's unreadable rows, as the parse job kept them (empty for other batches)."""
+    return json.loads(batch.error_rows) if batch.error_rows else []
+
+
+@bp.route("/<batch_no>/errors.xlsx")
+def error_list(batch_no):
+    """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
+    from openpyxl import Workbook  # deferred: openpyxl costs start-up time
+
+    from webapp.pool.export import safe_text
+
+    batch = batch_for(current_user, batch_no)
+    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
+    if not rows:
+        abort(404)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("错误清单")
+    sheet.append(list(ERROR_LIST_HEADERS))
+    for row in rows:
+        sheet.append([safe_text(row["sheet"]), row["row"], safe_text(row["column"]), safe_text(row["value"]),
+                      safe_text(row["why"])])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return xlsx_download(buffer.getvalue(), f"错误清单_{batch.batch_no}.xlsx")  # no-store: auth._security_headers
+
+
+def _selected_batches() -> list[Batch]:
+    """The ticked batches, each checked against the user's companies (404 otherwise)."""
+    numbers = request.form.getlist("batch_no")
+    if not numbers:
+        abort(400)
+    return [batch_for(current_user, number) for number in numbers]
+
+
+ACTIONS = {  # 终止 / 重试: the words each step of the two actions uses
+    "terminate": {"name": "终止", "none": "请先勾选要终止的导入批次",
+                  "nothing": "所选批次没有待执行或执行中的任务，无需终止", "ask": "将终止以下未执行和执行中的任务："},
+    "retry": {"name": "重试", "none": "请先勾选要重试的导入批次",
+              "nothing": "所选批次没有执行失败或已终止的任务", "ask": "将重新执行以下执行失败和已终止的任务："},
+}
+
+
+def _table_now(message: str):
+    """The refreshed table answering a toolbar button whose target is the modal: it goes to the
+    table instead, at once (no question to confirm when there is nothing to do)."""
+    return htmx_response(_render_table(message), retarget="#batch-table", reswap="innerHTML")
+
+
+def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
+    """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
+    if action == "retry":
+        return [(batch, (["重新解析上传的文件"] if reparse else [])
+                 + [f"{s.period}（{SubtaskStatus(s.status).label}）" for s in subtasks])
+                for batch, reparse, subtasks in retry_plan(batches)]
+    lines = []
+    for batch in batches:
+        months = [f"{s.period}（{subtask_label(s)}）" for s in batch.subtasks if s.status in SubtaskStatus.ACTIVE]
+        if batch.status == BatchStatus.PREPROCESSING:
+            months.insert(0, "文件解析")
+        if months:
+            lines.append((batch, months))
+    return lines
+
+
+@bp.route("/<any(terminate, retry):action>/confirm", methods=["POST"])
+def confirm(action):
+    """终止 / 重试 ask first, listing what will stop or run; with nothing ticked, or nothing to
+    do, they answer at once in the table instead of asking."""
+    words = ACTIONS[action]
+    if not request.form.getlist("batch_no"):
+        return _table_now(words["none"])
+    plan = _plan_lines(action, _selected_batches())
+    if not plan:
+        return _table_now(words["nothing"])
+    return render_template("batches/_confirm.html", action=action, words=words, plan=plan,
+                           hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+
+
+def _after_action(message: str) -> str:
+    """The table with what was done, and the confirmation closed (an out-of-band swap)."""
+    return _render_table(message) + '<div id="modal" hx-swap-oob="true"></div>'
+
+
+def _act_on_selected(action: str, run, said) -> str:
+    """终止 / 重试 the ticked batches and record it in the audit log; answers with the refreshed table
+    and what was done (`said` of the result, or the action's words for nothing ticked or to do)."""
+    numbers = request.form.getlist("batch_no")
+    if not numbers:
+        return _render_table(ACTIONS[action]["none"])
+    result = run(_selected_batches())
+    audit.record(f"batch.{action}", "、".join(numbers), batch_nos=numbers, **result)
+    return _after_action(said(result) or ACTIONS[action]["nothing"])
+
+
+@bp.route("/terminate", methods=["POST"])
+def terminate_selected():
+    """终止 the selected batches; answers with the refreshed table and what was done."""
+    def said(result):
+        return f"已终止 {result['batches']} 个批次中的 {result['subtasks']} 个子任务" if result["batches"] else None
+    return _act_on_selected("terminate", terminate, said)
+
+
+@bp.route("/retry", methods=["POST"])
+def retry_selected():
+    """重试 the failed and terminated subtasks of the selected batches (a terminated batch resumes)."""
+    def said(result):
+        done = result["subtasks"] + result["parses"]
+        return f"已重新执行 {done} 个执行失败或已终止的任务" if done else None
+    return _act_on_selected("retry", retry, said)

@@ -1,0 +1,103 @@
+"""The pool's own figures per company-month, kept so the coverage grid and `pool stats` read a few rows.
+
+Why: both aggregated every invoice of a company (and `pool stats` every line too): 0.3–4.8 s at a
+million invoices (docs/performance.md). The pool write already marks each company-month it
+touches (webapp.summary.mark_months_changed bumps `invoice_month_summary.version`); these figures
+are kept beside 销项汇总's in the same row, with their own `stats_version`, and a month is counted
+again only after it changed. A usage-status write marks its month too (jobs.tasks._usage).
+
+One month's figures, as kept (JSON): {"cells": {type code: [invoices, newest synced_at, newest
+usage_updated_at, blue invoices with usage, blue invoices]}, "types": {type name: [invoices, red,
+voided]}, "amount": cents, "tax": cents, "lines": count}.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from sqlalchemy import bindparam, case, func, select, update
+
+from webapp.extensions import db
+from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
+from webapp.money import as_cents, sum_exact
+from webapp.summary import VOIDED
+from webapp.transactions import write_transaction
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _empty() -> dict:
+    return {"cells": {}, "types": {}, "amount": 0, "tax": 0, "lines": 0}
+
+
+def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
+    """{month: figures} counted from the pool: one grouped pass over the months' invoices, one over their lines."""
+    dialect = db.session.get_bind().dialect.name
+    where = (Invoice.tax_id == tax_id, Invoice.month.in_(months))
+    voided = case((Invoice.status == VOIDED, 1), else_=0)
+    counted = {month: _empty() for month in months}
+    for month, code, name, is_red, is_voided, n, synced, usage, with_usage, amount, tax in db.session.execute(
+            select(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided, func.count(),
+                   func.max(Invoice.synced_at), func.max(Invoice.usage_updated_at), func.count(Invoice.usage_updated_at),
+                   sum_exact(dialect, Invoice.amount), sum_exact(dialect, Invoice.tax))
+            .where(*where).group_by(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided)):
+        figures = counted[month]
+        cell = figures["cells"].setdefault(code or "", [0, None, None, 0, 0])
+        cell[0] += n
+        cell[1] = max(filter(None, (cell[1], _stamp(synced))), default=None)
+        cell[2] = max(filter(None, (cell[2], _stamp(usage))), default=None)
+        if not is_red:  # usage status exists for blue invoices only: red ones are never asked
+            cell[3] += with_usage
+            cell[4] += n
+        kind = figures["types"].setdefault(name or "", [0, 0, 0])
+        kind[0] += n
+        kind[1] += n if is_red else 0
+        kind[2] += n if is_voided else 0
+        figures["amount"] += as_cents(amount)
+        figures["tax"] += as_cents(tax)
+    for month, lines in db.session.execute(
+            select(Invoice.month, func.count()).select_from(InvoiceLine)
+            .join(Invoice, Invoice.key == InvoiceLine.invoice_key).where(*where).group_by(Invoice.month)):
+        counted[month]["lines"] = lines
+    return counted
+
+
+def _keep(tax_id: str, counted: dict[str, dict], versions: dict[str, int]) -> None:
+    """Store figures counted just now; a pool write that bumped the version meanwhile leaves them stale."""
+    table = InvoiceMonthSummary.__table__
+    with write_transaction():
+        db.session.execute(
+            update(table).where(table.c.tax_id == tax_id, table.c.month == bindparam("m"),
+                                table.c.version == bindparam("v"))
+            .values(stats=bindparam("s"), stats_version=bindparam("v")),
+            [{"m": month, "v": versions[month], "s": json.dumps(figures, ensure_ascii=False)}
+             for month, figures in counted.items()])
+
+
+def month_stats(tax_id: str, first: str | None = None, last: str | None = None) -> dict[str, dict]:
+    """{month: figures} of the company's months from `first` to `last` (each optional), kept ones while
+    current, the changed ones counted again and kept."""
+    table = InvoiceMonthSummary
+    query = select(table.month, table.version, table.stats_version, table.stats).where(table.tax_id == tax_id)
+    if first:
+        query = query.where(table.month >= first)
+    if last:
+        query = query.where(table.month <= last)
+    found, stale = {}, {}
+    for month, version, stats_version, stats in db.session.execute(query):
+        if stats is not None and stats_version == version:
+            found[month] = json.loads(stats)
+        else:
+            stale[month] = version
+    if stale:
+        counted = _count(tax_id, sorted(stale))
+        _keep(tax_id, counted, stale)
+        found.update(counted)
+    return dict(sorted(found.items()))
+
+
+def when(stamp: str | None) -> datetime | None:
+    """A kept timestamp back as the datetime the pool holds."""
+    return datetime.fromisoformat(stamp) if stamp else None

@@ -1,0 +1,133 @@
+"""Searching the invoice pool: one filter, used by the list page, its export and scripts.
+
+Built to stay fast at a million invoices: prefix searches are index range scans, the list
+fetches one row more than a page instead of counting the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, func, or_, select
+
+from webapp.extensions import db
+from webapp.models import Batch, Invoice
+from webapp.money import as_cents, as_yuan, sum_exact
+from webapp.pool.usage import entry_codes
+from webapp.statuses import Source
+
+SORTS = {
+    "issued_desc": (Invoice.issued_at.desc(), Invoice.id.desc()),
+    "issued_asc": (Invoice.issued_at.asc(), Invoice.id.asc()),
+    "amount_desc": (Invoice.amount.desc(), Invoice.id.desc()),
+    "amount_asc": (Invoice.amount.asc(), Invoice.id.asc()),
+}
+INVOICE_STATUSES = ("正常", "已作废", "已红冲-全额", "已红冲-部分")
+USAGE_UNKNOWN = "none"
+
+
+@dataclass
+class PoolFilter:
+    """What a user narrowed the pool to; every field optional, all as the query string carries them."""
+
+    tax_id: str = ""
+    q: str = ""  # invoice number: prefix of the key, 发票号码 or 数电发票号码
+    buyer: str = ""  # buyer name (contains) or tax ID (prefix)
+    date_from: str = ""
+    date_to: str = ""
+    type_code: str = ""
+    status: str = ""
+    color: str = ""  # blue | red
+    vat_usage: str = ""  # a code, or 'none' for never fetched
+    entry_status: str = ""  # a label (未入账), 'channel:code' (leqi:02, rpa:06), or 'none' for never fetched
+    source: str = ""  # file | leqi | rpa
+    batch_no: str = ""
+    sort: str = "issued_desc"
+
+    @classmethod
+    def from_args(cls, args) -> PoolFilter:
+        return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
+
+    def as_args(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+
+def _prefix(column, text: str):
+    """column LIKE 'text%' written as a range, so both databases use the column's index."""
+    return (column >= text) & (column < text + "\uffff")
+
+
+def _day(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def _companies(flt: PoolFilter, tax_ids: list[str], indexed: bool = True):
+    """Which companies' invoices: one chosen company by its index; several without it, so the
+    database walks the index of the sort order and stops at the page instead of sorting them all.
+    `indexed=False` keeps the company's index out of it altogether (see pool_totals)."""
+    column = Invoice.tax_id if indexed else Invoice.tax_id + ""
+    if flt.tax_id in tax_ids:
+        return column == flt.tax_id
+    if len(tax_ids) == 1:
+        return column == tax_ids[0]
+    return (Invoice.tax_id + "").in_(tax_ids)
+
+
+def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) -> Select:
+    """The user's permitted invoices narrowed by the filter, in the chosen order."""
+    query = select(Invoice).where(_companies(flt, tax_ids, company_index))
+    if flt.q:
+        query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
+                                _prefix(Invoice.digital_number, flt.q)))
+    if flt.buyer:
+        query = query.where(or_(_prefix(Invoice.buyer_tax_id, flt.buyer.upper()), Invoice.buyer_name.contains(flt.buyer)))
+    if day := _day(flt.date_from):
+        query = query.where(Invoice.issued_at >= day)
+    if day := _day(flt.date_to):
+        query = query.where(Invoice.issued_at < day + timedelta(days=1))
+    if flt.type_code:
+        query = query.where(Invoice.type_code == flt.type_code)
+    if flt.status in INVOICE_STATUSES:
+        query = query.where(Invoice.status == flt.status)
+    if flt.color in ("blue", "red"):
+        query = query.where(Invoice.is_red.is_(flt.color == "red"))
+    if flt.vat_usage:
+        query = query.where(Invoice.vat_usage.is_(None) if flt.vat_usage == USAGE_UNKNOWN
+                            else Invoice.vat_usage == flt.vat_usage)
+    if flt.entry_status == USAGE_UNKNOWN:
+        query = query.where(Invoice.entry_status.is_(None))
+    elif ":" in flt.entry_status:  # the two channels' 入账 code sets differ: a code means nothing alone
+        channel, code = flt.entry_status.split(":", 1)
+        query = query.where(Invoice.usage_channel == channel, Invoice.entry_status == code)
+    elif pairs := entry_codes(flt.entry_status):  # a label: every channel's code that reads so
+        query = query.where(or_(*[(Invoice.usage_channel == c) & (Invoice.entry_status == code) for c, code in pairs]))
+    if flt.source in Source:
+        query = query.where(Invoice.source == flt.source)
+    if flt.batch_no:
+        query = query.where(Invoice.batch_id.in_(select(Batch.id).where(Batch.batch_no == flt.batch_no)))
+    return query.order_by(*SORTS.get(flt.sort, SORTS["issued_desc"]))
+
+
+def pool_totals(flt: PoolFilter, tax_ids: list[str]) -> dict:
+    """How many invoices the filter matches and their 金额, 税额 and 价税合计 sums, in one aggregate.
+
+    Asked apart from the page (the list shows at once, the sums follow), so the list stays as fast as
+    fetching one page whatever the pool's size; 价税合计 falls back to 金额 + 税额 where a source left it out.
+    """
+    dialect = db.session.get_bind().dialect.name
+    columns = (Invoice.amount, Invoice.tax, func.coalesce(Invoice.total, Invoice.amount + Invoice.tax))
+    # Summing a whole company, SQLite reads its rows faster in table order than one by one through
+    # the company's index (at 1M invoices, a fifth of them one company's: 0.6 s against 1.8 s on this
+    # loaded 2-core machine); a date range or number still narrows by index.
+    narrow = dialect != "sqlite" or bool(flt.date_from or flt.date_to or flt.q or flt.batch_no)
+    query = pool_query(flt, tax_ids, company_index=narrow).order_by(None).with_only_columns(
+        func.count(), *(sum_exact(dialect, column) for column in columns))
+    count, *sums = db.session.execute(query).one()
+    amount, tax, total = (as_yuan(as_cents(value)) for value in sums)
+    return {"count": count or 0, "amount": amount, "tax": tax, "total": total}
+
+
+

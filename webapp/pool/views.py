@@ -1,0 +1,172 @@
+"""销项发票池: search and filter, invoice detail with red-flush readiness, coverage, export."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_htmx import make_response as htmx_response
+from flask_login import current_user
+from markupsafe import Markup
+
+from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
+from webapp.accounts.permissions import company_for, permitted_companies
+from webapp.batches import period_years
+from webapp.clock import now
+from webapp.extensions import db
+from webapp.models import Batch
+from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
+from webapp.pool.coverage import coverage, issued_codes
+from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
+from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
+from webapp.statuses import BatchStatus, DataType
+from webapp.web import wants_partial, xlsx_download
+
+bp = Blueprint("pool", __name__, url_prefix="/pool", template_folder="templates")
+
+
+def _permitted_tax_ids() -> list[str]:
+    return [c.tax_id for c in permitted_companies(current_user)]
+
+
+def _page(flt: PoolFilter):
+    """One page of results and whether another follows: no count of the whole table."""
+    page = max(request.args.get("page", 1, type=int), 1)
+    size = current_app.config["PAGE_SIZE"]
+    rows = list(db.session.scalars(pool_query(flt, _permitted_tax_ids()).limit(size + 1).offset((page - 1) * size)))
+    return {"items": rows[:size], "page": page, "has_next": len(rows) > size, "has_prev": page > 1}
+
+
+@bp.route("")
+def index():
+    """The pool list; the filter form swaps only the table (active search)."""
+    flt = PoolFilter.from_args(request.args)
+    context = {"flt": flt, "results": _page(flt)}
+    if wants_partial("pool-table"):
+        return render_template("pool/_table.html", **context)
+    return render_template("pool/index.html", companies=permitted_companies(current_user), kinds=TYPE_NAMES,
+                           statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_labels=ENTRY_LABELS,
+                           **context)
+
+
+@bp.route("/summary")
+def summary():
+    """共 N 张 and the sums of 金额, 税额, 价税合计 for the filter, with the page count; loaded after the list."""
+    flt = PoolFilter.from_args(request.args)
+    totals = pool_totals(flt, _permitted_tax_ids())
+    size = current_app.config["PAGE_SIZE"]
+    return render_template("pool/_summary.html", flt=flt, totals=totals, pages=max(1, -(-totals["count"] // size)),
+                           page=max(request.args.get("page", 1, type=int), 1), filtered=bool(flt.as_args()))
+
+
+@bp.route("/export")
+def export():
+    """The filtered list as xlsx with the export file's own column names, written row by row."""
+    from webapp.pool.export import ExportTooLarge, export_filename, write_pool_export
+
+    flt = PoolFilter.from_args(request.args)
+    folder = Path(current_app.config["DATA_DIR"]) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
+    handle.close()
+    try:
+        write_pool_export(pool_query(flt, _permitted_tax_ids()), handle.name)
+    except ExportTooLarge:
+        Path(handle.name).unlink(missing_ok=True)
+        return "导出行数超过 Excel 单表上限（1,048,575 行），请缩小筛选范围（例如按月份或企业）后再导出", 400
+
+    def stream(path=Path(handle.name)):
+        """Send the file in chunks and remove it once sent."""
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(256 * 1024):
+                    yield chunk
+        finally:
+            path.unlink(missing_ok=True)
+
+    return xlsx_download(stream(), export_filename(now()))
+
+
+@bp.route("/coverage")
+def coverage_page():
+    """同步覆盖: months × kinds of one company, with gaps that open the import dialog prefilled."""
+    companies = permitted_companies(current_user)
+    if not companies:
+        return render_template("pool/coverage.html", companies=[], grid={}, company=None)
+    tax_id = request.args.get("tax_id") or companies[0].tax_id
+    try:
+        company = company_for(current_user, tax_id)
+    except PermissionError:
+        abort(404)
+    year = request.args.get("year", type=int)
+    grid = coverage(company.tax_id, now().date(), year)
+    all_kinds = request.args.get("all_kinds") == "1"
+    every = list(next(iter(grid.values()), {}))
+    codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
+    return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
+                           codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
+                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, years=period_years(now()))
+
+
+@bp.route("/<key>")
+def detail(key):
+    """One invoice: header, lines, source batch, usage, the red/blue links both ways, red-flush readiness."""
+    invoice = find_invoice(key, _permitted_tax_ids())
+    if invoice is None:
+        abort(404)
+    from webapp.pool.redflush import assess
+
+    batch = db.session.get(Batch, invoice.batch_id) if invoice.batch_id else None
+    reds = red_invoices_of(invoice)
+    readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
+    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
+                           readiness=readiness, unanswered_at=_unanswered_at(invoice))
+
+
+def _unanswered_at(invoice) -> str | None:
+    """When the bureau was last asked this invoice's usage and said nothing (None: answered or never asked)."""
+    asked, answered = invoice.usage_queried_at, invoice.usage_updated_at
+    if asked is None or (answered is not None and answered >= asked):
+        return None
+    return asked.strftime("%Y-%m-%d %H:%M")
+
+
+@bp.route("/<key>/refresh-usage", methods=["POST"])
+def refresh_usage(key):
+    """Fetch usage status for the invoice's month now, through the company's usable channel."""
+    from channels.records import SourceRejected
+    from webapp.batches import create_download_batches, usable_channel
+
+    invoice = find_invoice(key, _permitted_tax_ids())
+    if invoice is None:
+        abort(404)
+    company = company_for(current_user, invoice.tax_id)
+    channel = usable_channel(company)
+    if channel is None:
+        return Markup('<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>')
+    try:
+        [batch] = create_download_batches(current_user, [company], channel=channel, data_type=DataType.USAGE,
+                                          months=[invoice.month], type_codes=[])
+    except SourceRejected as exc:
+        return Markup('<span class="error">{}</span>').format(str(exc))
+    return _usage_progress(key, batch)
+
+
+def _usage_progress(key: str, batch) -> Markup:
+    """The 获取用途状态 notice, which asks again every 2 s until its batch ends (then the page reloads)."""
+    link = url_for("batches.detail", batch_no=batch.batch_no)
+    poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
+    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-target="this" hx-swap="outerHTML">'
+                  '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
+        poll, link, batch.batch_no, BatchStatus(batch.status).label)
+
+
+@bp.route("/<key>/usage-batch/<batch_no>")
+def usage_batch(key, batch_no):
+    """Whether the invoice's usage batch has ended: then the whole page reloads with the new status."""
+    from webapp.accounts.permissions import batch_for
+
+    batch = batch_for(current_user, batch_no)
+    if batch.status in BatchStatus.FINISHED:
+        return htmx_response("", refresh=True)
+    return _usage_progress(key, batch)

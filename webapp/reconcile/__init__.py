@@ -1,0 +1,201 @@
+"""来源核对: which sources (file import, 乐企, RPA) delivered each invoice, and where they disagree.
+
+The pool keeps one copy of an invoice, the last one written. Beside it, `record_sources` keeps per
+invoice and source when that source first and last delivered it and the status, amounts and buyer
+it gave last, so a later download that says 已红冲-全额 where an older export said 正常 is seen.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, or_, select
+
+from webapp.clock import now
+from webapp.extensions import db
+from webapp.models import Batch, Invoice, InvoiceSource, Subtask
+from webapp.pool.export import money
+from webapp.statuses import DataType, Source, SubtaskStatus
+from webapp.summary import mark_months_changed
+
+CHUNK = 1000
+KEPT = ("status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")  # the last values each source gave
+SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first_seen_at", "last_seen_at") + KEPT
+FIELDS = {"status": "发票状态", "amount": "金额", "tax": "税额", "total": "价税合计",
+          "buyer_tax_id": "购方识别号", "buyer_name": "购买方名称"}
+ALL_KINDS = "*"
+
+
+def _upsert(dialect) -> str:
+    """One statement for SQLite and PostgreSQL: a new source row, or the last values of a known one."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    kept = ("invoice_key", "source", "first_seen_at")
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c not in kept)
+    return (f"INSERT INTO invoice_source ({', '.join(SOURCE_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(SOURCE_COLUMNS))}) "
+            f"ON CONFLICT (invoice_key, source) DO UPDATE SET {updates}")
+
+
+def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
+    """Note that `source` delivered these staged invoices (webapp.pool's tuples), in bulk.
+
+    Called inside the pool write's transaction, so the note and the invoices land together; it also
+    tells 销项汇总 which company-months changed (webapp.summary.mark_months_changed).
+    """
+    if not staged:
+        return
+    from webapp.pool import HEADER_COLUMNS  # the staged tuples' layout (webapp.pool imports this module)
+
+    key, tax_id, month = (HEADER_COLUMNS.index(c) for c in ("key", "tax_id", "month"))
+    kept = [HEADER_COLUMNS.index(c) for c in KEPT]
+    connection = db.session.connection()
+    statement = _upsert(connection.dialect)
+    stamp = now().strftime("%Y-%m-%d %H:%M:%S.%f")
+    for start in range(0, len(staged), CHUNK):
+        rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept])
+                for h, _lines in staged[start:start + CHUNK]]
+        connection.exec_driver_sql(statement, rows)
+    mark_months_changed(connection, {(h[tax_id], h[month]) for h, _lines in staged})
+
+
+def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
+    """Per source, the invoice type codes it synced for the month ('*': all, as a file import does)."""
+    rows = db.session.execute(
+        select(Batch.method, Batch.channel, Batch.type_codes).join(Subtask)
+        .where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.period == month,
+               Subtask.status == SubtaskStatus.SUCCEEDED))
+    covered: dict[str, set[str]] = defaultdict(set)
+    for method, channel, codes in rows:
+        covered[Source.of(method, channel)].update(codes or [ALL_KINDS])
+    return covered
+
+
+def _value(field: str, row: InvoiceSource):
+    """A field as compared and shown: money to the cent as text, empty text for none."""
+    value = getattr(row, field)
+    if field in ("amount", "tax", "total"):
+        return None if value is None else f"{money(value):.2f}"
+    return value or ""
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+
+def _entry(key: str, type_name: str | None, rows: dict) -> dict:
+    """One invoice as the report shows it: each source's values and when it last delivered them."""
+    return {"key": key, "type_name": type_name,
+            "values": {source: {**{field: _value(field, row) for field in FIELDS},
+                                "first_seen_at": _stamp(row.first_seen_at), "last_seen_at": _stamp(row.last_seen_at)}
+                       for source, row in sorted(rows.items())}}
+
+
+def _disagree():
+    """SQL, per invoice (GROUP BY invoice_key): its sources gave different values of a compared field."""
+    src = InvoiceSource
+    texts = [func.count(func.distinct(func.coalesce(c, ""))) > 1 for c in (src.status, src.buyer_tax_id, src.buyer_name)]
+    money = [or_(func.count(func.distinct(c)) > 1, and_(func.count(c) > 0, func.count(c) < func.count()))
+             for c in (src.amount, src.tax, src.total)]
+    return case((or_(*texts, *money), 1), else_=0)
+
+
+def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]:
+    """{key: (发票票种, {source: row})} of just the invoices the report lists."""
+    found: dict[str, tuple[str | None, dict]] = {}
+    for start in range(0, len(keys), CHUNK):
+        for row, type_name in db.session.execute(
+                select(InvoiceSource, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
+                .where(InvoiceSource.tax_id == tax_id, InvoiceSource.invoice_key.in_(keys[start:start + CHUNK]))):
+            found.setdefault(row.invoice_key, (type_name, {}))[1][row.source] = row
+    return found
+
+
+def source_report(tax_id: str, month: str) -> dict:
+    """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
+
+    An invoice one source lacks counts only if that source synced the invoice's kind that month
+    (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
+    rows per invoice; only the invoices listed are read whole.
+    """
+    where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
+    present = {source: (n, last) for source, n, last in db.session.execute(
+        select(InvoiceSource.source, func.count(), func.max(InvoiceSource.last_seen_at)).where(*where)
+        .group_by(InvoiceSource.source).order_by(InvoiceSource.source))}
+    grouped = db.session.execute(
+        select(InvoiceSource.invoice_key, func.count(), func.min(InvoiceSource.source), Invoice.type_code, _disagree())
+        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
+        .group_by(InvoiceSource.invoice_key, Invoice.type_code)).all()
+    covered = _covered_kinds(tax_id, month)
+    for source in present:
+        covered.setdefault(source, {ALL_KINDS})
+    lone, disagreeing = {}, []
+    for key, n, source, type_code, disagree in grouped:
+        if n == 1:
+            missing = [s for s in present if s != source and covered[s] & {ALL_KINDS, type_code}]
+            if missing:
+                lone[key] = missing
+        elif disagree:
+            disagreeing.append(key)
+    rows = _rows_of(tax_id, sorted([*lone, *disagreeing]))
+    only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
+                for key in sorted(lone)]
+    different = []
+    for key in sorted(disagreeing):
+        type_name, by_source = rows[key]
+        fields = [f for f in FIELDS if len({_value(f, row) for row in by_source.values()}) > 1]
+        if fields:
+            different.append({**_entry(key, type_name, by_source), "fields": fields})
+    return {"tax_id": tax_id, "month": month,
+            "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
+            "counts": {"invoices": len(grouped), "only_one": len(only_one), "different": len(different)},
+            "only_one": only_one, "different": different}
+
+
+def differing_months(tax_id: str, months: list[str]) -> set[str]:
+    """Months whose 来源核对 finds something: only months that more than one source delivered qualify."""
+    if not months:
+        return set()
+    rows = db.session.execute(
+        select(InvoiceSource.month).where(InvoiceSource.tax_id == tax_id, InvoiceSource.month >= min(months),
+                                          InvoiceSource.month <= max(months))
+        .group_by(InvoiceSource.month).having(func.count(func.distinct(InvoiceSource.source)) > 1))
+    marked = set()
+    for (month,) in rows:
+        counts = source_report(tax_id, month)["counts"]
+        if counts["only_one"] or counts["different"]:
+            marked.add(month)
+    return marked
+
+
+def write_report(report: dict, target) -> None:
+    """The report as an xlsx: counts, then one sheet per finding with each source's values side by side."""
+    from openpyxl import Workbook
+
+    from webapp.pool.export import safe_text
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "汇总"
+    sheet.append(["销方识别号", report["tax_id"]])
+    sheet.append(["开票月份", report["month"]])
+    for source, info in report["sources"].items():
+        sheet.append([f"{Source(source).label}份数", info["invoices"], "最近同步", info["last_synced"]])
+    sheet.append(["仅一个来源有", report["counts"]["only_one"]])
+    sheet.append(["来源间存在差异", report["counts"]["different"]])
+    sources = list(report["sources"])
+    for title, entries, leading in (("仅一个来源有", report["only_one"], "缺少的来源"),
+                                    ("来源间差异", report["different"], "差异项")):
+        part = workbook.create_sheet(title)
+        part.append(["发票号码", "发票票种", leading] + [f"{Source(s).label}-{label}" for s in sources
+                                                      for label in (*FIELDS.values(), "最近提供时间")])
+        for entry in entries:
+            named = entry.get("missing") or entry.get("fields")
+            labels = [Source(n).label for n in named] if "missing" in entry else [FIELDS[n] for n in named]
+            cells = []
+            for source in sources:
+                values = entry["values"].get(source)
+                cells += ([safe_text(values[f]) for f in FIELDS] + [values["last_seen_at"]]) if values \
+                    else [None] * (len(FIELDS) + 1)
+            part.append([safe_text(entry["key"]), entry["type_name"], "、".join(labels)] + cells)
+        part.column_dimensions["A"].width = 26
+    workbook.save(target)
