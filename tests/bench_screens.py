@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from .bench import POOL_QUERIES, _synthetic_pool
+from .bench import POOL_QUERIES, _load, _migrated_app, _synthetic_pool, bench_companies
 
 RUNNING = 50
 REPEATS = 20
@@ -39,46 +39,16 @@ def _timed(client, url: str, headers: dict | None = None) -> dict:
 
 
 def _app(folder: Path):
-    from flask_migrate import upgrade
-    from sqlalchemy import text
-
-    from webapp.accounts import seed_demo
-    from webapp.extensions import db
-    from webapp.transactions import write_transaction
-    from wsgi import create_app
-
-    url = os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'screens.db'}")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False})
-    with app.app_context():
-        if url.startswith("postgresql"):
-            with db.engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        upgrade()
-        with write_transaction():
-            seed_demo()
-    return app
+    return _migrated_app(os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'screens.db'}"))
 
 
 def load_pool(app, count: int) -> list[str]:
     """COUNT invoices over the demo company and four more, all granted to caiwu."""
-    from sqlalchemy import select
-
-    from webapp.accounts import save_company
-    from webapp.extensions import db
-    from webapp.models import Company, Org, User
-    from webapp.pool import refresh_statistics, save_staged
-    from webapp.transactions import write_transaction
+    from webapp.pool import refresh_statistics
 
     with app.app_context():
-        with write_transaction():
-            org = db.session.scalar(select(Org))
-            others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
-            user = db.session.scalar(select(User).filter_by(username="caiwu"))
-            user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
-        rows = _synthetic_pool(count, ["91330100MA2H4K7Q1X", *others])
-        while chunk := [row for _, row in zip(range(50_000), rows, strict=False)]:
-            with write_transaction():
-                save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
+        others = bench_companies()
+        _load(_synthetic_pool(count, ["91330100MA2H4K7Q1X", *others]))
         refresh_statistics()
     return others
 

@@ -44,34 +44,17 @@ def summary_bench(folder: Path, count: int, samples: int = 20, url: str | None =
     touched month summed: `precompute_s`), then time the summary pages (ms): the first view after
     the import, the median and p95 of the views that follow, and a view after a one-month import
     whose batch ended the same way."""
-    from flask_migrate import upgrade
-    from sqlalchemy import select
-
-    from tests.bench import _synthetic_pool
-    from webapp.accounts import save_company, seed_demo
+    from tests.bench import _load, _migrated_app, _synthetic_pool, bench_companies
     from webapp.extensions import db
-    from webapp.models import Company, Org, User
-    from webapp.pool import refresh_statistics, save_staged
+    from webapp.pool import refresh_statistics
     from webapp.summary import mark_months_changed, refresh_summaries
     from webapp.transactions import write_transaction
-    from wsgi import create_app
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url or os.environ.get("BENCH_DATABASE_URL",
-                                                                       f"sqlite:///{folder / 'summary.db'}"),
-                      "WTF_CSRF_ENABLED": False})
+    app = _migrated_app(url or os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'summary.db'}"))
     with app.app_context():
-        upgrade()
-        with write_transaction():
-            seed_demo()
-            org = db.session.scalar(select(Org))
-            others = [save_company(f"9133010{n}MA2BENCH{n}", f"基准公司{n}", org).tax_id for n in range(4)]
-            user = db.session.scalar(select(User).filter_by(username="caiwu"))
-            user.companies = list(db.session.scalars(select(Company).where(Company.org_id == org.id)))
+        others = bench_companies()
         start = time.perf_counter()
-        rows = _with_lines(_synthetic_pool(count, ["91330100MA2H4K7Q1X", *others]))
-        while chunk := [row for _, row in zip(range(50_000), rows, strict=False)]:
-            with write_transaction():
-                save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
+        _load(_with_lines(_synthetic_pool(count, ["91330100MA2H4K7Q1X", *others])))
         loaded = time.perf_counter() - start
         refresh_statistics()
         start = time.perf_counter()

@@ -1,5 +1,7 @@
 """Shared by the real-browser tests: the live server (app on a free port, a real `flask worker`, one
-sandbox tax bureau for both), Debian's Chromium, pages, and the helpers a user's steps are written with."""
+sandbox tax bureau for both), pytest-playwright's browser and pages set to Debian's Chromium and that server,
+and the helpers a user's steps are written with. A plugin of tests/conftest.py: test modules take the fixtures
+(live_server, page, new_page, and pytest-playwright's own) by name, without importing them."""
 from __future__ import annotations
 
 import json
@@ -11,20 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from webapp.extensions import db
 
-from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, SandboxControl, dispose, free_port, make_app
+from .conftest import DEMO_TAX_ID, ROOT, SAMPLES, SandboxControl, dispose, make_app
+from .servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SAMPLE_2024 = SAMPLES / "etax-export-2024.xlsx"
-_EXPECTED_FILE = SAMPLES / "etax-export-2024.expected.json"  # absent where the shared samples are not laid out
-EXPECTED_2024 = json.loads(_EXPECTED_FILE.read_text()) if _EXPECTED_FILE.exists() else {}
+EXPECTED_2024 = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())  # beside it, from the builder
 FINISH_TIMEOUT = 60_000  # ms: a whole import by the worker
 DEMO_NAME = "杭州示例科技有限公司"
 OTHER_TAX_ID, OTHER_NAME = "91110000MA00000001", "北京别家贸易有限公司"
@@ -124,44 +126,22 @@ def live_server(database_url, redis_url, tmp_path):
     dispose(app)
 
 
-_CHROMIUM: dict = {}  # one Playwright and browser however many test modules import the fixture
-
-
 @pytest.fixture(scope="session")
-def browser():
-    """One Debian Chromium for the session (never a downloaded browser).
-
-    Each module importing this fixture gets its own copy of it, and Playwright's sync API runs only
-    once per thread, so the copies share one browser; the first copy torn down (at session end) stops it."""
-    if not _CHROMIUM:
-        playwright = sync_playwright().start()
-        _CHROMIUM.update(playwright=playwright, browser=playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True))
-    yield _CHROMIUM["browser"]
-    if _CHROMIUM:
-        _CHROMIUM.pop("browser").close()
-        _CHROMIUM.pop("playwright").stop()
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's Chromium (never a downloaded browser), headless unless --headed."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
 @pytest.fixture
-def new_page(browser, live_server):
-    """A factory of pages, each in its own browser context (its own cookies) on the live server."""
-    contexts = []
-
-    def make(**options) -> Page:
-        context = browser.new_context(base_url=live_server.url, locale="zh-CN", **options)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
+def browser_context_args(browser_context_args, live_server):
+    """Every context (pytest-playwright's `context`, `page` and `new_context`) opens on the live server, in Chinese."""
+    return {**browser_context_args, "base_url": live_server.url, "locale": "zh-CN"}
 
 
 @pytest.fixture
-def page(new_page) -> Page:
-    """One fresh page, logged out."""
-    return new_page()
+def new_page(new_context):
+    """A factory of pages, each in its own browser context (its own cookies); options go to the context."""
+    return lambda **options: new_context(**options).new_page()
 
 
 def login(page: Page, username: str = "caiwu", password: str = "caiwu123") -> Page:

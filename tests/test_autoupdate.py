@@ -1,7 +1,6 @@
 """自动更新: the 5th-of-month rule in the org's time zone, catch-up, no duplicates, org privacy, UI."""
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -13,28 +12,21 @@ from webapp import autoupdate
 from webapp.extensions import db
 from webapp.models import Batch, Schedule, ScheduleRun
 
-from .conftest import DEMO_TAX_ID, login
+from .conftest import DEMO_TAX_ID, cli_json, login
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CREATED = datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
 
 
-def _cli(runner, *args, ok=True):
-    result = runner.invoke(args=list(args))
-    if ok:
-        assert result.exit_code == 0, result.output
-    return json.loads(result.stdout) if result.stdout.strip() else None
-
-
 @pytest.fixture
 def schedule(app, runner):
     app.config["CLOCK_NOW"] = CREATED
-    made = _cli(runner, "autoupdate", "create", "--as", "admin", "--invoices", "--usage")
+    made = cli_json(runner, "autoupdate", "create", "--as", "admin", "--invoices", "--usage")
     return made
 
 
 def _run_due(runner, at: str):
-    return _cli(runner, "autoupdate", "run-due", "--now", at)
+    return cli_json(runner, "autoupdate", "run-due", "--now", at)
 
 
 def test_created_schedule_runs_on_the_5th_for_last_month(runner, schedule):
@@ -101,7 +93,7 @@ def test_disable_enable_delete(app, client, runner, schedule):
     login(client, "admin", "admin123")
     assert "已停用" in client.post(f"/automation/{schedule['id']}/disable").text
     assert _run_due(runner, "2026-12-05T01:00") == []
-    assert _cli(runner, "autoupdate", "list", "--as", "caiwu")[0]["next_run"] is None
+    assert cli_json(runner, "autoupdate", "list", "--as", "caiwu")[0]["next_run"] is None
     client.post(f"/automation/{schedule['id']}/enable")
     assert len(_run_due(runner, "2026-12-05T01:00")) == 1
     assert "已删除" in client.post(f"/automation/{schedule['id']}/delete").text
@@ -111,9 +103,9 @@ def test_disable_enable_delete(app, client, runner, schedule):
 
 
 def test_other_orgs_never_see_or_touch_a_schedule(client, runner, schedule):
-    _cli(runner, "enterprise", "add", "--tax-id", "91110000MA00000009", "--name", "他组织公司", "--org", "其他组织")
-    _cli(runner, "user", "add", "wang", "--password", "secret123", "--org", "其他组织", "--grant", "91110000MA00000009")
-    assert _cli(runner, "autoupdate", "list", "--as", "wang") == []
+    cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000009", "--name", "他组织公司", "--org", "其他组织")
+    cli_json(runner, "user", "add", "wang", "--password", "secret123", "--org", "其他组织", "--grant", "91110000MA00000009")
+    assert cli_json(runner, "autoupdate", "list", "--as", "wang") == []
     login(client, "wang", "secret123")
     assert schedule["job_id"] not in client.get("/automation").text
     for action in ("run", "disable", "enable", "delete"):

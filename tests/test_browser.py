@@ -1,27 +1,23 @@
 """Real-browser tests: Chromium drives the app served on a local port, with CSRF on and a real RQ worker.
 
-The fixtures and helpers live in tests/browser_support.py (shared with tests/test_browser_pool.py)."""
+The fixtures and helpers live in tests/browser_support.py (a plugin of tests/conftest.py)."""
 from __future__ import annotations
 
 import re
 
 from playwright.sync_api import Page, expect
 
-from .browser_support import (  # noqa: F401
+from .browser_support import (
     EXPECTED_2024,
     FINISH_TIMEOUT,
     OTHER_NAME,
     OTHER_TAX_ID,
     SAMPLE_2024,
     batch_row,
-    browser,
     column,
     dialog_rerendered,
-    live_server,
     login,
-    new_page,
     open_import_dialog,
-    page,
     wait_until_finished,
 )
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from .browser_support import browser, live_server, login, new_page, page  # noqa: F401  (fixtures)
+from .browser_support import login
 
 
 def accept_confirms(page):

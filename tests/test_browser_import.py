@@ -9,13 +9,8 @@ from playwright.sync_api import expect
 
 from tests.workbook_builder import build_workbook, digital_invoice, make_line
 
-from . import browser_support
 from .browser_support import FINISH_TIMEOUT, SAMPLE_2024, batch_row, column, login, open_import_dialog
 from .conftest import SAMPLES
-
-# the shared fixtures, by assignment (an import would read to linters as shadowed by the test arguments)
-browser, live_server, new_page, page = (browser_support.browser, browser_support.live_server,
-                                        browser_support.new_page, browser_support.page)
 
 SAMPLE_2023 = SAMPLES / "etax-export-2023-old-header.xlsx"
 COMPANY = "杭州示例科技有限公司"

@@ -14,18 +14,14 @@ import openpyxl
 from playwright.sync_api import Locator, Page, expect
 from sqlalchemy import select
 
-from .browser_support import (  # noqa: F401
+from .browser_support import (
     DEMO_NAME,
     EXPECTED_2024,
     FINISH_TIMEOUT,
-    browser,
     column,
     dialog_rerendered,
-    live_server,
     login,
-    new_page,
     open_import_dialog,
-    page,
     wait_until_finished,
 )
 

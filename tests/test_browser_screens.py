@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures are imported by name and taken as arguments)
 """Real-browser tests of issue 8 part 2: every screen tells the truth about a batch.
 
 Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose
@@ -13,18 +12,14 @@ from datetime import datetime
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from .browser_support import (  # noqa: F401
+from .browser_support import (
     DEMO_NAME,
     FINISH_TIMEOUT,
     batch_row,
-    browser,
     column,
     dialog_rerendered,
-    live_server,
     login,
-    new_page,
     open_import_dialog,
-    page,
 )
 from .conftest import DEMO_TAX_ID
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from openpyxl import load_workbook
 from playwright.sync_api import expect
 
-from .browser_support import browser, live_server, login, new_page, page  # noqa: F401  (fixtures)
+from .browser_support import login
 from .security_support import D, X, add_cast
 
 
@@ -16,7 +16,7 @@ def _try(tab, username, password):
     tab.get_by_role("button", name="登录").click()
 
 
-def test_five_wrong_passwords_lock_the_login_with_a_chinese_message(page):  # noqa: F811  (pytest fixtures)
+def test_five_wrong_passwords_lock_the_login_with_a_chinese_message(page):
     for _ in range(5):
         _try(page, "caiwu", "wrong-password")
         expect(page.get_by_text("用户名或密码错误")).to_be_visible()
@@ -25,7 +25,7 @@ def test_five_wrong_passwords_lock_the_login_with_a_chinese_message(page):  # no
     expect(page.get_by_role("button", name="退出")).to_have_count(0)
 
 
-def test_finance_user_sees_only_their_company_and_no_schedule_buttons(live_server, new_page):  # noqa: F811  (pytest fixtures)
+def test_finance_user_sees_only_their_company_and_no_schedule_buttons(live_server, new_page):
     add_cast(live_server.app)
     admin = login(new_page(), "admin", "admin123")
     admin.on("dialog", lambda dialog: dialog.accept())
@@ -52,7 +52,7 @@ def test_finance_user_sees_only_their_company_and_no_schedule_buttons(live_serve
     expect(finance.get_by_role("dialog")).to_contain_text("仅管理员可以创建")
 
 
-def test_logout_ends_a_copied_session(new_page):  # noqa: F811  (pytest fixtures)
+def test_logout_ends_a_copied_session(new_page):
     first = login(new_page())
     cookies = first.context.cookies()
     second = new_page()
@@ -65,7 +65,7 @@ def test_logout_ends_a_copied_session(new_page):  # noqa: F811  (pytest fixtures
     expect(second.get_by_role("button", name="登录")).to_be_visible()
 
 
-def test_admin_filters_the_audit_log_and_exports_it(new_page, tmp_path):  # noqa: F811  (pytest fixtures)
+def test_admin_filters_the_audit_log_and_exports_it(new_page, tmp_path):
     _try(new_page(), "caiwu", "wrong-password")
     admin = login(new_page(), "admin", "admin123")
     admin.get_by_role("link", name="系统管理").click()

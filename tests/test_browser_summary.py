@@ -14,7 +14,6 @@ from .conftest import DEMO_TAX_ID
 from .test_summary import expected_summary, multi_rate_invoices, pool_as_workbook_invoices
 from .workbook_builder import build_workbook, digital_invoice, make_line, random_invoices
 
-pytest_plugins = ("tests.browser_support",)  # its fixtures: live_server, browser, page, new_page
 MONTH = "2024-03"
 
 

@@ -12,8 +12,6 @@ from sqlalchemy import select
 from . import browser_support
 from .browser_support import DEMO_NAME, FINISH_TIMEOUT, batch_row, dialog_rerendered, open_import_dialog
 
-# the shared fixtures (Chromium, the live server and its worker, pages), used by name below
-globals().update({name: getattr(browser_support, name) for name in ("browser", "live_server", "new_page", "page")})
 
 def login(page: Page) -> Page:
     """Log in as caiwu and wait until the list page has loaded (htmx bound) before clicking on it."""

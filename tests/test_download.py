@@ -15,7 +15,8 @@ from channels.sandbox.data import invoices_for
 from webapp.extensions import db
 from webapp.models import Company
 
-from .conftest import DEMO_TAX_ID, SandboxControl, free_port
+from .conftest import DEMO_TAX_ID, SandboxControl
+from .servers import free_port
 
 MONTH = "2024-05"
 TODAY = datetime(2024, 6, 10, 9, 30)  # May is a past invoicing month: 3 applications a month

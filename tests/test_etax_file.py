@@ -48,7 +48,7 @@ FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax", "red_l
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory) -> Path:
-    """The shared sample exports, built by the project's own builder."""
+    """The sample exports, built by the project's own builder (tests/workbook_builder.py) for this module."""
     return build_sample_exports(tmp_path_factory.mktemp("samples"))
 
 

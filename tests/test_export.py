@@ -18,7 +18,7 @@ import pytest
 from openpyxl import load_workbook
 from python_calamine import CalamineWorkbook
 
-from tests.conftest import DEMO_TAX_ID, login
+from tests.conftest import DEMO_TAX_ID, cli_json, login
 from tests.workbook_builder import BASIC_HEADERS
 from webapp.pool import export
 from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
@@ -375,12 +375,6 @@ def test_tracemalloc_peak_stays_flat(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _cli_json(runner, *args):
-    result = runner.invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def _pool_snapshot(app, runner) -> tuple[dict, dict]:
     """`pool stats` and every invoice as `pool show` gives it, its lines in order.
 
@@ -393,7 +387,7 @@ def _pool_snapshot(app, runner) -> tuple[dict, dict]:
     from webapp.models import Invoice
     from webapp.pool import invoice_json
 
-    stats = _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     with app.app_context():
         invoices = {}
         for invoice in db.session.scalars(select(Invoice)):
@@ -416,7 +410,7 @@ def test_an_exported_pool_imports_back_into_an_empty_pool_with_the_same_figures(
 
     source = tmp_path / "etax.xlsx"
     build_workbook(source, n_random=160, seed=3)
-    first = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(source), "--as", "caiwu", "--wait")
+    first = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(source), "--as", "caiwu", "--wait")
     assert first["status"] == "succeeded"
     before_stats, before = _pool_snapshot(app, runner)
     assert before_stats["red"] > 0 and before_stats["lines"] > before_stats["invoices"]
@@ -437,8 +431,8 @@ def test_an_exported_pool_imports_back_into_an_empty_pool_with_the_same_figures(
         db.session.execute(delete(InvoiceMonthSummary))  # an empty pool keeps no per-month figures either
         db.session.commit()
         db.session.remove()
-    assert _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)["invoices"] == 0
-    again = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(exported), "--as", "caiwu", "--wait")
+    assert cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)["invoices"] == 0
+    again = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(exported), "--as", "caiwu", "--wait")
     assert again["status"] == "succeeded", again
     after_stats, after = _pool_snapshot(app, runner)
     assert after_stats == before_stats

@@ -36,7 +36,8 @@ from webapp.models import Batch
 from webapp.pool import pool_stats
 from webapp.statuses import BatchStatus
 
-from .conftest import DEMO_TAX_ID, ROOT, SandboxControl, dispose, free_port, login, make_app
+from .conftest import DEMO_TAX_ID, ROOT, SandboxControl, dispose, login, make_app
+from .servers import free_port, pings, wait_for
 from .workbook_builder import build_workbook, random_invoices
 
 FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax")
@@ -116,16 +117,6 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    """Poll until predicate returns something true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def settle(app, batch_nos: list[str], timeout: float = DETECTED_WITHIN, skip_grace: bool = False) -> list[Batch]:
@@ -264,7 +255,7 @@ class KillableRedis:
                                       "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
-        wait_for(lambda: _answers(client), 10, "redis up")
+        wait_for(lambda: pings(client), 10, "redis up")
 
     def kill(self, lose_data: bool = False) -> None:
         """SIGKILL it; with ``lose_data`` its files go too, as if restored on a new machine."""
@@ -274,14 +265,6 @@ class KillableRedis:
             for path in self.folder.iterdir():
                 if path.name != "redis.sock":
                     _remove(path)
-
-
-def _answers(client) -> bool:
-    """PING, without raising while the server is down."""
-    try:
-        return client.ping()
-    except Exception:
-        return False
 
 
 def _remove(path: Path) -> None:

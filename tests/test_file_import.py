@@ -22,46 +22,40 @@ from tests.workbook_builder import (
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine
 
-from .conftest import DEMO_TAX_ID, SAMPLES, login
+from .conftest import DEMO_TAX_ID, SAMPLES, cli_json, login
 
 SAMPLE_FILES = ["etax-export-2024.xlsx", "etax-export-2023-old-header.xlsx"]
 FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax")
 
 
-def _cli_json(runner, *args):
-    result = runner.invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 @pytest.mark.parametrize("name", SAMPLE_FILES)
 def test_sample_import_matches_expected_and_reimport_changes_nothing(runner, name):
     expected = json.loads((SAMPLES / name.replace(".xlsx", ".expected.json")).read_text())
-    batch = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
     assert batch["status"] == "succeeded"
     assert batch["total"] == batch["success"] == expected["invoices"]
     assert [s["period"] for s in batch["subtasks"]] == expected["months"]
     assert set(batch["kinds"]) == set(expected["by_type"])
-    stats = _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     assert {k: stats[k] for k in FIGURES} == {k: expected[k] for k in FIGURES}
     assert stats["by_type"] == expected["by_type"]
     assert stats["months"] == expected["months"]
     for red, blue in expected["red_links"].items():
-        assert _cli_json(runner, "pool", "show", red)["red_of"] == blue
+        assert cli_json(runner, "pool", "show", red)["red_of"] == blue
 
-    again = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
+    again = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
     assert again["status"] == "succeeded" and again["batch_no"] != batch["batch_no"]
-    assert _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID) == stats
+    assert cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID) == stats
 
 
 def test_batch_show_prints_the_same_batch(runner):
-    batch = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
-    shown = _cli_json(runner, "batch", "show", batch["batch_no"])
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
+    shown = cli_json(runner, "batch", "show", batch["batch_no"])
     assert shown["status"] == "succeeded" and shown["subtasks"] == batch["subtasks"]
 
 
 def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
-    _cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
+    cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
     result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
                                  "--as", "caiwu"])
     assert result.exit_code != 0
@@ -71,8 +65,8 @@ def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
 
 
 def test_foreign_seller_fails_the_batch_and_writes_nothing(runner, app):
-    _cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
-    _cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
+    cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
+    cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
     result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
                                  "--as", "zhang", "--wait"])
     assert result.exit_code != 0
@@ -100,8 +94,8 @@ def test_error_goods_setting_decides_which_lines_are_dropped(runner, app):
         with write_transaction():
             set_setting(ERROR_GOODS_KEY, "原价合计,折扣额合计")
     expected = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
-    batch = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
-    stats = _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     assert batch["filtered_lines"] == 0
     assert stats["lines"] == expected["lines"] + expected["listed_invoices"]
 
@@ -110,7 +104,7 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
     """A month whose staged data vanished fails alone with a reason; 重试 after restoring it succeeds."""
     from webapp.batches import retry, staging_dir
 
-    batch_json = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu")
+    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu")
     with app.app_context():
         from jobs.tasks import parse_upload
 
@@ -120,7 +114,7 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
         keep = folder.parent / "keep.staged"
         shutil.move(folder / "2024-03.staged", keep)
     work()
-    shown = _cli_json(runner, "batch", "show", batch_json["batch_no"])
+    shown = cli_json(runner, "batch", "show", batch_json["batch_no"])
     march = next(s for s in shown["subtasks"] if s["period"] == "2024-03")
     assert shown["status"] == "partial"
     assert march["status"] == "failed" and "重新导入" in march["error"]
@@ -130,7 +124,7 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
         batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_json["batch_no"]))
         assert retry([batch]) == {"subtasks": 1, "parses": 0}
     work()
-    shown = _cli_json(runner, "batch", "show", batch_json["batch_no"])
+    shown = cli_json(runner, "batch", "show", batch_json["batch_no"])
     assert shown["status"] == "succeeded" and shown["success"] == shown["total"] == 312
 
 
@@ -191,12 +185,12 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     """A file of company B carrying an invoice number company A already has: B's month fails, A's invoice stays."""
     from tests.workbook_builder import build_workbook, digital_invoice, make_line
 
-    first = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]),
+    first = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]),
                       "--as", "caiwu", "--wait")
     assert first["status"] == "succeeded"
     other = "91110000MA00000001"
-    _cli_json(runner, "enterprise", "add", "--tax-id", other, "--name", "别家公司")
-    _cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", other)
+    cli_json(runner, "enterprise", "add", "--tax-id", other, "--name", "别家公司")
+    cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", other)
     taken = "24144123400000000006"  # an invoice of the demo company in the 2024 sample
     path = tmp_path / "b.xlsx"
     build_workbook(path, [digital_invoice(taken, [make_line("*信息技术服务*运维服务", "100.00")], "2024-01-05 10:00:00")],
@@ -205,7 +199,7 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     batch = json.loads(result.stdout)
     assert result.exit_code != 0 and batch["status"] == "failed"
     assert taken in batch["subtasks"][0]["error"] and DEMO_TAX_ID in batch["subtasks"][0]["error"]
-    shown = _cli_json(runner, "pool", "show", taken)
+    shown = cli_json(runner, "pool", "show", taken)
     assert shown["tax_id"] == DEMO_TAX_ID and shown["lines"]
 
 
@@ -240,11 +234,11 @@ def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_p
     path = tmp_path / "2021.xlsx"
     expected = build_workbook(path, [blank_voided_invoice("032002100104", "01234567", "2021-03-05 09:12:00"),
                                      *shape_corpus(2021)[1:]], year=2021)
-    batch = _cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait")
     assert batch["status"] == "succeeded" and batch["total"] == batch["success"] == expected["invoices"]
-    stats = _cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     assert {k: stats[k] for k in FIGURES} == {k: expected[k] for k in FIGURES}
-    shown = _cli_json(runner, "pool", "show", "032002100104-01234567")
+    shown = cli_json(runner, "pool", "show", "032002100104-01234567")
     assert shown["status"] == "已作废" and shown["lines"] == [] and shown["amount"] == "0.00"
 
 

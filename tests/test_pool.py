@@ -8,7 +8,7 @@ import pytest
 
 from webapp.extensions import db
 
-from .conftest import DEMO_TAX_ID, SAMPLES, login
+from .conftest import DEMO_TAX_ID, SAMPLES, cli_json, login
 
 EXPECTED = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
 RED, BLUE = next(iter(EXPECTED["red_links"].items()))  # a 数电 red invoice and the blue one it flushes
@@ -18,12 +18,6 @@ RED, BLUE = next(iter(EXPECTED["red_links"].items()))  # a 数电 red invoice an
 def imported(runner):
     result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / "etax-export-2024.xlsx"),
                                  "--as", "caiwu", "--wait"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def _cli(runner, *args):
-    result = runner.invoke(args=list(args))
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -56,20 +50,20 @@ def test_legacy_blue_named_by_code_and_number_is_found(client, imported):
 
 
 def test_cli_pool_show_has_red_flush_and_red_invoices(runner, imported):
-    blue = _cli(runner, "pool", "show", BLUE)
+    blue = cli_json(runner, "pool", "show", BLUE)
     assert RED in blue["red_invoices"]
     assert set(blue["red_flush"]) >= {"can_flush", "mode", "confirmer", "reasons", "remaining"}
     assert blue["red_flush"]["reasons"]
-    assert _cli(runner, "pool", "show", RED)["red_flush"] is None
+    assert cli_json(runner, "pool", "show", RED)["red_flush"] is None
 
 
 def test_coverage_shows_synced_months_and_gaps(runner, client, imported):
-    grid = _cli(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    grid = cli_json(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2024")
     assert sorted(grid) == EXPECTED["months"]
     march = grid["2024-03"]
     assert sum(cell["invoices"] for cell in march.values()) > 0
     assert all(cell["source"] == "file" and cell["last_synced"] for cell in march.values())
-    empty = _cli(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2023")
+    empty = cli_json(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2023")
     assert all(cell["invoices"] == 0 and cell["last_synced"] is None for cells in empty.values() for cell in cells.values())
     login(client)
     page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text
@@ -87,8 +81,8 @@ def test_coverage_gap_opens_the_dialog_prefilled(client, imported):
 
 
 def test_pool_of_other_companies_is_invisible(client, runner, imported):
-    _cli(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
-    _cli(runner, "user", "add", "li", "--password", "secret123", "--grant", "91110000MA00000001")
+    cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
+    cli_json(runner, "user", "add", "li", "--password", "secret123", "--grant", "91110000MA00000001")
     login(client, "li", "secret123")
     assert RED not in client.get("/pool").text
     assert client.get(f"/pool/{RED}").status_code == 404

@@ -200,24 +200,22 @@ def test_export_refund_buyer_rolls_back_first(vat):
     assert "72小时" not in joined(r)
 
 
-# 乐企 rzzt: 01 未入账, 02 已入账, 03 已入账撤销
-@pytest.mark.parametrize("code, entered", [("01", False), ("02", True), ("03", False), ("2", True)])
-def test_leqi_entry_codes(code, entered):
-    r = assess(blue(usage_channel="leqi", entry_status=code), NOW)
+ENTRY_CODES = [
+    # 乐企 rzzt: 01 未入账, 02 已入账, 03 已入账撤销
+    ("leqi", "01", False), ("leqi", "02", True), ("leqi", "03", False), ("leqi", "2", True),
+    # 电子税务局 / RPA: 01 未入账, 02 已入账（税前扣除）, 03 已入账（不扣除）, 06 入账撤销
+    ("rpa", "01", False), ("rpa", "02", True), ("rpa", "03", True), ("rpa", "06", False),
+]
+
+
+@pytest.mark.parametrize("channel, code, entered", ENTRY_CODES)
+def test_entry_codes_per_channel(channel, code, entered):
+    r = assess(blue(usage_channel=channel, entry_status=code), NOW)
     assert r.can_flush is True
     assert r.mode == ("partial_allowed" if entered else "full_only")
     assert r.confirmer == ("other_party" if entered else "seller_direct")
     if entered:
         assert "购方已入账确认" in r.reasons[0]
-
-
-# 电子税务局 / RPA: 01 未入账, 02 已入账（税前扣除）, 03 已入账（不扣除）, 06 入账撤销
-@pytest.mark.parametrize("code, entered", [("01", False), ("02", True), ("03", True), ("06", False)])
-def test_rpa_entry_codes(code, entered):
-    r = assess(blue(usage_channel="rpa", entry_status=code), NOW)
-    assert r.can_flush is True
-    assert r.mode == ("partial_allowed" if entered else "full_only")
-    assert r.confirmer == ("other_party" if entered else "seller_direct")
 
 
 def test_code_03_means_opposite_things_per_channel():

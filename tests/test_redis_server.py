@@ -25,22 +25,14 @@ from jobs.redis_server import (
     start_foreground,
 )
 
+from .servers import wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def client_of(folder: Path) -> redis.Redis:
     """A client on an install's socket."""
     return redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=2, decode_responses=True)
-
-
-def wait_for(predicate, timeout: float = 15):
-    """Poll until predicate returns something true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def pid_of(folder: Path) -> int | None:
@@ -93,14 +85,14 @@ def test_two_installs_have_two_queues(installs):
     apps = [create_app({"DATA_DIR": str(folder), "REDIS_URL": None,
                         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'db.sqlite'}"}) for folder in installs[:2]]
     queues = []
-    for app in apps:
+    for folder, app in zip(installs, apps, strict=False):
         with app.app_context():
-            queue = get_queue()
-            queue.enqueue("jobs.tasks.parse_upload", 1, job_id=f"job-of-{app.config['DATA_DIR']}")
+            queue = get_queue()  # rq 2.12 takes job ids of letters, digits, "_" and "-" only: the folder's name
+            queue.enqueue("jobs.tasks.parse_upload", 1, job_id=f"job-of-{folder.name}")
             queues.append((queue.connection.connection_pool.connection_kwargs["path"], queue.job_ids))
     (path_a, jobs_a), (path_b, jobs_b) = queues
     assert path_a != path_b
-    assert jobs_a == [f"job-of-{installs[0]}"] and jobs_b == [f"job-of-{installs[1]}"]
+    assert jobs_a == [f"job-of-{installs[0].name}"] and jobs_b == [f"job-of-{installs[1].name}"]
     assert pid_of(installs[0]) != pid_of(installs[1])
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -118,7 +118,8 @@ def test_make_run_serves_outlives_a_redis_death_and_stops_on_ctrl_c(product):
         time.sleep(0.2)
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert not (second_redis and alive(second_redis))
-    assert not any("SIGKILL" in line for line in output.lines), "each process stopped on SIGTERM"
+    assert not any("SIGKILL" in line for line in output.lines), "each process stopped on SIGTERM:\n" + "\n".join(
+        output.lines)
 
 
 def test_honcho_killed_with_sigkill_takes_its_children_along(product):

@@ -4,7 +4,6 @@ from the built invoices and compared cent for cent with the CLI, the pages and t
 from __future__ import annotations
 
 import io
-import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceSource
 
-from .conftest import DEMO_TAX_ID, SandboxControl, login
+from .conftest import DEMO_TAX_ID, SandboxControl, cli_json, login
 from .workbook_builder import (
     KINDS,
     build_workbook,
@@ -32,14 +31,8 @@ SPECIAL_KINDS = {kind for kind, _, special in KINDS if special}
 ZERO = Decimal("0.00")
 
 
-def _cli(runner, *args) -> dict:
-    result = runner.invoke(args=list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def _import(runner, path, tax_id=DEMO_TAX_ID) -> dict:
-    batch = _cli(runner, "import-file", "--tax-id", tax_id, "--file", str(path), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", tax_id, "--file", str(path), "--as", "caiwu", "--wait")
     assert batch["status"] == "succeeded", batch
     return batch
 
@@ -86,7 +79,7 @@ def test_summary_of_an_imported_file_is_exact_to_the_cent(runner, client, tmp_pa
     _import(runner, tmp_path / "export.xlsx")
     expected = expected_summary(invoices, 2024)
 
-    printed = _cli(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    printed = cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
     assert printed == expected
     february = printed["2024-02"]
     assert february["13%"]["special"]["amount"] != "0.00" and "免税" in february and "不征税" in february
@@ -124,14 +117,14 @@ def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp
                             "2024-07-02 10:00:00", kind="增值税专用发票")]
     build_workbook(tmp_path / "first.xlsx", first)
     _import(runner, tmp_path / "first.xlsx")
-    assert _cli(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024") == expected_summary(first, 2024)
+    assert cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024") == expected_summary(first, 2024)
 
     first[1]["status"] = "已作废"
     later = first + [digital_invoice("24330000000000000042", [make_line("*农产品*蔬菜", "3.33", "免税")],
                                      "2024-07-03 10:00:00")]
     build_workbook(tmp_path / "later.xlsx", later)
     _import(runner, tmp_path / "later.xlsx")
-    printed = _cli(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    printed = cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
     assert printed == expected_summary(later, 2024)
     assert "9%" not in printed["2024-07"] and printed["2024-07"]["免税"]["other"]["amount"] == "3.33"
 
@@ -154,9 +147,9 @@ def test_summary_counts_by_kind_and_chart_totals_follow_the_headers(runner, app,
 
 
 def test_all_companies_add_up_and_other_companies_stay_hidden(runner, client, tmp_path):
-    _cli(runner, "enterprise", "add", "--tax-id", OTHER_TAX_ID, "--name", "北京别家贸易有限公司")
-    _cli(runner, "user", "add", "caiwu", "--password", "caiwu123", "--grant", DEMO_TAX_ID, "--grant", OTHER_TAX_ID)
-    _cli(runner, "user", "add", "lisi", "--password", "lisi1234", "--grant", OTHER_TAX_ID)
+    cli_json(runner, "enterprise", "add", "--tax-id", OTHER_TAX_ID, "--name", "北京别家贸易有限公司")
+    cli_json(runner, "user", "add", "caiwu", "--password", "caiwu123", "--grant", DEMO_TAX_ID, "--grant", OTHER_TAX_ID)
+    cli_json(runner, "user", "add", "lisi", "--password", "lisi1234", "--grant", OTHER_TAX_ID)
     ours = [digital_invoice("24330000000000000011", [make_line("*信息技术服务*运维服务", "100.00", "6%")],
                             "2024-05-01 10:00:00")]
     theirs = [digital_invoice("24110000000000000012", [make_line("*信息技术服务*运维服务", "23.45", "6%")],
@@ -227,7 +220,7 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     app.config["CLOCK_NOW"] = datetime(2024, 6, 12, 15, 0)
     _import(runner, tmp_path / "later.xlsx")
 
-    report = _cli(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", MONTH)
+    report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", MONTH)
     assert report["sources"]["leqi"]["invoices"] == len(built) + 1
     assert report["sources"]["file"]["invoices"] == len(built) + 2
     assert report["sources"]["leqi"]["last_synced"] == "2024-06-10 09:30:00"
@@ -275,7 +268,7 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
         [row] = db.session.scalars(select(InvoiceSource)).all()
         assert (row.source, row.first_seen_at, row.last_seen_at) == ("file", datetime(2024, 8, 1, 9), datetime(2024, 8, 2, 9))
         assert (row.status, money(row.amount), row.month, row.tax_id) == ("正常", Decimal("10.00"), "2024-07", DEMO_TAX_ID)
-    report = _cli(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", "2024-07")
+    report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", "2024-07")
     assert report["counts"] == {"invoices": 1, "only_one": 0, "different": 0}
 
 
@@ -312,7 +305,7 @@ def test_months_written_before_a_failed_last_month_are_summed_too(app, runner, w
 
     invoices = random_invoices(60, seed=22, year=2024)
     build_workbook(tmp_path / "export.xlsx", invoices)
-    batch_no = _cli(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / "export.xlsx"),
+    batch_no = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / "export.xlsx"),
                     "--as", "caiwu")["batch_no"]
     with app.app_context():
         batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_no))
