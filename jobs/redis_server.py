@@ -30,11 +30,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # the kernel refuses unix socket paths over 107 bytes
 STOP_DELAY = 1  # seconds the server outlives a stop request
 RESTART_DELAYS = (1, 2, 5, 10)  # seconds before restarting a server that died, growing
+# A probe or a SHUTDOWN asks once: redis-py's default retries with backoff made a probe of a dead
+# server take about 5 s, so a restart lagged and a stop outlived honcho's grace period.
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 class RedisStartError(RuntimeError):
@@ -145,7 +150,7 @@ def keep_running(folder: Path, stop: threading.Event, say=print) -> None:
 
 def shutdown(folder: Path) -> None:
     """Stop this install's bundled server, saving its data first (SHUTDOWN), if it runs."""
-    client = redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=5)
+    client = redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=5, retry=NO_RETRY)
     try:
         client.shutdown()
     except (redis.exceptions.RedisError, OSError):
@@ -232,7 +237,7 @@ def _start_lock(redis_dir: Path):
 def _probe(redis_dir: Path) -> str:
     """Say how the install's server is: "up", "loading" (reading its data) or "closed"."""
     client = redis.Redis(unix_socket_path=str(redis_dir / SOCKET_NAME), socket_connect_timeout=1,
-                         socket_timeout=1)
+                         socket_timeout=1, retry=NO_RETRY)
     try:
         return "up" if client.ping() else "closed"
     except redis.exceptions.BusyLoadingError:
