@@ -7,10 +7,8 @@ needs nothing else to decide between retrying a subtask and failing it.
 """
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import TypeVar
 
 import httpx
@@ -160,22 +158,6 @@ def _exhausted(exc: TransientError, attempts: int) -> TransientError:
     if isinstance(exc, Pending):
         return Pending(f"{exc}（已查询 {attempts} 次仍未处理完成，请稍后重试）")
     return TransientError(f"{exc}（已尝试 {attempts} 次，服务仍不可用，请稍后重试）")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a page is fetched, decoded and turned into rows.
-
-    A page of 500 invoices is some 20,000 dicts and lists, none of them in a cycle (reference
-    counting frees them), yet allocating them sets off dozens of collections that walk the whole
-    heap: a third of a download's decoding time (docs/performance.md)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def count_field(value: object, field: str, label: str) -> int:

@@ -13,10 +13,10 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field, gc_paused
+from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field
 from channels.months import month_of
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
-from channels.records import InvoiceRecord, StagedInvoice, UsageQuery, UsageStatus, record_from_staged
+from channels.records import InvoiceRecord, StagedInvoice, UsageQuery, UsageStatus, gc_paused, record_from_staged
 
 CAPABILITY = "203067"
 SJLX_OUTPUT = "2"  # 销项

@@ -12,9 +12,17 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field, gc_paused
+from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
-from channels.records import InvoiceRecord, SourceRejected, StagedInvoice, UsageQuery, UsageStatus, record_from_staged
+from channels.records import (
+    InvoiceRecord,
+    SourceRejected,
+    StagedInvoice,
+    UsageQuery,
+    UsageStatus,
+    gc_paused,
+    record_from_staged,
+)
 
 USAGE_CHUNK = 100
 NO_ACCOUNT = "未配置默认电子税局账号，请在企业信息中设置默认电子税局账号后再使用 RPA 通道"

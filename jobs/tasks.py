@@ -6,7 +6,6 @@ lands whole or not at all.
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import marshal
@@ -22,7 +21,7 @@ from sqlalchemy import String, select, update
 from channels import etax_file
 from channels.http import ChannelRejected, Pending
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected, TransientError
+from channels.records import SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
@@ -87,7 +86,7 @@ def parse_upload(batch_id: int) -> None:
         _start_next_file_batch(batch)
         return
     try:
-        with _no_cycle_collection():
+        with gc_paused():
             parsed = _parse(batch, thorough=attempt > 1)
     except etax_file.RowsRejected as exc:
         _fail_batch(batch_id, str(exc), exc.rows)
@@ -100,28 +99,10 @@ def parse_upload(batch_id: int) -> None:
         log.exception("parse of batch %s failed", batch_id)
         _fail_batch(batch_id, f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）")
     else:
-        with _no_cycle_collection():
+        with gc_paused():
             _stage_months(batch_id, parsed)
         return
     _start_next_file_batch(batch)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a file's records and staged rows are built or written.
-
-    Why: they are hundreds of thousands of tuples, records and strings holding no reference cycles,
-    yet every few hundred new ones made the collector walk all of them again, about a tenth of the
-    parse and most of reading a staged month back (docs/performance.md). Reference counting frees
-    them as before; the collector runs again afterwards.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse(batch: Batch, *, thorough: bool) -> etax_file.ParsedWorkbook:
@@ -243,12 +224,12 @@ def _staged_file(subtask: Subtask) -> Finish:
         raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
     mtime, staged = _STAGED_HERE.pop(str(path), (None, None))
     if mtime != path.stat().st_mtime_ns:
-        with _no_cycle_collection():
+        with gc_paused():
             staged = marshal.loads(path.read_bytes())
     save = _saver(subtask, staged)
 
     def finish():
-        with _no_cycle_collection():
+        with gc_paused():
             return save()
     return finish
 
