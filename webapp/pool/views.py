@@ -10,13 +10,16 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
-from webapp.accounts.permissions import company_for, permitted_companies
-from webapp.batches import period_years
+from channels.records import SourceRejected
+from webapp.accounts.permissions import batch_for, company_for, permitted_companies
+from webapp.batches import create_download_batches, period_years, usable_channel
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
 from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
 from webapp.pool.coverage import coverage, issued_codes
+from webapp.pool.export import ExportTooLarge, export_filename, write_pool_export
+from webapp.pool.redflush import assess
 from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
 from webapp.statuses import BatchStatus, DataType
@@ -62,7 +65,6 @@ def summary():
 @bp.route("/export")
 def export():
     """The filtered list as xlsx with the export file's own column names, written row by row."""
-    from webapp.pool.export import ExportTooLarge, export_filename, write_pool_export
 
     flt = PoolFilter.from_args(request.args)
     folder = Path(current_app.config["DATA_DIR"]) / "exports"
@@ -114,7 +116,6 @@ def detail(key):
     invoice = find_invoice(key, _permitted_tax_ids())
     if invoice is None:
         abort(404)
-    from webapp.pool.redflush import assess
 
     batch = db.session.get(Batch, invoice.batch_id) if invoice.batch_id else None
     reds = red_invoices_of(invoice)
@@ -134,8 +135,6 @@ def _unanswered_at(invoice) -> str | None:
 @bp.route("/<key>/refresh-usage", methods=["POST"])
 def refresh_usage(key):
     """Fetch usage status for the invoice's month now, through the company's usable channel."""
-    from channels.records import SourceRejected
-    from webapp.batches import create_download_batches, usable_channel
 
     invoice = find_invoice(key, _permitted_tax_ids())
     if invoice is None:
@@ -164,7 +163,6 @@ def _usage_progress(key: str, batch) -> Markup:
 @bp.route("/<key>/usage-batch/<batch_no>")
 def usage_batch(key, batch_no):
     """Whether the invoice's usage batch has ended: then the whole page reloads with the new status."""
-    from webapp.accounts.permissions import batch_for
 
     batch = batch_for(current_user, batch_no)
     if batch.status in BatchStatus.FINISHED:
