@@ -117,7 +117,8 @@ def test_keeper_restarts_a_killed_server_and_stops_it_at_the_end(installs):
     keeper = threading.Thread(target=keep_running, args=(folder, stop, said.append))
     keeper.start()
     try:
-        first = wait_for(lambda: pid_of(folder))
+        wait_for(lambda: any("已启动" in line for line in said))  # up and answering, not still starting
+        first = pid_of(folder)
         client_of(folder).set("kept", "yes")
         os.kill(first, signal.SIGKILL)
         second = wait_for(lambda: pid_of(folder) not in (None, first) and pid_of(folder))
