@@ -71,7 +71,10 @@ def watch_console(page: Page) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    # a request the browser itself cancelled as the page moved on (net::ERR_ABORTED, e.g. the favicon of a
+    # page left at once) is not a failure; any other failure is
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} ({request.failure})")
+            if request.failure != "net::ERR_ABORTED" else None)
     return problems
 
 
