@@ -26,6 +26,18 @@ def write_transaction():
         raise
 
 
+def placeholder(dialect) -> str:
+    """The DBAPI driver's own parameter mark (sqlite3 `?`, psycopg `%s`), for the statements written as
+    raw SQL on the hot paths (bulk writes, the export's line reads), where SQLAlchemy's compiling per
+    chunk costs more than the query."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def placeholders(dialect, count: int) -> str:
+    """`(?, ?, …)`: `count` marks in the driver's own style, for a VALUES row or an IN list."""
+    return f"({', '.join([placeholder(dialect)] * count)})"
+
+
 def _is_sqlite(dbapi_connection) -> bool:
     return type(dbapi_connection).__module__.startswith("sqlite3")
 

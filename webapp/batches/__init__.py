@@ -145,7 +145,6 @@ def missing_prerequisites(company: Company, channel: str) -> str | None:
 def check_channel_ready(companies: list[Company], channel: str) -> None:
     """SourceRejected naming every company that lacks what the channel needs (the dialog refuses
     the same way before anything is created)."""
-
     problems = [p for c in companies if (p := missing_prerequisites(c, channel))]
     if problems:
         raise SourceRejected("；".join(problems))
@@ -188,7 +187,6 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
     Refuses with SourceRejected, before anything is written, when a company lacks what the
     channel needs.
     """
-
     check_channel_ready(companies, channel)
     batches, subtasks = [], []
     for company in companies:

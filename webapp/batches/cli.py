@@ -74,8 +74,6 @@ def import_file(tax_id, path, username, wait):
         fail(batch.error or "导入失败")
 
 
-
-
 @click.command("download")
 @with_appcontext
 @click.option("--tax-id", "tax_ids", required=True, multiple=True, help="repeatable: one batch per tax ID")

@@ -22,11 +22,12 @@ from webapp.money import as_yuan
 from webapp.pool.month_stats import month_stats
 from webapp.pool.usage import usage_labels
 from webapp.reconcile import record_sources
-from webapp.transactions import write_transaction
+from webapp.transactions import placeholders, write_transaction
 
 CHUNK = 1000
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
+_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")  # an upsert's new values
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
 
 
@@ -41,43 +42,35 @@ def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
     database as they are. An invoice given twice (a bureau repeating it in two packages) is kept
     once, its last copy, so its lines are not written twice.
     """
-    records = {r.key: r for r in records}.values()
-    return [(
+    return latest_copies((
         (r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id, r.buyer_name,
          r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total), r.origin, r.type_name, r.type_code,
          r.status, r.is_red, r.risk_level, r.issuer, r.remark, r.red_of),
         [(ln.line_no, ln.name, ln.tax_code, ln.special_type, ln.spec, ln.unit, _text(ln.quantity),
           _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
          for ln in r.lines],
-    ) for r in records]
+    ) for r in records)
 
 
 def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
-    """Each invoice once, its last copy (a bureau repeating it in two packages), as stage() keeps records."""
+    """Each invoice once, its last copy (a bureau repeating it in two packages), in first-seen order."""
     return list({header[0]: (header, lines) for header, lines in staged}.values())
 
 
 def _statements(dialect) -> tuple[str, str]:
     """The upsert of headers (usage status untouched: it comes from other sources) and the line insert."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    updates = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")
-    upsert = (f"INSERT INTO invoice ({', '.join(WRITE_COLUMNS)}) VALUES ({', '.join([mark] * len(WRITE_COLUMNS))}) "
-              f"ON CONFLICT (key) DO UPDATE SET {updates}")
+    upsert = (f"INSERT INTO invoice ({', '.join(WRITE_COLUMNS)}) VALUES {placeholders(dialect, len(WRITE_COLUMNS))} "
+              f"ON CONFLICT (key) DO UPDATE SET {_UPDATES}")
     columns = ("invoice_key",) + LINE_COLUMNS
-    insert_lines = f"INSERT INTO invoice_line ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    insert_lines = f"INSERT INTO invoice_line ({', '.join(columns)}) VALUES {placeholders(dialect, len(columns))}"
     return upsert, insert_lines
-
-
-def _in_list(connection, count: int) -> str:
-    """`(?, ?, …)` for `count` keys, in the driver's own placeholders (raw SQL: nothing compiled per chunk)."""
-    return f"({', '.join(['?' if connection.dialect.paramstyle == 'qmark' else '%s'] * count)})"
 
 
 def _refuse_other_companies(connection, sellers: dict[str, str]) -> set[str]:
     """An invoice number already in the pool under another seller is never taken over or overwritten.
     Returns the keys already in the pool (theirs are the only lines to replace)."""
     keys = list(sellers)
-    stored = connection.exec_driver_sql(f"SELECT key, tax_id FROM invoice WHERE key IN {_in_list(connection, len(keys))}",
+    stored = connection.exec_driver_sql(f"SELECT key, tax_id FROM invoice WHERE key IN {placeholders(connection.dialect, len(keys))}",
                                         tuple(keys)).all()
     for key, tax_id in stored:
         if tax_id != sellers[key]:
@@ -139,7 +132,7 @@ def _write_chunk(connection, headers: list[tuple], lines: list[tuple]) -> None:
     upsert, insert_lines = _statements(connection.dialect)
     connection.exec_driver_sql(upsert, headers)
     if stored:
-        connection.exec_driver_sql(f"DELETE FROM invoice_line WHERE invoice_key IN {_in_list(connection, len(stored))}",
+        connection.exec_driver_sql(f"DELETE FROM invoice_line WHERE invoice_key IN {placeholders(connection.dialect, len(stored))}",
                                    tuple(stored))
     if lines:
         connection.exec_driver_sql(insert_lines, lines)
@@ -160,10 +153,9 @@ def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS invoice_staged ON COMMIT DROP AS "
                                f"SELECT {columns} FROM invoice WITH NO DATA")
     _copy(connection, f"invoice_staged ({columns})", headers)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")
     written = connection.exec_driver_sql(
         f"INSERT INTO invoice ({columns}) SELECT {columns} FROM invoice_staged "
-        f"ON CONFLICT (key) DO UPDATE SET {updates} WHERE invoice.tax_id = excluded.tax_id "
+        f"ON CONFLICT (key) DO UPDATE SET {_UPDATES} WHERE invoice.tax_id = excluded.tax_id "
         "RETURNING key, xmax = 0").all()
     connection.exec_driver_sql("TRUNCATE invoice_staged")
     if len(written) < len(headers):

@@ -336,13 +336,13 @@ def _pool_lines(keys: list[str]) -> list[tuple]:
     compiling of the IN list and building of Rows cost half as much again as the query.
     """
     from webapp.extensions import db
+    from webapp.transactions import placeholders
 
     connection = db.session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     cursor = connection.connection.cursor()
     try:
         cursor.execute(f"SELECT {', '.join(LINE_FIELDS)} FROM invoice_line WHERE invoice_key IN "
-                       f"({', '.join([mark] * len(keys))}) ORDER BY invoice_key, line_no", keys)
+                       f"{placeholders(connection.dialect, len(keys))} ORDER BY invoice_key, line_no", keys)
         return cursor.fetchall()
     finally:
         cursor.close()

@@ -18,6 +18,7 @@ from webapp.models import Batch, Invoice, InvoiceSource, Subtask
 from webapp.pool.export import money
 from webapp.statuses import DataType, Source, SubtaskStatus
 from webapp.summary import mark_months_changed
+from webapp.transactions import placeholders
 
 CHUNK = 1000
 KEPT = ("status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")  # the last values each source gave
@@ -33,9 +34,8 @@ _ON_CONFLICT = "ON CONFLICT (invoice_key, source) DO UPDATE SET " + ", ".join(
 
 def _upsert(dialect) -> str:
     """One statement for SQLite and PostgreSQL: a new source row, or the last values of a known one."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
     return (f"INSERT INTO invoice_source ({', '.join(SOURCE_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(SOURCE_COLUMNS))}) {_ON_CONFLICT}")
+            f"VALUES {placeholders(dialect, len(SOURCE_COLUMNS))} {_ON_CONFLICT}")
 
 
 def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:

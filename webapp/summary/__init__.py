@@ -23,7 +23,7 @@ from channels.months import year_months
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
 from webapp.money import as_cents, as_yuan, sum_exact
-from webapp.transactions import write_transaction
+from webapp.transactions import placeholder, write_transaction
 
 SPECIAL_CODES = ("01", "08", "81", "85")  # 增值税专用发票, 电子专用, 数电专票, 数电纸质专票
 RATE_ORDER = ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税")
@@ -83,7 +83,7 @@ def mark_months_changed(connection, pairs: set[tuple[str, str]]) -> None:
     """
     if not pairs:
         return
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(connection.dialect)
     connection.exec_driver_sql(
         f"INSERT INTO invoice_month_summary (tax_id, month, version) VALUES ({mark}, {mark}, 1) "
         "ON CONFLICT (tax_id, month) DO UPDATE SET version = invoice_month_summary.version + 1", sorted(pairs))
