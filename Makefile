@@ -9,10 +9,10 @@ FLASK    := $(VENV)/bin/flask
 STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install deps chromium run test soak bench clean
+.PHONY: install deps bytecode chromium run test soak bench clean
 
 ## install: virtualenv and packages, database migrations, demo data (htmx is in webapp/static/vendor/)
-install: deps
+install: bytecode
 	$(FLASK) --app wsgi db upgrade
 	$(FLASK) --app wsgi seed-demo
 
@@ -25,6 +25,12 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
 	touch $@
+
+## bytecode: our own modules compiled once, as pip compiles the libraries: every command and worker
+## job starts without compiling them again, even where PYTHONDONTWRITEBYTECODE is set (stale files are
+## recompiled; an edited module is still read from its source)
+bytecode: deps
+	$(PY) -m compileall -q wsgi.py webapp channels jobs
 
 ## chromium: Debian's Chromium, which the browser tests drive through Playwright
 chromium:
@@ -43,16 +49,16 @@ run: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
-test: deps chromium
+test: bytecode chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 ## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
-soak: deps
+soak: bytecode
 	SOAK_ROUNDS=$${SOAK_ROUNDS:-5} $(VENV)/bin/pytest -q tests/test_faults.py $(PYTEST_ARGS)
 
 ## bench: the benchmark in tests/bench.py
-bench: deps
+bench: bytecode
 	@if [ -f tests/bench.py ]; then \
 	  $(PY) -m tests.bench; \
 	else \
