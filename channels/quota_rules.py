@@ -15,6 +15,8 @@ PER_DAY = 1
 CURRENT_MONTH_LIMIT = 5
 PAST_MONTH_LIMIT = 3
 HORIZON_DAYS = 62  # two calendar months always contain a free day
+RULE_TEXT = (f"同一开票月份同一种类每天 {PER_DAY} 次；当前开票月份每月 {CURRENT_MONTH_LIMIT} 次，"
+             f"历史开票月份每月 {PAST_MONTH_LIMIT} 次")  # the rules as the import dialog states them
 
 
 def monthly_limit(invoice_month: str, day: date) -> int:

@@ -29,11 +29,11 @@ DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 SIZES = {
     "full": {"import_invoices": 10_800, "pairs": 4, "cold_runs": 7, "export_invoices": 100_000,
              "pool_invoices": 1_000_000, "samples": 20, "download_months": 12,
-             "plan_companies": 20, "scale_companies": 4, "scale_months": 3,
+             "plan_companies": 20, "batches": 10_000, "scale_companies": 4, "scale_months": 3,
              "scale_volume": "large"},
     "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
               "pool_invoices": 5_000, "samples": 3, "download_months": 1,
-              "plan_companies": 2, "scale_companies": 2, "scale_months": 1,
+              "plan_companies": 2, "batches": 200, "scale_companies": 2, "scale_months": 1,
               "scale_volume": "small"},
 }
 BEFORE = {  # issue 11, measured on this 2-core machine before the work
@@ -606,6 +606,7 @@ def _machine() -> dict:
 
 
 def main() -> None:
+    from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
     from tests.servers import redis_server
 
@@ -630,6 +631,7 @@ def main() -> None:
                                               url=f"sqlite:///{folder / 'summary.db'}")
             result["download"] = download_pipeline(folder, size["download_months"])
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
+            result["batch_list"] = batch_list_bench(folder, size["batches"])
             result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
             if os.environ.get("BENCH_PLANS"):
                 result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")

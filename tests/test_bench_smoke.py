@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary")
+SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary",
+            "batch_list")
 
 
 def test_small_bench_completes_with_every_figure():
@@ -20,4 +21,6 @@ def test_small_bench_completes_with_every_figure():
     assert result["file_import"]["status"] == "succeeded"
     assert result["export"]["invoices"] == 2000
     assert result["bulk_plan"]["subtasks"] == 2 * 60
+    assert result["batch_list"]["polls_on_page"] == 1
+    assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
     assert all("met" in result[name] for name in SECTIONS)

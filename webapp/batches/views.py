@@ -14,6 +14,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from channels import quota_rules
 from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
@@ -176,7 +177,7 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
             left = quota.remaining(company.tax_id, month, code, today)
             if not left["today"] or not left["month"]:
                 blocked.append(f"{month} {DOWNLOAD_KINDS[code]}（今日剩 {left['today']} 次，本月剩 {left['month']}/{left['limit']} 次）")
-    rule = "同一开票月份同一种类每天 1 次；当前开票月份每月 5 次，历史开票月份每月 3 次"
+    rule = quota_rules.RULE_TEXT
     if not blocked:
         return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
     shown = "；".join(blocked[:6]) + (f" 等 {len(blocked)} 项" if len(blocked) > 6 else "")
