@@ -71,7 +71,7 @@ EXPECTED = {
     "batches.index": _everyone, "batches.import_dialog": _everyone,
     "batches.row": _if_visible, "batches.detail": _if_visible,
     "batches.terminate_selected": _if_visible, "batches.retry_selected": _if_visible,
-    "pool.index": _everyone, "pool.export": _everyone, "pool.coverage_page": _if_visible,
+    "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone, "pool.coverage_page": _if_visible,
     "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
     "automation.index": _everyone, "automation.new": _admins_post, "automation.act": _admins_of_its_org,
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,

@@ -108,6 +108,53 @@ def test_export_gives_the_filtered_list_with_the_export_files_headers(client, im
     assert RED in {row[3] for row in rows[1:]}
 
 
+def test_export_is_sent_while_it_is_written_and_reads_back_whole(client, imported, monkeypatch, tmp_path):
+    """The download starts before the last invoice is read: the workbook leaves in several parts (one
+    per chunk of invoices), and the parts together are the whole workbook, totals row included."""
+    from openpyxl import load_workbook
+
+    from webapp.pool import export
+
+    monkeypatch.setattr(export, "CHUNK", 25)
+    login(client)
+    response = client.get("/pool/export")
+    assert response.status_code == 200 and response.is_streamed
+    parts = [part for part in response.response if part]
+    response.close()
+    assert len(parts) >= 3 and parts[0].startswith(b"PK")  # zlib hands on output in blocks, not per chunk
+    path = tmp_path / "streamed.xlsx"
+    path.write_bytes(b"".join(parts))
+    rows = list(load_workbook(path, read_only=True)["发票基础信息"].iter_rows(values_only=True))
+    assert rows[-1][0] == "合计行" and len(rows) - 2 == EXPECTED["invoices"]
+
+
+def test_export_counts_first_and_says_what_it_sends(client, imported):
+    """导出 (htmx) answers with the counts and the download link the page follows."""
+    stats = cli_json(client.application.test_cli_runner(), "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    login(client)
+    note = client.get("/pool/export/start?color=red", headers={"HX-Request": "true"}).text
+    assert f"正在导出 {EXPECTED['red']:,} 张发票" in note
+    assert 'href="/pool/export?color=red"' in note
+    whole = client.get("/pool/export/start", headers={"HX-Request": "true"}).text
+    assert f"正在导出 {stats['invoices']:,} 张发票" in whole
+    line_rows = int(re.search(r"（([0-9,]+) 行明细）", whole).group(1).replace(",", ""))
+    assert stats["lines"] <= line_rows <= stats["lines"] + stats["invoices"]  # plus one row per invoice without lines
+    assert "当前筛选没有发票" in client.get("/pool/export/start?q=99999999999", headers={"HX-Request": "true"}).text
+
+
+def test_an_export_excel_cannot_hold_is_refused_before_anything_is_sent(client, imported, monkeypatch):
+    from webapp.pool import export
+
+    monkeypatch.setattr(export, "MAX_DATA_ROWS", EXPECTED["red"] - 1)
+    login(client)
+    refused = client.get("/pool/export/start?color=red", headers={"HX-Request": "true"})
+    assert refused.status_code == 400
+    assert f"导出行数超过 Excel 单表上限（{EXPECTED['red'] - 1:,} 行）：当前筛选有 {EXPECTED['red']:,} 张发票" in refused.text
+    direct = client.get("/pool/export?color=red")
+    assert direct.status_code == 400 and "导出行数超过 Excel 单表上限" in direct.text
+    assert "attachment" not in direct.headers.get("Content-Disposition", "")
+
+
 def test_error_goods_page_shows_lines_filtered_per_batch(client, imported):
     login(client, "admin", "admin123")
     page = client.get("/admin/settings").text

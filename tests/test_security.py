@@ -226,6 +226,7 @@ def test_data_pages_and_exports_are_never_cached_nor_referred(client):
         assert response.status_code == 200, url
         assert response.headers["Cache-Control"] == "no-store", url
         assert response.headers["Referrer-Policy"] == "same-origin", url
+        response.close()  # the export is streamed: closing it ends its request, as a server does
     assert "no-store" not in client.get("/static/app.css").headers.get("Cache-Control", "")
 
 

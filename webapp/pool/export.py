@@ -13,14 +13,18 @@ updated, where the invoice came from and when it was synced.
 
 Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and their lines, whatever
 the export's size. Pass `write_invoices` a lazy iterable (a SQLAlchemy result with `yield_per`, a
-generator), not a list, and a `lines_of` that fetches one chunk's lines.
+generator), not a list, and a `lines_of` that fetches one chunk's lines. The page's export
+(`stream_pool_export`) hands the browser each chunk's bytes as soon as they are compressed, so the
+download starts at once and the browser shows it growing (issue 11, item 4); `export_size` counts
+the rows first, so that an export Excel cannot hold is refused before anything is sent.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import islice
@@ -229,8 +233,10 @@ def _write_file(chunks: Iterable[Sequence], lines_of: Callable[[list[str]], Sequ
     is_path = isinstance(target, (str, os.PathLike))
     partial = f"{os.fspath(target)}.part" if is_path else target
     workbook = Workbook(partial)
+    count = 0
     try:
-        count = _write_sheets(workbook, chunks, lines_of)
+        for count in _write_sheets(workbook, chunks, lines_of):  # noqa: B007 - the last is the total
+            pass
         workbook.close()
     except BaseException:
         workbook.abandon()
@@ -243,8 +249,9 @@ def _write_file(chunks: Iterable[Sequence], lines_of: Callable[[list[str]], Sequ
     return count
 
 
-def _write_sheets(workbook: Workbook, chunks: Iterable[Sequence], lines_of) -> int:
-    """Both sheets, chunk by chunk of invoices, then the totals row; returns the invoice count."""
+def _write_sheets(workbook: Workbook, chunks: Iterable[Sequence], lines_of) -> Iterator[int]:
+    """Both sheets, chunk by chunk of invoices, then the totals row; yields the invoices written so far
+    after each chunk (a caller streaming the bytes sends them between chunks)."""
     details = workbook.add_sheet(LINES_SHEET_NAME, [_WIDTHS.get(h, 14) for h in LINE_HEADERS])
     basics = workbook.add_sheet(SHEET_NAME, [_WIDTHS.get(h, 14) for h in INVOICE_HEADERS])
     details.append(LINE_HEADERS)
@@ -256,10 +263,10 @@ def _write_sheets(workbook: Workbook, chunks: Iterable[Sequence], lines_of) -> i
         amounts, taxes = _write_chunk(details, basics, chunk, lines_of)
         amount += sum(map(Decimal, filter(None, amounts)))
         tax += sum(map(Decimal, filter(None, taxes)))
+        yield basics.count - 1
     totals = [None] * len(INVOICE_HEADERS)
     totals[0], totals[9], totals[10] = TOTALS_MARK, amount, tax
     basics.append(totals)
-    return basics.count - 2
 
 
 def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list]:
@@ -320,13 +327,84 @@ def write_pool_export(query, target: str | os.PathLike | IO[bytes]) -> int:
     export formats them column by column), 2,000 invoices at a time from one cursor, and each
     chunk's lines in one query (docs/performance.md).
     """
+    return _write_file(_pool_chunks(query), _pool_lines, target)
+
+
+def stream_pool_export(query) -> Iterator[bytes]:
+    """The same workbook as write_pool_export, as bytes handed on after each chunk of invoices.
+
+    The zip is written to a pipe, not a file (zipfile then writes each part's sizes after it), so the
+    first bytes leave before the last invoice is read. A failure, or the browser going away,
+    stops the writing and ends the stream short: the browser reports the download as failed, never
+    as a complete file.
+    """
+    pipe = _Pipe()
+    workbook = Workbook(pipe)
+    try:
+        for _count in _write_sheets(workbook, _pool_chunks(query), _pool_lines):
+            if sent := pipe.take():
+                yield sent
+        workbook.close()
+    except BaseException:
+        workbook.abandon()
+        raise
+    yield pipe.take()
+
+
+class _Pipe:
+    """A write-only byte sink without seek or tell, emptied by `take` (written by the compression thread)."""
+
+    def __init__(self):
+        self._parts: deque[bytes] = deque()
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to flush: `take` hands the parts on."""
+
+    def take(self) -> bytes:
+        """Everything written since the last take."""
+        parts = []
+        while self._parts:
+            parts.append(self._parts.popleft())
+        return b"".join(parts)
+
+
+def export_size(query) -> tuple[int, int]:
+    """(invoices, 信息汇总表 rows) the export of an Invoice select would write: each line is a row, and an
+    invoice without lines gets one row of its own (see _write_lines)."""
+    from sqlalchemy import distinct, func, select
+
+    from webapp.extensions import db
+    from webapp.models import Invoice, InvoiceLine
+
+    keys = query.with_only_columns(Invoice.key).order_by(None).subquery()
+    invoices = db.session.scalar(select(func.count()).select_from(keys))
+    lines, with_lines = db.session.execute(
+        select(func.count(), func.count(distinct(InvoiceLine.invoice_key)))
+        .where(InvoiceLine.invoice_key.in_(select(keys.c.key)))).one()
+    return invoices, lines + invoices - with_lines
+
+
+def too_large(invoices: int, line_rows: int) -> str | None:
+    """Why an export of this size cannot be one workbook (Excel's rows per sheet), else None."""
+    if max(invoices, line_rows) <= MAX_DATA_ROWS:
+        return None
+    return (f"导出行数超过 Excel 单表上限（{MAX_DATA_ROWS:,} 行）：当前筛选有 {invoices:,} 张发票、{line_rows:,} 行明细，"
+            "请缩小筛选范围（例如按月份或企业）后再导出")
+
+
+def _pool_chunks(query) -> Iterator[Sequence]:
+    """The selected invoices' INVOICE_FIELDS, CHUNK at a time, from one cursor (Core rows: no ORM loading)."""
     from webapp.extensions import db
     from webapp.models import Invoice
 
     columns = Invoice.__table__.c
     rows = db.session.connection().execute(query.with_only_columns(*_raw(columns[name] for name in INVOICE_FIELDS))
-                                           .execution_options(yield_per=CHUNK))  # Core rows: no ORM loading
-    return _write_file(rows.partitions(CHUNK), _pool_lines, target)
+                                           .execution_options(yield_per=CHUNK))
+    return rows.partitions(CHUNK)
 
 
 def _pool_lines(keys: list[str]) -> list[tuple]:

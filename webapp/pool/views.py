@@ -1,10 +1,7 @@
 """销项发票池: search and filter, invoice detail with red-flush readiness, coverage, export."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, abort, current_app, render_template, request, stream_with_context, url_for
 from flask_htmx import make_response as htmx_response
 from flask_login import current_user
 from markupsafe import Markup
@@ -18,12 +15,12 @@ from webapp.extensions import db
 from webapp.models import Batch
 from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
 from webapp.pool.coverage import coverage, issued_codes
-from webapp.pool.export import ExportTooLarge, export_filename, write_pool_export
+from webapp.pool.export import export_filename, export_size, stream_pool_export, too_large
 from webapp.pool.redflush import assess
 from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
 from webapp.statuses import BatchStatus, DataType
-from webapp.web import wants_partial, xlsx_download
+from webapp.web import error_response, wants_partial, xlsx_download
 
 bp = Blueprint("pool", __name__, url_prefix="/pool", template_folder="templates")
 
@@ -64,29 +61,23 @@ def summary():
 
 @bp.route("/export")
 def export():
-    """The filtered list as xlsx with the export file's own column names, written row by row."""
+    """The filtered list as xlsx with the export file's own column names, sent as it is written."""
+    query = pool_query(PoolFilter.from_args(request.args), _permitted_tax_ids())
+    if refusal := too_large(*export_size(query)):
+        return error_response(400, refusal)
+    return xlsx_download(stream_with_context(stream_pool_export(query)), export_filename(now()))
 
+
+@bp.route("/export/start")
+def export_start():
+    """导出 clicked (htmx): the rows are counted first, then the page shows either why they cannot be
+    one workbook or how many are being exported, with the link static/app.js follows to start the
+    download (which the browser shows growing while the rows are written)."""
     flt = PoolFilter.from_args(request.args)
-    folder = Path(current_app.config["DATA_DIR"]) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
-    handle.close()
-    try:
-        write_pool_export(pool_query(flt, _permitted_tax_ids()), handle.name)
-    except ExportTooLarge:
-        Path(handle.name).unlink(missing_ok=True)
-        return "导出行数超过 Excel 单表上限（1,048,575 行），请缩小筛选范围（例如按月份或企业）后再导出", 400
-
-    def stream(path=Path(handle.name)):
-        """Send the file in chunks and remove it once sent."""
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(256 * 1024):
-                    yield chunk
-        finally:
-            path.unlink(missing_ok=True)
-
-    return xlsx_download(stream(), export_filename(now()))
+    invoices, line_rows = export_size(pool_query(flt, _permitted_tax_ids()))
+    if refusal := too_large(invoices, line_rows):
+        return error_response(400, refusal)
+    return render_template("pool/_export_note.html", invoices=invoices, line_rows=line_rows, flt=flt)
 
 
 @bp.route("/coverage")

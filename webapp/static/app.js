@@ -17,6 +17,14 @@ document.addEventListener("click", (event) => {
   if (dismiss) dismiss.closest(".alert").remove();
   if (event.target.closest(".alert .reload")) window.location.reload();
 });
+// 导出: once the server has counted the rows it puts the download link in the page (pool/_export_note.html);
+// following it starts the download, which the browser shows growing while the workbook is written.
+document.addEventListener("htmx:afterSettle", () => {
+  document.querySelectorAll("a.export-start:not([data-started])").forEach((link) => {
+    link.dataset.started = "yes";
+    link.click();
+  });
+});
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") document.getElementById("modal").innerHTML = "";
 });
