@@ -21,6 +21,9 @@ def test_small_bench_completes_with_every_figure():
     assert result["file_import"]["status"] == "succeeded"
     assert result["export"]["invoices"] == 2000
     assert result["bulk_plan"]["subtasks"] == 2 * 60
+    run = result["bulk_plan"]["simulated_run"]  # the plan run to its end over simulated days
+    assert run["batches"] == {"succeeded": 3} and run["days"] == 2
+    assert run["applications"] == run["applications_the_bureau_saw"] == 3 * 60 * 6 and run["most_a_day_per_key"] == 1
     assert result["batch_list"]["polls_on_page"] == 1
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
     assert all("met" in result[name] for name in SECTIONS)
