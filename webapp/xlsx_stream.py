@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import queue
 import re
-import shutil
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from itertools import islice
 from typing import IO
@@ -214,6 +213,12 @@ class Workbook:
 
     def close(self) -> None:
         """Finish every sheet, then write the workbook's parts around them."""
+        for _step in self.closing():
+            pass
+
+    def closing(self) -> Iterator[None]:
+        """`close`, one step per MB of a spooled sheet copied into the zip: a caller streaming the zip
+        (webapp.pool.export.stream_pool_export) hands on what each step wrote, so memory stays flat."""
         for sheet, _handle in self._sheets:
             sheet.close()
         self._writer.finish()
@@ -221,7 +226,9 @@ class Workbook:
             if number > 1:
                 handle.seek(0)
                 with self._zip.open(f"xl/worksheets/sheet{number}.xml", "w", force_zip64=True) as member:
-                    shutil.copyfileobj(handle, member, 1 << 20)
+                    while block := handle.read(1 << 20):
+                        member.write(block)
+                        yield
             handle.close()
         self._write_parts()
         self._zip.close()

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import islice
+from itertools import chain, islice
 from operator import attrgetter, itemgetter, methodcaller
 from typing import IO, Any
 
@@ -341,10 +341,9 @@ def stream_pool_export(query) -> Iterator[bytes]:
     pipe = _Pipe()
     workbook = Workbook(pipe)
     try:
-        for _count in _write_sheets(workbook, _pool_chunks(query), _pool_lines):
+        for _step in chain(_write_sheets(workbook, _pool_chunks(query), _pool_lines), workbook.closing()):
             if sent := pipe.take():
                 yield sent
-        workbook.close()
     except BaseException:
         workbook.abandon()
         raise
