@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from decimal import Decimal
 
@@ -459,6 +460,23 @@ def _stop_own_job() -> str:
     send_stop_job_command(redis_connection(), get_current_job().id)
     time.sleep(1.5)
     return "ran to its end"
+
+
+def _own_pid() -> int:
+    return os.getpid()
+
+
+def test_a_command_working_the_queue_itself_runs_each_job_in_the_command_process(app):
+    """`import-file --wait` works the queue without forking a work horse per job (docs/performance.md)."""
+    from rq.job import Job
+
+    from jobs.queue import get_queue, redis_connection
+    from jobs.worker import make_worker
+
+    with app.app_context():
+        job = get_queue().enqueue("tests.test_file_import._own_pid")
+        make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
+        assert Job.fetch(job.id, connection=redis_connection()).return_value() == os.getpid()
 
 
 def test_a_stop_request_to_a_job_the_command_runs_itself_leaves_the_command_alive(app):
