@@ -78,8 +78,8 @@ class _OncePerOutage(logging.Filter):
 
 
 class InProcessWorker(SimpleWorker, QueueWorker):
-    """QueueWorker running each job in the calling process, without a fork. SimpleWorker comes
-    first: its execute_job must win over the forking one QueueWorker inherits from RQ's Worker.
+    """QueueWorker running each job in the calling process, without a fork (SimpleWorker first:
+    its `execute_job` must win over the forking one QueueWorker inherits from RQ's Worker).
 
     Why: a command that works the queue itself (`import-file --wait`) runs one parse and a job per
     month back to back; a fork per job cost each a new database connection, cold statement caches
