@@ -128,7 +128,9 @@ def _count_parse_attempt(batch_id: int) -> int:
 def _memory_limit() -> Iterator[None]:
     """Cap the job process's address space (RLIMIT_AS) while it parses, so no file can take the
     server down: an allocation past the cap fails in this process only. Applied only inside an
-    RQ work horse, which is a forked child; a caller outside a job keeps its own limits."""
+    RQ job (a forked work horse, or `import-file --wait` working the queue in its own process, where
+    a parse past the cap fails its batch instead of the command); a caller outside a job keeps its
+    own limits."""
     if get_current_job() is None:
         yield
         return
@@ -224,14 +226,8 @@ def _staged_file(subtask: Subtask) -> Finish:
         raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
     mtime, staged = _STAGED_HERE.pop(str(path), (None, None))
     if mtime != path.stat().st_mtime_ns:
-        with gc_paused():
-            staged = marshal.loads(path.read_bytes())
-    save = _saver(subtask, staged)
-
-    def finish():
-        with gc_paused():
-            return save()
-    return finish
+        staged = marshal.loads(path.read_bytes())
+    return _saver(subtask, staged)
 
 
 def _saver(subtask: Subtask, staged) -> Finish:
@@ -350,15 +346,8 @@ def run_subtask(subtask_id: int) -> None:
     if batch_id is None:
         return
     try:
-        finish = _prepare(db.session.get(Subtask, subtask_id))
-        with write_transaction():
-            total, success, filtered = finish()
-            wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
-            ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
-                     dict(status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None))
-            if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
-                raise _Terminated()
-            batch = refresh_batch(batch_id)
+        with gc_paused():  # a month's rows hold no cycles, and are let go before the collector runs again
+            batch = _run_month(subtask_id, batch_id)
     except _Terminated:
         return
     except Wait as wait:
@@ -380,6 +369,20 @@ def run_subtask(subtask_id: int) -> None:
         shutil.rmtree(staging_dir(batch), ignore_errors=True)
     if batch.status in BatchStatus.FINISHED:
         _precompute_month_figures(batch.tax_id)  # last: the company's next file batch need not wait
+
+
+def _run_month(subtask_id: int, batch_id: int) -> Batch:
+    """Prepare the month (network, no transaction open), then write it and end the subtask in one
+    transaction; returns the batch as it now stands."""
+    finish = _prepare(db.session.get(Subtask, subtask_id))
+    with write_transaction():
+        total, success, filtered = finish()
+        wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
+        ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
+                 dict(status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None))
+        if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
+            raise _Terminated()
+        return refresh_batch(batch_id)
 
 
 def _precompute_month_figures(tax_id: str) -> None:

@@ -388,21 +388,24 @@ def _sandbox_post(sandbox_db: Path, path: str, **body) -> None:
 
 def download_pipeline(folder: Path, months: int, url: str | None = None) -> dict:
     """RPA download of `months` months of the sandbox's large demo company (about 3,000 invoices a
-    month), worked in-process by one worker. A first run lets the sandbox generate its answers
-    (its own cost, reported as `sandbox_generation_s`); the pool is then emptied and the download
-    timed into the empty pool (`pipeline_s`, the figure against the target), then once more over
-    the invoices it wrote (`redownload_s`: every invoice and line replaced). Each run also gives
-    the process's CPU seconds (the machine is shared, so wall time carries the other load) and the
-    time spent inside the in-process sandbox's handlers, which is the bureau's, not the product's.
+    month), worked in-process by the product's in-process worker (jobs.worker.make_worker with
+    fork=False, as `import-file --wait` works the queue; RQ's bare SimpleWorker waited a whole second
+    at its end for its command-channel thread, which no batch waits for). A first run lets the
+    sandbox generate its answers (its own cost, reported as `sandbox_generation_s`); the pool is then
+    emptied and the download timed into the empty pool (`pipeline_s`, the figure against the
+    target), then once more over the invoices it wrote (`redownload_s`: every invoice and line
+    replaced). Each run also gives the process's CPU seconds (the machine is shared, so wall time
+    carries the other load) and the time spent inside the in-process sandbox's handlers, which is
+    the bureau's, not the product's.
     The pool is SQLite unless `url` names another database."""
     from datetime import datetime
 
-    from rq import SimpleWorker
     from sqlalchemy import select, text
 
     import channels.sandbox as sandbox
     from channels.invoice_types import DOWNLOAD_KINDS
     from jobs.queue import get_queue, redis_connection
+    from jobs.worker import make_worker
     from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Batch, Company, User
@@ -424,7 +427,7 @@ def download_pipeline(folder: Path, months: int, url: str | None = None) -> dict
         [batch] = create_download_batches(user, [company], channel="rpa", data_type="invoices", months=periods,
                                           type_codes=list(DOWNLOAD_KINDS))
         batch_id = batch.id
-        SimpleWorker([get_queue()], connection=redis_connection()).work(burst=True, logging_level="WARNING")
+        make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         db.session.remove()
         done = db.session.get(Batch, batch_id)

@@ -1,9 +1,10 @@
 """Migrations on a database that holds rows: 0013 turns the joined lists into JSON lists and back,
-and SQLite's table copies keep every subtask (SQLite here; PostgreSQL casts in the same migration)."""
+and SQLite's table copies keep every subtask (SQLite here; PostgreSQL casts in the same migration);
+0014 drops the pool indexes no query uses, and the look-ups they served still find their rows."""
 from __future__ import annotations
 
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 
 from webapp.extensions import db
 from webapp.models import Batch, ScheduleRun
@@ -62,5 +63,40 @@ def test_joined_lists_become_json_lists_and_back_keeping_every_row(tmp_path):
         assert _as_text() == ([(f"{SPECIAL}、{ORDINARY}", "81,82"), ("全部", None), ("", None)], ["B1,B2", ""], 3)
         upgrade()
         assert _as_lists() == listed
+        db.session.remove()
+        db.engine.dispose()
+
+
+DROPPED_IN_0014 = {("invoice", "ix_invoice_buyer_tax_id"), ("invoice", "ix_invoice_code_number"),
+                   ("invoice_line", "ix_invoice_line_invoice_key")}
+
+
+def _indexes() -> set[tuple[str, str]]:
+    inspector = inspect(db.engine)
+    return {(table, index["name"]) for table in ("invoice", "invoice_line") for index in inspector.get_indexes(table)}
+
+
+def test_indexes_no_query_uses_are_dropped_and_their_lookups_still_find_the_rows(tmp_path):
+    from webapp.pool import find_invoice, invoice_lines
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'migrated.db'}"})
+    with app.app_context():
+        upgrade(revision="0013")
+        assert DROPPED_IN_0014 <= _indexes()
+        # a 数电纸质 invoice: its key is the 数电 number, a red invoice's 备注 names it by 发票代码-发票号码
+        db.session.execute(text(
+            "INSERT INTO invoice (key, tax_id, code, number, digital_number, issued_at, month, amount, tax, type_name, "
+            "status, is_red, source, synced_at) VALUES ('24330000000000000001', 'T1', '033001', '0001', "
+            "'24330000000000000001', '2026-01-05 10:00:00', '2026-01', 100, 13, '数电纸质发票（增值税专用发票）', '正常', "
+            "false, 'file', '2026-01-06 00:00:00')"))
+        db.session.execute(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
+                                "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
+        db.session.commit()
+        upgrade()
+        assert not DROPPED_IN_0014 & _indexes()
+        assert find_invoice("033001-0001", ["T1"]).key == "24330000000000000001"
+        assert [line.name for line in invoice_lines("24330000000000000001")] == ["*服务*服务费"]
+        downgrade(revision="0013")
+        assert DROPPED_IN_0014 <= _indexes()
         db.session.remove()
         db.engine.dispose()

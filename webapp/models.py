@@ -234,8 +234,6 @@ class Invoice(db.Model):
         Index("ix_invoice_issued_at", "issued_at"),
         Index("ix_invoice_number", "number"),
         Index("ix_invoice_digital_number", "digital_number"),
-        Index("ix_invoice_buyer_tax_id", "buyer_tax_id"),
-        Index("ix_invoice_code_number", "code", "number"),
         Index("ix_invoice_batch_id", "batch_id"),
         Index("ix_invoice_amount", "amount"),
     )
@@ -245,7 +243,7 @@ class InvoiceLine(db.Model):
     """An invoice line, keyed by its invoice's identity so whole invoices replace cheaply."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    invoice_key: Mapped[str] = mapped_column(String(40), index=True)
+    invoice_key: Mapped[str] = mapped_column(String(40))  # looked up through ix_invoice_line_summary
     line_no: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(300))
     tax_code: Mapped[str | None] = mapped_column(String(30))

@@ -2,7 +2,7 @@
 
 The product's RQ worker forks per job and each job may build its own in-process sandbox app, so
 nothing here lives in memory: companies, 乐企 applications, RPA tasks, the quota log, request
-counters and control settings are rows. Every call opens its own connection (safe across fork),
+counters and control settings are rows. Each thread of each process keeps its own connection,
 WAL lets readers and one writer overlap, busy_timeout queues writers instead of failing them,
 and the quota check and the accepted application are written in one IMMEDIATE transaction, so
 concurrent applications can never exceed a quota.
@@ -10,7 +10,9 @@ concurrent applications can never exceed a quota.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ BUSY_TIMEOUT_MS = 30_000
 DAILY_LIMIT = 1
 CURRENT_MONTH_LIMIT = 5
 PAST_MONTH_LIMIT = 3
+_INHERITED: list[sqlite3.Connection] = []  # connections a forked child got from its parent (see _connect)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS companies (
@@ -160,6 +163,7 @@ class SandboxState:
         """Create the file, schema and default companies if needed; `defaults` are config settings."""
         self.path = str(path)
         self.defaults = {**DEFAULT_SETTINGS, **normalise_settings(defaults or {})}
+        self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._initialise()
@@ -167,7 +171,22 @@ class SandboxState:
     # -- connections ------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        """A fresh connection per call: nothing to go stale across fork, threads never share one."""
+        """This thread's connection, opened on its first call in this process and then kept.
+
+        One per call cost most of a served page: each was the file's last connection when it
+        closed, so SQLite checkpointed the WAL into the file (an fsync) and deleted it, four times
+        a request. A connection inherited across fork is neither used nor closed in the child
+        (SQLite forbids both; closing it could checkpoint under the parent): it is kept aside.
+        """
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            if getattr(local, "db", None) is not None:
+                _INHERITED.append(local.db)
+            local.db, local.pid = self._open(), os.getpid()
+        return local.db
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection to the file, in autocommit (transactions are begun by _write)."""
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                              check_same_thread=False)
         db.row_factory = sqlite3.Row
@@ -179,25 +198,18 @@ class SandboxState:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: the write lock is taken first, so a read-check-write is atomic."""
         db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A connection for a read (autocommit: a consistent snapshot per statement is enough)."""
-        db = self._connect()
-        try:
-            yield db
-        finally:
-            db.close()
+        yield self._connect()
 
     def _initialise(self) -> None:
         """WAL once per file, the schema, and the default companies on first use."""
