@@ -543,7 +543,6 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
     from collections import Counter
     from datetime import datetime, timedelta
 
-    from rq import SimpleWorker
     from sqlalchemy import func, select
 
     from channels.invoice_types import DOWNLOAD_KINDS
@@ -551,6 +550,7 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
     from channels.sandbox import create_app as create_sandbox
     from jobs.queue import get_queue, redis_connection
     from jobs.reconciler import reconcile
+    from jobs.worker import make_worker
     from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Batch, QuotaUse, Subtask
@@ -569,7 +569,7 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
         app.config["CLOCK_NOW"] = day
         _sandbox_post(sandbox_db, "control", today=day.date().isoformat())
         reconcile(day)
-        SimpleWorker([get_queue()], connection=redis_connection()).work(burst=True, logging_level="WARNING")
+        make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         db.session.remove()
         days += 1
         waiting = db.session.scalar(select(func.min(Subtask.not_before)).where(Subtask.status == "waiting"))
