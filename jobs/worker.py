@@ -77,8 +77,9 @@ class _OncePerOutage(logging.Filter):
         return True
 
 
-class InProcessWorker(QueueWorker, SimpleWorker):
-    """QueueWorker running each job in the calling process, without a fork.
+class InProcessWorker(SimpleWorker, QueueWorker):
+    """QueueWorker running each job in the calling process, without a fork (SimpleWorker first:
+    its `execute_job` must win over the forking one QueueWorker inherits from RQ's Worker).
 
     Why: a command that works the queue itself (`import-file --wait`) runs one parse and a job per
     month back to back; a fork per job cost each a new database connection, cold statement caches

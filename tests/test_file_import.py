@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from decimal import Decimal
 
@@ -474,3 +475,23 @@ def test_a_stop_request_to_a_job_the_command_runs_itself_leaves_the_command_aliv
         make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         job = Job.fetch(job.id, connection=redis_connection())
         assert job.get_status() == "finished" and job.return_value() == "ran to its end"
+
+
+def _own_pid() -> int:
+    """A job answering which process ran it."""
+    return os.getpid()
+
+
+def test_a_command_working_the_queue_itself_runs_its_jobs_in_its_own_process(app):
+    """`import-file --wait` with no worker up runs the parse and the month jobs in the command's own
+    process, without a fork per job (docs/performance.md, file import): each forked job paid a new
+    database connection, and read back from disk the months its parent had just staged in memory."""
+    from rq.job import Job
+
+    from jobs.queue import get_queue, redis_connection
+    from jobs.worker import make_worker
+
+    with app.app_context():
+        job = get_queue().enqueue("tests.test_file_import._own_pid")
+        make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
+        assert Job.fetch(job.id, connection=redis_connection()).return_value() == os.getpid()
