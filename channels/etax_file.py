@@ -56,8 +56,8 @@ MONEY_LIMIT = 10**15  # the pool keeps 18 digits with 2 decimals; larger is not 
 MAX_NUMBER_TEXT = 40  # 数量/单价 are kept as text in 40 characters (see _decimal)
 # 数量 and 单价 texts repeat ("1", "2.00000000"): each is read once (Decimals are immutable)
 _DECIMAL_TEXTS: dict[str, Decimal] = {}
-# and the text the pool keeps for each such cell (text or a non-zero number): read once as well
-_NUMBER_TEXTS: dict[str | float, str] = {}
+# and the text the pool keeps for each such text: read once as well
+_NUMBER_TEXTS: dict[str, str] = {}
 _FAST_MONEY = 1e11  # below this, a float times 100 is within 0.002 of the exact cents: safe to round
 _INFLATE_CHUNK = 256 * 1024
 
@@ -974,13 +974,13 @@ def _money_or_none_text(value: object, column: str) -> str | None:
 
 
 def _number_text(value: object, column: str) -> str:
-    """数量/单价 as the pool keeps them: the text of `_decimal`'s Decimal, read once per cell value
-    (a zero float is not kept: 0.0 and -0.0 are one key but two texts)."""
-    cached = value.__class__ is str or (value.__class__ is float and value)
-    text = _NUMBER_TEXTS.get(value) if cached else None
+    """数量/单价 as the pool keeps them: the text of `_decimal`'s Decimal, once per spelling of a text cell."""
+    if value.__class__ is not str:
+        return str(_decimal(value, column))
+    text = _NUMBER_TEXTS.get(value)
     if text is None:
         text = str(_decimal(value, column))
-        if cached and len(_NUMBER_TEXTS) < 50_000:
+        if len(_NUMBER_TEXTS) < 50_000:
             _NUMBER_TEXTS[value] = text
     return text
 
