@@ -19,9 +19,8 @@ from rq import get_current_job
 from sqlalchemy import String, select, update
 
 from channels import etax_file
-from channels.http import ChannelRejected, Pending
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected, TransientError, gc_paused
+from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
