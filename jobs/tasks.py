@@ -127,7 +127,9 @@ def _count_parse_attempt(batch_id: int) -> int:
 def _memory_limit() -> Iterator[None]:
     """Cap the job process's address space (RLIMIT_AS) while it parses, so no file can take the
     server down: an allocation past the cap fails in this process only. Applied only inside an
-    RQ work horse, which is a forked child; a caller outside a job keeps its own limits."""
+    RQ job (a forked work horse, or `import-file --wait` working the queue in its own process, where
+    a parse past the cap fails its batch instead of the command); a caller outside a job keeps its
+    own limits."""
     if get_current_job() is None:
         yield
         return
