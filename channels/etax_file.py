@@ -4,6 +4,8 @@ The format is described in docs/etax-export.md. Invoice headers (amounts, partie
 status, remark) come from the sheet 发票基础信息, one row per invoice plus a totals row; lines come
 from 信息汇总表, one row per line, matched to their invoice by key. Every line is kept, including
 `(详见销货清单)` summary lines: the job layer filters them with the admin setting errorGoodsNames.
+Rows are parsed once, straight into the pool's staged rows (channels.records), which the job layer
+keeps on disk and writes as they are.
 """
 from __future__ import annotations
 
@@ -17,14 +19,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
 from python_calamine import CalamineError, CalamineWorkbook
 
 from channels.invoice_types import canonical_type_name, type_code
-from channels.records import InvoiceRecord, LineRecord, SourceRejected
+from channels.months import month_of
+from channels.records import (
+    HEADER_COLUMNS,
+    LINE_COLUMNS,
+    TIMESTAMP,
+    InvoiceRecord,
+    SourceRejected,
+    StagedInvoice,
+    record_from_staged,
+)
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_FILES = 10  # files in one import; the web server's request limit allows for them
@@ -45,6 +56,8 @@ MONEY_LIMIT = 10**15  # the pool keeps 18 digits with 2 decimals; larger is not 
 MAX_NUMBER_TEXT = 40  # 数量/单价 are kept as text in 40 characters (see _decimal)
 # 数量 and 单价 texts repeat ("1", "2.00000000"): each is read once (Decimals are immutable)
 _DECIMAL_TEXTS: dict[str, Decimal] = {}
+# and the text the pool keeps for each such text: read once as well
+_NUMBER_TEXTS: dict[str, str] = {}
 _FAST_MONEY = 1e11  # below this, a float times 100 is within 0.002 of the exact cents: safe to round
 _INFLATE_CHUNK = 256 * 1024
 
@@ -78,6 +91,10 @@ _NULLS = frozenset(("", "--"))
 _KNOWN_RATES = {r: r for r in ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税",
                                "16%", "10%", "17%", "11%", "1.5%", "0.5%")}
 _CENT = Decimal("0.01")
+_ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
+# where the staged header row (channels.records.HEADER_COLUMNS) holds what the parse looks at again
+_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED = (
+    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red"))
 _EXACT_FLOAT_LIMIT = 2**53  # beyond this a number-typed ID has lost digits
 _EXCEL_EPOCH = datetime(1899, 12, 30)
 
@@ -96,7 +113,8 @@ _RE_OFFICE_DOC = re.compile(
 
 @dataclass
 class ParsedWorkbook:
-    """What one export holds, grouped by invoicing month so the job layer can fill its subtasks.
+    """What one export holds, as the pool's staged rows grouped by invoicing month, so the job layer
+    fills one subtask per month and keeps and writes its rows as they are (no second conversion).
 
     Months ascend; within a month invoices keep the sheet's order. `kinds` are the canonical
     发票票种 found, by type code (unknown kinds last). `line_count` counts every line attached,
@@ -104,16 +122,17 @@ class ParsedWorkbook:
     `warnings` say what was imported as written yet looks odd (a blue invoice with a negative amount).
     """
 
-    invoices_by_month: dict[str, list[InvoiceRecord]]
+    staged_by_month: dict[str, list[StagedInvoice]]
     kinds: list[str] = field(default_factory=list)
     invoice_count: int = 0
     line_count: int = 0
     warnings: list[str] = field(default_factory=list)  # kept, but worth the user's look
 
     def invoices(self) -> Iterator[InvoiceRecord]:
-        """Every invoice, month by month, for callers that do not care about months."""
-        for month_invoices in self.invoices_by_month.values():
-            yield from month_invoices
+        """Every invoice as a record (Decimals and a datetime), month by month, for callers that
+        want records rather than the rows the pool writes."""
+        for month_invoices in self.staged_by_month.values():
+            yield from map(record_from_staged, month_invoices)
 
 
 class _BadCell(Exception):
@@ -310,6 +329,9 @@ _RE_REL = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bId\s*=\s*\"([^\"]+)\
 _RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)\"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
 # a cell beyond column AZ, or any cell or row numbered 100,000 or more (checked exactly in Python)
 _RE_FAR_CELL = re.compile(rb"""r=["']((?:[A-Z]{3}|[B-Z][A-Z])[0-9]+|[A-Z]{1,2}[0-9]{6,})["']""")
+# where a far cell may start: the same test without its digits and quote, which the scan over every
+# cell reference of a sheet runs in less than half the time; each hit is then matched in full
+_RE_FAR_CELL_START = re.compile(rb"""r=["'](?:[A-Z]{3}|[B-Z][A-Z]|[A-Z]{1,2}[0-9]{6})""")
 _RE_FAR_ROW = re.compile(rb"""row [^>]*?r=["']([0-9]{6,})["']""")
 
 
@@ -398,7 +420,10 @@ def _inflate(raw: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
 def _check_far_cells(sheet: str, xml: bytes) -> None:
     """Refuse a cell (or a row with cells) beyond column AZ or row MAX_SHEET_ROWS: the reader
     would hold the whole grid up to it in memory, gigabytes for one stray cell."""
-    for match in _RE_FAR_CELL.finditer(xml):
+    for start in _RE_FAR_CELL_START.finditer(xml):
+        match = _RE_FAR_CELL.match(xml, start.start())
+        if match is None:
+            continue
         ref = match.group(1).decode()
         letters = ref.rstrip("0123456789")
         too_wide = len(letters) > len(MAX_SHEET_COLUMN) or (len(letters) == 2 and letters > MAX_SHEET_COLUMN)
@@ -543,11 +568,12 @@ def _cells(get, row: list, width: int) -> tuple:
 
 
 def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected: str,
-                   errors: _Errors) -> tuple[dict[str, InvoiceRecord], dict[str, int]]:
-    """Read 发票基础信息: one invoice per row, skipping the 合计行 totals row and blank rows."""
+                   errors: _Errors) -> tuple[dict[str, StagedInvoice], dict[str, int]]:
+    """Read 发票基础信息: one invoice per row, skipping the 合计行 totals row and blank rows; each
+    is its staged header row with an empty list for the lines 信息汇总表 adds."""
     sheet, rows = sheet_rows
     get, width = _map_columns(sheet, rows, BASIC_COLUMNS)
-    invoices: dict[str, InvoiceRecord] = {}
+    invoices: dict[str, StagedInvoice] = {}
     rows_by_key: dict[str, int] = {}
     kinds: dict[str, tuple[str, str | None]] = {}
     for row_number, row in rows:
@@ -556,23 +582,26 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
         if seq == TOTALS_MARK or (code in _NULLS and number in _NULLS and digital in _NULLS):
             continue
         try:
-            invoice = _invoice_from_cells(cells, kinds)
+            header = _header_from_cells(cells, kinds)
         except _BadCell as bad:
             errors.add(sheet, row_number, bad)
             errors.broken_keys.add(_raw_key(code, number, digital))
             continue
-        _check_seller(invoice.seller_tax_id, expected, sheet, row_number)
-        if invoice.key in rows_by_key:
+        key = header[_KEY]
+        _check_seller(header[1], expected, sheet, row_number)
+        if key in rows_by_key:
             errors.add(sheet, row_number, _BadCell(
-                "发票号码", invoice.key, f"重复：发票 {invoice.key} 已在第 {rows_by_key[invoice.key]} 行出现"))
+                "发票号码", key, f"重复：发票 {key} 已在第 {rows_by_key[key]} 行出现"))
             continue
-        invoices[invoice.key] = invoice
-        rows_by_key[invoice.key] = row_number
+        invoices[key] = (header, [])
+        rows_by_key[key] = row_number
     return invoices, rows_by_key
 
 
-def _invoice_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -> InvoiceRecord:
-    """One 发票基础信息 row as an InvoiceRecord; cells come in BASIC_COLUMNS order."""
+def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -> tuple:
+    """One 发票基础信息 row as the pool's staged header row (channels.records.HEADER_COLUMNS);
+    cells come in BASIC_COLUMNS order. Cells are read in the order of the columns the user sees,
+    so a row with several bad cells is named by its first."""
     (_, code, number, digital, seller, seller_name, buyer, buyer_name, issued, amount, tax, total,
      origin, kind, status, positive, risk, issuer, remark) = cells
     code, number, digital = _id(code, "发票代码"), _id(number, "发票号码"), _id(digital, "数电发票号码")
@@ -582,20 +611,17 @@ def _invoice_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) 
     type_name, code_of_type = kinds.get(kind) or kinds.setdefault(kind, _kind(kind))
     is_red = _is_red(positive)
     remark = _text(remark)
-    return InvoiceRecord(
-        key=key, seller_tax_id=_id(seller, "销方识别号") or "", seller_name=_text(seller_name),
-        issued_at=_issued_at(issued), code=code, number=number, digital_number=digital,
-        buyer_tax_id=_id(buyer, "购方识别号"), buyer_name=_text(buyer_name),
-        amount=_money(amount, "金额"), tax=_money(tax, "税额"), total=_money_or_none(total, "价税合计"),
-        origin=_text(origin), type_name=type_name, type_code=code_of_type,
-        status=_text(status) or "正常", is_red=is_red, risk_level=_text(risk), issuer=_text(issuer),
-        remark=remark, red_of=blue_key_from_remark(remark) if is_red and remark else None,
-    )
+    seller = _id(seller, "销方识别号") or ""
+    issued_at = _issued_at(issued)
+    return (key, seller, _text(seller_name), code, number, digital, _id(buyer, "购方识别号"), _text(buyer_name),
+            issued_at.strftime(TIMESTAMP), month_of(issued_at), _money_text(amount, "金额"), _money_text(tax, "税额"),
+            _money_or_none_text(total, "价税合计"), _text(origin), type_name, code_of_type, _text(status) or "正常",
+            is_red, _text(risk), _text(issuer), remark, blue_key_from_remark(remark) if is_red and remark else None)
 
 
-def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: dict[str, InvoiceRecord],
+def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: dict[str, StagedInvoice],
                 expected: str, errors: _Errors, line_rows: dict[str, int]) -> int:
-    """Read 信息汇总表 and attach each line to its invoice by key; returns the line count.
+    """Read 信息汇总表 and add each line's staged row to its invoice by key; returns the line count.
 
     Lines of one invoice are contiguous, so the key is only rebuilt when the raw key cells
     change. A negative line on a blue invoice right after a line of the same invoice is a
@@ -606,8 +632,9 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
     sheet, rows = sheet_rows
     get, width = _map_columns(sheet, rows, DETAIL_COLUMNS)
     prev_code = prev_number = prev_digital = None
-    invoice: InvoiceRecord | None = None
-    lines: list[LineRecord] = []
+    invoice: StagedInvoice | None = None
+    lines: list[tuple] = []
+    blue = False
     count = 0
     for row_number, row in rows:
         cells = _cells(get, row, width)
@@ -621,8 +648,9 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
             invoice = _invoice_of_line(invoices, code, number, digital, sheet, row_number, errors)
             if invoice is None:
                 continue
-            lines = invoice.lines
-            line_rows.setdefault(invoice.key, row_number)
+            header, lines = invoice
+            blue = not header[_IS_RED]
+            line_rows.setdefault(header[_KEY], row_number)
         elif invoice is None:  # more rows of a line whose invoice is missing: each is named
             if _raw_key(code, number, digital) in errors.broken_keys:
                 continue
@@ -632,13 +660,11 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
         if seller != expected and seller != "":
             _check_seller(_safe_id(seller), expected, sheet, row_number)
         try:
-            line = _line_from_cells(cells, len(lines) + 1)
+            line = _line_from_cells(cells, len(lines) + 1, same_invoice and blue)
         except (_BadCell, InvalidOperation, ValueError, TypeError, OverflowError) as exc:
             if not _is_empty_detail(cells):
                 errors.add(sheet, row_number, _diagnose_line(cells, exc))
             continue
-        if same_invoice and not invoice.is_red and line.amount < 0:
-            line.is_discount = True
         lines.append(line)
         count += 1
     return count
@@ -662,24 +688,27 @@ def _is_empty_detail(cells: tuple) -> bool:
     return all(cells[i] in _NULLS or cells[i] is None for i in (4, 11, 12, 13))
 
 
-def _line_from_cells(cells: tuple, line_no: int) -> LineRecord:
-    """One 信息汇总表 row as a LineRecord; cells come in DETAIL_COLUMNS order."""
+def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
+    """One 信息汇总表 row as the pool's staged line row (channels.records.LINE_COLUMNS); cells come
+    in DETAIL_COLUMNS order, read in the order the user sees them. `may_discount`: the row follows
+    a line of the same blue invoice, so a negative amount makes it that line's 折扣行."""
     (_, _, _, _, name, tax_code, special, spec, unit, quantity, price, amount, rate, tax,
      total) = cells
-    return LineRecord(
-        line_no=line_no,
-        name=name if name.__class__ is str else _text(name) or "",
-        tax_code=(None if tax_code in _NULLS else tax_code) if tax_code.__class__ is str
-        else _loose_id(tax_code),
-        special_type=None if special in _NULLS else special if special.__class__ is str else _text(special),
-        spec=None if spec in _NULLS else spec if spec.__class__ is str else _text(spec),
-        unit=None if unit in _NULLS else unit if unit.__class__ is str else _text(unit),
-        quantity=None if quantity in _NULLS else _decimal(quantity, "数量"),
-        unit_price=None if price in _NULLS else _decimal(price, "单价"),
-        amount=_money(amount, "金额"),
-        tax_rate=_KNOWN_RATES.get(rate) or _rate(rate),
-        tax=_money(tax, "税额"),
-        total=_money(total, "价税合计") if total.__class__ is float else _money_or_none(total, "价税合计"),
+    quantity = None if quantity in _NULLS else _number_text(quantity, "数量")
+    price = None if price in _NULLS else _number_text(price, "单价")
+    amount = _money_text(amount, "金额")
+    return (
+        line_no,
+        name if name.__class__ is str else _text(name) or "",
+        (None if tax_code in _NULLS else tax_code) if tax_code.__class__ is str else _loose_id(tax_code),
+        None if special in _NULLS else special if special.__class__ is str else _text(special),
+        None if spec in _NULLS else spec if spec.__class__ is str else _text(spec),
+        None if unit in _NULLS else unit if unit.__class__ is str else _text(unit),
+        quantity, price, amount,
+        _KNOWN_RATES.get(rate) or _rate(rate),
+        _money_text(tax, "税额"),
+        _money_or_none_text(total, "价税合计"),
+        may_discount and _negative(amount),
     )
 
 
@@ -706,8 +735,8 @@ def _diagnose_line(cells: tuple, exc: Exception) -> _BadCell:
     return _BadCell("货物或应税劳务名称", cells[4])
 
 
-def _invoice_of_line(invoices: dict[str, InvoiceRecord], code: object, number: object, digital: object,
-                     sheet: str, row_number: int, errors: _Errors) -> InvoiceRecord | None:
+def _invoice_of_line(invoices: dict[str, StagedInvoice], code: object, number: object, digital: object,
+                     sheet: str, row_number: int, errors: _Errors) -> StagedInvoice | None:
     """The 发票基础信息 invoice a line belongs to; a line without one means a damaged file (noted)."""
     try:
         code, number, digital = _id(code, "发票代码"), _id(number, "发票号码"), _id(digital, "数电发票号码")
@@ -722,24 +751,29 @@ def _invoice_of_line(invoices: dict[str, InvoiceRecord], code: object, number: o
     return invoice
 
 
-def _require_lines(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int],
+def _require_lines(invoices: dict[str, StagedInvoice], rows_by_key: dict[str, int],
                    line_rows: dict[str, int], errors: _Errors) -> None:
     """Every invoice has its rows in 信息汇总表 (a blank-voided one an empty row, or none at all)."""
-    for key, invoice in invoices.items():
-        if invoice.lines or key in line_rows or _is_blank_voided(invoice):
+    for key, (header, lines) in invoices.items():
+        if lines or key in line_rows or _is_blank_voided(header):
             continue
         errors.add(BASIC_SHEET, rows_by_key[key], _BadCell(
             "发票号码", key, f"对应的发票在“{DETAIL_SHEET}”中没有明细行，文件可能被删改"))
 
 
-def _is_blank_voided(invoice: InvoiceRecord) -> bool:
+def _is_blank_voided(header: tuple) -> bool:
     """A paper invoice voided before anything was written on it: voided, zero amounts."""
-    return invoice.status == "已作废" and not invoice.amount and not invoice.tax
+    return header[_STATUS] == "已作废" and header[_AMOUNT] in _ZERO_MONEY and header[_TAX] in _ZERO_MONEY
 
 
-# record attribute -> the column the user sees it in, to name a value too long for the pool
+def _negative(amount: str) -> bool:
+    """Whether an amount's text (to the cent) is below zero."""
+    return amount[0] == "-" and amount != "-0.00"
+
+
+# pool column -> the column the user sees it in, to name a value too long for the pool
 _INVOICE_COLUMNS = {
-    "key": "发票号码", "seller_tax_id": "销方识别号", "seller_name": "销方名称", "code": "发票代码",
+    "key": "发票号码", "tax_id": "销方识别号", "seller_name": "销方名称", "code": "发票代码",
     "number": "发票号码", "digital_number": "数电发票号码", "buyer_tax_id": "购方识别号",
     "buyer_name": "购买方名称", "origin": "发票来源", "type_name": "发票票种", "status": "发票状态",
     "risk_level": "发票风险等级", "issuer": "开票人", "remark": "备注", "red_of": "备注",
@@ -752,41 +786,38 @@ _LINE_COLUMNS = {
 _DECIMAL_COLUMNS = ("quantity", "unit_price")
 
 
-def _check_lengths(invoices: dict[str, InvoiceRecord], rows_by_key: dict[str, int], line_rows: dict[str, int],
+def _check_lengths(invoices: dict[str, StagedInvoice], rows_by_key: dict[str, int], line_rows: dict[str, int],
                    limits: FieldLimits, errors: _Errors) -> None:
     """Name every value longer than the pool keeps (SQLite would store it, PostgreSQL refuse it).
 
     One C-level pass per field finds the longest value; rows are looked up only for a field
     that overflows, so a normal file pays a few milliseconds.
     """
-    records = list(invoices.values())
-    lines = [line for invoice in records for line in invoice.lines]
-    for attr, limit in limits.get("invoice", {}).items():
-        if attr in _INVOICE_COLUMNS and _longest(records, attr) > limit:
-            for invoice in records:
-                value = _as_text(getattr(invoice, attr))
-                if len(value) > limit:
-                    errors.add(BASIC_SHEET, rows_by_key[invoice.key], _too_long(_INVOICE_COLUMNS[attr], value, limit))
-    for attr, limit in limits.get("line", {}).items():
-        if attr in _DECIMAL_COLUMNS and limit >= MAX_NUMBER_TEXT:
+    headers = [header for header, _ in invoices.values()]
+    lines = [line for _, invoice_lines in invoices.values() for line in invoice_lines]
+    for column, limit in limits.get("invoice", {}).items():
+        index = HEADER_COLUMNS.index(column) if column in _INVOICE_COLUMNS else None
+        if index is not None and _longest(headers, index) > limit:
+            for header in headers:
+                value = header[index]
+                if value and len(value) > limit:
+                    errors.add(BASIC_SHEET, rows_by_key[header[_KEY]], _too_long(_INVOICE_COLUMNS[column], value, limit))
+    for column, limit in limits.get("line", {}).items():
+        if column in _DECIMAL_COLUMNS and limit >= MAX_NUMBER_TEXT:
             continue  # _decimal keeps these short enough already
-        if attr in _LINE_COLUMNS and _longest(lines, attr) > limit:
-            for invoice in records:
-                for line in invoice.lines:
-                    value = _as_text(getattr(line, attr))
-                    if len(value) > limit:
-                        row = line_rows.get(invoice.key, 0) + line.line_no - 1
-                        errors.add(DETAIL_SHEET, row, _too_long(_LINE_COLUMNS[attr], value, limit))
+        index = LINE_COLUMNS.index(column) if column in _LINE_COLUMNS else None
+        if index is not None and _longest(lines, index) > limit:
+            for header, invoice_lines in invoices.values():
+                for line in invoice_lines:
+                    value = line[index]
+                    if value and len(value) > limit:
+                        row = line_rows.get(header[_KEY], 0) + line[0] - 1
+                        errors.add(DETAIL_SHEET, row, _too_long(_LINE_COLUMNS[column], value, limit))
 
 
-def _longest(items: list, attr: str) -> int:
-    """The longest text of one text attribute (str or None) over many records."""
-    return max(map(len, filter(None, map(attrgetter(attr), items))), default=0)  # all C-level
-
-
-def _as_text(value: object) -> str:
-    """A record value as the pool stores it (decimals as text), '' for none."""
-    return "" if value is None else value if value.__class__ is str else str(value)
+def _longest(rows: list[tuple], index: int) -> int:
+    """The longest text in one text column (str or None) of many staged rows."""
+    return max(map(len, filter(None, map(itemgetter(index), rows))), default=0)  # all C-level
 
 
 def _too_long(column: str, value: str, limit: int) -> _BadCell:
@@ -794,24 +825,25 @@ def _too_long(column: str, value: str, limit: int) -> _BadCell:
     return _BadCell(column, value, f"过长：{len(value)} 个字符，最多 {limit} 个")
 
 
-def _group(invoices: dict[str, InvoiceRecord], line_count: int) -> ParsedWorkbook:
+def _group(invoices: dict[str, StagedInvoice], line_count: int) -> ParsedWorkbook:
     """Group invoices by month (months ascending, sheet order within a month), list kinds, and
     warn about blue invoices with a negative amount (imported as written: the bureau's data)."""
-    by_month: dict[str, list[InvoiceRecord]] = {}
+    by_month: dict[str, list[StagedInvoice]] = {}
     kinds: dict[str, str | None] = {}
     negative_blue = []
     for invoice in invoices.values():
-        by_month.setdefault(invoice.month, []).append(invoice)
-        kinds[invoice.type_name] = invoice.type_code
-        if invoice.amount < 0 and not invoice.is_red:
-            negative_blue.append(invoice.key)
+        header = invoice[0]
+        by_month.setdefault(header[_MONTH], []).append(invoice)
+        kinds[header[_TYPE_NAME]] = header[_TYPE_CODE]
+        if not header[_IS_RED] and _negative(header[_AMOUNT]):
+            negative_blue.append(header[_KEY])
     ordered = sorted(kinds, key=lambda name: (kinds[name] is None, kinds[name] or "", name))
     warnings = []
     if negative_blue:
         shown = "、".join(negative_blue[:10]) + (f" 等 {len(negative_blue)} 张" if len(negative_blue) > 10 else "")
         warnings.append(f"蓝字发票（是否正数发票为“是”）金额为负数，已按原样导入，请核对：{shown}")
     return ParsedWorkbook(
-        invoices_by_month={month: by_month[month] for month in sorted(by_month)},
+        staged_by_month={month: by_month[month] for month in sorted(by_month)},
         kinds=ordered, invoice_count=len(invoices), line_count=line_count, warnings=warnings,
     )
 
@@ -920,6 +952,37 @@ def _money_or_none(value: object, column: str) -> Decimal | None:
     if value.__class__ is str and value.strip() in _NULLS:
         return None
     return _money(value, column)
+
+
+def _money_text(value: object, column: str) -> str:
+    """An amount as the pool keeps it: the text of `_money`'s Decimal. The export's usual cell, a
+    float of whole cents, is formatted from its integer cents without making a Decimal (the same
+    text: below _FAST_MONEY a float holds every cent exactly enough for two decimals)."""
+    if value.__class__ is float and -_FAST_MONEY < value < _FAST_MONEY:
+        cents = value * 100
+        whole = round(cents)
+        if -1e-6 < cents - whole < 1e-6:
+            return f"{whole / 100:.2f}"
+    return str(_money(value, column))
+
+
+def _money_or_none_text(value: object, column: str) -> str | None:
+    """An optional amount's text (价税合计): empty means unknown, not zero."""
+    if value.__class__ is str and value.strip() in _NULLS:
+        return None
+    return _money_text(value, column)
+
+
+def _number_text(value: object, column: str) -> str:
+    """数量/单价 as the pool keeps them: the text of `_decimal`'s Decimal, once per spelling of a text cell."""
+    if value.__class__ is not str:
+        return str(_decimal(value, column))
+    text = _NUMBER_TEXTS.get(value)
+    if text is None:
+        text = str(_decimal(value, column))
+        if len(_NUMBER_TEXTS) < 50_000:
+            _NUMBER_TEXTS[value] = text
+    return text
 
 
 def _decimal(value: object, column: str) -> Decimal:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import httpx
 import orjson
 
-from channels.records import SourceRejected, TransientError
+from channels.records import ChannelRejected, Pending, TransientError
 
 T = TypeVar("T")
 
@@ -23,22 +23,6 @@ CODE_PENDING = "01"
 CODE_BUSY = "20"
 DEFAULT_TIMEOUT = 30.0
 MAX_DELAY = 60.0  # one wait never exceeds a minute, however many attempts a caller allows
-
-
-class Pending(TransientError):
-    """The source accepted the request but the result is not ready (code 01, RPA 'running').
-
-    A subclass, so that after the last poll the caller can tell "still being prepared, ask
-    again later" from "the service is down".
-    """
-
-
-class ChannelRejected(SourceRejected):
-    """A permanent refusal with the protocol's code (e.g. '13' quota), for callers that branch on it."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class ApiClient:

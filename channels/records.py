@@ -34,6 +34,25 @@ class TransientError(Exception):
     """A source failed in a way worth retrying (timeout, 5xx, 处理中, 系统繁忙); message in Chinese."""
 
 
+class Pending(TransientError):
+    """The source accepted the request but the result is not ready (code 01, RPA 'running').
+
+    A subclass, so that after the last poll the caller can tell "still being prepared, ask
+    again later" from "the service is down".
+    """
+
+
+class ChannelRejected(SourceRejected):
+    """A permanent refusal with the protocol's code (e.g. '13' quota), for callers that branch on it.
+
+    Kept here with the other source errors rather than beside the HTTP client that raises it, so
+    the job layer can catch it without importing httpx (a file import never speaks HTTP)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(slots=True)
 class UsageQuery:
     """One positive invoice whose usage status is asked for."""

@@ -19,9 +19,8 @@ from rq import get_current_job
 from sqlalchemy import String, select, update
 
 from channels import etax_file
-from channels.http import ChannelRejected, Pending
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected, TransientError, gc_paused
+from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
@@ -29,7 +28,7 @@ from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
-from webapp.pool import refresh_statistics, save_staged, stage
+from webapp.pool import refresh_statistics, save_staged
 from webapp.pool.month_stats import month_stats
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
 from webapp.summary import mark_months_changed, refresh_summaries
@@ -155,14 +154,11 @@ def _address_space() -> int:
 
 
 def field_limits() -> etax_file.FieldLimits:
-    """The pool's text column sizes by record attribute, so the parser names a value too long
-    for them (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
-    def sizes(table, renamed=()) -> dict[str, int]:
-        names = dict(renamed)
-        return {names.get(c.name, c.name): c.type.length for c in table.columns
-                if isinstance(c.type, String) and c.type.length}
-    return {"invoice": sizes(Invoice.__table__, {"tax_id": "seller_tax_id"}),
-            "line": sizes(InvoiceLine.__table__)}
+    """The pool's text column sizes by column, so the parser names a value too long for them
+    (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
+    def sizes(table) -> dict[str, int]:
+        return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+    return {"invoice": sizes(Invoice.__table__), "line": sizes(InvoiceLine.__table__)}
 
 
 def _earlier_file_batch_active(batch: Batch) -> bool:
@@ -191,12 +187,12 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
     """Keep the parsed months on disk and create one subtask per month, in one step."""
     batch = db.session.get(Batch, batch_id)
     folder = staging_dir(batch)
-    counts = {period: len(records) for period, records in parsed.invoices_by_month.items()}
+    counts = {period: len(staged) for period, staged in parsed.staged_by_month.items()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        while parsed.invoices_by_month:  # each month's records are let go once staged
-            period, records = parsed.invoices_by_month.popitem()
-            staged, path = stage(records), folder / f"{period}.staged"
+        while parsed.staged_by_month:  # month by month from the parse's result to disk (and _STAGED_HERE)
+            period, staged = parsed.staged_by_month.popitem()
+            path = folder / f"{period}.staged"
             path.write_bytes(marshal.dumps(staged))
             _STAGED_HERE[str(path)] = (path.stat().st_mtime_ns, staged)
     except OSError as exc:
@@ -215,8 +211,7 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
         subtasks = add_subtasks(batch, counts)
         refresh_batch(batch_id)
     upload_path(batch).unlink(missing_ok=True)  # the staged months now hold everything the batch needs
-    for subtask in subtasks:
-        queue.enqueue_subtask(subtask)
+    queue.enqueue_subtasks(subtasks)
 
 
 def _staged_file(subtask: Subtask) -> Finish:

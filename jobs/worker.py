@@ -63,16 +63,19 @@ class _OncePerOutage(logging.Filter):
     down = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep other records (they also end the outage); keep the first outage record, bare."""
+        """Keep other records (they also end the outage); keep the first outage record, bare.
+
+        A record that is about the outage only through its exception (RQ's "found an unhandled
+        exception, quitting..." when Redis went away between two jobs) does not say so: it is kept
+        bare too, and the outage still waits for a line that names it ("队列 Redis 不可达")."""
         error = record.exc_info[1] if record.exc_info else None
-        outage = (getattr(record, "redis_outage", False) or "could not connect to Redis" in str(record.msg)
-                  or isinstance(error, (RedisConnectionError, OSError)))
-        if not outage:
+        named = getattr(record, "redis_outage", False) or "could not connect to Redis" in str(record.msg)
+        if not (named or isinstance(error, (RedisConnectionError, OSError))):
             self.down = False
             return True
         if self.down:
             return False
-        self.down = True
+        self.down = named
         record.exc_info = record.exc_text = None
         return True
 

@@ -67,7 +67,7 @@ def figures(parsed: ParsedWorkbook) -> dict:
         "discount_lines": sum(line.is_discount for inv in invoices for line in inv.lines),
         "red_links": {inv.key: inv.red_of for inv in invoices if inv.is_red and inv.red_of},
         "by_type": dict(Counter(inv.type_name for inv in invoices)),
-        "months": sorted(parsed.invoices_by_month),
+        "months": sorted(parsed.staged_by_month),
     }
 
 
@@ -209,8 +209,8 @@ def test_months_group_invoices_in_date_order(tmp_path):
                           one_line_invoice(DN2, issued_at="2024-01-01 00:00:00"),
                           one_line_invoice(DN3, issued_at="2024-03-01 00:00:00")])
     parsed = parse_workbook(path, TAX_ID)
-    assert list(parsed.invoices_by_month) == ["2024-01", "2024-03"]
-    assert [inv.key for inv in parsed.invoices_by_month["2024-03"]] == [DN1, DN3]
+    assert list(parsed.staged_by_month) == ["2024-01", "2024-03"]
+    assert [header[0] for header, _lines in parsed.staged_by_month["2024-03"]] == [DN1, DN3]
 
 
 @pytest.mark.parametrize("variant", ["数电发票号码", "全电发票号码", "数电票号码"])

@@ -521,3 +521,27 @@ def test_a_misbehaving_bureau_leaves_the_pool_exact(app, runner, work, fault):
                     "--type", "81", "--as", "caiwu", "--wait")
     assert again[0]["status"] == "succeeded"
     assert stats(app) == figures  # a clean download of the same month finds the same invoices and lines
+
+
+def test_an_outage_between_two_jobs_is_still_named_in_the_worker_log():
+    """Redis going away between two jobs makes RQ quit with "found an unhandled exception": that line
+    does not name the outage, so the worker's own "Redis 不可达" line that follows is kept; the
+    retries after it are not, and the recovery is."""
+    import logging
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from jobs.worker import _OncePerOutage
+
+    def record(message, error=None, **extra):
+        made = logging.LogRecord("rq.worker", logging.ERROR, __file__, 1, message, None,
+                                 (type(error), error, None) if error else None)
+        made.__dict__.update(extra)
+        return made
+
+    once = _OncePerOutage()
+    unhandled = record("Worker w: found an unhandled exception, quitting...", RedisConnectionError("refused"))
+    kept = [once.filter(unhandled), once.filter(record("队列 Redis 不可达，等待其恢复", redis_outage=True)),
+            once.filter(record("Worker w: could not connect to Redis instance: refused")),
+            once.filter(record("队列 Redis 已恢复 / Redis reachable again, resuming"))]
+    assert kept == [True, True, False, True] and unhandled.exc_info is None

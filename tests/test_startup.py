@@ -19,6 +19,15 @@ def test_the_app_loads_without_the_heavy_modules(tmp_path):
     assert out.stdout.strip() == ""
 
 
+def test_the_job_functions_load_without_the_http_client(tmp_path):
+    """`import-file --wait` runs the job functions in its own process: a file import never speaks
+    HTTP, so loading them must not load httpx (the channels' clients load it when they are made)."""
+    code = "import sys, jobs.tasks; print('httpx' in sys.modules)"
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_flask_db_still_migrates_and_lists_its_commands(tmp_path):
     """The `db` group is loaded on use: `flask db upgrade` migrates a fresh database, `--help` lists it."""
     flask = str(Path(sys.executable).with_name("flask"))

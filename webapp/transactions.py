@@ -1,6 +1,9 @@
 """Units of work: each commits whole or rolls back whole, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
+import atexit
+import gc
+import weakref
 from contextlib import contextmanager
 
 from sqlalchemy import event
@@ -61,6 +64,21 @@ def _begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the apps' engines, closed as the process ends
+
+
+@atexit.register
+def _end_process() -> None:
+    """As the process ends, close the database connections (on SQLite the last one to close folds
+    the write-ahead log back into the database file), then spare the interpreter its final
+    collector passes over every object still held: after an import of 10,000 invoices they took
+    0.2 s of the whole command (docs/performance.md). Nothing left needs them: files, sockets
+    and memory go back to the operating system."""
+    for engine in list(_ENGINES):
+        engine.dispose()
+    gc.freeze()
+
+
 def init_app(app) -> None:
     """Attach the connection and BEGIN rules above to this app's engine only, not to every Engine
     the process creates."""
@@ -68,3 +86,4 @@ def init_app(app) -> None:
         engine = db.engine
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _begin)
+    _ENGINES.add(engine)
