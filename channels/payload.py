@@ -57,7 +57,7 @@ def invoice_from_payload(payload: dict) -> InvoiceRecord:
 
 def staged_invoice(payload: dict) -> StagedInvoice:
     """One PROTOCOL.md invoice payload as the pool's rows (channels.records.HEADER_COLUMNS and
-    LINE_COLUMNS): the values webapp.pool.stage would make of its record, with no record made.
+    LINE_COLUMNS): the values tests/records_support.py's stage makes of its record, with no record made.
 
     A payload that breaks the contract fails the download loudly rather than writing a half
     record into the pool.

@@ -139,7 +139,7 @@ def _timestamp(text: str) -> datetime:
 
 def record_from_staged(staged: StagedInvoice) -> InvoiceRecord:
     """The InvoiceRecord of one staged invoice (its values back as Decimals and a datetime), for
-    callers that want records from a channel; the exact inverse of webapp.pool.stage."""
+    callers that want records from a channel; the exact inverse of tests/records_support.py's stage."""
     (key, tax_id, seller_name, code, number, digital, buyer_tax_id, buyer_name, issued_at, _month, amount, tax,
      total, origin, type_name, type_code, status, is_red, risk_level, issuer, remark, red_of), lines = staged
     return InvoiceRecord(

@@ -23,7 +23,7 @@ from channels.payload import (
 )
 from channels.records import HEADER_COLUMNS, LINE_COLUMNS, SourceRejected, TransientError, UsageQuery
 from channels.rpa import RpaClient
-from webapp.pool import stage
+from tests.records_support import stage
 
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import select
 
 from channels.records import InvoiceRecord, LineRecord, SourceRejected
+from tests.records_support import stage
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
-from webapp.pool import pool_stats, save_staged, stage
+from webapp.pool import pool_stats, save_staged
 from webapp.transactions import write_transaction
 
 A, B = "91330100MA2H4K7Q1X", "91110000MA00000001"

@@ -10,7 +10,6 @@ from channels.records import (
     HEADER_COLUMNS,
     LINE_COLUMNS,
     TIMESTAMP,
-    InvoiceRecord,
     SourceRejected,
     StagedInvoice,
 )
@@ -29,27 +28,6 @@ CHUNK = 1000
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")  # an upsert's new values
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
-    """Records as tuples of plain values (text, numbers, None) in the tables' column order.
-
-    They cost little to keep between the parse and the month's subtask (marshal) and go to the
-    database as they are. An invoice given twice (a bureau repeating it in two packages) is kept
-    once, its last copy, so its lines are not written twice.
-    """
-    return latest_copies((
-        (r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id, r.buyer_name,
-         r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total), r.origin, r.type_name, r.type_code,
-         r.status, r.is_red, r.risk_level, r.issuer, r.remark, r.red_of),
-        [(ln.line_no, ln.name, ln.tax_code, ln.special_type, ln.spec, ln.unit, _text(ln.quantity),
-          _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
-         for ln in r.lines],
-    ) for r in records)
 
 
 def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
