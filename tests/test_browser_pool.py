@@ -430,3 +430,23 @@ def test_export_of_the_red_filter_holds_exactly_the_red_invoices(page, live_serv
     at = {name: header.index(name) for name in ("数电发票号码", "是否正数发票")}
     assert {row[at["是否正数发票"]] for row in data} == {"否"}
     assert sorted(row[at["数电发票号码"]] for row in data) == sorted(EXPECTED_2024["red_links"])
+
+
+def test_an_export_too_large_for_excel_says_so_and_downloads_nothing(page, live_server, monkeypatch):
+    """More rows than one Excel sheet holds (the limit lowered to fit the sample): 导出 shows why and
+    how to narrow the filter, and no file arrives."""
+    from webapp.pool import export
+
+    monkeypatch.setattr(export, "MAX_DATA_ROWS", EXPECTED_2024["red"] - 1)
+    login(page)
+    wait_until_finished(page, live_server.import_file())
+    with page.expect_navigation(wait_until="load"):
+        page.get_by_role("link", name="销项发票池").click()
+    page.get_by_label("蓝/红").select_option(label="红票")
+    expect(pool_rows(page)).to_have_count(EXPECTED_2024["red"])
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    page.get_by_role("link", name=re.compile("^导出 Excel")).click()
+    expect(page.get_by_role("alert")).to_contain_text(f"当前筛选有 {EXPECTED_2024['red']} 张发票")
+    expect(page.get_by_role("alert")).to_contain_text("请缩小筛选范围")
+    assert downloads == []
