@@ -541,7 +541,7 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
     The sandbox companies have no invoices (volume "none"): what is measured is the plan's own work,
     queue, quota and bookkeeping, not the invoices (download_pipeline has those)."""
     from collections import Counter
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from sqlalchemy import func, select
 
@@ -549,8 +549,8 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
     from channels.quota_rules import PER_DAY, monthly_limit
     from channels.sandbox import create_app as create_sandbox
     from jobs.queue import get_queue, redis_connection
-    from jobs.reconciler import reconcile
     from jobs.worker import make_worker
+    from tests.simulated_days import run_days
     from webapp.batches import create_download_batches
     from webapp.extensions import db
     from webapp.models import Batch, QuotaUse, Subtask
@@ -564,16 +564,13 @@ def _bulk_run(folder: Path, app, user, companies: list, months: list[str]) -> di
                       volume="none")
     create_download_batches(user, companies[:1], channel="leqi", data_type="invoices", months=months,
                             type_codes=list(DOWNLOAD_KINDS))  # the second plan, the same day
-    day, days, start = app.config["CLOCK_NOW"], 0, time.perf_counter()
-    while db.session.scalar(select(func.count()).where(Batch.status.not_in(BatchStatus.FINISHED))) and days < 10:
-        app.config["CLOCK_NOW"] = day
-        _sandbox_post(sandbox_db, "control", today=day.date().isoformat())
-        reconcile(day)
+    def work() -> None:
         make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         db.session.remove()
-        days += 1
-        waiting = db.session.scalar(select(func.min(Subtask.not_before)).where(Subtask.status == "waiting"))
-        day = max(waiting or day, day) + timedelta(minutes=5)
+
+    start = time.perf_counter()
+    _day, days = run_days(app, app.config["CLOCK_NOW"], work,
+                          lambda today: _sandbox_post(sandbox_db, "control", today=today.isoformat()), max_days=10)
     seconds = time.perf_counter() - start
     used = list(db.session.execute(select(QuotaUse.tax_id, QuotaUse.invoice_month, QuotaUse.type_code,
                                           QuotaUse.requested_on)))

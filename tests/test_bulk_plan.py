@@ -9,47 +9,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from channels.quota_rules import monthly_limit
 from webapp.extensions import db
-from webapp.models import Batch, QuotaUse, Subtask
-from webapp.statuses import BatchStatus
+from webapp.models import QuotaUse
 
+from .simulated_days import run_days, unfinished
 from .test_download import TODAY, _download, sandbox  # noqa: F401  (the sandbox fixture)
 
 PLAN = ("2023-12", "2024-05")  # six past invoicing months, all six kinds: 36 applications at least
 MAX_DAYS = 40
 PLANS = 4
-
-
-def _run_day(app, runner, work, day: datetime, box) -> None:
-    """One simulated day: the bureau's date and ours move on, the scheduler releases, a worker runs."""
-    from jobs.reconciler import reconcile
-
-    app.config["CLOCK_NOW"] = day
-    box.control(today=day.date().isoformat())
-    with app.app_context():
-        reconcile(day)
-        db.session.remove()
-    work()
-
-
-def _next_release(app, day: datetime) -> datetime:
-    """The next moment a waiting subtask may run (days with nothing to release are skipped)."""
-    with app.app_context():
-        first = db.session.scalar(select(func.min(Subtask.not_before)).where(Subtask.status == "waiting"))
-        db.session.remove()
-    return max(first or day, day) + timedelta(minutes=5)
-
-
-def _statuses(app) -> list[str]:
-    with app.app_context():
-        statuses = list(db.session.scalars(select(Batch.status)))
-        db.session.remove()
-    return statuses
 
 
 def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner, sandbox, work):  # noqa: F811
@@ -61,12 +34,9 @@ def test_a_bulk_plan_finishes_over_following_days_within_every_quota(app, runner
         result, made = _download(runner, "--channel", "leqi", "--from", PLAN[0], "--to", PLAN[1], expect_ok=False)
         assert made, result.output
         batches += made
-    day, days = TODAY, 1  # simulated days on which work ran
-    while any(status not in BatchStatus.FINISHED for status in _statuses(app)):
-        assert days < MAX_DAYS, _statuses(app)
-        day = _next_release(app, day)
-        _run_day(app, runner, work, day, sandbox)
-        days += 1
+    day, _days = run_days(app, TODAY, work, lambda today: sandbox.control(today=today.isoformat()),
+                          MAX_DAYS - 1)  # TODAY, when the plans were made, is the first
+    assert not unfinished(app), unfinished(app)
     shown = [json.loads(runner.invoke(args=["batch", "show", b["batch_no"]]).stdout) for b in batches]
     assert all(b["status"] == "succeeded" for b in shown), [(s["period"], s["status"], s["error"]) for b in shown
                                                              for s in b["subtasks"] if s["status"] != "succeeded"]
