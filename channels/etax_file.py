@@ -949,9 +949,12 @@ def _money(value: object, column: str) -> Decimal:
 
 def _money_or_none(value: object, column: str) -> Decimal | None:
     """An optional amount (价税合计): empty means unknown, not zero."""
-    if value.__class__ is str and value.strip() in _NULLS:
-        return None
-    return _money(value, column)
+    return None if _blank(value) else _money(value, column)
+
+
+def _blank(value: object) -> bool:
+    """An optional amount's cell left empty (or `--`): unknown, not zero."""
+    return value.__class__ is str and value.strip() in _NULLS
 
 
 def _money_text(value: object, column: str) -> str:
@@ -968,9 +971,7 @@ def _money_text(value: object, column: str) -> str:
 
 def _money_or_none_text(value: object, column: str) -> str | None:
     """An optional amount's text (价税合计): empty means unknown, not zero."""
-    if value.__class__ is str and value.strip() in _NULLS:
-        return None
-    return _money_text(value, column)
+    return None if _blank(value) else _money_text(value, column)
 
 
 def _number_text(value: object, column: str) -> str:

@@ -31,7 +31,7 @@ from itertools import chain, islice
 from operator import attrgetter, itemgetter, methodcaller
 from typing import IO, Any
 
-from sqlalchemy import type_coerce
+from sqlalchemy import distinct, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from webapp.money import CENT
@@ -374,8 +374,6 @@ class _Pipe:
 def export_size(query) -> tuple[int, int]:
     """(invoices, 信息汇总表 rows) the export of an Invoice select would write: each line is a row, and an
     invoice without lines gets one row of its own (see _write_lines)."""
-    from sqlalchemy import distinct, func, select
-
     from webapp.extensions import db
     from webapp.models import Invoice, InvoiceLine
 
