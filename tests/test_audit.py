@@ -76,6 +76,27 @@ def test_batches_schedules_and_admin_changes_are_recorded(cast, client):
     for label in ("创建导入批次", "终止导入批次", "重试导入批次", "执行自动更新计划", "删除自动更新计划",
                   "修改参数配置", "保存企业信息", "修改授权企业", "测试商品"):
         assert label in page, label
+    _details_read_in_chinese(admin)
+
+
+def _details_read_in_chinese(admin) -> None:
+    """The 详情 column, on the page and in its xlsx, names every key and value as the product says
+    it (issue 19 item 1): no `data_type：usage`, `active：True` or `trigger：manual`."""
+    import re
+
+    table = _page(admin).split('id="audit-table"')[1]
+    cells = re.findall(r"<td>([^<]*：[^<]*)</td>", table)
+    sheet = load_workbook(io.BytesIO(admin.get("/admin/audit/export").data)).active
+    exported = [row[4] for row in sheet.iter_rows(min_row=2, values_only=True) if row[4]]
+    assert cells and exported
+    for text in cells + exported:
+        assert not re.search(r"(^|；)[A-Za-z_]+：", text), text
+        assert not re.search(r"\b(True|False|None|leqi|rpa|file|download|invoices|usage|finance|manual)\b",
+                             text), text
+    joined = "\n".join(cells)
+    for said in ("导入方式：税局下载", "下载通道：乐企", "数据类型：发票数据", "角色：财务", "启用：是",
+                 "触发方式：手动", "计划创建人：admin"):
+        assert said in joined, said
 
 
 def _schedule_id(app) -> int:

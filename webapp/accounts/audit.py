@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from webapp.clock import now, stored
 from webapp.extensions import db
 from webapp.models import AuditLog, User
+from webapp.statuses import Channel, DataType, Method, Role, RunTrigger
 from webapp.transactions import write_transaction
 
 RETENTION_DAYS = 365
@@ -97,13 +98,40 @@ def org_query(org_id: int, *, username: str = "", action: str = "", date_from=No
     return query.order_by(AuditLog.at.desc(), AuditLog.id.desc())
 
 
+# What each detail key means, as the screens name it (the keys are what `record()` callers pass).
+DETAIL_LABELS = {
+    "tax_id": "税号", "method": "导入方式", "channel": "下载通道", "data_type": "数据类型", "file": "文件",
+    "periods": "所属期间", "period": "所属期", "name": "企业名称", "receipt_channel": "收票通道",
+    "leqi_enabled": "乐企归集已开通", "leqi_since": "乐企开通日期", "etax_account": "电子税局账号",
+    "role": "角色", "active": "启用", "password_changed": "已修改密码", "grants": "授权企业",
+    "before": "修改前", "after": "修改后", "batch_nos": "批次号", "batches": "批次", "subtasks": "子任务数",
+    "parses": "重新解析的文件数", "trigger": "触发方式", "creator": "计划创建人", "what": "更新内容",
+    "reason": "原因", "org": "组织",
+}
+# Details whose values are stored codes: shown by their code set's label.
+_CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger}
+
+
+def _value_text(key: str, value) -> str:
+    """One detail value as people read it: 是/否, a code's label, a list joined by 、, — for nothing."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list):
+        return "、".join(_value_text(key, item) for item in value)
+    code_set = _CODED.get(key)
+    if code_set and value in code_set:
+        return code_set(value).label
+    return str(value)
+
+
 def details_text(entry: AuditLog) -> str:
-    """The details as `key：value` pairs for people (the page and the export)."""
+    """The details as `名称：值` pairs in Chinese, for the page and the export (stored as codes)."""
     if not entry.details:
         return ""
     data = json.loads(entry.details)
-    return "；".join(f"{key}：{', '.join(map(str, value)) if isinstance(value, list) else value}"
-                    for key, value in data.items())
+    return "；".join(f"{DETAIL_LABELS.get(key, key)}：{_value_text(key, value)}" for key, value in data.items())
 
 
 def write_xlsx(entries, target) -> int:
