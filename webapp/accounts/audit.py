@@ -135,21 +135,17 @@ def details_text(entry: AuditLog) -> str:
 
 
 def write_xlsx(entries, target) -> int:
-    """The rows as a workbook (formula-safe text cells, see export.safe_text); returns how many."""
-    from openpyxl import Workbook
+    """The rows as a workbook (text cells, never formulas: webapp.xlsx_stream); returns how many."""
+    from webapp.xlsx_stream import Workbook
 
-    from webapp.pool.export import safe_text
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("审计日志")
-    sheet.append(["时间", "用户", "操作", "对象", "详情", "地址"])
     count = 0
-    for entry in entries:
-        sheet.append([entry.at.strftime("%Y-%m-%d %H:%M:%S"), safe_text(entry.username),
-                      ACTIONS.get(entry.action, entry.action), safe_text(entry.target),
-                      safe_text(details_text(entry)), safe_text(entry.address)])
-        count += 1
-    book.save(target)
+    with Workbook(target) as book:
+        sheet = book.add_sheet("审计日志", [20, 14, 18, 30, 60, 16])
+        sheet.append(["时间", "用户", "操作", "对象", "详情", "地址"])
+        for entry in entries:
+            sheet.append([entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.username,
+                          ACTIONS.get(entry.action, entry.action), entry.target, details_text(entry), entry.address])
+            count += 1
     return count
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -37,7 +36,7 @@ from sqlalchemy.types import NullType
 from webapp.money import CENT
 from webapp.pool.usage import usage_labels
 from webapp.statuses import Source
-from webapp.xlsx_stream import ILLEGAL_XML, MAX_CELL_CHARS, Workbook, cells_xml
+from webapp.xlsx_stream import Workbook, cells_xml
 
 SHEET_NAME = "发票基础信息"
 LINES_SHEET_NAME = "信息汇总表"
@@ -63,9 +62,6 @@ SOURCE_LABELS = Source.labels()  # 数据来源 of every row: a dict lookup, che
 MAX_DATA_ROWS = 1_048_576 - 2  # Excel's rows per sheet, minus the header and totals rows
 CHUNK = 2000  # invoices whose lines are fetched together
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_TRIGGER_CHARS = frozenset(FORMULA_TRIGGERS)
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 _WIDTHS = {  # column widths in characters, for a readable sheet; the rest get 14
     "序号": 8, "发票代码": 14, "发票号码": 12, "数电发票号码": 24, "销方识别号": 22, "销方名称": 30,
@@ -82,33 +78,6 @@ class ExportTooLarge(ValueError):
 def export_filename(now: datetime) -> str:
     """The download's file name, e.g. `销项发票池导出_20241105_103000.xlsx`."""
     return f"销项发票池导出_{now:%Y%m%d_%H%M%S}.xlsx"
-
-
-def safe_text(value: Any) -> str | None:
-    """A value as a text cell that Excel and other readers will never evaluate.
-
-    Formula injection: text that starts with `=`, `+`, `-`, `@`, a tab or a carriage return could
-    be run as a formula (or DDE command) by a spreadsheet program when the cell is edited or the
-    data is copied on. Such text is neutralised by prefixing a single quote `'` (so
-    `=HYPERLINK("http://x","y")` is written as `'=HYPERLINK("http://x","y")`), except when it is a
-    plain number such as `-12.50` or `+86`, which is harmless. The text is otherwise kept as is,
-    apart from control characters XML cannot hold (removed) and Excel's 32,767-character cell
-    limit (truncated). None stays None (an empty cell).
-    """
-    text = _neutral(value)
-    if text is None:
-        return None
-    return ILLEGAL_XML.sub("", text)[:MAX_CELL_CHARS]
-
-
-def _neutral(value: Any) -> str | None:
-    """safe_text's formula rule alone: the row loops' version (the writer removes control characters)."""
-    if value is None:
-        return None
-    text = value if value.__class__ is str else str(value)
-    if text[:1] in _TRIGGER_CHARS and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def money(value: Any) -> Decimal | None:
@@ -133,7 +102,7 @@ def timestamp(value: Any) -> str | None:
         return value.isoformat(" ", "seconds") if value.tzinfo is None else value.strftime(TIMESTAMP)
     if isinstance(value, date):
         return f"{value:%Y-%m-%d} 00:00:00"
-    return safe_text(value[:19] if isinstance(value, str) else value)
+    return value[:19] if isinstance(value, str) else str(value)
 
 
 # The columns an export reads, in this order: an invoice's, then a line's (with its invoice's key first)
@@ -145,35 +114,24 @@ LINE_FIELDS = ("invoice_key", "tax_code", "special_type", "name", "spec", "unit"
                "tax_rate", "tax", "total")
 _BY_ATTRIBUTE, _BY_KEY = attrgetter(*INVOICE_FIELDS), itemgetter(*INVOICE_FIELDS)
 _LINE_VALUES = attrgetter(*LINE_FIELDS[1:])
-_INVOICE_KINDS = "tx" + "nnn" + "x" + "tttttt"  # 序号, 发票代码…开票日期, 金额 税额 价税合计, 发票来源…备注, ours
-_LINE_KINDS = "tx" + "ttttttt" + "ntnn" + "x"  # 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
-_STARTS_WITH_TRIGGER = re.compile(r"\n[=+\-@\t\r]")  # after the joining newline: a text starting with a trigger
+_INVOICE_KINDS = "tx" + "mmm" + "x" + "tttttt"  # 序号, 发票代码…开票日期, 金额 税额 价税合计, 发票来源…备注, ours
+_LINE_KINDS = "tx" + "ttttttt" + "mtmm" + "x"  # 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
 _POSITIVE = {False: "是", True: "否"}  # 是否正数发票, by is_red
-
-
-def _texts(values: Sequence) -> Sequence:
-    """A block's text column with safe_text's formula rule: one search over the joined texts, in C;
-    value by value only when some text starts with a trigger (None is an empty text)."""
-    if set(map(type, values)) - {str}:
-        values = ["" if v is None else v if v.__class__ is str else str(v) for v in values]
-    if _STARTS_WITH_TRIGGER.search("\n" + "\n".join(values)):
-        return [_neutral(v) for v in values]
-    return values
 
 
 def _digital_numbers(values: Sequence) -> list[str]:
     """数电发票号码: a legacy invoice's (none) is `--`, the e-tax export's own marker, written as is."""
-    return [v or NO_DIGITAL_NUMBER for v in _texts(["" if v == NO_DIGITAL_NUMBER else v for v in values])]
+    return [v or NO_DIGITAL_NUMBER for v in values]
 
 
 def _timestamps(values: Sequence) -> Sequence:
     """A block's timestamps as text (SQLite gives text, PostgreSQL datetimes)."""
     kinds = set(map(type, values))
     if kinds == {str}:
-        return _texts(list(map(_FIRST_19, values)))
+        return list(map(_FIRST_19, values))
     if kinds <= {str, type(None)}:  # SQLite, some never set (用途状态更新时间)
-        return _texts(["" if v is None else v[:19] for v in values])
-    return _texts([timestamp(v) for v in values])
+        return ["" if v is None else v[:19] for v in values]
+    return [timestamp(v) for v in values]
 
 
 _FIRST_19 = itemgetter(slice(19))
@@ -216,8 +174,8 @@ def write_invoices(rows: Iterable, target: str | os.PathLike | IO[bytes],
     read once, a chunk at a time. `lines_of(keys)` gives each key's lines in order (objects with the
     InvoiceLine column names); without it every invoice gets one empty line row. A path `target`
     is written to a temporary name and renamed when complete, so an error while reading rows leaves
-    no file; a file object is written as rows come. Text cells are neutralised against formula
-    injection (see `safe_text`). Raises ExportTooLarge past Excel's rows per sheet.
+    no file; a file object is written as rows come. A text is always a text cell, never a formula
+    (webapp.xlsx_stream); amounts are money cells. Raises ExportTooLarge past Excel's rows per sheet.
     """
     def lines(keys: list[str]) -> list[tuple]:
         found = lines_of(keys) if lines_of else {}
@@ -266,7 +224,7 @@ def _write_sheets(workbook: Workbook, chunks: Iterable[Sequence], lines_of) -> I
         yield basics.count - 1
     totals = [None] * len(INVOICE_HEADERS)
     totals[0], totals[9], totals[10] = TOTALS_MARK, amount, tax
-    basics.append(totals)
+    basics.append(totals, "t" * 9 + "mm")  # 金额 and 税额 as money
 
 
 def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list]:
@@ -279,15 +237,15 @@ def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list
      type_name, status, is_red, risk_level, issuer, remark, vat, excise, entry, channel, usage_at, source,
      synced) = zip(*chunk, strict=True)
     red = list(map(bool, is_red))
-    heads = cells_xml([_texts(code), _texts(number), _digital_numbers(digital), _texts(tax_id), _texts(seller),
-                       _texts(buyer_tax_id), _texts(buyer), _timestamps(issued)], "tttttttt")
-    tails = cells_xml([_texts(origin), _texts(type_name), _texts(status), list(map(_POSITIVE.__getitem__, red)),
-                       _texts(risk_level), _texts(issuer), _texts(remark)], "ttttttt")
+    heads = cells_xml([code, number, _digital_numbers(digital), tax_id, seller,
+                       buyer_tax_id, buyer, _timestamps(issued)], "tttttttt")
+    tails = cells_xml([origin, type_name, status, list(map(_POSITIVE.__getitem__, red)),
+                       risk_level, issuer, remark], "ttttttt")
     amounts, taxes = _amounts(amount), _amounts(tax)
     first = basics.count
     basics.write_rows([list(map(str, range(first, first + len(keys)))), heads, amounts, taxes, _amounts(total), tails,
                        *_usage_columns(vat, excise, entry, channel, red), _timestamps(usage_at),
-                       _texts(list(map(SOURCE_LABELS.get, source, source))), _timestamps(synced)], _INVOICE_KINDS)
+                       list(map(SOURCE_LABELS.get, source, source)), _timestamps(synced)], _INVOICE_KINDS)
     _write_lines(details, list(keys), heads, tails, lines_of(list(keys)))
     return amounts, taxes
 
@@ -312,8 +270,8 @@ def _write_lines(details, keys: list[str], heads: list[bytes], tails: list[bytes
      total) = zip(*map(lines.__getitem__, order), strict=True)
     first = details.count
     details.write_rows([list(map(str, range(first, first + len(owners)))), list(map(heads.__getitem__, owners)),
-                        _texts(tax_code), _texts(special), _texts(name), _texts(spec), _texts(unit), _texts(quantity),
-                        _texts(price), _amounts(amount), _texts(rate), _amounts(tax), _amounts(total),
+                        tax_code, special, name, spec, unit, quantity,
+                        price, _amounts(amount), rate, _amounts(tax), _amounts(total),
                         list(map(tails.__getitem__, owners))], _LINE_KINDS)
 
 
