@@ -109,7 +109,7 @@ def test_the_sandbox_knob_really_writes_lowercase_ids(app):
     assert any(invoice["gfsh"] and invoice["gfsh"] != invoice["gfsh"].upper() for invoice in page)
 
 
-def test_the_company_form_stores_a_typed_tax_id_canonically(app, client):
+def test_the_company_form_and_the_cli_store_a_typed_tax_id_canonically(app, client, runner):
     login(client, "admin", "admin123")
     response = client.post("/admin/companies", data={"tax_id": " 91330100ab12cd 34ef ", "name": "小写公司",
                                                      "receipt_channel": ""})
@@ -118,3 +118,5 @@ def test_the_company_form_stores_a_typed_tax_id_canonically(app, client):
         assert db.session.scalars(select(Company.tax_id).where(Company.name == "小写公司")).all() == ["91330100AB12CD34EF"]
         db.session.remove()
     assert "小写公司" in client.get("/admin/companies", query_string={"tax_id": "91330100ab12cd34ef"}).text
+    added = cli_json(runner, "enterprise", "add", "--tax-id", "91330100cd 34ef56gh", "--name", "命令行公司")
+    assert added["tax_id"] == "91330100CD34EF56GH"

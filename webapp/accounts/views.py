@@ -56,7 +56,7 @@ def _not_self(form, field) -> None:
 
 
 class CompanyForm(FlaskForm):
-    tax_id = StringField("税号", validators=[Rule(accounts.org_company, using=_of_my_org)])
+    tax_id = StringField("税号", filters=[canonical_tax_id], validators=[Rule(accounts.org_company, using=_of_my_org)])
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
