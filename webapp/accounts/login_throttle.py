@@ -92,8 +92,9 @@ def failed(username: str, address: str | None) -> None:
     user_limit, user = _user_key(username)
     _call("hit", user_limit, *user)
     address_limit, from_address = _address_key(address)
+    suspect = not _call("test", address_limit, *from_address)  # its allowance was used up before this one
     _call("hit", address_limit, *from_address)
-    if not _call("test", address_limit, *from_address):
+    if suspect:
         left = _call("get_window_stats", user_limit, *user).remaining
         if left > 0:
             _call("hit", user_limit, *user, cost=left)
