@@ -143,6 +143,15 @@ def _failures_by_address(app) -> list[str | None]:
                                                .order_by(AuditLog.id)).all())
 
 
+@pytest.mark.parametrize("value", ["-1", "one", "11"])
+def test_a_bad_trusted_proxies_setting_stops_the_start_saying_what_it_should_be(monkeypatch, value):
+    from webapp.config import trusted_proxies
+
+    monkeypatch.setenv("TRUSTED_PROXIES", value)
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES 应为 0 到 10 的整数"):
+        trusted_proxies()
+
+
 @pytest.mark.parametrize("proxies", [0, 1])
 def test_x_forwarded_for_names_the_address_only_behind_trusted_proxies(database_url, redis_url, tmp_path, proxies):
     """TRUSTED_PROXIES=1: the client a proxy names is the address counted (and audited), so another

@@ -19,6 +19,7 @@ from .conftest import DEMO_TAX_ID, SandboxControl, cli_json, login
 from .workbook_builder import build_workbook, digital_invoice, make_line
 
 LOWER = DEMO_TAX_ID.lower()  # 91330100ma2h4k7q1x
+MIXED = " 91330100Ma2h4K7q1X "
 BUYER = "91110105MA01XYZ12K"
 KEY = "24332000000000000123"
 MONTH = "2024-05"
@@ -45,10 +46,10 @@ def _seen_everywhere(app, client, runner, key: str, invoices: int) -> None:
     """What a user checks: the list, a search by company and buyer tax ID typed in lower case, the
     detail page, and `pool stats --tax-id` typed in lower case."""
     assert all(seller == DEMO_TAX_ID and (buyer or "").upper() == (buyer or "") for seller, buyer in _stored(app))
-    assert cli_json(runner, "pool", "stats", "--tax-id", f" {LOWER}")["invoices"] == invoices
+    assert cli_json(runner, "pool", "stats", "--tax-id", MIXED)["invoices"] == invoices
     login(client)
     assert key in client.get("/pool").text
-    assert key in client.get("/pool", query_string={"tax_id": LOWER, "q": key}).text
+    assert key in client.get("/pool", query_string={"tax_id": MIXED, "q": key}).text
     detail = client.get(f"/pool/{key}")
     assert detail.status_code == 200 and DEMO_TAX_ID in detail.text
 
