@@ -34,6 +34,7 @@ from channels.records import (
     InvoiceRecord,
     SourceRejected,
     StagedInvoice,
+    canonical_tax_id,
     record_from_staged,
 )
 
@@ -468,7 +469,7 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     so the user fixes the file once. `limits` are the pool's column sizes: a longer value is
     such a row too, named here rather than failing the database write later.
     """
-    expected = _normalise_tax_id(expected_tax_id)
+    expected = canonical_tax_id(str(expected_tax_id or ""))
     errors = _Errors()
     workbook = _open_workbook(Path(path))
     try:
@@ -611,9 +612,10 @@ def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -
     type_name, code_of_type = kinds.get(kind) or kinds.setdefault(kind, _kind(kind))
     is_red = _is_red(positive)
     remark = _text(remark)
-    seller = _id(seller, "销方识别号") or ""
+    seller = canonical_tax_id(_id(seller, "销方识别号")) or ""
+    buyer = canonical_tax_id(_id(buyer, "购方识别号"))
     issued_at = _issued_at(issued)
-    return (key, seller, _text(seller_name), code, number, digital, _id(buyer, "购方识别号"), _text(buyer_name),
+    return (key, seller, _text(seller_name), code, number, digital, buyer, _text(buyer_name),
             issued_at.strftime(TIMESTAMP), month_of(issued_at), _money_text(amount, "金额"), _money_text(tax, "税额"),
             _money_or_none_text(total, "价税合计"), _text(origin), type_name, code_of_type, _text(status) or "正常",
             is_red, _text(risk), _text(issuer), remark, blue_key_from_remark(remark) if is_red and remark else None)
@@ -887,9 +889,9 @@ def _id(value: object, column: str) -> str | None:
 
 
 def _safe_id(value: object) -> str:
-    """A seller tax ID for comparison only; an unreadable one simply will not match."""
+    """A seller tax ID (canonical) for comparison only; an unreadable one simply will not match."""
     try:
-        return _id(value, "销方识别号") or ""
+        return canonical_tax_id(_id(value, "销方识别号")) or ""
     except _BadCell:
         return str(value)
 
@@ -903,16 +905,10 @@ def _loose_id(value: object) -> str | None:
     return str(value)
 
 
-def _normalise_tax_id(value: object) -> str:
-    """Tax IDs compare upper-case and without surrounding spaces."""
-    return str(value or "").strip().upper()
-
-
 def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int) -> None:
-    """Every row must be the selected company's own output invoice: one company per upload."""
-    if seller == expected:
-        return
-    if _normalise_tax_id(seller) != expected:
+    """Every row must be the selected company's own output invoice: one company per upload (both tax
+    IDs canonical: channels.records.canonical_tax_id)."""
+    if seller != expected:
         raise SourceRejected(
             f"文件中的销方税号 {seller or '（空）'} 与所选企业 {expected} 不一致"
             f"（工作表“{sheet}”第 {row_number} 行），请确认选择的企业或上传该企业导出的文件"

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from channels.months import month_of
+from channels.records import canonical_tax_id
 from webapp.accounts.permissions import company_for
 from webapp.extensions import db
 from webapp.models import User
@@ -22,6 +23,18 @@ from webapp.models import User
 def print_json(data) -> None:
     """Every command's answer: JSON, Chinese kept readable."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+
+
+class TaxIdParam(click.ParamType):
+    """A `--tax-id` as typed (`91330100ma2h4k7q1x`, spaces) read in its canonical form."""
+
+    name = "tax_id"
+
+    def convert(self, value, param, ctx) -> str:
+        return canonical_tax_id(value)
+
+
+TAX_ID = TaxIdParam()
 
 
 def fail(message: str):

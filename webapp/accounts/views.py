@@ -10,6 +10,7 @@ from sqlalchemy import select
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import Optional, StopValidation
 
+from channels.records import canonical_tax_id
 from webapp import accounts
 from webapp.accounts import audit
 from webapp.accounts.auth import SESSION_VERSION
@@ -55,7 +56,7 @@ def _not_self(form, field) -> None:
 
 
 class CompanyForm(FlaskForm):
-    tax_id = StringField("税号", validators=[Rule(accounts.org_company, using=_of_my_org)])
+    tax_id = StringField("税号", filters=[canonical_tax_id], validators=[Rule(accounts.org_company, using=_of_my_org)])
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
@@ -87,7 +88,7 @@ def _org_companies() -> list[Company]:
 @bp.route("/companies", methods=["GET", "POST"])
 def companies():
     """企业信息: add or edit a company of the admin's org."""
-    edit = request.args.get("tax_id")
+    edit = canonical_tax_id(request.args.get("tax_id"))
     company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():

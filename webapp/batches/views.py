@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from channels import quota_rules
 from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected
+from channels.records import SourceRejected, canonical_tax_id
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
 from webapp.batches import (
@@ -245,7 +245,7 @@ def _filtered_batches():
     args = request.values
     query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
     if args.get("tax_id"):
-        query = query.where(Batch.tax_id == args["tax_id"])
+        query = query.where(Batch.tax_id == canonical_tax_id(args["tax_id"]))
     if args.get("status") in BatchStatus:
         query = query.where(Batch.status == args["status"])
     if args.get("method") in Method:

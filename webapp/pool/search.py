@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select
 
+from channels.records import canonical_tax_id
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
@@ -48,6 +49,10 @@ class PoolFilter:
     def from_args(cls, args) -> PoolFilter:
         return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
 
+    def __post_init__(self) -> None:
+        """The company filter in the pool's canonical form, however the URL spells it."""
+        self.tax_id = canonical_tax_id(self.tax_id)
+
     def as_args(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
@@ -83,7 +88,7 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
         query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
                                 _prefix(Invoice.digital_number, flt.q)))
     if flt.buyer:
-        query = query.where(or_(_prefix(Invoice.buyer_tax_id, flt.buyer.upper()), Invoice.buyer_name.contains(flt.buyer)))
+        query = query.where(or_(_prefix(Invoice.buyer_tax_id, canonical_tax_id(flt.buyer)), Invoice.buyer_name.contains(flt.buyer)))
     if day := _day(flt.date_from):
         query = query.where(Invoice.issued_at >= day)
     if day := _day(flt.date_to):
