@@ -421,7 +421,11 @@ def test_an_exported_pool_imports_back_into_an_empty_pool_with_the_same_figures(
     exported.write_bytes(response.data)
     basics = CalamineWorkbook.from_path(str(exported)).get_sheet_by_name("发票基础信息").to_python()
     red_rows = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "否"]
-    assert red_rows and {row[COL["增值税用途状态"]] for row in red_rows} == {"—"}
+    assert red_rows and {row[COL["增值税用途状态"]] for row in red_rows} == {"不适用"}
+    voided = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "是" and row[COL["发票状态"]] == "已作废"]
+    others = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "是" and row[COL["发票状态"]] != "已作废"]
+    assert voided and {row[COL["增值税用途状态"]] for row in voided} == {"不适用"}
+    assert {row[COL["增值税用途状态"]] for row in others} == {"未获取"}
     assert basics[-1][0] == "合计行" and f"{basics[-1][COL['金额']]:.2f}" == before_stats["amount"]
 
     with app.app_context():

@@ -8,7 +8,7 @@ columns (序号, 发票代码, 发票号码, 开票日期, 数量, 单价, 税�
 numbers, 开票日期 is `YYYY-MM-DD HH:MM:SS` text, 是否正数发票 is 是/否, a legacy invoice's 数电发票号码 is
 `--` and a 数电 invoice's 发票代码/发票号码 are empty. So an exported workbook imports back into an
 empty pool with the same figures. Our own columns follow on 发票基础信息: the three usage statuses as
-users read them (webapp.pool.usage; a red invoice has none: `—`, as in the pool list), when they were last
+users read them (webapp.pool.usage; a red invoice, or a voided one with none, reads 不适用 as in the pool list), when they were last
 updated, where the invoice came from and when it was synced.
 
 Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and their lines, whatever
@@ -34,7 +34,7 @@ from sqlalchemy import distinct, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from webapp.money import CENT
-from webapp.pool.usage import usage_labels
+from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 from webapp.statuses import Source
 from webapp.xlsx_stream import Workbook, cells_xml
 
@@ -56,7 +56,6 @@ LINE_HEADERS = (  # the e-tax export's 信息汇总表 headers, in its order
 )
 
 NO_DIGITAL_NUMBER = "--"  # what the e-tax export writes as a legacy invoice's 数电发票号码
-NO_USAGE = "—"  # a red invoice has no usage status (only blue invoices are queried), as the pool list shows
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 SOURCE_LABELS = Source.labels()  # 数据来源 of every row: a dict lookup, cheaper than Source(code).label
 MAX_DATA_ROWS = 1_048_576 - 2  # Excel's rows per sheet, minus the header and totals rows
@@ -152,15 +151,15 @@ _TO_CENT = methodcaller("quantize", CENT, ROUND_HALF_UP)
 
 
 def _usage_columns(vat: Sequence, excise: Sequence, entry: Sequence, channel: Sequence,
-                   red: Sequence) -> list[tuple]:
-    """The three usage status columns as users read them (webapp.usage); a red invoice has none."""
+                   red: Sequence, status: Sequence) -> list[tuple]:
+    """The three usage status columns as users read them (webapp.usage): 不适用 where none applies."""
     known: dict[tuple, tuple] = {}
     labels = []
-    for codes in zip(vat, excise, entry, channel, red, strict=True):
+    for codes in zip(vat, excise, entry, channel, red, status, strict=True):
         found = known.get(codes)
         if found is None:
             shown = usage_labels(*codes[:4])
-            found = known[codes] = ((NO_USAGE,) * 3 if codes[4]
+            found = known[codes] = ((NOT_APPLICABLE,) * 3 if not usage_applies(codes[4], codes[5], codes[0])
                                     else (shown["vat_usage"], shown["excise_usage"], shown["entry_status"]))
         labels.append(found)
     return list(zip(*labels, strict=True)) if labels else [(), (), ()]
@@ -244,7 +243,7 @@ def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list
     amounts, taxes = _amounts(amount), _amounts(tax)
     first = basics.count
     basics.write_rows([list(map(str, range(first, first + len(keys)))), heads, amounts, taxes, _amounts(total), tails,
-                       *_usage_columns(vat, excise, entry, channel, red), _timestamps(usage_at),
+                       *_usage_columns(vat, excise, entry, channel, red, status), _timestamps(usage_at),
                        list(map(SOURCE_LABELS.get, source, source)), _timestamps(synced)], _INVOICE_KINDS)
     _write_lines(details, list(keys), heads, tails, lines_of(list(keys)))
     return amounts, taxes
