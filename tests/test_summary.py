@@ -265,7 +265,7 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     assert 'data-count="different">3 份' in page and 'data-count="only_one">2 份' in page
     assert "改名后的购买方有限公司" in page and "已红冲-全额" in page
     empty = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month=2024-01").text  # issue 19 item 10: one answer
-    assert "本月发票池中没有该企业的发票" in empty and "只有一个来源" not in empty
+    assert "本月发票池中没有该企业的发票" in empty and "本月只有一个来源同步过" not in empty
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
 
