@@ -188,3 +188,35 @@ def test_rows_are_kept_a_year_and_purged_only_after(cast, runner):
     with cast.app_context():
         assert audit.purge(now) == 0  # nothing younger than a year is ever removed
         db.session.remove()
+
+
+def test_an_admin_reads_only_rows_about_companies_granted_to_him(cast, client, runner):
+    """Issue 19 item 13: admin2 of the same org, not granted company D, sees nothing of D's batches
+    in 审计日志 or its export; admin, granted D, sees them all."""
+    from webapp import accounts
+    from webapp.models import User
+    from webapp.transactions import write_transaction
+
+    with cast.app_context():
+        with write_transaction():
+            org = db.session.scalar(select(User).filter_by(username="admin")).org
+            accounts.set_grants(accounts.save_user("admin2", org, "admin", "secret123"), [X["tax_id"]])
+        db.session.remove()
+    admin = login(cast.test_client(), "admin", "admin123")
+    assert admin.post("/batches/import", data={"method": "download", "data_type": "invoices", "channel": "leqi",
+                                               "tax_ids": [D["tax_id"]], "period_unit": "month", "month_from": "2026-10",
+                                               "month_to": "2026-10", "kinds": ["81"]}).status_code == 204
+    with cast.app_context():
+        batch_no = db.session.scalar(select(Batch.batch_no))
+        db.session.remove()
+    admin.post("/batches/terminate", data={"batch_no": batch_no})
+    admin.post("/admin/companies", data={"tax_id": D["tax_id"], "name": "保密子公司甲（更名）", "receipt_channel": ""})
+
+    def seen(viewer) -> str:
+        sheet = load_workbook(io.BytesIO(viewer.get("/admin/audit/export").data)).active
+        return _page(viewer) + str([cell for row in sheet.iter_rows(values_only=True) for cell in row])
+
+    assert batch_no in seen(admin) and D["tax_id"] in seen(admin)
+    other = seen(login(cast.test_client(), "admin2", "secret123"))
+    assert batch_no not in other and D["tax_id"] not in other and "保密子公司甲" not in other
+    assert "登录成功" in other  # the rows about no company are still there

@@ -297,7 +297,7 @@ def test_other_org_admin_never_sees_this_orgs_audit_or_companies(cast):
     ("/admin/companies", {"tax_id": O["tax_id"], "name": "改名"}, f"税号 {O['tax_id']} 不能在本组织使用"),
     ("/admin/companies", {"tax_id": "12345", "name": "某公司"}, "税号格式不正确：12345"),
     ("/admin/companies", {"tax_id": "91330100MA2NEWCO1X", "name": "  "}, "企业名称不能为空"),
-    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户 li 属于其他组织"),
+    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户名 li 不可用，请换一个用户名"),
     ("/admin/users", {"username": "zhao", "role": "finance", "active": "y"}, "新用户须设置密码"),
     ("/admin/users", {"username": "zhao", "password": "12345", "role": "finance", "active": "y"}, "密码至少6位"),
     ("/admin/users", {"username": "zhao", "password": "secret123", "role": "boss", "active": "y"}, "角色须为 admin 或 finance"),

@@ -92,7 +92,7 @@ def org_user(username: str, org_id: int) -> User | None:
     username = check_username(username)
     user = db.session.scalar(select(User).filter_by(username=username))
     if user is not None and user.org_id != org_id:
-        raise ValueError(f"用户 {username} 属于其他组织")
+        raise ValueError(f"用户名 {username} 不可用，请换一个用户名")
     return user
 
 

@@ -11,11 +11,12 @@ from datetime import datetime, timedelta
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
+from webapp.accounts.permissions import permitted_company_ids
 from webapp.clock import now, stored
 from webapp.extensions import db
-from webapp.models import AuditLog, User
+from webapp.models import AuditLog, Batch, Company, User, audit_companies
 from webapp.statuses import Channel, DataType, Method, Role, RunTrigger
 from webapp.transactions import write_transaction
 
@@ -60,7 +61,32 @@ def record(action: str, target: str = "", *, actor: User | str | None = None, or
                      address=(request.remote_addr or "")[:64] if has_request_context() else None)
     with write_transaction():
         db.session.add(entry)
+        db.session.flush()
+        named = named_companies(entry.org_id, str(target), json.loads(entry.details) if entry.details else {})
+        if named:
+            db.session.execute(insert(audit_companies), [{"audit_id": entry.id, "company_id": c} for c in named])
     return entry
+
+
+def _words(value) -> set[str]:
+    """Every text in a details value (lists and mappings walked through)."""
+    if isinstance(value, dict):
+        return set().union(*map(_words, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(_words, value)) if value else set()
+    return {str(value)} if value is not None else set()
+
+
+def named_companies(org_id: int | None, target: str, details: dict) -> set[int]:
+    """The companies a row names: a tax ID of its org or a batch number of one of its batches, in the
+    target (several joined by 、) or anywhere in the details. A viewer must be granted each of them
+    to read the row (org_query), so no batch number or tax ID reaches an admin not granted it."""
+    words = set(target.split("、")) | _words(details)
+    if not words:
+        return set()
+    by_tax_id = select(Company.id).where(Company.org_id == org_id, Company.tax_id.in_(words))
+    by_batch = select(Batch.company_id).where(Batch.batch_no.in_(words))
+    return set(db.session.scalars(by_tax_id.union(by_batch)))
 
 
 def purge(moment: datetime | None = None) -> int:
@@ -84,9 +110,12 @@ def purge_daily() -> int:
     return purge()
 
 
-def org_query(org_id: int, *, username: str = "", action: str = "", date_from=None, date_to=None):
-    """An org's rows, newest first, narrowed by user name, action and day range (inclusive)."""
-    query = select(AuditLog).where(AuditLog.org_id == org_id)
+def org_query(viewer: User, *, username: str = "", action: str = "", date_from=None, date_to=None):
+    """The viewer's org's rows that name no company he is not granted, newest first, narrowed by
+    user name, action and day range (inclusive)."""
+    hidden = select(audit_companies.c.audit_id).where(audit_companies.c.audit_id == AuditLog.id,
+                                                       audit_companies.c.company_id.not_in(permitted_company_ids(viewer)))
+    query = select(AuditLog).where(AuditLog.org_id == viewer.org_id, ~hidden.exists())
     if username:
         query = query.where(AuditLog.username == username)
     if action:

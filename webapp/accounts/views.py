@@ -172,7 +172,7 @@ class AuditFilter(FlaskForm):
 def _audit_query(form: AuditFilter):
     """The admin's org's audit rows narrowed by the filters (invalid values are ignored)."""
     form.validate()
-    return audit.org_query(current_user.org_id, username=(form.username.data or "").strip(),
+    return audit.org_query(current_user, username=(form.username.data or "").strip(),
                            action=form.action.data if form.action.data in audit.ACTIONS else "",
                            date_from=form.date_from.data if not form.date_from.errors else None,
                            date_to=form.date_to.data if not form.date_to.errors else None)
