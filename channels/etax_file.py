@@ -94,8 +94,10 @@ _KNOWN_RATES = {r: r for r in ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免�
 _CENT = Decimal("0.01")
 _ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
 # where the staged header row (channels.records.HEADER_COLUMNS) holds what the parse looks at again
-_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED = (
-    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red"))
+_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED, _ISSUED = (
+    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red",
+                                      "issued_at"))
+FIRST_VAT_DAY = "1994-01-01"  # 增值税专用发票 exist since the 1994 reform: an earlier 开票日期 is a typo
 _EXACT_FLOAT_LIMIT = 2**53  # beyond this a number-typed ID has lost digits
 _EXCEL_EPOCH = datetime(1899, 12, 30)
 
@@ -461,13 +463,15 @@ def require_sheets(sheet_names: list[str]) -> None:
 FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
 
 
-def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None) -> ParsedWorkbook:
+def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None,
+                   today: date | None = None) -> ParsedWorkbook:
     """Read both sheets into invoices with their lines, refusing anything that is not the
     selected company's own export: a wrong file must fail loudly, never import half.
 
     Unreadable rows do not stop the reading: every one is collected (RowsRejected lists them),
     so the user fixes the file once. `limits` are the pool's column sizes: a longer value is
-    such a row too, named here rather than failing the database write later.
+    such a row too, named here rather than failing the database write later. `today` (the
+    caller's clock) lets the parse warn of a 开票日期 after it.
     """
     expected = canonical_tax_id(str(expected_tax_id or ""))
     errors = _Errors()
@@ -489,7 +493,7 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     if limits:
         _check_lengths(invoices, rows_by_key, line_rows, limits, errors)
     errors.raise_if_any()
-    return _group(invoices, line_count)
+    return _group(invoices, line_count, today)
 
 
 def _open_workbook(path: Path) -> CalamineWorkbook:
@@ -827,27 +831,39 @@ def _too_long(column: str, value: str, limit: int) -> _BadCell:
     return _BadCell(column, value, f"过长：{len(value)} 个字符，最多 {limit} 个")
 
 
-def _group(invoices: dict[str, StagedInvoice], line_count: int) -> ParsedWorkbook:
+def _group(invoices: dict[str, StagedInvoice], line_count: int, today: date | None = None) -> ParsedWorkbook:
     """Group invoices by month (months ascending, sheet order within a month), list kinds, and
-    warn about blue invoices with a negative amount (imported as written: the bureau's data)."""
+    warn about what is imported as written (the bureau's data) yet looks wrong: blue invoices with
+    a negative amount, a 开票日期 after today or before VAT invoices existed (issue 19 item 12)."""
     by_month: dict[str, list[StagedInvoice]] = {}
     kinds: dict[str, str | None] = {}
-    negative_blue = []
+    negative_blue, future, ancient = [], [], []
+    tomorrow = (today + timedelta(days=1)).isoformat() if today else "9999-12-31"
     for invoice in invoices.values():
         header = invoice[0]
         by_month.setdefault(header[_MONTH], []).append(invoice)
         kinds[header[_TYPE_NAME]] = header[_TYPE_CODE]
         if not header[_IS_RED] and _negative(header[_AMOUNT]):
             negative_blue.append(header[_KEY])
+        issued = str(header[_ISSUED])[:10]
+        if issued >= tomorrow:
+            future.append(header[_KEY])
+        elif issued < FIRST_VAT_DAY:
+            ancient.append(header[_KEY])
     ordered = sorted(kinds, key=lambda name: (kinds[name] is None, kinds[name] or "", name))
-    warnings = []
-    if negative_blue:
-        shown = "、".join(negative_blue[:10]) + (f" 等 {len(negative_blue)} 张" if len(negative_blue) > 10 else "")
-        warnings.append(f"蓝字发票（是否正数发票为“是”）金额为负数，已按原样导入，请核对：{shown}")
+    warnings = [f"{what}，已按原样导入，请核对：{_some(keys)}" for what, keys in (
+        ("蓝字发票（是否正数发票为“是”）金额为负数", negative_blue),
+        (f"开票日期晚于今天（{today}）", future),
+        (f"开票日期早于 {FIRST_VAT_DAY}（增值税发票启用之前）", ancient)) if keys]
     return ParsedWorkbook(
         staged_by_month={month: by_month[month] for month in sorted(by_month)},
         kinds=ordered, invoice_count=len(invoices), line_count=line_count, warnings=warnings,
     )
+
+
+def _some(keys: list[str]) -> str:
+    """Up to ten invoice keys, and how many there are in all beyond them."""
+    return "、".join(keys[:10]) + (f" 等 {len(keys)} 张" if len(keys) > 10 else "")
 
 
 # ---------------------------------------------------------------------------------------------

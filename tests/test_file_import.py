@@ -289,6 +289,25 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
     assert client.get(f"/batches/{batch.batch_no}/errors.xlsx").status_code == 404  # nothing to list
 
 
+def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
+    """Issue 19 item 12: an invoice dated 2099 (or 1990) imports as written, and the batch says so."""
+    path = tmp_path / "dates.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000401", [make_line("*供电*电力", "30.00")],
+                                          "2099-03-01 10:00:00"),
+                          digital_invoice("24900123400000000402", [make_line("*供电*电力", "40.00")],
+                                          "1990-03-01 10:00:00"),
+                          digital_invoice("24900123400000000403", [make_line("*供电*电力", "50.00")])])
+    login(client)
+    _upload(client, path)
+    work()
+    [batch] = _batches(app)
+    assert batch.status == "succeeded" and _count(app, Invoice) == 3
+    page = client.get(f"/batches/{batch.batch_no}").text
+    assert "开票日期晚于今天" in page and "24900123400000000401" in page
+    assert "开票日期早于 1994-01-01" in page and "24900123400000000402" in page
+    assert "24900123400000000403" not in batch.note
+
+
 @pytest.mark.parametrize("name, message", [
     ("发" * 256 + ".xlsx", "文件名过长（261 个字符）"),
     ("bad\x00name.xlsx", "文件名含有无法识别的字符"),
