@@ -217,6 +217,9 @@ class Invoice(db.Model):
     issuer: Mapped[str | None] = mapped_column(String(50))
     remark: Mapped[str | None] = mapped_column(Text)
     red_of: Mapped[str | None] = mapped_column(String(40), index=True)
+    # a blue invoice: the sum of |金额| of the red invoices in the pool that flush it (None: none);
+    # kept by webapp.pool.flushes as invoices are saved, so lists and filters read it per row
+    flushed_amount = mapped_column(MONEY)
     source: Mapped[str] = mapped_column(String(10))  # a Source
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", ondelete="SET NULL"))
     synced_at: Mapped[datetime] = mapped_column(DateTime)
