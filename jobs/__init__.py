@@ -34,6 +34,21 @@ class RQBackground:
 
         return queue.queue_reachable()
 
+    def queue_state(self) -> str:
+        from jobs import queue
+
+        return queue.queue_state()
+
+    def worker_heartbeat_age(self) -> float | None:
+        from jobs import queue
+
+        return queue.worker_heartbeat_age()
+
+    def scheduler_heartbeat_age(self) -> float | None:
+        from jobs import queue
+
+        return queue.scheduler_heartbeat_age()
+
     def redis(self):
         from jobs import queue
 

@@ -75,7 +75,8 @@ EXPECTED = {
     "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
     "automation.index": _everyone, "automation.new": _admins_post, "automation.act": _admins_of_its_org,
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,
-    "admin.audit_log": _admins, "admin.audit_export": _admins,
+    "admin.audit_log": _admins, "admin.audit_export": _admins, "health.status_page": _admins,
+    "health.healthz": _everyone,  # public too: monitors have no login
     "batches.confirm": _if_visible, "batches.error_list": _no_error_if_visible,
     "summary.index": _if_visible, "summary.export": _if_visible,
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,

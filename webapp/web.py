@@ -81,10 +81,11 @@ def init_app(app) -> None:
 
 
 def _queue_notice() -> dict:
-    """Every page says so while the queue is unreachable (templates/base.html)."""
+    """Every page says so while the queue is unreachable (templates/base.html); a Redis refusing
+    writes for lack of disk is named as the disk instead (webapp.health's notices)."""
     from webapp.background import background
 
-    return {"queue_unreachable": not background().reachable()}
+    return {"queue_unreachable": background().queue_state() == "down"}
 
 
 def _template_helpers(app) -> None:

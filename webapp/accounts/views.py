@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
-from wtforms.validators import Optional, StopValidation
+from wtforms.validators import Length, Optional, Regexp, StopValidation
 
 from webapp import accounts
 from webapp.accounts import audit
@@ -29,6 +29,7 @@ from webapp.transactions import write_transaction
 from webapp.web import xlsx_download
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"  # an address a mail server can take; the server decides the rest
 RECEIPT_CHANNELS = [("", "未配置"), ("乐企平台", "乐企平台"), ("电子税务局", "电子税务局")]
 
 
@@ -73,6 +74,9 @@ class UserForm(FlaskForm):
                            validators=[Rule(accounts.org_companies, using=lambda form, field: (field.data or [],
                                                                                                 current_user.org_id))])
     active = BooleanField("启用", default=True, validators=[_not_self])
+    email = StringField("邮箱（管理员接收告警邮件）", filters=[stripped],
+                        validators=[Optional(), Length(max=254, message="邮箱过长"),
+                                    Regexp(EMAIL, message="邮箱格式不正确，例如 name@example.com")])
 
 
 class SettingsForm(FlaskForm):
@@ -116,6 +120,7 @@ def users():
         with write_transaction():
             saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
             saved.active = form.active.data
+            saved.email = form.email.data or None
             before = [c.tax_id for c in saved.companies]
             accounts.set_grants(saved, form.grants.data or [])
         _record_user(saved, before, password_changed=bool(form.password.data))
@@ -130,7 +135,8 @@ def _record_user(user: User, grants_before: list[str], password_changed: bool) -
     password stays logged in here (every other session of theirs has ended)."""
 
 
-    audit.record("user.save", user.username, role=user.role, active=user.active, password_changed=password_changed)
+    audit.record("user.save", user.username, role=user.role, active=user.active, email=user.email,
+                 password_changed=password_changed)
     grants = [c.tax_id for c in user.companies]
     if sorted(grants) != sorted(grants_before):
         audit.record("grants.change", user.username, before=grants_before, after=grants)
