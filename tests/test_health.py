@@ -175,3 +175,30 @@ def test_admin_sets_a_users_email_for_alerts(app, client):
     assert "邮箱格式不正确" in bad.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(db.select(User.email).filter_by(username="admin")) == "boss@example.com"
+
+
+def test_a_real_channel_is_probed_over_http_without_spending_quota(app, runner):
+    """Both channels pointing at a tax bureau served over real HTTP (the sandbox as a server): each is
+    reachable with its credentials, no application is spent, and the product is no longer a demo."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from channels.sandbox import create_app as create_sandbox
+    from tests.conftest import SandboxControl
+
+    server = make_server("127.0.0.1", 0, create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        app.config.update(LEQI_BASE_URL=url, RPA_BASE_URL=url)
+        answer = json.loads(doctor(runner, "--json").stdout)
+        assert "sandbox" not in answer
+        for name, label in (("leqi", "乐企"), ("rpa", "RPA")):
+            assert answer["checks"][name]["status"] == "ok", answer["checks"][name]
+            assert answer["checks"][name]["message"] == f"{label}服务可连接，凭证有效"
+        assert SandboxControl(app.config["SANDBOX_DB"]).sent("PLFPXZSQ") == 0
+    finally:
+        server.shutdown()
+        thread.join(10)
