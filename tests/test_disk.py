@@ -82,6 +82,8 @@ def test_low_disk_is_named_uploads_refused_nothing_left_and_all_resumes(database
         result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLE), "--as", "caiwu"])
         assert result.exit_code == 1 and "磁盘空间不足" in result.output and "Traceback" not in result.output
         assert files_in(small_disk / "data" / "uploads") == []
+        stats = runner.invoke(args=["pool", "stats", "--tax-id", DEMO_TAX_ID])
+        assert stats.exit_code == 0 and "磁盘空间不足" in stats.stderr and json.loads(stats.stdout)
         doctor = json.loads(runner.invoke(args=["doctor", "--json"]).stdout)
         assert doctor["checks"]["disk"]["status"] == "fault" and "磁盘空间不足" in doctor["checks"]["disk"]["message"]
         with app.app_context():
@@ -123,3 +125,17 @@ def test_a_redis_that_cannot_save_is_reported_as_the_disk(database_url, small_di
         finally:
             connection.config_set("save", "")  # a Redis that cannot save would refuse to stop
             dispose(app)
+
+
+def test_a_write_the_disk_cannot_hold_leaves_no_partial_file(small_disk):
+    """Whatever gets past the room check (another process filling the disk meanwhile) and fails
+    half-way leaves nothing: the file is written under a temporary name and removed on failure."""
+    from webapp.disk import written_atomically
+
+    fill(small_disk, leave_mb=1)
+    target = small_disk / "uploads" / "B1.xlsx"
+    target.parent.mkdir()
+    with pytest.raises(OSError):
+        with written_atomically(target) as temp:
+            temp.write_bytes(os.urandom(3 * MB))
+    assert files_in(small_disk / "uploads") == []

@@ -20,6 +20,7 @@ from webapp.disk import DiskFull, free_bytes, is_disk_full, low_space_message
 from webapp.extensions import db
 from webapp.health import sandbox_channels
 from webapp.models import User
+from webapp.statuses import HealthStatus
 
 
 def print_json(data) -> None:
@@ -27,10 +28,21 @@ def print_json(data) -> None:
 
     While a channel points at the built-in sandbox, the answer says so (`"sandbox": true`): on an
     object, and on each object of a list, so that a script never takes demo data for the bureau's.
+    A low disk is named on stderr.
     """
     if sandbox_channels(current_app.config):
         data = _marked_sandbox(data)
     click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+    _warn_low_disk()
+
+
+def _warn_low_disk() -> None:
+    """A disk running out of room is said on stderr after every answer (stdout stays JSON)."""
+    from webapp.health.checks import disk_finding
+
+    finding = disk_finding()
+    if finding.status != HealthStatus.OK:
+        click.echo(finding.message, err=True)
 
 
 def _marked_sandbox(data):
