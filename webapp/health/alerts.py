@@ -125,6 +125,17 @@ def low_disk(_moment: datetime) -> list[Alert]:
 SOURCES = (failed_scheduled_batches, long_quota_waits, restarting_processes, low_disk)
 
 
+def _from(source, moment: datetime) -> list[Alert]:
+    """One source's alerts; a source that fails (an unreadable supervisor file, say) is logged and
+    keeps no other source from being mailed."""
+    try:
+        return source(moment)
+    except Exception:
+        log.exception("alert source %s failed", source.__name__)
+        db.session.rollback()
+        return []
+
+
 def admin_addresses(org_id: int | None) -> list[str]:
     """The e-mail addresses of the active admins (of one org, or of every org)."""
     query = select(User.email).where(User.role == Role.ADMIN, User.active.is_(True), User.email.is_not(None),
@@ -153,7 +164,7 @@ def _claim(alert: Alert, moment: datetime) -> SentAlert | None:
 def send_due(moment: datetime | None = None) -> dict:
     """Mail every due alert once; SMTP trouble is logged and retried later, never raised."""
     moment = moment or now()
-    alerts = [alert for source in SOURCES for alert in source(moment)]
+    alerts = [alert for source in SOURCES for alert in _from(source, moment)]
     config = current_app.config
     if not mail_configured(config):
         return {"due": len(alerts), "sent": 0}
