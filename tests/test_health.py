@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from redis import Redis
 from rq import Worker
 
 from tests.conftest import login
@@ -209,3 +210,38 @@ def test_a_real_channel_is_probed_over_http_without_spending_quota(app, runner):
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def test_healthz_answers_in_time_with_redis_frozen_and_adds_no_threads(database_url, tmp_path):
+    """A frozen Redis (SIGSTOP: the kernel takes connections, nobody answers) makes the checks that
+    need it faults (unreachable, or timed out); /healthz still answers within its time box, and
+    polling it does not pile up threads (a hung check is waited on, not started again)."""
+    import os
+    import signal
+    import threading
+
+    from tests.conftest import dispose, make_app
+    from tests.servers import redis_server
+    from webapp.health import CHECK_TIMEOUT
+
+    with redis_server(tmp_path) as url:
+        app = make_app(database_url, url, tmp_path / "data")
+        pid = int(Redis.from_url(url).info("server")["process_id"])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            client = app.test_client()
+            timings, threads = [], []
+            for _ in range(3):
+                started = time.monotonic()
+                response = client.get("/healthz")
+                timings.append(time.monotonic() - started)
+                threads.append(threading.active_count())
+            assert response.status_code == 503
+            checks = response.get_json()["checks"]
+            assert checks["redis"]["status"] == checks["worker"]["status"] == "fault"
+            assert checks["database"]["status"] == "ok" and checks["disk"]["status"] == "ok"
+            assert max(timings) < CHECK_TIMEOUT + 1.5
+            assert threads[2] == threads[0]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            dispose(app)

@@ -7,9 +7,10 @@ and a new check (say, the last backup's age) is one line added to CHECKS.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -65,13 +66,13 @@ class Result:
 
 def run_checks(checks: list[Check] | None = None) -> list[Result]:
     """Every check (or `checks`) at once, each in its own thread; one still running after
-    CHECK_TIMEOUT is a fault (its thread is left to end by itself)."""
+    CHECK_TIMEOUT is a fault. A check that hangs (a frozen Redis, say) is not started again while it
+    runs: the next request waits on the same one, so monitors polling a stuck server add no threads."""
     from webapp.health.checks import CHECKS
 
     checks = CHECKS if checks is None else checks
     app = current_app._get_current_object()
-    pool = ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="health")
-    futures = [(check, pool.submit(_run_one, app, check)) for check in checks]
+    futures = [(check, _running(app, check)) for check in checks]
     deadline = time.monotonic() + CHECK_TIMEOUT
     results = []
     for check, future in futures:
@@ -80,8 +81,23 @@ def run_checks(checks: list[Check] | None = None) -> list[Result]:
         except FutureTimeout:
             finding = Finding(HealthStatus.FAULT, HealthCode.CHECK_TIMEOUT, {"seconds": CHECK_TIMEOUT})
         results.append(Result(check, finding))
-    pool.shutdown(wait=False, cancel_futures=True)
     return results
+
+
+_RUNNING_LOCK = threading.Lock()
+
+
+def _running(app: Flask, check: Check) -> Future:
+    """The check's run in progress in this process, or a new one in a daemon thread (a hung check
+    must not keep the process from exiting)."""
+    with _RUNNING_LOCK:
+        running = app.extensions.setdefault("health_running", {})
+        future = running.get(check.name)
+        if future is None or future.done():
+            future = running[check.name] = Future()
+            threading.Thread(target=lambda: future.set_result(_run_one(app, check)), daemon=True,
+                             name=f"health-{check.name}").start()
+        return future
 
 
 def _run_one(app: Flask, check: Check) -> Finding:
