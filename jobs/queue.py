@@ -116,8 +116,9 @@ def wait_for_redis(stop, logger: logging.Logger) -> bool:
             redis_connection().ping()
         except (RedisError, OSError, RedisStartError) as error:
             if not said:
-                logger.warning("队列 Redis 不可达，等待其恢复 / Redis unreachable, waiting for it: %s", error,
-                               extra={"redis_outage": True})
+                what = ("Redis 因磁盘空间不足无法写入 / Redis cannot write: the disk is full"
+                        if str(error).startswith("MISCONF") else "队列 Redis 不可达 / Redis unreachable")
+                logger.warning("%s，等待其恢复 / waiting for it: %s", what, error, extra={"redis_outage": True})
                 said = True
             stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX)

@@ -79,7 +79,7 @@ def run_checks(checks: list[Check] | None = None) -> list[Result]:
         try:
             finding = future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            finding = Finding(HealthStatus.FAULT, HealthCode.CHECK_TIMEOUT, {"seconds": CHECK_TIMEOUT})
+            finding = Finding(HealthStatus.FAULT, HealthCode.CHECK_TIMEOUT, {"seconds": f"{CHECK_TIMEOUT:g}"})
         results.append(Result(check, finding))
     return results
 
