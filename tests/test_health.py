@@ -241,7 +241,7 @@ def test_healthz_answers_in_time_with_redis_frozen_and_adds_no_threads(database_
             assert checks["redis"]["status"] == checks["worker"]["status"] == "fault"
             assert checks["database"]["status"] == "ok" and checks["disk"]["status"] == "ok"
             assert max(timings) < CHECK_TIMEOUT + 1.5
-            assert threads[2] == threads[0]
+            assert max(threads[1:]) <= threads[0]
         finally:
             os.kill(pid, signal.SIGCONT)
             dispose(app)
