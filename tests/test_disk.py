@@ -115,9 +115,14 @@ def test_a_redis_that_cannot_save_is_reported_as_the_disk(database_url, small_di
             page = wait_for(lambda: (text := client.get("/batches").text) and "磁盘空间不足" in text and text, 10,
                             "the disk notice")
             assert "Redis 不可用" not in page and "无法写入" in page
-            doctor = json.loads(app.test_cli_runner().invoke(args=["doctor", "--json"]).stdout)
+            runner = app.test_cli_runner()
+            doctor = json.loads(runner.invoke(args=["doctor", "--json"]).stdout)
             assert doctor["checks"]["redis"]["status"] == "fault"
             assert "磁盘空间不足" in doctor["checks"]["redis"]["message"]
+            waited = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLE), "--as", "caiwu",
+                                         "--wait"])
+            assert waited.exit_code == 1 and "Traceback" not in waited.output
+            assert "磁盘空间不足" in waited.output and str(small_disk / "data") in waited.output
 
             filler.unlink()  # Redis saves again by itself and takes writes: the notice goes
             wait_for(lambda: connection.info("persistence")["rdb_last_bgsave_status"] == "ok", 20, "a good save")

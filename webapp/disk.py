@@ -78,6 +78,6 @@ def is_disk_full(error: BaseException) -> bool:
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         text = str(cause or "")
-        if "database or disk is full" in text or text.startswith("MISCONF") or "No space left" in text:
+        if "database or disk is full" in text or "MISCONF" in text or "No space left" in text:
             return True
     return False

@@ -160,6 +160,7 @@ class HealthCode(Labelled):
     CHANNEL_FAILED = "channel_failed", "{channel}服务检查未通过：{reason}"
     DISK_OK = "disk_ok", "{folder} 可用空间 {free_mb} MB"
     DISK_LOW = "disk_low", "磁盘空间不足：{folder} 仅剩 {free_mb} MB 可用（低于 {limit_mb} MB），请清理或扩容"
+    DISK_FULL = "disk_full", "磁盘空间不足：{folder} 仅剩 {free_mb} MB 可用，写入失败；请清理或扩容后重试"
     PROCESSES_UNSUPERVISED = "processes_unsupervised", "未由进程守护程序运行（没有 {file}），进程退出后不会自动重启"
     PROCESSES_OK = "processes_ok", "守护的进程都在运行：{names}"
     PROCESS_FATAL = "process_fatal", "进程 {names} 反复退出后已停止重启，请查看其日志并处理后重新启动"
