@@ -144,3 +144,27 @@ def test_a_write_the_disk_cannot_hold_leaves_no_partial_file(small_disk):
         with written_atomically(target) as temp:
             temp.write_bytes(os.urandom(3 * MB))
     assert files_in(small_disk / "uploads") == []
+
+
+def test_a_save_that_hits_the_full_disk_names_the_disk_instead_of_a_500(database_url, redis_url, small_disk):
+    """The SQLite file on the full disk: saving a form cannot write its journal; the page says
+    磁盘空间不足 with the folder and what is left (HTTP 507), not 服务器内部错误."""
+    import shutil
+
+    if not database_url.startswith("sqlite:///"):
+        pytest.skip("the SQLite file on the small disk is what cannot grow here")
+    db_file = small_disk / "data" / "invoice_sync.db"
+    db_file.parent.mkdir()
+    shutil.copyfile(database_url.removeprefix("sqlite:///"), db_file)
+    app = make_app(f"sqlite:///{db_file}", redis_url, small_disk / "data", DISK_WARN_MB=1, DISK_FAULT_MB=0,
+                   PROPAGATE_EXCEPTIONS=False)  # as in production: the error page, not the exception
+    try:
+        client = app.test_client()
+        login(client, "admin", "admin123")
+        fill(small_disk, leave_mb=0)
+        response = client.post("/admin/companies", data={"tax_id": "91330100MA2H4K7Q2Y", "name": "新公司" * 50, "receipt_channel": ""})
+        assert response.status_code == 507, response.text[-3000:]
+        assert "磁盘空间不足" in response.text and str(small_disk / "data") in response.text
+        assert "服务器内部错误" not in response.text
+    finally:
+        dispose(app)

@@ -16,11 +16,11 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from channels.months import month_of
 from webapp.accounts.permissions import company_for
-from webapp.disk import MB, DiskFull, free_bytes, is_disk_full
+from webapp.disk import DiskFull, disk_full_message, is_disk_full
 from webapp.extensions import db
 from webapp.health import sandbox_channels
 from webapp.models import User
-from webapp.statuses import HealthCode, HealthStatus
+from webapp.statuses import HealthStatus
 
 
 def print_json(data) -> None:
@@ -106,8 +106,7 @@ def _explain_disk_full(error: BaseException) -> None:
     if isinstance(error, DiskFull):
         raise click.ClickException(str(error)) from None
     if is_disk_full(error):
-        folder = current_app.config["DATA_DIR"]
-        raise click.ClickException(HealthCode.DISK_FULL.label.format(folder=folder, free_mb=free_bytes(folder) // MB)) from None
+        raise click.ClickException(disk_full_message()) from None
 
 
 def _explain_unmigrated(command: click.Command) -> None:

@@ -42,6 +42,11 @@ def data_dir() -> Path:
     return Path(current_app.config["DATA_DIR"])
 
 
+def disk_full_message() -> str:
+    """A write failed for lack of room: 磁盘空间不足, DATA_DIR and what is left (pages and commands)."""
+    return HealthCode.DISK_FULL.label.format(folder=data_dir(), free_mb=free_bytes(data_dir()) // MB)
+
+
 def check_room(needed: int) -> None:
     """Refuse with DiskFull unless `needed` bytes fit in DATA_DIR and DISK_FAULT_MB remain after."""
     limit_mb = current_app.config["DISK_FAULT_MB"]

@@ -53,8 +53,13 @@ def error_response(code: int, text: str, reload: bool = False):
 
 
 def _http_error(error):
-    """Errors in the user's language."""
+    """Errors in the user's language; a write that failed because the disk is full says so (507)."""
+    from webapp.disk import disk_full_message, is_disk_full
+
     code = getattr(error, "code", 500)
+    original = getattr(error, "original_exception", None)
+    if code == 500 and original is not None and is_disk_full(original):
+        return error_response(507, disk_full_message())
     return error_response(code, ERRORS.get(code, ERRORS[500]))
 
 
