@@ -29,11 +29,6 @@ class RQBackground:
 
         queue.stop_job(job_id)
 
-    def reachable(self) -> bool:
-        from jobs import queue
-
-        return queue.queue_reachable()
-
     def queue_state(self) -> str:
         from jobs import queue
 

@@ -43,11 +43,6 @@ def redis_connection() -> Redis:
     return ext["redis"]
 
 
-def queue_reachable() -> bool:
-    """Whether the queue's Redis answers and takes writes now (see queue_state)."""
-    return queue_state() == QueueState.OK
-
-
 class QueueState(StrEnum):
     """What a page, `flask doctor` and /healthz say about the queue: up, down, or refusing writes
     because its disk is full (Redis's MISCONF answer, which must be named as the disk, not as an outage)."""
@@ -71,7 +66,7 @@ def queue_state() -> QueueState:
             redis_connection().set(f"{current_app.config['RQ_QUEUE']}:health:write", "1", ex=60)
             state = QueueState.OK
         except ResponseError as error:
-            state = QueueState.DISK_FULL if str(error).startswith("MISCONF") else QueueState.DOWN
+            state = QueueState.DISK_FULL if "MISCONF" in str(error) else QueueState.DOWN
         except (RedisError, OSError, RedisStartError):
             state = QueueState.DOWN
         ext["redis_state"] = (time.monotonic(), state)
@@ -117,7 +112,7 @@ def wait_for_redis(stop, logger: logging.Logger) -> bool:
         except (RedisError, OSError, RedisStartError) as error:
             if not said:
                 what = ("Redis 因磁盘空间不足无法写入 / Redis cannot write: the disk is full"
-                        if str(error).startswith("MISCONF") else "队列 Redis 不可达 / Redis unreachable")
+                        if "MISCONF" in str(error) else "队列 Redis 不可达 / Redis unreachable")
                 logger.warning("%s，等待其恢复 / waiting for it: %s", what, error, extra={"redis_outage": True})
                 said = True
             stop.wait(delay)
