@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
-from tests.conftest import DEMO_TAX_ID
+from tests.conftest import DEMO_TAX_ID, login
 from tests.servers import free_port
 from webapp import autoupdate
 from webapp.batches import create_download_batches, refresh_batch
@@ -127,6 +127,10 @@ def test_smtp_down_breaks_nothing_and_the_mail_goes_once_it_is_back(app, smtp):
         assert number in mail.get_content()
     finally:
         controller.stop()
+    client = app.test_client()
+    login(client, "admin", "admin123")
+    page = client.get("/admin/status").text
+    assert "自动更新批次执行失败" in page and "已发送" in page
 
 
 def time_now(app):

@@ -179,4 +179,4 @@ class AlertKind(Labelled):
     DISK_LOW = "disk_low", "磁盘空间不足"
 
 
-CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, HealthStatus)  # the templates' globals
+CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, HealthStatus, AlertKind)  # the templates' globals

@@ -185,3 +185,9 @@ def send_due(moment: datetime | None = None) -> dict:
             sent += 1
     return {"due": len(alerts), "sent": sent}
 
+
+
+def recent_alerts(limit: int = 10) -> list[SentAlert]:
+    """The last alert e-mails sent or tried, newest first: 系统状态 shows them, failures included."""
+    return list(db.session.scalars(select(SentAlert).where(SentAlert.attempts > 0)
+                                   .order_by(SentAlert.created_at.desc(), SentAlert.id.desc()).limit(limit)))

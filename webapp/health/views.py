@@ -5,6 +5,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template
 from flask_login import current_user
 
 from webapp.health import overall, run_checks
+from webapp.health.alerts import recent_alerts
 from webapp.health.cli import health_json
 from webapp.health.mail import mail_configured
 from webapp.statuses import HealthStatus
@@ -29,7 +30,8 @@ def status_page():
     if not current_user.is_authenticated or not current_user.is_admin:
         abort(403)
     results = run_checks()
-    context = {"results": results, "overall": overall(results), "mail_on": mail_configured(current_app.config)}
+    context = {"results": results, "overall": overall(results)}
     if wants_partial("health-checks"):
         return render_template("health/_checks.html", **context)
-    return render_template("health/status.html", **context)
+    return render_template("health/status.html", mail_on=mail_configured(current_app.config),
+                           alerts=recent_alerts(), **context)
