@@ -75,7 +75,6 @@ class ReconcilingScheduler(Scheduler):
     alerts_at = 0.0  # time.monotonic() of the last look for due alerts
 
     def enqueue_jobs(self):
-        self.mail_alerts()
         try:
             queue.scheduler_beat(HEARTBEAT_TTL)
             sync_registered_jobs(self)
@@ -86,7 +85,9 @@ class ReconcilingScheduler(Scheduler):
             log.exception("scheduler cycle failed")
         finally:
             db.session.remove()
-        return super().enqueue_jobs()
+        enqueued = super().enqueue_jobs()
+        self.mail_alerts()  # last: a slow mail server delays no reconciling and no heartbeat
+        return enqueued
 
     def mail_alerts(self) -> None:
         """Every ALERT_INTERVAL seconds: mail what is due; a failure here never stops the cycle."""

@@ -3,7 +3,8 @@ batch ended with failures, a month has waited for quota too long, a process keep
 the disk is running out of room. The scheduler process calls send_due every ALERT_INTERVAL.
 
 One mail per event: each event has a key (SentAlert.key, unique), so a restart of the scheduler or a
-re-check never mails twice. Mail never breaks the caller: an SMTP failure is logged and tried again
+re-check never mails twice. Mail never breaks the caller: an SMTP failure is logged, ends this look
+(the rest wait for the next one, so a dead server costs one time-out per look) and is tried again
 RETRY_AFTER later, at most MAX_ATTEMPTS times.
 """
 from __future__ import annotations
@@ -179,6 +180,7 @@ def send_due(moment: datetime | None = None) -> dict:
             log.warning("alert %s not mailed (attempt %d of %d): %s", alert.key, row.attempts, MAX_ATTEMPTS, error)
             with write_transaction():
                 row.error = type(error).__name__
+            break  # the mail server is down or refusing: the other alerts wait for the next look
         else:
             with write_transaction():
                 row.sent_at, row.error = now(), None
