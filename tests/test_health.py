@@ -245,3 +245,22 @@ def test_healthz_answers_in_time_with_redis_frozen_and_adds_no_threads(database_
         finally:
             os.kill(pid, signal.SIGCONT)
             dispose(app)
+
+
+def test_a_database_behind_the_head_migration_is_a_fault(tmp_path, redis_url):
+    """A database migrated only part of the way (code newer than its schema): doctor says which
+    revision it is at, which it should be, and the command to run; exit status 1."""
+    from flask_migrate import upgrade
+
+    from wsgi import create_app
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "DATA_DIR": str(tmp_path / "data")})
+    with app.app_context():
+        upgrade(revision="0014")
+        db.engine.dispose()
+    result = app.test_cli_runner().invoke(args=["doctor", "--json"])
+    assert result.exit_code == 1
+    database = json.loads(result.stdout)["checks"]["database"]
+    assert database["status"] == "fault" and database["code"] == "db_behind"
+    assert "当前 0014" in database["message"] and "db upgrade" in database["message"]
