@@ -30,13 +30,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: importing one module of the package (webapp.models, say, in a
     # migration or a job) must not load every feature and its views
-    from webapp import cli, transactions, web
+    from webapp import cli, health, transactions, web
     from webapp.accounts import auth
 
     transactions.init_app(app)
     auth.init_app(app)
     _register_blueprints(app)
     web.init_app(app)
+    health.init_app(app)
     cli.init_app(app)
     return app
 

@@ -53,8 +53,13 @@ def error_response(code: int, text: str, reload: bool = False):
 
 
 def _http_error(error):
-    """Errors in the user's language."""
+    """Errors in the user's language; a write that failed because the disk is full says so (507)."""
+    from webapp.disk import disk_full_message, is_disk_full
+
     code = getattr(error, "code", 500)
+    original = getattr(error, "original_exception", None)
+    if code == 500 and original is not None and is_disk_full(original):
+        return error_response(507, disk_full_message())
     return error_response(code, ERRORS.get(code, ERRORS[500]))
 
 
@@ -81,10 +86,11 @@ def init_app(app) -> None:
 
 
 def _queue_notice() -> dict:
-    """Every page says so while the queue is unreachable (templates/base.html)."""
+    """Every page says so while the queue is unreachable (templates/base.html); a Redis refusing
+    writes for lack of disk is named as the disk instead (webapp.health's notices)."""
     from webapp.background import background
 
-    return {"queue_unreachable": not background().reachable()}
+    return {"queue_unreachable": background().queue_state() == "down"}
 
 
 def _template_helpers(app) -> None:
