@@ -59,7 +59,7 @@ test-fast: bytecode
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
 
-## walkthrough: the screenshots of docs/walkthrough.md, taken anew by its browser test
+## walkthrough: the guide's screenshots (docs/walkthrough.md) taken anew by tests/test_browser_walkthrough.py
 walkthrough: bytecode chromium
 	WALKTHROUGH_DIR=$(CURDIR)/docs/walkthrough $(VENV)/bin/pytest -q tests/test_browser_walkthrough.py
 

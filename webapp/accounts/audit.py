@@ -135,7 +135,7 @@ DETAIL_LABELS = {
     "role": "角色", "active": "启用", "password_changed": "已修改密码", "grants": "授权企业",
     "before": "修改前", "after": "修改后", "batch_nos": "批次号", "batches": "批次", "subtasks": "子任务数",
     "parses": "重新解析的文件数", "trigger": "触发方式", "creator": "计划创建人", "what": "更新内容",
-    "reason": "原因", "org": "组织",
+    "reason": "原因", "org": "组织", "email": "电子邮箱",
 }
 # Details whose values are stored codes: shown by their code set's label.
 _CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger}
