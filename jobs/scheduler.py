@@ -17,6 +17,7 @@ from rq_scheduler import Scheduler
 
 from jobs import queue, reconciler
 from webapp import autoupdate
+from webapp.backup import runs as backup_runs
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Schedule
@@ -62,6 +63,20 @@ def catch_up() -> None:
     if started:
         log.info("auto-update runs caught up: %s", [autoupdate.run_json(r) for r in started])
     db.session.remove()
+    nightly_backup()
+
+
+def nightly_backup() -> None:
+    """Each cycle: queue the nightly backup once its time has passed (once a night, caught up after a
+    stop: webapp/backup/runs.py), and fail runs whose job was lost."""
+    try:
+        run = backup_runs.scheduled_cycle(now())
+        if run is not None:
+            log.info("nightly backup queued: run %s for %s", run.id, run.night)
+    except Exception:
+        log.exception("nightly backup check failed")
+    finally:
+        db.session.remove()
 
 
 class ReconcilingScheduler(Scheduler):
@@ -71,6 +86,7 @@ class ReconcilingScheduler(Scheduler):
     def enqueue_jobs(self):
         try:
             sync_registered_jobs(self)
+            nightly_backup()
             result = reconciler.reconcile()
             if any(result.values()):
                 log.info("reconciled: %s", result)

@@ -71,4 +71,7 @@ def load_config() -> dict:
         "RPA_API_KEY": os.environ.get("RPA_API_KEY", "sandbox"),
         "CHANNEL_TIMEOUT": float(os.environ.get("CHANNEL_TIMEOUT", "30")),
         "SANDBOX_DB": str(folder / "sandbox.db"),
+        # nightly backup into DATA_DIR/backups (webapp/backup/runs.py): local time, or "off"; archives kept
+        "BACKUP_TIME": os.environ.get("BACKUP_TIME", "02:30"),
+        "BACKUP_KEEP": int(os.environ.get("BACKUP_KEEP", "7")),
     }

@@ -35,6 +35,8 @@ ACTIONS = {
     "user.save": "保存用户",
     "grants.change": "修改授权企业",
     "settings.change": "修改参数配置",
+    "backup.request": "立即备份",
+    "backup.download": "下载备份",
 }
 
 

@@ -40,15 +40,13 @@ def product_version() -> str:
 
 
 def backup_dir() -> Path:
-    """DATA_DIR/backups: where scheduled and 立即备份 archives are kept."""
-    path = Path(current_app.config["DATA_DIR"]) / "backups"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """DATA_DIR/backups: where scheduled and 立即备份 archives are kept (made by the first backup)."""
+    return Path(current_app.config["DATA_DIR"]) / "backups"
 
 
-def default_path() -> Path:
-    """A new archive's name in backup_dir(), by the time it was taken."""
-    return backup_dir() / f"invoice-sync-{now():%Y%m%d-%H%M%S}.zip"
+def default_path(tag: str = "") -> Path:
+    """A new archive's name in backup_dir(), by the time it was taken (names sort by time)."""
+    return backup_dir() / f"invoice-sync-{now():%Y%m%d-%H%M%S}{tag}.zip"
 
 
 @contextmanager
@@ -103,6 +101,7 @@ def create_backup(path: Path | None = None) -> dict:
     """
     path = Path(path) if path else default_path()
     partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with snapshot() as conn, archive.zipfile.ZipFile(partial, "w", archive.zipfile.ZIP_DEFLATED,
                                                       compresslevel=1) as out:
         manifest = {"format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
