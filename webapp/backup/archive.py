@@ -4,7 +4,7 @@ Each row is one JSON array of its column values in an engine-neutral form (Decim
 column's scale, dates and times ISO, booleans true/false, JSON columns as JSON), rows ordered by
 primary key in byte order. The same bytes come out of SQLite and PostgreSQL for the same rows, so a
 table's SHA-256 over its lines is the checksum the manifest keeps, and a restored database can be
-checked against it (docs/deploy.md, 备份与恢复).
+checked against it (README.md, Backup and restore).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`backup …` commands: create an archive, verify one, restore one (docs/deploy.md, 备份与恢复)."""
+"""`backup …` commands: create an archive, verify one, restore one (README.md, Backup and restore)."""
 from __future__ import annotations
 
 import click
