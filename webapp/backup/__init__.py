@@ -59,14 +59,14 @@ def snapshot():
             yield conn
 
 
-def _tables(conn: Connection) -> list:
+def reflected_tables(conn: Connection) -> list:
     """The database's own tables as they are (any revision), in dependency order, without Alembic's."""
     metadata = MetaData()
     metadata.reflect(conn)
     return [table for table in metadata.sorted_tables if table.name != VERSION_TABLE]
 
 
-def _ordered(conn: Connection, table):
+def ordered_rows(conn: Connection, table):
     """All rows of a table by primary key in byte order (COLLATE "C" on PostgreSQL, SQLite's own
     binary order), streamed: the same order, so the same checksum, on either engine."""
     keys = list(table.primary_key.columns) or list(table.columns)
@@ -86,9 +86,9 @@ def table_digests(conn: Connection | None = None) -> dict[str, dict]:
         with snapshot() as conn:
             return table_digests(conn)
     digests = {}
-    for table in _tables(conn):
+    for table in reflected_tables(conn):
         digest = archive.Digest()
-        for line in archive.encode_rows(_ordered(conn, table), [code for _, code in archive.table_columns(table)]):
+        for line in archive.encode_rows(ordered_rows(conn, table), [code for _, code in archive.table_columns(table)]):
             digest.add(line)
         digests[table.name] = digest.summary()
     return digests
@@ -108,10 +108,10 @@ def create_backup(path: Path | None = None) -> dict:
                     "product_version": product_version(), "schema_revision": _revision(conn),
                     "created_at": now().isoformat(sep=" ", timespec="seconds"), "engine": conn.dialect.name,
                     "tables": {}}
-        for table in _tables(conn):
+        for table in reflected_tables(conn):
             columns = archive.table_columns(table)
             manifest["tables"][table.name] = {"columns": columns,
-                                              **_write_table(out, table.name, _ordered(conn, table), columns)}
+                                              **_write_table(out, table.name, ordered_rows(conn, table), columns)}
         out.writestr(archive.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     os.replace(partial, path)
     return {"path": str(path), "size": path.stat().st_size, **manifest}
@@ -158,7 +158,7 @@ def verify_backup(path) -> dict:
 
 def _has_rows(conn: Connection) -> list[str]:
     """The tables of the target database that hold at least one row."""
-    return [table.name for table in _tables(conn)
+    return [table.name for table in reflected_tables(conn)
             if conn.execute(select(literal(1)).select_from(table).limit(1)).first()]
 
 
@@ -191,7 +191,7 @@ def _load(zipped, manifest: dict) -> dict[str, int]:
     with db.engine.connect() as conn:
         conn.execution_options(sqlite_immediate=True)
         with conn.begin():
-            tables = {table.name: table for table in _tables(conn)}
+            tables = {table.name: table for table in reflected_tables(conn)}
             for name in [name for name in tables if name in manifest["tables"]]:
                 restored[name] = _insert_table(conn, tables[name], archive.read_lines(zipped, name),
                                                manifest["tables"][name]["columns"])
