@@ -17,7 +17,9 @@ from rq_scheduler import Scheduler
 
 from jobs import queue, reconciler
 from webapp import autoupdate
+from webapp.accounts import audit
 from webapp.backup import runs as backup_runs
+from webapp.batches import retention
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Schedule
@@ -64,6 +66,27 @@ def catch_up() -> None:
         log.info("auto-update runs caught up: %s", [autoupdate.run_json(r) for r in started])
     db.session.remove()
     nightly_backup()
+    daily_housekeeping()
+
+
+_housekept: dict[str, object] = {}
+
+
+def daily_housekeeping() -> None:
+    """Once a day per scheduler process: audit rows past AUDIT_KEEP_DAYS and the files of batches
+    ended FILE_KEEP_DAYS ago are removed (README, Retention); both are safe to repeat."""
+    today = now().date()
+    if _housekept.get("day") == today:
+        return
+    try:
+        removed = {"audit_rows": audit.purge(), "batch_files": retention.remove_ended_batch_files(now())}
+        _housekept["day"] = today
+        if removed["audit_rows"] or removed["batch_files"]:
+            log.info("retention: removed %s", removed)
+    except Exception:
+        log.exception("retention clean-up failed")
+    finally:
+        db.session.remove()
 
 
 def nightly_backup() -> None:
@@ -87,6 +110,7 @@ class ReconcilingScheduler(Scheduler):
         try:
             sync_registered_jobs(self)
             nightly_backup()
+            daily_housekeeping()
             result = reconciler.reconcile()
             if any(result.values()):
                 log.info("reconciled: %s", result)

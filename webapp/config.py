@@ -74,4 +74,7 @@ def load_config() -> dict:
         # nightly backup into DATA_DIR/backups (webapp/backup/runs.py): local time, or "off"; archives kept
         "BACKUP_TIME": os.environ.get("BACKUP_TIME", "02:30"),
         "BACKUP_KEEP": int(os.environ.get("BACKUP_KEEP", "7")),
+        # retention (README, Retention): audit rows, and the uploads and staging files of ended batches
+        "AUDIT_KEEP_DAYS": int(os.environ.get("AUDIT_KEEP_DAYS", "365")),
+        "FILE_KEEP_DAYS": int(os.environ.get("FILE_KEEP_DAYS", "30")),
     }

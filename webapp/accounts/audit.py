@@ -2,14 +2,14 @@
 
 `record()` is the one way in. It writes in its own transaction, so call it once the action it
 describes has committed (a rolled-back action leaves no record). Rows are kept at least a year:
-`purge()` only ever removes rows older than RETENTION_DAYS (365) days.
+`purge()` only ever removes rows older than AUDIT_KEEP_DAYS days (a setting, default RETENTION_DAYS: 365).
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import delete, select
 
@@ -64,9 +64,14 @@ def record(action: str, target: str = "", *, actor: User | str | None = None, or
     return entry
 
 
+def retention_days() -> int:
+    """How many days audit rows are kept: AUDIT_KEEP_DAYS (README, Configuration), default 365."""
+    return int(current_app.config.get("AUDIT_KEEP_DAYS", RETENTION_DAYS))
+
+
 def purge(moment: datetime | None = None) -> int:
     """Remove rows older than the retention period (never younger ones); returns how many."""
-    cutoff = (stored(moment) if moment else now()) - timedelta(days=RETENTION_DAYS)
+    cutoff = (stored(moment) if moment else now()) - timedelta(days=retention_days())
     with write_transaction():
         removed = db.session.execute(delete(AuditLog).where(AuditLog.at < cutoff)).rowcount
     return removed or 0
@@ -137,6 +142,6 @@ def init_app(app) -> None:
     @group.command("purge")
     def purge_command():
         """Remove audit rows older than 365 days (never younger ones)."""
-        click.echo(json.dumps({"removed": purge(), "retention_days": RETENTION_DAYS}, ensure_ascii=False))
+        click.echo(json.dumps({"removed": purge(), "retention_days": retention_days()}, ensure_ascii=False))
 
     app.cli.add_command(group)
