@@ -117,11 +117,14 @@ def _damaged(archive, tmp_path) -> dict:
                           lambda rows: rows.replace(b".", b".9", 1))  # one amount changed, manifest as it was
     manifest = _rewritten(archive, tmp_path / "manifest.zip", "manifest.json",  # the manifest's count changed
                           lambda text: text.replace(b'"rows": ', b'"rows": 1', 1))
+    incomplete = _rewritten(archive, tmp_path / "incomplete.zip", "manifest.json",  # a table's columns gone
+                            lambda text: text.replace(b'"columns"', b'"kolumns"', 1))
     foreign = tmp_path / "foreign.zip"
     with zipfile.ZipFile(foreign, "w") as out:
         out.writestr("readme.txt", "not a backup")
     return {"truncated": (truncated, "不是有效的备份文件"), "one byte changed": (flipped, "已损坏"),
             "tampered": (tampered, "校验和与清单不符"), "tampered manifest": (manifest, "校验和与清单不符"),
+            "incomplete manifest": (incomplete, "说明不完整"),
             "foreign": (foreign, "不是本产品的备份"), "not a zip": (tmp_path / "not-a-zip.zip", "不是有效的备份文件")}
 
 
@@ -146,6 +149,13 @@ def test_a_damaged_tampered_or_foreign_archive_is_refused_with_nothing_written(r
             assert reason in result.output, (case, result.output)
             with restored.app_context():
                 assert inspect(db.engine).get_table_names() == [], case  # not even migrated
+
+
+def test_an_unmigrated_database_is_not_backed_up(tmp_path):
+    with fresh_app(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path) as empty:
+        result = empty.test_cli_runner().invoke(args=["backup", "create", "--to", str(tmp_path / "x.zip")])
+    assert result.exit_code != 0 and "db upgrade" in result.output
+    assert not list(tmp_path.glob("x.zip*"))
 
 
 def test_a_database_holding_rows_is_refused_unless_replace(app, runner, tmp_path):
@@ -198,3 +208,33 @@ def _months(app) -> dict[str, int]:
         rows = db.session.execute(text("SELECT month, count(*) FROM invoice GROUP BY month")).all()
         db.session.remove()
     return dict(rows)
+
+
+def test_a_backup_made_at_an_older_revision_restores_and_is_migrated_forward(tmp_path):
+    from flask_migrate import upgrade
+
+    from .test_migrations import ORDINARY, SPECIAL, _as_lists, _seed
+
+    with fresh_app(f"sqlite:///{tmp_path / 'old.db'}", tmp_path) as old:
+        with old.app_context():
+            upgrade(revision="0012")  # as a version of the product before 0013 left it
+            _seed()
+        archive = tmp_path / "old.zip"
+        assert cli_json(old.test_cli_runner(), "backup", "create", "--to", str(archive))["schema_revision"] == "0012"
+    listed = ([([SPECIAL, ORDINARY], ["81", "82"]), (["全部"], []), ([], [])], [["B1", "B2"], []], 3)
+    for target in ("unmigrated", "migrated to head, empty"):
+        with fresh_app(f"sqlite:///{tmp_path / f'{target}.db'}", tmp_path) as restored:
+            if target != "unmigrated":
+                with restored.app_context():
+                    upgrade()
+            result = cli_json(restored.test_cli_runner(), "backup", "restore", str(archive))
+            assert (result["from_revision"], result["to_revision"]) == ("0012", _head(restored))
+            with restored.app_context():
+                assert _as_lists() == listed, target
+
+
+def _head(app) -> str:
+    from alembic.script import ScriptDirectory
+
+    with app.app_context():
+        return ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config()).get_current_head()

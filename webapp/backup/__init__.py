@@ -102,19 +102,31 @@ def create_backup(path: Path | None = None) -> dict:
     path = Path(path) if path else default_path()
     partial = path.with_name(path.name + ".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with snapshot() as conn, archive.zipfile.ZipFile(partial, "w", archive.zipfile.ZIP_DEFLATED,
-                                                      compresslevel=1) as out:
-        manifest = {"format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
-                    "product_version": product_version(), "schema_revision": _revision(conn),
-                    "created_at": now().isoformat(sep=" ", timespec="seconds"), "engine": conn.dialect.name,
-                    "tables": {}}
-        for table in reflected_tables(conn):
-            columns = archive.table_columns(table)
-            manifest["tables"][table.name] = {"columns": columns,
-                                              **_write_table(out, table.name, ordered_rows(conn, table), columns)}
-        out.writestr(archive.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
-    os.replace(partial, path)
+    try:
+        with snapshot() as conn, archive.zipfile.ZipFile(partial, "w", archive.zipfile.ZIP_DEFLATED,
+                                                          compresslevel=1) as out:
+            manifest = _write_tables(conn, out)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return {"path": str(path), "size": path.stat().st_size, **manifest}
+
+
+def _write_tables(conn: Connection, out) -> dict:
+    """Every table of the snapshot into the open archive, then the manifest describing them."""
+    revision = _revision(conn)
+    if revision is None:
+        raise BackupRefused("数据库尚未初始化，没有可备份的数据。请先运行：flask --app wsgi db upgrade（或 make install）")
+    manifest = {"format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
+                "product_version": product_version(), "schema_revision": revision,
+                "created_at": now().isoformat(sep=" ", timespec="seconds"), "engine": conn.dialect.name,
+                "tables": {}}
+    for table in reflected_tables(conn):
+        columns = archive.table_columns(table)
+        manifest["tables"][table.name] = {"columns": columns,
+                                          **_write_table(out, table.name, ordered_rows(conn, table), columns)}
+    out.writestr(archive.MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+    return manifest
 
 
 def _write_table(out, name: str, rows, columns) -> dict:
@@ -151,6 +163,9 @@ def verify_backup(path) -> dict:
         unknown = sorted(set(tables) - set(db.metadata.tables))
         if unknown:
             raise BackupRefused(f"备份中含有本产品不认识的数据表：{'、'.join(unknown)}。请选择由本产品生成的备份文件。")
+        malformed = sorted(name for name, table in tables.items() if not archive.well_formed(table))
+        if malformed:
+            raise BackupRefused(f"备份清单中数据表 {'、'.join(malformed)} 的说明不完整，清单已被改动或损坏。请换一份完整的备份文件。")
         for name, expected in tables.items():
             archive.check_member(zipped, name, expected)
     return manifest

@@ -116,6 +116,14 @@ class Digest:
         return {"rows": self.rows, "sha256": self.sha.hexdigest()}
 
 
+def well_formed(entry) -> bool:
+    """Whether a manifest's table entry has what a restore reads: rows, sha256, [[name, type code], …]."""
+    columns = entry.get("columns") if isinstance(entry, dict) else None
+    return (isinstance(entry, dict) and isinstance(entry.get("rows"), int) and isinstance(entry.get("sha256"), str)
+            and isinstance(columns, list) and bool(columns)
+            and all(isinstance(c, list) and len(c) == 2 and all(isinstance(part, str) for part in c) for c in columns))
+
+
 def open_archive(path) -> tuple[zipfile.ZipFile, dict]:
     """The archive and its manifest, or BackupRefused naming what is wrong (not a zip, not ours)."""
     try:

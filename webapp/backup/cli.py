@@ -14,7 +14,10 @@ backup_group = AppGroup("backup", help="备份与恢复")
 @click.option("--to", "to", type=click.Path(dir_okay=False), help="archive path (default: DATA_DIR/backups/)")
 def backup_create(to):
     """Write one consistent backup archive of every table while the product keeps running."""
-    result = backup.create_backup(to)
+    try:
+        result = backup.create_backup(to)
+    except backup.BackupRefused as refused:
+        fail(str(refused))
     print_json({"path": result["path"], "size": result["size"], "schema_revision": result["schema_revision"],
                 "created_at": result["created_at"],
                 "rows": {name: table["rows"] for name, table in result["tables"].items()}})
@@ -52,4 +55,5 @@ def backup_restore(file, replace):
 
 
 backup_restore.callback.explains_unmigrated = True  # a fresh, unmigrated database is what it restores into
+backup_create.callback.explains_unmigrated = True  # says so itself, in the words of a backup
 COMMANDS = (backup_group,)
