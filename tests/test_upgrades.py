@@ -105,3 +105,26 @@ def test_every_row_written_at_an_earlier_revision_survives_the_upgrade_to_head(m
                 assert after[table][0][column] == expected, (revision, table, column)
         checked.append((revision, sum(len(rows) for rows in before.values())))
     assert [revision for revision, _ in checked][:2] == ["0001", "0002"] and len(checked) >= 14
+
+
+def test_make_install_upgrades_an_older_data_dir_before_serving_and_says_so(tmp_path):
+    """`make run` runs `make install` first, whose `flask db upgrade` brings a DATA_DIR left by an older
+    version to head, printing each migration it runs (Alembic's "Running upgrade A -> B, what")."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATA_DIR": str(tmp_path / "old")}
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'old' / 'invoice_sync.db'}"})
+    with app.app_context():
+        (tmp_path / "old").mkdir()
+        upgrade(revision="0012")
+        db.engine.dispose()
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert "Running upgrade 0012 -> 0013" in done.stderr
+    current = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300, check=True)
+    assert "(head)" in current.stdout
