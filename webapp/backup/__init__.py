@@ -13,6 +13,7 @@ import json
 import os
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from itertools import islice
 from pathlib import Path
 
 from alembic.migration import MigrationContext
@@ -24,6 +25,7 @@ from webapp.backup import archive
 from webapp.backup.archive import BackupRefused
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.transactions import placeholders
 
 __all__ = ["BackupRefused", "create_backup", "verify_backup", "restore_backup", "table_digests"]
 INSERT_CHUNK = 2000
@@ -220,15 +222,30 @@ def _insert_table(conn: Connection, table, lines, columns) -> int:
     missing = [name for name, _ in columns if name not in table.columns]
     if missing:
         raise BackupRefused(f"数据表 {table.name} 缺少备份中的列：{'、'.join(missing)}；备份与迁移不一致，未写入任何数据。")
-    count, chunk = 0, []
-    for row in archive.decode_rows(lines, columns):
-        chunk.append(row)
-        if len(chunk) >= INSERT_CHUNK:
-            conn.execute(table.insert(), chunk)
-            count, chunk = count + len(chunk), []
-    if chunk:
-        conn.execute(table.insert(), chunk)
-    return count + len(chunk)
+    statement, bind = _insert_statement(conn.dialect, table, [name for name, _ in columns])
+    rows, count = archive.decode_rows(lines, columns), 0
+    while chunk := [bind(row) for row in islice(rows, INSERT_CHUNK)]:
+        conn.exec_driver_sql(statement, chunk)
+        count += len(chunk)
+    return count
+
+
+def _insert_statement(dialect, table, names: list[str]):
+    """The driver's own INSERT of `names` and a function binding a row's values as SQLAlchemy would
+    (each column type's bind processor: SQLite's datetime text, PostgreSQL's JSON), so a restored row
+    is stored exactly as the app stores one; the driver's executemany skips compiling every row."""
+    quote = dialect.identifier_preparer.quote
+    statement = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
+                 f"VALUES {placeholders(dialect, len(names))}")
+    processors = [(index, processor) for index, name in enumerate(names)
+                  if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))]
+
+    def bind(row: list) -> tuple:
+        for index, processor in processors:
+            row[index] = processor(row[index])
+        return tuple(row)
+
+    return statement, bind
 
 
 def _reset_sequences(conn: Connection, tables) -> None:

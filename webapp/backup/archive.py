@@ -52,8 +52,11 @@ def type_code(column) -> str:
     return "str"
 
 
+PLAIN = ("int", "str", "json")  # written as the driver returns them
+
+
 def _encoder(code: str) -> Callable:
-    """Value → neutral JSON value for one type code (None stays None)."""
+    """Value → neutral JSON value for one type code (None stays None); PLAIN codes need none."""
     if code.startswith("decimal:"):
         quantum = Decimal(1).scaleb(-int(code.split(":")[1]))
         return lambda v: None if v is None else str(Decimal(v).quantize(quantum))
@@ -79,19 +82,26 @@ def _decoder(code: str) -> Callable:
 
 def encode_rows(rows: Iterable, codes: list[str]) -> Iterator[bytes]:
     """Each row as one canonical JSON line (the bytes the checksum is taken over)."""
-    encoders = [_encoder(code) for code in codes]
-    plain = all(code in ("int", "str", "json") for code in codes)
+    converted = [(index, _encoder(code)) for index, code in enumerate(codes) if code not in PLAIN]
+    dumps = orjson.dumps
     for row in rows:
-        values = list(row) if plain else [encode(value) for encode, value in zip(encoders, row, strict=True)]
-        yield orjson.dumps(values) + b"\n"
+        values = list(row)
+        for index, encode in converted:
+            values[index] = encode(values[index])
+        yield dumps(values) + b"\n"
 
 
-def decode_rows(lines: Iterable[bytes], columns: list[list[str]]) -> Iterator[dict]:
-    """Lines of a table member back into row dicts for an INSERT."""
-    names = [name for name, _ in columns]
-    decoders = [_decoder(code) for _, code in columns]
+def decode_rows(lines: Iterable[bytes], columns: list[list[str]]) -> Iterator[list]:
+    """Lines of a table member back into rows of Python values, in the manifest's column order."""
+    converted = [(index, _decoder(code)) for index, (_, code) in enumerate(columns) if code not in PLAIN]
+    loads, width = orjson.loads, len(columns)
     for line in lines:
-        yield {name: decode(value) for name, decode, value in zip(names, decoders, orjson.loads(line), strict=True)}
+        row = loads(line)
+        if not isinstance(row, list) or len(row) != width:
+            raise BackupRefused("备份中的数据行与清单的列不符，文件已被改动或损坏。请换一份完整的备份文件。")
+        for index, decode in converted:
+            row[index] = decode(row[index])
+        yield row
 
 
 def table_columns(table: Table) -> list[list[str]]:
@@ -152,18 +162,31 @@ def open_archive(path) -> tuple[zipfile.ZipFile, dict]:
     return archive, manifest
 
 
-def read_lines(archive: zipfile.ZipFile, table: str) -> Iterator[bytes]:
-    """A table member's lines, streamed (never the whole table in memory)."""
+def read_chunks(archive: zipfile.ZipFile, table: str) -> Iterator[bytes]:
+    """A table member's bytes a megabyte at a time (never the whole table in memory)."""
     with archive.open(member(table)) as stream:
-        yield from stream
+        while chunk := stream.read(READ_CHUNK):
+            yield chunk
+
+
+def read_lines(archive: zipfile.ZipFile, table: str) -> Iterator[bytes]:
+    """A table member's lines (without their newline), split out of its chunks."""
+    rest = b""
+    for chunk in read_chunks(archive, table):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
 
 
 def check_member(archive: zipfile.ZipFile, table: str, expected: dict) -> None:
     """Read a table member whole and compare its row count and checksum with the manifest's."""
     digest = Digest()
     try:
-        for line in read_lines(archive, table):
-            digest.add(line)
+        for chunk in read_chunks(archive, table):  # the lines' bytes in a row: the same count and checksum
+            digest.rows += chunk.count(b"\n")
+            digest.sha.update(chunk)
     except KeyError:
         raise BackupRefused(f"备份文件缺少数据表 {table} 的内容，文件不完整。请换一份完整的备份文件。") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
