@@ -136,3 +136,24 @@ def test_another_orgs_admin_cannot_see_the_installs_backups(app, client, runner)
     cli_json(runner, "user", "add", "other-admin", "--password", "pw-123456", "--org", "另一个组织", "--role", "admin")
     login(client, "other-admin", "pw-123456")
     assert client.get("/admin/backups").status_code == 403
+
+
+def test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it(app, tmp_path, monkeypatch):
+    """The real `flask scheduler` and worker processes: a night whose backup time has passed is backed
+    up once, however many cycles the scheduler runs meanwhile."""
+    import time
+
+    from .test_faults import start_scheduler, start_worker, stop
+
+    monkeypatch.setenv("BACKUP_TIME", "00:00")  # today's time has passed: due at the scheduler's start
+    scheduler, worker = start_scheduler(app, tmp_path / "scheduler.log"), start_worker(app, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not [r for r in _runs(app) if r[1] == "succeeded"]:
+            time.sleep(0.5)
+        time.sleep(5)  # two more reconcile cycles (every 2 s here): still one run for the night
+    finally:
+        stop(scheduler)
+        stop(worker)
+    [(night, status, invoices, has_file)] = _runs(app)
+    assert (status, invoices, has_file) == ("succeeded", 0, True), (tmp_path / "scheduler.log").read_text()[-2000:]
