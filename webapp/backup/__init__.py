@@ -16,8 +16,6 @@ from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
 from pathlib import Path
 
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import current_app
 from sqlalchemy import Connection, MetaData, String, literal, select, text
 
@@ -79,6 +77,12 @@ def ordered_rows(conn: Connection, table):
 
 
 def _revision(conn: Connection) -> str | None:
+    """The schema revision Alembic recorded in this database (None: never migrated).
+
+    Alembic is imported here, not at the top: every process would pay its import at start otherwise
+    (tests/test_startup.py, docs/performance.md cold start)."""
+    from alembic.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -146,7 +150,10 @@ def _write_table(out, name: str, rows, columns) -> dict:
     return digest.summary()
 
 
-def _script() -> ScriptDirectory:
+def _script():
+    """The project's migrations (Alembic's ScriptDirectory), imported on use as in _revision."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config())
 
 
