@@ -136,6 +136,7 @@ def test_another_orgs_admin_cannot_see_the_installs_backups(app, client, runner)
     cli_json(runner, "user", "add", "other-admin", "--password", "pw-123456", "--org", "另一个组织", "--role", "admin")
     login(client, "other-admin", "pw-123456")
     assert client.get("/admin/backups").status_code == 403
+    assert "/admin/backups" not in client.get("/admin/companies").text  # no tab that would answer 403
 
 
 def test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it(app, tmp_path, monkeypatch):
@@ -157,3 +158,20 @@ def test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it(
         stop(worker)
     [(night, status, invoices, has_file)] = _runs(app)
     assert (status, invoices, has_file) == ("succeeded", 0, True), (tmp_path / "scheduler.log").read_text()[-2000:]
+
+
+def test_a_restored_nightly_archive_does_not_leave_its_own_run_running(app, runner, tmp_path, work):
+    """The nightly archive is taken while its run is 备份中: restored, that run is closed with a reason
+    at once, not failed as lost an hour later."""
+    from .conftest import cli_json
+    from .test_backup import fresh_app
+
+    _cycle(app, datetime(2026, 3, 10, 2, 40))
+    work()
+    with app.app_context():
+        archive = runs.archive_path(db.session.scalar(select(BackupRun)))
+    with fresh_app(f"sqlite:///{tmp_path / 'restored.db'}", tmp_path) as restored:
+        cli_json(restored.test_cli_runner(), "backup", "restore", str(archive))
+        with restored.app_context():
+            [run] = db.session.scalars(select(BackupRun)).all()
+            assert (run.status, run.failure) == ("failed", "restored")

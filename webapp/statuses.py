@@ -158,4 +158,5 @@ class BackupFailure(Labelled):
     DISK = "disk", "写入备份文件失败（磁盘空间不足或目录不可写），请检查 DATA_DIR/backups 所在磁盘"
     DATABASE = "database", "读取数据库失败，请检查数据库是否可用"
     LOST = "lost", "备份任务未在一小时内完成（进程被中止或队列丢失），请点击“立即备份”重试"
+    RESTORED = "restored", "此条记录来自恢复所用的备份：该备份当时正在进行，其结果见备份文件本身"
     OTHER = "other", "备份出错，请查看详情并联系管理员"

@@ -23,6 +23,7 @@ from webapp.backup import archive
 from webapp.backup.archive import BackupRefused
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.statuses import BackupFailure, BackupStatus
 from webapp.transactions import placeholders
 
 __all__ = ["BackupRefused", "create_backup", "verify_backup", "restore_backup", "table_digests"]
@@ -221,7 +222,17 @@ def _load(zipped, manifest: dict) -> dict[str, int]:
                                                manifest["tables"][name]["columns"])
             if conn.dialect.name == "postgresql":
                 _reset_sequences(conn, tables.values())
+            _close_unfinished_runs(conn, tables.get("backup_run"))
     return restored
+
+
+def _close_unfinished_runs(conn: Connection, runs) -> None:
+    """A nightly archive holds its own run as still running: in the restored database that run will
+    never finish, so it is closed with a reason instead of being failed an hour later as lost."""
+    if runs is None:
+        return
+    conn.execute(runs.update().where(runs.c.status.in_([BackupStatus.PENDING, BackupStatus.RUNNING]))
+                 .values(status=BackupStatus.FAILED, failure=BackupFailure.RESTORED))
 
 
 def _insert_table(conn: Connection, table, lines, columns) -> int:

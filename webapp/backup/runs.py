@@ -12,14 +12,14 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from webapp import backup
 from webapp.background import background
 from webapp.clock import now
 from webapp.extensions import db
-from webapp.models import BackupRun
+from webapp.models import BackupRun, Org
 from webapp.statuses import BackupFailure, BackupStatus, BackupTrigger
 from webapp.transactions import write_transaction
 
@@ -159,6 +159,12 @@ def backup_check(moment: datetime | None = None) -> tuple[bool, str]:
         return False, (f"最近一次成功的备份已是 {age.days} 天前。请检查 系统管理 → 备份 中的失败原因，"
                        "并确认调度进程（scheduler）和后台进程（worker）在运行。")
     return True, f"最近一次成功的备份在 {int(age.total_seconds() // 3600)} 小时前。"
+
+
+def install_org_id() -> int | None:
+    """The install's own org, the first one (`make install` seeds it): its admins keep the backups,
+    which hold every org's rows; another org's admins manage their own org only."""
+    return db.session.scalar(select(func.min(Org.id)))
 
 
 def recent_runs(limit: int = 30) -> list[BackupRun]:
