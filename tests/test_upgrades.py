@@ -54,14 +54,16 @@ def _revisions(app) -> list[str]:
 
 
 def _value(table: str, column, code: str):
-    """A representative value of a column's type; 1 for ids and the foreign keys that point at them."""
+    """A representative value of a column's type; 1 for ids and the foreign keys that point at them.
+    Texts are upper case without spaces, the form a tax ID is kept in, so a migration that rewrites
+    tax IDs into that form leaves them as they are."""
     if column.primary_key and code == "int" or column.foreign_keys:
         return 1
     return {"int": 7, "bool": True, "datetime": datetime(2026, 1, 2, 3, 4, 5), "date": date(2026, 1, 2),
             "json": ["v1", "v2"]}.get(code) or (Decimal("12.34") if code.startswith("decimal") else
                                                   ("v1、v2" if CONVERTED_IN_0013.get((table, column.name)) == "、"
                                                    else "v1,v2" if (table, column.name) in CONVERTED_IN_0013
-                                                   else f"{column.name[:3]}1"))
+                                                   else f"{column.name[:3].upper()}1"))
 
 
 def _fill() -> None:
