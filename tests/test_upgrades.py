@@ -5,9 +5,12 @@ migrations themselves, by pytest-alembic: one head, each revision upgrades, and 
 migrated schema."""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 
+import psycopg
 import pytest
 from flask_migrate import upgrade
 from pytest_alembic.tests import (  # noqa: F401  (collected here as tests)
@@ -16,12 +19,17 @@ from pytest_alembic.tests import (  # noqa: F401  (collected here as tests)
     test_up_down_consistency,
     test_upgrade,
 )
+from sqlalchemy import make_url
 
 from webapp.backup import archive, ordered_rows, reflected_tables, snapshot
 from webapp.extensions import db
 from wsgi import create_app
 
+from .test_backup import fresh_postgresql
+
 # 0013 keeps these joined texts as JSON lists: the value written before is expected as its list
+TYPED_VALUES = {"int": 7, "bool": True, "datetime": datetime(2026, 1, 2, 3, 4, 5), "date": date(2026, 1, 2),
+                "json": ["V1", "V2"]}
 CONVERTED_IN_0013 = {("batch", "kinds"): "、", ("batch", "type_codes"): ",", ("schedule_run", "batch_nos"): ","}
 
 
@@ -59,11 +67,13 @@ def _value(table: str, column, code: str):
     tax IDs into that form leaves them as they are."""
     if column.primary_key and code == "int" or column.foreign_keys:
         return 1
-    return {"int": 7, "bool": True, "datetime": datetime(2026, 1, 2, 3, 4, 5), "date": date(2026, 1, 2),
-            "json": ["v1", "v2"]}.get(code) or (Decimal("12.34") if code.startswith("decimal") else
-                                                  ("v1、v2" if CONVERTED_IN_0013.get((table, column.name)) == "、"
-                                                   else "v1,v2" if (table, column.name) in CONVERTED_IN_0013
-                                                   else f"{column.name[:3].upper()}1"))
+    if code in TYPED_VALUES:
+        return TYPED_VALUES[code]
+    if code.startswith("decimal"):
+        return Decimal("12.34")
+    if (table, column.name) in CONVERTED_IN_0013:
+        return CONVERTED_IN_0013[(table, column.name)].join(["V1", "V2"])
+    return f"{column.name[:3].upper()}1"[:getattr(column.type, "length", None)]
 
 
 def _fill() -> None:
@@ -86,27 +96,50 @@ def _rows() -> dict[str, list[dict]]:
         return result
 
 
-def test_every_row_written_at_an_earlier_revision_survives_the_upgrade_to_head(migrations_app, tmp_path):
+@contextmanager
+def _empty_database(engine: str, tmp_path):
+    """A function giving, for each revision, the URL of an empty database of the engine."""
+    if engine == "sqlite":
+        yield lambda revision: f"sqlite:///{tmp_path / f'at-{revision}.db'}"
+        return
+    with fresh_postgresql() as url:
+        def emptied(revision: str) -> str:
+            with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                                 autocommit=True) as conn:
+                conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            return url
+
+        yield emptied
+
+
+@pytest.mark.parametrize("engine", ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else []))
+def test_every_row_written_at_an_earlier_revision_survives_the_upgrade_to_head(migrations_app, tmp_path, engine):
     checked = []
-    for revision in _revisions(migrations_app):
-        app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'at-{revision}.db'}"})
-        with app.app_context():
-            upgrade(revision=revision)
-            _fill()
-            before = _rows()
-            upgrade()
-            after = _rows()
-            db.engine.dispose()
-        for table, rows in before.items():
-            assert len(after[table]) == len(rows) == 1, (revision, table)
-            for column, value in rows[0].items():
-                if column not in after[table][0]:
-                    continue  # dropped on purpose by a later migration
-                separator = CONVERTED_IN_0013.get((table, column)) if revision < "0013" else None
-                expected = value.split(separator) if separator else value
-                assert after[table][0][column] == expected, (revision, table, column)
-        checked.append((revision, sum(len(rows) for rows in before.values())))
+    with _empty_database(engine, tmp_path) as database_for:
+        for revision in _revisions(migrations_app):
+            checked.append((revision, _upgraded_rows_kept(database_for(revision), revision)))
     assert [revision for revision, _ in checked][:2] == ["0001", "0002"] and len(checked) >= 14
+
+
+def _upgraded_rows_kept(url: str, revision: str) -> int:
+    """Rows written at `revision`, upgraded to head, compared value by value; how many were checked."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade(revision=revision)
+        _fill()
+        before = _rows()
+        upgrade()
+        after = _rows()
+        db.engine.dispose()
+    for table, rows in before.items():
+        assert len(after[table]) == len(rows) == 1, (revision, table)
+        for column, value in rows[0].items():
+            if column not in after[table][0]:
+                continue  # dropped on purpose by a later migration
+            separator = CONVERTED_IN_0013.get((table, column)) if revision < "0013" else None
+            expected = value.split(separator) if separator else value
+            assert after[table][0][column] == expected, (revision, table, column)
+    return sum(len(rows) for rows in before.values())
 
 
 def test_make_install_upgrades_an_older_data_dir_before_serving_and_says_so(tmp_path):
