@@ -187,5 +187,31 @@ class AlertKind(Labelled):
     DISK_LOW = "disk_low", "磁盘空间不足"
 
 
+class BackupStatus(Labelled):
+    """A backup run's state (BackupRun.status): 系统管理 → 备份 lists it."""
+
+    PENDING = "pending", "排队中"
+    RUNNING = "running", "备份中"
+    SUCCEEDED = "succeeded", "成功"
+    FAILED = "failed", "失败"
+
+
+class BackupTrigger(Labelled):
+    """Why a backup ran: the nightly schedule or an admin's 立即备份."""
+
+    NIGHTLY = "nightly", "每日自动备份"
+    MANUAL = "manual", "立即备份"
+
+
+class BackupFailure(Labelled):
+    """Why a backup failed (BackupRun.failure); the detail (BackupRun.failure_detail) is the error's own text."""
+
+    DISK = "disk", "写入备份文件失败（磁盘空间不足或目录不可写），请检查 DATA_DIR/backups 所在磁盘"
+    DATABASE = "database", "读取数据库失败，请检查数据库是否可用"
+    LOST = "lost", "备份任务未在一小时内完成（进程被中止或队列丢失），请点击“立即备份”重试"
+    RESTORED = "restored", "此条记录来自恢复所用的备份：该备份当时正在进行，其结果见备份文件本身"
+    OTHER = "other", "备份出错，请查看详情并联系管理员"
+
+
 CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
-             AlertKind)  # the templates' globals
+             AlertKind, BackupStatus, BackupTrigger, BackupFailure)  # the templates' globals

@@ -188,7 +188,7 @@ def audit_log():
     page = max(request.args.get("page", 1, type=int), 1)
     pagination = db.paginate(_audit_query(form), page=page, per_page=50, error_out=False)
     return render_template("admin/audit.html", form=form, pagination=pagination, actions=audit.ACTIONS,
-                           details_text=audit.details_text, retention=audit.RETENTION_DAYS)
+                           details_text=audit.details_text, retention=audit.retention_days())
 
 
 @bp.route("/audit/export")
