@@ -117,17 +117,26 @@ def test_finance_users_cannot_see_or_download_backups(app, client, work):
     assert client.get(f"/admin/backups/{run_id}/download").status_code == 403
 
 
-def test_the_health_check_warns_when_the_newest_good_backup_is_over_two_days_old(app, work):
+def test_the_health_check_warns_when_the_newest_good_backup_is_over_two_days_old(app, work, runner):
+    """flask doctor's 备份 line: a warning with no good backup yet, fine after one, a warning again
+    once it is over two days old."""
+    from webapp.health.checks import backup
+
     app.config["CLOCK_NOW"] = datetime(2026, 5, 1, 3, 0)
     with app.app_context():
-        ok, message = runs.backup_check()
-        assert not ok and "还没有成功的备份" in message
+        finding = backup()
+        assert finding.status == "warning" and "还没有成功的备份" in finding.message
         runs.request_backup("admin")
     work()
+    app.config["CLOCK_NOW"] = datetime(2026, 5, 2, 12, 0)
     with app.app_context():
-        assert runs.backup_check(datetime(2026, 5, 2, 12, 0))[0]
-        ok, message = runs.backup_check(datetime(2026, 5, 3, 4, 0))
-        assert not ok and "2 天前" in message
+        assert backup().status == "ok"
+    app.config["CLOCK_NOW"] = datetime(2026, 5, 3, 4, 0)
+    with app.app_context():
+        finding = backup()
+        assert finding.status == "warning" and "2 天前" in finding.message
+    doctor = runner.invoke(args=["doctor", "--json"])
+    assert '"backup"' in doctor.output and "2 天前" in doctor.output
 
 
 def test_another_orgs_admin_cannot_see_the_installs_backups(app, client, runner):

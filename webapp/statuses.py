@@ -174,6 +174,10 @@ class HealthCode(Labelled):
     PROCESS_FATAL = "process_fatal", "进程 {names} 反复退出后已停止重启，请查看其日志并处理后重新启动"
     PROCESS_RESTARTING = "process_restarting", "进程 {names} 一小时内重启 {count} 次以上，请查看其日志"
     PROCESS_DOWN = "process_down", "进程 {names} 未在运行（{states}）"
+    BACKUP_OK = "backup_ok", "最近一次成功的备份在 {hours} 小时前"
+    BACKUP_NONE = "backup_none", "还没有成功的备份。请在 系统管理 → 备份 点击“立即备份”，并确认调度进程（scheduler）在运行"
+    BACKUP_OLD = "backup_old", ("最近一次成功的备份已是 {days} 天前。请检查 系统管理 → 备份 中的失败原因，"
+                                "并确认调度进程（scheduler）和后台进程（worker）在运行")
     CHECK_TIMEOUT = "check_timeout", "检查超过 {seconds} 秒未完成，视为故障"
     CHECK_ERROR = "check_error", "检查本身出错（{error}），请查看日志"
 

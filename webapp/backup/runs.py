@@ -150,17 +150,6 @@ def newest_good_backup_age(moment: datetime | None = None) -> timedelta | None:
     return None if finished is None else (moment or now()) - finished
 
 
-def backup_check(moment: datetime | None = None) -> tuple[bool, str]:
-    """`flask doctor`'s backup check: (ok, a Chinese sentence saying what to do when not)."""
-    age = newest_good_backup_age(moment)
-    if age is None:
-        return False, "还没有成功的备份。请在 系统管理 → 备份 点击“立即备份”，并确认调度进程（scheduler）在运行。"
-    if age > WARN_AFTER:
-        return False, (f"最近一次成功的备份已是 {age.days} 天前。请检查 系统管理 → 备份 中的失败原因，"
-                       "并确认调度进程（scheduler）和后台进程（worker）在运行。")
-    return True, f"最近一次成功的备份在 {int(age.total_seconds() // 3600)} 小时前。"
-
-
 def install_org_id() -> int | None:
     """The install's own org, the first one (`make install` seeds it): its admins keep the backups,
     which hold every org's rows; another org's admins manage their own org only."""
