@@ -28,8 +28,12 @@ class DiskFull(SourceRejected):
 
 
 def free_bytes(folder: str | Path) -> int:
-    """Bytes a process may still write on the filesystem holding `folder`."""
-    return shutil.disk_usage(folder).free
+    """Bytes a process may still write on the filesystem holding `folder` (or, while it is not yet
+    created, its nearest existing parent: the filesystem it will be made on)."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def low_space_message(folder: str | Path, free: int, limit_mb: int) -> str:
