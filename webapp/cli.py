@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
 
 import click
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from channels.months import month_of
 from webapp.accounts.permissions import company_for
 from webapp.extensions import db
 from webapp.models import User
@@ -43,14 +41,6 @@ def acting_company(user: User, tax_id: str):
         return company_for(user, tax_id)
     except PermissionError as exc:
         fail(str(exc))
-
-
-def month_arg(value: str) -> str:
-    """A YYYY-MM option, checked."""
-    try:
-        return month_of(datetime.strptime(value, "%Y-%m"))
-    except ValueError:
-        fail(f"月份格式应为 YYYY-MM：{value}")
 
 
 def init_app(app) -> None:

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.months import month_of
+from channels.months import month_index, month_of
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
@@ -121,9 +121,9 @@ def check_months(first: str, last: str, today) -> None:
     """开票日期 from `first` to `last` ('YYYY-MM'): in order and inside the last five years, or
     ValueError in Chinese (the import dialog and the `download` command say the same)."""
     lowest, highest = period_limits(today)
-    if first > last:
+    if month_index(first) > month_index(last):
         raise ValueError("起始月份不能晚于截止月份")
-    if first < lowest or last > highest:
+    if month_index(first) < month_index(lowest) or month_index(last) > month_index(highest):
         raise ValueError(f"开票日期只能选择近五年：{lowest} 至 {highest}")
 
 
@@ -160,8 +160,10 @@ def usable_channel(company: Company) -> str | None:
 
 def months_before_leqi(company: Company, months: list[str]) -> list[str]:
     """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
-    since = month_of(company.leqi_since) if company.leqi_since else None
-    return [m for m in months if since and m < since]
+    if not company.leqi_since:
+        return []
+    since = month_index(month_of(company.leqi_since))
+    return [m for m in months if month_index(m) < since]
 
 
 def leqi_note(company: Company, skipped: list[str]) -> str:

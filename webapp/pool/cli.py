@@ -4,8 +4,9 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from webapp.cli import fail, month_arg, print_json
+from webapp.cli import fail, print_json
 from webapp.clock import now
+from webapp.params import MONTH, TAX_ID, TEXT, YEAR
 from webapp.pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from webapp.pool.coverage import coverage, coverage_json
 from webapp.pool.redflush import assess, to_json
@@ -16,14 +17,14 @@ pool_group = AppGroup("pool", help="销项发票池")
 
 
 @pool_group.command("stats")
-@click.option("--tax-id", required=True)
+@click.option("--tax-id", required=True, type=TAX_ID)
 def pool_stats_command(tax_id):
     """One company's pool figures."""
     print_json(pool_stats(tax_id.strip().upper()))
 
 
 @pool_group.command("show")
-@click.argument("key")
+@click.argument("key", type=TEXT)
 def pool_show(key):
     """One invoice with its lines, red link, usage statuses and red-flush readiness."""
 
@@ -38,8 +39,8 @@ def pool_show(key):
 
 
 @pool_group.command("coverage")
-@click.option("--tax-id", required=True)
-@click.option("--year", type=int, required=True)
+@click.option("--tax-id", required=True, type=TAX_ID)
+@click.option("--year", type=YEAR, required=True)
 def pool_coverage(tax_id, year):
     """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
 
@@ -47,8 +48,8 @@ def pool_coverage(tax_id, year):
 
 
 @pool_group.command("summary")
-@click.option("--tax-id", required=True)
-@click.option("--year", type=int, required=True)
+@click.option("--tax-id", required=True, type=TAX_ID)
+@click.option("--year", type=YEAR, required=True)
 def pool_summary(tax_id, year):
     """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
 
@@ -56,12 +57,12 @@ def pool_summary(tax_id, year):
 
 
 @pool_group.command("diff")
-@click.option("--tax-id", required=True)
-@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--tax-id", required=True, type=TAX_ID)
+@click.option("--month", required=True, type=MONTH)
 def pool_diff(tax_id, month):
     """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
 
-    print_json(source_report(tax_id.strip().upper(), month_arg(month)))
+    print_json(source_report(tax_id.strip().upper(), month))
 
 
 COMMANDS = (pool_group,)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select
 
+from webapp import params
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
@@ -46,7 +47,15 @@ class PoolFilter:
 
     @classmethod
     def from_args(cls, args) -> PoolFilter:
-        return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
+        """The filter a query string asks for, its dates and choices parsed (webapp.params): a value
+        outside them is refused with the reason, never an overflow or a silently wider search."""
+        flt = cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
+        params.day(flt.date_from), params.day(flt.date_to)
+        params.choice(flt.status, INVOICE_STATUSES, "发票状态")
+        params.choice(flt.color, ("blue", "red"), "蓝/红")
+        params.choice(flt.source, Source, "数据来源")
+        params.choice(flt.sort, SORTS, "排序")
+        return flt
 
     def as_args(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
