@@ -142,9 +142,10 @@ def text(value: str) -> str:
     return value.strip()
 
 
-def arg(name: str, parse):
-    """The request's parameter `name` (query string or form) parsed; a refusal becomes a 400 (init_app)."""
-    return parse(request.values.get(name, ""))
+def arg(name: str, parse, query_only: bool = False):
+    """The request's parameter `name` (query string or form; `query_only`: where a form field of the same
+    name means something else) parsed; a refusal becomes a 400 (init_app)."""
+    return parse((request.args if query_only else request.values).get(name, ""))
 
 
 def _guard_text() -> None:

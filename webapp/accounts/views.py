@@ -87,7 +87,7 @@ def _org_companies() -> list[Company]:
 @bp.route("/companies", methods=["GET", "POST"])
 def companies():
     """企业信息: add or edit a company of the admin's org."""
-    edit = params.arg("tax_id", params.tax_id)
+    edit = params.arg("tax_id", params.tax_id, query_only=True)
     company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():
