@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import click
 import pytest
 from flask import Request
 from hypothesis import HealthCheck, given, settings
@@ -222,7 +223,7 @@ CLI_HOSTILE = ["9999", "10000", "-1", "0", "99999999999999999999", "2024-13", "9
                "0001-01-01", "", "x" * 500, "发票😀", "a\x00b"]
 VALID = {"tax_id": DEMO_TAX_ID, "tax_ids": DEMO_TAX_ID, "year": "2024", "month": "2024-03", "first": "2024-01",
          "last": "2024-02", "username": "admin", "channel": "rpa", "at": "2026-12-05T00:30"}
-CHECKED = {"year", "month", "first", "last", "tax_id", "tax_ids", "at"}  # the commands' year/month/tax-ID/time options
+CHECKED = {"year", "month", "first", "last", "tax_id", "tax_ids", "grants", "at", "batch_no", "key"}
 
 
 def _commands(group, prefix=()):
@@ -235,23 +236,34 @@ def _commands(group, prefix=()):
 
 
 def _cli_cases(app):
-    """For each command option of CHECKED name: (command words, other options valid, that option hostile)."""
+    """For each command parameter of CHECKED name: (command words, the parameter, its arguments but that
+    one valid and required ones given, and a function giving them with that one hostile)."""
     for words, command in _commands(app.cli):
-        options = {p.name: p for p in command.params if isinstance(p.opts, list) and p.opts[0].startswith("--")}
-        for name in CHECKED & set(options):
-            base = [a for other, p in options.items() if other != name and p.required
-                    for a in (p.opts[0], VALID.get(other, "x"))]
-            yield words, options[name].opts[0], base
+        for tested in command.params:
+            if tested.name not in CHECKED:
+                continue
+
+            def args(value, command=command, tested=tested):
+                options, positional = [], ["--"]  # after "--" a value such as "-1" is not read as an option
+                for param in command.params:
+                    if param is tested or param.required:
+                        text = value if param is tested else VALID.get(param.name, "x")
+                        (positional if isinstance(param, click.Argument) else options).extend(
+                            [text] if isinstance(param, click.Argument) else [param.opts[0], text])
+                return options + positional
+
+            yield words, tested.name, args
 
 
 def test_commands_refuse_hostile_years_months_and_tax_ids(hostile_app, single_thread):
     runner = hostile_app.test_cli_runner()
     cases = list(_cli_cases(hostile_app))
-    assert {("pool", "coverage"), ("pool", "summary"), ("pool", "diff"), ("download",)} <= {c[0] for c in cases}
-    for words, option, base in cases:
+    assert {("pool", "coverage"), ("pool", "summary"), ("pool", "diff"), ("download",), ("batch", "show")} <= {
+        c[0] for c in cases}
+    for words, name, args in cases:
         for value in CLI_HOSTILE:
-            result = _answer(single_thread, runner.invoke, args=[*words, *base, option, value])
-            said = f"{' '.join(words)} {option} {value[:20]!r}: {result.output[-300:]}"
+            result = _answer(single_thread, runner.invoke, args=[*words, *args(value)])
+            said = f"{' '.join(words)} {name}={value[:20]!r}: {result.output[-300:]}"
             assert result.exception is None or isinstance(result.exception, SystemExit), said
             if result.exit_code:
                 assert re.search(r"[\u4e00-\u9fff]", result.output), said

@@ -126,6 +126,16 @@ def tax_id(text: str) -> str:
     return text
 
 
+def batch_no(text: str) -> str:
+    """导入批次号 by its shape (webapp.batches.BATCH_NO); "" when not given."""
+    from webapp.batches import BATCH_NO  # the shape's one home, beside what writes it
+
+    text = (text or "").strip()
+    if text and not BATCH_NO.fullmatch(text):
+        raise Refused(f"导入批次号格式不正确（应为 14 位日期时间加 6 位编码，如 20261205093000A1B2C3）：{_shown(text)}")
+    return text
+
+
 def choice(text: str, allowed, what: str) -> str:
     """One of the allowed codes ("" when not given)."""
     text = (text or "").strip()
@@ -189,8 +199,9 @@ class Parsed(click.ParamType):
         return parsed
 
 
-YEAR, MONTH, MOMENT, TAX_ID, TEXT = (Parsed("YYYY", year), Parsed("YYYY-MM", month), Parsed("ISO-TIME", moment),
-                                     Parsed("TAX_ID", tax_id), Parsed("TEXT", text))
+YEAR, MONTH, MOMENT, TAX_ID, BATCH_NO, TEXT = (
+    Parsed("YYYY", year), Parsed("YYYY-MM", month), Parsed("ISO-TIME", moment), Parsed("TAX_ID", tax_id),
+    Parsed("BATCH_NO", batch_no), Parsed("TEXT", text))
 
 
 def init_app(app) -> None:

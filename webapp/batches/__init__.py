@@ -1,6 +1,7 @@
 """导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -29,6 +30,9 @@ def subtask_label(subtask: Subtask) -> str:
     if subtask.batch.data_type == DataType.USAGE:
         return "等待发票数据"
     return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
+
+
+BATCH_NO = re.compile(r"[0-9]{14}[0-9A-F]{6}")  # what new_batch_no writes
 
 
 def new_batch_no() -> str:

@@ -23,7 +23,7 @@ from webapp.cli import acting_company, acting_user, fail, print_json
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
-from webapp.params import MONTH, TAX_ID, TEXT
+from webapp.params import BATCH_NO, MONTH, TAX_ID, TEXT
 from webapp.statuses import BatchStatus, Channel, DataType, SubtaskStatus
 
 
@@ -112,7 +112,7 @@ batch_group = AppGroup("batch", help="导入批次")
 
 
 @batch_group.command("show")
-@click.argument("batch_no", type=TEXT)
+@click.argument("batch_no", type=BATCH_NO)
 def batch_show(batch_no):
     """One batch with its subtasks."""
     print_json(batch_json(batch_by_no(batch_no)))
