@@ -50,7 +50,7 @@ class PoolFilter:
         """The filter a query string asks for, its dates and choices parsed (webapp.params): a value
         outside them is refused with the reason, never an overflow or a silently wider search."""
         flt = cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
-        params.day(flt.date_from), params.day(flt.date_to)
+        params.tax_id(flt.tax_id), params.day(flt.date_from), params.day(flt.date_to)
         params.choice(flt.status, INVOICE_STATUSES, "发票状态")
         params.choice(flt.color, ("blue", "red"), "蓝/红")
         params.choice(flt.source, Source, "数据来源")
