@@ -228,7 +228,8 @@ CLI_HOSTILE = ["9999", "10000", "-1", "0", "99999999999999999999", "2024-13", "9
                "0001-01-01", "", "x" * 500, "发票😀", "a\x00b"]
 VALID = {"tax_id": DEMO_TAX_ID, "tax_ids": DEMO_TAX_ID, "year": "2024", "month": "2024-03", "first": "2024-01",
          "last": "2024-02", "username": "admin", "channel": "rpa", "at": "2026-12-05T00:30"}
-CHECKED = {"year", "month", "first", "last", "tax_id", "tax_ids", "grants", "at", "batch_no", "key"}
+CHECKED = {"year", "month", "first", "last", "tax_id", "tax_ids", "grants", "at", "batch_no", "key", "org", "name",
+           "channel", "types", "data", "role"}
 
 
 def _commands(group, prefix=()):
@@ -300,3 +301,22 @@ def test_months_compare_by_index_not_text():
         add_months("1000-01", -1)
     with pytest.raises(ValueError):
         month_index("2024-13")
+
+
+MONTHS = st.builds(lambda y, m: f"{y:04d}-{m:02d}", st.integers(1000, 9999), st.integers(1, 12))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(first=MONTHS, last=MONTHS, n=st.integers(-200, 200))
+def test_month_sums_agree_with_their_indexes(first, last, n):
+    """Any two months of the bounded years: the list between them is as long as their indexes say and in
+    time order; a sum that leaves the years is refused, never written as a five-digit year."""
+    between = months_between(first, last)
+    assert len(between) == max(0, month_index(last) - month_index(first) + 1)
+    assert [month_index(m) for m in between] == sorted(month_index(m) for m in between)
+    try:
+        moved = add_months(first, n)
+    except ValueError:
+        assert not 1000 * 12 <= month_index(first) + n <= 9999 * 12 + 11
+    else:
+        assert month_index(moved) == month_index(first) + n and len(moved) == 7

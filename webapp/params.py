@@ -199,6 +199,20 @@ class Parsed(click.ParamType):
         return parsed
 
 
+class Choice(click.Choice):
+    """click's Choice (the help lists the codes), refusing in Chinese like the parsers above."""
+
+    def __init__(self, choices, what: str):
+        super().__init__(list(choices))
+        self.what = what
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{self.what}应为 {'、'.join(self.choices)} 之一：{_shown(str(value))}", param, ctx)
+
+
 YEAR, MONTH, MOMENT, TAX_ID, BATCH_NO, TEXT = (
     Parsed("YYYY", year), Parsed("YYYY-MM", month), Parsed("ISO-TIME", moment), Parsed("TAX_ID", tax_id),
     Parsed("BATCH_NO", batch_no), Parsed("TEXT", text))

@@ -7,7 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 from webapp import accounts
 from webapp.accounts import audit
 from webapp.cli import fail, print_json
-from webapp.params import TAX_ID, TEXT
+from webapp.params import TAX_ID, TEXT, Choice
 from webapp.statuses import Role
 from webapp.transactions import write_transaction
 
@@ -27,7 +27,7 @@ enterprise = AppGroup("enterprise", help="企业信息")
 @enterprise.command("add")
 @click.option("--tax-id", required=True, type=TAX_ID)
 @click.option("--name", required=True, type=TEXT)
-@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True, type=TEXT)
 def enterprise_add(tax_id, name, org):
     """Add a company, or rename an existing one of the same org."""
     try:
@@ -45,8 +45,8 @@ user_group = AppGroup("user", help="用户")
 @user_group.command("add")
 @click.argument("username", type=TEXT)
 @click.option("--password", required=True)
-@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
-@click.option("--role", type=click.Choice(Role.codes()), default=Role.FINANCE.value, show_default=True)
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True, type=TEXT)
+@click.option("--role", type=Choice(Role.codes(), "角色"), default=Role.FINANCE.value, show_default=True)
 @click.option("--grant", "grants", multiple=True, type=TAX_ID, help="a tax ID the user may work on; repeatable")
 def user_add(username, password, org, role, grants):
     """Add a user (or update one of the same org) with the tax IDs granted to them."""

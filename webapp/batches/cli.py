@@ -23,7 +23,7 @@ from webapp.cli import acting_company, acting_user, fail, print_json
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
-from webapp.params import BATCH_NO, MONTH, TAX_ID, TEXT
+from webapp.params import BATCH_NO, MONTH, TAX_ID, TEXT, Choice
 from webapp.statuses import BatchStatus, Channel, DataType, SubtaskStatus
 
 
@@ -78,11 +78,11 @@ def import_file(tax_id, path, username, wait):
 @click.command("download")
 @with_appcontext
 @click.option("--tax-id", "tax_ids", required=True, multiple=True, type=TAX_ID, help="repeatable: one batch per tax ID")
-@click.option("--channel", type=click.Choice(Channel.codes()), required=True)
+@click.option("--channel", type=Choice(Channel.codes(), "下载通道"), required=True)
 @click.option("--from", "first", required=True, type=MONTH)
 @click.option("--to", "last", required=True, type=MONTH)
-@click.option("--type", "types", multiple=True, type=click.Choice(list(DOWNLOAD_KINDS)), help="fplx code; default all six")
-@click.option("--data", "data", type=click.Choice([*DataType.codes(), "both"]), default=DataType.INVOICES.value, show_default=True)
+@click.option("--type", "types", multiple=True, type=Choice(DOWNLOAD_KINDS, "发票种类"), help="fplx code; default all six")
+@click.option("--data", "data", type=Choice([*DataType.codes(), "both"], "数据类型"), default=DataType.INVOICES.value, show_default=True)
 @click.option("--as", "username", required=True, type=TEXT)
 @click.option("--wait", is_flag=True, help="block until the batches end")
 def download(tax_ids, channel, first, last, types, data, username, wait):
