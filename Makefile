@@ -9,7 +9,7 @@ FLASK    := $(VENV)/bin/flask
 STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install deps bytecode chromium run test soak bench clean
+.PHONY: install deps bytecode chromium run test test-fast soak bench clean
 
 ## install: virtualenv and packages, database migrations, demo data (htmx is in webapp/static/vendor/)
 install: bytecode
@@ -52,6 +52,11 @@ run: install
 test: bytecode chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## test-fast: the fast tier while you work (a couple of minutes): ruff, then every test not marked slow
+test-fast: bytecode
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
 soak: bytecode

@@ -111,7 +111,7 @@ def _parse(batch: Batch, *, thorough: bool) -> etax_file.ParsedWorkbook:
     with _memory_limit():
         if thorough:
             etax_file.check_container(path, verify_crc=True)
-        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits())
+        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits(), today=now().date())
 
 
 def _count_parse_attempt(batch_id: int) -> int:

@@ -156,3 +156,17 @@ def work(app):
             db.session.remove()
 
     return run
+
+
+# The slow tier: real processes started and killed, whole browsers, benchmarks, the 100k-row export.
+# `make test-fast` leaves these out (`-m "not slow"`); `make test` runs everything.
+SLOW_FILES = ("test_browser", "test_faults", "test_bench_smoke", "test_bulk_plan", "test_redis_server",
+              "test_runner", "test_hostile_files")
+SLOW_TESTS = ("test_100k_rows_stream_in_bounded_memory",)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the slow tier in one place, so a new test file of that kind joins it by its name."""
+    for item in items:
+        if item.path.name.startswith(SLOW_FILES) or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

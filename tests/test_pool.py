@@ -176,3 +176,32 @@ def test_entry_status_filter_keeps_the_channels_code_sets_apart(app, client, imp
     login(client)
     assert BLUE in client.get("/pool?entry_status=leqi:03").text
     assert BLUE not in client.get("/pool?entry_status=rpa:03").text
+
+
+def test_usage_filter_keeps_red_and_voided_invoices_apart_as_not_applicable(app, client, runner, imported):
+    """用途 = 未获取 finds only invoices whose status could still be fetched; red invoices (never asked)
+    and voided ones read 不适用 in the list and on their page, and have a filter value of their own
+    (issue 19 item 10)."""
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    assert stats["red"] and stats["voided"]
+    login(client)
+
+    def count(**args) -> int:
+        page = client.get("/pool/summary", query_string={"tax_id": DEMO_TAX_ID, **args}).text
+        found = re.search(r'<b class="count">([\d,]+)</b>', page)
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    assert count(vat_usage="none") + count(vat_usage="na") == stats["invoices"]
+    assert count(vat_usage="none") == stats["blue"] - count(vat_usage="na", color="blue")
+    assert count(vat_usage="na", color="red") == stats["red"]
+    assert 0 < count(vat_usage="na", color="blue") <= stats["voided"]
+    assert count(vat_usage="na", status="正常") == count(vat_usage="na", status="正常", color="red")
+    assert count(entry_status="none") == count(vat_usage="none")
+    reds = client.get("/pool", query_string={"tax_id": DEMO_TAX_ID, "color": "red"}).text
+    assert "不适用" in reds and "未获取" not in reds.split("<tbody")[1]
+    from webapp.models import Invoice
+
+    with app.app_context():
+        voided = db.session.scalar(db.select(Invoice.key).filter_by(status="已作废", is_red=False).limit(1))
+        db.session.remove()
+    assert client.get(f"/pool/{voided}").text.count("不适用") == 3  # 增值税, 消费税 and 入账

@@ -259,6 +259,14 @@ class InvoiceLine(db.Model):
     is_discount: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+audit_companies = Table(  # the companies an audit row names (its tax IDs, its batches'): who may read it
+    "audit_company",
+    db.metadata,
+    Column("audit_id", ForeignKey("audit_log.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
 class AuditLog(db.Model):
     """审计日志: who did what to which target, when and from where; kept at least a year (webapp.accounts.audit)."""
 

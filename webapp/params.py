@@ -113,17 +113,16 @@ def moment(text: str) -> datetime | None:
 
 
 def tax_id(text: str) -> str:
-    """A 纳税人识别号 by its shape (15 to 20 digits or letters), as given (its case is kept: the
-    domain decides how a tax ID is written); "" when not given."""
+    """A 纳税人识别号 by its shape (15 to 20 digits or letters), in its canonical form (accounts.check_tax_id,
+    where the shape and the case are decided); "" when not given."""
     from webapp.accounts import check_tax_id  # the shape's one home
 
-    text = (text or "").strip()
-    if text:
-        try:
-            check_tax_id(text)
-        except ValueError as exc:
-            raise Refused(str(exc)) from None
-    return text
+    if not (text or "").strip():
+        return ""
+    try:
+        return check_tax_id(text)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
 
 
 def batch_no(text: str) -> str:

@@ -133,4 +133,12 @@ class Role(Labelled):
     FINANCE = "finance", "财务"
 
 
-CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role)  # the templates' globals
+class RunTrigger(Labelled):
+    """How an auto-update run started (ScheduleRun.trigger): on the 5th, caught up later, or by 立即执行."""
+
+    DUE = "due", "按时"
+    CATCH_UP = "catch_up", "补执行"
+    MANUAL = "manual", "手动"
+
+
+CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger)  # the templates' globals

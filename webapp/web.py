@@ -104,9 +104,11 @@ def _template_helpers(app) -> None:
     from webapp import statuses
     from webapp.batches import facts, subtask_label
     from webapp.numbers import exact_number, money, thousands
-    from webapp.pool.usage import usage_labels
+    from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 
-    app.jinja_env.globals["usage_label"] = lambda invoice: usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
+    app.jinja_env.globals["usage_label"] = lambda invoice: (
+        usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
+        if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage) else NOT_APPLICABLE)
     app.jinja_env.filters.update(merge_query=merge_query, thousands=thousands, money=money, exact_number=exact_number)
     app.jinja_env.globals.update(mismatch=facts.mismatch, waiting_text=facts.waiting_text,
                                  plain_error=facts.plain_error, periods_text=facts.periods_text)

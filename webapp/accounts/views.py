@@ -10,6 +10,7 @@ from sqlalchemy import select
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import Optional, StopValidation
 
+from channels.records import canonical_tax_id
 from webapp import accounts, params
 from webapp.accounts import audit
 from webapp.accounts.auth import SESSION_VERSION
@@ -55,7 +56,7 @@ def _not_self(form, field) -> None:
 
 
 class CompanyForm(FlaskForm):
-    tax_id = StringField("税号", validators=[Rule(accounts.org_company, using=_of_my_org)])
+    tax_id = StringField("税号", filters=[canonical_tax_id], validators=[Rule(accounts.org_company, using=_of_my_org)])
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
@@ -171,7 +172,7 @@ class AuditFilter(FlaskForm):
 def _audit_query(form: AuditFilter):
     """The admin's org's audit rows narrowed by the filters (the form only shows them); an action or a
     date that cannot be read or is out of range is refused with its reason (webapp.params)."""
-    return audit.org_query(current_user.org_id, username=(form.username.data or "").strip(),
+    return audit.org_query(current_user, username=(form.username.data or "").strip(),
                            action=params.arg("action", lambda text: params.choice(text, audit.ACTIONS, "操作")),
                            date_from=params.arg("date_from", params.day), date_to=params.arg("date_to", params.day))
 

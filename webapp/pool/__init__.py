@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
 from webapp.money import as_yuan
 from webapp.pool.month_stats import month_stats
-from webapp.pool.usage import usage_labels
+from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 from webapp.reconcile import record_sources
 from webapp.transactions import placeholders, write_transaction
 
@@ -248,7 +248,9 @@ def invoice_json(invoice: Invoice) -> dict:
         "usage": {"vat_usage": invoice.vat_usage, "excise_usage": invoice.excise_usage,
                   "entry_status": invoice.entry_status, "channel": invoice.usage_channel,
                   "labels": usage_labels(invoice.vat_usage, invoice.excise_usage, invoice.entry_status,
-                                         invoice.usage_channel),
+                                         invoice.usage_channel)
+                  if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage)
+                  else dict.fromkeys(("vat_usage", "excise_usage", "entry_status"), NOT_APPLICABLE),
                   "updated_at": invoice.usage_updated_at.isoformat(sep=" ", timespec="seconds")
                   if invoice.usage_updated_at else None},
         "lines": [{

@@ -20,7 +20,7 @@ pool_group = AppGroup("pool", help="销项发票池")
 @click.option("--tax-id", required=True, type=TAX_ID)
 def pool_stats_command(tax_id):
     """One company's pool figures."""
-    print_json(pool_stats(tax_id.strip().upper()))
+    print_json(pool_stats(tax_id))
 
 
 @pool_group.command("show")
@@ -44,7 +44,7 @@ def pool_show(key):
 def pool_coverage(tax_id, year):
     """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
 
-    print_json(coverage_json(coverage(tax_id.strip().upper(), now().date(), year)))
+    print_json(coverage_json(coverage(tax_id, now().date(), year)))
 
 
 @pool_group.command("summary")
@@ -53,7 +53,7 @@ def pool_coverage(tax_id, year):
 def pool_summary(tax_id, year):
     """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
 
-    print_json(summary_json(year_summary([tax_id.strip().upper()], year)))
+    print_json(summary_json(year_summary([tax_id], year)))
 
 
 @pool_group.command("diff")
@@ -62,7 +62,7 @@ def pool_summary(tax_id, year):
 def pool_diff(tax_id, month):
     """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
 
-    print_json(source_report(tax_id.strip().upper(), month))
+    print_json(source_report(tax_id, month))
 
 
 COMMANDS = (pool_group,)
