@@ -131,7 +131,7 @@ def batch_no(text: str) -> str:
 
     text = (text or "").strip()
     if text and not BATCH_NO.fullmatch(text):
-        raise Refused(f"导入批次号格式不正确（应为 14 位日期时间加 6 位编码，如 20261205093000A1B2C3）：{_shown(text)}")
+        raise Refused(f"导入批次号格式不正确（应为最多 32 位数字和大写字母，如 20261205093000A1B2C3）：{_shown(text)}")
     return text
 
 

@@ -32,7 +32,7 @@ def subtask_label(subtask: Subtask) -> str:
     return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
 
 
-BATCH_NO = re.compile(r"[0-9]{14}[0-9A-F]{6}")  # what new_batch_no writes
+BATCH_NO = re.compile(r"[0-9A-Z]{1,32}")  # what new_batch_no writes fits: digits and capitals, the column's 32
 
 
 def new_batch_no() -> str:
