@@ -88,6 +88,7 @@ DETAIL_COLUMNS: tuple[tuple[str, bool], ...] = (
 )
 
 _NULLS = frozenset(("", "--"))
+NO_GOODS_NAME = "为空：明细行有金额却没有货物名称（可能是没有计算结果的公式，或单元格被清空），请在 Excel 中填好或粘贴为数值后重新导出"
 # the rates the export writes, so the line loop skips _rate() for them
 _KNOWN_RATES = {r: r for r in ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税",
                                "16%", "10%", "17%", "11%", "1.5%", "0.5%")}
@@ -700,6 +701,8 @@ def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
     a line of the same blue invoice, so a negative amount makes it that line's 折扣行."""
     (_, _, _, _, name, tax_code, special, spec, unit, quantity, price, amount, rate, tax,
      total) = cells
+    if name in _NULLS or name is None:  # a line with figures and no goods: a formula never calculated, or cleared
+        raise _BadCell("货物或应税劳务名称", "", NO_GOODS_NAME)
     quantity = None if quantity in _NULLS else _number_text(quantity, "数量")
     price = None if price in _NULLS else _number_text(price, "单价")
     amount = _money_text(amount, "金额")

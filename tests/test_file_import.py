@@ -289,6 +289,18 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
     assert client.get(f"/batches/{batch.batch_no}/errors.xlsx").status_code == 404  # nothing to list
 
 
+def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app, tmp_path):
+    """Issue 19 item 12: a formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
+    refused with that cell in the 错误清单, not imported with an empty goods name."""
+    path = tmp_path / "formula.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000501", [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
+                          digital_invoice("24900123400000000502", [make_line("*供电*电力", "40.00")])])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    batch = json.loads(result.stdout)
+    assert batch["status"] == "failed" and _count(app, Invoice) == 0
+    assert f"工作表“{DETAIL_SHEET}”第 2 行“货物或应税劳务名称”为空" in batch["error"]
+
+
 def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
     """Issue 19 item 12: an invoice dated 2099 (or 1990) imports as written, and the batch says so."""
     path = tmp_path / "dates.xlsx"

@@ -37,6 +37,7 @@ INT_HOSTILE = [0, 99999999999999999999, 2**63, 2**31]
 MIXES = 25  # hypothesis's mixes per route, after the one-at-a-time sweep
 ROLES = [("admin", "admin123"), ("caiwu", "caiwu123")]
 SKIPPED = {"static"}
+REPORTS_FAULT = {"health.healthz"}  # its 503 is the monitors' answer "a check is at fault" (no worker runs here)
 _ADDRESSES = itertools.count(1)
 
 
@@ -152,7 +153,8 @@ def _survives_hostile_values(executor, app, client, rule, method, login_again) -
         nonlocal asked
         asked += 1
         response = _answer(executor, _ask, app, client, rule, method, path, params, htmx)
-        assert response.status_code < 500, (rule.rule, method, path, params, response.status_code)
+        reported = rule.endpoint in REPORTS_FAULT and response.status_code == 503 and response.is_json
+        assert response.status_code < 500 or reported, (rule.rule, method, path, params, response.status_code)
         if rule.endpoint == "auth.logout" or response.headers.get("Location", "").startswith("/login"):
             login_again()
 

@@ -30,7 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: importing one module of the package (webapp.models, say, in a
     # migration or a job) must not load every feature and its views
-    from webapp import cli, params, transactions, web
+    from webapp import cli, health, params, transactions, web
     from webapp.accounts import auth
 
     params.init_app(app)  # first: path converters are bound as the blueprints add their routes
@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     _register_blueprints(app)
     web.init_app(app)
+    health.init_app(app)
     cli.init_app(app)
     return app
 

@@ -83,4 +83,13 @@ def load_config() -> dict:
         "RPA_API_KEY": os.environ.get("RPA_API_KEY", "sandbox"),
         "CHANNEL_TIMEOUT": float(os.environ.get("CHANNEL_TIMEOUT", "30")),
         "SANDBOX_DB": str(folder / "sandbox.db"),
+        # health (webapp/health): free space in DATA_DIR under which a warning, then a fault, is
+        # raised and uploads are refused; when a month waiting for quota is mailed to the admins
+        "DISK_WARN_MB": int(os.environ.get("DISK_WARN_MB") or 1024),
+        "DISK_FAULT_MB": int(os.environ.get("DISK_FAULT_MB") or 200),
+        "QUOTA_WAIT_ALERT_HOURS": float(os.environ.get("QUOTA_WAIT_ALERT_HOURS") or 48),
+        # e-mail to admins (webapp/health/mail.py): no SMTP_HOST, no mail
+        **{key: os.environ.get(key) or None for key in ("SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM",
+                                                          "SMTP_SECURITY", "PUBLIC_URL")},
+        "SMTP_PORT": int(os.environ.get("SMTP_PORT") or 0),
     }

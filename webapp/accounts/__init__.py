@@ -81,6 +81,19 @@ def check_username(username: str | None) -> str:
     return username
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # what a mail server can take; the server decides the rest
+
+
+def check_email(address: str | None) -> str | None:
+    """A user's e-mail address for alerts (webapp.health.alerts): empty means none."""
+    address = (address or "").strip()
+    if not address:
+        return None
+    if len(address) > 254 or not EMAIL.match(address):
+        raise ValueError("邮箱格式不正确，例如 name@example.com")
+    return address
+
+
 def check_role(role: str | None) -> str:
     if role not in Role:
         raise ValueError(f"角色须为 {' 或 '.join(Role)}")

@@ -180,14 +180,15 @@ def write_xlsx(entries, target) -> int:
 
 def init_app(app) -> None:
     """`flask --app wsgi audit purge`: remove rows older than a year now (prints how many)."""
-    import click
     from flask.cli import AppGroup
+
+    from webapp.cli import print_json
 
     group = AppGroup("audit", help="审计日志")
 
     @group.command("purge")
     def purge_command():
         """Remove audit rows older than 365 days (never younger ones)."""
-        click.echo(json.dumps({"removed": purge(), "retention_days": RETENTION_DAYS}, ensure_ascii=False))
+        print_json({"removed": purge(), "retention_days": RETENTION_DAYS})
 
     app.cli.add_command(group)

@@ -18,7 +18,7 @@ from webapp.models import User
 from webapp.transactions import write_transaction
 
 bp = Blueprint("auth", __name__, template_folder="templates")
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}  # monitors have no login
 SESSION_VERSION = "_sv"
 
 

@@ -74,6 +74,7 @@ class UserForm(FlaskForm):
                            validators=[Rule(accounts.org_companies, using=lambda form, field: (field.data or [],
                                                                                                 current_user.org_id))])
     active = BooleanField("启用", default=True, validators=[_not_self])
+    email = StringField("邮箱（管理员接收告警邮件）", filters=[stripped], validators=[Rule(accounts.check_email)])
 
 
 class SettingsForm(FlaskForm):
@@ -117,6 +118,7 @@ def users():
         with write_transaction():
             saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
             saved.active = form.active.data
+            saved.email = accounts.check_email(form.email.data)
             before = [c.tax_id for c in saved.companies]
             accounts.set_grants(saved, form.grants.data or [])
         _record_user(saved, before, password_changed=bool(form.password.data))
@@ -131,7 +133,8 @@ def _record_user(user: User, grants_before: list[str], password_changed: bool) -
     password stays logged in here (every other session of theirs has ended)."""
 
 
-    audit.record("user.save", user.username, role=user.role, active=user.active, password_changed=password_changed)
+    audit.record("user.save", user.username, role=user.role, active=user.active, email=user.email,
+                 password_changed=password_changed)
     grants = [c.tax_id for c in user.companies]
     if sorted(grants) != sorted(grants_before):
         audit.record("grants.change", user.username, before=grants_before, after=grants)

@@ -36,6 +36,7 @@ from webapp.batches import quota_use as quota
 from webapp.batches.facts import created_notice, page_facts, unanswered_keys
 from webapp.batches.forms import ImportForm
 from webapp.clock import now
+from webapp.disk import check_room, is_disk_full
 from webapp.extensions import db, htmx
 from webapp.forms import messages
 from webapp.models import Batch, Company
@@ -66,21 +67,29 @@ UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别�
 
 
 def _save_upload(storage) -> Path:
-    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading."""
+    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading.
+
+    Refused before anything is written when DATA_DIR lacks room for the request; the file is
+    removed on any failure (a full disk, too large), so no partial file stays in incoming/.
+    """
+    check_room(request.content_length or MAX_UPLOAD_BYTES)
     folder = Path(current_app.config["UPLOAD_DIR"]) / "incoming"
     folder.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
-    with handle:
-        size = 0
-        while chunk := storage.stream.read(1024 * 1024):
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                break
-            handle.write(chunk)
     path = Path(handle.name)
-    if size > MAX_UPLOAD_BYTES:
-        path.unlink()
-        raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+    try:
+        with handle:
+            size = 0
+            while chunk := storage.stream.read(1024 * 1024):
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+                handle.write(chunk)
+    except BaseException as error:
+        path.unlink(missing_ok=True)
+        if is_disk_full(error):
+            check_room(MAX_UPLOAD_BYTES)  # says 磁盘空间不足 with the folder and the free space
+        raise
     return path
 
 

@@ -15,6 +15,7 @@ from webapp import params
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
+from webapp.pool.flushes import FULL_STATUS, PARTIAL_STATUS, VOID_STATUS
 from webapp.pool.usage import VOIDED, entry_codes
 from webapp.statuses import Source
 
@@ -67,6 +68,22 @@ class PoolFilter:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
 
+def _status_is(status: str):
+    """发票状态 as the list shows it: the file's, or what the pool's red invoices make of a blue one
+    whose file still says otherwise (webapp.pool.flushes): 已红冲-全额 finds 正常（已被红冲 100%）."""
+    flushed, amount = Invoice.flushed_amount, func.abs(Invoice.amount)
+    derived_full = and_(flushed.is_not(None), flushed >= amount, Invoice.amount != 0)
+    derived_partial = and_(flushed > 0, flushed < amount)
+    plain = Invoice.status.not_in((FULL_STATUS, PARTIAL_STATUS, VOID_STATUS))
+    if status == FULL_STATUS:
+        return or_(Invoice.status == FULL_STATUS, and_(plain, derived_full))
+    if status == PARTIAL_STATUS:
+        return or_(Invoice.status == PARTIAL_STATUS, and_(plain, derived_partial))
+    if status == VOID_STATUS:
+        return Invoice.status == VOID_STATUS
+    return and_(Invoice.status == status, or_(flushed.is_(None), flushed == 0))
+
+
 def _usage_missing(column, which: str):
     """No status in `column`: 未获取 where one could be fetched, else 不适用 (usage.usage_applies)."""
     applies = and_(Invoice.is_red.is_(False), or_(Invoice.status != VOIDED, Invoice.vat_usage.is_not(None)))
@@ -112,7 +129,7 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
     if flt.type_code:
         query = query.where(Invoice.type_code == flt.type_code)
     if flt.status in INVOICE_STATUSES:
-        query = query.where(Invoice.status == flt.status)
+        query = query.where(_status_is(flt.status))
     if flt.color in ("blue", "red"):
         query = query.where(Invoice.is_red.is_(flt.color == "red"))
     if flt.vat_usage in (USAGE_UNKNOWN, USAGE_NOT_APPLICABLE):
