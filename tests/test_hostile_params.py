@@ -224,6 +224,15 @@ def test_a_page_past_the_end_shows_the_last_page(hostile_app, single_thread):
     assert page.status_code == 200 and "登录成功" in page.text  # the last page, not an empty one
 
 
+def test_text_longer_than_its_column_is_refused_before_the_database(hostile_app, single_thread):
+    """PostgreSQL refuses text longer than its column (SQLite keeps it): the form says so in Chinese first."""
+    client = _answer(single_thread, login, hostile_app.test_client(), "admin", "admin123", limit=SETUP_SECONDS)
+    for field, message in (("name", "企业名称最多 200 个字符"), ("etax_account", "默认电子税局账号最多 100 个字符")):
+        data = {"tax_id": DEMO_TAX_ID, "name": "杭州示例科技有限公司", field: "长" * 300}
+        page = _answer(single_thread, client.post, "/admin/companies", data=data)
+        assert page.status_code == 200 and message in page.text, page.text[:300]
+
+
 # --- the commands -----------------------------------------------------------------------------------------
 
 CLI_HOSTILE = ["9999", "10000", "-1", "0", "99999999999999999999", "2024-13", "99999-01", "9999-12-31",

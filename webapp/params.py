@@ -139,7 +139,7 @@ def choice(text: str, allowed, what: str) -> str:
     """One of the allowed codes ("" when not given)."""
     text = (text or "").strip()
     if text and text not in allowed:
-        raise Refused(f"{what}不正确：{_shown(text)}")
+        raise Refused(f"{what}不正确：{_shown(text)}，请从页面列出的选项中选择")
     return text
 
 

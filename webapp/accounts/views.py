@@ -61,7 +61,7 @@ class CompanyForm(FlaskForm):
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
     leqi_since = DateField("乐企能力授权日期", validators=[Optional(), Rule(params.bounded_day)])
-    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped])
+    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped], validators=[Rule(accounts.check_etax_account)])
 
 
 class UserForm(FlaskForm):
