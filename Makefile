@@ -10,7 +10,7 @@ STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy
 
-.PHONY: install deps bytecode chromium run test test-fast soak bench clean
+.PHONY: install deps bytecode chromium run test test-fast soak bench walkthrough clean
 
 ## install: virtualenv and packages, database migrations, demo data (htmx is in webapp/static/vendor/)
 install: bytecode
@@ -58,6 +58,10 @@ test: bytecode chromium
 test-fast: bytecode
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## walkthrough: the guide's screenshots (docs/walkthrough.md) taken anew by tests/test_browser_walkthrough.py
+walkthrough: bytecode chromium
+	WALKTHROUGH_DIR=$(CURDIR)/docs/walkthrough $(VENV)/bin/pytest -q tests/test_browser_walkthrough.py
 
 ## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
 soak: bytecode

@@ -54,6 +54,11 @@ class RQBackground:
 
         scheduler.register_schedules()
 
+    def enqueue_backup(self, run) -> None:
+        from jobs import queue
+
+        queue.enqueue_backup(run)
+
     def work_until(self, done: Callable[[], bool]) -> None:
         """Until `done()`: release waits that are over, and work the queue here when no worker is up,
         in this process (no fork per job: docs/performance.md, file import)."""

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.utils import now as rq_now
 
 from jobs.redis_server import RedisStartError, ensure_redis
-from webapp.background import parse_job_id
+from webapp.background import backup_job_id, parse_job_id
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2  # seconds: a page or a job gives up on an unreachable Redis quickly
@@ -145,6 +145,11 @@ def _enqueue(func: str, arg: int, job_id: str, recoveries: int = 0) -> None:
 def enqueue_parse(batch, recoveries: int = 0) -> None:
     """Queue the parse of an uploaded file; call after the batch row is committed."""
     _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch), recoveries)
+
+
+def enqueue_backup(run) -> None:
+    """Queue a backup run's job (jobs.backups)."""
+    _enqueue("jobs.backups.run_backup_job", run.id, backup_job_id(run))
 
 
 def enqueue_subtask(subtask, recoveries: int = 0) -> None:

@@ -18,6 +18,9 @@ from rq_scheduler import Scheduler
 
 from jobs import queue, reconciler
 from webapp import autoupdate
+from webapp.accounts import audit
+from webapp.backup import runs as backup_runs
+from webapp.batches import retention
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.health import alerts
@@ -65,6 +68,41 @@ def catch_up() -> None:
     if started:
         log.info("auto-update runs caught up: %s", [autoupdate.run_json(r) for r in started])
     db.session.remove()
+    nightly_backup()
+    daily_housekeeping()
+
+
+_housekept: dict[str, object] = {}
+
+
+def daily_housekeeping() -> None:
+    """Once a day per scheduler process: audit rows past AUDIT_KEEP_DAYS and the files of batches
+    ended FILE_KEEP_DAYS ago are removed (README, Retention); both are safe to repeat."""
+    today = now().date()
+    if _housekept.get("day") == today:
+        return
+    try:
+        removed = {"audit_rows": audit.purge(), "batch_files": retention.remove_ended_batch_files(now())}
+        _housekept["day"] = today
+        if removed["audit_rows"] or removed["batch_files"]:
+            log.info("retention: removed %s", removed)
+    except Exception:
+        log.exception("retention clean-up failed")
+    finally:
+        db.session.remove()
+
+
+def nightly_backup() -> None:
+    """Each cycle: queue the nightly backup once its time has passed (once a night, caught up after a
+    stop: webapp/backup/runs.py), and fail runs whose job was lost."""
+    try:
+        run = backup_runs.scheduled_cycle(now())
+        if run is not None:
+            log.info("nightly backup queued: run %s for %s", run.id, run.night)
+    except Exception:
+        log.exception("nightly backup check failed")
+    finally:
+        db.session.remove()
 
 
 class ReconcilingScheduler(Scheduler):
@@ -78,6 +116,8 @@ class ReconcilingScheduler(Scheduler):
         try:
             queue.scheduler_beat(HEARTBEAT_TTL)
             sync_registered_jobs(self)
+            nightly_backup()
+            daily_housekeeping()
             result = reconciler.reconcile()
             if any(result.values()):
                 log.info("reconciled: %s", result)

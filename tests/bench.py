@@ -664,6 +664,7 @@ def _machine() -> dict:
 
 
 def main() -> None:
+    from tests.bench_backup import backup_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
     from tests.servers import redis_server
@@ -685,6 +686,7 @@ def main() -> None:
             result["file_import"] = file_import(folder, redis_url, size["import_invoices"], size["pairs"])
             result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
                                                   size["samples"])
+            result["backup_sqlite"] = backup_bench(folder, f"sqlite:///{folder / 'pool.db'}", redis_url)
             result["summary"] = summary_bench(folder, size["pool_invoices"], size["samples"],
                                               url=f"sqlite:///{folder / 'summary.db'}")
             result["download"] = download_pipeline(folder, size["download_months"])
@@ -695,6 +697,7 @@ def main() -> None:
                 result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
             if pg_url:
                 result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
+                result["backup_postgresql"] = backup_bench(folder, pg_url, redis_url, "postgresql")
                 if os.environ.get("BENCH_PLANS"):
                     result["plans_postgresql"] = query_plans(pg_url)
                 result["download_postgresql"] = download_pipeline(folder, size["download_months"], pg_url)

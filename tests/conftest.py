@@ -176,8 +176,10 @@ def work(app):
 # The slow tier: real processes started and killed, whole browsers, benchmarks, the 100k-row export.
 # `make test-fast` leaves these out (`-m "not slow"`); `make test` runs everything.
 SLOW_FILES = ("test_browser", "test_faults", "test_bench_smoke", "test_bulk_plan", "test_redis_server",
-              "test_runner", "test_hostile_files")
-SLOW_TESTS = ("test_100k_rows_stream_in_bounded_memory",)
+              "test_runner", "test_hostile_files", "test_move_to_postgresql")
+SLOW_TESTS = ("test_100k_rows_stream_in_bounded_memory",
+              "test_a_backup_taken_during_a_download_holds_each_month_whole_or_not_at_all",
+              "test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it")
 
 
 def pytest_collection_modifyitems(items):

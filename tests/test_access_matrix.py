@@ -81,6 +81,8 @@ EXPECTED = {
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,
     "batches.live": _everyone, "pool.summary": _everyone,  # both cut down to the user's companies
     "pool.usage_batch": _if_visible,
+    "backup.index": _admins, "backup.backup_now": _admins,  # admins of the install's own (first) org only
+    "backup.download": lambda role, target, method: "no_error" if role == "admin" else "denied",
 }
 SCHEDULE_ACTIONS = ("run", "disable", "enable", "delete")  # delete last: the others need the schedule
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary",
-            "batch_list")
+            "batch_list", "backup_sqlite")
 
 
 def test_small_bench_completes_with_every_figure():
@@ -24,6 +24,8 @@ def test_small_bench_completes_with_every_figure():
     run = result["bulk_plan"]["simulated_run"]  # the plan run to its end over simulated days
     assert run["batches"] == {"succeeded": 3} and run["days"] == 2
     assert run["applications"] == run["applications_the_bureau_saw"] == 3 * 60 * 6 and run["most_a_day_per_key"] == 1
+    assert result["backup_sqlite"]["checksums_equal"] and result["backup_sqlite"]["invoices"] == 5000
+    assert result["backup_sqlite"]["restored_rows"] == result["backup_sqlite"]["rows"]
     assert result["batch_list"]["polls_on_page"] == 1
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
     assert all("met" in result[name] for name in SECTIONS)

@@ -56,10 +56,11 @@ def _register_blueprints(app: Flask) -> None:
     """One blueprint per feature package, each with its views and templates."""
     from webapp.accounts.views import bp as accounts
     from webapp.autoupdate.views import bp as autoupdate
+    from webapp.backup.views import bp as backup
     from webapp.batches.views import bp as batches
     from webapp.pool.views import bp as pool
     from webapp.reconcile.views import bp as reconcile
     from webapp.summary.views import bp as summary
 
-    for blueprint in (batches, pool, autoupdate, accounts, summary, reconcile):
+    for blueprint in (batches, pool, autoupdate, accounts, summary, reconcile, backup):
         app.register_blueprint(blueprint)

@@ -39,6 +39,9 @@ class Background(Protocol):
     def sync_schedules(self) -> None:
         """Make the scheduler's registered jobs match the enabled auto-update schedules."""
 
+    def enqueue_backup(self, run) -> None:
+        """Queue a backup run (after its row is committed); a lost one is failed after an hour."""
+
     def work_until(self, done: Callable[[], bool]) -> None:
         """Block until `done()`; run the queue in this process while no worker is up (CLI --wait)."""
 
@@ -55,6 +58,11 @@ def background() -> Background:
 def parse_job_id(batch) -> str:
     """The job parsing a batch's upload."""
     return f"batch-{batch.id}-parse"
+
+
+def backup_job_id(run) -> str:
+    """The job writing one backup run's archive."""
+    return f"backup-{run.id}"
 
 
 def subtask_job_id(subtask) -> str:

@@ -77,10 +77,11 @@ def init_app(app) -> None:
     """Register every feature's commands."""
     from webapp.accounts.cli import COMMANDS as accounts
     from webapp.autoupdate.cli import COMMANDS as autoupdate
+    from webapp.backup.cli import COMMANDS as backup
     from webapp.batches.cli import COMMANDS as batches
     from webapp.pool.cli import COMMANDS as pool
 
-    for command in (*accounts, *batches, *pool, *autoupdate):
+    for command in (*accounts, *batches, *pool, *autoupdate, *backup):
         app.cli.add_command(command)
     for command in app.cli.commands.values():
         _explain_unmigrated(command)

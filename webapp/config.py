@@ -92,4 +92,10 @@ def load_config() -> dict:
         **{key: os.environ.get(key) or None for key in ("SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM",
                                                           "SMTP_SECURITY", "PUBLIC_URL")},
         "SMTP_PORT": int(os.environ.get("SMTP_PORT") or 0),
+        # nightly backup into DATA_DIR/backups (webapp/backup/runs.py): local time, or "off"; archives kept
+        "BACKUP_TIME": os.environ.get("BACKUP_TIME", "02:30"),
+        "BACKUP_KEEP": int(os.environ.get("BACKUP_KEEP", "7")),
+        # retention (README, Retention): audit rows, and the uploads and staging files of ended batches
+        "AUDIT_KEEP_DAYS": int(os.environ.get("AUDIT_KEEP_DAYS", "365")),
+        "FILE_KEEP_DAYS": int(os.environ.get("FILE_KEEP_DAYS", "30")),
     }

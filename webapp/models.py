@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
-from webapp.statuses import BatchStatus, DataType, Role, Source, SubtaskStatus
+from webapp.statuses import BackupStatus, BatchStatus, DataType, Role, Source, SubtaskStatus
 
 MONEY = Numeric(18, 2)
 
@@ -329,6 +329,23 @@ class InvoiceMonthSummary(db.Model):
     summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
     stats_version: Mapped[int | None] = mapped_column(Integer)  # the version `stats` was counted at
     stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.pool.month_stats)
+
+
+class BackupRun(db.Model):
+    """One backup (nightly or 立即备份); unique per night so the scheduler never runs a night twice."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(10))  # a BackupTrigger
+    night: Mapped[date | None] = mapped_column(Date, unique=True)  # the night a nightly run is for
+    status: Mapped[str] = mapped_column(String(10), default=BackupStatus.PENDING)  # a BackupStatus
+    requested_by: Mapped[str] = mapped_column(String(64))  # who asked (系统 for the nightly run)
+    requested_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    file_name: Mapped[str | None] = mapped_column(String(255))  # in DATA_DIR/backups
+    size: Mapped[int | None] = mapped_column(db.BigInteger)  # bytes
+    invoices: Mapped[int | None] = mapped_column(Integer)
+    failure: Mapped[str | None] = mapped_column(String(16))  # a BackupFailure
+    failure_detail: Mapped[str | None] = mapped_column(Text)
 
 
 Index("ix_invoice_line_summary", InvoiceLine.invoice_key, InvoiceLine.tax_rate, InvoiceLine.amount, InvoiceLine.tax)

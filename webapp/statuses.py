@@ -174,6 +174,10 @@ class HealthCode(Labelled):
     PROCESS_FATAL = "process_fatal", "进程 {names} 反复退出后已停止重启，请查看其日志并处理后重新启动"
     PROCESS_RESTARTING = "process_restarting", "进程 {names} 一小时内重启 {count} 次以上，请查看其日志"
     PROCESS_DOWN = "process_down", "进程 {names} 未在运行（{states}）"
+    BACKUP_OK = "backup_ok", "最近一次成功的备份在 {hours} 小时前"
+    BACKUP_NONE = "backup_none", "还没有成功的备份。请在 系统管理 → 备份 点击“立即备份”，并确认调度进程（scheduler）在运行"
+    BACKUP_OLD = "backup_old", ("最近一次成功的备份已是 {days} 天前。请检查 系统管理 → 备份 中的失败原因，"
+                                "并确认调度进程（scheduler）和后台进程（worker）在运行")
     CHECK_TIMEOUT = "check_timeout", "检查超过 {seconds} 秒未完成，视为故障"
     CHECK_ERROR = "check_error", "检查本身出错（{error}），请查看日志"
 
@@ -187,5 +191,31 @@ class AlertKind(Labelled):
     DISK_LOW = "disk_low", "磁盘空间不足"
 
 
+class BackupStatus(Labelled):
+    """A backup run's state (BackupRun.status): 系统管理 → 备份 lists it."""
+
+    PENDING = "pending", "排队中"
+    RUNNING = "running", "备份中"
+    SUCCEEDED = "succeeded", "成功"
+    FAILED = "failed", "失败"
+
+
+class BackupTrigger(Labelled):
+    """Why a backup ran: the nightly schedule or an admin's 立即备份."""
+
+    NIGHTLY = "nightly", "每日自动备份"
+    MANUAL = "manual", "立即备份"
+
+
+class BackupFailure(Labelled):
+    """Why a backup failed (BackupRun.failure); the detail (BackupRun.failure_detail) is the error's own text."""
+
+    DISK = "disk", "写入备份文件失败（磁盘空间不足或目录不可写），请检查 DATA_DIR/backups 所在磁盘"
+    DATABASE = "database", "读取数据库失败，请检查数据库是否可用"
+    LOST = "lost", "备份任务未在一小时内完成（进程被中止或队列丢失），请点击“立即备份”重试"
+    RESTORED = "restored", "此条记录来自恢复所用的备份：该备份当时正在进行，其结果见备份文件本身"
+    OTHER = "other", "备份出错，请查看详情并联系管理员"
+
+
 CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
-             AlertKind)  # the templates' globals
+             AlertKind, BackupStatus, BackupTrigger, BackupFailure)  # the templates' globals

@@ -2,14 +2,14 @@
 
 `record()` is the one way in. It writes in its own transaction, so call it once the action it
 describes has committed (a rolled-back action leaves no record). Rows are kept at least a year:
-`purge()` only ever removes rows older than RETENTION_DAYS (365) days.
+`purge()` only ever removes rows older than AUDIT_KEEP_DAYS days (a setting, default RETENTION_DAYS: 365).
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import delete, insert, select
 
@@ -37,6 +37,8 @@ ACTIONS = {
     "user.save": "保存用户",
     "grants.change": "修改授权企业",
     "settings.change": "修改参数配置",
+    "backup.request": "立即备份",
+    "backup.download": "下载备份",
 }
 
 
@@ -89,9 +91,14 @@ def named_companies(org_id: int | None, target: str, details: dict) -> set[int]:
     return set(db.session.scalars(by_tax_id.union(by_batch)))
 
 
+def retention_days() -> int:
+    """How many days audit rows are kept: AUDIT_KEEP_DAYS (README, Configuration), default 365."""
+    return int(current_app.config.get("AUDIT_KEEP_DAYS", RETENTION_DAYS))
+
+
 def purge(moment: datetime | None = None) -> int:
     """Remove rows older than the retention period (never younger ones); returns how many."""
-    cutoff = (stored(moment) if moment else now()) - timedelta(days=RETENTION_DAYS)
+    cutoff = (stored(moment) if moment else now()) - timedelta(days=retention_days())
     with write_transaction():
         removed = db.session.execute(delete(AuditLog).where(AuditLog.at < cutoff)).rowcount
     return removed or 0
@@ -135,7 +142,7 @@ DETAIL_LABELS = {
     "role": "角色", "active": "启用", "password_changed": "已修改密码", "grants": "授权企业",
     "before": "修改前", "after": "修改后", "batch_nos": "批次号", "batches": "批次", "subtasks": "子任务数",
     "parses": "重新解析的文件数", "trigger": "触发方式", "creator": "计划创建人", "what": "更新内容",
-    "reason": "原因", "org": "组织",
+    "reason": "原因", "org": "组织", "email": "电子邮箱",
 }
 # Details whose values are stored codes: shown by their code set's label.
 _CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger}
@@ -189,6 +196,6 @@ def init_app(app) -> None:
     @group.command("purge")
     def purge_command():
         """Remove audit rows older than 365 days (never younger ones)."""
-        print_json({"removed": purge(), "retention_days": RETENTION_DAYS})
+        print_json({"removed": purge(), "retention_days": retention_days()})
 
     app.cli.add_command(group)

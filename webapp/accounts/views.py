@@ -186,7 +186,7 @@ def audit_log():
     form = AuditFilter(request.args)
     pagination = paginate(_audit_query(form), per_page=50)
     return render_template("admin/audit.html", form=form, pagination=pagination, actions=audit.ACTIONS,
-                           details_text=audit.details_text, retention=audit.RETENTION_DAYS)
+                           details_text=audit.details_text, retention=audit.retention_days())
 
 
 @bp.route("/audit/export")

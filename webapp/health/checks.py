@@ -137,6 +137,19 @@ def processes() -> Finding:
 
 CHANNEL_CACHE = 30  # seconds a channel probe's finding is reused (monitors poll often; the bureau is remote)
 
+def backup() -> Finding:
+    """The newest good backup: none, or older than two days, is a warning (issue 18: the data must
+    outlive the disk; the nightly run or 立即备份 makes one)."""
+    from webapp.backup.runs import WARN_AFTER, newest_good_backup_age
+
+    age = newest_good_backup_age()
+    if age is None:
+        return Finding(WARNING, HealthCode.BACKUP_NONE)
+    if age > WARN_AFTER:
+        return Finding(WARNING, HealthCode.BACKUP_OLD, {"days": age.days})
+    return Finding(OK, HealthCode.BACKUP_OK, {"hours": int(age.total_seconds() // 3600)})
+
+
 CHECKS: list[Check] = [
     Check("database", "数据库", database),
     Check("redis", "任务队列（Redis）", redis),
@@ -146,4 +159,5 @@ CHECKS: list[Check] = [
     Check("rpa", "RPA 通道", partial(channel, Channel.RPA), cache_seconds=CHANNEL_CACHE),
     Check("disk", "磁盘空间", disk_finding),
     Check("processes", "进程守护", processes),
+    Check("backup", "备份", backup),
 ]

@@ -18,7 +18,7 @@ CHUNK = 500
 FULL_STATUS, PARTIAL_STATUS, VOID_STATUS, NORMAL_STATUS = "已红冲-全额", "已红冲-部分", "已作废", "正常"
 # One red row counts once whichever form names the blue (a legacy blue's key is its 发票代码-发票号码).
 # `r.tax_id || ''` keeps the planner on ix_invoice_red_of: on the company's index SQLite walks every
-# invoice of the company for each row (docs/performance.md, red_invoices_of's note).
+# invoice of the company for each row (the same trap webapp.pool.red_invoices_of notes).
 _FLUSHED = ("(SELECT SUM(ABS(r.amount)) FROM invoice r WHERE r.red_of IN (invoice.key, invoice.code || '-' || "
             "invoice.number) AND r.is_red = {true} AND r.tax_id || '' = invoice.tax_id)")
 

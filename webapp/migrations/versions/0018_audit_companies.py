@@ -7,7 +7,7 @@ shows a row only when the viewer is granted every company it names. Rows already
 here by the same rule as webapp.accounts.audit.named_companies.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-06 20:40:00
 
 """
@@ -18,7 +18,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
