@@ -296,10 +296,10 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
     assert report["counts"] == {"invoices": 1, "only_one": 0, "different": 0}
 
 
-@pytest.mark.parametrize("args, message", [(["--month", "2024-13"], "月份格式应为 YYYY-MM")])
+@pytest.mark.parametrize("args, message", [(["--month", "2024-13"], "之间的 YYYY-MM：2024-13")])
 def test_diff_refuses_a_bad_month(runner, args, message):
     result = runner.invoke(args=["pool", "diff", "--tax-id", DEMO_TAX_ID, *args])
-    assert result.exit_code == 1 and message in result.stderr
+    assert result.exit_code == 2 and message in result.stderr  # a usage error, with the reason
 
 
 def test_the_months_an_import_touched_are_summed_when_its_batch_ends(app, runner, tmp_path):

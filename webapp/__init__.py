@@ -30,9 +30,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: importing one module of the package (webapp.models, say, in a
     # migration or a job) must not load every feature and its views
-    from webapp import cli, health, transactions, web
+    from webapp import cli, health, params, transactions, web
     from webapp.accounts import auth
 
+    params.init_app(app)  # first: path converters are bound as the blueprints add their routes
     transactions.init_app(app)
     auth.init_app(app)
     _register_blueprints(app)

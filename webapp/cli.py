@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
 
 import click
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from channels.months import month_of
-from channels.records import canonical_tax_id
 from webapp.accounts.permissions import company_for
 from webapp.disk import DiskFull, disk_full_message, is_disk_full
 from webapp.extensions import db
@@ -55,18 +52,6 @@ def _marked_sandbox(data):
     return data
 
 
-class TaxIdParam(click.ParamType):
-    """A `--tax-id` as typed (`91330100ma2h4k7q1x`, spaces) read in its canonical form."""
-
-    name = "tax_id"
-
-    def convert(self, value, param, ctx) -> str:
-        return canonical_tax_id(value)
-
-
-TAX_ID = TaxIdParam()
-
-
 def fail(message: str):
     """Stop the command with exit status 1 and the message on stderr."""
     raise click.ClickException(message)
@@ -86,14 +71,6 @@ def acting_company(user: User, tax_id: str):
         return company_for(user, tax_id)
     except PermissionError as exc:
         fail(str(exc))
-
-
-def month_arg(value: str) -> str:
-    """A YYYY-MM option, checked."""
-    try:
-        return month_of(datetime.strptime(value, "%Y-%m"))
-    except ValueError:
-        fail(f"月份格式应为 YYYY-MM：{value}")
 
 
 def init_app(app) -> None:

@@ -7,8 +7,10 @@ from urllib.parse import quote, urlencode
 from flask import Response, redirect, render_template, url_for
 from flask_htmx import make_response as htmx_response
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 
-from webapp.extensions import htmx
+from webapp import params
+from webapp.extensions import db, htmx
 
 ERRORS = {
     400: "请求无效（表单可能已过期），请刷新页面后重试",
@@ -37,6 +39,16 @@ def xlsx_download(body, filename: str) -> Response:
                     headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
 
 
+def paginate(query, per_page: int):
+    """One page of a counted list (the batches, the audit log), the page parsed (webapp.params) and
+    held within the result: a page past the end shows the last one."""
+    page = params.arg("page", params.page_number)
+    pagination = db.paginate(query, page=page, per_page=per_page, error_out=False)
+    if page > pagination.pages > 0:
+        pagination = db.paginate(query, page=pagination.pages, per_page=per_page, error_out=False)
+    return pagination
+
+
 def merge_query(args: dict, **changes) -> str:
     """The current query string with some parameters changed (pagination keeps the filters)."""
     merged = {k: v for k, v in {**args, **changes}.items() if k != "csrf_token" and v not in ("", None)}
@@ -48,7 +60,7 @@ def error_response(code: int, text: str, reload: bool = False):
     would not swap an error status), a full page otherwise."""
     if htmx:
         extra = ' data-reload="yes"' if reload else ""
-        return f'<p class="error" role="alert"{extra}>{text}</p>', code
+        return f'<p class="error" role="alert"{extra}>{escape(text)}</p>', code
     return render_template("error.html", code=code, text=text), code
 
 

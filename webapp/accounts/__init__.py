@@ -15,7 +15,19 @@ TAX_ID = re.compile(r"^[0-9A-Z]{15,20}$")
 DEFAULT_ORG = "演示组织"
 
 
+def _fits(text: str, column, what: str) -> str:
+    """Text no longer than its column holds (PostgreSQL refuses longer text; SQLite would keep it), or
+    ValueError in Chinese."""
+    if len(text) > column.type.length:
+        raise ValueError(f"{what}最多 {column.type.length} 个字符，请缩短后重试")
+    return text
+
+
 def get_or_create_org(name: str) -> Org:
+    """The org of this name, created on first use (the commands' --org, the demo seed)."""
+    name = _fits((name or "").strip(), Org.name, "组织名称")
+    if not name:
+        raise ValueError("组织名称不能为空")
     org = db.session.scalar(select(Org).filter_by(name=name))
     if org is None:
         org = Org(name=name)
@@ -37,7 +49,12 @@ def check_company_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise ValueError("企业名称不能为空")
-    return name
+    return _fits(name, Company.name, "企业名称")
+
+
+def check_etax_account(account: str | None) -> str:
+    """A company's 默认电子税局账号 (RPA) as the column holds it, or ValueError in Chinese."""
+    return _fits(account or "", Company.etax_account, "默认电子税局账号")
 
 
 def org_company(tax_id: str, org_id: int) -> Company | None:

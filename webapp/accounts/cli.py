@@ -7,6 +7,7 @@ from flask.cli import AppGroup, with_appcontext
 from webapp import accounts
 from webapp.accounts import audit
 from webapp.cli import fail, print_json
+from webapp.params import TAX_ID, TEXT, Choice
 from webapp.statuses import Role
 from webapp.transactions import write_transaction
 
@@ -24,9 +25,9 @@ enterprise = AppGroup("enterprise", help="企业信息")
 
 
 @enterprise.command("add")
-@click.option("--tax-id", required=True)
-@click.option("--name", required=True)
-@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
+@click.option("--tax-id", required=True, type=TAX_ID)
+@click.option("--name", required=True, type=TEXT)
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True, type=TEXT)
 def enterprise_add(tax_id, name, org):
     """Add a company, or rename an existing one of the same org."""
     try:
@@ -42,12 +43,12 @@ user_group = AppGroup("user", help="用户")
 
 
 @user_group.command("add")
-@click.argument("username")
+@click.argument("username", type=TEXT)
 @click.option("--password", required=True)
-@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
-@click.option("--role", type=click.Choice(Role.codes()), default=Role.FINANCE.value, show_default=True)
-@click.option("--grant", "grants", multiple=True, help="a tax ID the user may work on; repeatable")
-@click.option("--email", default=None, help="address for alert e-mail (admins)")
+@click.option("--org", default=accounts.DEFAULT_ORG, show_default=True, type=TEXT)
+@click.option("--role", type=Choice(Role.codes(), "角色"), default=Role.FINANCE.value, show_default=True)
+@click.option("--grant", "grants", multiple=True, type=TAX_ID, help="a tax ID the user may work on; repeatable")
+@click.option("--email", default=None, type=TEXT, help="address for alert e-mail (admins)")
 def user_add(username, password, org, role, grants, email):
     """Add a user (or update one of the same org) with the tax IDs granted to them."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from channels.records import canonical_tax_id
+from webapp import params
 from webapp.extensions import db
 from webapp.models import Batch, Company, User, user_companies
 
@@ -28,8 +29,9 @@ def company_for(user: User, tax_id: str) -> Company:
 
 
 def batch_for(user: User, batch_no: str) -> Batch:
-    """A batch the user may see, or 404 so other companies' batch numbers are not revealed."""
-    return db.one_or_404(select(Batch).where(Batch.batch_no == batch_no, Batch.company_id.in_(permitted_company_ids(user))))
+    """A batch the user may see, or 404 so other companies' batch numbers are not revealed (400 for
+    what cannot be a batch number at all, webapp.params)."""
+    return db.one_or_404(select(Batch).where(Batch.batch_no == params.batch_no(batch_no), Batch.company_id.in_(permitted_company_ids(user))))
 
 
 SCHEDULE_ADMINS_ONLY = "仅管理员可以创建、启用、停用、删除或立即执行自动更新计划，请联系管理员"

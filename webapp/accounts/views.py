@@ -11,7 +11,7 @@ from wtforms import BooleanField, DateField, PasswordField, SelectField, StringF
 from wtforms.validators import Optional, StopValidation
 
 from channels.records import canonical_tax_id
-from webapp import accounts
+from webapp import accounts, params
 from webapp.accounts import audit
 from webapp.accounts.auth import SESSION_VERSION
 from webapp.accounts.settings import (
@@ -27,7 +27,7 @@ from webapp.forms import MultiCheckbox, Rule, stripped
 from webapp.models import Batch, Company, User
 from webapp.statuses import DataType, Role
 from webapp.transactions import write_transaction
-from webapp.web import xlsx_download
+from webapp.web import paginate, xlsx_download
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
 RECEIPT_CHANNELS = [("", "未配置"), ("乐企平台", "乐企平台"), ("电子税务局", "电子税务局")]
@@ -60,8 +60,8 @@ class CompanyForm(FlaskForm):
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
-    leqi_since = DateField("乐企能力授权日期", validators=[Optional()])
-    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped])
+    leqi_since = DateField("乐企能力授权日期", validators=[Optional(), Rule(params.bounded_day)])
+    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped], validators=[Rule(accounts.check_etax_account)])
 
 
 class UserForm(FlaskForm):
@@ -89,7 +89,7 @@ def _org_companies() -> list[Company]:
 @bp.route("/companies", methods=["GET", "POST"])
 def companies():
     """企业信息: add or edit a company of the admin's org."""
-    edit = canonical_tax_id(request.args.get("tax_id"))
+    edit = params.arg("tax_id", params.tax_id, query_only=True)
     company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():
@@ -173,20 +173,18 @@ class AuditFilter(FlaskForm):
 
 
 def _audit_query(form: AuditFilter):
-    """The admin's org's audit rows narrowed by the filters (invalid values are ignored)."""
-    form.validate()
+    """The admin's org's audit rows narrowed by the filters (the form only shows them); an action or a
+    date that cannot be read or is out of range is refused with its reason (webapp.params)."""
     return audit.org_query(current_user, username=(form.username.data or "").strip(),
-                           action=form.action.data if form.action.data in audit.ACTIONS else "",
-                           date_from=form.date_from.data if not form.date_from.errors else None,
-                           date_to=form.date_to.data if not form.date_to.errors else None)
+                           action=params.arg("action", lambda text: params.choice(text, audit.ACTIONS, "操作")),
+                           date_from=params.arg("date_from", params.day), date_to=params.arg("date_to", params.day))
 
 
 @bp.route("/audit")
 def audit_log():
     """审计日志: who did what and when in this org, newest first, with filters; kept at least a year."""
     form = AuditFilter(request.args)
-    page = max(request.args.get("page", 1, type=int), 1)
-    pagination = db.paginate(_audit_query(form), page=page, per_page=50, error_out=False)
+    pagination = paginate(_audit_query(form), per_page=50)
     return render_template("admin/audit.html", form=form, pagination=pagination, actions=audit.ACTIONS,
                            details_text=audit.details_text, retention=audit.retention_days())
 

@@ -1,8 +1,6 @@
 """`autoupdate …` commands: create and list an org's monthly schedules, run what is due."""
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 from flask.cli import AppGroup
 
@@ -12,12 +10,13 @@ from webapp.accounts.permissions import require_schedule_admin, visible_schedule
 from webapp.background import background
 from webapp.cli import acting_user, fail, print_json
 from webapp.clock import now
+from webapp.params import MOMENT, TEXT
 
 autoupdate_group = AppGroup("autoupdate", help="自动更新")
 
 
 @autoupdate_group.command("create")
-@click.option("--as", "username", required=True)
+@click.option("--as", "username", required=True, type=TEXT)
 @click.option("--invoices", is_flag=True, help="发票明细信息更新")
 @click.option("--usage", is_flag=True, help="发票用途状态更新")
 def autoupdate_create(username, invoices, usage):
@@ -34,7 +33,7 @@ def autoupdate_create(username, invoices, usage):
 
 
 @autoupdate_group.command("list")
-@click.option("--as", "username", required=True)
+@click.option("--as", "username", required=True, type=TEXT)
 def autoupdate_list(username):
     """The org's schedules with their next run and last runs."""
     user = acting_user(username)
@@ -42,14 +41,11 @@ def autoupdate_list(username):
 
 
 @autoupdate_group.command("run-due")
-@click.option("--now", "at", help="ISO time (org-local when no offset); default: now")
+@click.option("--now", "at", type=MOMENT, help="ISO time (org-local when no offset); default: now")
 def autoupdate_run_due(at):
     """What the scheduler does at that moment; prints the runs it started."""
 
-    try:
-        moment = datetime.fromisoformat(at) if at else now()
-    except ValueError:
-        fail(f"时间格式应为 ISO，例如 2026-12-05T00:30：{at}")
+    moment = at or now()
     if moment.tzinfo is None and at:
         moment = moment.replace(tzinfo=autoupdate.ZoneInfo("Asia/Shanghai"))
     print_json([autoupdate.run_json(r) for r in autoupdate.run_due(moment)])

@@ -1,6 +1,7 @@
 """导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.months import month_of
+from channels.months import month_index, month_of
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
@@ -29,6 +30,9 @@ def subtask_label(subtask: Subtask) -> str:
     if subtask.batch.data_type == DataType.USAGE:
         return "等待发票数据"
     return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
+
+
+BATCH_NO = re.compile(r"[0-9A-Z]{1,32}")  # what new_batch_no writes fits: digits and capitals, the column's 32
 
 
 def new_batch_no() -> str:
@@ -119,9 +123,9 @@ def check_months(first: str, last: str, today) -> None:
     """开票日期 from `first` to `last` ('YYYY-MM'): in order and inside the last five years, or
     ValueError in Chinese (the import dialog and the `download` command say the same)."""
     lowest, highest = period_limits(today)
-    if first > last:
+    if month_index(first) > month_index(last):
         raise ValueError("起始月份不能晚于截止月份")
-    if first < lowest or last > highest:
+    if month_index(first) < month_index(lowest) or month_index(last) > month_index(highest):
         raise ValueError(f"开票日期只能选择近五年：{lowest} 至 {highest}")
 
 
@@ -158,8 +162,10 @@ def usable_channel(company: Company) -> str | None:
 
 def months_before_leqi(company: Company, months: list[str]) -> list[str]:
     """The months wholly before the company authorised 乐企: it holds no invoices of theirs."""
-    since = month_of(company.leqi_since) if company.leqi_since else None
-    return [m for m in months if since and m < since]
+    if not company.leqi_since:
+        return []
+    since = month_index(month_of(company.leqi_since))
+    return [m for m in months if month_index(m) < since]
 
 
 def leqi_note(company: Company, skipped: list[str]) -> str:

@@ -19,10 +19,11 @@ from webapp.batches import (
     create_download_batches,
     create_file_batch,
 )
-from webapp.cli import acting_company, acting_user, fail, month_arg, print_json
+from webapp.cli import acting_company, acting_user, fail, print_json
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
+from webapp.params import BATCH_NO, MONTH, TAX_ID, TEXT, Choice
 from webapp.statuses import BatchStatus, Channel, DataType, SubtaskStatus
 
 
@@ -51,9 +52,9 @@ def _wait(batch_no: str) -> Batch:
 
 @click.command("import-file")
 @with_appcontext
-@click.option("--tax-id", required=True)
+@click.option("--tax-id", required=True, type=TAX_ID)
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--as", "username", required=True)
+@click.option("--as", "username", required=True, type=TEXT)
 @click.option("--wait", is_flag=True, help="block until the batch ends")
 def import_file(tax_id, path, username, wait):
     """导入电子税局文件 for one company, with the import dialog's rules."""
@@ -76,19 +77,18 @@ def import_file(tax_id, path, username, wait):
 
 @click.command("download")
 @with_appcontext
-@click.option("--tax-id", "tax_ids", required=True, multiple=True, help="repeatable: one batch per tax ID")
-@click.option("--channel", type=click.Choice(Channel.codes()), required=True)
-@click.option("--from", "first", required=True, help="YYYY-MM")
-@click.option("--to", "last", required=True, help="YYYY-MM")
-@click.option("--type", "types", multiple=True, type=click.Choice(list(DOWNLOAD_KINDS)), help="fplx code; default all six")
-@click.option("--data", "data", type=click.Choice([*DataType.codes(), "both"]), default=DataType.INVOICES.value, show_default=True)
-@click.option("--as", "username", required=True)
+@click.option("--tax-id", "tax_ids", required=True, multiple=True, type=TAX_ID, help="repeatable: one batch per tax ID")
+@click.option("--channel", type=Choice(Channel.codes(), "下载通道"), required=True)
+@click.option("--from", "first", required=True, type=MONTH)
+@click.option("--to", "last", required=True, type=MONTH)
+@click.option("--type", "types", multiple=True, type=Choice(DOWNLOAD_KINDS, "发票种类"), help="fplx code; default all six")
+@click.option("--data", "data", type=Choice([*DataType.codes(), "both"], "数据类型"), default=DataType.INVOICES.value, show_default=True)
+@click.option("--as", "username", required=True, type=TEXT)
 @click.option("--wait", is_flag=True, help="block until the batches end")
 def download(tax_ids, channel, first, last, types, data, username, wait):
     """税局下载 through 乐企 or RPA, with the import dialog's rules; prints the batches."""
     user = acting_user(username)
     companies = [acting_company(user, tax_id) for tax_id in tax_ids]
-    first, last = month_arg(first), month_arg(last)
     try:
         check_months(first, last, now().date())
     except ValueError as exc:
@@ -112,7 +112,7 @@ batch_group = AppGroup("batch", help="导入批次")
 
 
 @batch_group.command("show")
-@click.argument("batch_no")
+@click.argument("batch_no", type=BATCH_NO)
 def batch_show(batch_no):
     """One batch with its subtasks."""
     print_json(batch_json(batch_by_no(batch_no)))

@@ -9,7 +9,7 @@ from wtforms.validators import AnyOf, StopValidation, ValidationError
 
 from channels.etax_file import MAX_UPLOAD_FILES
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.months import is_month, month_of, months_between
+from channels.months import is_month, month_index, month_of, months_between
 from channels.records import canonical_tax_id
 from webapp.batches import check_channel_ready, check_months, months_before_leqi, period_years
 from webapp.clock import now
@@ -172,7 +172,7 @@ class ImportForm(FlaskForm):
         """开票日期 as months: whole years (up to the current month), or the chosen range."""
         if self.period_unit.data == "year":
             first, last = self.year_range()
-            return months_between(f"{first}-01", min(f"{last}-12", month_of(now())))
+            return months_between(f"{first}-01", min(f"{last}-12", month_of(now()), key=month_index))
         return months_between(self.month_from.data, self.month_to.data)
 
     def chosen_companies(self) -> list[Company]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +17,8 @@ from sqlalchemy.orm import joinedload
 from channels import quota_rules
 from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected, canonical_tax_id
+from channels.records import SourceRejected
+from webapp import params
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
 from webapp.batches import (
@@ -40,7 +41,7 @@ from webapp.extensions import db, htmx
 from webapp.forms import messages
 from webapp.models import Batch, Company
 from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
-from webapp.web import wants_partial, xlsx_download
+from webapp.web import paginate, wants_partial, xlsx_download
 
 bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
 POLL_SECONDS = 2  # while a month runs or is about to
@@ -251,20 +252,17 @@ def _file_outcome(form: ImportForm, outcomes: list[dict]):
 
 def _filtered_batches():
     """The list's query: the user's companies only, narrowed by the filter fields."""
-    args = request.values
     query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
-    if args.get("tax_id"):
-        query = query.where(Batch.tax_id == canonical_tax_id(args["tax_id"]))
-    if args.get("status") in BatchStatus:
-        query = query.where(Batch.status == args["status"])
-    if args.get("method") in Method:
-        query = query.where(Batch.method == args["method"])
-    for name, op in (("date_from", "__ge__"), ("date_to", "__lt__")):
-        try:
-            day = datetime.strptime(args.get(name, ""), "%Y-%m-%d")
-        except ValueError:
-            continue
-        query = query.where(getattr(Batch.created_at, op)(day + timedelta(days=1) if name == "date_to" else day))
+    if tax_id := params.arg("tax_id", params.tax_id):
+        query = query.where(Batch.tax_id == tax_id)
+    if status := params.arg("status", lambda text: params.choice(text, BatchStatus, "执行状态")):
+        query = query.where(Batch.status == status)
+    if method := params.arg("method", lambda text: params.choice(text, Method, "导入方式")):
+        query = query.where(Batch.method == method)
+    if day := params.arg("date_from", params.day):
+        query = query.where(Batch.created_at >= datetime.combine(day, time()))
+    if day := params.arg("date_to", params.day):
+        query = query.where(Batch.created_at < datetime.combine(day + timedelta(days=1), time()))
     return query.options(joinedload(Batch.org)).order_by(Batch.created_at.desc(), Batch.id.desc())
 
 
@@ -303,8 +301,7 @@ def _created_notice(batch_nos: list[str]) -> list[tuple[str, str, str]]:
 
 def _table_context(message: str | None = None) -> dict:
     """The current page of batches with their facts, for the table partial."""
-    page = max(request.values.get("page", 1, type=int), 1)
-    pagination = db.paginate(_filtered_batches(), page=page, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    pagination = paginate(_filtered_batches(), current_app.config["PAGE_SIZE"])
     return {"pagination": pagination, **_page_context(pagination.items, message)}
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from webapp.cli import TAX_ID, fail, month_arg, print_json
+from webapp.cli import fail, print_json
 from webapp.clock import now
+from webapp.params import MONTH, TAX_ID, TEXT, YEAR
 from webapp.pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from webapp.pool.coverage import coverage, coverage_json
 from webapp.pool.redflush import assess, to_json
@@ -23,7 +24,7 @@ def pool_stats_command(tax_id):
 
 
 @pool_group.command("show")
-@click.argument("key")
+@click.argument("key", type=TEXT)
 def pool_show(key):
     """One invoice with its lines, red link, usage statuses and red-flush readiness."""
 
@@ -39,7 +40,7 @@ def pool_show(key):
 
 @pool_group.command("coverage")
 @click.option("--tax-id", required=True, type=TAX_ID)
-@click.option("--year", type=int, required=True)
+@click.option("--year", type=YEAR, required=True)
 def pool_coverage(tax_id, year):
     """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
 
@@ -48,7 +49,7 @@ def pool_coverage(tax_id, year):
 
 @pool_group.command("summary")
 @click.option("--tax-id", required=True, type=TAX_ID)
-@click.option("--year", type=int, required=True)
+@click.option("--year", type=YEAR, required=True)
 def pool_summary(tax_id, year):
     """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
 
@@ -57,11 +58,11 @@ def pool_summary(tax_id, year):
 
 @pool_group.command("diff")
 @click.option("--tax-id", required=True, type=TAX_ID)
-@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--month", required=True, type=MONTH)
 def pool_diff(tax_id, month):
     """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
 
-    print_json(source_report(tax_id, month_arg(month)))
+    print_json(source_report(tax_id, month))
 
 
 COMMANDS = (pool_group,)

@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy import select
 
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.months import month_of, months_between, year_months
+from channels.months import month_index, month_of, months_between, year_months
 from webapp.batches import period_limits
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
@@ -24,7 +24,7 @@ def coverage_months(today: date, year: int | None = None) -> list[str]:
     """The months the grid shows: one year, or the five years 开票日期 may span (period_limits),
     up to the current month."""
     if year:
-        return [m for m in year_months(year) if m <= month_of(today)]
+        return [m for m in year_months(year) if month_index(m) <= month_index(month_of(today))]
     return months_between(*period_limits(today))
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, func, not_, or_, select
 
 from channels.records import canonical_tax_id
+from webapp import params
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
@@ -49,7 +50,15 @@ class PoolFilter:
 
     @classmethod
     def from_args(cls, args) -> PoolFilter:
-        return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
+        """The filter a query string asks for, its dates and choices parsed (webapp.params): a value
+        outside them is refused with the reason, never an overflow or a silently wider search."""
+        flt = cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
+        params.tax_id(flt.tax_id), params.day(flt.date_from), params.day(flt.date_to)
+        params.choice(flt.status, INVOICE_STATUSES, "发票状态")
+        params.choice(flt.color, ("blue", "red"), "蓝/红")
+        params.choice(flt.source, Source, "数据来源")
+        params.choice(flt.sort, SORTS, "排序")
+        return flt
 
     def __post_init__(self) -> None:
         """The company filter in the pool's canonical form, however the URL spells it."""

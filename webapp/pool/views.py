@@ -8,6 +8,7 @@ from markupsafe import Markup
 
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from channels.records import SourceRejected
+from webapp import params
 from webapp.accounts.permissions import batch_for, company_for, permitted_companies
 from webapp.batches import create_download_batches, period_years, usable_channel
 from webapp.clock import now
@@ -31,7 +32,7 @@ def _permitted_tax_ids() -> list[str]:
 
 def _page(flt: PoolFilter):
     """One page of results and whether another follows: no count of the whole table."""
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = params.arg("page", params.page_number)
     size = current_app.config["PAGE_SIZE"]
     rows = list(db.session.scalars(pool_query(flt, _permitted_tax_ids()).limit(size + 1).offset((page - 1) * size)))
     return {"items": rows[:size], "page": page, "has_next": len(rows) > size, "has_prev": page > 1}
@@ -56,7 +57,7 @@ def summary():
     totals = pool_totals(flt, _permitted_tax_ids())
     size = current_app.config["PAGE_SIZE"]
     return render_template("pool/_summary.html", flt=flt, totals=totals, pages=max(1, -(-totals["count"] // size)),
-                           page=max(request.args.get("page", 1, type=int), 1), filtered=bool(flt.as_args()))
+                           page=params.arg("page", params.page_number), filtered=bool(flt.as_args()))
 
 
 @bp.route("/export")
@@ -86,12 +87,11 @@ def coverage_page():
     companies = permitted_companies(current_user)
     if not companies:
         return render_template("pool/coverage.html", companies=[], grid={}, company=None)
-    tax_id = request.args.get("tax_id") or companies[0].tax_id
     try:
-        company = company_for(current_user, tax_id)
+        company = company_for(current_user, params.arg("tax_id", params.tax_id) or companies[0].tax_id)
     except PermissionError:
         abort(404)
-    year = request.args.get("year", type=int)
+    year = params.arg("year", params.year)
     grid = coverage(company.tax_id, now().date(), year)
     all_kinds = request.args.get("all_kinds") == "1"
     every = list(next(iter(grid.values()), {}))

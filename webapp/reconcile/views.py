@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from channels.months import is_month, month_of
+from channels.months import month_of
+from webapp import params
 from webapp.accounts.permissions import company_for, permitted_companies
 from webapp.clock import now
 from webapp.extensions import db
@@ -24,13 +25,11 @@ def _scope():
     if not companies:
         return companies, None, None
     try:
-        company = company_for(current_user, request.args.get("tax_id") or companies[0].tax_id)
+        company = company_for(current_user, params.arg("tax_id", params.tax_id) or companies[0].tax_id)
     except PermissionError:
         abort(404)
-    month = request.args.get("month") or db.session.scalar(
+    month = params.arg("month", params.month) or db.session.scalar(
         select(func.max(InvoiceSource.month)).where(InvoiceSource.tax_id == company.tax_id)) or month_of(now())
-    if not is_month(month):
-        abort(400)
     return companies, company, month
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template
 from flask_login import current_user
 
+from webapp import params
 from webapp.accounts.permissions import company_for, permitted_companies
 from webapp.clock import now
 from webapp.summary import chart_bars, write_summary, year_summary
@@ -16,10 +17,15 @@ ALL = "all"
 YEARS = 6
 
 
+def _company_or_all(text: str) -> str:
+    """The tax_id parameter: one company's tax ID, or "all" for every granted company."""
+    return ALL if text.strip() == ALL else params.tax_id(text)
+
+
 def _scope():
     """(companies shown, the selected company or None for all, the year), checked against the user's grants."""
     companies = permitted_companies(current_user)
-    tax_id = request.args.get("tax_id") or (companies[0].tax_id if companies else ALL)
+    tax_id = params.arg("tax_id", _company_or_all) or (companies[0].tax_id if companies else ALL)
     if tax_id == ALL:
         chosen, tax_ids = None, [c.tax_id for c in companies]
     else:
@@ -28,9 +34,7 @@ def _scope():
         except PermissionError:
             abort(404)
         tax_ids = [chosen.tax_id]
-    year = request.args.get("year", type=int) or now().year
-    if not 1990 <= year <= now().year + 1:
-        abort(400)
+    year = params.arg("year", params.year) or now().year
     return companies, chosen, tax_ids, year
 
 
