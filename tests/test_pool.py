@@ -239,3 +239,29 @@ def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client,
 
     assert keys("已红冲-全额") == {full} and keys("已红冲-部分") == {part} and keys("正常") == {plain}
     assert cli_json(runner, "pool", "show", full)["status_shown"] == "正常（已被红冲 100%）"
+
+
+def test_coverage_offers_every_year_with_data_and_a_whole_file_leaves_no_gap(client, runner, tmp_path):
+    """Issue 19 item 7: a 2021 file (older than the five-year window) makes 2021 selectable, and the
+    months inside it that held no invoice read 已同步（无发票）, not 缺口."""
+    from .workbook_builder import build_workbook, digital_invoice, make_line
+
+    build_workbook(tmp_path / "2021.xlsx", [
+        digital_invoice("21330000000000000001", [make_line("*信息技术服务*运维服务", "100.00", "6%")],
+                        "2021-01-05 09:00:00"),
+        digital_invoice("21330000000000000002", [make_line("*信息技术服务*运维服务", "200.00", "6%")],
+                        "2021-12-20 09:00:00")])
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / "2021.xlsx"),
+                     "--as", "caiwu", "--wait")
+    assert batch["status"] == "succeeded"
+    login(client)
+    five_years = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}").text
+    assert '<option value="2021"' in five_years
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2021").text
+    rows = {m: row for m, row in re.findall(r"<tr><th>(2021-\d\d).*?</th>(.*?)</tr>", page, re.S)}
+    assert len(rows) == 12
+    for month in ("2021-02", "2021-06", "2021-11"):
+        assert "已同步（无发票）" in rows[month] and "缺口" not in rows[month], month
+    assert "缺口" not in rows["2021-01"] and "<b>1</b>" in rows["2021-01"]
+    months = cli_json(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2021")
+    assert all(cell["last_synced"] for cell in months["2021-06"].values())

@@ -1,7 +1,9 @@
 """同步覆盖: per company, which months and invoice kinds the pool holds, when and how each was synced.
 
 A cell is covered when a subtask for its month succeeded: a file import covers every kind of
-the month (the export is 全量), a download the kinds it asked for. A gap is a month and kind
+the month (the export is 全量), a download the kinds it asked for. A file import that succeeded
+also covers the months inside it that held no invoice (a year exported whole has no subtask for an
+empty month, yet that month was synced: 已同步（无发票）, not a gap). A gap is a month and kind
 never synced; the pool's own counts say how many invoices each cell holds.
 """
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of, months_between, year_months
-from webapp.batches import period_limits
+from webapp.batches import period_limits, period_years
 from webapp.extensions import db
-from webapp.models import Batch, Subtask
+from webapp.models import Batch, InvoiceMonthSummary, Subtask
+from webapp.params import year_range
 from webapp.pool.month_stats import month_stats, when
-from webapp.statuses import DataType, Source, SubtaskStatus
+from webapp.statuses import BatchStatus, DataType, Method, Source, SubtaskStatus
 
 
 def coverage_months(today: date, year: int | None = None) -> list[str]:
@@ -52,7 +55,34 @@ def _syncs(tax_id: str, months: list[str]) -> dict:
         source = Source.of(method, channel)
         for code in codes or ["*"]:
             latest[(period, code)] = (finished, source)
+    for period, finished in _inside_whole_files(tax_id, months):
+        if (period, "*") not in latest or latest[(period, "*")][0] < finished:
+            latest[(period, "*")] = (finished, Source.FILE)
     return latest
+
+
+def _inside_whole_files(tax_id: str, months: list[str]) -> list[tuple[str, object]]:
+    """(month, finished) for every month between the first and last month of a file import that
+    succeeded, within `months`: the months of the export that held no invoice."""
+    spans = db.session.execute(
+        select(Batch.finished_at, func.min(Subtask.period), func.max(Subtask.period)).join(Subtask)
+        .where(Batch.tax_id == tax_id, Batch.method == Method.FILE, Batch.data_type == DataType.INVOICES,
+               Batch.status == BatchStatus.SUCCEEDED)
+        .group_by(Batch.id, Batch.finished_at)
+        .having(func.min(Subtask.period) <= months[-1], func.max(Subtask.period) >= months[0]))
+    shown = set(months)
+    return [(month, finished) for finished, first, last in spans if finished
+            for month in months_between(first, last) if month in shown]
+
+
+def coverage_years(tax_id: str, today: date) -> list[int]:
+    """The years the grid offers, newest first: the five years 开票日期 may span, and every other
+    year the company's pool holds invoices of (an old year imported from a file), within what a
+    page may ask for (webapp.params.year_range)."""
+    first, last = year_range()
+    held = {int(month[:4]) for month in db.session.scalars(
+        select(InvoiceMonthSummary.month).where(InvoiceMonthSummary.tax_id == tax_id))}
+    return sorted({y for y in held | set(period_years(today)) if first <= y <= last}, reverse=True)
 
 
 def coverage(tax_id: str, today: date, year: int | None = None) -> dict:

@@ -10,12 +10,12 @@ from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from channels.records import SourceRejected
 from webapp import params
 from webapp.accounts.permissions import batch_for, company_for, permitted_companies
-from webapp.batches import create_download_batches, period_years, usable_channel
+from webapp.batches import create_download_batches, usable_channel
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
 from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
-from webapp.pool.coverage import coverage, issued_codes
+from webapp.pool.coverage import coverage, coverage_years, issued_codes
 from webapp.pool.export import export_filename, export_size, stream_pool_export, too_large
 from webapp.pool.redflush import assess
 from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
@@ -98,7 +98,8 @@ def coverage_page():
     codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
                            codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
-                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES, years=period_years(now()))
+                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES,
+                           years=coverage_years(company.tax_id, now().date()))
 
 
 @bp.route("/<key>")
