@@ -13,6 +13,7 @@ from channels.months import month_of
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
+from webapp.batches.facts import counts_scope
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
@@ -311,12 +312,14 @@ def retry(batches: list[Batch]) -> dict:
 
 
 def batch_json(batch: Batch) -> dict:
-    """A batch as the CLI prints it."""
+    """A batch as the CLI prints it; `counts_scope` says which months 总份数 and 成功份数 leave out."""
+    unfetched = sum(s.status in SubtaskStatus.RETRYABLE for s in batch.subtasks)
     return {
         "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
         "status": batch.status, "status_label": BatchStatus(batch.status).label, "method": batch.method,
         "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
+        "months_not_fetched": unfetched, "counts_scope": counts_scope(unfetched),
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{

@@ -19,7 +19,9 @@ from webapp.models import Batch, Subtask
 from webapp.statuses import BatchStatus, DataType, SubtaskStatus
 
 # Progress-bar segments in the order they are drawn: finished work first, then what is still to run;
-# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功).
+# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功). Months still to
+# run are drawn hatched (app.css), apart from the ended ones, so a bar is solid end to end only when
+# every month ended.
 SEGMENTS = ((SubtaskStatus.SUCCEEDED, "成功"), (SubtaskStatus.FAILED, "失败"), (SubtaskStatus.TERMINATED, "已终止"),
             (SubtaskStatus.WAITING, "等待"), (SubtaskStatus.RUNNING, "同步中"), (SubtaskStatus.PENDING, "待同步"))
 QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
@@ -98,6 +100,11 @@ class BatchFacts:
     def subtasks(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def unfetched(self) -> int:
+        """Months that ended without their data (执行失败, 已终止): 总份数 and 成功份数 leave them out."""
+        return sum(self.counts.get(status, 0) for status in SubtaskStatus.RETRYABLE)
+
     def segments(self) -> list[tuple[str, str, int, float]]:
         """(status, label, count, percent of the bar) for each status the batch has."""
         n = self.subtasks
@@ -167,6 +174,12 @@ def waiting_text(one: BatchFacts) -> str | None:
         text = f"已排队，等待额度至 {low:%Y-%m-%d}"
         return text + (f"（最晚 {high:%Y-%m-%d}）" if high.date() != low.date() else "")
     return one.waiting_notes[0] if one.waiting_notes else None
+
+
+def counts_scope(unfetched: int) -> str:
+    """What 总份数 and 成功份数 leave out: they count only the months that ran, so a batch with failed
+    or terminated months says so beside its counts (issue 19 item 3); empty when every month ran."""
+    return f"{unfetched} 个月份未获取" if unfetched else ""
 
 
 def mismatch(batch: Batch, one: BatchFacts) -> list[str]:

@@ -1,0 +1,55 @@
+"""Real-browser tests of issue 19 items 3, 4, 5, 6, 9 and 11: the batch screens and dialogs no longer mislead.
+
+Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose history
+would take days to produce are written as rows, exactly as the worker leaves them (test_browser_screens.add_batch).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from playwright.sync_api import Page, expect
+
+from .browser_support import batch_row, column, login
+from .test_browser_screens import BUREAU_DOWN, add_batch
+
+
+def _solid_share(row) -> float:
+    """How much of a row's bar is drawn solid (a fill colour, no hatching), as a share of the bar."""
+    return row.locator(".progress").evaluate("""bar => {
+        let solid = 0;
+        for (const seg of bar.querySelectorAll('.seg')) {
+            const style = getComputedStyle(seg);
+            if (style.backgroundImage === 'none' && style.backgroundColor !== 'rgba(0, 0, 0, 0)') solid += seg.offsetWidth;
+        }
+        return solid / bar.clientWidth;
+    }""")
+
+
+def test_a_partly_failed_batch_says_its_counts_cover_only_the_months_that_ran(page: Page, live_server):
+    """Item 3: 2 months succeeded (100 each), 4 failed: 总份数 200 = 成功份数 200 on the row and the detail page,
+    each saying that 4 months were not fetched."""
+    months = {f"2023-{m:02d}": ("succeeded" if m <= 2 else "failed", None if m <= 2 else BUREAU_DOWN) for m in range(1, 7)}
+    batch_no = add_batch(live_server, months, status="partial", channel="rpa")
+    login(page)
+    page.goto("/batches")
+    row = batch_row(page, batch_no)
+    expect(column(page, row, "总份数")).to_have_text("200（4 个月份未获取）")
+    expect(column(page, row, "成功份数")).to_have_text("200")
+    page.get_by_role("link", name=batch_no).click()
+    expect(page.locator("#subtasks-panel p").first).to_contain_text(
+        "总份数 200，成功份数 200（只含已执行的月份，4 个月份未获取）")
+
+
+def test_a_waiting_month_is_not_drawn_as_progress(page: Page, live_server):
+    """Item 4: a batch whose only month waits for the quota shows an empty, hatched bar; one with a month done
+    and a month waiting is solid on its done half only; a batch whose months all ended is solid end to end."""
+    waiting = add_batch(live_server, {"2026-11": ("waiting", "乐企额度：已达下载次数限制，将于 2026-12-01 自动执行")},
+                        status="pending", not_before=datetime(2026, 12, 1))
+    half = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("pending", None)}, status="syncing")
+    ended = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("failed", BUREAU_DOWN)}, status="partial")
+    login(page)
+    page.goto("/batches")
+    expect(column(page, batch_row(page, waiting), "执行状态")).to_contain_text("0/1 个月份成功")
+    assert _solid_share(batch_row(page, waiting)) == 0
+    assert _solid_share(batch_row(page, half)) <= 0.51
+    assert _solid_share(batch_row(page, ended)) >= 0.99
