@@ -9,8 +9,11 @@ from datetime import datetime
 
 from playwright.sync_api import Page, expect
 
-from .browser_support import batch_row, column, login
+from .browser_support import DEMO_NAME, SAMPLE_2024, batch_row, column, login, open_import_dialog
+from .conftest import SAMPLES
 from .test_browser_screens import BUREAU_DOWN, add_batch
+
+SAMPLE_2023 = SAMPLES / "etax-export-2023-old-header.xlsx"
 
 
 def _solid_share(row) -> float:
@@ -53,3 +56,32 @@ def test_a_waiting_month_is_not_drawn_as_progress(page: Page, live_server):
     assert _solid_share(batch_row(page, waiting)) == 0
     assert _solid_share(batch_row(page, half)) <= 0.51
     assert _solid_share(batch_row(page, ended)) >= 0.99
+
+
+def test_a_hint_of_the_toolbar_goes_when_the_next_question_opens(page: Page, live_server):
+    """Item 5: 重试 with nothing ticked says 请先勾选…; ticking a batch and clicking 重试 opens the question and
+    the hint is gone."""
+    batch_no = add_batch(live_server, {"2024-01": ("failed", BUREAU_DOWN)}, status="failed")
+    login(page)
+    page.goto("/batches")
+    page.get_by_role("button", name="重试", exact=True).click()
+    expect(page.locator("#batch-table [role=status]")).to_have_text("请先勾选要重试的导入批次")
+    page.get_by_label(f"选择 {batch_no}").check()
+    page.get_by_role("button", name="重试", exact=True).click()
+    expect(page.get_by_role("dialog").get_by_role("heading", name="重试")).to_be_visible()
+    expect(page.get_by_text("请先勾选要重试的导入批次")).to_have_count(0)
+
+
+def test_the_list_behind_the_import_result_shows_the_new_batches(page: Page, live_server):
+    """Item 5: after a two-file import the list behind the 导入结果 dialog shows both batches, not 暂无导入批次."""
+    login(page)
+    page.goto("/batches")
+    expect(page.locator("#batch-table")).to_contain_text("暂无导入批次")
+    dialog = open_import_dialog(page)
+    dialog.get_by_label(DEMO_NAME).check()
+    dialog.locator("input[type=file]").set_input_files([SAMPLE_2024, SAMPLE_2023])
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog").get_by_role("heading", name="导入结果")).to_be_visible()
+    expect(page.locator("#batch-table tr[id^=batch-]")).to_have_count(2)
+    expect(page.locator("#batch-table")).not_to_contain_text("暂无导入批次")
+    expect(page.get_by_role("dialog")).to_be_visible()

@@ -2,10 +2,18 @@
 test_browser_second_pass.py): what the screens, dialogs and commands say matches what can happen."""
 from __future__ import annotations
 
+from datetime import date
 from types import SimpleNamespace
 
-from .conftest import cli_json
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import Company
+from webapp.transactions import write_transaction
+
+from .conftest import DEMO_TAX_ID, cli_json
 from .test_browser_screens import BUREAU_DOWN, add_batch
+from .test_workflow import dialog  # noqa: F401  (the import dialog posted on a fixed day)
 
 
 def test_batch_show_says_which_months_its_counts_leave_out(app, runner):
@@ -16,3 +24,32 @@ def test_batch_show_says_which_months_its_counts_leave_out(app, runner):
     assert (shown["total"], shown["success"]) == (100, 100)
     assert shown["months_not_fetched"] == 2
     assert shown["counts_scope"] == "2 个月份未获取"
+
+
+def _set_demo(app, **values) -> None:
+    """Change the demo company's channel settings as an admin would on 企业信息."""
+    with app.app_context(), write_transaction():
+        company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+        for name, value in values.items():
+            setattr(company, name, value)
+    with app.app_context():
+        db.session.remove()
+
+
+def test_a_refusal_is_said_once_in_red_not_again_as_a_note(app, dialog):
+    """Item 5: RPA for a company with no e-tax account says 未配置默认电子税局账号 once (before submitting as a
+    note, after it as the refusal); 乐企 months all before the authorisation are said to be refused, in the note
+    too, never "提交后这些月份不下载"."""
+    _set_demo(app, etax_account=None)
+    before = dialog(channel="rpa")
+    assert before.count("未配置默认电子税局账号") == 1
+    after = dialog(refresh=False, channel="rpa")
+    assert after.count("未配置默认电子税局账号") == 1 and 'role="alert"' in after
+
+    _set_demo(app, leqi_since=date(2023, 1, 1))
+    before = dialog(period_unit="month", month_from="2022-06", month_to="2022-12")
+    assert "所选月份均早于该日期" in before and "提交后这些月份不下载" not in before
+    after = dialog(refresh=False, period_unit="month", month_from="2022-06", month_to="2022-12")
+    assert after.count("所选月份均早于该日期") == 1 and "提交后这些月份不下载" not in after
+    partly = dialog(period_unit="month", month_from="2022-11", month_to="2023-02")
+    assert "2022-11 至 2022-12 共 2 个月未申请（提交后这些月份不下载）" in partly

@@ -171,6 +171,13 @@ def leqi_note(company: Company, skipped: list[str]) -> str:
             f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
 
 
+def leqi_refusal(company: Company) -> str:
+    """Why 乐企 is refused when every chosen month precedes the company's authorisation: the manual
+    (乐企可下载的销项发票数据为企业授权…乐企能力后所开具的发票) leaves such a batch nothing to fetch."""
+    return (f"{company.name}于 {company.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
+            "所选月份均早于该日期，请改选月份或改用 RPA 通道")
+
+
 def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
     """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
     skipped = months_before_leqi(company, months)
