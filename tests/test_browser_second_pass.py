@@ -5,12 +5,13 @@ would take days to produce are written as rows, exactly as the worker leaves the
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from playwright.sync_api import Page, expect
 
-from .browser_support import DEMO_NAME, SAMPLE_2024, batch_row, column, login, open_import_dialog
-from .conftest import SAMPLES
+from .browser_support import DEMO_NAME, SAMPLE_2024, batch_row, column, login, open_import_dialog, wait_until_finished
+from .conftest import DEMO_TAX_ID, SAMPLES
 from .test_browser_screens import BUREAU_DOWN, add_batch
 
 SAMPLE_2023 = SAMPLES / "etax-export-2023-old-header.xlsx"
@@ -85,3 +86,41 @@ def test_the_list_behind_the_import_result_shows_the_new_batches(page: Page, liv
     expect(page.locator("#batch-table tr[id^=batch-]")).to_have_count(2)
     expect(page.locator("#batch-table")).not_to_contain_text("暂无导入批次")
     expect(page.get_by_role("dialog")).to_be_visible()
+
+
+def _without_channels(live_server) -> None:
+    """The demo company as one that never had 乐企 nor an e-tax account (its data came from files)."""
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.models import Company
+    from webapp.transactions import write_transaction
+
+    with live_server.app.app_context():
+        with write_transaction():
+            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+            company.leqi_enabled, company.etax_account = False, None
+        db.session.remove()
+
+
+def test_only_actions_that_can_run_are_offered(page: Page, live_server):
+    """Item 6: for a company with no channel, an invoice offers no 获取用途状态 button but says why; a 缺口 opens
+    the file import, not a 乐企 download; with RPA only, a 缺口 opens an RPA download."""
+    batch_no = live_server.import_file()
+    login(page)
+    wait_until_finished(page, batch_no)
+    _without_channels(live_server)
+    page.goto("/pool?color=blue&status=正常")
+    page.locator("table.pool tbody tr a").first.click()
+    section = page.locator("#red-flush")
+    expect(section).to_contain_text("需先获取用途状态")
+    expect(section.get_by_role("button")).to_have_count(0)
+    expect(section.locator("#usage-unavailable")).to_contain_text("既未开通乐企，也未配置默认电子税局账号")
+
+    page.goto(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023")
+    expect(page.locator("#no-channel")).to_contain_text("缺口只能通过导入电子税局文件补齐")
+    page.locator("table.coverage").get_by_role("link", name="缺口").first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("导入电子税局文件")).to_be_checked()
+    expect(dialog.get_by_label(re.compile(DEMO_NAME))).to_be_checked()
+    expect(dialog.get_by_text("下载通道")).to_have_count(0)

@@ -2,6 +2,7 @@
 test_browser_second_pass.py): what the screens, dialogs and commands say matches what can happen."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from webapp.extensions import db
 from webapp.models import Company
 from webapp.transactions import write_transaction
 
-from .conftest import DEMO_TAX_ID, cli_json
+from .conftest import DEMO_TAX_ID, cli_json, login
 from .test_browser_screens import BUREAU_DOWN, add_batch
 from .test_workflow import dialog  # noqa: F401  (the import dialog posted on a fixed day)
 
@@ -53,3 +54,13 @@ def test_a_refusal_is_said_once_in_red_not_again_as_a_note(app, dialog):
     assert after.count("所选月份均早于该日期") == 1 and "提交后这些月份不下载" not in after
     partly = dialog(period_unit="month", month_from="2022-11", month_to="2023-02")
     assert "2022-11 至 2022-12 共 2 个月未申请（提交后这些月份不下载）" in partly
+
+
+def test_a_gap_opens_the_channel_that_can_fill_it(app, client):
+    """Item 6: the demo company authorised 乐企 on 2023-01-01 and has an e-tax account: a 2022 缺口 opens an RPA
+    download (乐企 holds nothing of 2022), a 2024 one a 乐企 download."""
+    login(client)
+    for year, channel in ((2022, "rpa"), (2024, "leqi")):
+        page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year={year}").text
+        links = re.findall(r'hx-get="(/batches/import\?[^"]+)"[^>]*>缺口', page)
+        assert links and all(f"channel={channel}" in link and "method=download" in link for link in links)

@@ -151,12 +151,17 @@ def check_channel_ready(companies: list[Company], channel: str) -> None:
         raise SourceRejected("；".join(problems))
 
 
-def usable_channel(company: Company) -> str | None:
-    """乐企 where the company is set up for it, else RPA where it has an e-tax account, else none."""
+def usable_channel(company: Company, months: list[str] | None = None) -> str | None:
+    """乐企 where the company is set up for it (and, given months, authorised it before them: 乐企 holds
+    only invoices issued after that), else RPA where it has an e-tax account, else none."""
     for channel in Channel:
-        if missing_prerequisites(company, channel) is None:
+        if missing_prerequisites(company, channel) is None and not (
+                channel == Channel.LEQI and months and months_before_leqi(company, months)):
             return channel
     return None
+
+
+NO_CHANNEL = "该企业既未开通乐企，也未配置默认电子税局账号，无法从税局下载（请管理员在“系统管理 → 企业信息”中设置）"
 
 
 def months_before_leqi(company: Company, months: list[str]) -> list[str]:
