@@ -64,3 +64,39 @@ def test_a_gap_opens_the_channel_that_can_fill_it(app, client):
         page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year={year}").text
         links = re.findall(r'hx-get="(/batches/import\?[^"]+)"[^>]*>缺口', page)
         assert links and all(f"channel={channel}" in link and "method=download" in link for link in links)
+
+
+def test_small_things_a_finance_user_notices(app, client):
+    """Item 11: 参数配置 counts carry separators; an empty year's chart has one 0 line and says there are no
+    invoices (no "1 / 0 / 0" axis); 自动化设置 names the manual's task code."""
+    from webapp.models import Batch
+
+    batch_no = add_batch(SimpleNamespace(app=app), {"2024-01": ("succeeded", None)}, status="succeeded")
+    with app.app_context(), write_transaction():
+        db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).success = 36815
+    with app.app_context():
+        db.session.remove()
+    login(client, "admin", "admin123")
+    assert '<td class="num">36,815</td>' in client.get("/admin/settings").text
+
+    page = client.get(f"/summary?tax_id={DEMO_TAX_ID}&year=2022").text
+    chart = re.search(r'<svg id="summary-chart".*?</svg>', page, re.S).group(0)
+    assert re.findall(r'text-anchor="end"[^>]*>([^<]*)</text>', chart) == ["0"]
+    assert "2022年没有发票" in chart
+
+    assert "sim_his_inv_data_import_task_SKDP_S" in client.get("/automation").text
+
+
+def test_a_batch_behind_other_work_says_how_many_tasks_go_first(app, client):
+    """Item 11: a batch whose months wait behind another batch's 3 queued months says 排队中：前面还有 3 个任务; the
+    first batch, next in line, says nothing of a queue."""
+    shared = SimpleNamespace(app=app)
+    first = add_batch(shared, {m: ("pending", None) for m in ("2024-01", "2024-02", "2024-03")}, status="pending")
+    second = add_batch(shared, {"2024-04": ("pending", None)}, status="pending")
+    login(client)
+    page = client.get("/batches").text
+    rows = {no: re.search(rf'<tr id="batch-{no}".*?</tr>', page, re.S).group(0) for no in (first, second)}
+    assert "排队中：前面还有 3 个任务" in rows[second]
+    assert "排队中" not in rows[first]
+    detail = client.get(f"/batches/{second}").text
+    assert "排队中：前面还有 3 个任务" in detail
