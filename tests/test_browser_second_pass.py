@@ -9,8 +9,18 @@ import re
 from datetime import datetime
 
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
-from .browser_support import DEMO_NAME, SAMPLE_2024, batch_row, column, login, open_import_dialog, wait_until_finished
+from .browser_support import (
+    DEMO_NAME,
+    OTHER_TAX_ID,
+    SAMPLE_2024,
+    batch_row,
+    column,
+    login,
+    open_import_dialog,
+    wait_until_finished,
+)
 from .conftest import DEMO_TAX_ID, SAMPLES
 from .test_browser_screens import BUREAU_DOWN, add_batch
 
@@ -90,8 +100,6 @@ def test_the_list_behind_the_import_result_shows_the_new_batches(page: Page, liv
 
 def _without_channels(live_server) -> None:
     """The demo company as one that never had 乐企 nor an e-tax account (its data came from files)."""
-    from sqlalchemy import select
-
     from webapp.extensions import db
     from webapp.models import Company
     from webapp.transactions import write_transaction
@@ -124,3 +132,22 @@ def test_only_actions_that_can_run_are_offered(page: Page, live_server):
     expect(dialog.get_by_label("导入电子税局文件")).to_be_checked()
     expect(dialog.get_by_label(re.compile(DEMO_NAME))).to_be_checked()
     expect(dialog.get_by_text("下载通道")).to_have_count(0)
+
+
+def test_another_companys_file_is_refused_in_the_dialog(page: Page, live_server, tmp_path):
+    """Item 9: choosing 杭州示例 and uploading another company's export is answered in the dialog, like a
+    non-Excel file, and no batch is created."""
+    from tests.workbook_builder import build_workbook
+    from webapp.models import Batch
+
+    other = tmp_path / "别家.xlsx"
+    build_workbook(other, n_random=20, tax_id=OTHER_TAX_ID)
+    login(page)
+    dialog = open_import_dialog(page)
+    dialog.get_by_label(DEMO_NAME).check()
+    dialog.locator("input[type=file]").set_input_files(other)
+    dialog.get_by_role("button", name="确定").click()
+    expect(dialog.get_by_role("alert")).to_contain_text(
+        f"别家.xlsx：文件中的销方税号 {OTHER_TAX_ID} 与所选企业 {DEMO_TAX_ID} 不一致")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    assert live_server.rows(select(Batch.id)) == []

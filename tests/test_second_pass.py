@@ -100,3 +100,4 @@ def test_a_batch_behind_other_work_says_how_many_tasks_go_first(app, client):
     assert "排队中" not in rows[first]
     detail = client.get(f"/batches/{second}").text
     assert "排队中：前面还有 3 个任务" in detail
+

@@ -63,7 +63,7 @@ def import_file(tax_id, path, username, wait):
         fail(f"文件不存在：{path}")
     try:
         check_file_name(path.name)
-        check_upload(path)
+        check_upload(path, company.tax_id)
     except SourceRejected as exc:
         fail(str(exc))
     batch = create_file_batch(user, company, path, path.name)

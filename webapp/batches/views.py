@@ -110,7 +110,7 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
             outcome["error"] = str(exc)
             continue
         try:
-            check_upload(path)
+            check_upload(path, company.tax_id)
             outcome["batch"] = create_file_batch(current_user, company, path, name)
         except SourceRejected as exc:
             outcome["error"] = str(exc)
