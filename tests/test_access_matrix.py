@@ -74,6 +74,7 @@ EXPECTED = {
     "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone, "pool.coverage_page": _if_visible,
     "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
     "automation.index": _everyone, "automation.new": _admins_post, "automation.act": _admins_of_its_org,
+    "automation.confirm": _admins_of_its_org,
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,
     "admin.audit_log": _admins, "admin.audit_export": _admins, "health.status_page": _admins,
     "batches.confirm": _if_visible, "batches.error_list": _no_error_if_visible,
@@ -124,7 +125,8 @@ def _values(rule, argument: str, target: str, refs: dict) -> list:
 def _requests(app, refs):
     """(endpoint, method, target, url, form) for every rule, method and target company; logout last."""
     planned, seen = [], set()
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.endpoint == "auth.logout", r.rule)):
+    last = ("automation.act", "auth.logout")  # 删除 the schedule after every other route used it; logout at the end
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (last.index(r.endpoint) if r.endpoint in last else -1, r.rule)):
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             for target in COMPANIES:
                 combos = [{}]

@@ -6,14 +6,25 @@ from playwright.sync_api import expect
 from .browser_support import login
 
 
-def accept_confirms(page):
-    page.on("dialog", lambda dialog: dialog.accept())
+def no_browser_confirms(page) -> list[str]:
+    """Every question is the product's own dialog (issue 19 item 11): the browser's confirm box never opens."""
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    return asked
+
+
+def confirm_in_dialog(page, question: str) -> None:
+    """Answer the product's question with 确定."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(question)
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 def test_auto_update_from_the_list_page_to_its_batches(page):
     """【自动更新】 → confirm → the schedule shows its next run; 立即执行 makes last month's batches."""
     login(page, "admin", "admin123")
-    accept_confirms(page)
+    asked = no_browser_confirms(page)
     page.goto("/batches")
     page.get_by_role("button", name="自动更新").click()
     dialog = page.get_by_role("dialog")
@@ -32,12 +43,16 @@ def test_auto_update_from_the_list_page_to_its_batches(page):
     expect(row).to_contain_text("91330100MA2H4K7Q1X")
     expect(row).to_contain_text("尚未执行")
 
+    expect(page.locator("#task-code")).to_have_text("sim_his_inv_data_import_task_SKDP_S")  # the manual's code
     row.get_by_role("button", name="立即执行").click()
+    confirm_in_dialog(page, "下载上月数据？")
     expect(page.get_by_role("status")).to_contain_text("创建 2 个导入批次")
     batch_links = page.locator("tr[id^=schedule-] a[href^='/batches/']")
     expect(batch_links).to_have_count(2)
     row.get_by_role("button", name="立即执行").click()
+    confirm_in_dialog(page, "下载上月数据？")
     expect(page.get_by_role("status")).to_contain_text("不会重复执行")
+    assert asked == []
 
     batch_no = batch_links.first.inner_text()
     page.goto("/batches")
@@ -47,7 +62,7 @@ def test_auto_update_from_the_list_page_to_its_batches(page):
 def test_disable_and_delete_a_schedule(page):
     """停用 shows no next run; 删除 (confirmed) removes it from 自动化设置."""
     login(page, "admin", "admin123")
-    accept_confirms(page)
+    asked = no_browser_confirms(page)
     page.goto("/automation")
     page.get_by_role("button", name="新建自动更新").click()
     page.get_by_role("dialog").get_by_role("button", name="确定").click()
@@ -58,5 +73,19 @@ def test_disable_and_delete_a_schedule(page):
     expect(page.get_by_role("status")).to_contain_text("已停用")
     expect(row).to_contain_text("已停用")
     row.get_by_role("button", name="删除").click()
+    page.get_by_role("dialog").get_by_role("button", name="取消").click()  # 取消 changes nothing
+    expect(row).to_have_count(1)
+    row.get_by_role("button", name="删除").click()
+    confirm_in_dialog(page, "已创建的导入批次不受影响")
     expect(page.get_by_role("status")).to_contain_text("已删除")
     expect(page.locator("tr[id^=schedule-]")).to_have_count(0)
+    assert asked == []
+
+
+def test_a_finance_user_is_not_told_to_create_a_schedule(page):
+    """Only admins create schedules: an empty 自动化设置 tells a finance user to ask one, not to click 自动更新."""
+    login(page)
+    page.goto("/automation")
+    empty = page.locator("#schedules td.empty")
+    expect(empty).to_contain_text("计划由管理员创建")
+    expect(empty).not_to_contain_text("即可创建")

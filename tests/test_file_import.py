@@ -65,15 +65,16 @@ def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
         assert db.session.scalar(select(func.count()).select_from(Batch)) == 0
 
 
-def test_foreign_seller_fails_the_batch_and_writes_nothing(runner, app):
+def test_foreign_seller_is_refused_before_any_batch(runner, app):
+    """Another company's export is refused as it is received (issue 19 item 9): no failed batch, nothing written."""
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
     cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
     result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
                                  "--as", "zhang", "--wait"])
     assert result.exit_code != 0
-    batch = json.loads(result.stdout)
-    assert batch["status"] == "failed" and "91330100MA2H4K7Q1X" in batch["error"] and batch["subtasks"] == []
+    assert "文件中的销方税号 91330100MA2H4K7Q1X 与所选企业 91110000MA00000001 不一致" in result.stderr
     with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Batch)) == 0
         assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
 
 

@@ -144,7 +144,7 @@ from channels.records import SourceRejected
 from jobs.tasks import field_limits
 message = None
 try:
-    etax_file.check_upload(sys.argv[1])
+    etax_file.check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned
     etax_file.parse_workbook(sys.argv[1], {tax_id!r}, limits=field_limits())
 except SourceRejected as exc:
     message = str(exc)
@@ -192,7 +192,7 @@ def test_hostile_uploads_write_nothing_and_the_worker_works_on(client, app, work
         assert db.session.scalar(select(func.count()).select_from(Invoice)) == 0
         assert db.session.scalar(select(func.count()).select_from(InvoiceLine)) == 0
         db.session.remove()
-    assert {"empty", "over-10mb", "classic-bomb", "understated-bomb", "far-corner"} <= set(refused)
+    assert {"empty", "over-10mb", "classic-bomb", "understated-bomb", "far-corner", "wrong-seller"} <= set(refused)
     response = client.post("/batches/import", data={
         "data_type": "invoices", "method": "file", "tax_ids": TAX_ID,
         "file": (io.BytesIO(SAMPLES.joinpath("etax-export-2023-old-header.xlsx").read_bytes()), "good.xlsx"),

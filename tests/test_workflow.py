@@ -170,9 +170,11 @@ def test_each_entry_status_is_listed_once_and_finds_both_channels_codes(app, cli
     assert numbers[0] in revoked and numbers[1] in revoked and numbers[2] not in revoked
 
 
-def test_no_time_zone_suffix_or_task_code_on_the_automation_page(client):
+def test_no_time_zone_suffix_or_job_id_on_the_automation_page(client):
+    """The manual's task code is named once, as the manual names it (issue 19 item 11), never as a row's job id."""
     login(client, "admin", "admin123")
     client.post("/automation/new", data={"invoices": "1"})
     page = client.get("/automation").text
-    assert "+08:00" not in page and "sim_his_inv_data_import_task" not in page
+    assert "+08:00" not in page and "sim_his_inv_data_import_task_SKDP_S-" not in page
+    assert page.count("sim_his_inv_data_import_task_SKDP_S") == 1 and "（历史发票数据导入定时计划）" in page
     assert re.search(r"\d{4}-\d{2}-05 00:00", page)

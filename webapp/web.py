@@ -118,6 +118,7 @@ def _template_helpers(app) -> None:
         if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage) else NOT_APPLICABLE)
     app.jinja_env.filters.update(merge_query=merge_query, thousands=thousands, money=money, exact_number=exact_number)
     app.jinja_env.globals.update(shown_status=shown_status, mismatch=facts.mismatch, waiting_text=facts.waiting_text,
-                                 plain_error=facts.plain_error, periods_text=facts.periods_text)
+                                 plain_error=facts.plain_error, periods_text=facts.periods_text,
+                                 counts_scope=facts.counts_scope)
     app.jinja_env.globals.update({code_set.__name__: code_set for code_set in statuses.CODE_SETS},
                                  subtask_label=subtask_label)

@@ -23,6 +23,7 @@ from webapp.transactions import write_transaction
 
 bp = Blueprint("automation", __name__, url_prefix="/automation", template_folder="templates")
 ACTIONS = {"enable": "启用", "disable": "停用", "delete": "删除", "run": "立即执行"}
+QUESTIONS = {"run": "立即执行计划 #{id}，下载上月数据？", "delete": "删除计划 #{id}？已创建的导入批次不受影响。"}
 
 
 class ScheduleForm(FlaskForm):
@@ -63,8 +64,8 @@ def _admins_only() -> None:
 @bp.route("")
 def index():
     """自动化设置: the org's schedules with next run and last runs."""
-    return render_template("automation/index.html", rows=_rows(), message=None,
-                           may_manage=may_manage_schedules(current_user))
+    return render_template("automation/index.html", rows=_rows(), message=None, task_code=autoupdate.TASK_CODE,
+                           task_name=autoupdate.TASK_NAME, may_manage=may_manage_schedules(current_user))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -88,6 +89,15 @@ def new():
 def _schedule(schedule_id: int):
     """A schedule of the user's org, or 404 so other orgs' schedules stay invisible."""
     return db.one_or_404(select(Schedule).filter_by(id=schedule_id, org_id=current_user.org_id))
+
+
+@bp.route("/<int:schedule_id>/<any(run, delete):action>/confirm")
+def confirm(schedule_id: int, action: str):
+    """立即执行 and 删除 ask first, in the product's dialog (admins only)."""
+    _schedule(schedule_id)
+    _admins_only()
+    return render_template("automation/_confirm.html", schedule_id=schedule_id, action=action, name=ACTIONS[action],
+                           question=QUESTIONS[action].format(id=schedule_id))
 
 
 @bp.route("/<int:schedule_id>/<action>", methods=["POST"])
@@ -115,4 +125,4 @@ def act(schedule_id: int, action: str):
         else:
             message = f"已执行计划 #{schedule_id}：{run.period}，创建 {len(run.batch_nos)} 个导入批次"
     background().sync_schedules()
-    return _page(message)
+    return _page(message) + '<div id="modal" hx-swap-oob="true"></div>'  # the question, if asked, is answered

@@ -13,6 +13,7 @@ from channels.months import month_index, month_of
 from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
+from webapp.batches.facts import counts_scope
 from webapp.clock import now
 from webapp.disk import copy_atomically
 from webapp.extensions import db
@@ -152,12 +153,17 @@ def check_channel_ready(companies: list[Company], channel: str) -> None:
         raise SourceRejected("；".join(problems))
 
 
-def usable_channel(company: Company) -> str | None:
-    """乐企 where the company is set up for it, else RPA where it has an e-tax account, else none."""
+def usable_channel(company: Company, months: list[str] | None = None) -> str | None:
+    """乐企 where the company is set up for it (and, given months, authorised it before them: 乐企 holds
+    only invoices issued after that), else RPA where it has an e-tax account, else none."""
     for channel in Channel:
-        if missing_prerequisites(company, channel) is None:
+        if missing_prerequisites(company, channel) is None and not (
+                channel == Channel.LEQI and months and months_before_leqi(company, months)):
             return channel
     return None
+
+
+NO_CHANNEL = "该企业既未开通乐企，也未配置默认电子税局账号，无法从税局下载（请管理员在“系统管理 → 企业信息”中设置）"
 
 
 def months_before_leqi(company: Company, months: list[str]) -> list[str]:
@@ -172,6 +178,13 @@ def leqi_note(company: Company, skipped: list[str]) -> str:
     """Why these months are not asked of 乐企, as the dialog and the batch say it."""
     return (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
             f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+
+
+def leqi_refusal(company: Company) -> str:
+    """Why 乐企 is refused when every chosen month precedes the company's authorisation: the manual
+    (乐企可下载的销项发票数据为企业授权…乐企能力后所开具的发票) leaves such a batch nothing to fetch."""
+    return (f"{company.name}于 {company.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
+            "所选月份均早于该日期，请改选月份或改用 RPA 通道")
 
 
 def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
@@ -315,12 +328,14 @@ def retry(batches: list[Batch]) -> dict:
 
 
 def batch_json(batch: Batch) -> dict:
-    """A batch as the CLI prints it."""
+    """A batch as the CLI prints it; `counts_scope` says which months 总份数 and 成功份数 leave out."""
+    unfetched = sum(s.status in SubtaskStatus.RETRYABLE for s in batch.subtasks)
     return {
         "batch_no": batch.batch_no, "tax_id": batch.tax_id, "seller_name": batch.seller_name,
         "status": batch.status, "status_label": BatchStatus(batch.status).label, "method": batch.method,
         "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
+        "months_not_fetched": unfetched, "counts_scope": counts_scope(unfetched),
         "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{

@@ -64,7 +64,7 @@ def import_file(tax_id, path, username, wait):
         fail(f"文件不存在：{path}")
     try:
         check_file_name(path.name)
-        check_upload(path)
+        check_upload(path, company.tax_id)
         batch = create_file_batch(user, company, path, path.name)
     except SourceRejected as exc:  # DiskFull too: 磁盘空间不足, nothing written
         fail(str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,7 +20,9 @@ from webapp.models import Batch, Subtask
 from webapp.statuses import BatchStatus, DataType, SubtaskStatus
 
 # Progress-bar segments in the order they are drawn: finished work first, then what is still to run;
-# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功).
+# the bar says the subtask statuses shorter than their own labels (成功, not 执行成功). Months still to
+# run are drawn hatched (app.css), apart from the ended ones, so a bar is solid end to end only when
+# every month ended.
 SEGMENTS = ((SubtaskStatus.SUCCEEDED, "成功"), (SubtaskStatus.FAILED, "失败"), (SubtaskStatus.TERMINATED, "已终止"),
             (SubtaskStatus.WAITING, "等待"), (SubtaskStatus.RUNNING, "同步中"), (SubtaskStatus.PENDING, "待同步"))
 QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
@@ -93,10 +96,17 @@ class BatchFacts:
     failures: list[Failure] = field(default_factory=list)
     quota_until: tuple[datetime, datetime] | None = None  # earliest and latest release of a quota wait
     waiting_notes: list[str] = field(default_factory=list)  # other waits, as the job said them
+    first_pending: int | None = None  # the lowest id of its months still queued (待同步)
+    queued_ahead: int = 0  # other batches' months queued or running before its first one
 
     @property
     def subtasks(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def unfetched(self) -> int:
+        """Months that ended without their data (执行失败, 已终止): 总份数 and 成功份数 leave them out."""
+        return sum(self.counts.get(status, 0) for status in SubtaskStatus.RETRYABLE)
 
     def segments(self) -> list[tuple[str, str, int, float]]:
         """(status, label, count, percent of the bar) for each status the batch has."""
@@ -107,7 +117,7 @@ class BatchFacts:
     def signature(self, batch: Batch) -> str:
         """A short fingerprint of what the batch's row shows: the poll re-sends only rows whose changed."""
         shown = (str(batch.status), batch.total, batch.success, sorted(self.counts.items()), self.quota_until,
-                 [(f.summary, len(f.periods)) for f in self.failures], self.waiting_notes[:1])
+                 [(f.summary, len(f.periods)) for f in self.failures], self.waiting_notes[:1], self.queued_ahead)
         return format(zlib.crc32(repr(shown).encode()), "08x")
 
     def hover(self) -> str:
@@ -121,11 +131,15 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
     if not batch_ids:
         return facts
     grouped = db.session.execute(
-        select(Subtask.batch_id, Subtask.status, func.count(), func.sum(Subtask.total), func.sum(Subtask.success))
+        select(Subtask.batch_id, Subtask.status, func.count(), func.sum(Subtask.total), func.sum(Subtask.success),
+               func.min(Subtask.id))
         .where(Subtask.batch_id.in_(batch_ids)).group_by(Subtask.batch_id, Subtask.status))
-    for batch_id, status, count, total, success in grouped:
+    for batch_id, status, count, total, success, first in grouped:
         one = facts[batch_id]
         one.counts[status], one.totals[status], one.successes[status] = count, int(total or 0), int(success or 0)
+        if status == SubtaskStatus.PENDING:
+            one.first_pending = first
+    _count_queued_ahead([one for one in facts.values() if one.first_pending and not one.counts.get(SubtaskStatus.RUNNING)])
     problems = db.session.execute(
         select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error, Subtask.not_before)
         .where(Subtask.batch_id.in_(batch_ids), Subtask.status.in_((SubtaskStatus.FAILED, SubtaskStatus.WAITING)))
@@ -133,6 +147,21 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
     for batch_id, period, status, error, not_before in problems:
         _add_problem(facts[batch_id], period, status, error, not_before)
     return facts
+
+
+def _count_queued_ahead(queued: list[BatchFacts]) -> None:
+    """For batches none of whose months runs yet: how many months of other batches are queued or running
+    before their first one (the worker takes months in the order they were created), in one query.
+
+    Why: a batch waiting behind another company's work otherwise sits at 待同步 with no hint (issue 19 item 11).
+    """
+    if not queued:
+        return
+    last = max(one.first_pending for one in queued)
+    ahead = list(db.session.scalars(select(Subtask.id).where(
+        Subtask.status.in_((SubtaskStatus.PENDING, SubtaskStatus.RUNNING)), Subtask.id < last).order_by(Subtask.id)))
+    for one in queued:
+        one.queued_ahead = bisect_left(ahead, one.first_pending)
 
 
 def _add_problem(one: BatchFacts, period: str, status: str, error: str | None, not_before: datetime | None) -> None:
@@ -161,12 +190,21 @@ def periods_text(periods: list[str], shown: int = 3) -> str:
 
 
 def waiting_text(one: BatchFacts) -> str | None:
-    """已排队，等待额度至 <date> for a quota wait; another wait as the job said it."""
+    """已排队，等待额度至 <date> for a quota wait; another wait as the job said it; else, when other batches'
+    months go first, how many."""
     if one.quota_until:
         low, high = one.quota_until
         text = f"已排队，等待额度至 {low:%Y-%m-%d}"
         return text + (f"（最晚 {high:%Y-%m-%d}）" if high.date() != low.date() else "")
-    return one.waiting_notes[0] if one.waiting_notes else None
+    if one.waiting_notes:
+        return one.waiting_notes[0]
+    return f"排队中：前面还有 {one.queued_ahead:,} 个任务" if one.queued_ahead else None
+
+
+def counts_scope(unfetched: int) -> str:
+    """What 总份数 and 成功份数 leave out: they count only the months that ran, so a batch with failed
+    or terminated months says so beside its counts (issue 19 item 3); empty when every month ran."""
+    return f"{unfetched} 个月份未获取" if unfetched else ""
 
 
 def mismatch(batch: Batch, one: BatchFacts) -> list[str]:

@@ -11,7 +11,7 @@ from channels.etax_file import MAX_UPLOAD_FILES
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import is_month, month_index, month_of, months_between
 from channels.records import canonical_tax_id
-from webapp.batches import check_channel_ready, check_months, months_before_leqi, period_years
+from webapp.batches import check_channel_ready, check_months, leqi_refusal, months_before_leqi, period_years
 from webapp.clock import now
 from webapp.forms import MultiCheckbox, Needed, Rule, When, stripped
 from webapp.models import Company
@@ -108,8 +108,7 @@ def _leqi_covers(form: ImportForm, field) -> None:
     months = form.chosen_months()
     empty = [c for c in form.chosen_companies() if len(months_before_leqi(c, months)) == len(months)]
     if empty:
-        raise StopValidation("；".join(f"{c.name}于 {c.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
-                                       f"所选月份均早于该日期，请改选月份或改用 RPA 通道" for c in empty))
+        raise StopValidation("；".join(map(leqi_refusal, empty)))
 
 
 class ImportForm(FlaskForm):

@@ -25,6 +25,7 @@ from webapp.batches import (
     create_download_batches,
     create_file_batch,
     leqi_note,
+    leqi_refusal,
     missing_prerequisites,
     months_before_leqi,
     retry,
@@ -119,7 +120,7 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
             outcome["error"] = str(exc)
             continue
         try:
-            check_upload(path)
+            check_upload(path, company.tax_id)
             outcome["batch"] = create_file_batch(current_user, company, path, name)
         except SourceRejected as exc:
             outcome["error"] = str(exc)
@@ -133,8 +134,9 @@ def _printable(name: str) -> str:
     return "".join("�" if "\ud800" <= ch <= "\udfff" or ord(ch) < 32 else ch for ch in name)[:120]
 
 
-def _dialog_notes(form: ImportForm) -> list[str]:
-    """What the chosen channel needs or has left, per chosen company, shown before submitting."""
+def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
+    """What the chosen channel needs or has left, per chosen company, shown before submitting; what
+    a refusal already says in red is not said again (issue 19 item 5)."""
     if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
         return []
     notes = []
@@ -144,12 +146,15 @@ def _dialog_notes(form: ImportForm) -> list[str]:
         if problem:
             notes.append(problem)
         elif form.leqi_applies() and months:
-            if early := months_before_leqi(company, months):
-                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
+            early = months_before_leqi(company, months)
             kept = [m for m in months if m not in early]
+            if not kept:  # submitting is refused (forms._leqi_covers): say that, not what a batch would skip
+                notes.append(leqi_refusal(company))
+            elif early:
+                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
             if kept:
                 notes.append(_quota_note(company, kept, form.kinds.data or list(DOWNLOAD_KINDS)))
-    return notes
+    return [note for note in notes if not any(note in str(error) for error in errors.values())]
 
 
 def _sandbox_note() -> str | None:
@@ -197,7 +202,7 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
 def _render_dialog(form: ImportForm, errors: dict):
     """The dialog with its errors and the notes for what is chosen."""
     sandbox = _sandbox_note() if form.method.data == Method.DOWNLOAD else None
-    return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form),
+    return render_template("batches/_import_dialog.html", form=form, errors=errors, notes=_dialog_notes(form, errors),
                            sandbox=sandbox)
 
 
@@ -246,8 +251,8 @@ def _file_outcome(form: ImportForm, outcomes: list[dict]):
         return _created(created)
     if not created:
         return _errors_only(form, {}, outcomes)
-    return render_template("batches/_import_result.html", outcomes=outcomes,
-                           created="、".join(b.batch_no for b in created))
+    result = render_template("batches/_import_result.html", outcomes=outcomes, created="、".join(b.batch_no for b in created))
+    return htmx_response(result, trigger="batches-created")  # the list behind the dialog shows them at once
 
 
 def _filtered_batches():
@@ -422,8 +427,9 @@ def confirm(action):
     plan = _plan_lines(action, _selected_batches())
     if not plan:
         return _table_now(words["nothing"])
-    return render_template("batches/_confirm.html", action=action, words=words, plan=plan,
-                           hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+    question = render_template("batches/_confirm.html", action=action, words=words, plan=plan,
+                               hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+    return question + '<div id="batch-message" hx-swap-oob="true"></div>'  # an earlier hint no longer holds
 
 
 def _after_action(message: str) -> str:

@@ -10,7 +10,7 @@ from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from channels.records import SourceRejected
 from webapp import params
 from webapp.accounts.permissions import batch_for, company_for, permitted_companies
-from webapp.batches import create_download_batches, usable_channel
+from webapp.batches import NO_CHANNEL, create_download_batches, usable_channel
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
@@ -96,9 +96,11 @@ def coverage_page():
     all_kinds = request.args.get("all_kinds") == "1"
     every = list(next(iter(grid.values()), {}))
     codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
+    gap_channels = {month: usable_channel(company, [month]) for month in grid}  # a gap opens what can fill it
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
-                           codes=codes, all_kinds=all_kinds, hidden=len(every) - len(codes),
-                           kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES,
+                           codes=codes, gap_channels=gap_channels,
+                           no_channel=NO_CHANNEL if not any(gap_channels.values()) else None, all_kinds=all_kinds,
+                           hidden=len(every) - len(codes), kinds=DOWNLOAD_KINDS, type_names=TYPE_NAMES,
                            years=coverage_years(company.tax_id, now().date()))
 
 
@@ -112,8 +114,9 @@ def detail(key):
     batch = db.session.get(Batch, invoice.batch_id) if invoice.batch_id else None
     reds = red_invoices_of(invoice)
     readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
-    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
-                           readiness=readiness, unanswered_at=_unanswered_at(invoice))
+    channel = usable_channel(company_for(current_user, invoice.tax_id))  # 获取用途状态 is offered only when it can run
+    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds, readiness=readiness,
+                           unanswered_at=_unanswered_at(invoice), usage_channel=channel, no_channel=NO_CHANNEL)
 
 
 def _unanswered_at(invoice) -> str | None:
@@ -134,7 +137,7 @@ def refresh_usage(key):
     company = company_for(current_user, invoice.tax_id)
     channel = usable_channel(company)
     if channel is None:
-        return Markup('<span class="error">该企业既未配置乐企也未配置电子税局账号，无法获取用途状态</span>')
+        return Markup('<span class="error">{}</span>').format(NO_CHANNEL)
     try:
         [batch] = create_download_batches(current_user, [company], channel=channel, data_type=DataType.USAGE,
                                           months=[invoice.month], type_codes=[])

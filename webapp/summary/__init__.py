@@ -222,10 +222,11 @@ def chart_bars(chart: dict) -> dict:
             bars.append({"x": round(x + slot * 0.15 + offset * slot * 0.35, 1), "width": round(slot * 0.33, 1),
                          "y": round(CHART_TOP + plot - height, 1), "height": round(height, 1), "colour": colour,
                          "month": month, "value": cells[colour]})
+    empty = not any(bar["value"] for bar in bars)  # a year without invoices: one 0 line, no made-up scale
     ticks = [{"y": round(CHART_TOP + plot - plot * share, 1), "value": (peak * Decimal(share)).quantize(Decimal(1))}
-             for share in (0, 0.5, 1)]
+             for share in ((0,) if empty else (0, 0.5, 1))]
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "left": CHART_LEFT, "base": CHART_TOP + plot,
-            "bars": bars, "labels": labels, "ticks": ticks}
+            "bars": bars, "labels": labels, "ticks": ticks, "empty": empty}
 
 
 def write_summary(summary: dict, target) -> None:
