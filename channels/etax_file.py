@@ -31,11 +31,9 @@ from channels.records import (
     HEADER_COLUMNS,
     LINE_COLUMNS,
     TIMESTAMP,
-    InvoiceRecord,
     SourceRejected,
     StagedInvoice,
     canonical_tax_id,
-    record_from_staged,
 )
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -131,12 +129,6 @@ class ParsedWorkbook:
     invoice_count: int = 0
     line_count: int = 0
     warnings: list[str] = field(default_factory=list)  # kept, but worth the user's look
-
-    def invoices(self) -> Iterator[InvoiceRecord]:
-        """Every invoice as a record (Decimals and a datetime), month by month, for callers that
-        want records rather than the rows the pool writes."""
-        for month_invoices in self.staged_by_month.values():
-            yield from map(record_from_staged, month_invoices)
 
 
 class _BadCell(Exception):

@@ -111,6 +111,7 @@ class ReconcilingScheduler(Scheduler):
     leaves a heartbeat for `flask doctor` and mails the admins what is due (webapp.health.alerts)."""
 
     alerts_at = 0.0  # time.monotonic() of the last look for due alerts
+    stopping = False  # set by SIGINT/SIGTERM: run_forever then ends instead of waiting for Redis
 
     def enqueue_jobs(self):
         try:
@@ -142,9 +143,6 @@ class ReconcilingScheduler(Scheduler):
             log.exception("alert mail cycle failed")
         finally:
             db.session.remove()
-
-
-    stopping = False
 
     def _install_signal_handlers(self):
         """rq-scheduler's stop on SIGINT/SIGTERM, remembered: run_forever must not wait on after it."""

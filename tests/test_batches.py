@@ -11,7 +11,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from jobs.queue import get_queue, job_state, redis_connection
+from jobs.queue import get_queue, redis_connection
+from tests.queue_support import job_state
 from webapp.accounts.settings import normalise_goods_name, validate_error_goods
 from webapp.batches import derive_status, retry, staging_dir, terminate
 from webapp.extensions import db

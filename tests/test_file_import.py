@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from tests.queue_support import job_state
 from tests.workbook_builder import (
     BASIC_SHEET,
     DETAIL_SHEET,
@@ -444,7 +445,7 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     with app.app_context():
         batch = db.session.get(Batch, batch_id)
         assert (batch.status, batch.parse_attempts) == ("preprocessing", 1)
-        assert queue.job_state(queue.parse_job_id(batch)) == "failed"
+        assert job_state(queue.parse_job_id(batch)) == "failed"
         queue.enqueue_parse(batch)  # what the reconciler does for a lost parse
     work()  # attempt 2 runs the upload's thorough checks first, which name the cell
     with app.app_context():
