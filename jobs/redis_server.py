@@ -20,7 +20,6 @@ server is tuned for simplicity, not for durability guarantees beyond ``appendonl
 from __future__ import annotations
 
 import fcntl
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from pathlib import Path
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+import settings
 
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # the kernel refuses unix socket paths over 107 bytes
@@ -46,11 +47,6 @@ class RedisStartError(RuntimeError):
     """The bundled Redis could not be started or reached; the message says why, in both languages."""
 
 
-def data_dir() -> Path:
-    """DATA_DIR as the product's config reads it, so every process finds the same socket."""
-    return Path(os.environ.get("DATA_DIR") or "instance").resolve()
-
-
 def socket_path(folder: Path) -> Path:
     """Where the bundled server of this install listens."""
     return Path(folder).resolve() / "redis" / SOCKET_NAME
@@ -61,11 +57,6 @@ def bundled_url(folder: Path) -> str:
     return f"unix://{socket_path(folder)}?db=0"
 
 
-def redis_url(folder: Path | None = None) -> str:
-    """Return the Redis URL every part of the product should use: REDIS_URL, else the bundled one."""
-    return os.environ.get("REDIS_URL") or bundled_url(folder or data_dir())
-
-
 def ensure_redis(folder: Path, timeout: float = 10) -> str:
     """Return a Redis URL that answers, starting the bundled server daemonized if needed.
 
@@ -73,8 +64,8 @@ def ensure_redis(folder: Path, timeout: float = 10) -> str:
     A configured REDIS_URL is the operator's business and is returned untouched. Processes racing
     here are safe: a file lock in the data dir serialises starts.
     """
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
+    if configured := settings.redis_url():
+        return configured
     redis_dir = _redis_dir(folder)
     if _probe(redis_dir) == "up":
         return bundled_url(folder)
@@ -165,9 +156,9 @@ def wait_bundled(timeout: float = 60) -> int:
     Why: the Procfile starts every process at once; the worker and the scheduler wait here so the
     Procfile's ``redis`` process, not they, starts the server (Redis first when bundled).
     """
-    if os.environ.get("REDIS_URL"):
+    if settings.redis_url():
         return 0
-    redis_dir = _redis_dir(data_dir())
+    redis_dir = _redis_dir(settings.data_dir())
     deadline = time.monotonic() + timeout
     while _probe(redis_dir) != "up" and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -185,11 +176,11 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    if os.environ.get("REDIS_URL"):
-        print(f"使用已有的 Redis / using the Redis at REDIS_URL: {os.environ['REDIS_URL']}", flush=True)
+    if configured := settings.redis_url():
+        print(f"使用已有的 Redis / using the Redis at REDIS_URL: {configured}", flush=True)
         stop.wait()
         return 0
-    folder = data_dir()
+    folder = settings.data_dir()
     if len(str(socket_path(folder))) > MAX_SOCKET_PATH:
         print(_path_too_long_message(folder), file=sys.stderr, flush=True)
         return 1

@@ -19,7 +19,6 @@ from jobs.redis_server import (
     bundled_url,
     ensure_redis,
     keep_running,
-    redis_url,
     shutdown,
     socket_path,
     start_foreground,
@@ -54,10 +53,9 @@ def installs(monkeypatch):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_redis_url_prefers_env(monkeypatch, installs):
-    assert redis_url(installs[0]) == f"unix://{installs[0].resolve()}/redis/redis.sock?db=0"
+def test_a_set_redis_url_is_used_and_no_bundled_server_started(monkeypatch, installs):
+    assert bundled_url(installs[0]) == f"unix://{installs[0].resolve()}/redis/redis.sock?db=0"
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/2")
-    assert redis_url(installs[0]) == "redis://elsewhere:1/2"
     assert ensure_redis(installs[0]) == "redis://elsewhere:1/2"
     assert not (installs[0] / "redis").exists()
 

@@ -145,7 +145,7 @@ def _failures_by_address(app) -> list[str | None]:
 
 @pytest.mark.parametrize("value", ["-1", "one", "11"])
 def test_a_bad_trusted_proxies_setting_stops_the_start_saying_what_it_should_be(monkeypatch, value):
-    from webapp.config import trusted_proxies
+    from settings import trusted_proxies
 
     monkeypatch.setenv("TRUSTED_PROXIES", value)
     with pytest.raises(ValueError, match="TRUSTED_PROXIES 应为 0 到 10 的整数"):

@@ -15,7 +15,7 @@ existing user name per window (unknown user names reach no account).
 The counters live in the product's Redis (the `limits` library, which Flask-Limiter is built on) so
 every web process shares them; while Redis is unreachable they fall back to this process's memory
 rather than letting logins through unthrottled or refusing everyone. The address is the one the
-request came from, or the client a trusted proxy names (TRUSTED_PROXIES, webapp.config).
+request came from, or the client a trusted proxy names (TRUSTED_PROXIES, settings.py).
 """
 from __future__ import annotations
 
