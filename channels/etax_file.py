@@ -231,7 +231,7 @@ _SELLER_SCAN = BASIC_COLUMNS[:5]  # 序号, the three number columns (which rows
 
 def check_seller(path: Path, tax_id: str) -> None:
     """Refuse another company's export while it is received, as the parse would (the same message),
-    so the dialog answers instead of a batch failing later (issue 19 item 9).
+    so the dialog answers instead of a batch failing later (README, Command line: `import-file` refuses it too).
 
     Only 发票基础信息 is read, and of it only the key and seller columns are looked at: the big
     信息汇总表 is left to the parse job. A seller cell the parse cannot read is left to it too (it
@@ -861,7 +861,7 @@ def _too_long(column: str, value: str, limit: int) -> _BadCell:
 def _group(invoices: dict[str, StagedInvoice], line_count: int, today: date | None = None) -> ParsedWorkbook:
     """Group invoices by month (months ascending, sheet order within a month), list kinds, and
     warn about what is imported as written (the bureau's data) yet looks wrong: blue invoices with
-    a negative amount, a 开票日期 after today or before VAT invoices existed (issue 19 item 12)."""
+    a negative amount, a 开票日期 after today or before VAT invoices existed (docs/etax-export.md, Values)."""
     by_month: dict[str, list[StagedInvoice]] = {}
     kinds: dict[str, str | None] = {}
     negative_blue, future, ancient = [], [], []

@@ -75,7 +75,7 @@ class UsageStatus:
 def canonical_tax_id(value: str | None) -> str | None:
     """A 纳税人识别号 in the one form the pool, the companies and every look-up compare: upper case, no
     spaces anywhere. An export or a bureau may write `91330100ma2h4k7q1x`; stored as written, that
-    invoice matched no company page, search or figure (issue 17, defect 3). Every way in (files,
+    invoice matched no company page, search or figure (README, Access). Every way in (files,
     channels, forms, the CLI) passes tax IDs through here; None (no buyer tax ID) stays None."""
     if value is None:
         return None

@@ -6,8 +6,8 @@ the pool at scale on that database next to SQLite; the database is emptied first
 
 Where a baseline exists it is measured in the same run and the ratio given: the file import
 against a process that only reads the workbook with python-calamine, the cold start against a
-process that only imports Flask and SQLAlchemy. `before` holds the figures measured before this
-work (issue 11), for the table in docs/performance.md.
+process that only imports Flask and SQLAlchemy. `before` holds the figures measured before the
+performance work, for the table in docs/performance.md.
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ SIZES = {
               "plan_companies": 2, "batches": 200, "scale_companies": 2, "scale_months": 1,
               "scale_volume": "small"},
 }
-BEFORE = {  # issue 11, measured on this 2-core machine before the work
+BEFORE = {  # measured on this 2-core machine before the performance work (docs/performance.md)
     "cold_start_s": 1.8, "file_import_ratio": 3.75, "export_invoices_per_s": 1_700,
-    "export_100k_s": 31.5,  # 100,000 invoices and 300,000 lines, before the column-wise writer (issue 11, item 4)
+    "export_100k_s": 31.5,  # 100,000 invoices and 300,000 lines, before the column-wise writer
     "pool_load_postgresql": "did not finish: 151,250 rows after 11 minutes",
     "download_invoices_per_s": 1_870,  # the re-download this section timed before (19.5 s for 36,420)
 }

@@ -1,5 +1,6 @@
-"""`make bench`'s backup step (issue 18): `flask backup create` of the bench pool and `flask backup
-restore` of it into a fresh SQLite database, each timed as the whole command an operator runs, with
+"""`make bench`'s backup step (docs/performance.md, Backup and restore): `flask backup create` of the
+bench pool and `flask backup restore` of it into a fresh SQLite database, each timed as the whole
+command an operator runs, with
 the archive's size and whether the restored tables' checksums equal the manifest's."""
 from __future__ import annotations
 

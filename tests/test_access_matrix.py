@@ -1,4 +1,4 @@
-"""Access matrix (issue 9): every route of the app × anonymous, a finance user granted one company,
+"""Access matrix (README, Access): every route of the app × anonymous, a finance user granted one company,
 the org's admin and a user of another org — allowed or denied as it must be, with no other
 company's tax ID or name in any answer (pages, partials, exports, denials), and nothing changed by
 a denied request. Then the CLI's `--as` commands the same way.

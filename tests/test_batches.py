@@ -40,7 +40,7 @@ def test_batch_status_is_derived_from_subtasks(statuses, current, expected):
 
 
 def test_list_filters_offer_every_status_and_method_in_the_screens_words(client):
-    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the manual says."""
+    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the rules say (docs/rules.md, 批次状态)."""
     page = login(client).get("/batches").text
 
     def options(name):

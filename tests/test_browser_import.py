@@ -1,4 +1,4 @@
-"""Real-browser tests of the file import (issue 8 §1 and §3): several files at once, the dialog saying
+"""Real-browser tests of the file import (docs/etax-export.md): several files at once, the dialog saying
 what happened to each, the chosen files kept across a validation error, and the 错误清单."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real-browser tests of issue 8 part 2: every screen tells the truth about a batch.
+"""Real-browser tests that every screen tells the truth about a batch (docs/rules.md, 批次状态).
 
 Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose
 history would take days to produce (a quota wait, a month the bureau refused three times, a batch
@@ -292,7 +292,7 @@ def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page
 
 
 def test_pool_list_keeps_company_names_readable_at_1280(new_page, live_server):
-    """Issue 8: at 1280 px a seller or buyer name wraps onto two lines at most (it used to stand one
+    """At 1280 px a seller or buyer name wraps onto two lines at most (it used to stand one
     character a line), and the table fits the page without scrolling sideways."""
     stage_pool(live_server, [("113451944.85", "3143900.65"), ("-31608.39", "0.00")], buyer="成都虚构餐饮管理有限公司",
                kind="数电发票（航空运输电子客票行程单）")

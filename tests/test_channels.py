@@ -660,7 +660,7 @@ def test_still_processing_can_be_fetched_later_without_a_new_application(bureau)
 
 
 def test_leqi_returns_nothing_before_the_authorisation_date_where_rpa_does(bureau):
-    small = "91440300MA5SANDB01"  # 乐企 authorised on 2024-03-15 (manual: only invoices issued since)
+    small = "91440300MA5SANDB01"  # 乐企 authorised on 2024-03-15 (docs/rules.md, 乐企 authorisation)
     assert list(leqi_download(bureau.leqi(), small, *JANUARY, "82")) == []
     assert bureau.requests("leqi.PLFPXZSQFK") == {"01": 1, "00": 1}
     assert list(rpa_download(bureau.rpa(), small, f"{small}-etax", *JANUARY, ["82"]))

@@ -138,7 +138,7 @@ def test_sample_values_are_read_as_written(samples):
 
 
 def test_blank_voided_paper_invoice_is_a_voided_invoice_without_a_line(tmp_path):
-    """Issue 8: the 2021 export refused with 第 65 行“金额”为空 imports; the invoice has no line."""
+    """The 2021 export once refused with 第 65 行“金额”为空 imports (docs/etax-export.md, Values); the invoice has no line."""
     path = tmp_path / "blank.xlsx"
     expected = build_workbook(path, [one_line_invoice(DN1), blank_voided_invoice("032002100104", "01234567")])
     check_upload(path)

@@ -67,7 +67,8 @@ def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
 
 
 def test_foreign_seller_is_refused_before_any_batch(runner, app):
-    """Another company's export is refused as it is received (issue 19 item 9): no failed batch, nothing written."""
+    """Another company's export is refused as it is received (README, Command line): no failed batch,
+    nothing written."""
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
     cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
     result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
@@ -206,7 +207,7 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     assert shown["tax_id"] == DEMO_TAX_ID and shown["lines"]
 
 
-# --- issue 8 and 9: the file import path ------------------------------------------------------------
+# --- the file import path (docs/etax-export.md) ------------------------------------------------------
 
 
 def _upload(client, *files, tax_id=DEMO_TAX_ID, htmx=True):
@@ -233,7 +234,7 @@ def _count(app, model) -> int:
 
 
 def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_path):
-    """Issue 8 §1: the bureau's blank-voided row never refuses the file; the pool keeps the invoice."""
+    """A blank-voided row never refuses the file (docs/etax-export.md, Values); the pool keeps the invoice."""
     path = tmp_path / "2021.xlsx"
     expected = build_workbook(path, [blank_voided_invoice("032002100104", "01234567", "2021-03-05 09:12:00"),
                                      *shape_corpus(2021)[1:]], year=2021)
@@ -268,7 +269,7 @@ def test_bad_rows_refuse_the_file_whole_and_are_listed_on_the_page_and_as_xlsx(c
 
 
 def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(runner, app, tmp_path):
-    """Issue 9 #7: the same clear refusal on SQLite and PostgreSQL, never 内部错误：DataError."""
+    """The same clear refusal on SQLite and PostgreSQL, never 内部错误：DataError."""
     path = tmp_path / "long.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000201", [make_line("*供电*电力", "1.00")],
                                           buyer_name="某" * 32000)])
@@ -292,7 +293,7 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
 
 
 def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app, tmp_path):
-    """Issue 19 item 12: a formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
+    """A formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
     refused with that cell in the 错误清单, not imported with an empty goods name."""
     path = tmp_path / "formula.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000501", [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
@@ -304,7 +305,7 @@ def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app
 
 
 def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
-    """Issue 19 item 12: an invoice dated 2099 (or 1990) imports as written, and the batch says so."""
+    """(docs/etax-export.md, Values) An invoice dated 2099 (or 1990) imports as written, and the batch says so."""
     path = tmp_path / "dates.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000401", [make_line("*供电*电力", "30.00")],
                                           "2099-03-01 10:00:00"),
@@ -327,7 +328,7 @@ def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(cli
     ("bad\x00name.xlsx", "文件名含有无法识别的字符"),
 ])
 def test_file_names_that_cannot_be_kept_get_a_clear_error(client, app, name, message):
-    """Issue 9 #7/#8: no HTTP 500 and no reset form; the error area alone is swapped."""
+    """No HTTP 500 and no reset form; the error area alone is swapped."""
     login(client)
     response = _upload(client, (SAMPLES.joinpath("etax-export-2023-old-header.xlsx").read_bytes(), name))
     assert response.status_code == 200 and message in response.text
@@ -352,7 +353,7 @@ def test_a_file_name_not_valid_utf8_in_the_raw_request(client, app):
 
 
 def test_validation_error_swaps_only_the_error_area(client, app):
-    """Issue 8 §3: a validation error keeps the chosen files: only #import-errors is replaced."""
+    """A validation error keeps the chosen files (docs/rules.md, 导入 dialog): only #import-errors is replaced."""
     login(client)
     response = _upload(client, SAMPLES / "etax-export-2024.xlsx", tax_id=None)
     assert response.status_code == 200 and "请选择企业" in response.text
@@ -389,7 +390,7 @@ def test_all_files_refused_keeps_the_dialog_and_lists_each(client, app, tmp_path
 
 
 def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client, app, work, tmp_path):
-    """Issue 8 §1: two exports holding the same invoice; the pool keeps the later file's data,
+    """README, the opening section: two exports holding the same invoice; the pool keeps the later file's data,
     and the second batch starts only once the first has ended."""
     key = "24900123400000000401"
     older, newer = tmp_path / "older.xlsx", tmp_path / "newer.xlsx"
@@ -423,7 +424,7 @@ def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client,
 
 
 def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(app, work, tmp_path):
-    """Issue 9 #2: a file that slipped past the upload checks (a stray cell at XFD1048576) makes
+    """A file that slipped past the upload checks (a stray cell at XFD1048576) makes
     the reader allocate past the job's memory limit; the job process dies, the next attempt
     names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
     from jobs import queue

@@ -1,5 +1,6 @@
-"""Hostile files (issue 9): a generated corpus of files built to hurt the importer. Each one gets a
-clear Chinese error and writes nothing, the parse stays under 400 MB, and the worker goes on working.
+"""Hostile files (docs/etax-export.md, What refuses a file): a corpus of files built to hurt the
+importer. Each one gets a clear Chinese error and writes nothing, the parse stays under 400 MB, and
+the worker goes on working.
 Also property-based tests (hypothesis) of the parser's cell readers."""
 from __future__ import annotations
 

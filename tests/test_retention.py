@@ -1,4 +1,4 @@
-"""Retention (issue 18 item 6): the uploads and staging files of a batch that ended FILE_KEEP_DAYS ago
+"""Retention (README, Retention): the uploads and staging files of a batch that ended FILE_KEEP_DAYS ago
 are removed by the scheduler's daily clean-up; a batch still running keeps its files whatever its
 age, and the pool and the batch rows are never touched. Audit rows follow AUDIT_KEEP_DAYS."""
 from __future__ import annotations

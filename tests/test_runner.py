@@ -123,7 +123,7 @@ def test_make_run_serves_outlives_a_redis_death_and_stops_on_ctrl_c(product):
 
 
 def test_honcho_killed_with_sigkill_takes_its_children_along(product):
-    """Issue 9 #1: honcho SIGKILLed cannot stop anything itself; each process of the Procfile notices
+    """README, Run it: honcho SIGKILLed cannot stop anything itself; each process of the Procfile notices
     (jobs.lifeline) and stops, so nothing keeps the port, the queue or the bundled Redis."""
     proc, output, data, port = product
     output.wait_for(f"is running: http://127.0.0.1:{port}/")

@@ -1,4 +1,4 @@
-"""Issue 8 part 2 and issue 11 item 6 without a browser: plain failure reasons, exact numbers, the batch
+"""The batch screens without a browser (docs/rules.md, 批次状态): plain failure reasons, exact numbers, the batch
 list's one poll and fixed number of queries, pool sums to the cent, the coverage ratio, expired sessions."""
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def test_pool_summary_counts_and_sums_to_the_cent(app, client):
 
 
 def test_a_blank_voided_invoice_page_names_no_seller_none_and_says_it_has_no_line(app, client):
-    """Issue 8 part 1: the seller and buyer names are empty; the page never prints None."""
+    """A blank-voided invoice (docs/etax-export.md, Values) has no seller or buyer name; the page never prints None."""
     key = "033002100104-00000065"
     row, _ = _invoice(1, "0.00", "0.00", "0.00", buyer=None)
     row = list(row)

@@ -66,7 +66,7 @@ def create_app(config: dict | None = None) -> Flask:
 
 def known_companies(db_path: str | Path) -> list[dict]:
     """The tax IDs this sandbox knows (tax_id, name, leqi_enabled, leqi_since, rpa_account), for a
-    host to tell its users which ones to test with (the manual: use the sandbox tax IDs)."""
+    host to tell its users which ones to test with (docs/rules.md, 沙箱)."""
     return SandboxState(db_path).companies()
 
 
@@ -273,7 +273,7 @@ def _usage_answers(channel: str, service: str, company: dict, body: dict) -> dic
     """Usage status for ≤100 invoices, in request order, in `channel`'s code set.
 
     Red invoices are answered too (a real bureau would), and counted, so tests can prove the
-    product never asks for them (manual: 仅正数发票支持查询发票用途状态).
+    product never asks for them (docs/rules.md, 用途状态).
     """
     items = body.get("fpxx")
     if not isinstance(items, list) or not 1 <= len(items) <= USAGE_LIMIT:

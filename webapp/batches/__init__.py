@@ -107,7 +107,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
     return batch
 
 
-PERIOD_YEARS = 5  # 开票日期只能选择近五年 (the manual): the one home of "five years"
+PERIOD_YEARS = 5  # 开票日期只能选择近五年 (docs/rules.md, 导入 dialog): the one home of "five years"
 
 
 def period_years(today) -> list[int]:
@@ -181,8 +181,8 @@ def leqi_note(company: Company, skipped: list[str]) -> str:
 
 
 def leqi_refusal(company: Company) -> str:
-    """Why 乐企 is refused when every chosen month precedes the company's authorisation: the manual
-    (乐企可下载的销项发票数据为企业授权…乐企能力后所开具的发票) leaves such a batch nothing to fetch."""
+    """Why 乐企 is refused when every chosen month precedes the company's authorisation: docs/rules.md, 乐企
+    authorisation: such a batch would have nothing to fetch."""
     return (f"{company.name}于 {company.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
             "所选月份均早于该日期，请改选月份或改用 RPA 通道")
 

@@ -2,8 +2,8 @@
 
 The list and the detail page both show: a progress bar with one segment per subtask status,
 why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, the technical
-text kept for 详情), and until when a batch waits for the 乐企 quota. The manual's statuses and
-labels are in webapp.statuses; this module only reads.
+text kept for 详情), and until when a batch waits for the 乐企 quota. The statuses (docs/rules.md,
+批次状态) and their labels are in webapp.statuses; this module only reads.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def _count_queued_ahead(queued: list[BatchFacts]) -> None:
     """For batches none of whose months runs yet: how many months of other batches are queued or running
     before their first one (the worker takes months in the order they were created), in one query.
 
-    Why: a batch waiting behind another company's work otherwise sits at 待同步 with no hint (issue 19 item 11).
+    Why: a batch waiting behind another company's work otherwise sits at 待同步 with no hint (docs/rules.md, 批次状态).
     """
     if not queued:
         return
@@ -203,7 +203,7 @@ def waiting_text(one: BatchFacts) -> str | None:
 
 def counts_scope(unfetched: int) -> str:
     """What 总份数 and 成功份数 leave out: they count only the months that ran, so a batch with failed
-    or terminated months says so beside its counts (issue 19 item 3); empty when every month ran."""
+    or terminated months says so beside its counts (docs/rules.md, 批次状态); empty when every month ran."""
     return f"{unfetched} 个月份未获取" if unfetched else ""
 
 

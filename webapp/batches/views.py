@@ -136,7 +136,7 @@ def _printable(name: str) -> str:
 
 def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
     """What the chosen channel needs or has left, per chosen company, shown before submitting; what
-    a refusal already says in red is not said again (issue 19 item 5)."""
+    a refusal already says in red is not said again (docs/rules.md, 导入 dialog)."""
     if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
         return []
     notes = []
@@ -158,8 +158,8 @@ def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
 
 
 def _sandbox_note() -> str | None:
-    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (the manual: test
-    with the sandbox's tax IDs); None against a real bureau."""
+    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (docs/rules.md,
+    沙箱); None against a real bureau."""
     config = current_app.config
     if "sandbox" not in {(config.get(k) or "sandbox").strip().lower() for k in ("LEQI_BASE_URL", "RPA_BASE_URL")}:
         return None

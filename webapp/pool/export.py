@@ -15,8 +15,8 @@ Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and t
 the export's size. Pass `write_invoices` a lazy iterable (a SQLAlchemy result with `yield_per`, a
 generator), not a list, and a `lines_of` that fetches one chunk's lines. The page's export
 (`stream_pool_export`) hands the browser each chunk's bytes as soon as they are compressed, so the
-download starts at once and the browser shows it growing (issue 11, item 4); `export_size` counts
-the rows first, so that an export Excel cannot hold is refused before anything is sent.
+download starts at once and the browser shows it growing (docs/performance.md, Sent while it is
+written); `export_size` counts the rows first, so that an export Excel cannot hold is refused before anything is sent.
 """
 from __future__ import annotations
 
