@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml | $(PY)
 ## job starts without compiling them again, even where PYTHONDONTWRITEBYTECODE is set (stale files are
 ## recompiled; an edited module is still read from its source)
 bytecode: deps
-	$(PY) -m compileall -q wsgi.py webapp channels jobs
+	$(PY) -m compileall -q wsgi.py settings.py webapp channels jobs
 
 ## chromium: Debian's Chromium, which the browser tests drive through Playwright, and a CJK font for its screenshots
 chromium:
