@@ -79,16 +79,19 @@ _EXPORT_CHILD = """
 import json, resource, sys, time
 from sqlalchemy import select
 from wsgi import create_app
-from webapp.pool.export import write_pool_export
+from webapp.pool.export import export_size, stream_pool_export
 from webapp.models import Invoice
 app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1]})
 cpu = lambda usage: usage.ru_utime + usage.ru_stime
-with app.app_context():
+query = select(Invoice).order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+with app.app_context(), open(sys.argv[2], "wb") as target:
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    count = write_pool_export(select(Invoice).order_by(Invoice.issued_at.desc(), Invoice.id.desc()), sys.argv[2])
+    for part in stream_pool_export(query):  # what the page sends, written to a file
+        target.write(part)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
+    count = export_size(query)[0]
 print(json.dumps({"count": count, "seconds": seconds, "cpu_s": cpu(after) - cpu(before),
                   "rss_growth_mb": (after.ru_maxrss - before.ru_maxrss) / 1024}))
 """
