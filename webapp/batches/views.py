@@ -44,7 +44,7 @@ from webapp.models import Batch, Company
 from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
 from webapp.web import paginate, wants_partial, xlsx_download
 
-bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
+bp = Blueprint("batches", __name__, url_prefix="/batches")
 POLL_SECONDS = 2  # while a month runs or is about to
 POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
 MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show

@@ -23,7 +23,7 @@ from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
 from webapp.statuses import BatchStatus, DataType
 from webapp.web import error_response, wants_partial, xlsx_download
 
-bp = Blueprint("pool", __name__, url_prefix="/pool", template_folder="templates")
+bp = Blueprint("pool", __name__, url_prefix="/pool")
 
 
 def _permitted_tax_ids() -> list[str]:
