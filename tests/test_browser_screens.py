@@ -231,7 +231,7 @@ def _finish_months(live_server, batch_no: str) -> None:
 def test_a_batch_page_polls_once_and_stops_when_the_batch_ends(page, live_server):
     """The batch page has one poller: while the batch runs every request it makes goes to one address,
     never two within one POLL_SECONDS; the page shows the batch's end by itself, then asks no more."""
-    from webapp.batches.views import POLL_SECONDS
+    from webapp.batches.facts import POLL_SECONDS
 
     batch_no = add_batch(live_server, {"2024-01": ("succeeded", None), "2024-02": ("running", None)}, status="syncing")
     login(page)

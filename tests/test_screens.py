@@ -10,8 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from webapp.batches.facts import page_facts, plain_error
-from webapp.batches.views import POLL_SECONDS, POLL_WAITING_SECONDS
+from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, plain_error
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.numbers import exact_number, money, thousands
@@ -246,6 +245,21 @@ def test_a_batch_page_polls_slowly_while_its_months_only_wait(app, client):
     live = client.get(poll, headers={"HX-Request": "true"})
     assert "全部执行成功" in live.text and "总份数 <b>10</b>，成功份数 <b>10</b>" in live.text
     assert _pollers(live.text) == [] and "hx-trigger" not in live.text
+
+
+def test_the_invoice_pages_usage_notice_polls_as_a_batch_page_does(app, client):
+    """获取用途状态's notice is the invoice page's one poll: seldom while its months wait for quota (which may
+    last hours), often while one runs, and a reload of the page once the batch ended."""
+    login(client)
+    [number] = _batches(app, 1, running=1)
+    notice = f"/pool/24330000000000000001/usage-batch/{number}"
+    every = re.compile(r'id="usage-batch" hx-get="[^"]+" hx-trigger="every (\d+)s"')
+    _set_batch(app, number, months="waiting")
+    assert every.findall(client.get(notice, headers={"HX-Request": "true"}).text) == [str(POLL_WAITING_SECONDS)]
+    _set_batch(app, number, months="running")
+    assert every.findall(client.get(notice, headers={"HX-Request": "true"}).text) == [str(POLL_SECONDS)]
+    _set_batch(app, number, months="succeeded")
+    assert client.get(notice, headers={"HX-Request": "true"}).headers["HX-Refresh"] == "true"
 
 
 def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):

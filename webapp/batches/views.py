@@ -34,7 +34,7 @@ from webapp.batches import (
     terminate,
 )
 from webapp.batches import quota_use as quota
-from webapp.batches.facts import BatchFacts, created_notice, page_facts, unanswered_keys
+from webapp.batches.facts import created_notice, page_facts, poll_every, unanswered_keys
 from webapp.batches.forms import ImportForm
 from webapp.clock import now
 from webapp.disk import check_room, is_disk_full
@@ -45,8 +45,6 @@ from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
 from webapp.web import paginate, wants_partial, xlsx_download
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
-POLL_SECONDS = 2  # while a month runs or is about to
-POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
 MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
 
 
@@ -280,16 +278,7 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     nos = ",".join(f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live)
     return {"facts": facts, "message": message, "notice": _created_notice(created_nos),
             "poll_url": url_for("batches.live", nos=nos, created="、".join(created_nos) or None) if live else None,
-            "poll_every": _poll_every(live, facts)}
-
-
-def _poll_every(live: list[Batch], facts: dict[int, BatchFacts]) -> int:
-    """Seconds between a page's polls (templates/batches/_poller.html): POLL_SECONDS while a month of
-    its running batches runs or is about to, or a file is parsed; POLL_WAITING_SECONDS while they only wait."""
-    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
-               or facts[b.id].counts.get(SubtaskStatus.PENDING)
-               for b in live)
-    return POLL_SECONDS if busy else POLL_WAITING_SECONDS
+            "poll_every": poll_every(live, facts)}
 
 
 def _created_arg() -> str:
@@ -371,7 +360,7 @@ def _detail_context(batch: Batch) -> dict:
     return {"batch": batch, "facts": facts, "error_rows": error_rows(batch),
             "unanswered": unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [],
             "poll_url": url_for("batches.detail_live", batch_no=batch.batch_no) if running else None,
-            "poll_every": _poll_every([batch] if running else [], facts)}
+            "poll_every": poll_every([batch] if running else [], facts)}
 
 
 ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
