@@ -17,13 +17,13 @@ install: bytecode
 	$(FLASK) --app wsgi db upgrade
 	$(FLASK) --app wsgi seed-demo
 
-## deps: the virtualenv, reinstalled only when pyproject.toml changed
+## deps: the virtualenv, reinstalled only when pyproject.toml or setup.py changed
 deps: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
 	touch $@
 
