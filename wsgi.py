@@ -6,6 +6,8 @@ start here; the two packages meet only here and in jobs/, which uses the domain 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 import jobs
 import webapp
@@ -44,6 +46,7 @@ def serve() -> None:
                            channel_timeout=idle, cleanup_interval=max(1, min(idle // 2, 30)), ident="invoice-sync",
                            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)  # + the form
     print(BANNER.format(host=host, port=port), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # supervisord's stop: a clean exit, said as one
     server.run()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,7 @@ def listen(stdin=sys.stdin, stdout=sys.stdout) -> int:
     """The event listener's loop (supervisord's protocol: READY, one event, RESULT) until stdin closes."""
     from supervisor import childutils
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # supervisord's stop: a clean exit
     path = run_dir(data_dir()) / STATE_FILE
     processes = load(path)
     while True:

@@ -202,7 +202,8 @@ def test_each_killed_process_comes_back_and_a_batch_still_finishes_then_ctrl_c_s
     assert product.proc.wait(timeout=60) == 0
     wait_for(lambda: not product.leftovers(), 10, "every process of the install gone")
     assert not [pid for pid in pids if alive(pid)]
-    assert not any("SIGKILL" in line for line in product.output.lines), product.output.text()
+    stopped = [line for line in product.output.lines if " stopped: " in line]
+    assert len(stopped) == 5 and all("(exit status 0)" in line for line in stopped), product.output.text()
 
 
 def test_supervisord_killed_with_sigkill_leaves_nothing_running(product):
