@@ -4,6 +4,7 @@ Kept apart from conftest.py so the benchmark scripts (tests/bench*.py), which co
 must not touch, start their servers the same way the tests do."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -54,3 +55,28 @@ def redis_server(folder: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def processes_of(folder: Path) -> list[tuple[int, str]]:
+    """(pid, command line) of each live process that names ``folder`` in its command line or
+    environment (DATA_DIR): how an operator finds what an install left behind."""
+    needle, found = str(folder).encode(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if needle in cmdline or needle in (entry / "environ").read_bytes():
+                if alive(int(entry.name)):
+                    found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
+        except OSError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

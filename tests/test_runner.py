@@ -21,7 +21,7 @@ import pytest
 
 from jobs.supervision import MAX_RESTARTS_PER_HOUR, record
 from tests.conftest import DEMO_TAX_ID, SAMPLES
-from tests.servers import free_port, wait_for
+from tests.servers import alive, free_port, processes_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -119,31 +119,6 @@ class Product:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def processes_of(folder: Path) -> list[tuple[int, str]]:
-    """(pid, command line) of each live process that names ``folder`` in its command line or
-    environment (DATA_DIR): how an operator finds what an install left behind."""
-    needle, found = str(folder).encode(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            if needle in cmdline or needle in (entry / "environ").read_bytes():
-                if alive(int(entry.name)):
-                    found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
-        except OSError:
-            continue
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def get(url: str, timeout: float = 10) -> tuple[int, str]:
