@@ -11,8 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 from jobs.supervision import MAX_RESTARTS_PER_HOUR, record
 from tests.conftest import DEMO_TAX_ID, SAMPLES
-from tests.servers import alive, free_port, processes_of, wait_for
+from tests.servers import Output, Product, alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,96 +27,6 @@ HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
 PROGRAMS = ("web", "redis", "worker", "scheduler")
 SAMPLE = SAMPLES / "etax-export-2024.xlsx"
 BACK_WITHIN = 30  # seconds: the issue's bound for a killed process to serve again
-
-
-class Output:
-    """A child's output read in the background, so a test can wait for a line without blocking."""
-
-    def __init__(self, stream):
-        """Start reading ``stream`` line by line."""
-        self.lines: list[str] = []
-        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def _read(self, stream) -> None:
-        """Collect lines until the stream closes."""
-        for line in iter(stream.readline, ""):
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, needle: str, timeout: float = 60) -> str:
-        """Return the first line containing ``needle``; fail with everything read after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if needle in line:
-                    return line
-            time.sleep(0.1)
-        raise AssertionError(f"{needle!r} not printed; output was:\n" + "\n".join(self.lines))
-
-    def text(self) -> str:
-        """Everything read so far, for a failure message."""
-        return "\n".join(self.lines)
-
-
-class Product:
-    """`make run`'s command on its own DATA_DIR and port, migrated and seeded, read like a terminal."""
-
-    def __init__(self, **env):
-        """Migrate and seed a fresh DATA_DIR (short: unix sockets live in it) and pick a free port."""
-        self.data = Path(tempfile.mkdtemp(prefix="run-"))
-        self.port = free_port()
-        self.env = {**os.environ, "DATA_DIR": str(self.data), "PORT": str(self.port), "HOST": "127.0.0.1",
-                    "PATH": f"{BIN}:{os.environ['PATH']}", **env}
-        for name in ("REDIS_URL", "DATABASE_URL", "SUPERVISOR_ENABLED"):
-            self.env.pop(name, None)
-        for command in (["db", "upgrade"], ["seed-demo"]):
-            self.flask(*command)
-        self.proc: subprocess.Popen | None = None
-        self.output: Output | None = None
-
-    def flask(self, *args: str) -> str:
-        """A `flask --app wsgi` command of this install; its stdout."""
-        return subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env, check=True,
-                              capture_output=True, text=True, timeout=120).stdout
-
-    def start(self) -> None:
-        """Start it the way `make run` does (after `make install`) and wait for the banner."""
-        self.proc = subprocess.Popen([sys.executable, "-m", "jobs.supervision"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.output = Output(self.proc.stdout)
-        self.output.wait_for(f"is running: http://127.0.0.1:{self.port}/")
-
-    def pid(self, name: str) -> int:
-        """The pid supervisord last spawned for a program (its "spawned:" line)."""
-        spawned = [line for line in self.output.lines if f"spawned: '{name}' with pid" in line]
-        return int(spawned[-1].rsplit(" ", 1)[1]) if spawned else 0
-
-    def states(self) -> dict:
-        """DATA_DIR/run/processes.json's processes (empty until written)."""
-        try:
-            return json.loads((self.data / "run" / "processes.json").read_text())["processes"]
-        except (OSError, ValueError):
-            return {}
-
-    def running(self, name: str, after: float) -> bool:
-        """Whether processes.json says the program has been RUNNING since ``after`` (epoch seconds)."""
-        state = self.states().get(name, {})
-        return state.get("state") == "RUNNING" and state.get("since", 0) > after
-
-    def leftovers(self) -> list[str]:
-        """Processes of this install still alive: DATA_DIR in their command line or environment."""
-        return [f"{pid}: {cmdline}" for pid, cmdline in processes_of(self.data)]
-
-    def close(self) -> None:
-        """Whatever the test left running goes (supervisord's group, then any process of the install)."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid, _ in processes_of(self.data):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def get(url: str, timeout: float = 10) -> tuple[int, str]:
