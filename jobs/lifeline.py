@@ -4,7 +4,7 @@ supervisord) so that its output reaches the terminal prefixed by its program's n
 Who starts commands through it: supervisord (supervisord.conf, `make run`) for web, redis, worker and
 scheduler, and jobs.redis_server for a bundled Redis a command-line call starts for itself. Killed
 with SIGKILL, the starter cannot stop anything: its children would run on, holding the port, the queue
-and the bundled Redis, and the next `make run` would meet them (design.md, "Running unattended").
+and the bundled Redis, and the next `make run` would meet them (docs/deploy.md, "One host").
 
 ``python -m jobs.lifeline CMD ARGS…`` forks a small keeper and then *becomes* the command (exec: same
 pid, so the starter's signals reach the command directly and once). The keeper:

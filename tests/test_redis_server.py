@@ -117,7 +117,7 @@ def test_racing_starts_give_one_server_per_install(installs):
 
 
 def test_keeper_restarts_a_killed_server_and_stops_it_at_the_end(installs):
-    """Under `make run` the Procfile's redis process keeps the server up: kill it, it comes back."""
+    """Under `make run` supervisord's redis program keeps the server up: kill it, it comes back."""
     folder, stop, said = installs[0], threading.Event(), []
     keeper = threading.Thread(target=keep_running, args=(folder, stop, said.append))
     keeper.start()
