@@ -62,8 +62,8 @@ def run_clients(base: str, clients: int, seconds: float) -> dict:
     """``clients`` threads request PATHS in turn for ``seconds``; per path the figures."""
     samples: dict[str, list[float]] = {path: [] for path in PATHS}
     errors = dict.fromkeys(PATHS, 0)
+    browsers = [Client(base) for _ in range(clients)]  # logged in before the clock starts
     lock, deadline = threading.Lock(), time.monotonic() + seconds
-    browsers = [Client(base) for _ in range(clients)]
 
     def browse(browser: Client, offset: int) -> None:
         """One client's loop until the deadline."""
