@@ -1,4 +1,5 @@
-"""Throw-away servers for the tests and the benchmarks: a free port, a redis-server, and waiting for either.
+"""Throw-away servers for the tests and the benchmarks: a free port, a redis-server, the whole product as
+`make run` starts it (Product), waiting for any of them, and finding the processes an install left.
 
 Kept apart from conftest.py so the benchmark scripts (tests/bench*.py), which conftest's session set-up
 must not touch, start their servers the same way the tests do."""
