@@ -104,6 +104,8 @@ def test_supervisord_killed_with_sigkill_leaves_nothing_running(product):
     wait_for(lambda: not product.leftovers(), 40, "no process of the install left")
     with pytest.raises(OSError):
         get(f"http://127.0.0.1:{product.port}/login", 3)
+    product.start()  # the next `make run` meets no stale pid file, socket or process
+    assert get(f"http://127.0.0.1:{product.port}/login")[0] == 200
 
 
 def test_a_process_that_keeps_dying_ends_fatal_and_is_reported():
