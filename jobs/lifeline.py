@@ -62,13 +62,19 @@ def stop(command_pid: int, name: str) -> None:
     """Stop the command as its starter would have: SIGTERM, then SIGKILL to its whole group after GRACE."""
     _write(f"{name}: 启动它的进程已退出，停止 {name} (pid {command_pid}) / its supervisor is gone, stopping\n"
            .encode(), fd=2)
-    group = os.getpgid(command_pid) if os.getpgid(command_pid) == command_pid else None
-    os.kill(command_pid, signal.SIGTERM)
+    try:
+        own_group = os.getpgid(command_pid) == command_pid
+        os.kill(command_pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended on its own meanwhile
+        return
     deadline = time.monotonic() + GRACE
     while parent_of(command_pid) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     try:  # a worker's work horse or anything else the command left in its group goes too
-        os.killpg(group, signal.SIGKILL) if group else os.kill(command_pid, signal.SIGKILL)
+        if own_group:
+            os.killpg(command_pid, signal.SIGKILL)
+        else:
+            os.kill(command_pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
