@@ -8,8 +8,9 @@ PY       := $(VENV)/bin/python
 FLASK    := $(VENV)/bin/flask
 STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy
 
-.PHONY: install deps bytecode chromium run test soak bench clean
+.PHONY: install deps bytecode chromium run test test-fast soak bench clean
 
 ## install: virtualenv and packages, database migrations, demo data (htmx is in webapp/static/vendor/)
 install: bytecode
@@ -32,14 +33,14 @@ $(STAMP): pyproject.toml | $(PY)
 bytecode: deps
 	$(PY) -m compileall -q wsgi.py webapp channels jobs
 
-## chromium: Debian's Chromium, which the browser tests drive through Playwright
+## chromium: Debian's Chromium, which the browser tests drive through Playwright, and a CJK font for its screenshots
 chromium:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -d $(CJK_FONT) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-wqy-microhei; \
 	  else \
-	    echo "The browser tests need Debian's Chromium at $(CHROMIUM)." >&2; \
-	    echo "Install it as root: apt-get install chromium  (then run make test again)" >&2; \
+	    echo "The browser tests need Debian's Chromium at $(CHROMIUM) and a CJK font." >&2; \
+	    echo "Install them as root: apt-get install chromium fonts-wqy-microhei  (then run make test again)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -53,6 +54,11 @@ run: install
 test: bytecode chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+## test-fast: the fast tier while you work (a couple of minutes): ruff, then every test not marked slow
+test-fast: bytecode
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## soak: the fault tests, each worker kill repeated SOAK_ROUNDS times (default 5)
 soak: bytecode

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import httpx
 
+from channels import SANDBOX, is_sandbox
 from channels.leqi import LeqiClient
 from channels.rpa import RpaClient
 
-SANDBOX = "sandbox"
 SANDBOX_BASE_URL = "http://sandbox"
 
 
@@ -51,7 +51,7 @@ class _SandboxTransport:
 
     def route(self, base_url: str) -> tuple[str, httpx.BaseTransport | None]:
         """(base_url, transport) for one client: real HTTP, or the sandbox in-process."""
-        if base_url.strip().lower() != SANDBOX:
+        if not is_sandbox(base_url):
             return base_url, None
         if self.transport is None:
             from channels.sandbox import create_app

@@ -34,6 +34,7 @@ from channels.records import (
     InvoiceRecord,
     SourceRejected,
     StagedInvoice,
+    canonical_tax_id,
     record_from_staged,
 )
 
@@ -87,14 +88,17 @@ DETAIL_COLUMNS: tuple[tuple[str, bool], ...] = (
 )
 
 _NULLS = frozenset(("", "--"))
+NO_GOODS_NAME = "为空：明细行有金额却没有货物名称（可能是没有计算结果的公式，或单元格被清空），请在 Excel 中填好或粘贴为数值后重新导出"
 # the rates the export writes, so the line loop skips _rate() for them
 _KNOWN_RATES = {r: r for r in ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税",
                                "16%", "10%", "17%", "11%", "1.5%", "0.5%")}
 _CENT = Decimal("0.01")
 _ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
 # where the staged header row (channels.records.HEADER_COLUMNS) holds what the parse looks at again
-_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED = (
-    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red"))
+_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED, _ISSUED = (
+    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red",
+                                      "issued_at"))
+FIRST_VAT_DAY = "1994-01-01"  # 增值税专用发票 exist since the 1994 reform: an earlier 开票日期 is a typo
 _EXACT_FLOAT_LIMIT = 2**53  # beyond this a number-typed ID has lost digits
 _EXCEL_EPOCH = datetime(1899, 12, 30)
 
@@ -460,15 +464,17 @@ def require_sheets(sheet_names: list[str]) -> None:
 FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
 
 
-def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None) -> ParsedWorkbook:
+def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None,
+                   today: date | None = None) -> ParsedWorkbook:
     """Read both sheets into invoices with their lines, refusing anything that is not the
     selected company's own export: a wrong file must fail loudly, never import half.
 
     Unreadable rows do not stop the reading: every one is collected (RowsRejected lists them),
     so the user fixes the file once. `limits` are the pool's column sizes: a longer value is
-    such a row too, named here rather than failing the database write later.
+    such a row too, named here rather than failing the database write later. `today` (the
+    caller's clock) lets the parse warn of a 开票日期 after it.
     """
-    expected = _normalise_tax_id(expected_tax_id)
+    expected = canonical_tax_id(str(expected_tax_id or ""))
     errors = _Errors()
     workbook = _open_workbook(Path(path))
     try:
@@ -488,7 +494,7 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     if limits:
         _check_lengths(invoices, rows_by_key, line_rows, limits, errors)
     errors.raise_if_any()
-    return _group(invoices, line_count)
+    return _group(invoices, line_count, today)
 
 
 def _open_workbook(path: Path) -> CalamineWorkbook:
@@ -611,9 +617,10 @@ def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -
     type_name, code_of_type = kinds.get(kind) or kinds.setdefault(kind, _kind(kind))
     is_red = _is_red(positive)
     remark = _text(remark)
-    seller = _id(seller, "销方识别号") or ""
+    seller = canonical_tax_id(_id(seller, "销方识别号")) or ""
+    buyer = canonical_tax_id(_id(buyer, "购方识别号"))
     issued_at = _issued_at(issued)
-    return (key, seller, _text(seller_name), code, number, digital, _id(buyer, "购方识别号"), _text(buyer_name),
+    return (key, seller, _text(seller_name), code, number, digital, buyer, _text(buyer_name),
             issued_at.strftime(TIMESTAMP), month_of(issued_at), _money_text(amount, "金额"), _money_text(tax, "税额"),
             _money_or_none_text(total, "价税合计"), _text(origin), type_name, code_of_type, _text(status) or "正常",
             is_red, _text(risk), _text(issuer), remark, blue_key_from_remark(remark) if is_red and remark else None)
@@ -694,6 +701,8 @@ def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
     a line of the same blue invoice, so a negative amount makes it that line's 折扣行."""
     (_, _, _, _, name, tax_code, special, spec, unit, quantity, price, amount, rate, tax,
      total) = cells
+    if name in _NULLS or name is None:  # a line with figures and no goods: a formula never calculated, or cleared
+        raise _BadCell("货物或应税劳务名称", "", NO_GOODS_NAME)
     quantity = None if quantity in _NULLS else _number_text(quantity, "数量")
     price = None if price in _NULLS else _number_text(price, "单价")
     amount = _money_text(amount, "金额")
@@ -825,27 +834,39 @@ def _too_long(column: str, value: str, limit: int) -> _BadCell:
     return _BadCell(column, value, f"过长：{len(value)} 个字符，最多 {limit} 个")
 
 
-def _group(invoices: dict[str, StagedInvoice], line_count: int) -> ParsedWorkbook:
+def _group(invoices: dict[str, StagedInvoice], line_count: int, today: date | None = None) -> ParsedWorkbook:
     """Group invoices by month (months ascending, sheet order within a month), list kinds, and
-    warn about blue invoices with a negative amount (imported as written: the bureau's data)."""
+    warn about what is imported as written (the bureau's data) yet looks wrong: blue invoices with
+    a negative amount, a 开票日期 after today or before VAT invoices existed (issue 19 item 12)."""
     by_month: dict[str, list[StagedInvoice]] = {}
     kinds: dict[str, str | None] = {}
-    negative_blue = []
+    negative_blue, future, ancient = [], [], []
+    tomorrow = (today + timedelta(days=1)).isoformat() if today else "9999-12-31"
     for invoice in invoices.values():
         header = invoice[0]
         by_month.setdefault(header[_MONTH], []).append(invoice)
         kinds[header[_TYPE_NAME]] = header[_TYPE_CODE]
         if not header[_IS_RED] and _negative(header[_AMOUNT]):
             negative_blue.append(header[_KEY])
+        issued = str(header[_ISSUED])[:10]
+        if issued >= tomorrow:
+            future.append(header[_KEY])
+        elif issued < FIRST_VAT_DAY:
+            ancient.append(header[_KEY])
     ordered = sorted(kinds, key=lambda name: (kinds[name] is None, kinds[name] or "", name))
-    warnings = []
-    if negative_blue:
-        shown = "、".join(negative_blue[:10]) + (f" 等 {len(negative_blue)} 张" if len(negative_blue) > 10 else "")
-        warnings.append(f"蓝字发票（是否正数发票为“是”）金额为负数，已按原样导入，请核对：{shown}")
+    warnings = [f"{what}，已按原样导入，请核对：{_some(keys)}" for what, keys in (
+        ("蓝字发票（是否正数发票为“是”）金额为负数", negative_blue),
+        (f"开票日期晚于今天（{today}）", future),
+        (f"开票日期早于 {FIRST_VAT_DAY}（增值税发票启用之前）", ancient)) if keys]
     return ParsedWorkbook(
         staged_by_month={month: by_month[month] for month in sorted(by_month)},
         kinds=ordered, invoice_count=len(invoices), line_count=line_count, warnings=warnings,
     )
+
+
+def _some(keys: list[str]) -> str:
+    """Up to ten invoice keys, and how many there are in all beyond them."""
+    return "、".join(keys[:10]) + (f" 等 {len(keys)} 张" if len(keys) > 10 else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -887,9 +908,9 @@ def _id(value: object, column: str) -> str | None:
 
 
 def _safe_id(value: object) -> str:
-    """A seller tax ID for comparison only; an unreadable one simply will not match."""
+    """A seller tax ID (canonical) for comparison only; an unreadable one simply will not match."""
     try:
-        return _id(value, "销方识别号") or ""
+        return canonical_tax_id(_id(value, "销方识别号")) or ""
     except _BadCell:
         return str(value)
 
@@ -903,16 +924,10 @@ def _loose_id(value: object) -> str | None:
     return str(value)
 
 
-def _normalise_tax_id(value: object) -> str:
-    """Tax IDs compare upper-case and without surrounding spaces."""
-    return str(value or "").strip().upper()
-
-
 def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int) -> None:
-    """Every row must be the selected company's own output invoice: one company per upload."""
-    if seller == expected:
-        return
-    if _normalise_tax_id(seller) != expected:
+    """Every row must be the selected company's own output invoice: one company per upload (both tax
+    IDs canonical: channels.records.canonical_tax_id)."""
+    if seller != expected:
         raise SourceRejected(
             f"文件中的销方税号 {seller or '（空）'} 与所选企业 {expected} 不一致"
             f"（工作表“{sheet}”第 {row_number} 行），请确认选择的企业或上传该企业导出的文件"

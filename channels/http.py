@@ -21,6 +21,9 @@ T = TypeVar("T")
 CODE_OK = "00"
 CODE_PENDING = "01"
 CODE_BUSY = "20"
+CODE_UNKNOWN_REF = "15"  # 流水号/任务不存在或已过期: what a probe for a made-up reference expects
+PROBE_REF = "health-check"  # the made-up reference a probe asks for (no quota, no side effect)
+PROBE_TIMEOUT = 5.0  # seconds: `flask doctor` and /healthz must answer fast
 DEFAULT_TIMEOUT = 30.0
 MAX_DELAY = 60.0  # one wait never exceeds a minute, however many attempts a caller allows
 
@@ -113,6 +116,21 @@ class ApiClient:
         if not isinstance(data, dict):
             raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（data 应为对象）")
         return data
+
+    def probe(self) -> None:
+        """Whether the service answers and takes our credentials, at no cost: ask for a reference
+        that does not exist (PROBE_REF). 不存在 (code 15) is the expected answer; anything else
+        (a refusal, HTTP 401/403, a timeout) is raised as the client's usual exception."""
+        try:
+            method, path, kwargs = self.probe_request()
+            self.call(method, path, **kwargs)
+        except ChannelRejected as exc:
+            if exc.code != CODE_UNKNOWN_REF:
+                raise
+
+    def probe_request(self) -> tuple:
+        """(method, path, keyword arguments) of the channel's read-only call for PROBE_REF."""
+        raise NotImplementedError
 
     def retrying(self, fn: Callable[[], T], attempts: int | None = None) -> T:
         """fn with this client's retry policy (or a longer one for polling)."""

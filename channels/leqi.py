@@ -13,7 +13,7 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, chunked, count_field
+from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, chunked, count_field
 from channels.months import month_of
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import InvoiceRecord, StagedInvoice, UsageQuery, UsageStatus, gc_paused, record_from_staged
@@ -42,6 +42,11 @@ class LeqiClient(ApiClient):
         """One 乐企 service call (one attempt): POST /access/v2/invoke/203067/{fwbm}/ with header fwbm."""
         return self.call("POST", f"/access/v2/invoke/{CAPABILITY}/{fwbm}/", json=body,
                          headers={"fwbm": fwbm})
+
+    def probe_request(self) -> tuple:
+        """PLFPXZSQFK for a serial number that does not exist: read-only, spends no quota."""
+        return "POST", f"/access/v2/invoke/{CAPABILITY}/PLFPXZSQFK/", {
+            "json": {"lsh": PROBE_REF, "packageno": 1}, "headers": {"fwbm": "PLFPXZSQFK"}}
 
     def apply(self, tax_id: str, start: date, end: date, type_code: str) -> str:
         """PLFPXZSQ for one invoicing month and one type; returns the serial number (lsh).

@@ -37,6 +37,7 @@ from channels.records import (
     StagedInvoice,
     UsageQuery,
     UsageStatus,
+    canonical_tax_id,
     invoice_key,
     record_from_staged,
 )
@@ -81,10 +82,10 @@ def _invoice(p: dict) -> StagedInvoice:
     is_red = _is_red(p)
     remark = _opt(p, "bz", "备注")
     type_name, type_code = _kind(p)
-    seller, seller_name = _required(p, "xfsh", "销方识别号"), _opt(p, "xfmc", "销方名称")
+    seller, seller_name = canonical_tax_id(_required(p, "xfsh", "销方识别号")), _opt(p, "xfmc", "销方名称")
     issued_at, month = _timestamp(_required(p, "kprq", "开票日期"))
     header = (
-        key, seller, seller_name, code, number, digital, _ident(p, "gfsh", "购方识别号"),
+        key, seller, seller_name, code, number, digital, canonical_tax_id(_ident(p, "gfsh", "购方识别号")),
         _opt(p, "gfmc", "购买方名称"), issued_at, month, _amount(p, "je", "金额"), _amount(p, "se", "税额"),
         _optional_amount(p, "jshj", "价税合计"), _opt(p, "fply", "发票来源"), type_name, type_code,
         _opt(p, "fpzt", "发票状态") or "正常", is_red, _opt(p, "fxdj", "发票风险等级"), _opt(p, "kpr", "开票人"),
@@ -291,7 +292,7 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
     """
     if not isinstance(payloads, list):
         raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）")
-    expected = seller_tax_id.upper()
+    expected = canonical_tax_id(seller_tax_id)
     staged = []
     for payload in payloads:
         try:
@@ -299,7 +300,7 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
         except SourceRejected as exc:
             raise SourceRejected(f"{label}：{exc}") from None
         key, seller = rows[0][0], rows[0][1]
-        if seller != expected and seller.upper() != expected:
+        if seller != expected:  # both canonical (channels.records.canonical_tax_id)
             raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
         staged.append(rows)
     return staged

@@ -155,6 +155,16 @@ def record_from_staged(staged: StagedInvoice) -> InvoiceRecord:
                     discount) in lines])
 
 
+def canonical_tax_id(value: str | None) -> str | None:
+    """A 纳税人识别号 in the one form the pool, the companies and every look-up compare: upper case, no
+    spaces anywhere. An export or a bureau may write `91330100ma2h4k7q1x`; stored as written, that
+    invoice matched no company page, search or figure (issue 17, defect 3). Every way in (files,
+    channels, forms, the CLI) passes tax IDs through here; None (no buyer tax ID) stays None."""
+    if value is None:
+        return None
+    return "".join(value.split()).upper()
+
+
 def invoice_key(code: str | None, number: str | None, digital_number: str | None) -> str:
     """The pool identity: the 数电 number where there is one, else code-number."""
     if digital_number:

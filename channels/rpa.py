@@ -12,7 +12,7 @@ from datetime import date
 
 import httpx
 
-from channels.http import DEFAULT_TIMEOUT, ApiClient, ChannelRejected, Pending, chunked, count_field
+from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, Pending, chunked, count_field
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import (
     InvoiceRecord,
@@ -41,6 +41,10 @@ class RpaClient(ApiClient):
         super().__init__(base_url, headers={"X-Api-Key": api_key}, timeout=timeout,
                          transport=transport, attempts=attempts, backoff=backoff, sleep=sleep)
         self.poll_attempts = poll_attempts or attempts
+
+    def probe_request(self) -> tuple:
+        """The status of a task that does not exist: read-only, starts no robot."""
+        return "GET", f"/rpa/v1/tasks/{PROBE_REF}", {}
 
     def submit(self, tax_id: str, account: str | None, start: date, end: date, type_codes: list[str]) -> str:
         """Start a robot download task (a wrong account raises here); returns its task id, which the

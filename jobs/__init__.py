@@ -29,10 +29,20 @@ class RQBackground:
 
         queue.stop_job(job_id)
 
-    def reachable(self) -> bool:
+    def queue_state(self) -> str:
         from jobs import queue
 
-        return queue.queue_reachable()
+        return queue.queue_state()
+
+    def worker_heartbeat_age(self) -> float | None:
+        from jobs import queue
+
+        return queue.worker_heartbeat_age()
+
+    def scheduler_heartbeat_age(self) -> float | None:
+        from jobs import queue
+
+        return queue.scheduler_heartbeat_age()
 
     def redis(self):
         from jobs import queue

@@ -6,11 +6,12 @@ import logging
 import os
 import socket
 import time
+from enum import StrEnum
 from pathlib import Path
 
 from flask import current_app
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from rq import Queue, Worker
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -27,6 +28,7 @@ REACHABLE_CACHE = 3  # seconds a process trusts its last "is the queue up?" answ
 JOB_TIMEOUT = 30 * 60  # a month of a big company must finish well inside this
 FAILURE_TTL = 7 * 24 * 3600
 MONITORING_INTERVAL = 10  # seconds between a busy worker's heartbeats (RQ's default is 30)
+WORKER_TTL = 40  # an idle worker beats every WORKER_TTL − 15 s (RQ's default 420 s: `flask doctor` wants a minute)
 HEARTBEAT_STALE = 3 * MONITORING_INTERVAL + 5  # a started job silent this long has lost its worker
 
 
@@ -41,21 +43,60 @@ def redis_connection() -> Redis:
     return ext["redis"]
 
 
-def queue_reachable() -> bool:
-    """Whether the queue's Redis answers now; checked at most every few seconds per process.
+class QueueState(StrEnum):
+    """What a page, `flask doctor` and /healthz say about the queue: up, down, or refusing writes
+    because its disk is full (Redis's MISCONF answer, which must be named as the disk, not as an outage)."""
+
+    OK = "ok"
+    DOWN = "down"
+    DISK_FULL = "disk_full"
+
+
+def queue_state() -> QueueState:
+    """The queue's Redis now, checked with one write at most every few seconds per process.
 
     Why: every page shows a notice while the queue is down (batches are still created and run
-    when it is back), and a page must not wait on a dead Redis each time it renders.
+    when it is back), and a page must not wait on a dead Redis each time it renders. A write, not a
+    PING, since a Redis that cannot save (disk full) still answers some reads.
     """
     ext = current_app.extensions
-    checked_at, reachable = ext.get("redis_reachable", (0.0, True))
+    checked_at, state = ext.get("redis_state", (0.0, QueueState.OK))
     if time.monotonic() - checked_at > REACHABLE_CACHE:
         try:
-            reachable = bool(redis_connection().ping())
+            redis_connection().set(f"{current_app.config['RQ_QUEUE']}:health:write", "1", ex=60)
+            state = QueueState.OK
+        except ResponseError as error:
+            state = QueueState.DISK_FULL if "MISCONF" in str(error) else QueueState.DOWN
         except (RedisError, OSError, RedisStartError):
-            reachable = False
-        ext["redis_reachable"] = (time.monotonic(), reachable)
-    return reachable
+            state = QueueState.DOWN
+        ext["redis_state"] = (time.monotonic(), state)
+    return state
+
+
+def worker_heartbeat_age() -> float | None:
+    """Seconds since the freshest heartbeat of a worker on our queue (None: no worker registered).
+
+    An idle worker beats every WORKER_TTL − 15 seconds (RQ's dequeue timeout), a busy one every
+    MONITORING_INTERVAL; RQ's clock (real UTC) is used, as for job heartbeats.
+    """
+    beats = [w.last_heartbeat for w in Worker.all(queue=get_queue()) if w.last_heartbeat and _worker_alive(w)]
+    return (rq_now() - max(beats)).total_seconds() if beats else None
+
+
+def _scheduler_key() -> str:
+    """The key the scheduler process refreshes every cycle; it expires when the process stops."""
+    return f"{current_app.config['RQ_QUEUE']}:scheduler:heartbeat"
+
+
+def scheduler_beat(ttl: int) -> None:
+    """The scheduler is alive now; the key lapses `ttl` seconds after its last cycle."""
+    redis_connection().set(_scheduler_key(), str(time.time()), ex=ttl)
+
+
+def scheduler_heartbeat_age() -> float | None:
+    """Seconds since the scheduler's last cycle (None: no heartbeat within its TTL)."""
+    value = redis_connection().get(_scheduler_key())
+    return max(0.0, time.time() - float(value)) if value else None
 
 
 def wait_for_redis(stop, logger: logging.Logger) -> bool:
@@ -70,8 +111,9 @@ def wait_for_redis(stop, logger: logging.Logger) -> bool:
             redis_connection().ping()
         except (RedisError, OSError, RedisStartError) as error:
             if not said:
-                logger.warning("队列 Redis 不可达，等待其恢复 / Redis unreachable, waiting for it: %s", error,
-                               extra={"redis_outage": True})
+                what = ("Redis 因磁盘空间不足无法写入 / Redis cannot write: the disk is full"
+                        if "MISCONF" in str(error) else "队列 Redis 不可达 / Redis unreachable")
+                logger.warning("%s，等待其恢复 / waiting for it: %s", what, error, extra={"redis_outage": True})
                 said = True
             stop.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
@@ -19,11 +20,13 @@ from jobs import queue, reconciler
 from webapp import autoupdate
 from webapp.clock import now
 from webapp.extensions import db
+from webapp.health import alerts
 from webapp.models import Schedule
 
 log = logging.getLogger(__name__)
 CRON = "7 * * * *"  # hourly; run_due decides whether the 5th has come in the org's time zone
 INTERVAL = reconciler.INTERVAL
+HEARTBEAT_TTL = max(60, 3 * INTERVAL)  # seconds the scheduler's heartbeat outlives its last cycle
 
 
 def run_schedule_job(schedule_id: int) -> list[dict]:
@@ -66,10 +69,14 @@ def catch_up() -> None:
 
 class ReconcilingScheduler(Scheduler):
     """rq-scheduler whose every cycle first re-syncs the registered jobs with the database (schedules
-    added, changed or deleted elsewhere) and puts lost or waiting subtasks back in the queue."""
+    added, changed or deleted elsewhere) and puts lost or waiting subtasks back in the queue; it
+    leaves a heartbeat for `flask doctor` and mails the admins what is due (webapp.health.alerts)."""
+
+    alerts_at = 0.0  # time.monotonic() of the last look for due alerts
 
     def enqueue_jobs(self):
         try:
+            queue.scheduler_beat(HEARTBEAT_TTL)
             sync_registered_jobs(self)
             result = reconciler.reconcile()
             if any(result.values()):
@@ -78,7 +85,23 @@ class ReconcilingScheduler(Scheduler):
             log.exception("scheduler cycle failed")
         finally:
             db.session.remove()
-        return super().enqueue_jobs()
+        enqueued = super().enqueue_jobs()
+        self.mail_alerts()  # last: a slow mail server delays no reconciling and no heartbeat
+        return enqueued
+
+    def mail_alerts(self) -> None:
+        """Every ALERT_INTERVAL seconds: mail what is due; a failure here never stops the cycle."""
+        if time.monotonic() - self.alerts_at < alerts.ALERT_INTERVAL:
+            return
+        self.alerts_at = time.monotonic()
+        try:
+            result = alerts.send_due()
+            if result["sent"]:
+                log.info("alerts mailed: %s", result)
+        except Exception:
+            log.exception("alert mail cycle failed")
+        finally:
+            db.session.remove()
 
 
     stopping = False

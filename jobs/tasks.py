@@ -26,6 +26,7 @@ from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
 from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
 from webapp.clock import now
+from webapp.disk import written_atomically
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine, Subtask
 from webapp.pool import refresh_statistics, save_staged
@@ -111,7 +112,7 @@ def _parse(batch: Batch, *, thorough: bool) -> etax_file.ParsedWorkbook:
     with _memory_limit():
         if thorough:
             etax_file.check_container(path, verify_crc=True)
-        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits())
+        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits(), today=now().date())
 
 
 def _count_parse_attempt(batch_id: int) -> int:
@@ -193,7 +194,8 @@ def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
         while parsed.staged_by_month:  # month by month from the parse's result to disk (and _STAGED_HERE)
             period, staged = parsed.staged_by_month.popitem()
             path = folder / f"{period}.staged"
-            path.write_bytes(marshal.dumps(staged))
+            with written_atomically(path) as temp:  # a full disk leaves no partial month behind
+                temp.write_bytes(marshal.dumps(staged))
             _STAGED_HERE[str(path)] = (path.stat().st_mtime_ns, staged)
     except OSError as exc:
         _STAGED_HERE.clear()

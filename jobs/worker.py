@@ -101,7 +101,8 @@ def make_worker(queues, connection, quiet: bool = False, fork: bool = True) -> W
 
     `quiet`: warnings only, on stderr (a CLI command working the queue keeps stdout for its JSON).
     `fork=False`: jobs run in this process (InProcessWorker), for a command working the queue itself.
-    A busy worker beats every MONITORING_INTERVAL seconds, so the reconciler sees a killed job soon.
+    A busy worker beats every MONITORING_INTERVAL seconds, so the reconciler sees a killed job soon;
+    an idle one every WORKER_TTL − 15 seconds, so `flask doctor` sees a live worker within a minute.
     """
     if quiet:
         logger = logging.getLogger("rq.worker")
@@ -114,7 +115,8 @@ def make_worker(queues, connection, quiet: bool = False, fork: bool = True) -> W
         _fork_hook_installed = True
     db.session.remove()  # nothing open in the parent when it forks
     worker_class = QueueWorker if fork else InProcessWorker
-    return worker_class(queues, connection=connection, job_monitoring_interval=queue.MONITORING_INTERVAL)
+    return worker_class(queues, connection=connection, job_monitoring_interval=queue.MONITORING_INTERVAL,
+                        worker_ttl=queue.WORKER_TTL)
 
 
 def run_forever(burst: bool = False) -> None:

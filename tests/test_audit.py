@@ -76,6 +76,27 @@ def test_batches_schedules_and_admin_changes_are_recorded(cast, client):
     for label in ("创建导入批次", "终止导入批次", "重试导入批次", "执行自动更新计划", "删除自动更新计划",
                   "修改参数配置", "保存企业信息", "修改授权企业", "测试商品"):
         assert label in page, label
+    _details_read_in_chinese(admin)
+
+
+def _details_read_in_chinese(admin) -> None:
+    """The 详情 column, on the page and in its xlsx, names every key and value as the product says
+    it (issue 19 item 1): no `data_type：usage`, `active：True` or `trigger：manual`."""
+    import re
+
+    table = _page(admin).split('id="audit-table"')[1]
+    cells = re.findall(r"<td>([^<]*：[^<]*)</td>", table)
+    sheet = load_workbook(io.BytesIO(admin.get("/admin/audit/export").data)).active
+    exported = [row[4] for row in sheet.iter_rows(min_row=2, values_only=True) if row[4]]
+    assert cells and exported
+    for text in cells + exported:
+        assert not re.search(r"(^|；)[A-Za-z_]+：", text), text
+        assert not re.search(r"\b(True|False|None|leqi|rpa|file|download|invoices|usage|finance|manual)\b",
+                             text), text
+    joined = "\n".join(cells)
+    for said in ("导入方式：税局下载", "下载通道：乐企", "数据类型：发票数据", "角色：财务", "启用：是",
+                 "触发方式：手动", "计划创建人：admin"):
+        assert said in joined, said
 
 
 def _schedule_id(app) -> int:
@@ -139,7 +160,8 @@ def test_export_text_is_never_a_formula(cast, client):
         db.session.remove()
     admin = login(cast.test_client(), "admin", "admin123")
     sheet = load_workbook(io.BytesIO(admin.get("/admin/audit/export", query_string={"action": "login.failure"}).data)).active
-    assert [row[1].value for row in sheet.iter_rows(min_row=2)] == ['\'=HYPERLINK("http://x","y")']
+    cells = [row[1] for row in sheet.iter_rows(min_row=2)]
+    assert [(cell.value, cell.data_type) for cell in cells] == [('=HYPERLINK("http://x","y")', "s")]
 
 
 def test_the_page_is_for_admins_of_the_org_only(cast):
@@ -166,3 +188,35 @@ def test_rows_are_kept_a_year_and_purged_only_after(cast, runner):
     with cast.app_context():
         assert audit.purge(now) == 0  # nothing younger than a year is ever removed
         db.session.remove()
+
+
+def test_an_admin_reads_only_rows_about_companies_granted_to_him(cast, client, runner):
+    """Issue 19 item 13: admin2 of the same org, not granted company D, sees nothing of D's batches
+    in 审计日志 or its export; admin, granted D, sees them all."""
+    from webapp import accounts
+    from webapp.models import User
+    from webapp.transactions import write_transaction
+
+    with cast.app_context():
+        with write_transaction():
+            org = db.session.scalar(select(User).filter_by(username="admin")).org
+            accounts.set_grants(accounts.save_user("admin2", org, "admin", "secret123"), [X["tax_id"]])
+        db.session.remove()
+    admin = login(cast.test_client(), "admin", "admin123")
+    assert admin.post("/batches/import", data={"method": "download", "data_type": "invoices", "channel": "leqi",
+                                               "tax_ids": [D["tax_id"]], "period_unit": "month", "month_from": "2026-10",
+                                               "month_to": "2026-10", "kinds": ["81"]}).status_code == 204
+    with cast.app_context():
+        batch_no = db.session.scalar(select(Batch.batch_no))
+        db.session.remove()
+    admin.post("/batches/terminate", data={"batch_no": batch_no})
+    admin.post("/admin/companies", data={"tax_id": D["tax_id"], "name": "保密子公司甲（更名）", "receipt_channel": ""})
+
+    def seen(viewer) -> str:
+        sheet = load_workbook(io.BytesIO(viewer.get("/admin/audit/export").data)).active
+        return _page(viewer) + str([cell for row in sheet.iter_rows(values_only=True) for cell in row])
+
+    assert batch_no in seen(admin) and D["tax_id"] in seen(admin)
+    other = seen(login(cast.test_client(), "admin2", "secret123"))
+    assert batch_no not in other and D["tax_id"] not in other and "保密子公司甲" not in other
+    assert "登录成功" in other  # the rows about no company are still there

@@ -21,7 +21,7 @@ from python_calamine import CalamineWorkbook
 from tests.conftest import DEMO_TAX_ID, cli_json, login
 from tests.workbook_builder import BASIC_HEADERS
 from webapp.pool import export
-from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename, safe_text, write_invoices
+from webapp.pool.export import INVOICE_HEADERS, ExportTooLarge, export_filename, write_invoices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,25 +188,36 @@ def test_data_source_labels(tmp_path):
     assert [row[COL["数据来源"]].value for row in cells[1:]] == ["导入电子税局文件", "乐企", "RPA"]
 
 
-def test_formulas_are_neutralised(tmp_path):
+def test_formula_like_text_is_text_shown_exactly_as_it_came(tmp_path):
+    """Formula safety without an apostrophe (issue 19 item 12): every such value is a string cell whose
+    value equals the source, and the sheet holds no formula at all."""
     rows = [
         digital(buyer_name='=HYPERLINK("http://x","y")', remark="@SUM(A1)"),
-        digital(buyer_name="+1+2", remark="-1+cmd|' /C calc'!A0", issuer="\tx"),
-        digital(buyer_name="\r=1", remark="-12.50", issuer="+86"),
+        digital(buyer_name="+1+1", remark="-1+cmd|' /C calc'!A0", issuer="-2+3"),
+        digital(buyer_name="=cmd|'/C calc'!A0", remark="-12.50", issuer="+86"),
         digital(buyer_name="普通=名称", remark="项目：示例\n第二期"),
     ]
     _, cells, values = write_and_read(tmp_path, rows)
     got = [tuple(row[COL[n]].value for n in ("购买方名称", "备注", "开票人")) for row in cells[1:]]
     assert got == [
-        ("'=HYPERLINK(\"http://x\",\"y\")", "'@SUM(A1)", "赵开票"),
-        ("'+1+2", "'-1+cmd|' /C calc'!A0", "'\tx"),
-        ("'\n=1", "-12.50", "+86"),  # (XML readers turn the CR into LF); plain numbers are kept
+        ('=HYPERLINK("http://x","y")', "@SUM(A1)", "赵开票"),
+        ("+1+1", "-1+cmd|' /C calc'!A0", "-2+3"),
+        ("=cmd|'/C calc'!A0", "-12.50", "+86"),
         ("普通=名称", "项目：示例\n第二期", "赵开票"),
     ]
     assert all(cell.data_type == "s" for row in cells[1:] for cell in row if isinstance(cell.value, str))
-    assert values[1][COL["购买方名称"]] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert values[1][COL["购买方名称"]] == '=HYPERLINK("http://x","y")'
     xml = zipfile.ZipFile(tmp_path / "export.xlsx").read("xl/worksheets/sheet2.xml").decode()
     assert "<f>" not in xml and "<f " not in xml
+
+
+def test_amounts_are_numbers_with_a_money_format(tmp_path):
+    """金额 税额 价税合计 are numbers a user can sum, shown with thousands separators (issue 19 item 2)."""
+    _, cells, _ = write_and_read(tmp_path, [digital(), digital()])
+    for row in cells[1:]:
+        for name in ("金额", "税额", "价税合计"):
+            assert isinstance(row[COL[name]].value, (int, float)), (name, row[COL[name]].value)
+            assert row[COL[name]].number_format == "#,##0.00", name
 
 
 def test_markup_spaces_and_control_characters_read_back_as_written(tmp_path):
@@ -216,19 +227,7 @@ def test_markup_spaces_and_control_characters_read_back_as_written(tmp_path):
         assert read[COL["购买方名称"]] == "A&B <有限> 公司"
         assert read[COL["备注"]] == "  两边有空格 "  # kept: xml:space="preserve" where a text needs it
         assert read[COL["开票人"]] == "赵开票"  # a control character an xlsx cannot hold is dropped
-    assert cells[2][COL["备注"]].value == "'\t制表"
-
-
-def test_safe_text_rules():
-    assert safe_text(None) is None
-    assert safe_text("=1+1") == "'=1+1"
-    assert safe_text("@x") == "'@x"
-    assert safe_text("-") == "'-"
-    assert safe_text("\r=1") == "'\r=1" and safe_text("\t=1") == "'\t=1"
-    assert safe_text("-12.50") == "-12.50" and safe_text("+3") == "+3" and safe_text("-.5") == "-.5"
-    assert safe_text("a\x01b\x1fc") == "abc"  # control characters an xlsx cannot hold
-    assert safe_text(12) == "12"
-    assert len(safe_text("=" + "x" * 40000)) == 32767
+    assert cells[2][COL["备注"]].value == "\t制表"
 
 
 def test_export_filename():
@@ -422,7 +421,11 @@ def test_an_exported_pool_imports_back_into_an_empty_pool_with_the_same_figures(
     exported.write_bytes(response.data)
     basics = CalamineWorkbook.from_path(str(exported)).get_sheet_by_name("发票基础信息").to_python()
     red_rows = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "否"]
-    assert red_rows and {row[COL["增值税用途状态"]] for row in red_rows} == {"—"}
+    assert red_rows and {row[COL["增值税用途状态"]] for row in red_rows} == {"不适用"}
+    voided = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "是" and row[COL["发票状态"]] == "已作废"]
+    others = [row for row in basics[1:-1] if row[COL["是否正数发票"]] == "是" and row[COL["发票状态"]] != "已作废"]
+    assert voided and {row[COL["增值税用途状态"]] for row in voided} == {"不适用"}
+    assert {row[COL["增值税用途状态"]] for row in others} == {"未获取"}
     assert basics[-1][0] == "合计行" and f"{basics[-1][COL['金额']]:.2f}" == before_stats["amount"]
 
     with app.app_context():

@@ -262,7 +262,7 @@ def test_bad_rows_refuse_the_file_whole_and_are_listed_on_the_page_and_as_xlsx(c
     rows = list(load_workbook(io.BytesIO(download.data)).active.iter_rows(values_only=True))
     assert rows == [("工作表", "行号", "列", "单元格内容", "问题"),
                     (BASIC_SHEET, 2, "开票日期", "2024-02-30", "不是日期"),
-                    (DETAIL_SHEET, 3, "税额", "'-十元", "不是数字")]  # the cell text made formula-safe
+                    (DETAIL_SHEET, 3, "税额", "-十元", "不是数字")]  # a text cell, shown as it came
 
 
 def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(runner, app, tmp_path):
@@ -287,6 +287,37 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
     assert batch.status == "succeeded" and "金额为负数" in batch.note and "24900123400000000301" in batch.note
     assert "金额为负数" in client.get(f"/batches/{batch.batch_no}").text
     assert client.get(f"/batches/{batch.batch_no}/errors.xlsx").status_code == 404  # nothing to list
+
+
+def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app, tmp_path):
+    """Issue 19 item 12: a formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
+    refused with that cell in the 错误清单, not imported with an empty goods name."""
+    path = tmp_path / "formula.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000501", [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
+                          digital_invoice("24900123400000000502", [make_line("*供电*电力", "40.00")])])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    batch = json.loads(result.stdout)
+    assert batch["status"] == "failed" and _count(app, Invoice) == 0
+    assert f"工作表“{DETAIL_SHEET}”第 2 行“货物或应税劳务名称”为空" in batch["error"]
+
+
+def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
+    """Issue 19 item 12: an invoice dated 2099 (or 1990) imports as written, and the batch says so."""
+    path = tmp_path / "dates.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000401", [make_line("*供电*电力", "30.00")],
+                                          "2099-03-01 10:00:00"),
+                          digital_invoice("24900123400000000402", [make_line("*供电*电力", "40.00")],
+                                          "1990-03-01 10:00:00"),
+                          digital_invoice("24900123400000000403", [make_line("*供电*电力", "50.00")])])
+    login(client)
+    _upload(client, path)
+    work()
+    [batch] = _batches(app)
+    assert batch.status == "succeeded" and _count(app, Invoice) == 3
+    page = client.get(f"/batches/{batch.batch_no}").text
+    assert "开票日期晚于今天" in page and "24900123400000000401" in page
+    assert "开票日期早于 1994-01-01" in page and "24900123400000000402" in page
+    assert "24900123400000000403" not in batch.note
 
 
 @pytest.mark.parametrize("name, message", [

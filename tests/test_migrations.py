@@ -1,10 +1,15 @@
 """Migrations on a database that holds rows: 0013 turns the joined lists into JSON lists and back,
 and SQLite's table copies keep every subtask (SQLite here; PostgreSQL casts in the same migration);
-0014 drops the pool indexes no query uses, and the look-ups they served still find their rows."""
+0014 drops the pool indexes no query uses, and the look-ups they served still find their rows; 0015
+puts every stored tax ID in its canonical form, merging the rows two spellings made (SQLite, and
+PostgreSQL in a database of its own when TEST_DATABASE_URL names a server)."""
 from __future__ import annotations
 
+import os
+
+import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, select, text
+from sqlalchemy import create_engine, inspect, make_url, select, text
 
 from webapp.extensions import db
 from webapp.models import Batch, ScheduleRun
@@ -98,5 +103,129 @@ def test_indexes_no_query_uses_are_dropped_and_their_lookups_still_find_the_rows
         assert [line.name for line in invoice_lines("24330000000000000001")] == ["*服务*服务费"]
         downgrade(revision="0013")
         assert DROPPED_IN_0014 <= _indexes()
+        db.session.remove()
+        db.engine.dispose()
+
+
+# ---- 0015: canonical tax IDs (issue 17, defect 3) ----
+
+CANONICAL, LOWER = "91330100MA2H4K7Q1X", "91330100ma2h4k7q1x"
+OTHER_LOWER, BUYER = "91110000ab0000000x", "91110105MA01XYZ12K"
+
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else []))
+def empty_database(request, tmp_path):
+    """An empty database of the test's own: a SQLite file, or a PostgreSQL database created on
+    TEST_DATABASE_URL's server (never that database, which the session's other tests share)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+        return
+    server = make_url(os.environ["TEST_DATABASE_URL"])
+    name = f"migration_test_{os.getpid()}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _seed_spellings() -> None:
+    """A 0014 database where a lower-case export left its marks: one company under two spellings
+    (the lower-case one with the RPA account and the grants), another only in lower case, an invoice,
+    its source row, its month's kept figures and a day's 乐企 application under both spellings."""
+    run = db.session.execute
+    run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
+    run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled, etax_account) VALUES "
+             "(1, 1, :canonical, '杭州示例', false, NULL), (2, 1, :spaced, '杭州示例（旧）', true, 'acct'), "
+             "(3, 1, :other, '北京示例', false, NULL)"),
+        {"canonical": CANONICAL, "spaced": f" {LOWER}", "other": OTHER_LOWER})
+    run(text("INSERT INTO \"user\" (id, org_id, username, password_hash, role, active) VALUES "
+             "(1, 1, 'u1', 'x', 'finance', true), (2, 1, 'u2', 'x', 'admin', true)"))
+    run(text("INSERT INTO user_company (user_id, company_id) VALUES (1, 2), (2, 1), (2, 2)"))
+    for n, company, tax_id in ((1, 2, LOWER), (2, 3, OTHER_LOWER)):
+        run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
+                 "type_codes, status, total, success, filtered_lines, creator_name, created_at) VALUES (:n, :no, 1, "
+                 ":company, :tax_id, 'c', 'invoices', 'file', '[]', '[]', 'succeeded', 1, 1, 0, 'u', "
+                 "'2024-04-01 00:00:00')"), {"n": n, "no": f"B{n}", "company": company, "tax_id": tax_id})
+    for key, seller, buyer in (("24330000000000000001", LOWER, BUYER.lower()), ("24330000000000000002", CANONICAL, None)):
+        run(text("INSERT INTO invoice (key, tax_id, buyer_tax_id, digital_number, issued_at, month, amount, tax, "
+                 "type_name, type_code, status, is_red, source, batch_id, synced_at) VALUES (:key, :seller, :buyer, "
+                 ":key, '2024-03-05 10:00:00', '2024-03', 100, 13, '数电发票（普通发票）', '82', '正常', false, 'file', "
+                 "1, '2024-04-01 00:00:00')"), {"key": key, "seller": seller, "buyer": buyer})
+    run(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
+             "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
+    run(text("INSERT INTO invoice_source (invoice_key, source, tax_id, month, first_seen_at, last_seen_at, "
+             "buyer_tax_id) VALUES ('24330000000000000001', 'file', :seller, '2024-03', '2024-04-01 00:00:00', "
+             "'2024-04-01 00:00:00', :buyer)"), {"seller": LOWER, "buyer": BUYER.lower()})
+    # each spelling's kept figures counted only its own invoice, and look current
+    figures = ('{"cells": {"82": [1, null, null, 0, 1]}, "types": {"数电发票（普通发票）": [1, 0, 0]}, '
+               '"amount": 10000, "tax": 1300, "lines": 0}')
+    run(text("INSERT INTO invoice_month_summary (tax_id, month, version, stats_version, stats) VALUES "
+             "(:lower, '2024-03', 4, 4, :figures), (:canonical, '2024-03', 2, 2, :figures)"),
+        {"lower": LOWER, "canonical": CANONICAL, "figures": figures})
+    run(text("INSERT INTO quota_use (id, tax_id, invoice_month, type_code, requested_on, requested_at, serial, fetched) "
+             "VALUES (1, :lower, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', 'S1', true), "
+             "(2, :canonical, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', NULL, false), "
+             "(3, :lower, '2024-03', '82', '2024-04-01', '2024-04-01 09:00:00', 'S3', false)"),
+        {"lower": LOWER, "canonical": CANONICAL})
+    db.session.commit()
+
+
+def _rows(sql: str) -> list[tuple]:
+    return [tuple(row) for row in db.session.execute(text(sql))]
+
+
+def test_tax_ids_become_canonical_and_two_spellings_merge_without_losing_data(empty_database):
+    from webapp.pool import find_invoice, invoice_lines, pool_stats
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="0014")
+        _seed_spellings()
+        upgrade()
+        db.session.remove()
+        # one company: the canonical row, with the RPA account and 乐企 of the other spelling
+        assert [(i, t, bool(leqi), account) for i, t, leqi, account in _rows(
+            "SELECT id, tax_id, leqi_enabled, etax_account FROM company ORDER BY id")] == [
+            (1, CANONICAL, True, "acct"), (3, OTHER_LOWER.upper(), False, None)]
+        assert _rows("SELECT user_id, company_id FROM user_company ORDER BY user_id") == [(1, 1), (2, 1)]
+        assert _rows("SELECT company_id, tax_id FROM batch ORDER BY id") == [(1, CANONICAL), (3, OTHER_LOWER.upper())]
+        assert _rows("SELECT tax_id, buyer_tax_id FROM invoice ORDER BY key") == [(CANONICAL, BUYER), (CANONICAL, None)]
+        assert _rows("SELECT tax_id, buyer_tax_id FROM invoice_source") == [(CANONICAL, BUYER)]
+        assert [(t, m) for t, m, _ in _rows("SELECT tax_id, month, version FROM invoice_month_summary")] == [
+            (CANONICAL, "2024-03")]
+        assert [(t, c, s, bool(f)) for t, c, s, f in _rows(
+            "SELECT tax_id, type_code, serial, fetched FROM quota_use ORDER BY type_code")] == [
+            (CANONICAL, "81", "S1", True), (CANONICAL, "82", "S3", False)]
+        # what a user then sees: both invoices under the company, counted again
+        stats = pool_stats(CANONICAL)
+        assert stats["invoices"] == 2 and stats["amount"] == "200.00"
+        assert find_invoice("24330000000000000001", [CANONICAL]).buyer_tax_id == BUYER
+        assert [line.name for line in invoice_lines("24330000000000000001")] == ["*服务*服务费"]
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_one_tax_id_spelled_twice_in_two_orgs_stops_the_migration_saying_why(empty_database, capfd):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="0014")
+        db.session.execute(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai'), "
+                                "(2, 'p', 'Asia/Shanghai')"))
+        db.session.execute(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES "
+                                "(1, 1, :canonical, 'a', false), (2, 2, :lower, 'b', false)"),
+                           {"canonical": CANONICAL, "lower": LOWER})
+        db.session.commit()
+        with pytest.raises(SystemExit):  # flask db upgrade logs the reason and exits 1
+            upgrade()
+        said = capfd.readouterr().err
+        assert "在多个组织中以不同写法登记" in said and "再执行 flask db upgrade" in said
+        db.session.remove()
+        assert _rows("SELECT tax_id FROM company ORDER BY id") == [(CANONICAL,), (LOWER,)]
         db.session.remove()
         db.engine.dispose()

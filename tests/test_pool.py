@@ -176,3 +176,66 @@ def test_entry_status_filter_keeps_the_channels_code_sets_apart(app, client, imp
     login(client)
     assert BLUE in client.get("/pool?entry_status=leqi:03").text
     assert BLUE not in client.get("/pool?entry_status=rpa:03").text
+
+
+def test_usage_filter_keeps_red_and_voided_invoices_apart_as_not_applicable(app, client, runner, imported):
+    """用途 = 未获取 finds only invoices whose status could still be fetched; red invoices (never asked)
+    and voided ones read 不适用 in the list and on their page, and have a filter value of their own
+    (issue 19 item 10)."""
+    stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
+    assert stats["red"] and stats["voided"]
+    login(client)
+
+    def count(**args) -> int:
+        page = client.get("/pool/summary", query_string={"tax_id": DEMO_TAX_ID, **args}).text
+        found = re.search(r'<b class="count">([\d,]+)</b>', page)
+        return int(found.group(1).replace(",", "")) if found else 0
+
+    assert count(vat_usage="none") + count(vat_usage="na") == stats["invoices"]
+    assert count(vat_usage="none") == stats["blue"] - count(vat_usage="na", color="blue")
+    assert count(vat_usage="na", color="red") == stats["red"]
+    assert 0 < count(vat_usage="na", color="blue") <= stats["voided"]
+    assert count(vat_usage="na", status="正常") == count(vat_usage="na", status="正常", color="red")
+    assert count(entry_status="none") == count(vat_usage="none")
+    reds = client.get("/pool", query_string={"tax_id": DEMO_TAX_ID, "color": "red"}).text
+    assert "不适用" in reds and "未获取" not in reds.split("<tbody")[1]
+    from webapp.models import Invoice
+
+    with app.app_context():
+        voided = db.session.scalar(db.select(Invoice.key).filter_by(status="已作废", is_red=False).limit(1))
+        db.session.remove()
+    assert client.get(f"/pool/{voided}").text.count("不适用") == 3  # 增值税, 消费税 and 入账
+
+
+def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client, runner, tmp_path):
+    """Issue 19 item 8: the file still says 正常, but the pool holds red invoices that flush the blue
+    one (through 备注): the list and its page say 正常（已被红冲 100%）/（已被红冲 40%）, and 已红冲-全额 /
+    已红冲-部分 find them — also when the reds were imported before their blue invoices."""
+    from .workbook_builder import build_workbook, digital_invoice, make_line
+
+    def red_of(blue: str, number: str, amount: str, day: str):
+        return digital_invoice(number, [make_line("*信息技术服务*运维服务", amount, "6%")], day, is_red=True,
+                               remark=f"被红冲蓝字数电发票号码：{blue} 红字发票信息确认单编号：11111111111111111111")
+
+    full, part, plain = "25330000000000000001", "25330000000000000002", "25330000000000000003"
+    blues = [digital_invoice(key, [make_line("*信息技术服务*运维服务", "1000.00", "6%")], "2025-01-10 09:00:00")
+             for key in (full, part, plain)]
+    reds = [red_of(full, "25330000000000000011", "-1000.00", "2025-02-10 09:00:00"),
+            red_of(part, "25330000000000000012", "-400.00", "2025-02-11 09:00:00")]
+    build_workbook(tmp_path / "reds.xlsx", reds)
+    build_workbook(tmp_path / "blues.xlsx", blues)
+    for name in ("reds.xlsx", "blues.xlsx"):  # the reds first: the blue rows learn of them when they arrive
+        batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / name),
+                         "--as", "caiwu", "--wait")
+        assert batch["status"] == "succeeded", batch
+    login(client)
+    listed = client.get("/pool", query_string={"tax_id": DEMO_TAX_ID, "color": "blue"}).text
+    assert "正常（已被红冲 100%）" in listed and "正常（已被红冲 40%）" in listed
+    assert "正常（已被红冲 100%）" in client.get(f"/pool/{full}").text
+
+    def keys(status: str) -> set[str]:
+        page = client.get("/pool", query_string={"tax_id": DEMO_TAX_ID, "status": status, "color": "blue"}).text
+        return {key for key in (full, part, plain) if key in page}
+
+    assert keys("已红冲-全额") == {full} and keys("已红冲-部分") == {part} and keys("正常") == {plain}
+    assert cli_json(runner, "pool", "show", full)["status_shown"] == "正常（已被红冲 100%）"

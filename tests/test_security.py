@@ -113,12 +113,67 @@ def test_wrong_passwords_lock_the_user_out_with_a_chinese_message(app, client, r
     assert Redis.from_url(redis_url).keys("invoice-sync:login*")  # counted in the shared Redis
 
 
-def test_many_user_names_from_one_address_lock_the_address(app, client):
+def test_an_office_behind_one_address_is_not_locked_out_by_other_users_failures(app, client):
+    """Issue 17 #6: 30+ failures from one address (a NAT: the whole office), with other user names;
+    caiwu's right password still logs in, and admin's too."""
+    for n in range(35):
+        assert _login(client, f"guess{n}", "password").status_code == 200
+    assert login(client)
+    assert login(app.test_client(), "admin", "admin123")
+
+
+def test_an_address_past_its_limit_gets_one_guess_per_user_name(app, client):
+    """The attacker's rate stays bounded: past the address limit each wrong password locks the user
+    name it named, so the right one found on a later guess is refused for the window."""
     app.config.update(LOGIN_LIMIT_PER_ADDRESS="8 per 15 minutes")
     for n in range(8):
         _login(client, f"guess{n}", "password")
-    response = _login(client, "caiwu", "caiwu123")
-    assert response.status_code == 429 and "登录失败次数过多" in response.text
+    guesses = [_login(client, "caiwu", f"guess-{n}").status_code for n in range(20)]
+    assert guesses == [200] + [429] * 19  # one checked guess, then caiwu's name is locked
+    locked = _login(client, "caiwu", "caiwu123")
+    assert locked.status_code == 429 and "登录失败次数过多" in locked.text
+    assert _login(client, "admin", "wrong").status_code == 200  # each name: one guess, then locked
+    assert _login(client, "admin", "admin123").status_code == 429
+
+
+def _failures_by_address(app) -> list[str | None]:
+    from webapp.models import AuditLog
+
+    return _db(app, lambda: db.session.scalars(select(AuditLog.address).where(AuditLog.action == "login.failure")
+                                               .order_by(AuditLog.id)).all())
+
+
+@pytest.mark.parametrize("value", ["-1", "one", "11"])
+def test_a_bad_trusted_proxies_setting_stops_the_start_saying_what_it_should_be(monkeypatch, value):
+    from webapp.config import trusted_proxies
+
+    monkeypatch.setenv("TRUSTED_PROXIES", value)
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES 应为 0 到 10 的整数"):
+        trusted_proxies()
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_x_forwarded_for_names_the_address_only_behind_trusted_proxies(database_url, redis_url, tmp_path, proxies):
+    """TRUSTED_PROXIES=1: the client a proxy names is the address counted (and audited), so another
+    office behind the same proxy is not suspect; 0: the header is ignored, whatever a client writes."""
+    app = make_app(database_url, redis_url, tmp_path / "data", TRUSTED_PROXIES=proxies,
+                   LOGIN_LIMIT_PER_ADDRESS="3 per 15 minutes")
+    try:
+        client = app.test_client()
+
+        def attempt(forwarded_for, username, password):
+            return client.post("/login", data={"username": username, "password": password},
+                               headers={"X-Forwarded-For": forwarded_for}).status_code
+
+        for n in range(3):
+            attempt("203.0.113.7", f"guess{n}", "password")
+        attempt("198.51.100.2", "caiwu", "typo")  # one slip of caiwu's, from another client
+        expected = "203.0.113.7" if proxies else "127.0.0.1"
+        assert _failures_by_address(app)[0] == expected
+        # behind the proxy caiwu's client is not the suspect one: his slip did not lock him
+        assert attempt("198.51.100.2", "caiwu", "caiwu123") == (302 if proxies else 429)
+    finally:
+        dispose(app)
 
 
 def test_a_successful_login_clears_the_users_failures(app, client):
@@ -242,7 +297,7 @@ def test_other_org_admin_never_sees_this_orgs_audit_or_companies(cast):
     ("/admin/companies", {"tax_id": O["tax_id"], "name": "改名"}, f"税号 {O['tax_id']} 不能在本组织使用"),
     ("/admin/companies", {"tax_id": "12345", "name": "某公司"}, "税号格式不正确：12345"),
     ("/admin/companies", {"tax_id": "91330100MA2NEWCO1X", "name": "  "}, "企业名称不能为空"),
-    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户 li 属于其他组织"),
+    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户名 li 不可用，请换一个用户名"),
     ("/admin/users", {"username": "zhao", "role": "finance", "active": "y"}, "新用户须设置密码"),
     ("/admin/users", {"username": "zhao", "password": "12345", "role": "finance", "active": "y"}, "密码至少6位"),
     ("/admin/users", {"username": "zhao", "password": "secret123", "role": "boss", "active": "y"}, "角色须为 admin 或 finance"),

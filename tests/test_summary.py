@@ -106,6 +106,28 @@ def test_summary_of_an_imported_file_is_exact_to_the_cent(runner, client, tmp_pa
                 cells["special"]["amount"], cells["special"]["tax"], cells["other"]["amount"], cells["other"]["tax"]]
     total = exported[("2024年", "年度合计")]
     assert f"{Decimal(str(total[2])) + Decimal(str(total[4])):.2f}" == f"{year_amount:.2f}"
+    for cell in sheet[sheet.max_row][2:]:  # numbers a user can sum, read with separators (issue 19 item 2)
+        assert isinstance(cell.value, (int, float)) and cell.number_format == "#,##0.00", cell
+
+
+def test_a_formula_like_kind_comes_out_of_the_summary_workbook_as_text(runner, client, tmp_path):
+    """A file whose 发票票种 cell is `=cmd|'/C calc'!A0` is imported as an unknown kind; 销项汇总's Excel
+    names it as a text cell equal to the file's, never a formula (issue 20 item 2), counted as a number."""
+    hostile = "=cmd|'/Ccalc'!A0"  # (the importer drops spaces inside a 票种)
+    invoice = digital_invoice("24330000000000000077", [make_line("*信息技术服务*运维服务", "1234.56", "6%")],
+                              "2024-04-02 10:00:00", kind="数电发票（普通发票）")
+    build_workbook(tmp_path / "export.xlsx", [invoice])
+    book = openpyxl.load_workbook(tmp_path / "export.xlsx")
+    for sheet in book.worksheets:  # the 发票票种 cells as the text the user's file holds, not a formula
+        for cell in (c for row in sheet.iter_rows() for c in row if c.value == "数电发票（普通发票）"):
+            cell.value, cell.data_type = hostile, "s"
+    book.save(tmp_path / "export.xlsx")
+    _import(runner, tmp_path / "export.xlsx")
+    login(client)
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"/summary/export?tax_id={DEMO_TAX_ID}&year=2024").data))
+    kinds = {row[0].value: row for row in book["发票票种"].iter_rows(min_row=2)}
+    assert kinds[hostile][0].data_type == "s" and kinds[hostile][1].value == 1
+    assert kinds[hostile][1].number_format == "#,##0"
 
 
 def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp_path):
@@ -242,6 +264,8 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     page = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month={MONTH}").text
     assert 'data-count="different">3 份' in page and 'data-count="only_one">2 份' in page
     assert "改名后的购买方有限公司" in page and "已红冲-全额" in page
+    empty = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month=2024-01").text  # issue 19 item 10: one answer
+    assert "本月发票池中没有该企业的发票" in empty and "本月只有一个来源同步过" not in empty
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
 

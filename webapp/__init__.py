@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webapp.config import load_config
 from webapp.extensions import csrf, db, htmx, login_manager, migrate
@@ -19,6 +20,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(load_config())
     if test_config:
         app.config.update(test_config)
+    _trust_proxies(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).with_name("migrations")))
@@ -28,15 +30,25 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # imported here, not at the top: importing one module of the package (webapp.models, say, in a
     # migration or a job) must not load every feature and its views
-    from webapp import cli, transactions, web
+    from webapp import cli, health, transactions, web
     from webapp.accounts import auth
 
     transactions.init_app(app)
     auth.init_app(app)
     _register_blueprints(app)
     web.init_app(app)
+    health.init_app(app)
     cli.init_app(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES proxies, take the client address (login limits, 审计日志) and scheme from
+    the X-Forwarded-For / X-Forwarded-Proto they add; with none, the headers are ignored (a client
+    could write them)."""
+    proxies = app.config.get("TRUSTED_PROXIES") or 0
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
 
 def _register_blueprints(app: Flask) -> None:

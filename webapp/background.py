@@ -24,8 +24,14 @@ class Background(Protocol):
     def stop_job(self, job_id: str | None) -> None:
         """Cancel a queued job or stop a running one (its transaction then rolls back)."""
 
-    def reachable(self) -> bool:
-        """Whether the queue answers now (every page says so when it does not)."""
+    def queue_state(self) -> str:
+        """"ok", "down", or "disk_full" (Redis refuses writes: its disk is full), for notices and checks."""
+
+    def worker_heartbeat_age(self) -> float | None:
+        """Seconds since a worker on the queue last beat (None: no worker)."""
+
+    def scheduler_heartbeat_age(self) -> float | None:
+        """Seconds since the scheduler's last cycle (None: not running)."""
 
     def redis(self):
         """The product's Redis client, where login failures are counted too."""

@@ -10,18 +10,61 @@ import json
 from datetime import datetime
 
 import click
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from channels.months import month_of
+from channels.records import canonical_tax_id
 from webapp.accounts.permissions import company_for
+from webapp.disk import DiskFull, disk_full_message, is_disk_full
 from webapp.extensions import db
+from webapp.health import sandbox_channels
 from webapp.models import User
+from webapp.statuses import HealthStatus
 
 
 def print_json(data) -> None:
-    """Every command's answer: JSON, Chinese kept readable."""
+    """Every command's answer: JSON, Chinese kept readable.
+
+    While a channel points at the built-in sandbox, the answer says so (`"sandbox": true`): on an
+    object, and on each object of a list, so that a script never takes demo data for the bureau's.
+    A low disk is named on stderr.
+    """
+    if sandbox_channels(current_app.config):
+        data = _marked_sandbox(data)
     click.echo(json.dumps(data, ensure_ascii=False, indent=1))
+    _warn_low_disk()
+
+
+def _warn_low_disk() -> None:
+    """A disk running out of room is said on stderr after every answer (stdout stays JSON)."""
+    from webapp.health.checks import disk_finding
+
+    finding = disk_finding()
+    if finding.status != HealthStatus.OK:
+        click.echo(finding.message, err=True)
+
+
+def _marked_sandbox(data):
+    """An answer with `"sandbox": true` added to it (or to each object of a list)."""
+    if isinstance(data, dict):
+        return {**data, "sandbox": True}
+    if isinstance(data, list):
+        return [_marked_sandbox(item) if isinstance(item, dict) else item for item in data]
+    return data
+
+
+class TaxIdParam(click.ParamType):
+    """A `--tax-id` as typed (`91330100ma2h4k7q1x`, spaces) read in its canonical form."""
+
+    name = "tax_id"
+
+    def convert(self, value, param, ctx) -> str:
+        return canonical_tax_id(value)
+
+
+TAX_ID = TaxIdParam()
 
 
 def fail(message: str):
@@ -70,6 +113,15 @@ UNMIGRATED = ("数据库尚未初始化或结构不是最新，请先运行：fl
               "The database has not been migrated yet: run `flask --app wsgi db upgrade` (or `make install`) first.")
 
 
+def _explain_disk_full(error: BaseException) -> None:
+    """A full disk (ENOSPC, SQLite's "disk is full", Redis's MISCONF) said as 磁盘空间不足 with the
+    folder and its free space, instead of a traceback; anything else goes on as it was."""
+    if isinstance(error, DiskFull):
+        raise click.ClickException(str(error)) from None
+    if is_disk_full(error):
+        raise click.ClickException(disk_full_message()) from None
+
+
 def _explain_unmigrated(command: click.Command) -> None:
     """Make a command (and a group's subcommands) say what to run on an unmigrated database.
 
@@ -89,8 +141,12 @@ def _explain_unmigrated(command: click.Command) -> None:
         except (OperationalError, ProgrammingError) as error:
             missing = "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
             if not missing:
+                _explain_disk_full(error)
                 raise
             raise click.ClickException(UNMIGRATED) from None
+        except Exception as error:  # OSError, a Redis error, DiskFull: only a full disk is said otherwise
+            _explain_disk_full(error)
+            raise
 
     run.explains_unmigrated = True
     command.callback = run

@@ -33,6 +33,15 @@ def _secret_key(folder: Path) -> str:
     raise RuntimeError(f"{key_file} is empty: delete it and start again")
 
 
+def trusted_proxies() -> int:
+    """TRUSTED_PROXIES: how many proxies in front of the web server add X-Forwarded-For (0: none, the
+    header is ignored, since any client could write it). ValueError in Chinese for anything else."""
+    text = os.environ.get("TRUSTED_PROXIES", "0").strip()
+    if not text.isdigit() or int(text) > 10:
+        raise ValueError(f"TRUSTED_PROXIES 应为 0 到 10 的整数（Web 服务器前的代理层数），当前为：{text}")
+    return int(text)
+
+
 def use_local_time_zone() -> str:
     """Run every process on Chinese time (TZ, default Asia/Shanghai) whatever the host's clock says:
     a 乐企 quota day, a 开票日期 and the 5th of the month are all Beijing dates."""
@@ -58,9 +67,12 @@ def load_config() -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",  # set when served over HTTPS
         "REMEMBER_COOKIE_SECURE": os.environ.get("COOKIE_SECURE") == "1",
-        # failed logins allowed before a lockout, per user name and per client address (webapp.accounts.auth)
+        # failed logins allowed per user name before its lockout, and per client address before each further
+        # wrong password from it locks the user name it named (webapp.accounts.login_throttle)
         "LOGIN_LIMIT_PER_USER": os.environ.get("LOGIN_LIMIT_PER_USER", "5 per 15 minutes"),
         "LOGIN_LIMIT_PER_ADDRESS": os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes"),
+        # proxies whose X-Forwarded-For names the client address (werkzeug's ProxyFix, webapp.create_app)
+        "TRUSTED_PROXIES": trusted_proxies(),
         "PAGE_SIZE": 20,
         "RQ_QUEUE": "invoice-sync",
         # channels (channels/clients.py): "sandbox" serves them in-process from channels/sandbox
@@ -71,4 +83,13 @@ def load_config() -> dict:
         "RPA_API_KEY": os.environ.get("RPA_API_KEY", "sandbox"),
         "CHANNEL_TIMEOUT": float(os.environ.get("CHANNEL_TIMEOUT", "30")),
         "SANDBOX_DB": str(folder / "sandbox.db"),
+        # health (webapp/health): free space in DATA_DIR under which a warning, then a fault, is
+        # raised and uploads are refused; when a month waiting for quota is mailed to the admins
+        "DISK_WARN_MB": int(os.environ.get("DISK_WARN_MB") or 1024),
+        "DISK_FAULT_MB": int(os.environ.get("DISK_FAULT_MB") or 200),
+        "QUOTA_WAIT_ALERT_HOURS": float(os.environ.get("QUOTA_WAIT_ALERT_HOURS") or 48),
+        # e-mail to admins (webapp/health/mail.py): no SMTP_HOST, no mail
+        **{key: os.environ.get(key) or None for key in ("SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM",
+                                                          "SMTP_SECURITY", "PUBLIC_URL")},
+        "SMTP_PORT": int(os.environ.get("SMTP_PORT") or 0),
     }

@@ -38,6 +38,7 @@ class User(UserMixin, db.Model):
     org_id: Mapped[int] = mapped_column(ForeignKey("org.id"))
     role: Mapped[str] = mapped_column(String(16), default=Role.FINANCE)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[str | None] = mapped_column(String(254))  # an admin's address for alerts (webapp.health.alerts)
     # bumped at logout and password change: sessions signed for an older version stop working
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     org: Mapped[Org] = relationship()
@@ -217,6 +218,9 @@ class Invoice(db.Model):
     issuer: Mapped[str | None] = mapped_column(String(50))
     remark: Mapped[str | None] = mapped_column(Text)
     red_of: Mapped[str | None] = mapped_column(String(40), index=True)
+    # a blue invoice: the sum of |金额| of the red invoices in the pool that flush it (None: none);
+    # kept by webapp.pool.flushes as invoices are saved, so lists and filters read it per row
+    flushed_amount = mapped_column(MONEY)
     source: Mapped[str] = mapped_column(String(10))  # a Source
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id", ondelete="SET NULL"))
     synced_at: Mapped[datetime] = mapped_column(DateTime)
@@ -259,6 +263,14 @@ class InvoiceLine(db.Model):
     is_discount: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+audit_companies = Table(  # the companies an audit row names (its tax IDs, its batches'): who may read it
+    "audit_company",
+    db.metadata,
+    Column("audit_id", ForeignKey("audit_log.id", ondelete="CASCADE"), primary_key=True),
+    Column("company_id", ForeignKey("company.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
 class AuditLog(db.Model):
     """审计日志: who did what to which target, when and from where; kept at least a year (webapp.accounts.audit)."""
 
@@ -291,6 +303,20 @@ class InvoiceSource(db.Model):
     buyer_name: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_invoice_source_tax_id_month", "tax_id", "month", "source"),)
+
+
+class SentAlert(db.Model):
+    """One alert e-mail's event (webapp.health.alerts): the unique key makes it one mail per event,
+    whatever restarts or re-checks happen; attempts bound the retries while SMTP is down."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # e.g. batch_failed:<batch_no>
+    kind: Mapped[str] = mapped_column(String(32))  # an AlertKind
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    error: Mapped[str | None] = mapped_column(String(200))  # the last SMTP failure's kind, for 系统状态
 
 
 class InvoiceMonthSummary(db.Model):

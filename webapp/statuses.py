@@ -133,4 +133,59 @@ class Role(Labelled):
     FINANCE = "finance", "财务"
 
 
-CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role)  # the templates' globals
+class RunTrigger(Labelled):
+    """How an auto-update run started (ScheduleRun.trigger): on the 5th, caught up later, or by 立即执行."""
+
+    DUE = "due", "按时"
+    CATCH_UP = "catch_up", "补执行"
+    MANUAL = "manual", "手动"
+
+
+class HealthStatus(Labelled):
+    """What one health check found (webapp.health): 正常, 警告 (works, but someone should look), 故障."""
+
+    OK = "ok", "正常"
+    WARNING = "warning", "警告"
+    FAULT = "fault", "故障"
+
+
+class HealthCode(Labelled):
+    """Why a health check has its status; the label is the Chinese message, with the check's
+    parameters filled in by name (webapp.health.Finding.message)."""
+
+    DB_OK = "db_ok", "数据库可连接，结构为最新版本（{revision}）"
+    DB_UNREACHABLE = "db_unreachable", "数据库无法连接（{error}），请检查 DATABASE_URL 和数据库服务"
+    DB_BEHIND = "db_behind", "数据库结构不是最新（当前 {current}，应为 {head}），请运行 flask --app wsgi db upgrade"
+    REDIS_OK = "redis_ok", "任务队列 Redis 可连接、可写入"
+    REDIS_UNREACHABLE = "redis_unreachable", "任务队列 Redis 无法连接，批次将在其恢复后执行；请检查 Redis 服务"
+    REDIS_DISK = "redis_disk", "任务队列 Redis 因磁盘空间不足无法写入，请清理 {folder} 所在磁盘"
+    WORKER_OK = "worker_ok", "后台任务进程在运行（{seconds} 秒前有心跳）"
+    WORKER_SILENT = "worker_silent", "后台任务进程 1 分钟内没有心跳，批次不会执行；请检查 worker 进程"
+    SCHEDULER_OK = "scheduler_ok", "调度进程在运行（{seconds} 秒前有心跳）"
+    SCHEDULER_SILENT = "scheduler_silent", "调度进程没有心跳，自动更新和等待额度的月份不会执行；请检查 scheduler 进程"
+    CHANNEL_SANDBOX = "channel_sandbox", "{channel}连接内置沙箱税局（演示环境），数据不是真实税局数据；正式使用请配置 {setting}"
+    CHANNEL_OK = "channel_ok", "{channel}服务可连接，凭证有效"
+    CHANNEL_FAILED = "channel_failed", "{channel}服务检查未通过：{reason}"
+    DISK_OK = "disk_ok", "{folder} 可用空间 {free_mb} MB"
+    DISK_LOW = "disk_low", "磁盘空间不足：{folder} 仅剩 {free_mb} MB 可用（低于 {limit_mb} MB），请清理或扩容"
+    DISK_FULL = "disk_full", "磁盘空间不足：{folder} 仅剩 {free_mb} MB 可用，写入失败；请清理或扩容后重试"
+    PROCESSES_UNSUPERVISED = "processes_unsupervised", "未由进程守护程序运行（没有 {file}），进程退出后不会自动重启"
+    PROCESSES_OK = "processes_ok", "守护的进程都在运行：{names}"
+    PROCESS_FATAL = "process_fatal", "进程 {names} 反复退出后已停止重启，请查看其日志并处理后重新启动"
+    PROCESS_RESTARTING = "process_restarting", "进程 {names} 一小时内重启 {count} 次以上，请查看其日志"
+    PROCESS_DOWN = "process_down", "进程 {names} 未在运行（{states}）"
+    CHECK_TIMEOUT = "check_timeout", "检查超过 {seconds} 秒未完成，视为故障"
+    CHECK_ERROR = "check_error", "检查本身出错（{error}），请查看日志"
+
+
+class AlertKind(Labelled):
+    """Why an e-mail went to the admins (webapp.health.alerts); one mail per event."""
+
+    BATCH_FAILED = "batch_failed", "自动更新批次执行失败"
+    QUOTA_WAIT = "quota_wait", "月份等待乐企额度过久"
+    PROCESS_RESTARTS = "process_restarts", "进程反复重启"
+    DISK_LOW = "disk_low", "磁盘空间不足"
+
+
+CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
+             AlertKind)  # the templates' globals

@@ -53,8 +53,13 @@ def error_response(code: int, text: str, reload: bool = False):
 
 
 def _http_error(error):
-    """Errors in the user's language."""
+    """Errors in the user's language; a write that failed because the disk is full says so (507)."""
+    from webapp.disk import disk_full_message, is_disk_full
+
     code = getattr(error, "code", 500)
+    original = getattr(error, "original_exception", None)
+    if code == 500 and original is not None and is_disk_full(original):
+        return error_response(507, disk_full_message())
     return error_response(code, ERRORS.get(code, ERRORS[500]))
 
 
@@ -81,10 +86,11 @@ def init_app(app) -> None:
 
 
 def _queue_notice() -> dict:
-    """Every page says so while the queue is unreachable (templates/base.html)."""
+    """Every page says so while the queue is unreachable (templates/base.html); a Redis refusing
+    writes for lack of disk is named as the disk instead (webapp.health's notices)."""
     from webapp.background import background
 
-    return {"queue_unreachable": not background().reachable()}
+    return {"queue_unreachable": background().queue_state() == "down"}
 
 
 def _template_helpers(app) -> None:
@@ -92,11 +98,14 @@ def _template_helpers(app) -> None:
     from webapp import statuses
     from webapp.batches import facts, subtask_label
     from webapp.numbers import exact_number, money, thousands
-    from webapp.pool.usage import usage_labels
+    from webapp.pool.flushes import shown_status
+    from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 
-    app.jinja_env.globals["usage_label"] = lambda invoice: usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
+    app.jinja_env.globals["usage_label"] = lambda invoice: (
+        usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
+        if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage) else NOT_APPLICABLE)
     app.jinja_env.filters.update(merge_query=merge_query, thousands=thousands, money=money, exact_number=exact_number)
-    app.jinja_env.globals.update(mismatch=facts.mismatch, waiting_text=facts.waiting_text,
+    app.jinja_env.globals.update(shown_status=shown_status, mismatch=facts.mismatch, waiting_text=facts.waiting_text,
                                  plain_error=facts.plain_error, periods_text=facts.periods_text)
     app.jinja_env.globals.update({code_set.__name__: code_set for code_set in statuses.CODE_SETS},
                                  subtask_label=subtask_label)

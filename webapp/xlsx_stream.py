@@ -1,14 +1,21 @@
-"""A minimal streaming .xlsx writer: sheets of plain rows, written as SpreadsheetML text into a zip.
+"""The one .xlsx writer: every workbook the product writes goes through it (the pool export,
+销项汇总, 来源核对, 错误清单, 审计日志), so that a text can only ever be written as text and a number
+as a number with its format.
+
+Formula safety lives here: a text is always an inline string cell (`t="inlineStr"`), which no
+spreadsheet program evaluates, so a value such as `=cmd|'/C calc'!A0` or `+1+1` is shown exactly as
+it came, with no apostrophe added (a formula needs an `<f>` element, which this writer never
+writes). A number is a `<v>` cell: general, money (`#,##0.00`, kind `m`) or a count (`#,##0`, kind
+`c`), so that sums work and figures read with thousands separators.
 
 Why not openpyxl or XlsxWriter: for the pool export (100,000 invoices and their 300,000 lines,
 10 million cells, docs/performance.md) both build an object per cell and take minutes; the target
-is seconds. Here rows come a block at a time, column by column (`Sheet.write_rows`): each column of
-a block is checked at once, in C, on its texts joined (no `&`, `<`, `>`, control character, edge
-space or over-long text: the common case, written as is), and each row is then one `%` of a
-template. Only a column whose block fails the check is escaped value by value. Text is an inline
-string cell (`t="inlineStr"`), a number a `<v>` cell, None an empty cell; cells carry no `r`
-reference (readers place them in order) and there is one default style. Excel, LibreOffice,
-openpyxl and calamine read the result.
+is seconds; and openpyxl writes a text starting with `=` as a formula. Here rows come a block at a
+time, column by column (`Sheet.write_rows`): each column of a block is checked at once, in C, on its
+texts joined (no `&`, `<`, `>`, control character, edge space or over-long text: the common case,
+written as is), and each row is then one `%` of a template. Only a column whose block fails the
+check is escaped value by value. None is an empty cell; cells carry no `r` reference (readers place
+them in order). Excel, LibreOffice, openpyxl and calamine read the result.
 
 Memory holds one block of rows. The first sheet goes straight into the zip; the others are spooled
 to temporary files and added when the workbook is closed, because a zip member is written whole
@@ -43,13 +50,18 @@ _STYLES = (_HEAD + f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font><sz val=
            '<family val="2"/></font></fonts><fills count="2"><fill><patternFill patternType="none"/></fill>'
            '<fill><patternFill patternType="gray125"/></fill></fills><borders count="1"><border><left/><right/>'
            '<top/><bottom/><diagonal/></border></borders><cellStyleXfs count="1"><xf numFmtId="0" fontId="0" '
-           'fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" '
-           'borderId="0" xfId="0"/></cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" '
+           'fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" '
+           'borderId="0" xfId="0"/><xf numFmtId="4" fontId="0" fillId="0" borderId="0" xfId="0" '
+           'applyNumberFormat="1"/><xf numFmtId="3" fontId="0" fillId="0" borderId="0" xfId="0" '
+           'applyNumberFormat="1"/></cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" '
            'builtinId="0"/></cellStyles></styleSheet>')
 _TEXT = '<c t="inlineStr"><is><t>%s</t></is></c>'
 _KEPT_TEXT = '<c t="inlineStr"><is><t xml:space="preserve">%s</t></is></c>'  # a text with edge spaces
 _NUMBER = "<c><v>%s</v></c>"
-_TEXT_SLOT, _KEPT_TEXT_SLOT, _NUMBER_SLOT = _TEXT.encode(), _KEPT_TEXT.encode(), _NUMBER.encode()
+_MONEY = '<c s="1"><v>%s</v></c>'  # cellXfs 1: built-in format 4, #,##0.00
+_COUNT = '<c s="2"><v>%s</v></c>'  # cellXfs 2: built-in format 3, #,##0
+_NUMBERS = {"n": _NUMBER, "m": _MONEY, "c": _COUNT}
+_TEXT_SLOT, _KEPT_TEXT_SLOT = _TEXT.encode(), _KEPT_TEXT.encode()
 
 
 def _clean(text: str) -> str:
@@ -57,19 +69,21 @@ def _clean(text: str) -> str:
     return escape(ILLEGAL_XML.sub("", text)[:MAX_CELL_CHARS])
 
 
-def _cell(value) -> str:
-    """One cell's XML, whatever the value (the general path, for a header or totals row)."""
+def _cell(value, kind: str = "n") -> str:
+    """One cell's XML, whatever the value (the general path, for a header or totals row); a number
+    is written in the format its column's kind names (`n`, `m` money, `c` count)."""
     if value is None:
         return "<c/>"
     if value.__class__ is float or (isinstance(value, (int, Decimal)) and not isinstance(value, bool)):
-        return _NUMBER % value
+        return _NUMBERS.get(kind, _NUMBER) % value
     text = value if value.__class__ is str else str(value)
     return (_KEPT_TEXT if text[:1] in _EDGE_SPACE or text[-1:] in _EDGE_SPACE else _TEXT) % _clean(text)
 
 
-def row_xml(values: Iterable) -> str:
-    """A row's XML, cells in order, each value checked on its own."""
-    return "<row>" + "".join([_cell(v) for v in values]) + "</row>"
+def row_xml(values: Iterable, kinds: str = "") -> str:
+    """A row's XML, cells in order, each value checked on its own; `kinds` names each column's
+    number format (see `cells_xml`; a column past its end is general)."""
+    return "<row>" + "".join([_cell(value, kinds[i:i + 1] or "n") for i, value in enumerate(values)]) + "</row>"
 
 
 def _utf8(texts: Sequence[str]) -> list[bytes]:
@@ -93,11 +107,11 @@ def _text_column(values: Sequence) -> tuple[bytes, list[bytes]]:
     return (_KEPT_TEXT_SLOT if kept else _TEXT_SLOT), _utf8([_clean(v) for v in values])
 
 
-def _number_column(values: Sequence) -> tuple[bytes, list[bytes]]:
-    """A block's number column (numbers or numerals as text; None is an empty cell)."""
+def _number_column(values: Sequence, cell: str = _NUMBER) -> tuple[bytes, list[bytes]]:
+    """A block's number column (numbers or numerals as text; None is an empty cell), in `cell`'s format."""
     if None not in values:
-        return _NUMBER_SLOT, _utf8(values if set(map(type, values)) == {str} else list(map(str, values)))
-    return b"%s", _utf8(["<c/>" if v is None else _NUMBER % v for v in values])
+        return cell.encode(), _utf8(values if set(map(type, values)) == {str} else list(map(str, values)))
+    return b"%s", _utf8(["<c/>" if v is None else cell % v for v in values])
 
 
 def _xml_column(values: Sequence) -> tuple[bytes, Sequence]:
@@ -105,14 +119,16 @@ def _xml_column(values: Sequence) -> tuple[bytes, Sequence]:
     return b"%s", values
 
 
-_COLUMNS = {"t": _text_column, "n": _number_column, "x": _xml_column}
+_COLUMNS = {"t": _text_column, "n": _number_column, "x": _xml_column,
+            "m": lambda values: _number_column(values, _MONEY), "c": lambda values: _number_column(values, _COUNT)}
 
 
 def cells_xml(columns: Sequence[Sequence], kinds: str) -> list[bytes]:
     """Each row's cells, without the row element, given column by column.
 
     `kinds` has one letter a column: `t` text (or None), `n` number (or None; a numeral as text is
-    written as given), `x` cells a previous `cells_xml` rendered. Columns are the same length.
+    written as given), `m` the same as money (#,##0.00), `c` as a count (#,##0), `x` cells a previous
+    `cells_xml` rendered. Columns are the same length.
     """
     template, values = _template(columns, kinds)
     return list(map(template.__mod__, zip(*values, strict=True)))
@@ -169,9 +185,10 @@ class Sheet:
         self._write(_HEAD + f'<worksheet xmlns="{_MAIN}">{view}' + (f"<cols>{cols}</cols>" if cols else "")
                     + "<sheetData>")
 
-    def append(self, values: Iterable) -> None:
-        """Add one row of any values (a header, a totals row)."""
-        self._write(row_xml(values))
+    def append(self, values: Iterable, kinds: str = "") -> None:
+        """Add one row of any values (a header, a totals row, a small report's row); `kinds` as in
+        `cells_xml` gives its numbers their formats."""
+        self._write(row_xml(values, kinds))
         self.count += 1
 
     def write_rows(self, columns: Sequence[Sequence], kinds: str) -> None:
@@ -210,6 +227,16 @@ class Workbook:
         sheet = Sheet(name, handle, self._writer, widths, freeze_header)
         self._sheets.append((sheet, handle))
         return sheet
+
+    def __enter__(self) -> Workbook:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        """`with Workbook(target) as book:` closes it when the rows are written, abandons it on a failure."""
+        if kind is None:
+            self.close()
+        else:
+            self.abandon()
 
     def close(self) -> None:
         """Finish every sheet, then write the workbook's parts around them."""

@@ -15,7 +15,8 @@ and reset.
 Configuration (``create_app(config)``, else environment variables of the same name):
 ``SANDBOX_DB`` (default ``$DATA_DIR/sandbox.db``, else ``./instance/sandbox.db``),
 ``SANDBOX_LATENCY_MS``, ``SANDBOX_FAIL_RATE``, ``SANDBOX_FAIL_SERVICES`` (comma-separated),
-``SANDBOX_PROCESSING_POLLS`` and ``SANDBOX_TODAY``. They are defaults: a value set through
+``SANDBOX_PROCESSING_POLLS`` and ``SANDBOX_TODAY``; ``lowercase_ids`` (control API only) makes the
+bureau write tax IDs in lower case. They are defaults: a value set through
 ``POST /sandbox/control`` is stored in the database and wins, for every instance.
 """
 from __future__ import annotations
@@ -233,8 +234,16 @@ def _capped(as_of: date) -> date | datetime:
 def _invoices(company: dict, first: date, last: date, kinds: list[str], as_of: date) -> list[dict]:
     """A company's invoices of `kinds` issued first..last, as the bureau saw them on `as_of`
     (and never one dated after now)."""
-    return list(_cached_invoices(company["tax_id"], company["name"], _volume_key(company["volume"]),
-                                 company.get("industry"), first, last, tuple(kinds), _capped(as_of)))
+    invoices = _cached_invoices(company["tax_id"], company["name"], _volume_key(company["volume"]),
+                                company.get("industry"), first, last, tuple(kinds), _capped(as_of))
+    if g.settings["lowercase_ids"]:
+        return [_lowercase_ids(invoice) for invoice in invoices]
+    return list(invoices)
+
+
+def _lowercase_ids(invoice: dict) -> dict:
+    """A copy of the invoice (the cached one stays as it is) with xfsh and gfsh in lower case."""
+    return {**invoice, "xfsh": invoice["xfsh"].lower(), "gfsh": invoice["gfsh"].lower()}
 
 
 def _volume_key(volume: object) -> object:
@@ -570,7 +579,7 @@ def _apply_json(apply, answer):
 
 @control.post("/control")
 def set_settings():
-    """Set latency_ms, fail_rate, fail_services, processing_polls, today (null clears one)."""
+    """Set latency_ms, fail_rate, fail_services, processing_polls, today, lowercase_ids (null clears one)."""
     return _apply_json(_state().update_settings,
                        lambda settings: {"settings": settings, "today": _state().today().isoformat()})
 

@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT N
 # settings table and wins over the app's config, which wins over these defaults.
 DEFAULT_SETTINGS: dict[str, object] = {
     "latency_ms": 0, "fail_rate": 0.0, "fail_services": [], "processing_polls": 1, "today": None,
+    # the bureau writes seller and buyer tax IDs (xfsh, gfsh) in lower case, as some exports and
+    # front ends do: for testing that the host stores them canonically (issue 17, defect 3)
+    "lowercase_ids": False,
 }
 COMPANY_FIELDS = ("name", "leqi_enabled", "leqi_since", "rpa_account", "rpa_password", "volume", "industry")
 
@@ -114,6 +117,10 @@ def _setting(name: str, value: object) -> object:
         if not low <= number <= high:
             raise ValueError(f"{name} must be within {low:g}..{high:g}")
         return number
+    if name == "lowercase_ids":
+        if not isinstance(value, bool):
+            raise ValueError("lowercase_ids must be true or false")
+        return value
     if name == "fail_services":
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)):

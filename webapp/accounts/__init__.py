@@ -6,6 +6,7 @@ from datetime import date
 
 from sqlalchemy import select
 
+from channels.records import canonical_tax_id
 from webapp.extensions import db
 from webapp.models import Company, Org, User
 from webapp.statuses import Role
@@ -25,7 +26,7 @@ def get_or_create_org(name: str) -> Org:
 
 def check_tax_id(tax_id: str) -> str:
     """A 纳税人识别号 in its canonical form, or ValueError in Chinese."""
-    tax_id = (tax_id or "").strip().upper()
+    tax_id = canonical_tax_id(tax_id or "")
     if not TAX_ID.match(tax_id):
         raise ValueError(f"税号格式不正确：{tax_id or '（空）'}（应为15至20位数字或大写字母）")
     return tax_id
@@ -80,6 +81,19 @@ def check_username(username: str | None) -> str:
     return username
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")  # what a mail server can take; the server decides the rest
+
+
+def check_email(address: str | None) -> str | None:
+    """A user's e-mail address for alerts (webapp.health.alerts): empty means none."""
+    address = (address or "").strip()
+    if not address:
+        return None
+    if len(address) > 254 or not EMAIL.match(address):
+        raise ValueError("邮箱格式不正确，例如 name@example.com")
+    return address
+
+
 def check_role(role: str | None) -> str:
     if role not in Role:
         raise ValueError(f"角色须为 {' 或 '.join(Role)}")
@@ -91,7 +105,7 @@ def org_user(username: str, org_id: int) -> User | None:
     username = check_username(username)
     user = db.session.scalar(select(User).filter_by(username=username))
     if user is not None and user.org_id != org_id:
-        raise ValueError(f"用户 {username} 属于其他组织")
+        raise ValueError(f"用户名 {username} 不可用，请换一个用户名")
     return user
 
 

@@ -11,11 +11,13 @@ from datetime import datetime, timedelta
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
+from webapp.accounts.permissions import permitted_company_ids
 from webapp.clock import now, stored
 from webapp.extensions import db
-from webapp.models import AuditLog, User
+from webapp.models import AuditLog, Batch, Company, User, audit_companies
+from webapp.statuses import Channel, DataType, Method, Role, RunTrigger
 from webapp.transactions import write_transaction
 
 RETENTION_DAYS = 365
@@ -59,7 +61,32 @@ def record(action: str, target: str = "", *, actor: User | str | None = None, or
                      address=(request.remote_addr or "")[:64] if has_request_context() else None)
     with write_transaction():
         db.session.add(entry)
+        db.session.flush()
+        named = named_companies(entry.org_id, str(target), json.loads(entry.details) if entry.details else {})
+        if named:
+            db.session.execute(insert(audit_companies), [{"audit_id": entry.id, "company_id": c} for c in named])
     return entry
+
+
+def _words(value) -> set[str]:
+    """Every text in a details value (lists and mappings walked through)."""
+    if isinstance(value, dict):
+        return set().union(*map(_words, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(_words, value)) if value else set()
+    return {str(value)} if value is not None else set()
+
+
+def named_companies(org_id: int | None, target: str, details: dict) -> set[int]:
+    """The companies a row names: a tax ID of its org or a batch number of one of its batches, in the
+    target (several joined by 、) or anywhere in the details. A viewer must be granted each of them
+    to read the row (org_query), so no batch number or tax ID reaches an admin not granted it."""
+    words = set(target.split("、")) | _words(details)
+    if not words:
+        return set()
+    by_tax_id = select(Company.id).where(Company.org_id == org_id, Company.tax_id.in_(words))
+    by_batch = select(Batch.company_id).where(Batch.batch_no.in_(words))
+    return set(db.session.scalars(by_tax_id.union(by_batch)))
 
 
 def purge(moment: datetime | None = None) -> int:
@@ -83,9 +110,12 @@ def purge_daily() -> int:
     return purge()
 
 
-def org_query(org_id: int, *, username: str = "", action: str = "", date_from=None, date_to=None):
-    """An org's rows, newest first, narrowed by user name, action and day range (inclusive)."""
-    query = select(AuditLog).where(AuditLog.org_id == org_id)
+def org_query(viewer: User, *, username: str = "", action: str = "", date_from=None, date_to=None):
+    """The viewer's org's rows that name no company he is not granted, newest first, narrowed by
+    user name, action and day range (inclusive)."""
+    hidden = select(audit_companies.c.audit_id).where(audit_companies.c.audit_id == AuditLog.id,
+                                                       audit_companies.c.company_id.not_in(permitted_company_ids(viewer)))
+    query = select(AuditLog).where(AuditLog.org_id == viewer.org_id, ~hidden.exists())
     if username:
         query = query.where(AuditLog.username == username)
     if action:
@@ -97,44 +127,68 @@ def org_query(org_id: int, *, username: str = "", action: str = "", date_from=No
     return query.order_by(AuditLog.at.desc(), AuditLog.id.desc())
 
 
+# What each detail key means, as the screens name it (the keys are what `record()` callers pass).
+DETAIL_LABELS = {
+    "tax_id": "税号", "method": "导入方式", "channel": "下载通道", "data_type": "数据类型", "file": "文件",
+    "periods": "所属期间", "period": "所属期", "name": "企业名称", "receipt_channel": "收票通道",
+    "leqi_enabled": "乐企归集已开通", "leqi_since": "乐企开通日期", "etax_account": "电子税局账号",
+    "role": "角色", "active": "启用", "password_changed": "已修改密码", "grants": "授权企业",
+    "before": "修改前", "after": "修改后", "batch_nos": "批次号", "batches": "批次", "subtasks": "子任务数",
+    "parses": "重新解析的文件数", "trigger": "触发方式", "creator": "计划创建人", "what": "更新内容",
+    "reason": "原因", "org": "组织",
+}
+# Details whose values are stored codes: shown by their code set's label.
+_CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger}
+
+
+def _value_text(key: str, value) -> str:
+    """One detail value as people read it: 是/否, a code's label, a list joined by 、, — for nothing."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list):
+        return "、".join(_value_text(key, item) for item in value)
+    code_set = _CODED.get(key)
+    if code_set and value in code_set:
+        return code_set(value).label
+    return str(value)
+
+
 def details_text(entry: AuditLog) -> str:
-    """The details as `key：value` pairs for people (the page and the export)."""
+    """The details as `名称：值` pairs in Chinese, for the page and the export (stored as codes)."""
     if not entry.details:
         return ""
     data = json.loads(entry.details)
-    return "；".join(f"{key}：{', '.join(map(str, value)) if isinstance(value, list) else value}"
-                    for key, value in data.items())
+    return "；".join(f"{DETAIL_LABELS.get(key, key)}：{_value_text(key, value)}" for key, value in data.items())
 
 
 def write_xlsx(entries, target) -> int:
-    """The rows as a workbook (formula-safe text cells, see export.safe_text); returns how many."""
-    from openpyxl import Workbook
+    """The rows as a workbook (text cells, never formulas: webapp.xlsx_stream); returns how many."""
+    from webapp.xlsx_stream import Workbook
 
-    from webapp.pool.export import safe_text
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("审计日志")
-    sheet.append(["时间", "用户", "操作", "对象", "详情", "地址"])
     count = 0
-    for entry in entries:
-        sheet.append([entry.at.strftime("%Y-%m-%d %H:%M:%S"), safe_text(entry.username),
-                      ACTIONS.get(entry.action, entry.action), safe_text(entry.target),
-                      safe_text(details_text(entry)), safe_text(entry.address)])
-        count += 1
-    book.save(target)
+    with Workbook(target) as book:
+        sheet = book.add_sheet("审计日志", [20, 14, 18, 30, 60, 16])
+        sheet.append(["时间", "用户", "操作", "对象", "详情", "地址"])
+        for entry in entries:
+            sheet.append([entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.username,
+                          ACTIONS.get(entry.action, entry.action), entry.target, details_text(entry), entry.address])
+            count += 1
     return count
 
 
 def init_app(app) -> None:
     """`flask --app wsgi audit purge`: remove rows older than a year now (prints how many)."""
-    import click
     from flask.cli import AppGroup
+
+    from webapp.cli import print_json
 
     group = AppGroup("audit", help="审计日志")
 
     @group.command("purge")
     def purge_command():
         """Remove audit rows older than 365 days (never younger ones)."""
-        click.echo(json.dumps({"removed": purge(), "retention_days": RETENTION_DAYS}, ensure_ascii=False))
+        print_json({"removed": purge(), "retention_days": RETENTION_DAYS})
 
     app.cli.add_command(group)

@@ -18,7 +18,7 @@ from webapp.models import User
 from webapp.transactions import write_transaction
 
 bp = Blueprint("auth", __name__, template_folder="templates")
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}  # monitors have no login
 SESSION_VERSION = "_sv"
 
 
@@ -61,12 +61,13 @@ def _safe_next() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Check the password (throttled per user and address); on success go back where the user was headed."""
+    """Check the password (locked per user name, tightened per address: webapp.accounts.login_throttle);
+    on success go back where the user was headed."""
     form = LoginForm()
     if not form.validate_on_submit():
         return render_template("login.html", form=form)
     username = form.username.data.strip()
-    wait = login_throttle.locked_for(username, request.remote_addr)
+    wait = login_throttle.locked_for(username)
     user = db.session.scalar(db.select(User).filter_by(username=username))
     if wait:
         audit.record("login.failure", username, actor=user or username, reason="已锁定")

@@ -47,13 +47,17 @@ user_group = AppGroup("user", help="用户")
 @click.option("--org", default=accounts.DEFAULT_ORG, show_default=True)
 @click.option("--role", type=click.Choice(Role.codes()), default=Role.FINANCE.value, show_default=True)
 @click.option("--grant", "grants", multiple=True, help="a tax ID the user may work on; repeatable")
-def user_add(username, password, org, role, grants):
+@click.option("--email", default=None, help="address for alert e-mail (admins)")
+def user_add(username, password, org, role, grants, email):
     """Add a user (or update one of the same org) with the tax IDs granted to them."""
     try:
         with write_transaction():
             user = accounts.save_user(username, accounts.get_or_create_org(org), role, password)
             accounts.set_grants(user, list(grants))
-            print_json({"username": user.username, "org": org, "role": role, "grants": [c.tax_id for c in user.companies]})
+            if email is not None:
+                user.email = accounts.check_email(email)
+            print_json({"username": user.username, "org": org, "role": role, "email": user.email,
+                        "grants": [c.tax_id for c in user.companies]})
     except ValueError as exc:
         fail(str(exc))
     audit.record("user.save", user.username, actor="命令行", org_id=user.org_id, role=role,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from channels.records import canonical_tax_id
 from webapp.extensions import db
 from webapp.models import Batch, Company, User, user_companies
 
@@ -19,7 +20,8 @@ def permitted_companies(user: User) -> list[Company]:
 
 def company_for(user: User, tax_id: str) -> Company:
     """The company with this tax ID if the user is granted it; PermissionError (a Chinese reason) otherwise."""
-    company = db.session.scalar(select(Company).where(Company.tax_id == tax_id, Company.id.in_(permitted_company_ids(user))))
+    company = db.session.scalar(select(Company).where(Company.tax_id == canonical_tax_id(tax_id),
+                                                      Company.id.in_(permitted_company_ids(user))))
     if company is None:
         raise PermissionError(f"无权访问税号 {tax_id}，或该税号不存在")
     return company

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
 from wtforms.validators import Optional, StopValidation
 
+from channels.records import canonical_tax_id
 from webapp import accounts
 from webapp.accounts import audit
 from webapp.accounts.auth import SESSION_VERSION
@@ -55,7 +56,7 @@ def _not_self(form, field) -> None:
 
 
 class CompanyForm(FlaskForm):
-    tax_id = StringField("税号", validators=[Rule(accounts.org_company, using=_of_my_org)])
+    tax_id = StringField("税号", filters=[canonical_tax_id], validators=[Rule(accounts.org_company, using=_of_my_org)])
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
@@ -73,6 +74,7 @@ class UserForm(FlaskForm):
                            validators=[Rule(accounts.org_companies, using=lambda form, field: (field.data or [],
                                                                                                 current_user.org_id))])
     active = BooleanField("启用", default=True, validators=[_not_self])
+    email = StringField("邮箱（管理员接收告警邮件）", filters=[stripped], validators=[Rule(accounts.check_email)])
 
 
 class SettingsForm(FlaskForm):
@@ -87,7 +89,7 @@ def _org_companies() -> list[Company]:
 @bp.route("/companies", methods=["GET", "POST"])
 def companies():
     """企业信息: add or edit a company of the admin's org."""
-    edit = request.args.get("tax_id")
+    edit = canonical_tax_id(request.args.get("tax_id"))
     company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():
@@ -116,6 +118,7 @@ def users():
         with write_transaction():
             saved = accounts.save_user(form.username.data, current_user.org, form.role.data, form.password.data or None)
             saved.active = form.active.data
+            saved.email = accounts.check_email(form.email.data)
             before = [c.tax_id for c in saved.companies]
             accounts.set_grants(saved, form.grants.data or [])
         _record_user(saved, before, password_changed=bool(form.password.data))
@@ -130,7 +133,8 @@ def _record_user(user: User, grants_before: list[str], password_changed: bool) -
     password stays logged in here (every other session of theirs has ended)."""
 
 
-    audit.record("user.save", user.username, role=user.role, active=user.active, password_changed=password_changed)
+    audit.record("user.save", user.username, role=user.role, active=user.active, email=user.email,
+                 password_changed=password_changed)
     grants = [c.tax_id for c in user.companies]
     if sorted(grants) != sorted(grants_before):
         audit.record("grants.change", user.username, before=grants_before, after=grants)
@@ -171,7 +175,7 @@ class AuditFilter(FlaskForm):
 def _audit_query(form: AuditFilter):
     """The admin's org's audit rows narrowed by the filters (invalid values are ignored)."""
     form.validate()
-    return audit.org_query(current_user.org_id, username=(form.username.data or "").strip(),
+    return audit.org_query(current_user, username=(form.username.data or "").strip(),
                            action=form.action.data if form.action.data in audit.ACTIONS else "",
                            date_from=form.date_from.data if not form.date_from.errors else None,
                            date_to=form.date_to.data if not form.date_to.errors else None)

@@ -21,7 +21,7 @@ from webapp.batches import add_download_batches, usable_channel
 from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Company, Schedule, ScheduleRun, User
-from webapp.statuses import DataType
+from webapp.statuses import DataType, RunTrigger
 from webapp.transactions import write_transaction
 
 TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # the manual's 调度任务编码
@@ -204,7 +204,7 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
         done = {r.period for r in schedule.runs}
         due = due_periods(schedule, now)
         for period in due:
-            run = None if period in done else start_run(schedule, period, "due" if period == due[-1] else "catch_up", now)
+            run = None if period in done else start_run(schedule, period, RunTrigger.DUE if period == due[-1] else RunTrigger.CATCH_UP, now)
             if run and run.batch_nos:
                 started.append(run)
     return started
@@ -213,7 +213,7 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
 def run_now(schedule: Schedule, now: datetime, actor: User | None = None) -> ScheduleRun | None:
     """运行一次: last month's run, now (None when it already ran: never doubled)."""
     current = local(now, zone(schedule))
-    return start_run(schedule, previous_month(month_of(current)), "manual", now, actor)
+    return start_run(schedule, previous_month(month_of(current)), RunTrigger.MANUAL, now, actor)
 
 
 def run_json(run: ScheduleRun) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from pathlib import Path
 
 from flask import current_app
@@ -14,6 +13,7 @@ from channels.records import SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.clock import now
+from webapp.disk import copy_atomically
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
@@ -96,9 +96,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         )
         db.session.add(batch)
         db.session.flush()
-        target = upload_path(batch)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        copy_atomically(source, upload_path(batch))  # refused whole (DiskFull) when DATA_DIR lacks room
     background().enqueue_parse(batch)
     audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch

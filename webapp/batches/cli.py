@@ -64,9 +64,9 @@ def import_file(tax_id, path, username, wait):
     try:
         check_file_name(path.name)
         check_upload(path)
-    except SourceRejected as exc:
+        batch = create_file_batch(user, company, path, path.name)
+    except SourceRejected as exc:  # DiskFull too: 磁盘空间不足, nothing written
         fail(str(exc))
-    batch = create_file_batch(user, company, path, path.name)
     if wait:
         batch = _wait(batch.batch_no)
     print_json(batch_json(batch))

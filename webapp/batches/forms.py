@@ -10,6 +10,7 @@ from wtforms.validators import AnyOf, StopValidation, ValidationError
 from channels.etax_file import MAX_UPLOAD_FILES
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import is_month, month_of, months_between
+from channels.records import canonical_tax_id
 from webapp.batches import check_channel_ready, check_months, months_before_leqi, period_years
 from webapp.clock import now
 from webapp.forms import MultiCheckbox, Needed, Rule, When, stripped
@@ -42,6 +43,11 @@ def _kind_known(form: ImportForm, field) -> None:
 def _one_company(form: ImportForm, field) -> None:
     if len(field.data or []) > 1:
         raise StopValidation("导入电子税局文件时只能选择一个企业")
+
+
+def _canonical(tax_ids: list[str] | None) -> list[str] | None:
+    """The ticked tax IDs in canonical form, however the request spells them."""
+    return tax_ids and [canonical_tax_id(tax_id) for tax_id in tax_ids]
 
 
 def _permitted(form: ImportForm, field) -> None:
@@ -122,7 +128,7 @@ class ImportForm(FlaskForm):
                         validate_choice=False, validators=[_kind_known])
     channel = RadioField("下载通道", choices=[(c.value, c.label) for c in (Channel.RPA, Channel.LEQI)], default=Channel.LEQI,
                          validate_choice=False, validators=[When(_downloading, AnyOf(Channel.codes(), "请选择下载通道"))])
-    tax_ids = MultiCheckbox("企业名称", validate_choice=False,
+    tax_ids = MultiCheckbox("企业名称", validate_choice=False, filters=[_canonical],
                             validators=[When(_from_file, _one_company), _permitted, Needed("请选择企业")])
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year",
                              validate_choice=False, validators=[When(_downloading, *PERIOD_RULES)])

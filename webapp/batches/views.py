@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 from channels import quota_rules
 from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import SourceRejected
+from channels.records import SourceRejected, canonical_tax_id
 from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, permitted_companies, permitted_company_ids
 from webapp.batches import (
@@ -35,6 +35,7 @@ from webapp.batches import quota_use as quota
 from webapp.batches.facts import created_notice, page_facts, unanswered_keys
 from webapp.batches.forms import ImportForm
 from webapp.clock import now
+from webapp.disk import check_room, is_disk_full
 from webapp.extensions import db, htmx
 from webapp.forms import messages
 from webapp.models import Batch, Company
@@ -65,21 +66,29 @@ UNREADABLE_UPLOAD = ("上传的内容无法读取：文件名含有无法识别�
 
 
 def _save_upload(storage) -> Path:
-    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading."""
+    """Keep the uploaded file in a temporary path, refusing more than 10 MB while reading.
+
+    Refused before anything is written when DATA_DIR lacks room for the request; the file is
+    removed on any failure (a full disk, too large), so no partial file stays in incoming/.
+    """
+    check_room(request.content_length or MAX_UPLOAD_BYTES)
     folder = Path(current_app.config["UPLOAD_DIR"]) / "incoming"
     folder.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=folder, suffix=".xlsx", delete=False)
-    with handle:
-        size = 0
-        while chunk := storage.stream.read(1024 * 1024):
-            size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                break
-            handle.write(chunk)
     path = Path(handle.name)
-    if size > MAX_UPLOAD_BYTES:
-        path.unlink()
-        raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+    try:
+        with handle:
+            size = 0
+            while chunk := storage.stream.read(1024 * 1024):
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise SourceRejected("文件超过10MB上限，请按月份拆分导出后分别导入")
+                handle.write(chunk)
+    except BaseException as error:
+        path.unlink(missing_ok=True)
+        if is_disk_full(error):
+            check_room(MAX_UPLOAD_BYTES)  # says 磁盘空间不足 with the folder and the free space
+        raise
     return path
 
 
@@ -245,7 +254,7 @@ def _filtered_batches():
     args = request.values
     query = select(Batch).where(Batch.company_id.in_(permitted_company_ids(current_user)))
     if args.get("tax_id"):
-        query = query.where(Batch.tax_id == args["tax_id"])
+        query = query.where(Batch.tax_id == canonical_tax_id(args["tax_id"]))
     if args.get("status") in BatchStatus:
         query = query.where(Batch.status == args["status"])
     if args.get("method") in Method:
@@ -353,22 +362,18 @@ def error_rows(batch: Batch) -> list[dict]:
 @bp.route("/<batch_no>/errors.xlsx")
 def error_list(batch_no):
     """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
-    from openpyxl import Workbook  # deferred: openpyxl costs start-up time
-
-    from webapp.pool.export import safe_text
+    from webapp.xlsx_stream import Workbook
 
     batch = batch_for(current_user, batch_no)
     rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
     if not rows:
         abort(404)
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("错误清单")
-    sheet.append(list(ERROR_LIST_HEADERS))
-    for row in rows:
-        sheet.append([safe_text(row["sheet"]), row["row"], safe_text(row["column"]), safe_text(row["value"]),
-                      safe_text(row["why"])])
     buffer = io.BytesIO()
-    workbook.save(buffer)
+    with Workbook(buffer) as workbook:
+        sheet = workbook.add_sheet("错误清单", [16, 8, 20, 30, 40])
+        sheet.append(list(ERROR_LIST_HEADERS))
+        for row in rows:
+            sheet.append([row["sheet"], row["row"], row["column"], row["value"], row["why"]], "tctt")
     return xlsx_download(buffer.getvalue(), f"错误清单_{batch.batch_no}.xlsx")  # no-store: auth._security_headers
 
 

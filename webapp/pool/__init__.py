@@ -18,8 +18,9 @@ from webapp.clock import now as clock_now
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
 from webapp.money import as_yuan
+from webapp.pool.flushes import refresh_flushed, shown_status
 from webapp.pool.month_stats import month_stats
-from webapp.pool.usage import usage_labels
+from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 from webapp.reconcile import record_sources
 from webapp.transactions import placeholders, write_transaction
 
@@ -28,6 +29,7 @@ CHUNK = 1000
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")  # an upsert's new values
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
+_FLUSH_COLUMNS = tuple(HEADER_COLUMNS.index(c) for c in ("key", "is_red", "red_of", "code", "number"))
 
 
 def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
@@ -73,6 +75,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
         headers, lines, chunk_dropped = _rows_to_write(staged[start:start + CHUNK], source, batch_id, now,
                                                        error_goods)
         write(connection, headers, lines)
+        refresh_flushed(connection, headers, *_FLUSH_COLUMNS)
         dropped += chunk_dropped
     record_sources(staged, source=source, batch_id=batch_id)
     return len(staged), dropped
@@ -242,13 +245,17 @@ def invoice_json(invoice: Invoice) -> dict:
         "buyer_tax_id": invoice.buyer_tax_id, "buyer_name": invoice.buyer_name,
         "issued_at": invoice.issued_at.isoformat(sep=" "), "type_name": invoice.type_name,
         "type_code": invoice.type_code, "status": invoice.status, "is_red": invoice.is_red,
+        "status_shown": shown_status(invoice.status, invoice.amount, invoice.flushed_amount),
+        "flushed_amount": None if invoice.flushed_amount is None else _money(invoice.flushed_amount),
         "amount": _money(invoice.amount), "tax": _money(invoice.tax),
         "total": None if invoice.total is None else _money(invoice.total), "origin": invoice.origin,
         "remark": invoice.remark, "red_of": invoice.red_of, "source": invoice.source,
         "usage": {"vat_usage": invoice.vat_usage, "excise_usage": invoice.excise_usage,
                   "entry_status": invoice.entry_status, "channel": invoice.usage_channel,
                   "labels": usage_labels(invoice.vat_usage, invoice.excise_usage, invoice.entry_status,
-                                         invoice.usage_channel),
+                                         invoice.usage_channel)
+                  if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage)
+                  else dict.fromkeys(("vat_usage", "excise_usage", "entry_status"), NOT_APPLICABLE),
                   "updated_at": invoice.usage_updated_at.isoformat(sep=" ", timespec="seconds")
                   if invoice.usage_updated_at else None},
         "lines": [{

@@ -8,7 +8,7 @@ columns (序号, 发票代码, 发票号码, 开票日期, 数量, 单价, 税�
 numbers, 开票日期 is `YYYY-MM-DD HH:MM:SS` text, 是否正数发票 is 是/否, a legacy invoice's 数电发票号码 is
 `--` and a 数电 invoice's 发票代码/发票号码 are empty. So an exported workbook imports back into an
 empty pool with the same figures. Our own columns follow on 发票基础信息: the three usage statuses as
-users read them (webapp.pool.usage; a red invoice has none: `—`, as in the pool list), when they were last
+users read them (webapp.pool.usage; a red invoice, or a voided one with none, reads 不适用 as in the pool list), when they were last
 updated, where the invoice came from and when it was synced.
 
 Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and their lines, whatever
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
@@ -35,9 +34,9 @@ from sqlalchemy import distinct, func, select, type_coerce
 from sqlalchemy.types import NullType
 
 from webapp.money import CENT
-from webapp.pool.usage import usage_labels
+from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 from webapp.statuses import Source
-from webapp.xlsx_stream import ILLEGAL_XML, MAX_CELL_CHARS, Workbook, cells_xml
+from webapp.xlsx_stream import Workbook, cells_xml
 
 SHEET_NAME = "发票基础信息"
 LINES_SHEET_NAME = "信息汇总表"
@@ -57,15 +56,11 @@ LINE_HEADERS = (  # the e-tax export's 信息汇总表 headers, in its order
 )
 
 NO_DIGITAL_NUMBER = "--"  # what the e-tax export writes as a legacy invoice's 数电发票号码
-NO_USAGE = "—"  # a red invoice has no usage status (only blue invoices are queried), as the pool list shows
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 SOURCE_LABELS = Source.labels()  # 数据来源 of every row: a dict lookup, cheaper than Source(code).label
 MAX_DATA_ROWS = 1_048_576 - 2  # Excel's rows per sheet, minus the header and totals rows
 CHUNK = 2000  # invoices whose lines are fetched together
 
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-_TRIGGER_CHARS = frozenset(FORMULA_TRIGGERS)
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 _WIDTHS = {  # column widths in characters, for a readable sheet; the rest get 14
     "序号": 8, "发票代码": 14, "发票号码": 12, "数电发票号码": 24, "销方识别号": 22, "销方名称": 30,
@@ -82,33 +77,6 @@ class ExportTooLarge(ValueError):
 def export_filename(now: datetime) -> str:
     """The download's file name, e.g. `销项发票池导出_20241105_103000.xlsx`."""
     return f"销项发票池导出_{now:%Y%m%d_%H%M%S}.xlsx"
-
-
-def safe_text(value: Any) -> str | None:
-    """A value as a text cell that Excel and other readers will never evaluate.
-
-    Formula injection: text that starts with `=`, `+`, `-`, `@`, a tab or a carriage return could
-    be run as a formula (or DDE command) by a spreadsheet program when the cell is edited or the
-    data is copied on. Such text is neutralised by prefixing a single quote `'` (so
-    `=HYPERLINK("http://x","y")` is written as `'=HYPERLINK("http://x","y")`), except when it is a
-    plain number such as `-12.50` or `+86`, which is harmless. The text is otherwise kept as is,
-    apart from control characters XML cannot hold (removed) and Excel's 32,767-character cell
-    limit (truncated). None stays None (an empty cell).
-    """
-    text = _neutral(value)
-    if text is None:
-        return None
-    return ILLEGAL_XML.sub("", text)[:MAX_CELL_CHARS]
-
-
-def _neutral(value: Any) -> str | None:
-    """safe_text's formula rule alone: the row loops' version (the writer removes control characters)."""
-    if value is None:
-        return None
-    text = value if value.__class__ is str else str(value)
-    if text[:1] in _TRIGGER_CHARS and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def money(value: Any) -> Decimal | None:
@@ -133,7 +101,7 @@ def timestamp(value: Any) -> str | None:
         return value.isoformat(" ", "seconds") if value.tzinfo is None else value.strftime(TIMESTAMP)
     if isinstance(value, date):
         return f"{value:%Y-%m-%d} 00:00:00"
-    return safe_text(value[:19] if isinstance(value, str) else value)
+    return value[:19] if isinstance(value, str) else str(value)
 
 
 # The columns an export reads, in this order: an invoice's, then a line's (with its invoice's key first)
@@ -145,35 +113,24 @@ LINE_FIELDS = ("invoice_key", "tax_code", "special_type", "name", "spec", "unit"
                "tax_rate", "tax", "total")
 _BY_ATTRIBUTE, _BY_KEY = attrgetter(*INVOICE_FIELDS), itemgetter(*INVOICE_FIELDS)
 _LINE_VALUES = attrgetter(*LINE_FIELDS[1:])
-_INVOICE_KINDS = "tx" + "nnn" + "x" + "tttttt"  # 序号, 发票代码…开票日期, 金额 税额 价税合计, 发票来源…备注, ours
-_LINE_KINDS = "tx" + "ttttttt" + "ntnn" + "x"  # 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
-_STARTS_WITH_TRIGGER = re.compile(r"\n[=+\-@\t\r]")  # after the joining newline: a text starting with a trigger
+_INVOICE_KINDS = "tx" + "mmm" + "x" + "tttttt"  # 序号, 发票代码…开票日期, 金额 税额 价税合计, 发票来源…备注, ours
+_LINE_KINDS = "tx" + "ttttttt" + "mtmm" + "x"  # 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
 _POSITIVE = {False: "是", True: "否"}  # 是否正数发票, by is_red
-
-
-def _texts(values: Sequence) -> Sequence:
-    """A block's text column with safe_text's formula rule: one search over the joined texts, in C;
-    value by value only when some text starts with a trigger (None is an empty text)."""
-    if set(map(type, values)) - {str}:
-        values = ["" if v is None else v if v.__class__ is str else str(v) for v in values]
-    if _STARTS_WITH_TRIGGER.search("\n" + "\n".join(values)):
-        return [_neutral(v) for v in values]
-    return values
 
 
 def _digital_numbers(values: Sequence) -> list[str]:
     """数电发票号码: a legacy invoice's (none) is `--`, the e-tax export's own marker, written as is."""
-    return [v or NO_DIGITAL_NUMBER for v in _texts(["" if v == NO_DIGITAL_NUMBER else v for v in values])]
+    return [v or NO_DIGITAL_NUMBER for v in values]
 
 
 def _timestamps(values: Sequence) -> Sequence:
     """A block's timestamps as text (SQLite gives text, PostgreSQL datetimes)."""
     kinds = set(map(type, values))
     if kinds == {str}:
-        return _texts(list(map(_FIRST_19, values)))
+        return list(map(_FIRST_19, values))
     if kinds <= {str, type(None)}:  # SQLite, some never set (用途状态更新时间)
-        return _texts(["" if v is None else v[:19] for v in values])
-    return _texts([timestamp(v) for v in values])
+        return ["" if v is None else v[:19] for v in values]
+    return [timestamp(v) for v in values]
 
 
 _FIRST_19 = itemgetter(slice(19))
@@ -194,15 +151,15 @@ _TO_CENT = methodcaller("quantize", CENT, ROUND_HALF_UP)
 
 
 def _usage_columns(vat: Sequence, excise: Sequence, entry: Sequence, channel: Sequence,
-                   red: Sequence) -> list[tuple]:
-    """The three usage status columns as users read them (webapp.usage); a red invoice has none."""
+                   red: Sequence, status: Sequence) -> list[tuple]:
+    """The three usage status columns as users read them (webapp.usage): 不适用 where none applies."""
     known: dict[tuple, tuple] = {}
     labels = []
-    for codes in zip(vat, excise, entry, channel, red, strict=True):
+    for codes in zip(vat, excise, entry, channel, red, status, strict=True):
         found = known.get(codes)
         if found is None:
             shown = usage_labels(*codes[:4])
-            found = known[codes] = ((NO_USAGE,) * 3 if codes[4]
+            found = known[codes] = ((NOT_APPLICABLE,) * 3 if not usage_applies(codes[4], codes[5], codes[0])
                                     else (shown["vat_usage"], shown["excise_usage"], shown["entry_status"]))
         labels.append(found)
     return list(zip(*labels, strict=True)) if labels else [(), (), ()]
@@ -216,8 +173,8 @@ def write_invoices(rows: Iterable, target: str | os.PathLike | IO[bytes],
     read once, a chunk at a time. `lines_of(keys)` gives each key's lines in order (objects with the
     InvoiceLine column names); without it every invoice gets one empty line row. A path `target`
     is written to a temporary name and renamed when complete, so an error while reading rows leaves
-    no file; a file object is written as rows come. Text cells are neutralised against formula
-    injection (see `safe_text`). Raises ExportTooLarge past Excel's rows per sheet.
+    no file; a file object is written as rows come. A text is always a text cell, never a formula
+    (webapp.xlsx_stream); amounts are money cells. Raises ExportTooLarge past Excel's rows per sheet.
     """
     def lines(keys: list[str]) -> list[tuple]:
         found = lines_of(keys) if lines_of else {}
@@ -266,7 +223,7 @@ def _write_sheets(workbook: Workbook, chunks: Iterable[Sequence], lines_of) -> I
         yield basics.count - 1
     totals = [None] * len(INVOICE_HEADERS)
     totals[0], totals[9], totals[10] = TOTALS_MARK, amount, tax
-    basics.append(totals)
+    basics.append(totals, "t" * 9 + "mm")  # 金额 and 税额 as money
 
 
 def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list]:
@@ -279,15 +236,15 @@ def _write_chunk(details, basics, chunk: Sequence, lines_of) -> tuple[list, list
      type_name, status, is_red, risk_level, issuer, remark, vat, excise, entry, channel, usage_at, source,
      synced) = zip(*chunk, strict=True)
     red = list(map(bool, is_red))
-    heads = cells_xml([_texts(code), _texts(number), _digital_numbers(digital), _texts(tax_id), _texts(seller),
-                       _texts(buyer_tax_id), _texts(buyer), _timestamps(issued)], "tttttttt")
-    tails = cells_xml([_texts(origin), _texts(type_name), _texts(status), list(map(_POSITIVE.__getitem__, red)),
-                       _texts(risk_level), _texts(issuer), _texts(remark)], "ttttttt")
+    heads = cells_xml([code, number, _digital_numbers(digital), tax_id, seller,
+                       buyer_tax_id, buyer, _timestamps(issued)], "tttttttt")
+    tails = cells_xml([origin, type_name, status, list(map(_POSITIVE.__getitem__, red)),
+                       risk_level, issuer, remark], "ttttttt")
     amounts, taxes = _amounts(amount), _amounts(tax)
     first = basics.count
     basics.write_rows([list(map(str, range(first, first + len(keys)))), heads, amounts, taxes, _amounts(total), tails,
-                       *_usage_columns(vat, excise, entry, channel, red), _timestamps(usage_at),
-                       _texts(list(map(SOURCE_LABELS.get, source, source))), _timestamps(synced)], _INVOICE_KINDS)
+                       *_usage_columns(vat, excise, entry, channel, red, status), _timestamps(usage_at),
+                       list(map(SOURCE_LABELS.get, source, source)), _timestamps(synced)], _INVOICE_KINDS)
     _write_lines(details, list(keys), heads, tails, lines_of(list(keys)))
     return amounts, taxes
 
@@ -312,8 +269,8 @@ def _write_lines(details, keys: list[str], heads: list[bytes], tails: list[bytes
      total) = zip(*map(lines.__getitem__, order), strict=True)
     first = details.count
     details.write_rows([list(map(str, range(first, first + len(owners)))), list(map(heads.__getitem__, owners)),
-                        _texts(tax_code), _texts(special), _texts(name), _texts(spec), _texts(unit), _texts(quantity),
-                        _texts(price), _amounts(amount), _texts(rate), _amounts(tax), _amounts(total),
+                        tax_code, special, name, spec, unit, quantity,
+                        price, _amounts(amount), rate, _amounts(tax), _amounts(total),
                         list(map(tails.__getitem__, owners))], _LINE_KINDS)
 
 

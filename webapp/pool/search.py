@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, not_, or_, select
 
+from channels.records import canonical_tax_id
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
-from webapp.pool.usage import entry_codes
+from webapp.pool.flushes import FULL_STATUS, PARTIAL_STATUS, VOID_STATUS
+from webapp.pool.usage import VOIDED, entry_codes
 from webapp.statuses import Source
 
 SORTS = {
@@ -23,7 +25,8 @@ SORTS = {
     "amount_asc": (Invoice.amount.asc(), Invoice.id.asc()),
 }
 INVOICE_STATUSES = ("正常", "已作废", "已红冲-全额", "已红冲-部分")
-USAGE_UNKNOWN = "none"
+USAGE_UNKNOWN = "none"  # 未获取: a blue invoice whose status could be fetched and has not been
+USAGE_NOT_APPLICABLE = "na"  # 不适用: red invoices, and voided ones with no status (usage.usage_applies)
 
 
 @dataclass
@@ -38,8 +41,8 @@ class PoolFilter:
     type_code: str = ""
     status: str = ""
     color: str = ""  # blue | red
-    vat_usage: str = ""  # a code, or 'none' for never fetched
-    entry_status: str = ""  # a label (未入账), 'channel:code' (leqi:02, rpa:06), or 'none' for never fetched
+    vat_usage: str = ""  # a code, 'none' for never fetched, 'na' for 不适用
+    entry_status: str = ""  # a label (未入账), 'channel:code' (leqi:02, rpa:06), 'none' never fetched, 'na' 不适用
     source: str = ""  # file | leqi | rpa
     batch_no: str = ""
     sort: str = "issued_desc"
@@ -48,8 +51,34 @@ class PoolFilter:
     def from_args(cls, args) -> PoolFilter:
         return cls(**{f.name: (args.get(f.name) or f.default).strip() for f in fields(cls)})
 
+    def __post_init__(self) -> None:
+        """The company filter in the pool's canonical form, however the URL spells it."""
+        self.tax_id = canonical_tax_id(self.tax_id)
+
     def as_args(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+
+def _status_is(status: str):
+    """发票状态 as the list shows it: the file's, or what the pool's red invoices make of a blue one
+    whose file still says otherwise (webapp.pool.flushes): 已红冲-全额 finds 正常（已被红冲 100%）."""
+    flushed, amount = Invoice.flushed_amount, func.abs(Invoice.amount)
+    derived_full = and_(flushed.is_not(None), flushed >= amount, Invoice.amount != 0)
+    derived_partial = and_(flushed > 0, flushed < amount)
+    plain = Invoice.status.not_in((FULL_STATUS, PARTIAL_STATUS, VOID_STATUS))
+    if status == FULL_STATUS:
+        return or_(Invoice.status == FULL_STATUS, and_(plain, derived_full))
+    if status == PARTIAL_STATUS:
+        return or_(Invoice.status == PARTIAL_STATUS, and_(plain, derived_partial))
+    if status == VOID_STATUS:
+        return Invoice.status == VOID_STATUS
+    return and_(Invoice.status == status, or_(flushed.is_(None), flushed == 0))
+
+
+def _usage_missing(column, which: str):
+    """No status in `column`: 未获取 where one could be fetched, else 不适用 (usage.usage_applies)."""
+    applies = and_(Invoice.is_red.is_(False), or_(Invoice.status != VOIDED, Invoice.vat_usage.is_not(None)))
+    return and_(column.is_(None), applies if which == USAGE_UNKNOWN else not_(applies))
 
 
 def _prefix(column, text: str):
@@ -83,7 +112,7 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
         query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
                                 _prefix(Invoice.digital_number, flt.q)))
     if flt.buyer:
-        query = query.where(or_(_prefix(Invoice.buyer_tax_id, flt.buyer.upper()), Invoice.buyer_name.contains(flt.buyer)))
+        query = query.where(or_(_prefix(Invoice.buyer_tax_id, canonical_tax_id(flt.buyer)), Invoice.buyer_name.contains(flt.buyer)))
     if day := _day(flt.date_from):
         query = query.where(Invoice.issued_at >= day)
     if day := _day(flt.date_to):
@@ -91,14 +120,15 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
     if flt.type_code:
         query = query.where(Invoice.type_code == flt.type_code)
     if flt.status in INVOICE_STATUSES:
-        query = query.where(Invoice.status == flt.status)
+        query = query.where(_status_is(flt.status))
     if flt.color in ("blue", "red"):
         query = query.where(Invoice.is_red.is_(flt.color == "red"))
-    if flt.vat_usage:
-        query = query.where(Invoice.vat_usage.is_(None) if flt.vat_usage == USAGE_UNKNOWN
-                            else Invoice.vat_usage == flt.vat_usage)
-    if flt.entry_status == USAGE_UNKNOWN:
-        query = query.where(Invoice.entry_status.is_(None))
+    if flt.vat_usage in (USAGE_UNKNOWN, USAGE_NOT_APPLICABLE):
+        query = query.where(_usage_missing(Invoice.vat_usage, flt.vat_usage))
+    elif flt.vat_usage:
+        query = query.where(Invoice.vat_usage == flt.vat_usage)
+    if flt.entry_status in (USAGE_UNKNOWN, USAGE_NOT_APPLICABLE):
+        query = query.where(_usage_missing(Invoice.entry_status, flt.entry_status))
     elif ":" in flt.entry_status:  # the two channels' 入账 code sets differ: a code means nothing alone
         channel, code = flt.entry_status.split(":", 1)
         query = query.where(Invoice.usage_channel == channel, Invoice.entry_status == code)

@@ -38,6 +38,17 @@ def entry_codes(label: str) -> list[tuple[str, str]]:
 ENTRY_LABELS = list(dict.fromkeys(text for codes in ENTRY_STATUS.values() for text in codes.values()))
 
 
+NOT_APPLICABLE = "不适用"  # a red invoice has no usage (never asked); a voided one none unless a channel gave one
+VOIDED = "已作废"
+
+
+def usage_applies(is_red: bool, status: str | None, vat_usage: str | None) -> bool:
+    """Whether an invoice can have a usage status to show or wait for: not a red one (only blue
+    invoices are queried), and not a voided one the bureau gave none for. Such invoices read
+    不适用, never 未获取 (issue 19 item 10: 未获取 means a status could still be fetched)."""
+    return not is_red and (status != VOIDED or vat_usage is not None)
+
+
 def _label(table: dict, code: str | None) -> str:
     if code is None:
         return "未获取"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import and_, case, func, or_, select
 
@@ -26,6 +27,7 @@ SOURCE_COLUMNS = ("invoice_key", "source", "tax_id", "month", "batch_id", "first
 FIELDS = {"status": "发票状态", "amount": "金额", "tax": "税额", "total": "价税合计",
           "buyer_tax_id": "购方识别号", "buyer_name": "购买方名称"}
 ALL_KINDS = "*"
+MONEY_FIELDS = ("amount", "tax", "total")  # compared to the cent, written as money
 
 
 _ON_CONFLICT = "ON CONFLICT (invoice_key, source) DO UPDATE SET " + ", ".join(
@@ -91,7 +93,7 @@ def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
 def _value(field: str, row: InvoiceSource):
     """A field as compared and shown: money to the cent as text, empty text for none."""
     value = getattr(row, field)
-    if field in ("amount", "tax", "total"):
+    if field in MONEY_FIELDS:
         return None if value is None else f"{money(value):.2f}"
     return value or ""
 
@@ -186,34 +188,39 @@ def differing_months(tax_id: str, months: list[str]) -> set[str]:
 
 
 def write_report(report: dict, target) -> None:
-    """The report as an xlsx: counts, then one sheet per finding with each source's values side by side."""
-    from openpyxl import Workbook
+    """The report as an xlsx: counts, then one sheet per finding with each source's values side by
+    side; amounts as money cells a user can sum, counts as count cells (webapp.xlsx_stream)."""
+    from webapp.xlsx_stream import Workbook
 
-    from webapp.pool.export import safe_text
-
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "汇总"
-    sheet.append(["销方识别号", report["tax_id"]])
-    sheet.append(["开票月份", report["month"]])
-    for source, info in report["sources"].items():
-        sheet.append([f"{Source(source).label}份数", info["invoices"], "最近同步", info["last_synced"]])
-    sheet.append(["仅一个来源有", report["counts"]["only_one"]])
-    sheet.append(["来源间存在差异", report["counts"]["different"]])
     sources = list(report["sources"])
-    for title, entries, leading in (("仅一个来源有", report["only_one"], "缺少的来源"),
-                                    ("来源间差异", report["different"], "差异项")):
-        part = workbook.create_sheet(title)
-        part.append(["发票号码", "发票票种", leading] + [f"{Source(s).label}-{label}" for s in sources
-                                                      for label in (*FIELDS.values(), "最近提供时间")])
-        for entry in entries:
-            named = entry.get("missing") or entry.get("fields")
-            labels = [Source(n).label for n in named] if "missing" in entry else [FIELDS[n] for n in named]
-            cells = []
-            for source in sources:
-                values = entry["values"].get(source)
-                cells += ([safe_text(values[f]) for f in FIELDS] + [values["last_seen_at"]]) if values \
-                    else [None] * (len(FIELDS) + 1)
-            part.append([safe_text(entry["key"]), entry["type_name"], "、".join(labels)] + cells)
-        part.column_dimensions["A"].width = 26
-    workbook.save(target)
+    kinds = "ttt" + ("".join("m" if f in MONEY_FIELDS else "t" for f in FIELDS) + "t") * len(sources)
+    with Workbook(target) as workbook:
+        sheet = workbook.add_sheet("汇总", [16, 22, 10, 20], freeze_header=False)
+        sheet.append(["销方识别号", report["tax_id"]])
+        sheet.append(["开票月份", report["month"]])
+        for source, info in report["sources"].items():
+            sheet.append([f"{Source(source).label}份数", info["invoices"], "最近同步", info["last_synced"]], "tc")
+        sheet.append(["仅一个来源有", report["counts"]["only_one"]], "tc")
+        sheet.append(["来源间存在差异", report["counts"]["different"]], "tc")
+        for title, entries, leading in (("仅一个来源有", report["only_one"], "缺少的来源"),
+                                        ("来源间差异", report["different"], "差异项")):
+            part = workbook.add_sheet(title, [26, 20, 20])
+            part.append(["发票号码", "发票票种", leading] + [f"{Source(s).label}-{label}" for s in sources
+                                                          for label in (*FIELDS.values(), "最近提供时间")])
+            for entry in entries:
+                part.append(_report_row(entry, sources), kinds)
+
+
+def _report_row(entry: dict, sources: list[str]) -> list:
+    """One invoice's row of the report: what differs or is missing, then each source's values."""
+    named = entry.get("missing") or entry.get("fields")
+    labels = [Source(n).label for n in named] if "missing" in entry else [FIELDS[n] for n in named]
+    cells: list = []
+    for source in sources:
+        values = entry["values"].get(source)
+        if values:
+            cells += [Decimal(values[f]) if f in MONEY_FIELDS and values[f] is not None else values[f] for f in FIELDS]
+            cells.append(values["last_seen_at"])
+        else:
+            cells += [None] * (len(FIELDS) + 1)
+    return [entry["key"], entry["type_name"], "、".join(labels)] + cells

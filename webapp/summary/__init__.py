@@ -229,33 +229,28 @@ def chart_bars(chart: dict) -> dict:
 
 
 def write_summary(summary: dict, target) -> None:
-    """The summary as an xlsx: sheet 销项汇总 (month × rate, month and year totals) and 发票票种 counts."""
-    from openpyxl import Workbook
-
+    """The summary as an xlsx: sheet 销项汇总 (month × rate, month and year totals, amounts as money
+    cells) and 发票票种 counts (count cells); texts such as a file's 发票票种 stay text (webapp.xlsx_stream)."""
     from webapp.pool.export import money
+    from webapp.xlsx_stream import Workbook
 
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = "销项汇总"
-    sheet.append(["开票月份", "税率/征收率", "开具增值税专用发票-金额", "开具增值税专用发票-税额",
-                  "开具其他发票-金额", "开具其他发票-税额", "合计-金额", "合计-税额"])
+    with Workbook(target) as workbook:
+        sheet = workbook.add_sheet("销项汇总", [12, 14] + [22] * 6)
+        sheet.append(["开票月份", "税率/征收率", "开具增值税专用发票-金额", "开具增值税专用发票-税额",
+                      "开具其他发票-金额", "开具其他发票-税额", "合计-金额", "合计-税额"])
 
-    def row(month, rate, cells):
-        sheet.append([month, rate] + [money(cells[column][figure]) for column in ("special", "other", "all")
-                                      for figure in ("amount", "tax")])
+        def row(month, rate, cells):
+            sheet.append([month, rate] + [money(cells[column][figure]) for column in ("special", "other", "all")
+                                          for figure in ("amount", "tax")], "tt" + "m" * 6)
 
-    for month, rates in summary["months"].items():
-        for rate, cells in rates.items():
-            row(month, rate, cells)
-        row(month, "月合计", summary["month_totals"][month])
-    for rate, cells in summary["rate_totals"].items():
-        row(f"{summary['year']}年", rate, cells)
-    row(f"{summary['year']}年", "年度合计", summary["year_total"])
-    for column in "CDEFGH":
-        sheet.column_dimensions[column].width = 22
-    types = workbook.create_sheet("发票票种")
-    types.append(["发票票种", "蓝字发票", "红字发票", "已作废"])
-    for type_name, counts in summary["types"].items():
-        types.append([type_name, counts["blue"], counts["red"], counts["voided"]])
-    types.column_dimensions["A"].width = 34
-    workbook.save(target)
+        for month, rates in summary["months"].items():
+            for rate, cells in rates.items():
+                row(month, rate, cells)
+            row(month, "月合计", summary["month_totals"][month])
+        for rate, cells in summary["rate_totals"].items():
+            row(f"{summary['year']}年", rate, cells)
+        row(f"{summary['year']}年", "年度合计", summary["year_total"])
+        types = workbook.add_sheet("发票票种", [34, 12, 12, 12])
+        types.append(["发票票种", "蓝字发票", "红字发票", "已作废"])
+        for type_name, counts in summary["types"].items():
+            types.append([type_name, counts["blue"], counts["red"], counts["voided"]], "tccc")

@@ -1,0 +1,62 @@
+"""What the pool knows of a blue invoice's red flushes: the red invoices that name it (red_of),
+summed into the blue row's `flushed_amount` as invoices are saved.
+
+Why stored: the file's 发票状态 of an old blue invoice often still says 正常 although the pool holds
+a red invoice that flushes it whole (issue 19 item 8). The list, the detail page and the status
+filter show the derived status beside the file's (正常（已被红冲 100%）), and a filter over a million
+invoices cannot sum the reds of every row as it goes. Blues are refreshed after every pool write, for
+the reds written (their red_of) and the blues written (a red imported before its blue); both forms
+of a blue's reference are summed: its key, and 发票代码-发票号码 where that differs (a 数电纸质 blue).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from webapp.transactions import placeholders
+
+CHUNK = 500
+FULL_STATUS, PARTIAL_STATUS, VOID_STATUS, NORMAL_STATUS = "已红冲-全额", "已红冲-部分", "已作废", "正常"
+# One red row counts once whichever form names the blue (a legacy blue's key is its 发票代码-发票号码).
+# `r.tax_id || ''` keeps the planner on ix_invoice_red_of: on the company's index SQLite walks every
+# invoice of the company for each row (docs/performance.md, red_invoices_of's note).
+_FLUSHED = ("(SELECT SUM(ABS(r.amount)) FROM invoice r WHERE r.red_of IN (invoice.key, invoice.code || '-' || "
+            "invoice.number) AND r.is_red = {true} AND r.tax_id || '' = invoice.tax_id)")
+
+
+def flushed_sql(dialect) -> str:
+    """The SQL expression of a blue row's flushed amount (NULL: no red names it), for an UPDATE of invoice."""
+    return _FLUSHED.format(true="true" if dialect.name == "postgresql" else "1")
+
+
+def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of: int, code: int,
+                    number: int) -> None:
+    """Recompute `flushed_amount` of the blues these just-written header rows touch: those their reds
+    name, and the blues among them (positions of the columns given)."""
+    refs = {h[red_of] for h in headers if h[red] and h[red_of]}
+    refs |= {h[key] for h in headers if not h[red]}
+    refs |= {f"{h[code]}-{h[number]}" for h in headers if not h[red] and h[code] and h[number]}
+    refs = sorted(refs)
+    expression = flushed_sql(connection.dialect)
+    false, true = ("false", "true") if connection.dialect.name == "postgresql" else ("0", "1")
+    for start in range(0, len(refs), CHUNK):
+        part = tuple(refs[start:start + CHUNK])
+        # only the refs some red names: most blues just written have none, and no row is rewritten for them
+        named = tuple(connection.exec_driver_sql(
+            f"SELECT DISTINCT red_of FROM invoice WHERE red_of IN {placeholders(connection.dialect, len(part))} "
+            f"AND is_red = {true}", part).scalars())
+        if not named:
+            continue
+        numbers = tuple({ref.split("-", 1)[1] for ref in named if "-" in ref}) or ("",)
+        marks, number_marks = placeholders(connection.dialect, len(named)), placeholders(connection.dialect, len(numbers))
+        connection.exec_driver_sql(  # the 发票代码-发票号码 form found through ix_invoice_number
+            f"UPDATE invoice SET flushed_amount = {expression} WHERE is_red = {false} AND (key IN {marks} "
+            f"OR (number IN {number_marks} AND code || '-' || number IN {marks}))", named + numbers + named)
+
+
+def shown_status(status: str, amount, flushed) -> str:
+    """发票状态 as the list and the detail page show it: the file's, with what the pool's red invoices
+    say beside it where the file does not say it already: 正常（已被红冲 100%）."""
+    if not flushed or status in (FULL_STATUS, PARTIAL_STATUS, VOID_STATUS) or not amount:
+        return status
+    share = min(Decimal(flushed) / abs(Decimal(amount)) * 100, Decimal(100))
+    return f"{status}（已被红冲 {share.quantize(Decimal(1)) if share >= 1 else share.quantize(Decimal('0.1'))}%）"
