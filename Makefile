@@ -45,9 +45,10 @@ chromium:
 	  fi; \
 	fi
 
-## run: install, then start the Procfile (web, bundled Redis, worker, scheduler) with honcho until Ctrl-C
+## run: install, then start supervisord.conf's programs (web, bundled Redis, worker, scheduler) in the
+## foreground, each restarted when it dies, until Ctrl-C
 run: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
+	$(PY) -m jobs.supervision
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
 test: bytecode chromium
