@@ -36,6 +36,33 @@ def reconcile_interval() -> int:
     return int(get("RECONCILE_INTERVAL", "15"))
 
 
+def web_address() -> tuple[str, int]:
+    """HOST and PORT the web server listens on (127.0.0.1:5000 unless set)."""
+    return get("HOST", "127.0.0.1"), int(get("PORT", "5000"))
+
+
+def web_idle_timeout(default: int) -> int:
+    """WEB_IDLE_TIMEOUT: seconds a connection may stay silent before the web server closes it."""
+    return int(get("WEB_IDLE_TIMEOUT") or default)
+
+
+def supervised() -> bool:
+    """Whether supervisord started this process (it sets SUPERVISOR_ENABLED in its programs)."""
+    return bool(get("SUPERVISOR_ENABLED"))
+
+
+def supervisor_process_name() -> str | None:
+    """The program name supervisord gave this process (SUPERVISOR_PROCESS_NAME), None outside it."""
+    return get("SUPERVISOR_PROCESS_NAME")
+
+
+def environment() -> os._Environ:
+    """The whole environment, for a library that reads the variables it documents itself (supervisor's
+    childutils finds supervisord's socket there) and for handing settings on to a program started by
+    exec (jobs/supervision.py writes what supervisord.conf expands)."""
+    return os.environ
+
+
 def trusted_proxies() -> int:
     """TRUSTED_PROXIES: how many proxies in front of the web server add X-Forwarded-For (0: none, the
     header is ignored, since any client could write it). ValueError in Chinese for anything else."""
