@@ -193,3 +193,11 @@ def dialog_rerendered(page: Page):
     yield
     expect(page.locator("#import-form:not([data-stale])")).to_have_count(1)
     expect(page.locator("body[data-dialog-settled]")).to_have_count(1)
+
+
+def confirm_in_dialog(page: Page, question: str) -> None:
+    """Answer the product's own question (not the browser's confirm box) with 确定."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(question)
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
