@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
+from channels.etax_file import check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of
 from channels.records import SourceRejected
@@ -15,7 +16,6 @@ from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.batches.facts import counts_scope
 from webapp.clock import now
-from webapp.disk import copy_atomically
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
@@ -91,8 +91,19 @@ def staging_dir(batch: Batch) -> Path:
     return Path(current_app.config["DATA_DIR"]) / "staging" / batch.batch_no
 
 
-def create_file_batch(user: User, company: Company, source: Path, file_name: str) -> Batch:
-    """A 导入电子税局文件 batch: keep the upload, then let a job parse it (数据预处理中)."""
+def receive_file(company: Company, path: Path) -> Path:
+    """Check an uploaded file and parse it now, before any batch exists, so that a file refused for
+    any reason (another company's, unreadable rows: RowsRejected) is answered where it was given
+    (issue 19 item 9). Returns the folder of its staged months, for create_file_batch."""
+    check_upload(path, company.tax_id)
+    folder = Path(current_app.config["DATA_DIR"]) / "staging" / f"received-{secrets.token_hex(8)}"
+    background().stage_upload(path, company.tax_id, folder)
+    return folder
+
+
+def create_file_batch(user: User, company: Company, staged: Path, file_name: str) -> Batch:
+    """A 导入电子税局文件 batch holding the months staged at receipt (receive_file); its parse job
+    turns them into month subtasks once the company's earlier file batches have ended (数据预处理中)."""
     with write_transaction():
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
@@ -101,7 +112,7 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         )
         db.session.add(batch)
         db.session.flush()
-        copy_atomically(source, upload_path(batch))  # refused whole (DiskFull) when DATA_DIR lacks room
+        staged.rename(staging_dir(batch))  # same folder: a rename; a rollback leaves it to retention
     background().enqueue_parse(batch)
     audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch
