@@ -79,14 +79,14 @@ def parse_upload(batch_id: int) -> None:
     batch = db.session.get(Batch, batch_id)
     if batch is None or batch.status != BatchStatus.PREPROCESSING or _earlier_file_batch_active(batch):
         return
-    manifest = read_manifest(staging_dir(batch))
-    if manifest is not None:
-        _add_months(batch_id, manifest)
-        return
     attempt = _count_parse_attempt(batch_id)
     if attempt > MAX_PARSE_ATTEMPTS:
         _fail_batch(batch_id, CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS))
         _start_next_file_batch(batch)
+        return
+    manifest = read_manifest(staging_dir(batch))
+    if manifest is not None:
+        _add_months(batch_id, manifest)
         return
     try:
         with gc_paused():

@@ -74,7 +74,9 @@ def test_a_refused_file_keeps_the_dialog_and_its_file(page, tmp_path):
     assert _chosen_files(dialog) == ["空文件.xlsx"]
 
 
-def test_a_file_with_bad_rows_lists_them_on_the_batch_page_and_as_xlsx(page, tmp_path):
+def test_a_file_with_bad_rows_is_refused_in_the_dialog_with_its_error_list(page, tmp_path):
+    """Issue 19 item 9: the dialog answers 未导入 with the count of unreadable places and a link to
+    the 错误清单, which lists them; no batch appears."""
     bad = tmp_path / "有错误.xlsx"
     build_workbook(bad, [
         digital_invoice("24900123400000000701", [make_line("*供电*电力", "1.00")], basic_cells={"开票日期": "上周三"}),
@@ -85,20 +87,20 @@ def test_a_file_with_bad_rows_lists_them_on_the_batch_page_and_as_xlsx(page, tmp
     dialog.get_by_label(COMPANY).check()
     dialog.locator("input[type=file]").set_input_files(bad)
     dialog.get_by_role("button", name="确定").click()
-    row = page.locator("tr[id^=batch-]")
-    expect(column(page, row, "执行状态")).to_contain_text("全部执行失败", timeout=FINISH_TIMEOUT)
-    column(page, row, "导入批次号").get_by_role("link").click()
 
-    section = page.locator("#error-rows")
-    expect(section.get_by_role("heading", name="错误清单")).to_be_visible()
-    rows = section.locator("tbody tr")
-    expect(rows).to_have_count(2)
-    expect(rows.nth(0)).to_contain_text(re.compile("发票基础信息\\s*2\\s*开票日期\\s*上周三\\s*不是日期"))
-    expect(rows.nth(1)).to_contain_text(re.compile("信息汇总表\\s*3\\s*金额\\s*两元\\s*不是数字"))
+    answer = dialog.get_by_role("alert")
+    expect(answer).to_contain_text("所选文件均未导入")
+    expect(answer).to_contain_text("有错误.xlsx：文件中有 2 处无法读取，未导入任何数据")
     with page.expect_download() as download:
-        section.get_by_role("link", name="下载错误清单（xlsx）").click()
+        answer.get_by_role("link", name="下载错误清单（xlsx）").click()
     path = tmp_path / "errors.xlsx"
     download.value.save_as(path)
-    assert download.value.suggested_filename.startswith("错误清单_")
+    assert download.value.suggested_filename == "错误清单_有错误.xlsx"
     cells = list(load_workbook(path).active.iter_rows(values_only=True))
-    assert cells[1] == ("发票基础信息", 2, "开票日期", "上周三", "不是日期")
+    assert cells == [("工作表", "行号", "列", "单元格内容", "问题"), ("发票基础信息", 2, "开票日期", "上周三", "不是日期"),
+                     ("信息汇总表", 3, "金额", "两元", "不是数字")]
+    assert _chosen_files(dialog) == ["有错误.xlsx"]  # the dialog stays, to choose the fixed file
+
+    page.goto(page.url)
+    expect(page.get_by_text("暂无导入批次")).to_be_visible()
+    expect(page.locator("tr[id^=batch-]")).to_have_count(0)
