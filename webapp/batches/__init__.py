@@ -16,6 +16,7 @@ from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.batches.facts import counts_scope
 from webapp.clock import now
+from webapp.disk import check_room
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
@@ -94,7 +95,9 @@ def staging_dir(batch: Batch) -> Path:
 def receive_file(company: Company, path: Path) -> Path:
     """Check an uploaded file and parse it now, before any batch exists, so that a file refused for
     any reason (another company's, unreadable rows: RowsRejected) is answered where it was given
-    (issue 19 item 9). Returns the folder of its staged months, for create_file_batch."""
+    (issue 19 item 9). Returns the folder of its staged months, for create_file_batch. Refused
+    (DiskFull) before anything is written when DATA_DIR lacks room for the file."""
+    check_room(path.stat().st_size)
     check_upload(path, company.tax_id)
     folder = Path(current_app.config["DATA_DIR"]) / "staging" / f"received-{secrets.token_hex(8)}"
     background().stage_upload(path, company.tax_id, folder)
