@@ -606,3 +606,27 @@ def test_a_command_working_the_queue_itself_runs_its_jobs_in_its_own_process(app
         job = get_queue().enqueue("tests.test_file_import._own_pid")
         make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         assert Job.fetch(job.id, connection=redis_connection()).return_value() == os.getpid()
+
+
+def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app, tmp_path):
+    """The receipt's parse runs in a child process under the memory cap: a file that slipped past the
+    upload checks (a stray cell at XFD1048576, the reader allocating a huge grid) ends that child
+    only, and the caller gets a refusal in Chinese with nothing staged."""
+    from datetime import date
+
+    from channels.records import SourceRejected
+    from jobs import staging
+
+    from .test_etax_file import _patched_copy
+
+    good, far = tmp_path / "good.xlsx", tmp_path / "far.xlsx"
+    build_workbook(good, [digital_invoice("24900123400000000601", [make_line("*供电*电力", "1.00")])])
+    stray = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    _patched_copy(good, far, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
+    folder = tmp_path / "staged"
+    with pytest.raises(SourceRejected) as refused:
+        staging.stage_upload(far, DEMO_TAX_ID, folder, staging.field_limits(), date(2026, 1, 1))
+    assert str(refused.value) in (staging.CRASHED_REFUSAL, staging.MEMORY_REFUSAL)
+    assert not folder.exists()
+    manifest = staging.stage_upload(good, DEMO_TAX_ID, folder, staging.field_limits(), date(2026, 1, 1))
+    assert sum(manifest["counts"].values()) == 1 and staging.read_manifest(folder) == manifest
