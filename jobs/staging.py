@@ -25,11 +25,11 @@ from sqlalchemy import String
 
 from channels import etax_file
 from channels.records import SourceRejected, gc_paused
+from webapp.batches import STAGED_MANIFEST
 from webapp.disk import written_atomically
 from webapp.models import Invoice, InvoiceLine
 
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
-MANIFEST = "manifest.json"  # what a staged folder holds: months with their invoice counts, kinds, warnings
 MEMORY_REFUSAL = "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
 CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
                    "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
@@ -79,15 +79,9 @@ def write_months(folder: Path, parsed: etax_file.ParsedWorkbook) -> dict:
         period, staged = parsed.staged_by_month.popitem()
         with written_atomically(folder / f"{period}.staged") as temp:  # a full disk leaves no partial month
             temp.write_bytes(marshal.dumps(staged))
-    with written_atomically(folder / MANIFEST) as temp:
+    with written_atomically(folder / STAGED_MANIFEST) as temp:
         temp.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     return manifest
-
-
-def read_manifest(folder: Path) -> dict | None:
-    """What a staged folder holds (None: the folder was never staged whole)."""
-    path = folder / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def parse_and_stage(path: str, tax_id: str, folder: str, limits: etax_file.FieldLimits, today: date) -> dict:

@@ -21,10 +21,10 @@ from channels import etax_file
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
-from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, read_manifest, write_months
+from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, write_months
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
-from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
+from webapp.batches import add_subtasks, refresh_batch, staged_manifest, staging_dir, upload_path
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
@@ -84,7 +84,7 @@ def parse_upload(batch_id: int) -> None:
         _fail_batch(batch_id, CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS))
         _start_next_file_batch(batch)
         return
-    manifest = read_manifest(staging_dir(batch))
+    manifest = staged_manifest(staging_dir(batch))
     if manifest is not None:
         _add_months(batch_id, manifest)
         return

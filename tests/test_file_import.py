@@ -616,6 +616,7 @@ def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app
 
     from channels.records import SourceRejected
     from jobs import staging
+    from webapp.batches import staged_manifest
 
     from .test_etax_file import _patched_copy
 
@@ -629,4 +630,24 @@ def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app
     assert str(refused.value) in (staging.CRASHED_REFUSAL, staging.MEMORY_REFUSAL)
     assert not folder.exists()
     manifest = staging.stage_upload(good, DEMO_TAX_ID, folder, staging.field_limits(), date(2026, 1, 1))
-    assert sum(manifest["counts"].values()) == 1 and staging.read_manifest(folder) == manifest
+    assert sum(manifest["counts"].values()) == 1 and staged_manifest(folder) == manifest
+
+
+def test_a_file_batch_terminated_before_its_months_were_made_resumes_on_retry(client, app, work):
+    """终止 while a file batch is still 数据预处理中 (here: waiting behind the company's earlier file),
+    then 重试: its months staged at receipt are still there, so it runs them, no new upload needed."""
+    from webapp.batches import retry, terminate
+
+    login(client)
+    _upload(client, SAMPLES / "etax-export-2023-old-header.xlsx", SAMPLES / "etax-export-2024.xlsx")
+    with app.app_context():
+        first, second = db.session.scalars(select(Batch).order_by(Batch.id)).all()
+        assert second.status == "preprocessing"
+        assert terminate([second]) == {"batches": 1, "subtasks": 0}
+    work()
+    with app.app_context():
+        second = db.session.scalar(select(Batch).order_by(Batch.id.desc()))
+        assert second.status == "terminated"
+        assert retry([second]) == {"subtasks": 0, "parses": 1}
+    work()
+    assert [(b.status, b.success) for b in _batches(app)] == [("succeeded", 124), ("succeeded", 312)]

@@ -1,6 +1,7 @@
 """导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from pathlib import Path
@@ -90,6 +91,15 @@ def upload_path(batch: Batch) -> Path:
 def staging_dir(batch: Batch) -> Path:
     """Where a file import keeps its parsed months until each month's subtask has written them."""
     return Path(current_app.config["DATA_DIR"]) / "staging" / batch.batch_no
+
+
+STAGED_MANIFEST = "manifest.json"  # written last into a staged folder (jobs.staging): its months, kinds, warnings
+
+
+def staged_manifest(folder: Path) -> dict | None:
+    """What a folder of staged months holds (None: it was never staged whole)."""
+    path = folder / STAGED_MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def receive_file(company: Company, path: Path) -> Path:
@@ -299,9 +309,10 @@ def terminate(batches: list[Batch]) -> dict:
 
 
 def _reparse(batch: Batch) -> bool:
-    """A file batch that failed or was stopped while parsing, whose upload is still kept."""
+    """A file batch that failed or was stopped before its months were made, whose staged months
+    (or, from an older version, its upload) are still kept."""
     return (not batch.subtasks and batch.status in BatchStatus.RETRYABLE and batch.method == Method.FILE
-            and upload_path(batch).exists())
+            and ((staging_dir(batch) / STAGED_MANIFEST).exists() or upload_path(batch).exists()))
 
 
 def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:

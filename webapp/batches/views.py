@@ -426,7 +426,7 @@ def _table_now(message: str):
 def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
     """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
     if action == "retry":
-        return [(batch, (["重新解析上传的文件"] if reparse else [])
+        return [(batch, (["文件数据预处理（生成月份子任务）"] if reparse else [])
                  + [f"{s.period}（{SubtaskStatus(s.status).label}）" for s in subtasks])
                 for batch, reparse, subtasks in retry_plan(batches)]
     lines = []
