@@ -17,13 +17,13 @@ install: bytecode
 	$(FLASK) --app wsgi db upgrade
 	$(FLASK) --app wsgi seed-demo
 
-## deps: the virtualenv, reinstalled only when pyproject.toml changed
+## deps: the virtualenv, reinstalled only when pyproject.toml or setup.py changed
 deps: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -45,9 +45,10 @@ chromium:
 	  fi; \
 	fi
 
-## run: install, then start the Procfile (web, bundled Redis, worker, scheduler) with honcho until Ctrl-C
+## run: install, then start supervisord.conf's programs (web, bundled Redis, worker, scheduler) in the
+## foreground, each restarted when it dies, until Ctrl-C
 run: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
+	$(PY) -m jobs.supervision
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
 test: bytecode chromium

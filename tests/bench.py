@@ -34,7 +34,7 @@ SIZES = {
     "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
               "pool_invoices": 5_000, "samples": 3, "download_months": 1,
               "plan_companies": 2, "batches": 200, "scale_companies": 2, "scale_months": 1,
-              "scale_volume": "small"},
+              "scale_volume": "small", "load_seconds": 5},
 }
 BEFORE = {  # issue 11, measured on this 2-core machine before the work
     "cold_start_s": 1.8, "file_import_ratio": 3.75, "export_invoices_per_s": 1_700,
@@ -665,6 +665,7 @@ def _machine() -> dict:
 
 def main() -> None:
     from tests.bench_backup import backup_bench
+    from tests.bench_load import load_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
     from tests.servers import redis_server
@@ -693,6 +694,7 @@ def main() -> None:
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
             result["batch_list"] = batch_list_bench(folder, size["batches"])
             result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
+            result["load"] = load_bench(size["load_seconds"])  # the product as `make run` starts it
             if os.environ.get("BENCH_PLANS"):
                 result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
             if pg_url:

@@ -69,7 +69,7 @@ PUBLIC = set(PUBLIC_ENDPOINTS)
 EXPECTED = {
     "home": _everyone, "auth.logout": lambda role, target, method: "no_error",  # then anonymous
     "batches.index": _everyone, "batches.import_dialog": _everyone,
-    "batches.row": _if_visible, "batches.detail": _if_visible,
+    "batches.row": _if_visible, "batches.detail": _if_visible, "batches.detail_live": _if_visible,
     "batches.terminate_selected": _if_visible, "batches.retry_selected": _if_visible,
     "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone, "pool.coverage_page": _if_visible,
     "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,

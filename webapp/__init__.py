@@ -16,7 +16,7 @@ from webapp.extensions import csrf, db, htmx, login_manager, migrate
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app from the environment (or `test_config`), wiring extensions and blueprints."""
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder=_template_folder())
     app.config.from_mapping(load_config())
     if test_config:
         app.config.update(test_config)
@@ -43,6 +43,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
+def _template_folder() -> str:
+    """Every page and partial, each feature's in a folder of its own (README.md, Layout): templates/ at the
+    repository's root in a checkout, webapp/templates/ in an installed wheel (setup.py maps it there)."""
+    package = Path(__file__).parent
+    installed = package / "templates"
+    return str(installed if installed.is_dir() else package.parent / "templates")
+
+
 def _trust_proxies(app: Flask) -> None:
     """Behind TRUSTED_PROXIES proxies, take the client address (login limits, 审计日志) and scheme from
     the X-Forwarded-For / X-Forwarded-Proto they add; with none, the headers are ignored (a client
@@ -53,7 +61,7 @@ def _trust_proxies(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    """One blueprint per feature package, each with its views and templates."""
+    """One blueprint per feature package, each with its views (their templates: _template_folder)."""
     from webapp.accounts.views import bp as accounts
     from webapp.autoupdate.views import bp as autoupdate
     from webapp.backup.views import bp as backup

@@ -149,6 +149,20 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
     return facts
 
 
+POLL_SECONDS = 2  # while a month runs or is about to
+POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+
+
+def poll_every(live: list[Batch], facts: dict[int, BatchFacts]) -> int:
+    """Seconds between a page's polls of its running batches (each page polls once, whatever it shows):
+    POLL_SECONDS while a month of theirs runs or is about to, or a file is parsed; POLL_WAITING_SECONDS
+    while they only wait, which may last hours."""
+    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
+               or facts[b.id].counts.get(SubtaskStatus.PENDING)
+               for b in live)
+    return POLL_SECONDS if busy else POLL_WAITING_SECONDS
+
+
 def _count_queued_ahead(queued: list[BatchFacts]) -> None:
     """For batches none of whose months runs yet: how many months of other batches are queued or running
     before their first one (the worker takes months in the order they were created), in one query.

@@ -35,7 +35,7 @@ from webapp.batches import (
     terminate,
 )
 from webapp.batches import quota_use as quota
-from webapp.batches.facts import created_notice, page_facts, unanswered_keys
+from webapp.batches.facts import created_notice, page_facts, poll_every, unanswered_keys
 from webapp.batches.forms import ImportForm
 from webapp.batches.refused import keep_refused, refused_rows
 from webapp.clock import now
@@ -46,9 +46,7 @@ from webapp.models import Batch, Company
 from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
 from webapp.web import paginate, wants_partial, xlsx_download
 
-bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
-POLL_SECONDS = 2  # while a month runs or is about to
-POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+bp = Blueprint("batches", __name__, url_prefix="/batches")
 MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
 
 
@@ -283,13 +281,11 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     which of them still run, for the page's one poller."""
     facts = page_facts([b.id for b in batches])
     live = [b for b in batches if b.status in BatchStatus.ACTIVE]
-    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
-               or facts[b.id].counts.get(SubtaskStatus.PENDING)
-               for b in live)
     created_nos = [n for n in _created_arg().split("、") if n]
-    return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
-            "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
-            "notice": _created_notice(created_nos)}
+    nos = ",".join(f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live)
+    return {"facts": facts, "message": message, "notice": _created_notice(created_nos),
+            "poll_url": url_for("batches.live", nos=nos, created="、".join(created_nos) or None) if live else None,
+            "poll_every": poll_every(live, facts)}
 
 
 def _created_arg() -> str:
@@ -354,10 +350,24 @@ def row(batch_no):
 @bp.route("/<batch_no>")
 def detail(batch_no):
     """The batch detail: one row per month subtask, what went wrong and what the bureau left unanswered."""
-    batch = batch_for(current_user, batch_no)
-    template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
-    return render_template(template, batch=batch, error_rows=error_rows(batch), facts=page_facts([batch.id]),
-                           unanswered=unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [])
+    return render_template("batches/detail.html", **_detail_context(batch_for(current_user, batch_no)))
+
+
+@bp.route("/<batch_no>/live")
+def detail_live(batch_no):
+    """The detail page's one poll: its subtasks and its 错误清单 as they stand now, swapped out of band,
+    and the poller itself again while the batch still runs (a finished batch's page stops asking)."""
+    return render_template("batches/_detail_live.html", **_detail_context(batch_for(current_user, batch_no)))
+
+
+def _detail_context(batch: Batch) -> dict:
+    """What the detail page and its poll show of one batch, and how often the page asks again."""
+    facts = page_facts([batch.id])
+    running = batch.status in BatchStatus.ACTIVE
+    return {"batch": batch, "facts": facts, "error_rows": error_rows(batch),
+            "unanswered": unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [],
+            "poll_url": url_for("batches.detail_live", batch_no=batch.batch_no) if running else None,
+            "poll_every": poll_every([batch] if running else [], facts)}
 
 
 ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
