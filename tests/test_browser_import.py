@@ -22,23 +22,27 @@ def _chosen_files(dialog) -> list[str]:
 
 
 def test_several_files_each_become_a_batch_and_the_dialog_says_what_happened(page, tmp_path):
-    broken = tmp_path / "坏文件.xlsx"
+    broken, unreadable = tmp_path / "坏文件.xlsx", tmp_path / "有错误.xlsx"
     broken.write_text("发票号码,金额\n1,2\n", encoding="utf-8")
+    build_workbook(unreadable, [digital_invoice("24900123400000000711", [make_line("*供电*电力", "1.00")],
+                                                basic_cells={"开票日期": "上周三"})])
     login(page)
     dialog = open_import_dialog(page)
     dialog.get_by_label(COMPANY).check()
-    dialog.locator("input[type=file]").set_input_files([SAMPLE_2023, broken, SAMPLE_2024])
+    dialog.locator("input[type=file]").set_input_files([SAMPLE_2023, broken, unreadable, SAMPLE_2024])
     dialog.get_by_role("button", name="确定").click()
 
     result = page.get_by_role("dialog")
     expect(result.get_by_role("heading", name="导入结果")).to_be_visible()
     items = result.locator("ul.file-outcomes li")
-    expect(items).to_have_count(3)
+    expect(items).to_have_count(4)
     expect(items.nth(0)).to_contain_text(re.compile(r"etax-export-2023-old-header\.xlsx：\s*已接收"))
     expect(items.nth(1)).to_contain_text(re.compile(r"坏文件\.xlsx：\s*未导入：文件不是有效的 xlsx 工作簿"))
-    expect(items.nth(2)).to_contain_text(re.compile(r"etax-export-2024\.xlsx：\s*已接收"))
+    expect(items.nth(2)).to_contain_text(re.compile(r"有错误\.xlsx：\s*未导入：工作表“发票基础信息”第 2 行“开票日期”不是日期"))
+    expect(items.nth(2).get_by_role("link", name="下载错误清单（xlsx）")).to_be_visible()
+    expect(items.nth(3)).to_contain_text(re.compile(r"etax-export-2024\.xlsx：\s*已接收"))
     first_no = items.nth(0).get_by_role("link").inner_text()
-    second_no = items.nth(2).get_by_role("link").inner_text()
+    second_no = items.nth(3).get_by_role("link").inner_text()
 
     result.get_by_role("link", name="查看导入批次").click()
     expect(page.locator("tr[id^=batch-]")).to_have_count(2)
