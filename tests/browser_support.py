@@ -52,11 +52,11 @@ class LiveServer:
 
     def import_file(self, path: Path = SAMPLE_2024, username: str = "caiwu") -> str:
         """Create a file batch as the dialog would (the worker then runs it); returns its batch number."""
-        from webapp.batches import create_file_batch
+        from webapp.batches import create_file_batch, receive_file
 
         with self.app.app_context():
             user, company = self._user_and_company(username)
-            batch_no = create_file_batch(user, company, path, path.name).batch_no
+            batch_no = create_file_batch(user, company, receive_file(company, path), path.name).batch_no
             db.session.remove()
         return batch_no
 
