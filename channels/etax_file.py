@@ -169,7 +169,7 @@ class RowsRejected(SourceRejected):
             text = f"{first}，文件未导入任何数据，请修正后重新上传"
         else:
             text = (f"文件中有 {total} 处无法读取，未导入任何数据。第一处：{first}。"
-                    "完整清单见批次详情页，可下载“错误清单”逐行修正")
+                    "请下载“错误清单”查看全部并逐行修正后重新导入")
         super().__init__(text)
         self.rows, self.total = rows, total
 
@@ -213,7 +213,7 @@ def check_upload(path: str | Path, tax_id: str | None = None) -> None:
 
     Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
     outside the data and the two required sheet names are checked; with `tax_id`, the seller column
-    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse job reads the file once.
+    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse (jobs.staging) reads the file once.
     """
     path = Path(path)
     size = path.stat().st_size

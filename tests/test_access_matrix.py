@@ -78,6 +78,7 @@ EXPECTED = {
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,
     "admin.audit_log": _admins, "admin.audit_export": _admins, "health.status_page": _admins,
     "batches.confirm": _if_visible, "batches.error_list": _no_error_if_visible,
+    "batches.refused_error_list": lambda role, target, method: "denied",  # the uploader's own token only
     "summary.index": _if_visible, "summary.export": _if_visible,
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,
     "batches.live": _everyone, "pool.summary": _everyone,  # both cut down to the user's companies

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from .browser_support import login
+from .browser_support import confirm_in_dialog, login
 
 
 def no_browser_confirms(page) -> list[str]:
@@ -11,14 +11,6 @@ def no_browser_confirms(page) -> list[str]:
     asked: list[str] = []
     page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     return asked
-
-
-def confirm_in_dialog(page, question: str) -> None:
-    """Answer the product's question with 确定."""
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text(question)
-    dialog.get_by_role("button", name="确定").click()
-    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 def test_auto_update_from_the_list_page_to_its_batches(page):

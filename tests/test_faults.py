@@ -54,7 +54,6 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from wsgi import create_app
 import jobs.sources, jobs.tasks
-from channels import etax_file
 
 moment, mark = os.environ.get("FAULT_MOMENT"), pathlib.Path(os.environ.get("FAULT_MARK") or "/nonexistent/x")
 slow = float(os.environ.get("FAULT_SLOW") or 0)
@@ -82,7 +81,7 @@ def before(module, name, moment_name):
         return real(*args, **kwargs)
     setattr(module, name, hooked)
 
-before(etax_file, "parse_workbook", "parse")
+before(jobs.tasks, "_add_months", "parse")  # the parse job: the months staged at receipt become subtasks
 after(jobs.sources, "download", "download")
 after(jobs.tasks, "save_staged", "write", remember=True)
 event.listen(Session, "before_commit", lambda session: wrote and pause("commit"))

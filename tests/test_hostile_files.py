@@ -142,7 +142,7 @@ import sys, json
 sys.path.insert(0, {root!r})
 from channels import etax_file
 from channels.records import SourceRejected
-from jobs.tasks import field_limits
+from jobs.staging import field_limits
 message = None
 try:
     etax_file.check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned

@@ -194,7 +194,7 @@ def test_htmx_is_the_pinned_release_committed_in_the_repository():
     assert "fetch_htmx" not in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("args", [["user", "add", "wang", "--password", "secret123"], ["pool", "stats", "--tax-id", "X"],
+@pytest.mark.parametrize("args", [["user", "add", "wang", "--password", "secret123"], ["pool", "stats", "--tax-id", "91330100MA2H4K7Q1X"],
                                   ["seed-demo"], ["autoupdate", "run-due"]])
 def test_a_command_on_an_unmigrated_database_says_what_to_run(tmp_path, args):
     """No traceback: the operator is told, in Chinese and English, to migrate first."""

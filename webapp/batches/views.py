@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from channels import quota_rules
-from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
+from channels.etax_file import MAX_UPLOAD_BYTES, RowsRejected, check_file_name
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import params
@@ -28,6 +28,7 @@ from webapp.batches import (
     leqi_refusal,
     missing_prerequisites,
     months_before_leqi,
+    receive_file,
     retry,
     retry_plan,
     subtask_label,
@@ -36,6 +37,7 @@ from webapp.batches import (
 from webapp.batches import quota_use as quota
 from webapp.batches.facts import created_notice, page_facts, poll_every, unanswered_keys
 from webapp.batches.forms import ImportForm
+from webapp.batches.refused import keep_refused, refused_rows
 from webapp.clock import now
 from webapp.disk import check_room, is_disk_full
 from webapp.extensions import db, htmx
@@ -102,14 +104,16 @@ def _create(form: ImportForm) -> list[Batch]:
 def _create_file_batches(form: ImportForm) -> list[dict]:
     """One batch per chosen file, in the order chosen, each refused or accepted on its own.
 
-    Returns what happened to each file: {"name", "batch" (or None), "error" (or None)}.
-    The batches of one company then run one after another in this order (jobs.tasks).
+    Returns what happened to each file: {"name", "batch" (or None), "error" (or None), "error_list"
+    (the 错误清单's address of a file refused for unreadable rows, or None)}. Each file is parsed
+    as it is received (receive_file), so a refusal is said here, never by a failed batch. The
+    batches of one company then run one after another in this order (jobs.tasks).
     """
     company = form.chosen_companies()[0]
     outcomes = []
     for storage in form.chosen_files():
         name = storage.filename
-        outcome = {"name": name, "batch": None, "error": None}
+        outcome = {"name": name, "batch": None, "error": None, "error_list": None}
         outcomes.append(outcome)
         try:
             check_file_name(name)
@@ -118,8 +122,11 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
             outcome["error"] = str(exc)
             continue
         try:
-            check_upload(path, company.tax_id)
-            outcome["batch"] = create_file_batch(current_user, company, path, name)
+            outcome["batch"] = create_file_batch(current_user, company, receive_file(company, path), name)
+        except RowsRejected as exc:
+            outcome["error"] = str(exc)
+            if token := keep_refused(current_user, name, exc):
+                outcome["error_list"] = url_for("batches.refused_error_list", token=token)
         except SourceRejected as exc:
             outcome["error"] = str(exc)
         finally:
@@ -371,22 +378,37 @@ def error_rows(batch: Batch) -> list[dict]:
     return json.loads(batch.error_rows) if batch.error_rows else []
 
 
-@bp.route("/<batch_no>/errors.xlsx")
-def error_list(batch_no):
+def _error_list_download(rows: list[dict], name: str) -> Response:
     """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
     from webapp.xlsx_stream import Workbook
 
-    batch = batch_for(current_user, batch_no)
-    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
-    if not rows:
-        abort(404)
     buffer = io.BytesIO()
     with Workbook(buffer) as workbook:
         sheet = workbook.add_sheet("错误清单", [16, 8, 20, 30, 40])
         sheet.append(list(ERROR_LIST_HEADERS))
         for row in rows:
             sheet.append([row["sheet"], row["row"], row["column"], row["value"], row["why"]], "tctt")
-    return xlsx_download(buffer.getvalue(), f"错误清单_{batch.batch_no}.xlsx")  # no-store: auth._security_headers
+    return xlsx_download(buffer.getvalue(), f"错误清单_{name}.xlsx")  # no-store: auth._security_headers
+
+
+@bp.route("/<batch_no>/errors.xlsx")
+def error_list(batch_no):
+    """The 错误清单 of a batch whose file was refused by its parse (a batch left by an older version)."""
+    batch = batch_for(current_user, batch_no)
+    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
+    if not rows:
+        abort(404)
+    return _error_list_download(rows, batch.batch_no)
+
+
+@bp.route("/refused/<token>/errors.xlsx")
+def refused_error_list(token):
+    """The 错误清单 of a file refused as it was received, from the import dialog's answer: only for
+    the user who uploaded it, for a day (webapp.batches.refused); anything else is 404."""
+    record = refused_rows(current_user, token)
+    if record is None:
+        abort(404)
+    return _error_list_download(record["rows"], Path(record["file_name"]).stem)
 
 
 def _selected_batches() -> list[Batch]:
@@ -414,7 +436,7 @@ def _table_now(message: str):
 def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
     """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
     if action == "retry":
-        return [(batch, (["重新解析上传的文件"] if reparse else [])
+        return [(batch, (["文件数据预处理（生成月份子任务）"] if reparse else [])
                  + [f"{s.period}（{SubtaskStatus(s.status).label}）" for s in subtasks])
                 for batch, reparse, subtasks in retry_plan(batches)]
     lines = []
