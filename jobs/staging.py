@@ -1,7 +1,7 @@
 """A file import's parse at receipt: in a child process under a memory cap, its months staged on disk.
 
-Why (issue 19 item 9): a file refused for unreadable rows is answered where it was given (the import
-dialog, `import-file`) with its 错误清单, instead of becoming a 全部执行失败 batch; and a good file
+Why (docs/etax-export.md, What refuses a file): a file refused for unreadable rows is answered where it was
+given (the import dialog, `import-file`) with its 错误清单, instead of becoming a 全部执行失败 batch; and a good file
 is parsed once: the months staged here are the ones the batch writes (webapp.batches.create_file_batch
 moves the folder to the batch, jobs.tasks.parse_upload adopts it). The child keeps the web process
 small: a 10 MB export needs some 300 MB while it is parsed, given back when the child ends, and a

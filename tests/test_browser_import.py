@@ -79,8 +79,8 @@ def test_a_refused_file_keeps_the_dialog_and_its_file(page, tmp_path):
 
 
 def test_a_file_with_bad_rows_is_refused_in_the_dialog_with_its_error_list(page, tmp_path):
-    """Issue 19 item 9: the dialog answers 未导入 with the count of unreadable places and a link to
-    the 错误清单, which lists them; no batch appears."""
+    """(docs/etax-export.md, What refuses a file) The dialog answers 未导入 with the count of unreadable
+    places and a link to the 错误清单, which lists them; no batch appears."""
     bad = tmp_path / "有错误.xlsx"
     build_workbook(bad, [
         digital_invoice("24900123400000000701", [make_line("*供电*电力", "1.00")], basic_cells={"开票日期": "上周三"}),

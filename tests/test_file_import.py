@@ -250,8 +250,8 @@ def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_p
 
 
 def test_bad_rows_refuse_the_file_in_the_dialog_with_its_error_list_and_no_batch(client, app, tmp_path):
-    """Issue 19 item 9: a file with unreadable rows is answered where it was given, like any refused
-    file: the dialog says 未导入 with the count and offers the 错误清单; no batch is created."""
+    """(docs/etax-export.md, What refuses a file) A file with unreadable rows is answered where it was
+    given, like any refused file: the dialog says 未导入 with the count and offers the 错误清单; no batch is created."""
     path = tmp_path / "bad.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000101", [make_line("*供电*电力", "1.00")],
                                           basic_cells={"开票日期": "2024-02-30"}),

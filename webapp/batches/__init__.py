@@ -105,7 +105,7 @@ def staged_manifest(folder: Path) -> dict | None:
 def receive_file(company: Company, path: Path) -> Path:
     """Check an uploaded file and parse it now, before any batch exists, so that a file refused for
     any reason (another company's, unreadable rows: RowsRejected) is answered where it was given
-    (issue 19 item 9). Returns the folder of its staged months, for create_file_batch. Refused
+    (docs/etax-export.md, What refuses a file). Returns the folder of its staged months, for create_file_batch. Refused
     (DiskFull) before anything is written when DATA_DIR lacks room for the file."""
     check_room(path.stat().st_size)
     check_upload(path, company.tax_id)

@@ -1,7 +1,7 @@
 """A file refused at receipt for unreadable rows, kept a short while for its 错误清单.
 
-Why (issue 19 item 9): such a file becomes no batch, yet the user needs every unreadable place to
-fix the file, from the import dialog's answer (the download link) as from a batch page before. The
+Why (docs/etax-export.md, What refuses a file): such a file becomes no batch, yet the user needs every
+unreadable place to fix the file, from the import dialog's answer (the download link) as from a batch page before. The
 rows are kept in DATA_DIR/refused/<token>.json, readable only by the user who uploaded the file,
 for KEEP (the scheduler's daily clean-up removes older ones: README, Retention).
 """
