@@ -100,3 +100,19 @@ def test_features_import_only_the_features_before_them():
         if mine and theirs and FEATURES.index(theirs) > FEATURES.index(mine):
             backwards.add((file, module))
     assert backwards == set()
+
+
+# The modules at webapp/ itself (params, web, transactions, statuses, …) sit below every feature and
+# import none, except the two that assemble the app: the factory (webapp/__init__.py: each feature's
+# blueprint) and webapp/cli.py (each feature's commands; its print_json also asks webapp.health for the
+# demo and disk notices, and --as asks webapp.accounts.permissions).
+ASSEMBLING = ("webapp/__init__.py", "webapp/cli.py")
+
+
+def test_shared_modules_import_no_feature():
+    """A feature's helper that the shared modules need moves down (the tax ID and batch number shapes
+    into webapp.params; the COPY helper into webapp.transactions); a feature's template globals are
+    registered by its own blueprint, not by webapp.web."""
+    upward = {(file, module) for file, module in _imported_modules("webapp")
+              if file.count("/") == 1 and file not in ASSEMBLING and _feature_of(module)}
+    assert upward == set()
