@@ -52,13 +52,15 @@ run: install
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set): all but the fault tests on
 ## every core (pytest-xdist), then the fault tests in one process, since they time process kills and
-## restarts (exit status 5, nothing selected by PYTEST_ARGS, is no failure); extra args in PYTEST_ARGS
-## (`-n 0`: one process). PYTHONDONTWRITEBYTECODE is cleared for pytest alone, so the test modules it
-## rewrites (assertions) are kept in __pycache__ instead of redone by each worker
+## restarts; both parts run whatever the first found (exit status 5, nothing selected by PYTEST_ARGS, is no
+## failure); extra args in PYTEST_ARGS (`-n 0`: one process). PYTHONDONTWRITEBYTECODE is cleared for pytest
+## alone, so the test modules it rewrites (assertions) are kept in __pycache__ instead of redone by each worker
 test: bytecode chromium
 	$(VENV)/bin/ruff check .
-	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -n auto -m "not faults" $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -m faults $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	@failed=0; \
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -n auto -m "not faults" $(PYTEST_ARGS) || [ $$? -eq 5 ] || failed=1; \
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -m faults $(PYTEST_ARGS) || [ $$? -eq 5 ] || failed=1; \
+	exit $$failed
 
 ## test-fast: the fast tier while you work (under two minutes): ruff, then every test not marked
 ## browser, faults, postgres or slow (tests/conftest.py, KINDS), on every core
