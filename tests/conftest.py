@@ -239,6 +239,8 @@ TESTS = {  # single tests of a kind in files of another
     "slow": ("test_100k_rows_stream_in_bounded_memory", "test_tracemalloc_peak_stays_flat",
              "test_parsing_costs_little_beyond_reading",  # measured budgets
              "test_unknown_users_take_as_long_as_known_ones",  # timed logins
+             "test_an_office_behind_one_address_is_not_locked_out_by_other_users_failures",  # 30 and more logins
+             "test_every_route_allows_and_denies_as_it_must_without_leaking",  # every route as every role
              "test_every_row_written_at_an_earlier_revision_survives_the_upgrade_to_head",  # every revision
              "test_every_route_survives_hostile_parameters", "test_month_sums_agree_with_their_indexes"),  # sweeps
 }
