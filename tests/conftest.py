@@ -119,7 +119,7 @@ _HASHES: dict[str, str] = {}  # a demo password → its hash, made once per sess
 def _demo_hashes_once():
     """The demo users' password hashes are made once per session and reused by every test's seed:
     each is a real scrypt hash of that password, which logins check as always, but making one costs
-    a fifth of a second and nearly every test seeds two (a third of the fast tier's set-up time)."""
+    about 0.09 s of CPU and nearly every test seeds two (most of a test's set-up before)."""
     import webapp.models
 
     make = webapp.models.generate_password_hash
