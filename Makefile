@@ -18,13 +18,13 @@ install: bytecode
 	$(FLASK) --app wsgi db upgrade
 	$(FLASK) --app wsgi seed-demo
 
-## deps: the virtualenv, reinstalled only when pyproject.toml changed
+## deps: the virtualenv, reinstalled only when pyproject.toml or setup.py changed
 deps: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml | $(PY)
 ## job starts without compiling them again, even where PYTHONDONTWRITEBYTECODE is set (stale files are
 ## recompiled; an edited module is still read from its source)
 bytecode: deps
-	$(PY) -m compileall -q wsgi.py webapp channels jobs
+	$(PY) -m compileall -q wsgi.py settings.py webapp channels jobs
 
 ## chromium: Debian's Chromium, which the browser tests drive through Playwright, and a CJK font for its screenshots
 chromium:
@@ -46,9 +46,10 @@ chromium:
 	  fi; \
 	fi
 
-## run: install, then start the Procfile (web, bundled Redis, worker, scheduler) with honcho until Ctrl-C
+## run: install, then start supervisord.conf's programs (web, bundled Redis, worker, scheduler) in the
+## foreground, each restarted when it dies, until Ctrl-C
 run: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONUNBUFFERED=1 $(VENV)/bin/honcho start -f Procfile
+	$(PY) -m jobs.supervision
 
 ## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set): all but the fault tests on
 ## every core (pytest-xdist), then the fault tests in one process, since they time process kills and

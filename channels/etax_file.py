@@ -31,11 +31,9 @@ from channels.records import (
     HEADER_COLUMNS,
     LINE_COLUMNS,
     TIMESTAMP,
-    InvoiceRecord,
     SourceRejected,
     StagedInvoice,
     canonical_tax_id,
-    record_from_staged,
 )
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -132,12 +130,6 @@ class ParsedWorkbook:
     line_count: int = 0
     warnings: list[str] = field(default_factory=list)  # kept, but worth the user's look
 
-    def invoices(self) -> Iterator[InvoiceRecord]:
-        """Every invoice as a record (Decimals and a datetime), month by month, for callers that
-        want records rather than the rows the pool writes."""
-        for month_invoices in self.staged_by_month.values():
-            yield from map(record_from_staged, month_invoices)
-
 
 class _BadCell(Exception):
     """A cell that cannot be read; the parsing loop adds the sheet and row for the user."""
@@ -177,7 +169,7 @@ class RowsRejected(SourceRejected):
             text = f"{first}，文件未导入任何数据，请修正后重新上传"
         else:
             text = (f"文件中有 {total} 处无法读取，未导入任何数据。第一处：{first}。"
-                    "完整清单见批次详情页，可下载“错误清单”逐行修正")
+                    "请下载“错误清单”查看全部并逐行修正后重新导入")
         super().__init__(text)
         self.rows, self.total = rows, total
 
@@ -221,7 +213,7 @@ def check_upload(path: str | Path, tax_id: str | None = None) -> None:
 
     Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
     outside the data and the two required sheet names are checked; with `tax_id`, the seller column
-    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse job reads the file once.
+    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse (jobs.staging) reads the file once.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -239,7 +231,7 @@ _SELLER_SCAN = BASIC_COLUMNS[:5]  # 序号, the three number columns (which rows
 
 def check_seller(path: Path, tax_id: str) -> None:
     """Refuse another company's export while it is received, as the parse would (the same message),
-    so the dialog answers instead of a batch failing later (issue 19 item 9).
+    so the dialog answers instead of a batch failing later (README, Command line: `import-file` refuses it too).
 
     Only 发票基础信息 is read, and of it only the key and seller columns are looked at: the big
     信息汇总表 is left to the parse job. A seller cell the parse cannot read is left to it too (it
@@ -869,7 +861,7 @@ def _too_long(column: str, value: str, limit: int) -> _BadCell:
 def _group(invoices: dict[str, StagedInvoice], line_count: int, today: date | None = None) -> ParsedWorkbook:
     """Group invoices by month (months ascending, sheet order within a month), list kinds, and
     warn about what is imported as written (the bureau's data) yet looks wrong: blue invoices with
-    a negative amount, a 开票日期 after today or before VAT invoices existed (issue 19 item 12)."""
+    a negative amount, a 开票日期 after today or before VAT invoices existed (docs/etax-export.md, Values)."""
     by_month: dict[str, list[StagedInvoice]] = {}
     kinds: dict[str, str | None] = {}
     negative_blue, future, ancient = [], [], []

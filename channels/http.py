@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import httpx
 import orjson
+import tenacity
 
 from channels.records import ChannelRejected, Pending, TransientError
 
@@ -139,20 +140,23 @@ class ApiClient:
 
 def with_retries(fn: Callable[[], T], attempts: int, backoff: float,
                  sleep: Callable[[float], None] = time.sleep, max_delay: float = MAX_DELAY) -> T:
-    """Call fn until it stops raising TransientError, waiting backoff·2ⁿ between attempts.
+    """Call fn until it stops raising TransientError, waiting backoff·2ⁿ (at most max_delay) between
+    attempts: PROTOCOL.md's retry rule, through tenacity.
 
     SourceRejected passes straight through: retrying a refusal only wastes the user's time.
     After the last attempt the error is raised again with the attempt count, keeping the
     Pending class so the caller still knows the result was merely not ready.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except TransientError as exc:
-            if attempt == attempts:
-                raise _exhausted(exc, attempts) from exc
-            sleep(min(backoff * 2 ** (attempt - 1), max_delay))
-    raise ValueError("attempts must be at least 1")
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(TransientError),
+                                 stop=tenacity.stop_after_attempt(attempts),
+                                 wait=tenacity.wait_exponential(multiplier=backoff, max=max_delay),
+                                 sleep=sleep, reraise=True)
+    try:
+        return retrying(fn)
+    except TransientError as exc:
+        raise _exhausted(exc, attempts) from exc
 
 
 def _exhausted(exc: TransientError, attempts: int) -> TransientError:

@@ -22,7 +22,7 @@ TYPE_NAMES: dict[str, str] = {
 }
 _CODES_BY_NAME = {name: code for code, name in TYPE_NAMES.items()}
 
-# The six kinds a user picks for 税局下载 (manual: 发票种类), in the manual's order, each under the
+# The six kinds a user picks for 税局下载 (docs/rules.md, 导入 dialog), in its order, each under the
 # one name the pool, the export and every screen use for it (TYPE_NAMES).
 DOWNLOAD_KINDS: dict[str, str] = {code: TYPE_NAMES[code] for code in ("10", "08", "04", "01", "82", "81")}
 

@@ -16,7 +16,7 @@ import httpx
 from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, chunked, count_field
 from channels.months import month_of
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
-from channels.records import InvoiceRecord, StagedInvoice, UsageQuery, UsageStatus, gc_paused, record_from_staged
+from channels.records import StagedInvoice, UsageQuery, UsageStatus, gc_paused
 
 CAPABILITY = "203067"
 SJLX_OUTPUT = "2"  # 销项
@@ -62,16 +62,13 @@ class LeqiClient(ApiClient):
             raise ChannelRejected(f"{self.label}：下载申请成功但未返回流水号")
         return lsh
 
-    def fetch(self, lsh: str, tax_id: str | None = None) -> Iterator[InvoiceRecord]:
-        """The application's invoices, package by package, waiting out 处理中 on the first.
+    def fetch_rows(self, lsh: str, tax_id: str | None = None) -> Iterator[StagedInvoice]:
+        """The application's invoices as the pool's staged rows (no per-invoice objects made), package
+        by package, waiting out 处理中 on the first.
 
         Lazy: each package is requested when the previous one has been consumed. Every invoice
         must be a sale of `tax_id` (default: the nsrsbh the package names).
         """
-        return map(record_from_staged, self.fetch_rows(lsh, tax_id))
-
-    def fetch_rows(self, lsh: str, tax_id: str | None = None) -> Iterator[StagedInvoice]:
-        """fetch()'s invoices as the pool's staged rows (what a download writes; no records made)."""
         with gc_paused():
             first = self.retrying(lambda: self._package(lsh, 1), self.poll_attempts)
             count = count_field(first.get("packagecount"), "packagecount", self.label)
@@ -90,11 +87,6 @@ class LeqiClient(ApiClient):
         if data.get("packageno", number) != number:
             raise ChannelRejected(f"{self.label}：请求第 {number} 包，返回了第 {data.get('packageno')} 包")
         return data
-
-    def download(self, tax_id: str, start: date, end: date, type_code: str) -> Iterator[InvoiceRecord]:
-        """apply() now (so a quota refusal raises here, at the call), then fetch() lazily."""
-        lsh = self.apply(tax_id, start, end, type_code)
-        return self.fetch(lsh, tax_id)
 
     def query_usage(self, tax_id: str, queries: list[UsageQuery]) -> list[UsageStatus]:
         """FPZTXXCX in chunks of 100, each retried; answers in the 乐企 code set, in query order."""

@@ -6,7 +6,7 @@ spans) live here, in the lowest layer, for channels/, webapp/ and jobs/ alike.
 
 Every sum is done on a month's index (year × 12 + month − 1), never on the text: text order stops
 being time order past year 9999 ("10000-01" < "9999-12"), which once made months_between loop
-forever (issue 17). A month's year is bounded (FIRST_YEAR..LAST_YEAR, four digits): a sum that
+forever. A month's year is bounded (FIRST_YEAR..LAST_YEAR, four digits): a sum that
 would leave that range raises ValueError instead of writing a month no date can hold.
 """
 from __future__ import annotations

@@ -14,7 +14,6 @@ exactly what the export's rule would print; anything else goes through that rule
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 
 from channels.etax_file import (  # private helpers reused on purpose, see the module docstring
@@ -32,14 +31,12 @@ from channels.etax_file import (  # private helpers reused on purpose, see the m
 from channels.invoice_types import TYPE_NAMES, canonical_type_name
 from channels.records import (
     TIMESTAMP,
-    InvoiceRecord,
     SourceRejected,
     StagedInvoice,
     UsageQuery,
     UsageStatus,
     canonical_tax_id,
     invoice_key,
-    record_from_staged,
 )
 
 _SHOWN_CHARS = 40
@@ -50,10 +47,6 @@ _CACHE_LIMIT = 1000  # distinct 税率 and 发票票种 spellings remembered (a 
 _rates: dict[str, str | None] = {}
 _kinds: dict[tuple, tuple[str, str | None]] = {}
 
-
-def invoice_from_payload(payload: dict) -> InvoiceRecord:
-    """One PROTOCOL.md invoice payload as an InvoiceRecord; a bad payload names the invoice."""
-    return record_from_staged(staged_invoice(payload))
 
 
 def staged_invoice(payload: dict) -> StagedInvoice:
@@ -304,11 +297,6 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
             raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
         staged.append(rows)
     return staged
-
-
-def records_from_payloads(payloads: object, seller_tax_id: str, label: str) -> Iterator[InvoiceRecord]:
-    """The same as InvoiceRecords, for callers that want records."""
-    return map(record_from_staged, staged_from_payloads(payloads, seller_tax_id, label))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""乐企 quota rules (the manual's 乐企下载限制, docs/quota.md), as a pure function of the dates already used.
+"""乐企 quota rules (docs/quota.md, The rules), as a pure function of the dates already used.
 
 Per (tax ID, invoicing month, invoice type): at most 1 application a day; for the current
 invoicing month at most 5 in a calendar month; for a past invoicing month at most 3 in a

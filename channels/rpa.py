@@ -15,13 +15,11 @@ import httpx
 from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, Pending, chunked, count_field
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import (
-    InvoiceRecord,
     SourceRejected,
     StagedInvoice,
     UsageQuery,
     UsageStatus,
     gc_paused,
-    record_from_staged,
 )
 
 USAGE_CHUNK = 100
@@ -59,18 +57,10 @@ class RpaClient(ApiClient):
             raise ChannelRejected(f"{self.label}：任务提交成功但未返回任务编号")
         return task_id
 
-    def fetch(self, task_id: str, tax_id: str) -> Iterator[InvoiceRecord]:
-        """A task's invoices once it is done; Pending while the robot still works on it."""
-        return map(record_from_staged, self.fetch_rows(task_id, tax_id))
-
     def fetch_rows(self, task_id: str, tax_id: str) -> Iterator[StagedInvoice]:
-        """The same invoices as the pool's staged rows (what a download writes; no records made)."""
+        """A task's invoices as the pool's staged rows once it is done; Pending while the robot still
+        works on it."""
         return self._results(task_id, tax_id)
-
-    def download(self, tax_id: str, account: str | None, start: date, end: date,
-                 type_codes: list[str]) -> Iterator[InvoiceRecord]:
-        """Submit the task now, then wait and page lazily."""
-        return self.fetch(self.submit(tax_id, account, start, end, type_codes), tax_id)
 
     def _results(self, task_id: str, tax_id: str) -> Iterator[StagedInvoice]:
         """Every page of a task once it is done, each page requested when the last is consumed."""

@@ -19,6 +19,12 @@ class RQBackground:
 
         queue.enqueue_parse(batch)
 
+    def stage_upload(self, path, tax_id: str, folder) -> dict:
+        from jobs import staging
+        from webapp.clock import now
+
+        return staging.stage_upload(path, tax_id, folder, staging.field_limits(), now().date())
+
     def enqueue_subtasks(self, subtasks: Iterable) -> None:
         from jobs import queue
 

@@ -1,4 +1,4 @@
-"""The `flask worker` and `flask scheduler` commands: the Procfile's background processes."""
+"""The `flask worker` and `flask scheduler` commands: background processes of `make run` (supervisord.conf)."""
 from __future__ import annotations
 
 import click

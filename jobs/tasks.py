@@ -9,26 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import marshal
-import resource
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
 from rq import get_current_job
-from sqlalchemy import String, select, update
+from sqlalchemy import select, update
 
 from channels import etax_file
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
+from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, write_months
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
-from webapp.batches import add_subtasks, refresh_batch, staging_dir, upload_path
+from webapp.batches import add_subtasks, refresh_batch, staged_manifest, staging_dir, upload_path
 from webapp.clock import now
-from webapp.disk import written_atomically
 from webapp.extensions import db
-from webapp.models import Batch, Invoice, InvoiceLine, Subtask
+from webapp.models import Batch, Subtask
 from webapp.pool import refresh_statistics, save_staged
 from webapp.pool.month_stats import mark_months_changed, month_stats
 from webapp.reconcile import record_sources
@@ -41,7 +40,6 @@ Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; retur
 PENDING_RETRY = timedelta(minutes=10)
 EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
-PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
 # what a finance user reads when a month fails on a fault of ours; the exception's name follows in
 # an aside, which the screens fold under 详情 (webapp.batches.facts.plain_error)
 INTERNAL_ERROR = "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
@@ -72,7 +70,8 @@ def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
 
 
 def parse_upload(batch_id: int) -> None:
-    """数据预处理: parse the uploaded workbook, stage it month by month, create the month subtasks.
+    """数据预处理: create the month subtasks of the months staged when the file was received
+    (jobs.staging); a batch left by an older version holds the upload instead, parsed and staged here.
 
     A company's file batches run one after another in the order they were created (the later
     file's data is what the pool keeps): this one waits while an earlier one is still active,
@@ -86,6 +85,10 @@ def parse_upload(batch_id: int) -> None:
         _fail_batch(batch_id, CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS))
         _start_next_file_batch(batch)
         return
+    manifest = staged_manifest(staging_dir(batch))
+    if manifest is not None:
+        _add_months(batch_id, manifest)
+        return
     try:
         with gc_paused():
             parsed = _parse(batch, thorough=attempt > 1)
@@ -95,7 +98,7 @@ def parse_upload(batch_id: int) -> None:
         _fail_batch(batch_id, str(exc))
     except MemoryError:
         log.exception("parse of batch %s ran out of memory", batch_id)
-        _fail_batch(batch_id, "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入")
+        _fail_batch(batch_id, MEMORY_REFUSAL)
     except Exception as exc:  # an unforeseen fault in the file: say so, keep the details in the log
         log.exception("parse of batch %s failed", batch_id)
         _fail_batch(batch_id, f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）")
@@ -135,32 +138,8 @@ def _memory_limit() -> Iterator[None]:
     if get_current_job() is None:
         yield
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _address_space() + PARSE_MEMORY_LIMIT
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    try:
+    with memory_cap():
         yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
-def _address_space() -> int:
-    """This process's current virtual size (VmSize) in bytes."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def field_limits() -> etax_file.FieldLimits:
-    """The pool's text column sizes by column, so the parser names a value too long for them
-    (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
-    def sizes(table) -> dict[str, int]:
-        return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
-    return {"invoice": sizes(Invoice.__table__), "line": sizes(InvoiceLine.__table__)}
 
 
 def _earlier_file_batch_active(batch: Batch) -> bool:
@@ -179,53 +158,40 @@ def _start_next_file_batch(batch: Batch) -> None:
         queue.enqueue_parse(waiting)
 
 
-# months this process staged, by file: (the file's mtime, the staged rows). A month job run in the
-# same process (`import-file --wait` works the queue itself) takes them from here instead of
-# reading the file back; a job in another process, or after the file changed, reads the file.
-_STAGED_HERE: dict[str, tuple[int, list]] = {}
-
-
 def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
-    """Keep the parsed months on disk and create one subtask per month, in one step."""
+    """Keep the parsed months on disk, then create one subtask per month."""
     batch = db.session.get(Batch, batch_id)
-    folder = staging_dir(batch)
-    counts = {period: len(staged) for period, staged in parsed.staged_by_month.items()}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        while parsed.staged_by_month:  # month by month from the parse's result to disk (and _STAGED_HERE)
-            period, staged = parsed.staged_by_month.popitem()
-            path = folder / f"{period}.staged"
-            with written_atomically(path) as temp:  # a full disk leaves no partial month behind
-                temp.write_bytes(marshal.dumps(staged))
-            _STAGED_HERE[str(path)] = (path.stat().st_mtime_ns, staged)
+        manifest = write_months(staging_dir(batch), parsed)
     except OSError as exc:
-        _STAGED_HERE.clear()
         log.exception("staging of batch %s failed", batch_id)
-        _fail_batch(batch_id, f"解析结果无法写入服务器磁盘（{exc.strerror or type(exc).__name__}），请联系管理员后重试")
+        _fail_batch(batch_id, DISK_REFUSAL.format(why=exc.strerror or type(exc).__name__))
         _start_next_file_batch(batch)
         return
+    _add_months(batch_id, manifest)
+
+
+def _add_months(batch_id: int, manifest: dict) -> None:
+    """One subtask per staged month, in one step with the batch leaving 数据预处理; then queue them."""
     with write_transaction():
         claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
-                                     .values(status=BatchStatus.PENDING, kinds=parsed.kinds, parse_attempts=0,
-                                             note="；".join(parsed.warnings) or None))
+                                     .values(status=BatchStatus.PENDING, kinds=manifest["kinds"], parse_attempts=0,
+                                             note="；".join(manifest["warnings"]) or None))
         if claimed.rowcount == 0:
             return
         batch = db.session.get(Batch, batch_id)
-        subtasks = add_subtasks(batch, counts)
+        subtasks = add_subtasks(batch, manifest["counts"])
         refresh_batch(batch_id)
     upload_path(batch).unlink(missing_ok=True)  # the staged months now hold everything the batch needs
     queue.enqueue_subtasks(subtasks)
 
 
 def _staged_file(subtask: Subtask) -> Finish:
-    """A file import's month, staged by the parse."""
+    """A file import's month, staged when the file was received (or by its parse)."""
     path = staging_dir(subtask.batch) / f"{subtask.period}.staged"
     if not path.exists():
         raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
-    mtime, staged = _STAGED_HERE.pop(str(path), (None, None))
-    if mtime != path.stat().st_mtime_ns:
-        staged = marshal.loads(path.read_bytes())
-    return _saver(subtask, staged)
+    return _saver(subtask, marshal.loads(path.read_bytes()))
 
 
 def _saver(subtask: Subtask, staged) -> Finish:

@@ -6,8 +6,8 @@ the pool at scale on that database next to SQLite; the database is emptied first
 
 Where a baseline exists it is measured in the same run and the ratio given: the file import
 against a process that only reads the workbook with python-calamine, the cold start against a
-process that only imports Flask and SQLAlchemy. `before` holds the figures measured before this
-work (issue 11), for the table in docs/performance.md.
+process that only imports Flask and SQLAlchemy. `before` holds the figures measured before the
+performance work, for the table in docs/performance.md.
 """
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ SIZES = {
     "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
               "pool_invoices": 5_000, "samples": 3, "download_months": 1,
               "plan_companies": 2, "batches": 200, "scale_companies": 2, "scale_months": 1,
-              "scale_volume": "small"},
+              "scale_volume": "small", "load_seconds": 5},
 }
-BEFORE = {  # issue 11, measured on this 2-core machine before the work
+BEFORE = {  # measured on this 2-core machine before the performance work (docs/performance.md)
     "cold_start_s": 1.8, "file_import_ratio": 3.75, "export_invoices_per_s": 1_700,
-    "export_100k_s": 31.5,  # 100,000 invoices and 300,000 lines, before the column-wise writer (issue 11, item 4)
+    "export_100k_s": 31.5,  # 100,000 invoices and 300,000 lines, before the column-wise writer
     "pool_load_postgresql": "did not finish: 151,250 rows after 11 minutes",
     "download_invoices_per_s": 1_870,  # the re-download this section timed before (19.5 s for 36,420)
 }
@@ -79,16 +79,19 @@ _EXPORT_CHILD = """
 import json, resource, sys, time
 from sqlalchemy import select
 from wsgi import create_app
-from webapp.pool.export import write_pool_export
+from webapp.pool.export import export_size, stream_pool_export
 from webapp.models import Invoice
 app = create_app({"SQLALCHEMY_DATABASE_URI": sys.argv[1]})
 cpu = lambda usage: usage.ru_utime + usage.ru_stime
-with app.app_context():
+query = select(Invoice).order_by(Invoice.issued_at.desc(), Invoice.id.desc())
+with app.app_context(), open(sys.argv[2], "wb") as target:
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    count = write_pool_export(select(Invoice).order_by(Invoice.issued_at.desc(), Invoice.id.desc()), sys.argv[2])
+    for part in stream_pool_export(query):  # what the page sends, written to a file
+        target.write(part)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
+    count = export_size(query)[0]
 print(json.dumps({"count": count, "seconds": seconds, "cpu_s": cpu(after) - cpu(before),
                   "rss_growth_mb": (after.ru_maxrss - before.ru_maxrss) / 1024}))
 """
@@ -668,6 +671,7 @@ def _machine() -> dict:
 
 def main() -> None:
     from tests.bench_backup import backup_bench
+    from tests.bench_load import load_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
     from tests.servers import redis_server
@@ -696,6 +700,7 @@ def main() -> None:
             result["subtask_overhead"] = subtask_overhead(folder, redis_url)
             result["batch_list"] = batch_list_bench(folder, size["batches"])
             result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
+            result["load"] = load_bench(size["load_seconds"])  # the product as `make run` starts it
             if os.environ.get("BENCH_PLANS"):
                 result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
             if pg_url:

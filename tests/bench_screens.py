@@ -3,7 +3,7 @@
 - The pool list and its summary (count and sums of 金额/税额/价税合计) at INVOICES invoices (default
   1,000,000, the headers of tests/bench.py's generator), for each typical filter.
 - The batch list at BATCHES batches (default 10,000) of 12 months each, of which 50 are running:
-  the page, the filter partial and the page's one poll (issue 11 item 6: p95 < 30 ms), both when no
+  the page, the filter partial and the page's one poll (docs/performance.md: p95 < 30 ms), both when no
   running row changed and when every one did (all re-rendered).
 
 SQLite by default; BENCH_DATABASE_URL runs it on PostgreSQL (an empty database: its tables are dropped).
@@ -92,7 +92,7 @@ def load_batches(app, count: int) -> None:
 
 
 def batch_list_live(app, batches: int) -> dict:
-    """Issue 11 item 6 on a loaded batch list (load_batches): how many polls the page holds (one,
+    """The batch list loaded (load_batches): how many polls the page holds (one,
     whatever the number of running rows), its p95 with no row changed and with every one changed
     (all re-rendered), and that a page with nothing running holds no poll at all."""
     client = _signed_in(app)

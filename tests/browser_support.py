@@ -52,11 +52,11 @@ class LiveServer:
 
     def import_file(self, path: Path = SAMPLE_2024, username: str = "caiwu") -> str:
         """Create a file batch as the dialog would (the worker then runs it); returns its batch number."""
-        from webapp.batches import create_file_batch
+        from webapp.batches import create_file_batch, receive_file
 
         with self.app.app_context():
             user, company = self._user_and_company(username)
-            batch_no = create_file_batch(user, company, path, path.name).batch_no
+            batch_no = create_file_batch(user, company, receive_file(company, path), path.name).batch_no
             db.session.remove()
         return batch_no
 
@@ -193,3 +193,11 @@ def dialog_rerendered(page: Page):
     yield
     expect(page.locator("#import-form:not([data-stale])")).to_have_count(1)
     expect(page.locator("body[data-dialog-settled]")).to_have_count(1)
+
+
+def confirm_in_dialog(page: Page, question: str) -> None:
+    """Answer the product's own question (not the browser's confirm box) with 确定."""
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(question)
+    dialog.get_by_role("button", name="确定").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)

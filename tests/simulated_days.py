@@ -1,5 +1,5 @@
 """Work run over simulated days with a controlled clock, for the bulk plan's test
-(tests/test_bulk_plan.py) and its bench step (tests/bench.py, issue 11 item 7)."""
+(tests/test_bulk_plan.py) and its bench step (tests/bench.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable

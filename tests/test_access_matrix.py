@@ -1,4 +1,4 @@
-"""Access matrix (issue 9): every route of the app × anonymous, a finance user granted one company,
+"""Access matrix (README, Access): every route of the app × anonymous, a finance user granted one company,
 the org's admin and a user of another org — allowed or denied as it must be, with no other
 company's tax ID or name in any answer (pages, partials, exports, denials), and nothing changed by
 a denied request. Then the CLI's `--as` commands the same way.
@@ -69,7 +69,7 @@ PUBLIC = set(PUBLIC_ENDPOINTS)
 EXPECTED = {
     "home": _everyone, "auth.logout": lambda role, target, method: "no_error",  # then anonymous
     "batches.index": _everyone, "batches.import_dialog": _everyone,
-    "batches.row": _if_visible, "batches.detail": _if_visible,
+    "batches.row": _if_visible, "batches.detail": _if_visible, "batches.detail_live": _if_visible,
     "batches.terminate_selected": _if_visible, "batches.retry_selected": _if_visible,
     "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone, "pool.coverage_page": _if_visible,
     "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
@@ -78,6 +78,7 @@ EXPECTED = {
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,
     "admin.audit_log": _admins, "admin.audit_export": _admins, "health.status_page": _admins,
     "batches.confirm": _if_visible, "batches.error_list": _no_error_if_visible,
+    "batches.refused_error_list": lambda role, target, method: "denied",  # the uploader's own token only
     "summary.index": _if_visible, "summary.export": _if_visible,
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,
     "batches.live": _everyone, "pool.summary": _everyone,  # both cut down to the user's companies

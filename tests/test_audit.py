@@ -1,4 +1,4 @@
-"""审计日志 (issue 9, audit trail): every action worth answering for is on record — logins, batches,
+"""审计日志 (README, Access): every action worth answering for is on record — logins, batches,
 schedules, companies, users, grants, settings — on an admin page with filters and an xlsx export,
 private to the org, and kept at least a year."""
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_batches_schedules_and_admin_changes_are_recorded(cast, client):
 
 def _details_read_in_chinese(admin) -> None:
     """The 详情 column, on the page and in its xlsx, names every key and value as the product says
-    it (issue 19 item 1): no `data_type：usage`, `active：True` or `trigger：manual`."""
+    it: no `data_type：usage`, `active：True` or `trigger：manual`."""
     import re
 
     table = _page(admin).split('id="audit-table"')[1]
@@ -191,7 +191,7 @@ def test_rows_are_kept_a_year_and_purged_only_after(cast, runner):
 
 
 def test_an_admin_reads_only_rows_about_companies_granted_to_him(cast, client, runner):
-    """Issue 19 item 13: admin2 of the same org, not granted company D, sees nothing of D's batches
+    """(README, Access) admin2 of the same org, not granted company D, sees nothing of D's batches
     in 审计日志 or its export; admin, granted D, sees them all."""
     from webapp import accounts
     from webapp.models import User

@@ -1,4 +1,4 @@
-"""备份与恢复 (issue 18): `backup create` then `backup restore` into a fresh SQLite file and a fresh
+"""备份与恢复 (README, Backup and restore): `backup create` then `backup restore` into a fresh SQLite file and a fresh
 PostgreSQL database gives the same figures and checksums; a backup taken while a download runs holds
 each month whole or not at all; a damaged, tampered or foreign archive is refused with nothing written."""
 from __future__ import annotations

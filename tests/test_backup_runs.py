@@ -1,4 +1,4 @@
-"""Scheduled backups and 系统管理 → 备份 (issue 18 item 2): one nightly run a night, caught up when
+"""Scheduled backups and 系统管理 → 备份 (README, Backup and restore): one nightly run a night, caught up when
 missed, run by a real worker; pruning to BACKUP_KEEP; 立即备份, download (audit-logged) and the last
 failure on the page, admins only; the health check on the newest good backup's age."""
 from __future__ import annotations

@@ -11,7 +11,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from jobs.queue import get_queue, job_state, redis_connection
+from jobs.queue import get_queue, redis_connection
+from tests.queue_support import job_state
 from webapp.accounts.settings import normalise_goods_name, validate_error_goods
 from webapp.batches import derive_status, retry, staging_dir, terminate
 from webapp.extensions import db
@@ -39,7 +40,7 @@ def test_batch_status_is_derived_from_subtasks(statuses, current, expected):
 
 
 def test_list_filters_offer_every_status_and_method_in_the_screens_words(client):
-    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the manual says."""
+    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the rules say (docs/rules.md, 批次状态)."""
     page = login(client).get("/batches").text
 
     def options(name):

@@ -3,22 +3,14 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from .browser_support import login
+from .browser_support import confirm_in_dialog, login
 
 
 def no_browser_confirms(page) -> list[str]:
-    """Every question is the product's own dialog (issue 19 item 11): the browser's confirm box never opens."""
+    """Every question is the product's own dialog: the browser's confirm box never opens."""
     asked: list[str] = []
     page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     return asked
-
-
-def confirm_in_dialog(page, question: str) -> None:
-    """Answer the product's question with 确定."""
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text(question)
-    dialog.get_by_role("button", name="确定").click()
-    expect(page.get_by_role("dialog")).to_have_count(0)
 
 
 def test_auto_update_from_the_list_page_to_its_batches(page):
@@ -43,7 +35,7 @@ def test_auto_update_from_the_list_page_to_its_batches(page):
     expect(row).to_contain_text("91330100MA2H4K7Q1X")
     expect(row).to_contain_text("尚未执行")
 
-    expect(page.locator("#task-code")).to_have_text("sim_his_inv_data_import_task_SKDP_S")  # the manual's code
+    expect(page.locator("#task-code")).to_have_text("sim_his_inv_data_import_task_SKDP_S")  # docs/rules.md, 自动更新
     row.get_by_role("button", name="立即执行").click()
     confirm_in_dialog(page, "下载上月数据？")
     expect(page.get_by_role("status")).to_contain_text("创建 2 个导入批次")

@@ -1,4 +1,4 @@
-"""Real-browser tests of issue 8 part 2: every screen tells the truth about a batch.
+"""Real-browser tests that every screen tells the truth about a batch (docs/rules.md, 批次状态).
 
 Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose
 history would take days to produce (a quota wait, a month the bureau refused three times, a batch
@@ -7,7 +7,10 @@ terminated part-way) are written as rows, exactly as the worker leaves them; eve
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
+from itertools import pairwise
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -209,6 +212,51 @@ def test_created_notice_follows_the_batch_it_announced(page, live_server):
     expect(notice).not_to_contain_text("正在执行")
 
 
+def _finish_months(live_server, batch_no: str) -> None:
+    """Every month of the batch succeeds, as the worker would leave it (the batch's status follows)."""
+    from webapp.batches import refresh_batch
+    from webapp.extensions import db
+    from webapp.models import Batch, Subtask
+    from webapp.transactions import write_transaction
+
+    with live_server.app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_no))
+            db.session.execute(Subtask.__table__.update().where(Subtask.batch_id == batch.id)
+                               .values(status="succeeded", total=100, success=100))
+            refresh_batch(batch.id)
+        db.session.remove()
+
+
+def test_a_batch_page_polls_once_and_stops_when_the_batch_ends(page, live_server):
+    """The batch page has one poller: while the batch runs every request it makes goes to one address,
+    never two within one POLL_SECONDS; the page shows the batch's end by itself, then asks no more."""
+    from webapp.batches.facts import POLL_SECONDS
+
+    batch_no = add_batch(live_server, {"2024-01": ("succeeded", None), "2024-02": ("running", None)}, status="syncing")
+    login(page)
+    polls: list[tuple[float, str]] = []
+    page.on("request", lambda request: polls.append((time.monotonic(), urlsplit(request.url).path))
+            if request.resource_type in ("xhr", "fetch") else None)
+    page.goto(f"/batches/{batch_no}")
+    panel = page.locator("#subtasks-panel")
+    expect(panel).to_contain_text("同步中")
+    expect(page.locator("[hx-trigger]")).to_have_count(1)
+    with page.expect_request(f"**/batches/{batch_no}/live"):
+        pass
+    with page.expect_request(f"**/batches/{batch_no}/live"):
+        _finish_months(live_server, batch_no)
+    expect(panel).to_contain_text("全部执行成功")
+    expect(panel.locator("tbody tr").filter(has_text="执行成功")).to_have_count(2)
+    expect(page.locator("[hx-trigger]")).to_have_count(0)
+    asked = len(polls)
+    page.wait_for_timeout(2 * POLL_SECONDS * 1000)
+    assert len(polls) == asked  # stopped
+    assert {path for _, path in polls} == {f"/batches/{batch_no}/live"}
+    times = [at for at, _ in polls]
+    assert all(later - earlier > POLL_SECONDS * 0.75 for earlier, later in pairwise(times))
+
+
 # htmx errors are never silent ------------------------------------------------------------------------------
 
 def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(page, live_server):
@@ -292,7 +340,7 @@ def test_pool_list_shows_count_sums_and_pages_and_says_when_nothing_matches(page
 
 
 def test_pool_list_keeps_company_names_readable_at_1280(new_page, live_server):
-    """Issue 8: at 1280 px a seller or buyer name wraps onto two lines at most (it used to stand one
+    """At 1280 px a seller or buyer name wraps onto two lines at most (it used to stand one
     character a line), and the table fits the page without scrolling sideways."""
     stage_pool(live_server, [("113451944.85", "3143900.65"), ("-31608.39", "0.00")], buyer="成都虚构餐饮管理有限公司",
                kind="数电发票（航空运输电子客票行程单）")

@@ -1,4 +1,4 @@
-"""Real-browser tests of issue 19 items 3, 4, 5, 6, 9 and 11: the batch screens and dialogs no longer mislead.
+"""Real-browser tests that the batch screens and dialogs do not mislead (docs/rules.md, 批次状态, 导入 dialog).
 
 Chromium drives the live server (CSRF on, a real RQ worker, the sandbox tax bureau). Batches whose history
 would take days to produce are written as rows, exactly as the worker leaves them (test_browser_screens.add_batch).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from openpyxl import load_workbook
 from playwright.sync_api import expect
 
-from .browser_support import login
+from .browser_support import confirm_in_dialog, login
 from .security_support import D, X, add_cast
 
 
@@ -35,6 +35,7 @@ def test_finance_user_sees_only_their_company_and_no_schedule_buttons(live_serve
     admin.get_by_role("button", name="关闭").click()
     admin.goto("/automation")
     admin.locator("tr[id^=schedule-]").get_by_role("button", name="立即执行").click()
+    confirm_in_dialog(admin, "下载上月数据？")
     expect(admin.get_by_role("status")).to_contain_text("创建 2 个导入批次")
     expect(admin.locator("tr[id^=schedule-]")).to_contain_text(D["tax_id"])
 

@@ -1,4 +1,4 @@
-"""Real-browser tests of the workflow gaps (issue 8, part 3): resuming a terminated batch, a month
+"""Real-browser tests of the workflow (docs/rules.md, 导入 dialog): resuming a terminated batch, a month
 waiting for one kind's quota as the batch detail shows it, the import dialog's pickers and
 warnings, and 请先勾选 with nothing ticked."""
 from __future__ import annotations

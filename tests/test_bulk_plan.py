@@ -1,4 +1,4 @@
-"""A bulk 乐企 plan run over the following days with a controlled clock (issue 11, item 7).
+"""A bulk 乐企 plan run over the following days with a controlled clock (docs/quota.md, How the product counts).
 
 Plans made the same day share each (company, invoicing month, kind)'s quota, so most of their
 work waits for later days; they must end with every batch succeeded and no key ever given more

@@ -15,15 +15,20 @@ import pytest
 from channels.http import ApiClient, ChannelRejected, Pending, chunked, with_retries
 from channels.leqi import LeqiClient
 from channels.payload import (
-    invoice_from_payload,
-    records_from_payloads,
     staged_invoice,
     usage_from_answers,
     usage_from_payload,
 )
 from channels.records import HEADER_COLUMNS, LINE_COLUMNS, SourceRejected, TransientError, UsageQuery
 from channels.rpa import RpaClient
-from tests.records_support import stage
+from tests.records_support import (
+    invoice_from_payload,
+    leqi_download,
+    leqi_fetch,
+    records_from_payloads,
+    rpa_download,
+    stage,
+)
 
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 
@@ -363,10 +368,10 @@ def test_failed_rpa_task_and_bad_counts_are_refused():
 
     client = mock_client(rpa_handler, cls=RpaClient)
     with pytest.raises(SourceRejected, match="^RPA：任务执行失败：验证码识别失败$"):
-        list(client.download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, "81"))
+        list(rpa_download(client, DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, "81"))
     leqi = mock_client(lambda request: envelope("00", "成功", {"packagecount": "3", "fpxx": []}))
     with pytest.raises(SourceRejected, match="packagecount='3'"):
-        list(leqi.fetch("L1"))
+        list(leqi_fetch(leqi, "L1"))
 
 
 def test_unusable_base_url_is_a_configuration_error_not_transient():
@@ -455,7 +460,7 @@ def test_rpa_without_account_is_refused_before_any_request():
     client = mock_client(lambda request: pytest.fail("no request expected"), cls=RpaClient)
     for account in (None, "", "  "):
         with pytest.raises(SourceRejected, match="^未配置默认电子税局账号"):
-            client.download(DEMO_TAX_ID, account, date(2024, 1, 1), date(2024, 1, 31), ["81"])
+            rpa_download(client, DEMO_TAX_ID, account, date(2024, 1, 1), date(2024, 1, 31), ["81"])
         with pytest.raises(SourceRejected, match="^未配置默认电子税局账号"):
             client.query_usage(DEMO_TAX_ID, account, [])
 
@@ -549,7 +554,7 @@ def live_bureau(sandbox_app):
 
 def leqi_month(client: LeqiClient, tax_id: str = DEMO_TAX_ID) -> list:
     """January 2024, every kind, one application per kind (the quota unit)."""
-    return [record for kind in KINDS for record in client.download(tax_id, *JANUARY, kind)]
+    return [record for kind in KINDS for record in leqi_download(client, tax_id, *JANUARY, kind)]
 
 
 def assert_valid_january(records: list) -> None:
@@ -571,7 +576,7 @@ def assert_valid_january(records: list) -> None:
 
 def test_both_channels_download_the_same_month(bureau):
     leqi_records = leqi_month(bureau.leqi())
-    rpa_records = list(bureau.rpa().download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, KINDS))
+    rpa_records = list(rpa_download(bureau.rpa(), DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, KINDS))
     assert len(leqi_records) == len(rpa_records) > 1000
     assert sorted(leqi_records, key=lambda r: r.key) == sorted(rpa_records, key=lambda r: r.key)
     assert len({r.key for r in leqi_records}) == len(leqi_records)
@@ -586,8 +591,8 @@ def test_both_channels_download_the_same_month(bureau):
 
 
 def test_both_channels_over_real_http(live_bureau):
-    leqi_records = list(live_bureau.leqi().download(DEMO_TAX_ID, *JANUARY, "81"))
-    rpa_records = list(live_bureau.rpa().download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81"]))
+    leqi_records = list(leqi_download(live_bureau.leqi(), DEMO_TAX_ID, *JANUARY, "81"))
+    rpa_records = list(rpa_download(live_bureau.rpa(), DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81"]))
     assert len(leqi_records) == len(rpa_records) > 500  # more than one 500-invoice package
     assert [r.key for r in leqi_records] == [r.key for r in rpa_records]
     assert_valid_january(leqi_records)
@@ -609,7 +614,7 @@ def test_quota_refusal_surfaces_with_the_sandbox_message(bureau):
     client = bureau.leqi()
     assert client.apply(DEMO_TAX_ID, *JANUARY, "81")
     with pytest.raises(SourceRejected) as caught:
-        client.download(DEMO_TAX_ID, *JANUARY, "81")  # refused at the call, before iterating
+        leqi_download(client, DEMO_TAX_ID, *JANUARY, "81")  # refused at the call, before iterating
     assert caught.value.code == "13"
     assert str(caught.value) == ("乐企：下载次数超出限制：同一开票月份、同一发票类型的销项发票每天只能申请1次"
                                  "（开票月份 2024-01，发票类型 81）")
@@ -617,12 +622,12 @@ def test_quota_refusal_surfaces_with_the_sandbox_message(bureau):
 
 
 def test_injected_failures_are_retried_and_downloads_complete(bureau):
-    clean = len(list(bureau.rpa().download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"])))
+    clean = len(list(rpa_download(bureau.rpa(), DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"])))
     bureau.control(fail_rate=0.4, fail_services=["leqi.PLFPXZSQFK", "leqi.FPZTXXCX", "rpa"])
     leqi, rpa = bureau.leqi(attempts=10), bureau.rpa(attempts=10)
-    records = [r for kind in ("81", "04") for r in leqi.download(DEMO_TAX_ID, *JANUARY, kind)]
+    records = [r for kind in ("81", "04") for r in leqi_download(leqi, DEMO_TAX_ID, *JANUARY, kind)]
     assert len(records) == clean
-    assert len(list(rpa.download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"]))) == clean
+    assert len(list(rpa_download(rpa, DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"]))) == clean
     blue = [usage_query(r) for r in records if not r.is_red][:150]
     assert len(leqi.query_usage(DEMO_TAX_ID, blue)) == 150
     assert len(rpa.query_usage(DEMO_TAX_ID, DEMO_ACCOUNT, blue)) == 150
@@ -635,7 +640,7 @@ def test_injected_failures_are_retried_and_downloads_complete(bureau):
 def test_apply_is_never_retried(bureau):
     bureau.control(fail_rate=1.0, fail_services=["PLFPXZSQ"])
     with pytest.raises(TransientError) as caught:
-        bureau.leqi(attempts=6).download(DEMO_TAX_ID, *JANUARY, "81")
+        leqi_download(bureau.leqi(attempts=6), DEMO_TAX_ID, *JANUARY, "81")
     assert "已尝试" not in str(caught.value)
     assert sum(bureau.requests("leqi.PLFPXZSQ").values()) == 1
     assert bureau.slept == [] and bureau.stats()["quota_log"] == []  # and no quota was spent
@@ -646,41 +651,41 @@ def test_still_processing_can_be_fetched_later_without_a_new_application(bureau)
     client = bureau.leqi(attempts=3)
     lsh = client.apply(DEMO_TAX_ID, *JANUARY, "01")
     with pytest.raises(Pending, match="已查询 3 次仍未处理完成"):
-        list(client.fetch(lsh))
+        list(leqi_fetch(client, lsh))
     assert bureau.slept == [0.5, 1.0]
-    records = list(bureau.leqi(poll_attempts=10).fetch(lsh, DEMO_TAX_ID))
+    records = list(leqi_fetch(bureau.leqi(poll_attempts=10), lsh, DEMO_TAX_ID))
     assert records and {r.type_code for r in records} == {"01"}
     assert bureau.requests("leqi.PLFPXZSQ") == {"00": 1}
     assert bureau.requests("leqi.PLFPXZSQFK") == {"01": 5, "00": 1}
 
 
 def test_leqi_returns_nothing_before_the_authorisation_date_where_rpa_does(bureau):
-    small = "91440300MA5SANDB01"  # 乐企 authorised on 2024-03-15 (manual: only invoices issued since)
-    assert list(bureau.leqi().download(small, *JANUARY, "82")) == []
+    small = "91440300MA5SANDB01"  # 乐企 authorised on 2024-03-15 (docs/rules.md, 乐企 authorisation)
+    assert list(leqi_download(bureau.leqi(), small, *JANUARY, "82")) == []
     assert bureau.requests("leqi.PLFPXZSQFK") == {"01": 1, "00": 1}
-    assert list(bureau.rpa().download(small, f"{small}-etax", *JANUARY, ["82"]))
+    assert list(rpa_download(bureau.rpa(), small, f"{small}-etax", *JANUARY, ["82"]))
 
 
 def test_rpa_polls_a_running_task(bureau):
     bureau.control(processing_polls=3)
-    records = list(bureau.rpa().download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["01"]))
+    records = list(rpa_download(bureau.rpa(), DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["01"]))
     assert records and bureau.requests("rpa.task") == {"00": 4}
     assert bureau.slept == [0.5, 1.0, 2.0]
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda b: b.leqi().download("91330100SANDBOX999", *JANUARY, "81"),
+    (lambda b: leqi_download(b.leqi(), "91330100SANDBOX999", *JANUARY, "81"),
      "乐企：非沙箱税号：纳税人 91330100SANDBOX999 不存在"),
-    (lambda b: b.leqi().download(NO_LEQI_TAX_ID, *JANUARY, "81"),
+    (lambda b: leqi_download(b.leqi(), NO_LEQI_TAX_ID, *JANUARY, "81"),
      f"乐企：纳税人 {NO_LEQI_TAX_ID} 未开通乐企归集能力（203067）"),
     (lambda b: b.leqi().query_usage(NO_LEQI_TAX_ID, [ANY_QUERY]),
      f"乐企：纳税人 {NO_LEQI_TAX_ID} 未开通乐企归集能力（203067）"),
-    (lambda b: list(b.leqi().fetch("0" * 32)), f"乐企：流水号不存在或已过期：{'0' * 32}"),
-    (lambda b: b.rpa().download(DEMO_TAX_ID, "someone-else", *JANUARY, KINDS),
+    (lambda b: list(leqi_fetch(b.leqi(), "0" * 32)), f"乐企：流水号不存在或已过期：{'0' * 32}"),
+    (lambda b: rpa_download(b.rpa(), DEMO_TAX_ID, "someone-else", *JANUARY, KINDS),
      "RPA：电子税局账号或密码错误，登录失败"),
     (lambda b: b.rpa().query_usage(DEMO_TAX_ID, "someone-else", [ANY_QUERY]),
      "RPA：电子税局账号或密码错误，登录失败"),
-    (lambda b: b.rpa().download("91330100SANDBOX999", "x", *JANUARY, KINDS),
+    (lambda b: rpa_download(b.rpa(), "91330100SANDBOX999", "x", *JANUARY, KINDS),
      "RPA：非沙箱税号：纳税人 91330100SANDBOX999 不存在"),
 ])
 def test_refusals_are_clear_and_not_retried(bureau, call, message):
@@ -699,7 +704,7 @@ def usage_query(record) -> UsageQuery:
 
 
 def test_usage_in_chunks_of_100_in_each_channels_code_set(bureau):
-    downloaded = bureau.rpa().download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"])
+    downloaded = rpa_download(bureau.rpa(), DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["81", "04"])
     records = [r for r in downloaded if not r.is_red]
     queries = [usage_query(r) for r in records[:249]]
     queries.append(UsageQuery("unknown", "81", None, "2" * 20, "20240105"))
@@ -723,8 +728,8 @@ def test_make_clients_uses_one_in_process_sandbox_by_default(tmp_path):
     assert str(leqi.http.base_url) == str(rpa.http.base_url) == "http://sandbox"
     assert leqi.http._transport is rpa.http._transport
     leqi.http.post("/sandbox/control", json={"today": "2024-06-15"})
-    assert len(list(leqi.download(DEMO_TAX_ID, *JANUARY, "01"))) == len(
-        list(rpa.download(DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["01"])))
+    assert len(list(leqi_download(leqi, DEMO_TAX_ID, *JANUARY, "01"))) == len(
+        list(rpa_download(rpa, DEMO_TAX_ID, DEMO_ACCOUNT, *JANUARY, ["01"])))
 
 
 def test_make_clients_with_real_urls_and_credentials():

@@ -81,7 +81,7 @@ def test_low_disk_is_named_uploads_refused_nothing_left_and_all_resumes(database
         assert files_in(small_disk / "data" / "uploads") == []
         result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLE), "--as", "caiwu"])
         assert result.exit_code == 1 and "磁盘空间不足" in result.output and "Traceback" not in result.output
-        assert files_in(small_disk / "data" / "uploads") == []
+        assert files_in(small_disk / "data" / "uploads") == [] and files_in(small_disk / "data" / "staging") == []
         stats = runner.invoke(args=["pool", "stats", "--tax-id", DEMO_TAX_ID])
         assert stats.exit_code == 0 and "磁盘空间不足" in stats.stderr and json.loads(stats.stdout)
         doctor = json.loads(runner.invoke(args=["doctor", "--json"]).stdout)
@@ -92,7 +92,8 @@ def test_low_disk_is_named_uploads_refused_nothing_left_and_all_resumes(database
         filler.unlink()  # space freed: the notice goes and the same upload is taken
         assert "磁盘空间不足" not in client.get("/batches").text
         assert upload(client).status_code == 204
-        assert len(files_in(small_disk / "data" / "uploads")) == 1
+        assert files_in(small_disk / "data" / "uploads") == []  # parsed at receipt: its months are staged
+        assert any(p.suffix == ".staged" for p in files_in(small_disk / "data" / "staging"))
     finally:
         dispose(app)
 

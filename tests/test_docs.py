@@ -1,4 +1,4 @@
-"""What a reader needs is inside the repository (issue 10): nothing tracked leans on documents kept
+"""What a reader needs is inside the repository (README, Layout: docs/): nothing tracked leans on documents kept
 elsewhere (the specification folder beside the checkout, the product manual's file), and every
 docs/<name>.md the code cites exists, with the section it names."""
 from __future__ import annotations
@@ -64,3 +64,28 @@ def test_every_cited_section_is_a_heading_of_its_doc():
             wrong.append(f"{where}: docs/{doc}, {section}")
     assert wrong == []
 
+
+
+# Spelt so that this file does not match itself: "issue" and a number, and the manual named as a
+# document (the product's own 手动 trigger, "a manual run", is a word, not a citation).
+HISTORY = re.compile("iss" + r"ue #?\d", re.IGNORECASE)
+MANUAL = re.compile(r"\bthe manual\b|\bmanual:|\bmanual's\b|\(manual\)", re.IGNORECASE)
+CODE_SUFFIXES = (".py", ".html", ".js", ".css")
+
+
+def test_code_and_tests_cite_the_repository_not_its_history():
+    """A comment says where the rule lives (docs/<name>.md, section; README, section), never which issue
+    brought it or a manual the repository does not hold: a reader taking the code over has only the
+    repository."""
+    offenders = []
+    for path in repository_files():
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] not in ("webapp", "jobs", "channels", "tests") and relative.name not in (
+                "wsgi.py", "settings.py", "gunicorn.conf.py"):
+            continue
+        if path.suffix not in CODE_SUFFIXES or path.resolve() == Path(__file__).resolve():
+            continue
+        for number, line in enumerate(text_of(path).splitlines(), 1):
+            if HISTORY.search(line) or MANUAL.search(line):
+                offenders.append(f"{relative}:{number}: {line.strip()}")
+    assert offenders == [], "cite docs/ or the README instead:\n" + "\n".join(offenders)

@@ -189,7 +189,7 @@ def test_data_source_labels(tmp_path):
 
 
 def test_formula_like_text_is_text_shown_exactly_as_it_came(tmp_path):
-    """Formula safety without an apostrophe (issue 19 item 12): every such value is a string cell whose
+    """Formula safety without an apostrophe: every such value is a string cell whose
     value equals the source, and the sheet holds no formula at all."""
     rows = [
         digital(buyer_name='=HYPERLINK("http://x","y")', remark="@SUM(A1)"),
@@ -212,7 +212,7 @@ def test_formula_like_text_is_text_shown_exactly_as_it_came(tmp_path):
 
 
 def test_amounts_are_numbers_with_a_money_format(tmp_path):
-    """金额 税额 价税合计 are numbers a user can sum, shown with thousands separators (issue 19 item 2)."""
+    """金额 税额 价税合计 are numbers a user can sum, shown with thousands separators."""
     _, cells, _ = write_and_read(tmp_path, [digital(), digital()])
     for row in cells[1:]:
         for name in ("金额", "税额", "价税合计"):

@@ -54,7 +54,6 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from wsgi import create_app
 import jobs.sources, jobs.tasks
-from channels import etax_file
 
 moment, mark = os.environ.get("FAULT_MOMENT"), pathlib.Path(os.environ.get("FAULT_MARK") or "/nonexistent/x")
 slow = float(os.environ.get("FAULT_SLOW") or 0)
@@ -82,7 +81,7 @@ def before(module, name, moment_name):
         return real(*args, **kwargs)
     setattr(module, name, hooked)
 
-before(etax_file, "parse_workbook", "parse")
+before(jobs.tasks, "_add_months", "parse")  # the parse job: the months staged at receipt become subtasks
 after(jobs.sources, "download", "download")
 after(jobs.tasks, "save_staged", "write", remember=True)
 event.listen(Session, "before_commit", lambda session: wrote and pause("commit"))
@@ -341,7 +340,7 @@ def _page_without_notice(client) -> str | None:
 
 
 class Web:
-    """The product's web process (gunicorn, as the Procfile runs it) on the test's database, Redis and
+    """The product's web process (waitress, as supervisord.conf runs it) on the test's database, Redis and
     data dir, and a browser-like session (cookies kept) that talks to it over HTTP."""
 
     def __init__(self, app, log: Path):
@@ -357,9 +356,9 @@ class Web:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        """Start gunicorn and wait until it answers."""
+        """Start the web server and wait until it answers."""
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:create_app()"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "wsgi"],
                                          cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         wait_for(lambda: self._answers(), 60, "the web process answering")
@@ -387,7 +386,7 @@ class Web:
             assert response.status == 200 and "退出" in response.read().decode()
 
     def kill(self) -> None:
-        """SIGKILL the web process and its workers: a crash, nothing shut down cleanly."""
+        """SIGKILL the web process (and its group): a crash, nothing shut down cleanly."""
         stop(self.proc)
 
 

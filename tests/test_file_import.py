@@ -4,13 +4,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from tests.queue_support import job_state
 from tests.workbook_builder import (
     BASIC_SHEET,
     DETAIL_SHEET,
@@ -66,7 +70,8 @@ def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
 
 
 def test_foreign_seller_is_refused_before_any_batch(runner, app):
-    """Another company's export is refused as it is received (issue 19 item 9): no failed batch, nothing written."""
+    """Another company's export is refused as it is received (README, Command line): no failed batch,
+    nothing written."""
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
     cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
     result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
@@ -205,7 +210,7 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     assert shown["tax_id"] == DEMO_TAX_ID and shown["lines"]
 
 
-# --- issue 8 and 9: the file import path ------------------------------------------------------------
+# --- the file import path (docs/etax-export.md) ------------------------------------------------------
 
 
 def _upload(client, *files, tax_id=DEMO_TAX_ID, htmx=True):
@@ -232,7 +237,7 @@ def _count(app, model) -> int:
 
 
 def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_path):
-    """Issue 8 §1: the bureau's blank-voided row never refuses the file; the pool keeps the invoice."""
+    """A blank-voided row never refuses the file (docs/etax-export.md, Values); the pool keeps the invoice."""
     path = tmp_path / "2021.xlsx"
     expected = build_workbook(path, [blank_voided_invoice("032002100104", "01234567", "2021-03-05 09:12:00"),
                                      *shape_corpus(2021)[1:]], year=2021)
@@ -244,38 +249,84 @@ def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_p
     assert shown["status"] == "已作废" and shown["lines"] == [] and shown["amount"] == "0.00"
 
 
-def test_bad_rows_refuse_the_file_whole_and_are_listed_on_the_page_and_as_xlsx(client, app, work, tmp_path):
+def test_bad_rows_refuse_the_file_in_the_dialog_with_its_error_list_and_no_batch(client, app, tmp_path):
+    """(docs/etax-export.md, What refuses a file) A file with unreadable rows is answered where it was
+    given, like any refused file: the dialog says 未导入 with the count and offers the 错误清单; no batch is created."""
     path = tmp_path / "bad.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000101", [make_line("*供电*电力", "1.00")],
                                           basic_cells={"开票日期": "2024-02-30"}),
                           digital_invoice("24900123400000000102", [make_line("*供电*电力", "2.00")],
                                           line_cells={"税额": "-十元"})])
     login(client)
-    assert _upload(client, path).status_code == 204
-    work()
-    [batch] = _batches(app)
-    assert batch.status == "failed" and "2 处无法读取" in batch.error
-    assert _count(app, Invoice) == 0 and _count(app, InvoiceLine) == 0
-    page = client.get(f"/batches/{batch.batch_no}").text
-    assert "错误清单" in page and "2024-02-30" in page and "-十元" in page and "下载错误清单" in page
-    download = client.get(f"/batches/{batch.batch_no}/errors.xlsx")
+    response = _upload(client, path)
+    assert response.status_code == 200 and response.headers["HX-Retarget"] == "#import-errors"
+    assert "所选文件均未导入" in response.text and "bad.xlsx</strong>：文件中有 2 处无法读取，未导入任何数据" in response.text
+    assert "下载错误清单" in response.text
+    assert _count(app, Batch) == 0 and _count(app, Invoice) == 0 and _count(app, InvoiceLine) == 0
+    link = re.search(r'href="(/batches/refused/[0-9a-f]{32}/errors\.xlsx)"', response.text).group(1)
+    download = client.get(link)
     assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
+    assert download.headers["Content-Disposition"].endswith("%E9%94%99%E8%AF%AF%E6%B8%85%E5%8D%95_bad.xlsx")  # 错误清单_bad
     rows = list(load_workbook(io.BytesIO(download.data)).active.iter_rows(values_only=True))
     assert rows == [("工作表", "行号", "列", "单元格内容", "问题"),
                     (BASIC_SHEET, 2, "开票日期", "2024-02-30", "不是日期"),
                     (DETAIL_SHEET, 3, "税额", "-十元", "不是数字")]  # a text cell, shown as it came
+    client.get("/logout")
+    login(client, "admin", "admin123")
+    assert client.get(link).status_code == 404  # the uploader's own list: nobody else's to read
+
+
+def test_a_refused_files_error_list_is_kept_a_day(client, app, tmp_path):
+    """The 错误清单 of a refused file is kept for a day, then answered 404 and removed by the daily clean-up."""
+    from webapp.batches.refused import remove_expired
+
+    path = tmp_path / "bad.xlsx"
+    build_workbook(path, [digital_invoice("24900123400000000111", [make_line("*供电*电力", "2.00")], line_cells={"金额": "两元"})])
+    login(client)
+    link = re.search(r'href="([^"]+errors\.xlsx)"', _upload(client, path).text).group(1)
+    assert client.get(link).status_code == 200
+    kept = list((Path(app.config["DATA_DIR"]) / "refused").glob("*.json"))
+    assert len(kept) == 1
+    app.config["CLOCK_NOW"] = datetime.now() + timedelta(days=1, minutes=1)
+    assert client.get(link).status_code == 404
+    with app.app_context():
+        os.utime(kept[0], (0, 0))
+        assert remove_expired(datetime.now()) == 1
+    assert not kept[0].exists()
+
+
+def test_several_files_each_answered_a_bad_rows_refusal_beside_accepted_files(client, app, work, tmp_path):
+    """导入结果 lists each file: the good ones 已接收 with their batches, the bad-rows one 未导入 with its 错误清单."""
+    bad = tmp_path / "bad.xlsx"
+    build_workbook(bad, [digital_invoice("24900123400000000121", [make_line("*供电*电力", "1.00")],
+                                         basic_cells={"开票日期": "上周三"})])
+    login(client)
+    response = _upload(client, SAMPLES / "etax-export-2023-old-header.xlsx", bad, SAMPLES / "etax-export-2024.xlsx")
+    page = response.text
+    assert page.count("已接收") == 2 and "未导入：工作表“发票基础信息”第 2 行“开票日期”不是日期" in page
+    assert page.count("下载错误清单") == 1
+    assert [b.file_name for b in _batches(app)] == ["etax-export-2023-old-header.xlsx", "etax-export-2024.xlsx"]
+    work()
+    assert [b.status for b in _batches(app)] == ["succeeded", "succeeded"]
+
+
+def _refused_by_cli(runner, app, path) -> tuple[dict, str]:
+    """`import-file` of a file with unreadable rows: it fails, printing them, and makes no batch."""
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    assert result.exit_code != 0
+    assert _count(app, Batch) == 0 and _count(app, Invoice) == 0
+    return json.loads(result.stdout), result.stderr
 
 
 def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(runner, app, tmp_path):
-    """Issue 9 #7: the same clear refusal on SQLite and PostgreSQL, never 内部错误：DataError."""
+    """The same clear refusal on SQLite and PostgreSQL, never 内部错误：DataError."""
     path = tmp_path / "long.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000201", [make_line("*供电*电力", "1.00")],
                                           buyer_name="某" * 32000)])
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
-    batch = json.loads(result.stdout)
-    assert batch["status"] == "failed"
-    assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in batch["error"]
-    assert "DataError" not in batch["error"] and _count(app, Invoice) == 0
+    refusal, stderr = _refused_by_cli(runner, app, path)
+    assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in stderr
+    assert refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
+    assert "DataError" not in refusal["error"]
 
 
 def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client, app, work, tmp_path):
@@ -291,19 +342,19 @@ def test_a_blue_invoice_with_a_negative_amount_is_imported_with_a_warning(client
 
 
 def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app, tmp_path):
-    """Issue 19 item 12: a formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
+    """A formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
     refused with that cell in the 错误清单, not imported with an empty goods name."""
     path = tmp_path / "formula.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000501", [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
                           digital_invoice("24900123400000000502", [make_line("*供电*电力", "40.00")])])
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
-    batch = json.loads(result.stdout)
-    assert batch["status"] == "failed" and _count(app, Invoice) == 0
-    assert f"工作表“{DETAIL_SHEET}”第 2 行“货物或应税劳务名称”为空" in batch["error"]
+    refusal, stderr = _refused_by_cli(runner, app, path)
+    assert f"工作表“{DETAIL_SHEET}”第 2 行“货物或应税劳务名称”为空" in stderr
+    assert refusal["file_name"] == "formula.xlsx"
+    assert [(r["sheet"], r["row"], r["column"]) for r in refusal["bad_rows"]] == [(DETAIL_SHEET, 2, "货物或应税劳务名称")]
 
 
 def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
-    """Issue 19 item 12: an invoice dated 2099 (or 1990) imports as written, and the batch says so."""
+    """(docs/etax-export.md, Values) An invoice dated 2099 (or 1990) imports as written, and the batch says so."""
     path = tmp_path / "dates.xlsx"
     build_workbook(path, [digital_invoice("24900123400000000401", [make_line("*供电*电力", "30.00")],
                                           "2099-03-01 10:00:00"),
@@ -326,7 +377,7 @@ def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(cli
     ("bad\x00name.xlsx", "文件名含有无法识别的字符"),
 ])
 def test_file_names_that_cannot_be_kept_get_a_clear_error(client, app, name, message):
-    """Issue 9 #7/#8: no HTTP 500 and no reset form; the error area alone is swapped."""
+    """No HTTP 500 and no reset form; the error area alone is swapped."""
     login(client)
     response = _upload(client, (SAMPLES.joinpath("etax-export-2023-old-header.xlsx").read_bytes(), name))
     assert response.status_code == 200 and message in response.text
@@ -351,7 +402,7 @@ def test_a_file_name_not_valid_utf8_in_the_raw_request(client, app):
 
 
 def test_validation_error_swaps_only_the_error_area(client, app):
-    """Issue 8 §3: a validation error keeps the chosen files: only #import-errors is replaced."""
+    """A validation error keeps the chosen files (docs/rules.md, 导入 dialog): only #import-errors is replaced."""
     login(client)
     response = _upload(client, SAMPLES / "etax-export-2024.xlsx", tax_id=None)
     assert response.status_code == 200 and "请选择企业" in response.text
@@ -388,7 +439,7 @@ def test_all_files_refused_keeps_the_dialog_and_lists_each(client, app, tmp_path
 
 
 def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client, app, work, tmp_path):
-    """Issue 8 §1: two exports holding the same invoice; the pool keeps the later file's data,
+    """README, the opening section: two exports holding the same invoice; the pool keeps the later file's data,
     and the second batch starts only once the first has ended."""
     key = "24900123400000000401"
     older, newer = tmp_path / "older.xlsx", tmp_path / "newer.xlsx"
@@ -421,14 +472,47 @@ def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client,
         assert db.session.scalar(select(func.count()).select_from(InvoiceLine).filter_by(invoice_key=key)) == 2
 
 
+def _unparsed_file_batch(app, path) -> int:
+    """A file batch as an older version left it: its upload kept, to be parsed by the batch's parse job."""
+    from jobs import queue
+    from webapp.batches import new_batch_no, upload_path
+    from webapp.clock import now
+    from webapp.models import Company, User
+
+    with app.app_context():
+        user = db.session.scalar(select(User).filter_by(username="caiwu"))
+        company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+        batch = Batch(batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+                      seller_name=company.name, data_type="invoices", method="file", status="preprocessing",
+                      file_name=path.name, created_by_id=user.id, creator_name=user.username, created_at=now())
+        db.session.add(batch)
+        db.session.commit()
+        upload_path(batch).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, upload_path(batch))
+        queue.enqueue_parse(batch)
+        return batch.id
+
+
+def test_a_batch_left_unparsed_by_an_older_version_is_parsed_by_its_job(app, work, runner, tmp_path):
+    """A file batch created before files were parsed at receipt still runs: its job parses the kept
+    upload, stages the months and writes them; one with unreadable rows fails listing them as before."""
+    batch_id = _unparsed_file_batch(app, SAMPLES / "etax-export-2024.xlsx")
+    bad = tmp_path / "bad.xlsx"
+    build_workbook(bad, [digital_invoice("24900123400000000131", [make_line("*供电*电力", "2.00")], line_cells={"金额": "两元"})])
+    bad_id = _unparsed_file_batch(app, bad)
+    work()
+    with app.app_context():
+        batch, refused = db.session.get(Batch, batch_id), db.session.get(Batch, bad_id)
+        assert (batch.status, batch.total, batch.success) == ("succeeded", 312, 312)
+        assert refused.status == "failed" and "“金额”不是数字" in refused.error and refused.error_rows
+
+
 def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(app, work, tmp_path):
-    """Issue 9 #2: a file that slipped past the upload checks (a stray cell at XFD1048576) makes
+    """A file that slipped past the upload checks (a stray cell at XFD1048576) makes
     the reader allocate past the job's memory limit; the job process dies, the next attempt
     names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
     from jobs import queue
     from jobs.tasks import CRASHED_PARSE, MAX_PARSE_ATTEMPTS
-    from webapp.batches import create_file_batch
-    from webapp.models import Company, User
 
     from .test_etax_file import _patched_copy
 
@@ -436,15 +520,12 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     build_workbook(good, [digital_invoice("24900123400000000501", [make_line("*供电*电力", "1.00")])])
     stray = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
     _patched_copy(good, far, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
-    with app.app_context():
-        user = db.session.scalar(select(User).filter_by(username="caiwu"))
-        company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
-        batch_id = create_file_batch(user, company, far, far.name).id  # as if the upload check had let it in
+    batch_id = _unparsed_file_batch(app, far)  # as if the upload check had let it in
     work()  # attempt 1: the work horse dies on the allocation; the worker itself lives on
     with app.app_context():
         batch = db.session.get(Batch, batch_id)
         assert (batch.status, batch.parse_attempts) == ("preprocessing", 1)
-        assert queue.job_state(queue.parse_job_id(batch)) == "failed"
+        assert job_state(queue.parse_job_id(batch)) == "failed"
         queue.enqueue_parse(batch)  # what the reconciler does for a lost parse
     work()  # attempt 2 runs the upload's thorough checks first, which name the cell
     with app.app_context():
@@ -527,3 +608,48 @@ def test_a_command_working_the_queue_itself_runs_its_jobs_in_its_own_process(app
         job = get_queue().enqueue("tests.test_file_import._own_pid")
         make_worker([get_queue()], redis_connection(), quiet=True, fork=False).work(burst=True, logging_level="WARNING")
         assert Job.fetch(job.id, connection=redis_connection()).return_value() == os.getpid()
+
+
+def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app, tmp_path):
+    """The receipt's parse runs in a child process under the memory cap: a file that slipped past the
+    upload checks (a stray cell at XFD1048576, the reader allocating a huge grid) ends that child
+    only, and the caller gets a refusal in Chinese with nothing staged."""
+    from datetime import date
+
+    from channels.records import SourceRejected
+    from jobs import staging
+    from webapp.batches import staged_manifest
+
+    from .test_etax_file import _patched_copy
+
+    good, far = tmp_path / "good.xlsx", tmp_path / "far.xlsx"
+    build_workbook(good, [digital_invoice("24900123400000000601", [make_line("*供电*电力", "1.00")])])
+    stray = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    _patched_copy(good, far, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
+    folder = tmp_path / "staged"
+    with pytest.raises(SourceRejected) as refused:
+        staging.stage_upload(far, DEMO_TAX_ID, folder, staging.field_limits(), date(2026, 1, 1))
+    assert str(refused.value) in (staging.CRASHED_REFUSAL, staging.MEMORY_REFUSAL)
+    assert not folder.exists()
+    manifest = staging.stage_upload(good, DEMO_TAX_ID, folder, staging.field_limits(), date(2026, 1, 1))
+    assert sum(manifest["counts"].values()) == 1 and staged_manifest(folder) == manifest
+
+
+def test_a_file_batch_terminated_before_its_months_were_made_resumes_on_retry(client, app, work):
+    """终止 while a file batch is still 数据预处理中 (here: waiting behind the company's earlier file),
+    then 重试: its months staged at receipt are still there, so it runs them, no new upload needed."""
+    from webapp.batches import retry, terminate
+
+    login(client)
+    _upload(client, SAMPLES / "etax-export-2023-old-header.xlsx", SAMPLES / "etax-export-2024.xlsx")
+    with app.app_context():
+        first, second = db.session.scalars(select(Batch).order_by(Batch.id)).all()
+        assert second.status == "preprocessing"
+        assert terminate([second]) == {"batches": 1, "subtasks": 0}
+    work()
+    with app.app_context():
+        second = db.session.scalar(select(Batch).order_by(Batch.id.desc()))
+        assert second.status == "terminated"
+        assert retry([second]) == {"subtasks": 0, "parses": 1}
+    work()
+    assert [(b.status, b.success) for b in _batches(app)] == [("succeeded", 124), ("succeeded", 312)]

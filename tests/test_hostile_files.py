@@ -1,5 +1,6 @@
-"""Hostile files (issue 9): a generated corpus of files built to hurt the importer. Each one gets a
-clear Chinese error and writes nothing, the parse stays under 400 MB, and the worker goes on working.
+"""Hostile files (docs/etax-export.md, What refuses a file): a corpus of files built to hurt the
+importer. Each one gets a clear Chinese error and writes nothing, the parse stays under 400 MB, and
+the worker goes on working.
 Also property-based tests (hypothesis) of the parser's cell readers."""
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ import sys, json
 sys.path.insert(0, {root!r})
 from channels import etax_file
 from channels.records import SourceRejected
-from jobs.tasks import field_limits
+from jobs.staging import field_limits
 message = None
 try:
     etax_file.check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned

@@ -1,4 +1,4 @@
-"""Hostile parameters (issue 17, defect 1): every route of the app, taken from `app.url_map` (a new route is
+"""Hostile parameters (webapp/params.py): every route of the app, taken from `app.url_map` (a new route is
 covered by itself), asked by an admin and by a finance user with hostile values for every query or form
 parameter it reads and for its path arguments, answers 2xx/3xx/4xx — never 5xx — in under 2 s. The
 commands' year, month, tax-ID and time options refuse such values with a Chinese reason and a non-zero

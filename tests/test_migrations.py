@@ -107,7 +107,7 @@ def test_indexes_no_query_uses_are_dropped_and_their_lookups_still_find_the_rows
         db.engine.dispose()
 
 
-# ---- 0015: canonical tax IDs (issue 17, defect 3) ----
+# ---- 0015: canonical tax IDs (README, Access: a tax ID is kept upper case without spaces) ----
 
 CANONICAL, LOWER = "91330100MA2H4K7Q1X", "91330100ma2h4k7q1x"
 OTHER_LOWER, BUYER = "91110000ab0000000x", "91110105MA01XYZ12K"

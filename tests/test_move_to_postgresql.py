@@ -1,4 +1,4 @@
-"""Moving a single-server install from SQLite to PostgreSQL (issue 18 item 4), step by step as
+"""Moving a single-server install from SQLite to PostgreSQL, step by step as
 docs/deploy.md ("Moving from SQLite to PostgreSQL") says, with the real `flask` commands in their own
 processes: a populated SQLite install is backed up, DATABASE_URL is pointed at a new PostgreSQL
 database, the backup is restored there, and the product started on it gives the same figures.

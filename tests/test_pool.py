@@ -181,7 +181,7 @@ def test_entry_status_filter_keeps_the_channels_code_sets_apart(app, client, imp
 def test_usage_filter_keeps_red_and_voided_invoices_apart_as_not_applicable(app, client, runner, imported):
     """用途 = 未获取 finds only invoices whose status could still be fetched; red invoices (never asked)
     and voided ones read 不适用 in the list and on their page, and have a filter value of their own
-    (issue 19 item 10)."""
+    (docs/rules.md, 用途状态)."""
     stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     assert stats["red"] and stats["voided"]
     login(client)
@@ -208,7 +208,7 @@ def test_usage_filter_keeps_red_and_voided_invoices_apart_as_not_applicable(app,
 
 
 def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client, runner, tmp_path):
-    """Issue 19 item 8: the file still says 正常, but the pool holds red invoices that flush the blue
+    """(docs/codes.md, 红字发票如何指向蓝字发票) The file still says 正常, but the pool holds red invoices that flush the blue
     one (through 备注): the list and its page say 正常（已被红冲 100%）/（已被红冲 40%）, and 已红冲-全额 /
     已红冲-部分 find them — also when the reds were imported before their blue invoices."""
     from .workbook_builder import build_workbook, digital_invoice, make_line
@@ -242,7 +242,7 @@ def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client,
 
 
 def test_coverage_offers_every_year_with_data_and_a_whole_file_leaves_no_gap(client, runner, tmp_path):
-    """Issue 19 item 7: a 2021 file (older than the five-year window) makes 2021 selectable, and the
+    """A 2021 file (older than the five-year window, docs/rules.md, 导入 dialog) makes 2021 selectable, and the
     months inside it that held no invoice read 已同步（无发票）, not 缺口."""
     from .workbook_builder import build_workbook, digital_invoice, make_line
 

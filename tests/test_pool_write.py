@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from channels.records import InvoiceRecord, LineRecord, SourceRejected
-from tests.records_support import stage
+from channels.records import SourceRejected
+from tests.records_support import InvoiceRecord, LineRecord, stage
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
 from webapp.pool import pool_stats, save_staged

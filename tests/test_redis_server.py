@@ -1,5 +1,6 @@
 """The bundled Redis: one per install on a unix socket in DATA_DIR, started on demand, reused, safe
-under a race, restarted by its keeper when it dies, clear when it cannot start."""
+under a race, restarted by its keeper when it dies, clear when it cannot start, and never outliving
+the command that started it."""
 
 import os
 import signal
@@ -19,13 +20,13 @@ from jobs.redis_server import (
     bundled_url,
     ensure_redis,
     keep_running,
-    redis_url,
     shutdown,
     socket_path,
     start_foreground,
 )
 
-from .servers import wait_for
+from .conftest import DEMO_TAX_ID, SAMPLES
+from .servers import alive, processes_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,21 +55,20 @@ def installs(monkeypatch):
             os.kill(pid, signal.SIGKILL)
 
 
-def test_redis_url_prefers_env(monkeypatch, installs):
-    assert redis_url(installs[0]) == f"unix://{installs[0].resolve()}/redis/redis.sock?db=0"
+def test_a_set_redis_url_is_used_and_no_bundled_server_started(monkeypatch, installs):
+    assert bundled_url(installs[0]) == f"unix://{installs[0].resolve()}/redis/redis.sock?db=0"
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/2")
-    assert redis_url(installs[0]) == "redis://elsewhere:1/2"
     assert ensure_redis(installs[0]) == "redis://elsewhere:1/2"
     assert not (installs[0] / "redis").exists()
 
 
-def test_starts_daemonized_server_on_a_socket_only_then_reuses_it(installs):
+def test_starts_a_server_on_a_socket_only_then_reuses_it(installs):
     folder = installs[0]
     assert ensure_redis(folder) == bundled_url(folder)
     client = client_of(folder)
     pid = client.info("server")["process_id"]
     assert int((folder / "redis" / "redis.pid").read_text()) == pid
-    assert os.getpid() != _parent_pid(pid), "the server should be daemonized, not our child"
+    assert os.getpid() == _parent_pid(pid), "the server belongs to the process that started it"
     assert client.config_get("port") == {"port": "0"}, "nothing may listen on TCP"
     assert not _tcp_listeners(pid)
     assert client.config_get("appendonly") == {"appendonly": "yes"}
@@ -98,21 +98,24 @@ def test_two_installs_have_two_queues(installs):
 
 def test_racing_starts_give_one_server_per_install(installs):
     """Four processes share a data dir and two use another: each install gets exactly one server."""
-    code = "import sys; from pathlib import Path; from jobs.redis_server import ensure_redis; print(ensure_redis(Path(sys.argv[1])))"
+    code = ("import sys; from pathlib import Path; from jobs.redis_server import ensure_redis; "
+            "print(ensure_redis(Path(sys.argv[1])), flush=True); sys.stdin.read()")  # holds it until told
     dirs = [installs[0]] * 4 + [installs[1]] * 2
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-             for d in dirs]
-    outputs = [p.communicate(timeout=30)[0].strip() for p in procs]
-    assert [p.returncode for p in procs] == [0] * len(procs)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for d in dirs]
+    outputs = [p.stdout.readline().strip() for p in procs]
     assert set(outputs) == {bundled_url(installs[0]), bundled_url(installs[1])}
     for folder in installs[:2]:
         assert int((folder / "redis" / "redis.pid").read_text()) == pid_of(folder)
-    servers = subprocess.run(["pgrep", "-f", f"{installs[0]}/redis/redis.sock"], capture_output=True, text=True)
-    assert len(servers.stdout.split()) == 1
+    servers = [pid for pid, _ in processes_of(installs[0]) if Path(f"/proc/{pid}/comm").read_text() == "redis-server\n"]
+    assert len(servers) == 1
+    for p in procs:
+        p.communicate(timeout=30)
+    assert [p.returncode for p in procs] == [0] * len(procs)
 
 
 def test_keeper_restarts_a_killed_server_and_stops_it_at_the_end(installs):
-    """Under `make run` the Procfile's redis process keeps the server up: kill it, it comes back."""
+    """Under `make run` supervisord's redis program keeps the server up: kill it, it comes back."""
     folder, stop, said = installs[0], threading.Event(), []
     keeper = threading.Thread(target=keep_running, args=(folder, stop, said.append))
     keeper.start()
@@ -133,7 +136,7 @@ def test_keeper_restarts_a_killed_server_and_stops_it_at_the_end(installs):
 
 
 def test_keeper_watches_a_server_a_command_started(installs):
-    """A server already started daemonized (by a CLI command) is watched, not doubled, and stopped."""
+    """A server already started (by a CLI command) is watched, not doubled, and stopped."""
     folder, stop = installs[0], threading.Event()
     ensure_redis(folder)
     daemon = pid_of(folder)
@@ -190,8 +193,8 @@ def _tcp_listeners(pid: int) -> list[str]:
     return listening
 
 
-def test_procfile_redis_process_with_an_external_redis_only_waits(tmp_path):
-    """With REDIS_URL set, `make run`'s redis process starts nothing and stops on SIGTERM."""
+def test_redis_program_with_an_external_redis_only_waits(tmp_path):
+    """With REDIS_URL set, the redis program run by hand starts nothing and stops on SIGTERM."""
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "jobs.redis_server"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             text=True)
@@ -199,5 +202,43 @@ def test_procfile_redis_process_with_an_external_redis_only_waits(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert not (tmp_path / "redis").exists()
-    waited = subprocess.run([sys.executable, "-m", "jobs.redis_server", "wait"], cwd=ROOT, env=env, timeout=10)
-    assert waited.returncode == 0
+
+
+def test_a_command_that_started_the_bundled_redis_leaves_nothing_running(tmp_path):
+    """(README, Run it) `flask import-file --wait` with no `make run` starts the bundled Redis for itself;
+    when it exits that Redis is gone too, so nothing of the install is left running."""
+    folder = Path(tempfile.mkdtemp(prefix="rc-"))
+    env = {**os.environ, "DATA_DIR": str(folder)}
+    for name in ("REDIS_URL", "DATABASE_URL", "SUPERVISOR_ENABLED"):
+        env.pop(name, None)
+    flask = [str(Path(sys.executable).with_name("flask")), "--app", "wsgi"]
+    for args in (["db", "upgrade"], ["seed-demo"]):
+        subprocess.run([*flask, *args], cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    sample = SAMPLES / "etax-export-2024.xlsx"
+    done = subprocess.run([*flask, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(sample), "--as", "caiwu",
+                           "--wait"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "redis" / "appendonly.aof").exists(), "it did use the bundled Redis"
+    wait_for(lambda: not processes_of(folder), 10, "nothing of the install left running")
+    assert pid_of(folder) is None
+
+
+@pytest.mark.parametrize("ending", ["exits", "is killed"])
+def test_a_bundled_redis_whose_data_dir_is_gone_still_stops_with_its_owner(installs, ending):
+    """A Redis that cannot save (its DATA_DIR deleted under it) once refused to stop; now it stops when
+    the process that started it exits or is SIGKILLed (jobs.lifeline then sends it SIGTERM)."""
+    folder = installs[0]
+    code = ("import sys; from pathlib import Path; from jobs.redis_server import ensure_redis; "
+            "print(ensure_redis(Path(sys.argv[1])), flush=True); sys.stdin.read()")
+    owner = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == bundled_url(folder)
+    server = pid_of(folder)
+    client_of(folder).set("queued", "1")
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+    if ending == "exits":
+        owner.communicate(timeout=30)
+    else:
+        owner.kill()
+        owner.wait(10)
+    wait_for(lambda: not alive(server), 15, "the bundled Redis stopped")

@@ -1,4 +1,4 @@
-"""Retention (issue 18 item 6): the uploads and staging files of a batch that ended FILE_KEEP_DAYS ago
+"""Retention (README, Retention): the uploads and staging files of a batch that ended FILE_KEEP_DAYS ago
 are removed by the scheduler's daily clean-up; a batch still running keeps its files whatever its
 age, and the pool and the batch rows are never touched. Audit rows follow AUDIT_KEEP_DAYS."""
 from __future__ import annotations
@@ -22,16 +22,17 @@ NOW = datetime(2026, 6, 1, 12, 0)
 
 
 def _file_batch(runner, status: str, finished: datetime | None) -> str:
-    """A file batch (its upload kept, a month staged) in the given state; its number."""
+    """A file batch (its months staged at receipt, and an upload as an older version kept) in the given
+    state; its number."""
     batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / "etax-export-2024.xlsx"),
                      "--as", "admin")
     with runner.app.app_context():
         row = db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))
         row.status, row.finished_at = status, finished
         db.session.commit()
-        staging_dir(row).mkdir(parents=True)
-        (staging_dir(row) / "2024-01.staged").write_bytes(b"x")
-        assert upload_path(row).is_file()
+        assert (staging_dir(row) / "2024-01.staged").is_file()
+        upload_path(row).parent.mkdir(parents=True, exist_ok=True)
+        upload_path(row).write_bytes(b"x")
         db.session.remove()
     return batch["batch_no"]
 

@@ -224,7 +224,7 @@ def test_payload_fields_and_value_formats(demo_2024):
 
 
 def test_payloads_convert_with_the_product_converter():
-    from channels.payload import invoice_from_payload
+    from tests.records_support import invoice_from_payload
 
     for kind in data.KINDS:
         for inv in data.invoices_for(DEMO, "2024-04", kind):
@@ -787,13 +787,14 @@ def test_product_clients_download_over_real_http(live_url):
     from channels.leqi import LeqiClient
     from channels.records import UsageQuery
     from channels.rpa import RpaClient
+    from tests.records_support import leqi_download, rpa_download
 
     with httpx.Client(base_url=live_url) as c:
         control(c, today="2024-06-10", processing_polls=1, latency_ms=5)
     no_wait = {"sleep": lambda seconds: None}
     with LeqiClient(live_url, "app", "secret", **no_wait) as lq, RpaClient(live_url, "key", **no_wait) as robot:
-        records = list(lq.download(DEMO, date(2024, 5, 1), date(2024, 5, 31), "81"))
-        robot_records = list(robot.download(DEMO, DEMO_ACCOUNT, date(2024, 5, 1), date(2024, 5, 31), ["81"]))
+        records = list(leqi_download(lq, DEMO, date(2024, 5, 1), date(2024, 5, 31), "81"))
+        robot_records = list(rpa_download(robot, DEMO, DEMO_ACCOUNT, date(2024, 5, 1), date(2024, 5, 31), ["81"]))
         assert len(records) > 500 and [r.key for r in records] == [r.key for r in robot_records]
         blues = [r for r in records if not r.is_red][:150]
         queries = [UsageQuery(r.key, r.type_code, r.code, r.digital_number or r.number,

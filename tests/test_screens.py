@@ -1,7 +1,8 @@
-"""Issue 8 part 2 and issue 11 item 6 without a browser: plain failure reasons, exact numbers, the batch
+"""The batch screens without a browser (docs/rules.md, 批次状态): plain failure reasons, exact numbers, the batch
 list's one poll and fixed number of queries, pool sums to the cent, the coverage ratio, expired sessions."""
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -9,7 +10,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from webapp.batches.facts import page_facts, plain_error
+from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, plain_error
+from webapp.clock import now
 from webapp.extensions import db
 from webapp.numbers import exact_number, money, thousands
 from webapp.pool import save_staged
@@ -42,7 +44,7 @@ def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(m
     "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
     "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
     "文件中有 4 处无法读取，未导入任何数据。第一处：工作表“信息汇总表”第 2 行“金额”不是金额：abc。"
-    "完整清单见批次详情页，可下载“错误清单”逐行修正",
+    "请下载“错误清单”查看全部并逐行修正后重新导入",
     "工作表“发票基础信息”第 7 行“开票日期”不是日期：March 5th，文件未导入任何数据，请修正后重新上传",
 ])
 def test_a_plain_chinese_reason_is_shown_as_it_is(message):
@@ -156,6 +158,110 @@ def test_poll_stops_when_the_page_has_nothing_left_running(app, client):
     assert f"已创建导入批次 {number}：全部执行成功" in live.text
 
 
+# the batch page: one poll too ------------------------------------------------------------------------------
+
+POLLER = re.compile(r'<div id="batch-poll" hidden hx-get="([^"]+)" hx-trigger="every (\d+)s"')
+
+
+def _pollers(text: str) -> list[tuple[str, int]]:
+    """The page's poller as (address, seconds between polls); a page with nothing running has none."""
+    return [(url.replace("&amp;", "&"), int(seconds)) for url, seconds in POLLER.findall(text)]
+
+
+def _file_batch_being_parsed(app) -> str:
+    """A 导入电子税局文件 batch whose upload is still being parsed (数据预处理中): no months yet."""
+    from webapp.batches import new_batch_no
+    from webapp.models import Batch, Company, User
+
+    with app.app_context():
+        with write_transaction():
+            user = db.session.scalar(select(User).filter_by(username="caiwu"))
+            company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
+            batch = Batch(batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
+                          seller_name=company.name, data_type="invoices", method="file", file_name="导出.xlsx",
+                          kinds=["全部"], status="preprocessing", created_by_id=user.id, creator_name="caiwu",
+                          created_at=now())
+            db.session.add(batch)
+            number = batch.batch_no
+        db.session.remove()
+    return number
+
+
+def _set_batch(app, number: str, months: str | None = None, **values) -> None:
+    """The batch as the worker leaves it: each month in status `months` (the batch's status follows), or
+    the batch's own columns set."""
+    from webapp.batches import refresh_batch
+    from webapp.models import Batch, Subtask
+
+    with app.app_context():
+        with write_transaction():
+            batch = db.session.scalar(select(Batch).filter_by(batch_no=number))
+            if months:
+                done = months == "succeeded"
+                db.session.execute(Subtask.__table__.update().where(Subtask.batch_id == batch.id)
+                                   .values(status=months, total=5 if done else 0, success=5 if done else 0))
+                refresh_batch(batch.id)
+            for name, value in values.items():
+                setattr(batch, name, value)
+        db.session.remove()
+
+
+def test_a_batch_page_polls_once_and_stops_at_its_finished_state(app, client):
+    """A file being parsed: one poller for the page (its months and its 错误清单 once asked twice, every
+    2 s each), at POLL_SECONDS; each answer brings both sections, and the one telling the file was
+    refused shows its 错误清单 and stops asking."""
+    login(client)
+    number = _file_batch_being_parsed(app)
+    page = client.get(f"/batches/{number}")
+    assert page.text.count("hx-trigger=") == 1
+    [(poll, every)] = _pollers(page.text)
+    assert every == POLL_SECONDS and poll == f"/batches/{number}/live"
+
+    live = client.get(poll, headers={"HX-Request": "true"})
+    assert "正在解析文件" in live.text
+    assert live.text.count('hx-swap-oob="true"') == 2  # the months and the 错误清单, in one answer
+    assert _pollers(live.text) == [(poll, POLL_SECONDS)]
+
+    rows = [{"sheet": "发票基础信息", "row": 2, "column": "开票日期", "value": "上周三", "why": "不是日期"}]
+    _set_batch(app, number, status="failed", error="文件中有 1 处无法读取，未导入任何数据", finished_at=datetime(2026, 1, 1, 0, 5),
+               error_rows=json.dumps(rows, ensure_ascii=False))
+    live = client.get(poll, headers={"HX-Request": "true"})
+    assert "全部执行失败" in live.text and "错误清单" in live.text and "上周三" in live.text
+    assert "hx-trigger" not in live.text and '<div id="batch-poll" hidden></div>' in live.text
+
+
+def test_a_batch_page_polls_slowly_while_its_months_only_wait(app, client):
+    """Months waiting for quota: the page asks every POLL_WAITING_SECONDS, as the list does; once a month
+    runs, every POLL_SECONDS again; when all succeeded the page shows it and no longer asks."""
+    login(client)
+    [number] = _batches(app, 1, running=1)
+    [(poll, every)] = _pollers(client.get(f"/batches/{number}").text)
+    assert every == POLL_SECONDS
+    _set_batch(app, number, months="waiting")
+    assert _pollers(client.get(poll, headers={"HX-Request": "true"}).text) == [(poll, POLL_WAITING_SECONDS)]
+    _set_batch(app, number, months="running")
+    assert _pollers(client.get(poll, headers={"HX-Request": "true"}).text) == [(poll, POLL_SECONDS)]
+    _set_batch(app, number, months="succeeded")
+    live = client.get(poll, headers={"HX-Request": "true"})
+    assert "全部执行成功" in live.text and "总份数 <b>10</b>，成功份数 <b>10</b>" in live.text
+    assert _pollers(live.text) == [] and "hx-trigger" not in live.text
+
+
+def test_the_invoice_pages_usage_notice_polls_as_a_batch_page_does(app, client):
+    """获取用途状态's notice is the invoice page's one poll: seldom while its months wait for quota (which may
+    last hours), often while one runs, and a reload of the page once the batch ended."""
+    login(client)
+    [number] = _batches(app, 1, running=1)
+    notice = f"/pool/24330000000000000001/usage-batch/{number}"
+    every = re.compile(r'id="usage-batch" hx-get="[^"]+" hx-trigger="every (\d+)s"')
+    _set_batch(app, number, months="waiting")
+    assert every.findall(client.get(notice, headers={"HX-Request": "true"}).text) == [str(POLL_WAITING_SECONDS)]
+    _set_batch(app, number, months="running")
+    assert every.findall(client.get(notice, headers={"HX-Request": "true"}).text) == [str(POLL_SECONDS)]
+    _set_batch(app, number, months="succeeded")
+    assert client.get(notice, headers={"HX-Request": "true"}).headers["HX-Refresh"] == "true"
+
+
 def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
     from webapp.batches.facts import mismatch
     from webapp.models import Batch
@@ -198,7 +304,7 @@ def test_pool_summary_counts_and_sums_to_the_cent(app, client):
 
 
 def test_a_blank_voided_invoice_page_names_no_seller_none_and_says_it_has_no_line(app, client):
-    """Issue 8 part 1: the seller and buyer names are empty; the page never prints None."""
+    """A blank-voided invoice (docs/etax-export.md, Values) has no seller or buyer name; the page never prints None."""
     key = "033002100104-00000065"
     row, _ = _invoice(1, "0.00", "0.00", "0.00", buyer=None)
     row = list(row)

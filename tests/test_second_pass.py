@@ -1,4 +1,4 @@
-"""Page and command tests of issue 19 items 3, 5, 6, 9 and 11 (the browser ones are in
+"""Page and command tests of the batch screens and dialogs (the browser ones are in
 test_browser_second_pass.py): what the screens, dialogs and commands say matches what can happen."""
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_a_gap_opens_the_channel_that_can_fill_it(app, client):
 
 def test_small_things_a_finance_user_notices(app, client):
     """Item 11: 参数配置 counts carry separators; an empty year's chart has one 0 line and says there are no
-    invoices (no "1 / 0 / 0" axis); 自动化设置 names the manual's task code."""
+    invoices (no "1 / 0 / 0" axis); 自动化设置 names the task code (docs/rules.md, 自动更新)."""
     from webapp.models import Batch
 
     batch_no = add_batch(SimpleNamespace(app=app), {"2024-01": ("succeeded", None)}, status="succeeded")

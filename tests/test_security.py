@@ -1,4 +1,4 @@
-"""Security (issue 9, items 4, 6, 8): 自动更新 limited to admins and to granted companies, login
+"""Security (README, Access): 自动更新 limited to admins and to granted companies, login
 throttling against a real Redis, no user-name enumeration by timing, sessions that end at logout and
 password change, secure cookies on request, and headers that keep data out of caches and referrers."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _batch_tax_ids(app) -> list[str]:
     return _db(app, lambda: sorted(db.session.scalars(select(Batch.tax_id))))
 
 
-# ---- 自动更新: who may do what, and which companies a run reaches (issue 9 #4) ----
+# ---- 自动更新: who may do what, and which companies a run reaches (README, Access: 自动更新) ----
 
 def test_finance_user_sees_only_their_companies_on_automation_and_cannot_act(cast, client):
     schedule_id = _schedule_by_admin(cast, client)
@@ -96,7 +96,7 @@ def test_a_manual_run_reaches_only_companies_the_runner_is_granted_too(cast, cli
     assert _batch_tax_ids(cast) == [X["tax_id"]]
 
 
-# ---- login throttling and enumeration (issue 9 #6) ----
+# ---- login throttling and enumeration (README, Access: Login) ----
 
 def _login(client, username, password):
     return client.post("/login", data={"username": username, "password": password})
@@ -114,7 +114,7 @@ def test_wrong_passwords_lock_the_user_out_with_a_chinese_message(app, client, r
 
 
 def test_an_office_behind_one_address_is_not_locked_out_by_other_users_failures(app, client):
-    """Issue 17 #6: 30+ failures from one address (a NAT: the whole office), with other user names;
+    """(README, Access) 30+ failures from one address (a NAT: the whole office), with other user names;
     caiwu's right password still logs in, and admin's too."""
     for n in range(35):
         assert _login(client, f"guess{n}", "password").status_code == 200
@@ -145,7 +145,7 @@ def _failures_by_address(app) -> list[str | None]:
 
 @pytest.mark.parametrize("value", ["-1", "one", "11"])
 def test_a_bad_trusted_proxies_setting_stops_the_start_saying_what_it_should_be(monkeypatch, value):
-    from webapp.config import trusted_proxies
+    from settings import trusted_proxies
 
     monkeypatch.setenv("TRUSTED_PROXIES", value)
     with pytest.raises(ValueError, match="TRUSTED_PROXIES 应为 0 到 10 的整数"):
@@ -220,7 +220,7 @@ def test_an_inactive_user_cannot_log_in(app, client, runner):
     assert "用户名或密码错误" in _login(client, "gone", "secret123").text
 
 
-# ---- sessions, cookies and headers (issue 9 #8) ----
+# ---- sessions, cookies and headers (README, Access: Sessions) ----
 
 def _copy_session(source, app):
     copy = app.test_client()

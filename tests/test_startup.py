@@ -116,3 +116,35 @@ def test_shared_modules_import_no_feature():
     upward = {(file, module) for file, module in _imported_modules("webapp")
               if file.count("/") == 1 and file not in ASSEMBLING and _feature_of(module)}
     assert upward == set()
+
+
+def test_the_environment_is_read_in_settings_only():
+    """One settings source (README, Configuration): settings.py reads every variable and imports none
+    of the product, so jobs/, webapp/ and channels/ each read it without pulling in another layer."""
+    import ast
+
+    tree = ast.parse((ROOT / "settings.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name.split(".")[0] for name in imported} & {"wsgi", "jobs", "webapp", "channels", "flask"}
+    readers = set()
+    for path in [ROOT / "wsgi.py", *(p for package in ("jobs", "webapp", "channels") for p in (ROOT / package).rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
+                    and node.attr in ("environ", "getenv", "putenv"):
+                readers.add(str(path.relative_to(ROOT)))
+    assert readers == set()
+
+
+def test_the_factory_prepares_the_data_dir_it_is_given(tmp_path, monkeypatch):
+    """The factory, not reading the settings, creates DATA_DIR and the secret key kept there: the one
+    the app is given (a test's own folder too), and every process of the install agrees on the key."""
+    from webapp import create_app
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    folder = tmp_path / "fresh" / "data"
+    first, second = (create_app({"DATA_DIR": str(folder)}) for _ in range(2))
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"] == (folder / "secret_key").read_text()
+    assert (folder / "secret_key").stat().st_mode & 0o777 == 0o600
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    assert create_app({"DATA_DIR": str(folder)}).config["SECRET_KEY"] == "from-the-environment"

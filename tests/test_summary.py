@@ -106,13 +106,13 @@ def test_summary_of_an_imported_file_is_exact_to_the_cent(runner, client, tmp_pa
                 cells["special"]["amount"], cells["special"]["tax"], cells["other"]["amount"], cells["other"]["tax"]]
     total = exported[("2024年", "年度合计")]
     assert f"{Decimal(str(total[2])) + Decimal(str(total[4])):.2f}" == f"{year_amount:.2f}"
-    for cell in sheet[sheet.max_row][2:]:  # numbers a user can sum, read with separators (issue 19 item 2)
+    for cell in sheet[sheet.max_row][2:]:  # numbers a user can sum, read with separators
         assert isinstance(cell.value, (int, float)) and cell.number_format == "#,##0.00", cell
 
 
 def test_a_formula_like_kind_comes_out_of_the_summary_workbook_as_text(runner, client, tmp_path):
     """A file whose 发票票种 cell is `=cmd|'/C calc'!A0` is imported as an unknown kind; 销项汇总's Excel
-    names it as a text cell equal to the file's, never a formula (issue 20 item 2), counted as a number."""
+    names it as a text cell equal to the file's, never a formula, counted as a number."""
     hostile = "=cmd|'/Ccalc'!A0"  # (the importer drops spaces inside a 票种)
     invoice = digital_invoice("24330000000000000077", [make_line("*信息技术服务*运维服务", "1234.56", "6%")],
                               "2024-04-02 10:00:00", kind="数电发票（普通发票）")
@@ -264,7 +264,7 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     page = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month={MONTH}").text
     assert 'data-count="different">3 份' in page and 'data-count="only_one">2 份' in page
     assert "改名后的购买方有限公司" in page and "已红冲-全额" in page
-    empty = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month=2024-01").text  # issue 19 item 10: one answer
+    empty = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month=2024-01").text  # one answer
     assert "本月发票池中没有该企业的发票" in empty and "本月只有一个来源同步过" not in empty
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
@@ -303,7 +303,8 @@ def test_diff_refuses_a_bad_month(runner, args, message):
 
 
 def test_the_months_an_import_touched_are_summed_when_its_batch_ends(app, runner, tmp_path):
-    """Issue 12: the first 销项汇总 view after an import reads kept figures; nobody has viewed it yet."""
+    """(docs/performance.md, 销项汇总 right after an import) The first view after an import reads kept
+    figures; nobody has viewed it yet."""
     from webapp.models import InvoiceMonthSummary
     from webapp.summary import summary_json, year_summary
 

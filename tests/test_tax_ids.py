@@ -1,4 +1,4 @@
-"""Tax IDs in one canonical form (upper case, no spaces) through every way in (issue 17, defect 3).
+"""Tax IDs in one canonical form (upper case, no spaces) through every way in (README, Access).
 
 A workbook or a bureau answer that writes `91330100ma2h4k7q1x`, a form or a command that types it
 so: the invoice is stored under the company's canonical tax ID and shows in the pool list, its

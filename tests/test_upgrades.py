@@ -1,4 +1,4 @@
-"""Upgrades keep every row (issue 18 item 5): a database built at each earlier schema revision, with
+"""Upgrades keep every row (README, Run it): a database built at each earlier schema revision, with
 a row in every table written in that revision's own schema, upgraded to head keeps every row and
 every value (a column a migration converts on purpose is checked against its conversion); and the
 migrations themselves, by pytest-alembic: one head, each revision upgrades, and the models match the

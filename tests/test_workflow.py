@@ -1,4 +1,4 @@
-"""Workflow gaps (issue 8, part 3) at the HTTP level: the import dialog's pickers and warnings,
+"""The workflow at the HTTP level (docs/rules.md, 导入 dialog): the import dialog's pickers and warnings,
 the confirmation of 终止 / 重试, the 自动更新 duplicate rule, an admin's new company."""
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ def test_each_entry_status_is_listed_once_and_finds_both_channels_codes(app, cli
 
 
 def test_no_time_zone_suffix_or_job_id_on_the_automation_page(client):
-    """The manual's task code is named once, as the manual names it (issue 19 item 11), never as a row's job id."""
+    """The task code is named once, as the rules name it (docs/rules.md, 自动更新), never as a row's job id."""
     login(client, "admin", "admin123")
     client.post("/automation/new", data={"invoices": "1"})
     page = client.get("/automation").text

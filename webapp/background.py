@@ -18,6 +18,10 @@ class Background(Protocol):
     def enqueue_parse(self, batch) -> None:
         """Queue the parse of an uploaded file (after the batch row is committed)."""
 
+    def stage_upload(self, path, tax_id: str, folder) -> dict:
+        """Parse an upload now, in a process of its own, staging its months in `folder`; returns what
+        the folder holds, or refuses as the parse does (RowsRejected, SourceRejected)."""
+
     def enqueue_subtasks(self, subtasks: Iterable) -> None:
         """Queue subtasks (after their rows are committed); an outage leaves them to the reconciler."""
 

@@ -7,7 +7,7 @@ from flask import current_app
 
 
 def now() -> datetime:
-    """Naive local (Beijing, see config.use_local_time_zone) time like every stored timestamp;
+    """Naive local (Beijing, see settings.use_time_zone) time like every stored timestamp;
     tests of date rules set CLOCK_NOW (naive, or aware in some zone) instead of waiting for days
     to pass, and get it back as the database would keep it."""
     return stored(current_app.config.get("CLOCK_NOW") or datetime.now())

@@ -72,14 +72,6 @@ def written_atomically(target: Path) -> Iterator[Path]:
         raise
 
 
-def copy_atomically(source: Path, target: Path) -> None:
-    """Copy a file into place whole, after checking DATA_DIR has room for it."""
-    check_room(source.stat().st_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with written_atomically(target) as temp:
-        shutil.copyfile(source, temp)
-
-
 def is_disk_full(error: BaseException) -> bool:
     """Whether an error is the disk being full: ENOSPC, SQLite's "database or disk is full", or
     Redis's MISCONF (it cannot save, so it refuses writes)."""

@@ -1,6 +1,6 @@
 """Every value a URL, a form or a command brings, parsed into a bounded type before use.
 
-Why (issue 17, defect 1): one unbounded value took the server down — `?year=9999` made the 同步覆盖
+Why (README, Command line): one unbounded value took the server down — `?year=9999` made the 同步覆盖
 grid count months forever, `date_to=9999-12-31` and `page=99999999999999999999` overflowed into
 500s. So each parameter goes through one of the parsers below, which either return a value inside
 the product's range or raise `Refused` with a Chinese reason; the pages answer a refusal with HTTP 400

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from pathlib import Path
 import orjson
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
+import settings
 from channels.months import month_of, months_between
 from channels.sandbox import data
 from channels.sandbox.state import SandboxState, parse_day
@@ -51,7 +51,7 @@ _SETTING_KEYS = {"SANDBOX_LATENCY_MS": "latency_ms", "SANDBOX_FAIL_RATE": "fail_
 def create_app(config: dict | None = None) -> Flask:
     """The sandbox bureau app; `config` overrides the environment (see the module docstring)."""
     app = Flask(__name__)
-    app.config.from_mapping(_config_from_env())
+    app.config.from_mapping(settings.sandbox_config(_SETTING_KEYS))
     app.config.update(config or {})
     app.json.ensure_ascii = False
     app.json.sort_keys = False
@@ -64,18 +64,9 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def _config_from_env() -> dict:
-    """SANDBOX_* from the environment, so `flask --app channels.sandbox run` needs no code."""
-    data_dir = os.environ.get("DATA_DIR")
-    default_db = Path(data_dir) / "sandbox.db" if data_dir else Path.cwd() / "instance" / "sandbox.db"
-    config = {"SANDBOX_DB": os.environ.get("SANDBOX_DB") or str(default_db)}
-    config.update({key: os.environ[key] for key in _SETTING_KEYS if os.environ.get(key)})
-    return config
-
-
 def known_companies(db_path: str | Path) -> list[dict]:
     """The tax IDs this sandbox knows (tax_id, name, leqi_enabled, leqi_since, rpa_account), for a
-    host to tell its users which ones to test with (the manual: use the sandbox tax IDs)."""
+    host to tell its users which ones to test with (docs/rules.md, 沙箱)."""
     return SandboxState(db_path).companies()
 
 
@@ -282,7 +273,7 @@ def _usage_answers(channel: str, service: str, company: dict, body: dict) -> dic
     """Usage status for ≤100 invoices, in request order, in `channel`'s code set.
 
     Red invoices are answered too (a real bureau would), and counted, so tests can prove the
-    product never asks for them (manual: 仅正数发票支持查询发票用途状态).
+    product never asks for them (docs/rules.md, 用途状态).
     """
     items = body.get("fpxx")
     if not isinstance(items, list) or not 1 <= len(items) <= USAGE_LIMIT:

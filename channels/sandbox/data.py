@@ -186,12 +186,6 @@ def _seller(tax_id: str, name: str, industry: str) -> _Seller:
                    tuple(buyers), tuple(weights), goods)
 
 
-def company_defaults(tax_id: str) -> dict | None:
-    """The built-in sandbox company with this tax ID (seeded into the sandbox state), if any."""
-    company = _DEFAULTS_BY_ID.get(tax_id)
-    return dict(company) if company else None
-
-
 def _volume_means(volume: object) -> tuple[int, ...]:
     """A profile name or a {kind: mean per month} dict as a hashable tuple in KINDS order."""
     if volume is None:

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT N
 DEFAULT_SETTINGS: dict[str, object] = {
     "latency_ms": 0, "fail_rate": 0.0, "fail_services": [], "processing_polls": 1, "today": None,
     # the bureau writes seller and buyer tax IDs (xfsh, gfsh) in lower case, as some exports and
-    # front ends do: for testing that the host stores them canonically (issue 17, defect 3)
+    # front ends do: for testing that the host stores them canonically (README, Access: a tax ID)
     "lowercase_ids": False,
 }
 COMPANY_FIELDS = ("name", "leqi_enabled", "leqi_since", "rpa_account", "rpa_password", "volume", "industry")
@@ -71,7 +71,7 @@ COMPANY_FIELDS = ("name", "leqi_enabled", "leqi_since", "rpa_account", "rpa_pass
 def quota_refusal(inv_month: str, fplx: str, today: date, used: list[date]) -> str | None:
     """Why one more 乐企 application for (invoicing month, type) is refused today, or None.
 
-    The manual's three rules (docs/quota.md), per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
+    The three rules (docs/quota.md, The rules), per (tax ID, invoicing month, type): 1 a day; 5 in a calendar
     month while the invoicing month is the current one; 3 in a calendar month for a past one.
     Kept independent of the product's own channels/quota_rules.py so the sandbox can catch its bugs.
     """

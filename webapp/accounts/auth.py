@@ -17,7 +17,7 @@ from webapp.extensions import db, htmx, login_manager
 from webapp.models import User
 from webapp.transactions import write_transaction
 
-bp = Blueprint("auth", __name__, template_folder="templates")
+bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}  # monitors have no login
 SESSION_VERSION = "_sv"
 
@@ -65,20 +65,20 @@ def login():
     on success go back where the user was headed."""
     form = LoginForm()
     if not form.validate_on_submit():
-        return render_template("login.html", form=form)
+        return render_template("auth/login.html", form=form)
     username = form.username.data.strip()
     wait = login_throttle.locked_for(username)
     user = db.session.scalar(db.select(User).filter_by(username=username))
     if wait:
         audit.record("login.failure", username, actor=user or username, reason="已锁定")
         flash(login_throttle.lockout_message(wait), "error")
-        return render_template("login.html", form=form), 429
+        return render_template("auth/login.html", form=form), 429
     if not _password_ok(user, form.password.data):
         login_throttle.failed(username, request.remote_addr)
         audit.record("login.failure", username, actor=user or username,
                      reason="用户已停用" if user and not user.active else "用户名或密码错误")
         flash("用户名或密码错误", "error")
-        return render_template("login.html", form=form), 200
+        return render_template("auth/login.html", form=form), 200
     login_throttle.succeeded(username)
     login_user(user)
     session[SESSION_VERSION] = user.session_version

@@ -6,7 +6,7 @@ moving window (LOGIN_LIMIT_PER_USER / LOGIN_LIMIT_PER_ADDRESS, e.g. "5 per 15 mi
 Locks are per user name: past its limit a user name is refused, even with the right password, until
 the window moves on. An address never locks anyone out by itself: behind a NAT or a proxy a whole
 office shares one address, and one colleague's (or one intruder's) wrong passwords must not keep the
-others out (issue 17, defect 6). An address past its own limit is suspect instead: each further wrong
+others out (README, Access). An address past its own limit is suspect instead: each further wrong
 password from it locks the user name it named at once, so from there every user name gets one guess
 per window rather than LOGIN_LIMIT_PER_USER, while the right password of a user not locked still
 logs in. An attacker's guesses from one address are thus bounded by the address limit plus one per
@@ -15,7 +15,7 @@ existing user name per window (unknown user names reach no account).
 The counters live in the product's Redis (the `limits` library, which Flask-Limiter is built on) so
 every web process shares them; while Redis is unreachable they fall back to this process's memory
 rather than letting logins through unthrottled or refusing everyone. The address is the one the
-request came from, or the client a trusted proxy names (TRUSTED_PROXIES, webapp.config).
+request came from, or the client a trusted proxy names (TRUSTED_PROXIES, settings.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Admin settings kept in the database; today errorGoodsNames (manual: 错误商品名称过滤)."""
+"""Admin settings kept in the database; today errorGoodsNames (docs/rules.md, 错误商品名称过滤)."""
 from __future__ import annotations
 
 import re

@@ -29,7 +29,7 @@ from webapp.statuses import DataType, Role
 from webapp.transactions import write_transaction
 from webapp.web import paginate, xlsx_download
 
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+bp = Blueprint("admin", __name__, url_prefix="/admin")
 RECEIPT_CHANNELS = [("", "未配置"), ("乐企平台", "乐企平台"), ("电子税务局", "电子税务局")]
 
 

@@ -24,14 +24,14 @@ from webapp.models import Company, Schedule, ScheduleRun, User
 from webapp.statuses import DataType, RunTrigger
 from webapp.transactions import write_transaction
 
-TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # the manual's 调度任务编码
+TASK_CODE = "sim_his_inv_data_import_task_SKDP_S"  # 调度任务编码 (docs/rules.md, 自动更新)
 TASK_NAME = "历史发票数据导入定时计划"
 RUN_DAY = 5
 CATCH_UP_MONTHS = 12
 
 
 def job_id(schedule: Schedule) -> str:
-    """The rq-scheduler job id: the manual's task code plus the schedule, so jobs map to rows."""
+    """The rq-scheduler job id: the task code plus the schedule, so jobs map to rows."""
     return f"{TASK_CODE}-{schedule.id}"
 
 

@@ -21,7 +21,7 @@ from webapp.forms import Rule
 from webapp.models import Schedule
 from webapp.transactions import write_transaction
 
-bp = Blueprint("automation", __name__, url_prefix="/automation", template_folder="templates")
+bp = Blueprint("automation", __name__, url_prefix="/automation")
 ACTIONS = {"enable": "启用", "disable": "停用", "delete": "删除", "run": "立即执行"}
 QUESTIONS = {"run": "立即执行计划 #{id}，下载上月数据？", "delete": "删除计划 #{id}？已创建的导入批次不受影响。"}
 

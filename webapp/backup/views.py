@@ -12,7 +12,7 @@ from webapp.extensions import db
 from webapp.models import BackupRun
 from webapp.statuses import BackupFailure, BackupStatus, BackupTrigger
 
-bp = Blueprint("backup", __name__, url_prefix="/admin/backups", template_folder="templates")
+bp = Blueprint("backup", __name__, url_prefix="/admin/backups")
 
 
 @bp.before_request

@@ -1,12 +1,14 @@
 """导入批次 and their monthly subtasks: creation, derived status, 终止 and 重试."""
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select, update
 
+from channels.etax_file import check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of
 from channels.records import SourceRejected
@@ -14,7 +16,7 @@ from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
 from webapp.batches.facts import counts_scope
 from webapp.clock import now
-from webapp.disk import copy_atomically
+from webapp.disk import check_room
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
@@ -87,8 +89,30 @@ def staging_dir(batch: Batch) -> Path:
     return Path(current_app.config["DATA_DIR"]) / "staging" / batch.batch_no
 
 
-def create_file_batch(user: User, company: Company, source: Path, file_name: str) -> Batch:
-    """A 导入电子税局文件 batch: keep the upload, then let a job parse it (数据预处理中)."""
+STAGED_MANIFEST = "manifest.json"  # written last into a staged folder (jobs.staging): its months, kinds, warnings
+
+
+def staged_manifest(folder: Path) -> dict | None:
+    """What a folder of staged months holds (None: it was never staged whole)."""
+    path = folder / STAGED_MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def receive_file(company: Company, path: Path) -> Path:
+    """Check an uploaded file and parse it now, before any batch exists, so that a file refused for
+    any reason (another company's, unreadable rows: RowsRejected) is answered where it was given
+    (docs/etax-export.md, What refuses a file). Returns the folder of its staged months, for create_file_batch. Refused
+    (DiskFull) before anything is written when DATA_DIR lacks room for the file."""
+    check_room(path.stat().st_size)
+    check_upload(path, company.tax_id)
+    folder = Path(current_app.config["DATA_DIR"]) / "staging" / f"received-{secrets.token_hex(8)}"
+    background().stage_upload(path, company.tax_id, folder)
+    return folder
+
+
+def create_file_batch(user: User, company: Company, staged: Path, file_name: str) -> Batch:
+    """A 导入电子税局文件 batch holding the months staged at receipt (receive_file); its parse job
+    turns them into month subtasks once the company's earlier file batches have ended (数据预处理中)."""
     with write_transaction():
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
@@ -97,13 +121,13 @@ def create_file_batch(user: User, company: Company, source: Path, file_name: str
         )
         db.session.add(batch)
         db.session.flush()
-        copy_atomically(source, upload_path(batch))  # refused whole (DiskFull) when DATA_DIR lacks room
+        staged.rename(staging_dir(batch))  # same folder: a rename; a rollback leaves it to retention
     background().enqueue_parse(batch)
     audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch
 
 
-PERIOD_YEARS = 5  # 开票日期只能选择近五年 (the manual): the one home of "five years"
+PERIOD_YEARS = 5  # 开票日期只能选择近五年 (docs/rules.md, 导入 dialog): the one home of "five years"
 
 
 def period_years(today) -> list[int]:
@@ -177,8 +201,8 @@ def leqi_note(company: Company, skipped: list[str]) -> str:
 
 
 def leqi_refusal(company: Company) -> str:
-    """Why 乐企 is refused when every chosen month precedes the company's authorisation: the manual
-    (乐企可下载的销项发票数据为企业授权…乐企能力后所开具的发票) leaves such a batch nothing to fetch."""
+    """Why 乐企 is refused when every chosen month precedes the company's authorisation: docs/rules.md, 乐企
+    authorisation: such a batch would have nothing to fetch."""
     return (f"{company.name}于 {company.leqi_since:%Y-%m-%d} 授权乐企，乐企只能下载此后开具的发票，"
             "所选月份均早于该日期，请改选月份或改用 RPA 通道")
 
@@ -281,9 +305,10 @@ def terminate(batches: list[Batch]) -> dict:
 
 
 def _reparse(batch: Batch) -> bool:
-    """A file batch that failed or was stopped while parsing, whose upload is still kept."""
+    """A file batch that failed or was stopped before its months were made, whose staged months
+    (or, from an older version, its upload) are still kept."""
     return (not batch.subtasks and batch.status in BatchStatus.RETRYABLE and batch.method == Method.FILE
-            and upload_path(batch).exists())
+            and ((staging_dir(batch) / STAGED_MANIFEST).exists() or upload_path(batch).exists()))
 
 
 def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:

@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from channels.etax_file import check_file_name, check_upload
+from channels.etax_file import RowsRejected, check_file_name
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import months_between
 from channels.records import SourceRejected
@@ -18,6 +18,7 @@ from webapp.batches import (
     check_months,
     create_download_batches,
     create_file_batch,
+    receive_file,
 )
 from webapp.cli import acting_company, acting_user, fail, print_json
 from webapp.clock import now
@@ -57,15 +58,19 @@ def _wait(batch_no: str) -> Batch:
 @click.option("--as", "username", required=True, type=TEXT)
 @click.option("--wait", is_flag=True, help="block until the batch ends")
 def import_file(tax_id, path, username, wait):
-    """导入电子税局文件 for one company, with the import dialog's rules."""
+    """导入电子税局文件 for one company, with the import dialog's rules: the file is parsed first, and
+    a refused one makes no batch (a file with unreadable rows prints them all, as the 错误清单 does)."""
     user = acting_user(username)
     company = acting_company(user, tax_id)
     if not path.exists():
         fail(f"文件不存在：{path}")
     try:
         check_file_name(path.name)
-        check_upload(path, company.tax_id)
-        batch = create_file_batch(user, company, path, path.name)
+        batch = create_file_batch(user, company, receive_file(company, path), path.name)
+    except RowsRejected as exc:
+        print_json({"file_name": path.name, "error": str(exc), "bad_row_total": exc.total,
+                    "bad_rows": [row.as_dict() for row in exc.rows]})
+        fail(str(exc))
     except SourceRejected as exc:  # DiskFull too: 磁盘空间不足, nothing written
         fail(str(exc))
     if wait:

@@ -2,8 +2,8 @@
 
 The list and the detail page both show: a progress bar with one segment per subtask status,
 why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, the technical
-text kept for 详情), and until when a batch waits for the 乐企 quota. The manual's statuses and
-labels are in webapp.statuses; this module only reads.
+text kept for 详情), and until when a batch waits for the 乐企 quota. The statuses (docs/rules.md,
+批次状态) and their labels are in webapp.statuses; this module only reads.
 """
 from __future__ import annotations
 
@@ -149,11 +149,25 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
     return facts
 
 
+POLL_SECONDS = 2  # while a month runs or is about to
+POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+
+
+def poll_every(live: list[Batch], facts: dict[int, BatchFacts]) -> int:
+    """Seconds between a page's polls of its running batches (each page polls once, whatever it shows):
+    POLL_SECONDS while a month of theirs runs or is about to, or a file is parsed; POLL_WAITING_SECONDS
+    while they only wait, which may last hours."""
+    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
+               or facts[b.id].counts.get(SubtaskStatus.PENDING)
+               for b in live)
+    return POLL_SECONDS if busy else POLL_WAITING_SECONDS
+
+
 def _count_queued_ahead(queued: list[BatchFacts]) -> None:
     """For batches none of whose months runs yet: how many months of other batches are queued or running
     before their first one (the worker takes months in the order they were created), in one query.
 
-    Why: a batch waiting behind another company's work otherwise sits at 待同步 with no hint (issue 19 item 11).
+    Why: a batch waiting behind another company's work otherwise sits at 待同步 with no hint (docs/rules.md, 批次状态).
     """
     if not queued:
         return
@@ -203,7 +217,7 @@ def waiting_text(one: BatchFacts) -> str | None:
 
 def counts_scope(unfetched: int) -> str:
     """What 总份数 and 成功份数 leave out: they count only the months that ran, so a batch with failed
-    or terminated months says so beside its counts (issue 19 item 3); empty when every month ran."""
+    or terminated months says so beside its counts (docs/rules.md, 批次状态); empty when every month ran."""
     return f"{unfetched} 个月份未获取" if unfetched else ""
 
 

@@ -1,4 +1,4 @@
-"""The 导入 dialog's form: its fields as the manual lists them, its rules as WTForms validators, and
+"""The 导入 dialog's form: its fields (docs/rules.md, 导入 dialog), its rules as WTForms validators, and
 what a valid dialog asks for (companies, months, files)."""
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def _leqi_covers(form: ImportForm, field) -> None:
 
 
 class ImportForm(FlaskForm):
-    """The 导入 dialog's fields, as the manual lists them, each with its rules.
+    """The 导入 dialog's fields (docs/rules.md, 导入 dialog), each with its rules.
 
     Choices are checked by our validators (validate_choice=False), so a wrong value reads in Chinese.
     CSRF is checked for every POST by CSRFProtect, so the form does not check it again.

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from channels import quota_rules
-from channels.etax_file import MAX_UPLOAD_BYTES, check_file_name, check_upload
+from channels.etax_file import MAX_UPLOAD_BYTES, RowsRejected, check_file_name
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import params
@@ -28,14 +28,16 @@ from webapp.batches import (
     leqi_refusal,
     missing_prerequisites,
     months_before_leqi,
+    receive_file,
     retry,
     retry_plan,
     subtask_label,
     terminate,
 )
 from webapp.batches import quota_use as quota
-from webapp.batches.facts import created_notice, page_facts, unanswered_keys
+from webapp.batches.facts import created_notice, page_facts, poll_every, unanswered_keys
 from webapp.batches.forms import ImportForm
+from webapp.batches.refused import keep_refused, refused_rows
 from webapp.clock import now
 from webapp.disk import check_room, is_disk_full
 from webapp.extensions import db, htmx
@@ -44,9 +46,7 @@ from webapp.models import Batch, Company
 from webapp.statuses import BatchStatus, DataType, Method, SubtaskStatus
 from webapp.web import paginate, wants_partial, xlsx_download
 
-bp = Blueprint("batches", __name__, url_prefix="/batches", template_folder="templates")
-POLL_SECONDS = 2  # while a month runs or is about to
-POLL_WAITING_SECONDS = 30  # while everything running only waits (quota, the bureau preparing data)
+bp = Blueprint("batches", __name__, url_prefix="/batches")
 MAX_LIVE_ROWS = 200  # a poll never asks for more rows than a page can show
 
 
@@ -104,14 +104,16 @@ def _create(form: ImportForm) -> list[Batch]:
 def _create_file_batches(form: ImportForm) -> list[dict]:
     """One batch per chosen file, in the order chosen, each refused or accepted on its own.
 
-    Returns what happened to each file: {"name", "batch" (or None), "error" (or None)}.
-    The batches of one company then run one after another in this order (jobs.tasks).
+    Returns what happened to each file: {"name", "batch" (or None), "error" (or None), "error_list"
+    (the 错误清单's address of a file refused for unreadable rows, or None)}. Each file is parsed
+    as it is received (receive_file), so a refusal is said here, never by a failed batch. The
+    batches of one company then run one after another in this order (jobs.tasks).
     """
     company = form.chosen_companies()[0]
     outcomes = []
     for storage in form.chosen_files():
         name = storage.filename
-        outcome = {"name": name, "batch": None, "error": None}
+        outcome = {"name": name, "batch": None, "error": None, "error_list": None}
         outcomes.append(outcome)
         try:
             check_file_name(name)
@@ -120,8 +122,11 @@ def _create_file_batches(form: ImportForm) -> list[dict]:
             outcome["error"] = str(exc)
             continue
         try:
-            check_upload(path, company.tax_id)
-            outcome["batch"] = create_file_batch(current_user, company, path, name)
+            outcome["batch"] = create_file_batch(current_user, company, receive_file(company, path), name)
+        except RowsRejected as exc:
+            outcome["error"] = str(exc)
+            if token := keep_refused(current_user, name, exc):
+                outcome["error_list"] = url_for("batches.refused_error_list", token=token)
         except SourceRejected as exc:
             outcome["error"] = str(exc)
         finally:
@@ -136,7 +141,7 @@ def _printable(name: str) -> str:
 
 def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
     """What the chosen channel needs or has left, per chosen company, shown before submitting; what
-    a refusal already says in red is not said again (issue 19 item 5)."""
+    a refusal already says in red is not said again (docs/rules.md, 导入 dialog)."""
     if form.method.data != Method.DOWNLOAD or not form.tax_ids.data:
         return []
     notes = []
@@ -158,8 +163,8 @@ def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
 
 
 def _sandbox_note() -> str | None:
-    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (the manual: test
-    with the sandbox's tax IDs); None against a real bureau."""
+    """With a channel pointed at the sandbox tax bureau, which tax IDs it knows (docs/rules.md,
+    沙箱); None against a real bureau."""
     config = current_app.config
     if "sandbox" not in {(config.get(k) or "sandbox").strip().lower() for k in ("LEQI_BASE_URL", "RPA_BASE_URL")}:
         return None
@@ -276,13 +281,11 @@ def _page_context(batches: list[Batch], message: str | None = None) -> dict:
     which of them still run, for the page's one poller."""
     facts = page_facts([b.id for b in batches])
     live = [b for b in batches if b.status in BatchStatus.ACTIVE]
-    busy = any(b.status == BatchStatus.PREPROCESSING or facts[b.id].counts.get(SubtaskStatus.RUNNING)
-               or facts[b.id].counts.get(SubtaskStatus.PENDING)
-               for b in live)
     created_nos = [n for n in _created_arg().split("、") if n]
-    return {"facts": facts, "message": message, "live_nos": [f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live],
-            "poll_every": POLL_SECONDS if busy else POLL_WAITING_SECONDS, "created": "、".join(created_nos),
-            "notice": _created_notice(created_nos)}
+    nos = ",".join(f"{b.batch_no}.{facts[b.id].signature(b)}" for b in live)
+    return {"facts": facts, "message": message, "notice": _created_notice(created_nos),
+            "poll_url": url_for("batches.live", nos=nos, created="、".join(created_nos) or None) if live else None,
+            "poll_every": poll_every(live, facts)}
 
 
 def _created_arg() -> str:
@@ -347,10 +350,24 @@ def row(batch_no):
 @bp.route("/<batch_no>")
 def detail(batch_no):
     """The batch detail: one row per month subtask, what went wrong and what the bureau left unanswered."""
-    batch = batch_for(current_user, batch_no)
-    template = "batches/_subtasks.html" if wants_partial("subtasks-panel") else "batches/detail.html"
-    return render_template(template, batch=batch, error_rows=error_rows(batch), facts=page_facts([batch.id]),
-                           unanswered=unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [])
+    return render_template("batches/detail.html", **_detail_context(batch_for(current_user, batch_no)))
+
+
+@bp.route("/<batch_no>/live")
+def detail_live(batch_no):
+    """The detail page's one poll: its subtasks and its 错误清单 as they stand now, swapped out of band,
+    and the poller itself again while the batch still runs (a finished batch's page stops asking)."""
+    return render_template("batches/_detail_live.html", **_detail_context(batch_for(current_user, batch_no)))
+
+
+def _detail_context(batch: Batch) -> dict:
+    """What the detail page and its poll show of one batch, and how often the page asks again."""
+    facts = page_facts([batch.id])
+    running = batch.status in BatchStatus.ACTIVE
+    return {"batch": batch, "facts": facts, "error_rows": error_rows(batch),
+            "unanswered": unanswered_keys(batch.id) if batch.data_type == DataType.USAGE else [],
+            "poll_url": url_for("batches.detail_live", batch_no=batch.batch_no) if running else None,
+            "poll_every": poll_every([batch] if running else [], facts)}
 
 
 ERROR_LIST_HEADERS = ("工作表", "行号", "列", "单元格内容", "问题")
@@ -361,22 +378,37 @@ def error_rows(batch: Batch) -> list[dict]:
     return json.loads(batch.error_rows) if batch.error_rows else []
 
 
-@bp.route("/<batch_no>/errors.xlsx")
-def error_list(batch_no):
+def _error_list_download(rows: list[dict], name: str) -> Response:
     """错误清单: every unreadable row of a refused file, one per line, to fix the file against."""
     from webapp.xlsx_stream import Workbook
 
-    batch = batch_for(current_user, batch_no)
-    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
-    if not rows:
-        abort(404)
     buffer = io.BytesIO()
     with Workbook(buffer) as workbook:
         sheet = workbook.add_sheet("错误清单", [16, 8, 20, 30, 40])
         sheet.append(list(ERROR_LIST_HEADERS))
         for row in rows:
             sheet.append([row["sheet"], row["row"], row["column"], row["value"], row["why"]], "tctt")
-    return xlsx_download(buffer.getvalue(), f"错误清单_{batch.batch_no}.xlsx")  # no-store: auth._security_headers
+    return xlsx_download(buffer.getvalue(), f"错误清单_{name}.xlsx")  # no-store: auth._security_headers
+
+
+@bp.route("/<batch_no>/errors.xlsx")
+def error_list(batch_no):
+    """The 错误清单 of a batch whose file was refused by its parse (a batch left by an older version)."""
+    batch = batch_for(current_user, batch_no)
+    rows = error_rows(batch) if batch.status == BatchStatus.FAILED else []
+    if not rows:
+        abort(404)
+    return _error_list_download(rows, batch.batch_no)
+
+
+@bp.route("/refused/<token>/errors.xlsx")
+def refused_error_list(token):
+    """The 错误清单 of a file refused as it was received, from the import dialog's answer: only for
+    the user who uploaded it, for a day (webapp.batches.refused); anything else is 404."""
+    record = refused_rows(current_user, token)
+    if record is None:
+        abort(404)
+    return _error_list_download(record["rows"], Path(record["file_name"]).stem)
 
 
 def _selected_batches() -> list[Batch]:
@@ -404,7 +436,7 @@ def _table_now(message: str):
 def _plan_lines(action: str, batches: list[Batch]) -> list[tuple[Batch, list[str]]]:
     """What the action would do, per batch, as the confirmation lists it (empty: nothing to do)."""
     if action == "retry":
-        return [(batch, (["重新解析上传的文件"] if reparse else [])
+        return [(batch, (["文件数据预处理（生成月份子任务）"] if reparse else [])
                  + [f"{s.period}（{SubtaskStatus(s.status).label}）" for s in subtasks])
                 for batch, reparse, subtasks in retry_plan(batches)]
     lines = []

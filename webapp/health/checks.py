@@ -138,8 +138,8 @@ def processes() -> Finding:
 CHANNEL_CACHE = 30  # seconds a channel probe's finding is reused (monitors poll often; the bureau is remote)
 
 def backup() -> Finding:
-    """The newest good backup: none, or older than two days, is a warning (issue 18: the data must
-    outlive the disk; the nightly run or 立即备份 makes one)."""
+    """The newest good backup: none, or older than two days, is a warning (README, Health and
+    alerts; the data must outlive the disk: the nightly run or 立即备份 makes one)."""
     from webapp.backup.runs import WARN_AFTER, newest_good_backup_age
 
     age = newest_good_backup_age()

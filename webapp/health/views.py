@@ -11,7 +11,7 @@ from webapp.health.mail import mail_configured
 from webapp.statuses import HealthStatus
 from webapp.web import wants_partial
 
-bp = Blueprint("health", __name__, template_folder="templates")
+bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")

@@ -62,7 +62,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
                 error_goods: frozenset[str]) -> tuple[int, int]:
     """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
 
-    Error-goods lines are dropped from blue invoices only (the manual). The caller owns the
+    Error-goods lines are dropped from blue invoices only (docs/rules.md, 错误商品名称过滤). The caller owns the
     transaction: a unit of work commits or rolls back whole. This is the pool's one write path; it
     marks the months it touched, so their kept figures are counted again (month_stats). Work that
     must happen beside every pool write of a job (来源核对's bookkeeping, webapp.reconcile.record_sources)

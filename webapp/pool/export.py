@@ -15,8 +15,8 @@ Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and t
 the export's size. Pass `write_invoices` a lazy iterable (a SQLAlchemy result with `yield_per`, a
 generator), not a list, and a `lines_of` that fetches one chunk's lines. The page's export
 (`stream_pool_export`) hands the browser each chunk's bytes as soon as they are compressed, so the
-download starts at once and the browser shows it growing (issue 11, item 4); `export_size` counts
-the rows first, so that an export Excel cannot hold is refused before anything is sent.
+download starts at once and the browser shows it growing (docs/performance.md, Sent while it is
+written); `export_size` counts the rows first, so that an export Excel cannot hold is refused before anything is sent.
 """
 from __future__ import annotations
 
@@ -277,18 +277,13 @@ def _write_lines(details, keys: list[str], heads: list[bytes], tails: list[bytes
 _NO_LINE = (None,) * 10 + (0,)  # a line row of an invoice without lines: all empty, 价税合计 0
 
 
-def write_pool_export(query, target: str | os.PathLike | IO[bytes]) -> int:
-    """Export the invoices an Invoice select (the pool's filter) finds, with their lines.
+def stream_pool_export(query) -> Iterator[bytes]:
+    """The export of the invoices an Invoice select (the pool's filter) finds, with their lines, as
+    bytes handed on after each chunk of invoices.
 
     The columns are read as the driver gives them (no Decimal or datetime built per value; the
     export formats them column by column), 2,000 invoices at a time from one cursor, and each
     chunk's lines in one query (docs/performance.md).
-    """
-    return _write_file(_pool_chunks(query), _pool_lines, target)
-
-
-def stream_pool_export(query) -> Iterator[bytes]:
-    """The same workbook as write_pool_export, as bytes handed on after each chunk of invoices.
 
     The zip is written to a pipe, not a file (zipfile then writes each part's sizes after it), so the
     first bytes leave before the last invoice is read. A failure, or the browser going away,

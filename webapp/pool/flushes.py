@@ -2,7 +2,7 @@
 summed into the blue row's `flushed_amount` as invoices are saved.
 
 Why stored: the file's 发票状态 of an old blue invoice often still says 正常 although the pool holds
-a red invoice that flushes it whole (issue 19 item 8). The list, the detail page and the status
+a red invoice that flushes it whole (docs/codes.md, 红字发票如何指向蓝字发票). The list, the detail page and the status
 filter show the derived status beside the file's (正常（已被红冲 100%）), and a filter over a million
 invoices cannot sum the reds of every row as it goes. Blues are refreshed after every pool write, for
 the reds written (their red_of) and the blues written (a red imported before its blue); both forms

@@ -44,7 +44,7 @@ NOT_APPLICABLE = "不适用"  # a red invoice has no usage (never asked); a void
 def usage_applies(is_red: bool, status: str | None, vat_usage: str | None) -> bool:
     """Whether an invoice can have a usage status to show or wait for: not a red one (only blue
     invoices are queried), and not a voided one the bureau gave none for. Such invoices read
-    不适用, never 未获取 (issue 19 item 10: 未获取 means a status could still be fetched)."""
+    不适用, never 未获取, which means a status could still be fetched (docs/rules.md, 用途状态)."""
     return not is_red and (status != InvoiceStatus.VOIDED or vat_usage is not None)
 
 

@@ -11,6 +11,7 @@ from channels.records import SourceRejected
 from webapp import params
 from webapp.accounts.permissions import batch_for, company_for, permitted_companies
 from webapp.batches import NO_CHANNEL, create_download_batches, usable_channel
+from webapp.batches.facts import page_facts, poll_every
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
@@ -23,7 +24,7 @@ from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
 from webapp.statuses import BatchStatus, DataType
 from webapp.web import error_response, wants_partial, xlsx_download
 
-bp = Blueprint("pool", __name__, url_prefix="/pool", template_folder="templates")
+bp = Blueprint("pool", __name__, url_prefix="/pool")
 
 
 def _permitted_tax_ids() -> list[str]:
@@ -147,12 +148,14 @@ def refresh_usage(key):
 
 
 def _usage_progress(key: str, batch) -> Markup:
-    """The 获取用途状态 notice, which asks again every 2 s until its batch ends (then the page reloads)."""
+    """The 获取用途状态 notice, the invoice page's one poll: it asks again as a batch page would (often
+    while a month runs, seldom while it waits for quota) until its batch ends (then the page reloads)."""
     link = url_for("batches.detail", batch_no=batch.batch_no)
     poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
-    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every 2s" hx-target="this" hx-swap="outerHTML">'
+    every = poll_every([batch], page_facts([batch.id]))
+    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every {}s" hx-target="this" hx-swap="outerHTML">'
                   '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
-        poll, link, batch.batch_no, BatchStatus(batch.status).label)
+        poll, every, link, batch.batch_no, BatchStatus(batch.status).label)
 
 
 @bp.route("/<key>/usage-batch/<batch_no>")

@@ -16,7 +16,7 @@ from webapp.models import InvoiceSource
 from webapp.reconcile import FIELDS, differing_months, source_report, write_report
 from webapp.web import xlsx_download
 
-bp = Blueprint("reconcile", __name__, url_prefix="/reconcile", template_folder="templates")
+bp = Blueprint("reconcile", __name__, url_prefix="/reconcile")
 
 
 def _scope():

@@ -1,5 +1,5 @@
 // Small behaviours htmx does not cover: closing the modal, select-all, Escape, the phone menu,
-// and an alert for every htmx request that fails (issue 8: htmx errors are never silent).
+// and an alert for every htmx request that fails (htmx errors are never silent).
 document.addEventListener("click", (event) => {
   if (event.target.closest(".close-modal")) {
     document.getElementById("modal").innerHTML = "";

@@ -12,7 +12,7 @@ from webapp.clock import now
 from webapp.summary import chart_bars, write_summary, year_summary
 from webapp.web import xlsx_download
 
-bp = Blueprint("summary", __name__, url_prefix="/summary", template_folder="templates")
+bp = Blueprint("summary", __name__, url_prefix="/summary")
 ALL = "all"
 YEARS = 6
 

@@ -1,4 +1,4 @@
-"""canonical tax IDs: every stored 纳税人识别号 upper case, without spaces (issue 17, defect 3)
+"""canonical tax IDs: every stored 纳税人识别号 upper case, without spaces (README, Access)
 
 A workbook or a bureau answer that wrote `91330100ma2h4k7q1x` left its invoices under that spelling,
 where no page, search or figure looked for them. Every column holding a tax ID is rewritten through

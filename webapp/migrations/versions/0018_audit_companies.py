@@ -1,6 +1,6 @@
 """audit rows linked to the companies they name, so that a viewer reads only what he may see
 
-An admin not granted a company saw its batch numbers and tax ID in 审计日志 (issue 19 item 13).
+An admin not granted a company saw its batch numbers and tax ID in 审计日志 (README, Access).
 Each row now lists the companies it names (table audit_company): a tax ID of the row's org, or a
 batch number of one of its batches, found in the row's target or anywhere in its details; the page
 shows a row only when the viewer is granted every company it names. Rows already stored are linked

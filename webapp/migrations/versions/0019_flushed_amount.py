@@ -1,7 +1,7 @@
 """a blue invoice's flushed amount: the sum of the red invoices in the pool that name it
 
 The list and the status filter show a blue invoice whose file still says 正常 as flushed when the
-pool holds its red invoices (issue 19 item 8): webapp.pool.flushes keeps invoice.flushed_amount as
+pool holds its red invoices (docs/codes.md, 红字发票如何指向蓝字发票); webapp.pool.flushes keeps invoice.flushed_amount as
 invoices are saved; this fills it for the pool already stored, by the same SQL.
 
 Revision ID: 0019

@@ -1,0 +1,130 @@
+"""A file import's parse at receipt: in a child process under a memory cap, its months staged on disk.
+
+Why (docs/etax-export.md, What refuses a file): a file refused for unreadable rows is answered where it was
+given (the import dialog, `import-file`) with its 错误清单, instead of becoming a 全部执行失败 batch; and a good file
+is parsed once: the months staged here are the ones the batch writes (webapp.batches.create_file_batch
+moves the folder to the batch, jobs.tasks.parse_upload adopts it). The child keeps the web process
+small: a 10 MB export needs some 300 MB while it is parsed, given back when the child ends, and a
+file that would need more than PARSE_MEMORY_LIMIT fails in the child only.
+"""
+from __future__ import annotations
+
+import json
+import marshal
+import multiprocessing
+import resource
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import String
+
+from channels import etax_file
+from channels.records import SourceRejected, gc_paused
+from webapp.batches import STAGED_MANIFEST
+from webapp.disk import written_atomically
+from webapp.models import Invoice, InvoiceLine
+
+PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
+MEMORY_REFUSAL = "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
+CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
+                   "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
+DISK_REFUSAL = "解析结果无法写入服务器磁盘（{why}），请联系管理员后重试"
+_PRELOADED = ("channels.etax_file", "jobs.staging")  # imported once by the fork server, not per file
+
+
+def field_limits() -> etax_file.FieldLimits:
+    """The pool's text column sizes by column, so the parser names a value too long for them
+    (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
+    def sizes(table) -> dict[str, int]:
+        return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+    return {"invoice": sizes(Invoice.__table__), "line": sizes(InvoiceLine.__table__)}
+
+
+@contextmanager
+def memory_cap() -> Iterator[None]:
+    """Cap this process's address space (RLIMIT_AS) at its size now plus PARSE_MEMORY_LIMIT while
+    a parse runs, so no file can take the server down: an allocation past the cap fails here only."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + PARSE_MEMORY_LIMIT
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space() -> int:
+    """This process's current virtual size (VmSize) in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def write_months(folder: Path, parsed: etax_file.ParsedWorkbook) -> dict:
+    """Keep the parsed months on disk, one marshal file a month, then the manifest naming them
+    (written last: a folder without one is not a staged file). Returns the manifest."""
+    manifest = {"counts": {period: len(staged) for period, staged in parsed.staged_by_month.items()},
+                "kinds": parsed.kinds, "warnings": parsed.warnings}
+    folder.mkdir(parents=True, exist_ok=True)
+    while parsed.staged_by_month:  # month by month from the parse's result to disk, each let go once written
+        period, staged = parsed.staged_by_month.popitem()
+        with written_atomically(folder / f"{period}.staged") as temp:  # a full disk leaves no partial month
+            temp.write_bytes(marshal.dumps(staged))
+    with written_atomically(folder / STAGED_MANIFEST) as temp:
+        temp.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    return manifest
+
+
+def parse_and_stage(path: str, tax_id: str, folder: str, limits: etax_file.FieldLimits, today: date) -> dict:
+    """The child's work: parse under the memory cap and stage the months. Returns a plain verdict
+    (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or {"refused"}."""
+    try:
+        with memory_cap(), gc_paused():
+            parsed = etax_file.parse_workbook(path, tax_id, limits=limits, today=today)
+            return {"manifest": write_months(Path(folder), parsed)}
+    except etax_file.RowsRejected as exc:
+        return {"rows": [row.as_dict() for row in exc.rows], "total": exc.total}
+    except SourceRejected as exc:
+        return {"refused": str(exc)}
+    except MemoryError:
+        return {"refused": MEMORY_REFUSAL}
+    except OSError as exc:
+        return {"refused": DISK_REFUSAL.format(why=exc.strerror or type(exc).__name__)}
+
+
+def _context():
+    """Children forked from a small server process that has the parser imported: a fresh child per
+    file (its memory goes back when it ends) costs a fork, not an interpreter start; and nothing of
+    the web process (threads, database connections) is copied into it."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_PRELOADED))
+    return context
+
+
+def stage_upload(path: Path, tax_id: str, folder: Path, limits: etax_file.FieldLimits, today: date) -> dict:
+    """Parse an upload in a child process and stage its months in `folder`; returns the manifest.
+
+    Refuses as the parse does: RowsRejected naming every unreadable place, SourceRejected otherwise
+    (a child that died, e.g. past the memory cap inside the reader, is said so). Nothing is left in
+    `folder` when refused.
+    """
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
+            verdict = pool.submit(parse_and_stage, str(path), tax_id, str(folder), limits, today).result()
+    except BrokenProcessPool:
+        verdict = {"refused": CRASHED_REFUSAL}
+    if "manifest" in verdict:
+        return verdict["manifest"]
+    shutil.rmtree(folder, ignore_errors=True)
+    if "rows" in verdict:
+        raise etax_file.RowsRejected([etax_file.BadRow(**row) for row in verdict["rows"]], verdict["total"])
+    raise SourceRejected(verdict["refused"])
