@@ -9,6 +9,7 @@ FLASK    := $(VENV)/bin/flask
 STAMP    := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy
+FAST     := not browser and not faults and not postgres and not slow
 
 .PHONY: install deps bytecode chromium run test test-fast soak bench walkthrough clean
 
@@ -50,15 +51,23 @@ chromium:
 run: install
 	$(PY) -m jobs.supervision
 
-## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set); extra args in PYTEST_ARGS
+## test: every test (SQLite; PostgreSQL too when TEST_DATABASE_URL is set): all but the fault tests on
+## every core (pytest-xdist), then the fault tests in one process, since they time process kills and
+## restarts; both parts run whatever the first found (exit status 5, nothing selected by PYTEST_ARGS, is no
+## failure); extra args in PYTEST_ARGS (`-n 0`: one process). PYTHONDONTWRITEBYTECODE is cleared for pytest
+## alone, so the test modules it rewrites (assertions) are kept in __pycache__ instead of redone by each worker
 test: bytecode chromium
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	@failed=0; \
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -n auto -m "not faults" $(PYTEST_ARGS) || [ $$? -eq 5 ] || failed=1; \
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -m faults $(PYTEST_ARGS) || [ $$? -eq 5 ] || failed=1; \
+	exit $$failed
 
-## test-fast: the fast tier while you work (a couple of minutes): ruff, then every test not marked slow
+## test-fast: the fast tier while you work (under two minutes): ruff, then every test not marked
+## browser, faults, postgres or slow (tests/conftest.py, KINDS), on every core
 test-fast: bytecode
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -q -n auto -m "$(FAST)" $(PYTEST_ARGS)
 
 ## walkthrough: the guide's screenshots (docs/walkthrough.md) taken anew by tests/test_browser_walkthrough.py
 walkthrough: bytecode chromium

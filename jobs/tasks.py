@@ -29,9 +29,10 @@ from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.pool import refresh_statistics, save_staged
-from webapp.pool.month_stats import month_stats
+from webapp.pool.month_stats import mark_months_changed, month_stats
+from webapp.reconcile import record_sources
 from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
-from webapp.summary import mark_months_changed, refresh_summaries
+from webapp.summary import refresh_summaries
 from webapp.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -194,11 +195,13 @@ def _staged_file(subtask: Subtask) -> Finish:
 
 
 def _saver(subtask: Subtask, staged) -> Finish:
-    """Write staged invoices to the pool as this subtask's results."""
+    """Write staged invoices to the pool as this subtask's results, and note for 来源核对 that its
+    source delivered them, in the one transaction of the month (webapp.reconcile.record_sources)."""
     source, batch_id = subtask.source, subtask.batch_id
 
     def finish():
         saved, dropped = save_staged(staged, source=source, batch_id=batch_id, error_goods=error_goods_names())
+        record_sources(staged, source=source, batch_id=batch_id)
         return len(staged), saved, dropped
     return finish
 

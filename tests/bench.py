@@ -235,10 +235,12 @@ def bench_companies() -> list[str]:
 
 
 def _load(rows, step: int = 50_000) -> list[float]:
-    """Write staged rows in transactions of `step`; seconds per transaction (linear means flat)."""
+    """Write staged rows in transactions of `step`, as the job that saves a month does (the pool write
+    and 来源核对's note, jobs.tasks._saver); seconds per transaction (linear means flat)."""
     from itertools import islice
 
     from webapp.pool import save_staged
+    from webapp.reconcile import record_sources
     from webapp.transactions import write_transaction
 
     seconds = []
@@ -246,6 +248,7 @@ def _load(rows, step: int = 50_000) -> list[float]:
         start = time.perf_counter()
         with write_transaction():
             save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
+            record_sources(chunk, source="file", batch_id=None)
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -325,7 +328,7 @@ def _touch_one_month(tax_id: str, month: str) -> None:
     """Mark one company-month changed, as any pool write touching it does (not timed apart: the caller
     times this with the next read, which counts that month again)."""
     from webapp.extensions import db
-    from webapp.summary import mark_months_changed
+    from webapp.pool.month_stats import mark_months_changed
     from webapp.transactions import write_transaction
 
     with write_transaction():

@@ -47,7 +47,8 @@ def summary_bench(folder: Path, count: int, samples: int = 20, url: str | None =
     from tests.bench import _load, _migrated_app, _synthetic_pool, bench_companies
     from webapp.extensions import db
     from webapp.pool import refresh_statistics
-    from webapp.summary import mark_months_changed, refresh_summaries
+    from webapp.pool.month_stats import mark_months_changed
+    from webapp.summary import refresh_summaries
     from webapp.transactions import write_transaction
 
     app = _migrated_app(url or os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{folder / 'summary.db'}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,11 +42,13 @@ DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") 
 
 @pytest.fixture(scope="session", params=DATABASES)
 def database_url(request):
-    """Each database the suite runs on, migrated once by the project's own migrations."""
+    """Each database the suite runs on, migrated once by the project's own migrations: a SQLite file in
+    this process's session folder, and TEST_DATABASE_URL's database (one of this worker's own under
+    pytest-xdist, see _worker_database)."""
     if request.param == "sqlite":
         url = f"sqlite:///{_SESSION_DIR / 'test.db'}"
     else:
-        url = os.environ["TEST_DATABASE_URL"]
+        url = request.getfixturevalue("_worker_database")
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         if request.param == "postgresql":
@@ -54,6 +57,32 @@ def database_url(request):
         upgrade()
         db.engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def _worker_database():
+    """TEST_DATABASE_URL itself in a run of one process; under pytest-xdist (`make test`, `-n`) a
+    database of this worker's own on that server (test_gw0, test_gw1, …), created now and dropped as
+    the worker ends, so that two workers never empty or migrate each other's tables."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    url, worker = os.environ["TEST_DATABASE_URL"], os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield url
+        return
+    server = make_url(url)
+    name = f"{server.database}_{worker}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _empty_tables() -> None:
@@ -77,10 +106,29 @@ def make_app(database_url: str, redis_url: str, data: Path, **config):
         from webapp.accounts import seed_demo
         from webapp.transactions import write_transaction
 
-        with write_transaction():
+        with write_transaction(), _demo_hashes_once():
             seed_demo()
         db.session.remove()
     return app
+
+
+_HASHES: dict[str, str] = {}  # a demo password → its hash, made once per session
+
+
+@contextmanager
+def _demo_hashes_once():
+    """The demo users' password hashes are made once per session and reused by every test's seed:
+    each is a real scrypt hash of that password, which logins check as always, but making one costs
+    about 0.09 s of CPU and nearly every test seeds two (most of a test's set-up before)."""
+    import webapp.models
+
+    make = webapp.models.generate_password_hash
+    webapp.models.generate_password_hash = lambda password: _HASHES.get(password) or _HASHES.setdefault(
+        password, make(password))
+    try:
+        yield
+    finally:
+        webapp.models.generate_password_hash = make
 
 
 def dispose(app) -> None:
@@ -173,17 +221,41 @@ def work(app):
     return run
 
 
-# The slow tier: real processes started and killed, whole browsers, benchmarks, the 100k-row export.
-# `make test-fast` leaves these out (`-m "not slow"`); `make test` runs everything.
-SLOW_FILES = ("test_browser", "test_faults", "test_bench_smoke", "test_bulk_plan", "test_redis_server",
-              "test_runner", "test_hostile_files", "test_move_to_postgresql")
-SLOW_TESTS = ("test_100k_rows_stream_in_bounded_memory",
-              "test_a_backup_taken_during_a_download_holds_each_month_whole_or_not_at_all",
-              "test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it")
+# Kinds of test, marked here in one place by file and test name (the marks are listed in pyproject.toml),
+# so a new file of a kind joins it by its name. `make test-fast` leaves out all four; `make test` runs
+# everything. Under pytest-xdist each worker has its own session folder (DATA_DIR, SQLite file, Redis
+# on its own port, above) and PostgreSQL database (_worker_database).
+KINDS = {
+    "browser": ("test_browser",),  # a live server and headless Chromium
+    "faults": ("test_faults", "test_redis_server", "test_runner"),  # real processes started and killed
+    "postgres": ("test_move_to_postgresql",),  # besides every test run on the PostgreSQL parameter
+    "slow": ("test_bench_smoke", "test_bulk_plan", "test_hostile_files"),  # benchmarks, simulated weeks, corpora
+}
+TESTS = {  # single tests of a kind in files of another
+    "faults": ("test_a_redis_that_cannot_save_is_reported_as_the_disk",  # a Redis on a full disk
+               "test_healthz_answers_in_time_with_redis_frozen_and_adds_no_threads",  # a Redis stopped (SIGSTOP)
+               "test_a_backup_taken_during_a_download_holds_each_month_whole_or_not_at_all",
+               "test_the_scheduler_process_queues_the_nightly_backup_and_a_worker_writes_it"),
+    "slow": ("test_100k_rows_stream_in_bounded_memory", "test_tracemalloc_peak_stays_flat",
+             "test_parsing_costs_little_beyond_reading",  # measured budgets
+             "test_unknown_users_take_as_long_as_known_ones",  # timed logins
+             "test_an_office_behind_one_address_is_not_locked_out_by_other_users_failures",  # 30 and more logins
+             "test_every_route_allows_and_denies_as_it_must_without_leaking",  # every route as every role
+             "test_every_row_written_at_an_earlier_revision_survives_the_upgrade_to_head",  # every revision
+             "test_every_route_survives_hostile_parameters", "test_month_sums_agree_with_their_indexes"),  # sweeps
+}
+
+
+def _on_postgresql(item) -> bool:
+    """A test run on the PostgreSQL parameter (database_url, an engine or a restore target)."""
+    return "postgresql" in getattr(getattr(item, "callspec", None), "params", {}).values()
 
 
 def pytest_collection_modifyitems(items):
-    """Mark the slow tier in one place, so a new test file of that kind joins it by its name."""
+    """Mark each test with its kinds (KINDS, TESTS, the PostgreSQL parameter)."""
     for item in items:
-        if item.path.name.startswith(SLOW_FILES) or item.originalname in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)
+        for kind, files in KINDS.items():
+            if item.path.name.startswith(files) or item.originalname in TESTS.get(kind, ()):
+                item.add_marker(kind)
+        if _on_postgresql(item):
+            item.add_marker("postgres")

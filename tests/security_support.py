@@ -12,7 +12,7 @@ from sqlalchemy import select
 from webapp import accounts
 from webapp.extensions import db
 from webapp.models import Company, Invoice, User
-from webapp.summary import mark_months_changed
+from webapp.pool.month_stats import mark_months_changed
 from webapp.transactions import write_transaction
 
 from .conftest import DEMO_TAX_ID

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import uuid
 import zipfile
@@ -17,7 +18,7 @@ from sqlalchemy import inspect, make_url, text
 from webapp.extensions import db
 from wsgi import create_app
 
-from .conftest import DEMO_TAX_ID, SandboxControl, cli_json
+from .conftest import _SESSION_DIR, DEMO_TAX_ID, SandboxControl, cli_json
 from .test_faults import start_worker, stop
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -42,10 +43,12 @@ def _fill_pool(runner, months=("2025-01", "2025-03")) -> None:
 
 
 @contextmanager
-def fresh_app(url: str, tmp_path):
-    """An app on a database nobody has migrated or written (the target of a restore)."""
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "DATA_DIR": str(tmp_path / f"restored-{uuid.uuid4().hex[:6]}"),
-                      "TESTING": True})
+def fresh_app(url: str):
+    """An app on a database nobody has migrated or written (the target of a restore). Its DATA_DIR is in
+    the session folder, not under tmp_path: its bundled Redis's socket path must stay under 100
+    characters, and pytest-xdist lengthens tmp_path by a folder per worker."""
+    data = tempfile.mkdtemp(prefix="restored-", dir=_SESSION_DIR)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "DATA_DIR": data, "TESTING": True})
     try:
         yield app
     finally:
@@ -92,7 +95,7 @@ def test_backup_restores_into_a_fresh_database_with_the_same_figures(runner, tmp
     assert {name: {"rows": t["rows"], "sha256": t["sha256"]} for name, t in manifest["tables"].items()} \
         == before["checksums"]
 
-    with _target_url(target, tmp_path) as url, fresh_app(url, tmp_path) as restored:
+    with _target_url(target, tmp_path) as url, fresh_app(url) as restored:
         target_runner = restored.test_cli_runner()
         result = cli_json(target_runner, "backup", "restore", str(archive))
         assert result["restored"] == {name: t["rows"] for name, t in before["checksums"].items()}
@@ -143,7 +146,7 @@ def test_a_damaged_tampered_or_foreign_archive_is_refused_with_nothing_written(r
     cli_json(runner, "backup", "create", "--to", str(archive))
     (tmp_path / "not-a-zip.zip").write_text("hello")
     for case, (path, reason) in _damaged(archive, tmp_path).items():
-        with fresh_app(f"sqlite:///{tmp_path / f'{case}.db'}", tmp_path) as restored:
+        with fresh_app(f"sqlite:///{tmp_path / f'{case}.db'}") as restored:
             result = restored.test_cli_runner().invoke(args=["backup", "restore", str(path)])
             assert result.exit_code != 0, case
             assert reason in result.output, (case, result.output)
@@ -152,7 +155,7 @@ def test_a_damaged_tampered_or_foreign_archive_is_refused_with_nothing_written(r
 
 
 def test_an_unmigrated_database_is_not_backed_up(tmp_path):
-    with fresh_app(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path) as empty:
+    with fresh_app(f"sqlite:///{tmp_path / 'empty.db'}") as empty:
         result = empty.test_cli_runner().invoke(args=["backup", "create", "--to", str(tmp_path / "x.zip")])
     assert result.exit_code != 0 and "db upgrade" in result.output
     assert not list(tmp_path.glob("x.zip*"))
@@ -196,7 +199,7 @@ def test_a_backup_taken_during_a_download_holds_each_month_whole_or_not_at_all(a
     halfway = [path for path, invoices in archives if 0 < invoices < sum(final.values())]
     assert halfway, f"no backup caught the download half-way: {archives}"
     for path in halfway[:2]:
-        with fresh_app(f"sqlite:///{tmp_path / (path.stem + '.db')}", tmp_path) as restored:
+        with fresh_app(f"sqlite:///{tmp_path / (path.stem + '.db')}") as restored:
             cli_json(restored.test_cli_runner(), "backup", "restore", str(path))
             months = _months(restored)
             assert months and all(count == final[month] for month, count in months.items()), (months, final)
@@ -215,7 +218,7 @@ def test_a_backup_made_at_an_older_revision_restores_and_is_migrated_forward(tmp
 
     from .test_migrations import ORDINARY, SPECIAL, _as_lists, _seed
 
-    with fresh_app(f"sqlite:///{tmp_path / 'old.db'}", tmp_path) as old:
+    with fresh_app(f"sqlite:///{tmp_path / 'old.db'}") as old:
         with old.app_context():
             upgrade(revision="0012")  # as a version of the product before 0013 left it
             _seed()
@@ -223,7 +226,7 @@ def test_a_backup_made_at_an_older_revision_restores_and_is_migrated_forward(tmp
         assert cli_json(old.test_cli_runner(), "backup", "create", "--to", str(archive))["schema_revision"] == "0012"
     listed = ([([SPECIAL, ORDINARY], ["81", "82"]), (["全部"], []), ([], [])], [["B1", "B2"], []], 3)
     for target in ("unmigrated", "migrated to head, empty"):
-        with fresh_app(f"sqlite:///{tmp_path / f'{target}.db'}", tmp_path) as restored:
+        with fresh_app(f"sqlite:///{tmp_path / f'{target}.db'}") as restored:
             if target != "unmigrated":
                 with restored.app_context():
                     upgrade()

@@ -179,7 +179,7 @@ def test_a_restored_nightly_archive_does_not_leave_its_own_run_running(app, runn
     work()
     with app.app_context():
         archive = runs.archive_path(db.session.scalar(select(BackupRun)))
-    with fresh_app(f"sqlite:///{tmp_path / 'restored.db'}", tmp_path) as restored:
+    with fresh_app(f"sqlite:///{tmp_path / 'restored.db'}") as restored:
         cli_json(restored.test_cli_runner(), "backup", "restore", str(archive))
         with restored.app_context():
             [run] = db.session.scalars(select(BackupRun)).all()

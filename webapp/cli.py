@@ -80,7 +80,12 @@ def init_app(app) -> None:
     from webapp.backup.cli import COMMANDS as backup
     from webapp.batches.cli import COMMANDS as batches
     from webapp.pool.cli import COMMANDS as pool
+    from webapp.pool.cli import pool_group
+    from webapp.reconcile.cli import POOL_COMMANDS as reconcile
+    from webapp.summary.cli import POOL_COMMANDS as summary
 
+    for command in (*summary, *reconcile):  # features that read the pool answer under its group
+        pool_group.add_command(command)
     for command in (*accounts, *batches, *pool, *autoupdate, *backup):
         app.cli.add_command(command)
     for command in app.cli.commands.values():

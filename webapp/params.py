@@ -19,6 +19,7 @@ from flask.cli import ScriptInfo
 from werkzeug.routing import IntegerConverter
 
 from channels.months import is_month, month_index
+from channels.records import canonical_tax_id
 from webapp.clock import now
 
 FIRST_DAY = date(2000, 1, 1)  # no invoice, batch or audit row of the product is older
@@ -112,11 +113,24 @@ def moment(text: str) -> datetime | None:
     return value
 
 
-def tax_id(text: str) -> str:
-    """A 纳税人识别号 by its shape (15 to 20 digits or letters), in its canonical form (accounts.check_tax_id,
-    where the shape and the case are decided); "" when not given."""
-    from webapp.accounts import check_tax_id  # the shape's one home
+# The shapes of a 纳税人识别号 (canonical: upper case, no spaces, channels.records.canonical_tax_id) and of
+# a 导入批次号 (what webapp.batches.new_batch_no writes fits: digits and capitals, the column's 32), here
+# below every feature, which all parse them through this module.
+TAX_ID_SHAPE = re.compile(r"^[0-9A-Z]{15,20}$")
+BATCH_NO_SHAPE = re.compile(r"[0-9A-Z]{1,32}")
 
+
+def check_tax_id(tax_id: str) -> str:
+    """A 纳税人识别号 in its canonical form, or ValueError in Chinese (a form's rule or a parameter)."""
+    tax_id = canonical_tax_id(tax_id or "")
+    if not TAX_ID_SHAPE.match(tax_id):
+        raise ValueError(f"税号格式不正确：{tax_id or '（空）'}（应为15至20位数字或大写字母）")
+    return tax_id
+
+
+def tax_id(text: str) -> str:
+    """A 纳税人识别号 by its shape (15 to 20 digits or letters), in its canonical form (check_tax_id);
+    "" when not given."""
     if not (text or "").strip():
         return ""
     try:
@@ -126,11 +140,9 @@ def tax_id(text: str) -> str:
 
 
 def batch_no(text: str) -> str:
-    """导入批次号 by its shape (webapp.batches.BATCH_NO); "" when not given."""
-    from webapp.batches import BATCH_NO  # the shape's one home, beside what writes it
-
+    """导入批次号 by its shape (BATCH_NO_SHAPE); "" when not given."""
     text = (text or "").strip()
-    if text and not BATCH_NO.fullmatch(text):
+    if text and not BATCH_NO_SHAPE.fullmatch(text):
         raise Refused(f"导入批次号格式不正确（应为最多 32 位数字和大写字母，如 20261205093000A1B2C3）：{_shown(text)}")
     return text
 

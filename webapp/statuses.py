@@ -217,5 +217,15 @@ class BackupFailure(Labelled):
     OTHER = "other", "备份出错，请查看详情并联系管理员"
 
 
+class InvoiceStatus(StrEnum, metaclass=_CodeSet):
+    """发票状态 as the bureau and its export write it (docs/etax-export.md): stored as given, so the
+    value is also what a user reads. The pool, 销项汇总 and the red-flush rules test these four."""
+
+    NORMAL = "正常"
+    VOIDED = "已作废"
+    FLUSHED_FULL = "已红冲-全额"
+    FLUSHED_PARTIAL = "已红冲-部分"
+
+
 CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
              AlertKind, BackupStatus, BackupTrigger, BackupFailure)  # the templates' globals

@@ -41,6 +41,18 @@ def placeholders(dialect, count: int) -> str:
     return f"({', '.join([placeholder(dialect)] * count)})"
 
 
+def copy_rows(connection, target: str, rows: list[tuple]) -> None:
+    """PostgreSQL: COPY rows into `table (columns)` through the transaction's own psycopg connection.
+
+    Why here: every bulk write on PostgreSQL (the pool's invoices and lines, 来源核对's source rows)
+    loads through COPY, which psycopg splits faster than a multi-row VALUES (docs/performance.md).
+    """
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def _is_sqlite(dbapi_connection) -> bool:
     return type(dbapi_connection).__module__.startswith("sqlite3")
 

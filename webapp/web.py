@@ -106,19 +106,10 @@ def _queue_notice() -> dict:
 
 
 def _template_helpers(app) -> None:
-    """Filters and globals the templates share: numbers, labels, the batch facts' sentences."""
+    """Filters and globals every template shares: numbers and the code sets' labels. A feature's own
+    (the batch facts' sentences, the pool's shown statuses) are registered by its blueprint."""
     from webapp import statuses
-    from webapp.batches import facts, subtask_label
     from webapp.numbers import exact_number, money, thousands
-    from webapp.pool.flushes import shown_status
-    from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
 
-    app.jinja_env.globals["usage_label"] = lambda invoice: (
-        usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
-        if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage) else NOT_APPLICABLE)
     app.jinja_env.filters.update(merge_query=merge_query, thousands=thousands, money=money, exact_number=exact_number)
-    app.jinja_env.globals.update(shown_status=shown_status, mismatch=facts.mismatch, waiting_text=facts.waiting_text,
-                                 plain_error=facts.plain_error, periods_text=facts.periods_text,
-                                 counts_scope=facts.counts_scope)
-    app.jinja_env.globals.update({code_set.__name__: code_set for code_set in statuses.CODE_SETS},
-                                 subtask_label=subtask_label)
+    app.jinja_env.globals.update({code_set.__name__: code_set for code_set in statuses.CODE_SETS})

@@ -6,12 +6,11 @@ from datetime import date
 
 from sqlalchemy import select
 
-from channels.records import canonical_tax_id
 from webapp.extensions import db
 from webapp.models import Company, Org, User
+from webapp.params import check_tax_id
 from webapp.statuses import Role
 
-TAX_ID = re.compile(r"^[0-9A-Z]{15,20}$")
 DEFAULT_ORG = "演示组织"
 
 
@@ -34,14 +33,6 @@ def get_or_create_org(name: str) -> Org:
         db.session.add(org)
         db.session.flush()
     return org
-
-
-def check_tax_id(tax_id: str) -> str:
-    """A 纳税人识别号 in its canonical form, or ValueError in Chinese."""
-    tax_id = canonical_tax_id(tax_id or "")
-    if not TAX_ID.match(tax_id):
-        raise ValueError(f"税号格式不正确：{tax_id or '（空）'}（应为15至20位数字或大写字母）")
-    return tax_id
 
 
 def check_company_name(name: str | None) -> str:

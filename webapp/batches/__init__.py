@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from pathlib import Path
 
@@ -33,9 +32,6 @@ def subtask_label(subtask: Subtask) -> str:
     if subtask.batch.data_type == DataType.USAGE:
         return "等待发票数据"
     return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
-
-
-BATCH_NO = re.compile(r"[0-9A-Z]{1,32}")  # what new_batch_no writes fits: digits and capitals, the column's 32
 
 
 def new_batch_no() -> str:

@@ -495,3 +495,15 @@ def retry_selected():
         done = result["subtasks"] + result["parses"]
         return f"已重新执行 {done} 个执行失败或已终止的任务" if done else None
     return _act_on_selected("retry", retry, said)
+
+
+@bp.record_once
+def _template_helpers(state) -> None:
+    """What the batch templates say of a batch and its months (webapp.batches.facts, subtask_label), as
+    app-wide template globals registered by this feature, so that webapp.web, below every feature,
+    names none of them (README, Layout)."""
+    from webapp.batches import facts
+
+    state.app.jinja_env.globals.update(mismatch=facts.mismatch, waiting_text=facts.waiting_text,
+                                       plain_error=facts.plain_error, periods_text=facts.periods_text,
+                                       counts_scope=facts.counts_scope, subtask_label=subtask_label)

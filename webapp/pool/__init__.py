@@ -19,16 +19,16 @@ from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine
 from webapp.money import as_yuan
 from webapp.pool.flushes import refresh_flushed, shown_status
-from webapp.pool.month_stats import month_stats
+from webapp.pool.month_stats import mark_months_changed, month_stats
 from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
-from webapp.reconcile import record_sources
-from webapp.transactions import placeholders, write_transaction
+from webapp.transactions import copy_rows, placeholders, write_transaction
 
 CHUNK = 1000
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")  # an upsert's new values
 _IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
+_TAX_ID, _MONTH = HEADER_COLUMNS.index("tax_id"), HEADER_COLUMNS.index("month")
 _FLUSH_COLUMNS = tuple(HEADER_COLUMNS.index(c) for c in ("key", "is_red", "red_of", "code", "number"))
 
 
@@ -63,9 +63,10 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
     """Write staged invoices in bulk, replacing earlier copies; returns (invoices, dropped lines).
 
     Error-goods lines are dropped from blue invoices only (docs/rules.md, 错误商品名称过滤). The caller owns the
-    transaction: a unit of work commits or rolls back whole. This is the pool's one write path;
-    work that must happen beside every pool write (per-invoice bookkeeping) can call it alongside
-    with the same staged rows.
+    transaction: a unit of work commits or rolls back whole. This is the pool's one write path; it
+    marks the months it touched, so their kept figures are counted again (month_stats). Work that
+    must happen beside every pool write of a job (来源核对's bookkeeping, webapp.reconcile.record_sources)
+    is called by the job alongside, with the same staged rows (jobs.tasks._saver).
     """
     connection = db.session.connection()
     write = _write_chunk_postgresql if connection.dialect.name == "postgresql" else _write_chunk
@@ -77,7 +78,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
         write(connection, headers, lines)
         refresh_flushed(connection, headers, *_FLUSH_COLUMNS)
         dropped += chunk_dropped
-    record_sources(staged, source=source, batch_id=batch_id)
+    mark_months_changed(connection, {(header[_TAX_ID], header[_MONTH]) for header, _lines in staged})
     return len(staged), dropped
 
 
@@ -133,7 +134,7 @@ def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]
     columns = ", ".join(WRITE_COLUMNS)
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS invoice_staged ON COMMIT DROP AS "
                                f"SELECT {columns} FROM invoice WITH NO DATA")
-    _copy(connection, f"invoice_staged ({columns})", headers)
+    copy_rows(connection, f"invoice_staged ({columns})", headers)
     written = connection.exec_driver_sql(
         f"INSERT INTO invoice ({columns}) SELECT {columns} FROM invoice_staged "
         f"ON CONFLICT (key) DO UPDATE SET {_UPDATES} WHERE invoice.tax_id = excluded.tax_id "
@@ -146,15 +147,7 @@ def _write_chunk_postgresql(connection, headers: list[tuple], lines: list[tuple]
     if updated:
         connection.exec_driver_sql("DELETE FROM invoice_line WHERE invoice_key = ANY(%s)", (updated,))
     if lines:
-        _copy(connection, f"invoice_line (invoice_key, {', '.join(LINE_COLUMNS)})", lines)
-
-
-def _copy(connection, target: str, rows: list[tuple]) -> None:
-    """COPY rows into `table (columns)` through the transaction's own psycopg connection."""
-    cursor = connection.connection.driver_connection.cursor()
-    with cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+        copy_rows(connection, f"invoice_line (invoice_key, {', '.join(LINE_COLUMNS)})", lines)
 
 
 def refresh_statistics() -> None:

@@ -1,4 +1,6 @@
-"""`pool …` commands: a company's pool figures, one invoice, 同步覆盖, 销项汇总 and 来源核对."""
+"""`pool …` commands: a company's pool figures, one invoice, 同步覆盖. The group also holds `pool summary`
+(webapp.summary.cli) and `pool diff` (webapp.reconcile.cli), registered by webapp.cli.init_app: those
+features read the pool, so the pool's own module does not import them."""
 from __future__ import annotations
 
 import click
@@ -6,12 +8,10 @@ from flask.cli import AppGroup
 
 from webapp.cli import fail, print_json
 from webapp.clock import now
-from webapp.params import MONTH, TAX_ID, TEXT, YEAR
+from webapp.params import TAX_ID, TEXT, YEAR
 from webapp.pool import blue_facts, find_invoice, invoice_json, pool_stats, red_invoices_of
 from webapp.pool.coverage import coverage, coverage_json
 from webapp.pool.redflush import assess, to_json
-from webapp.reconcile import source_report
-from webapp.summary import summary_json, year_summary
 
 pool_group = AppGroup("pool", help="销项发票池")
 
@@ -45,24 +45,6 @@ def pool_coverage(tax_id, year):
     """同步覆盖 of one company and year: {"YYYY-MM": {type code: {"invoices", "last_synced", "source"}}}."""
 
     print_json(coverage_json(coverage(tax_id, now().date(), year)))
-
-
-@pool_group.command("summary")
-@click.option("--tax-id", required=True, type=TAX_ID)
-@click.option("--year", type=YEAR, required=True)
-def pool_summary(tax_id, year):
-    """销项汇总 of one company and year: {"YYYY-MM": {rate: {"special"|"other": {"amount", "tax"}}}}."""
-
-    print_json(summary_json(year_summary([tax_id], year)))
-
-
-@pool_group.command("diff")
-@click.option("--tax-id", required=True, type=TAX_ID)
-@click.option("--month", required=True, type=MONTH)
-def pool_diff(tax_id, month):
-    """来源核对 of one company-month: per-source counts, invoices only one source has, differing values."""
-
-    print_json(source_report(tax_id, month))
 
 
 COMMANDS = (pool_group,)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from webapp.statuses import InvoiceStatus
 from webapp.transactions import placeholders
 
 CHUNK = 500
-FULL_STATUS, PARTIAL_STATUS, VOID_STATUS, NORMAL_STATUS = "已红冲-全额", "已红冲-部分", "已作废", "正常"
 # One red row counts once whichever form names the blue (a legacy blue's key is its 发票代码-发票号码).
 # `r.tax_id || ''` keeps the planner on ix_invoice_red_of: on the company's index SQLite walks every
 # invoice of the company for each row (the same trap webapp.pool.red_invoices_of notes).
@@ -56,7 +56,7 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
 def shown_status(status: str, amount, flushed) -> str:
     """发票状态 as the list and the detail page show it: the file's, with what the pool's red invoices
     say beside it where the file does not say it already: 正常（已被红冲 100%）."""
-    if not flushed or status in (FULL_STATUS, PARTIAL_STATUS, VOID_STATUS) or not amount:
+    if not flushed or status in (InvoiceStatus.FLUSHED_FULL, InvoiceStatus.FLUSHED_PARTIAL, InvoiceStatus.VOIDED) or not amount:
         return status
     share = min(Decimal(flushed) / abs(Decimal(amount)) * 100, Decimal(100))
     return f"{status}（已被红冲 {share.quantize(Decimal(1)) if share >= 1 else share.quantize(Decimal('0.1'))}%）"

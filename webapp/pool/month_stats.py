@@ -2,7 +2,7 @@
 
 Why: both aggregated every invoice of a company (and `pool stats` every line too): 0.3–4.8 s at a
 million invoices (docs/performance.md). The pool write already marks each company-month it
-touches (webapp.summary.mark_months_changed bumps `invoice_month_summary.version`); these figures
+touches (mark_months_changed bumps `invoice_month_summary.version`); these figures
 are kept beside 销项汇总's in the same row, with their own `stats_version`, and a month is counted
 again only after it changed. A usage-status write marks its month too (jobs.tasks._usage).
 
@@ -20,8 +20,22 @@ from sqlalchemy import bindparam, case, func, select, update
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
 from webapp.money import as_cents, sum_exact
-from webapp.summary import VOIDED
-from webapp.transactions import write_transaction
+from webapp.statuses import InvoiceStatus
+from webapp.transactions import placeholder, write_transaction
+
+
+def mark_months_changed(connection, pairs: set[tuple[str, str]]) -> None:
+    """The pool changed these (tax ID, month)s: their kept figures (these and 销项汇总's) are stale from now on.
+
+    Called in the writing transaction by the pool write (webapp.pool.save_staged) and by a usage-status
+    write (jobs.tasks._usage), so the mark lands with the change or not at all.
+    """
+    if not pairs:
+        return
+    mark = placeholder(connection.dialect)
+    connection.exec_driver_sql(
+        f"INSERT INTO invoice_month_summary (tax_id, month, version) VALUES ({mark}, {mark}, 1) "
+        "ON CONFLICT (tax_id, month) DO UPDATE SET version = invoice_month_summary.version + 1", sorted(pairs))
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -36,7 +50,7 @@ def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
     """{month: figures} counted from the pool: one grouped pass over the months' invoices, one over their lines."""
     dialect = db.session.get_bind().dialect.name
     where = (Invoice.tax_id == tax_id, Invoice.month.in_(months))
-    voided = case((Invoice.status == VOIDED, 1), else_=0)
+    voided = case((Invoice.status == InvoiceStatus.VOIDED, 1), else_=0)
     counted = {month: _empty() for month in months}
     for month, code, name, is_red, is_voided, n, synced, usage, with_usage, amount, tax in db.session.execute(
             select(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided, func.count(),

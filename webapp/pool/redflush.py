@@ -23,6 +23,7 @@ from typing import Literal
 
 from webapp.money import CENT
 from webapp.pool.usage import ENTERED, ENTERED_ANY, EXPORT_REFUND_USAGE, NOT_ENTERED, NOT_ENTERED_ANY, VAT_USAGE
+from webapp.statuses import InvoiceStatus
 
 STALE_AFTER = timedelta(days=31)
 ZERO = Decimal("0")
@@ -51,9 +52,6 @@ WHAT_APPLIES_LEGACY_NORMAL = ("获取后按用途判断：购方未用途确认�
                               "已用途确认或入账确认的，可全额或部分红冲；"
                               "已用于出口退税的，须购方先回退进货凭证")
 
-FULL_STATUS = "已红冲-全额"
-PARTIAL_STATUS = "已红冲-部分"
-VOID_STATUS = "已作废"
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def remaining_amount(facts: BlueFacts) -> Decimal:
 
     A blue invoice whose 发票状态 says 已红冲-全额 has nothing left, whatever the pool holds.
     """
-    if facts.is_red or _status(facts) in (FULL_STATUS, VOID_STATUS):
+    if facts.is_red or _status(facts) in (InvoiceStatus.FLUSHED_FULL, InvoiceStatus.VOIDED):
         return ZERO
     return max(Decimal(facts.amount) - abs(Decimal(facts.flushed_amount)), ZERO)
 
@@ -138,13 +136,13 @@ def red_invoice_rule(facts: BlueFacts) -> str | None:
 def voided_rule(facts: BlueFacts) -> str | None:
     """An invoice voided (已作废) no longer exists for tax purposes and cannot be red-flushed
     (docs/codes.md, What stops a red flush)."""
-    return "已作废的发票不能红冲" if _status(facts) == VOID_STATUS else None
+    return "已作废的发票不能红冲" if _status(facts) == InvoiceStatus.VOIDED else None
 
 
 def fully_flushed_rule(facts: BlueFacts) -> str | None:
     """已红冲-全额, or red invoices in the pool that cover the whole amount: nothing is left
     (docs/codes.md, What stops a red flush)."""
-    if _status(facts) == FULL_STATUS:
+    if _status(facts) == InvoiceStatus.FLUSHED_FULL:
         return "已全额红冲（发票状态：已红冲-全额）"
     if remaining_amount(facts) <= 0:
         if facts.flushed_amount:
@@ -272,7 +270,7 @@ def partial_progress(facts: BlueFacts, remaining: Decimal) -> tuple[str, ...]:
     flushed = abs(Decimal(facts.flushed_amount))
     if 0 < flushed < Decimal(facts.amount):
         return (f"已部分红冲：已冲 {_yuan(flushed)} 元，剩余可红冲 {_yuan(remaining)} 元",)
-    if status == PARTIAL_STATUS:
+    if status == InvoiceStatus.FLUSHED_PARTIAL:
         return ("发票状态为已红冲-部分，但池中未找到对应红字发票，剩余可红冲金额以税局为准",)
     if status.startswith("已红冲"):
         return (f"发票状态为{status}，池中未找到对应红字发票，剩余可红冲金额以税局为准",)

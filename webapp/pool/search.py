@@ -15,9 +15,8 @@ from webapp import params
 from webapp.extensions import db
 from webapp.models import Batch, Invoice
 from webapp.money import as_cents, as_yuan, sum_exact
-from webapp.pool.flushes import FULL_STATUS, PARTIAL_STATUS, VOID_STATUS
-from webapp.pool.usage import VOIDED, entry_codes
-from webapp.statuses import Source
+from webapp.pool.usage import entry_codes
+from webapp.statuses import InvoiceStatus, Source
 
 SORTS = {
     "issued_desc": (Invoice.issued_at.desc(), Invoice.id.desc()),
@@ -25,7 +24,7 @@ SORTS = {
     "amount_desc": (Invoice.amount.desc(), Invoice.id.desc()),
     "amount_asc": (Invoice.amount.asc(), Invoice.id.asc()),
 }
-INVOICE_STATUSES = ("正常", "已作废", "已红冲-全额", "已红冲-部分")
+INVOICE_STATUSES = tuple(InvoiceStatus)
 USAGE_UNKNOWN = "none"  # 未获取: a blue invoice whose status could be fetched and has not been
 USAGE_NOT_APPLICABLE = "na"  # 不适用: red invoices, and voided ones with no status (usage.usage_applies)
 
@@ -74,19 +73,20 @@ def _status_is(status: str):
     flushed, amount = Invoice.flushed_amount, func.abs(Invoice.amount)
     derived_full = and_(flushed.is_not(None), flushed >= amount, Invoice.amount != 0)
     derived_partial = and_(flushed > 0, flushed < amount)
-    plain = Invoice.status.not_in((FULL_STATUS, PARTIAL_STATUS, VOID_STATUS))
-    if status == FULL_STATUS:
-        return or_(Invoice.status == FULL_STATUS, and_(plain, derived_full))
-    if status == PARTIAL_STATUS:
-        return or_(Invoice.status == PARTIAL_STATUS, and_(plain, derived_partial))
-    if status == VOID_STATUS:
-        return Invoice.status == VOID_STATUS
+    full, partial, voided = InvoiceStatus.FLUSHED_FULL, InvoiceStatus.FLUSHED_PARTIAL, InvoiceStatus.VOIDED
+    plain = Invoice.status.not_in((full, partial, voided))
+    if status == full:
+        return or_(Invoice.status == full, and_(plain, derived_full))
+    if status == partial:
+        return or_(Invoice.status == partial, and_(plain, derived_partial))
+    if status == voided:
+        return Invoice.status == voided
     return and_(Invoice.status == status, or_(flushed.is_(None), flushed == 0))
 
 
 def _usage_missing(column, which: str):
     """No status in `column`: 未获取 where one could be fetched, else 不适用 (usage.usage_applies)."""
-    applies = and_(Invoice.is_red.is_(False), or_(Invoice.status != VOIDED, Invoice.vat_usage.is_not(None)))
+    applies = and_(Invoice.is_red.is_(False), or_(Invoice.status != InvoiceStatus.VOIDED, Invoice.vat_usage.is_not(None)))
     return and_(column.is_(None), applies if which == USAGE_UNKNOWN else not_(applies))
 
 

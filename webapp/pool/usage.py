@@ -5,7 +5,7 @@ is stored as answered, with its channel, and labelled here.
 """
 from __future__ import annotations
 
-from webapp.statuses import Channel
+from webapp.statuses import Channel, InvoiceStatus
 
 VAT_USAGE = {
     "0": "未使用", "1": "已申请抵扣", "2": "已申请退税", "3": "已申请代办退税", "4": "已勾选不抵扣（历史数据）",
@@ -39,14 +39,13 @@ ENTRY_LABELS = list(dict.fromkeys(text for codes in ENTRY_STATUS.values() for te
 
 
 NOT_APPLICABLE = "不适用"  # a red invoice has no usage (never asked); a voided one none unless a channel gave one
-VOIDED = "已作废"
 
 
 def usage_applies(is_red: bool, status: str | None, vat_usage: str | None) -> bool:
     """Whether an invoice can have a usage status to show or wait for: not a red one (only blue
     invoices are queried), and not a voided one the bureau gave none for. Such invoices read
     不适用, never 未获取, which means a status could still be fetched (docs/rules.md, 用途状态)."""
-    return not is_red and (status != VOIDED or vat_usage is not None)
+    return not is_red and (status != InvoiceStatus.VOIDED or vat_usage is not None)
 
 
 def _label(table: dict, code: str | None) -> str:

@@ -166,3 +166,17 @@ def usage_batch(key, batch_no):
     if batch.status in BatchStatus.FINISHED:
         return htmx_response("", refresh=True)
     return _usage_progress(key, batch)
+
+
+@bp.record_once
+def _template_helpers(state) -> None:
+    """发票状态 and 增值税用途状态 as the pool's lists show them (webapp.pool.flushes, webapp.pool.usage), as
+    app-wide template globals registered by this feature, so that webapp.web, below every feature,
+    names none of them (README, Layout)."""
+    from webapp.pool.flushes import shown_status
+    from webapp.pool.usage import NOT_APPLICABLE, usage_applies, usage_labels
+
+    state.app.jinja_env.globals["usage_label"] = lambda invoice: (
+        usage_labels(invoice.vat_usage, None, None, None)["vat_usage"]
+        if usage_applies(invoice.is_red, invoice.status, invoice.vat_usage) else NOT_APPLICABLE)
+    state.app.jinja_env.globals["shown_status"] = shown_status

@@ -18,8 +18,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceSource, Subtask
 from webapp.pool.export import money
 from webapp.statuses import DataType, Source, SubtaskStatus
-from webapp.summary import mark_months_changed
-from webapp.transactions import placeholders
+from webapp.transactions import copy_rows, placeholders
 
 CHUNK = 1000
 KEPT = ("status", "amount", "tax", "total", "buyer_tax_id", "buyer_name")  # the last values each source gave
@@ -43,8 +42,8 @@ def _upsert(dialect) -> str:
 def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
     """Note that `source` delivered these staged invoices (webapp.pool's tuples), in bulk.
 
-    Called inside the pool write's transaction, so the note and the invoices land together; it also
-    tells 销项汇总 which company-months changed (webapp.summary.mark_months_changed).
+    Called by the job that saves a month, beside the pool write (webapp.pool.save_staged) in the same
+    transaction, so the note and the invoices land together (jobs.tasks._saver).
     """
     if not staged:
         return
@@ -59,20 +58,17 @@ def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
         statement = _upsert(connection.dialect)
         for start in range(0, len(rows), CHUNK):
             connection.exec_driver_sql(statement, rows[start:start + CHUNK])
-    mark_months_changed(connection, {(h[tax_id], h[month]) for h, _lines in staged})
 
 
 def _upsert_copied(connection, rows: list[tuple]) -> None:
     """PostgreSQL: COPY the rows into a temporary table and upsert from it in one statement, as the
     invoices themselves are written (webapp.pool), rather than one upsert per row. An invoice given
     twice keeps its last copy, as row-by-row upserts would leave it."""
-    from webapp.pool import _copy  # deferred: webapp.pool imports this module
-
     rows = list({row[:2]: row for row in rows}.values())
     columns = ", ".join(SOURCE_COLUMNS)
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS invoice_source_staged ON COMMIT DROP AS "
                                f"SELECT {columns} FROM invoice_source WITH NO DATA")
-    _copy(connection, f"invoice_source_staged ({columns})", rows)
+    copy_rows(connection, f"invoice_source_staged ({columns})", rows)
     connection.exec_driver_sql(f"INSERT INTO invoice_source ({columns}) SELECT {columns} FROM invoice_source_staged "
                                f"{_ON_CONFLICT}")
     connection.exec_driver_sql("TRUNCATE invoice_source_staged")

@@ -23,12 +23,12 @@ from channels.months import year_months
 from webapp.extensions import db
 from webapp.models import Invoice, InvoiceLine, InvoiceMonthSummary
 from webapp.money import as_cents, as_yuan, sum_exact
-from webapp.transactions import placeholder, write_transaction
+from webapp.statuses import InvoiceStatus
+from webapp.transactions import write_transaction
 
 SPECIAL_CODES = ("01", "08", "81", "85")  # 增值税专用发票, 电子专用, 数电专票, 数电纸质专票
 RATE_ORDER = ("13%", "9%", "6%", "5%", "3%", "1%", "0%", "免税", "不征税")
 NO_RATE = "未注明"
-VOIDED = "已作废"
 COLUMNS = ("special", "other")
 ZERO = Decimal("0.00")
 
@@ -56,13 +56,13 @@ def _compute(tax_id: str, months: list[str]) -> dict:
     for month, is_special, rate, amount, tax in db.session.execute(
             select(Invoice.month, special, InvoiceLine.tax_rate, sum_exact(dialect, InvoiceLine.amount),
                    sum_exact(dialect, InvoiceLine.tax))
-            .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != VOIDED)
+            .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != InvoiceStatus.VOIDED)
             .group_by(Invoice.month, special, InvoiceLine.tax_rate)):
         cell = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})[
             "special" if is_special else "other"]
         cell[0] += as_cents(amount)
         cell[1] += as_cents(tax)
-    voided = case((Invoice.status == VOIDED, 1), else_=0)
+    voided = case((Invoice.status == InvoiceStatus.VOIDED, 1), else_=0)
     gross = func.coalesce(Invoice.total, Invoice.amount + Invoice.tax)
     for month, type_name, is_red, is_voided, count, total in db.session.execute(
             select(Invoice.month, Invoice.type_name, Invoice.is_red, voided, func.count(), sum_exact(dialect, gross))
@@ -74,19 +74,6 @@ def _compute(tax_id: str, months: list[str]) -> dict:
         counts[1 if is_red else 0] += count
         computed[month]["red" if is_red else "blue"] += abs(as_cents(total))
     return computed
-
-
-def mark_months_changed(connection, pairs: set[tuple[str, str]]) -> None:
-    """The pool write changed these (tax ID, month)s: their kept summaries are stale from now on.
-
-    Called by the pool write (through webapp.reconcile.record_sources) in its transaction.
-    """
-    if not pairs:
-        return
-    mark = placeholder(connection.dialect)
-    connection.exec_driver_sql(
-        f"INSERT INTO invoice_month_summary (tax_id, month, version) VALUES ({mark}, {mark}, 1) "
-        "ON CONFLICT (tax_id, month) DO UPDATE SET version = invoice_month_summary.version + 1", sorted(pairs))
 
 
 def _monthly(tax_ids: list[str], months: list[str]) -> dict:
