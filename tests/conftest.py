@@ -18,7 +18,7 @@ os.environ.pop("REDIS_URL", None)
 from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from tests.servers import redis_server  # noqa: E402
+from tests.servers import redis_server, scratch_postgresql  # noqa: E402
 from tests.workbook_builder import build_sample_exports  # noqa: E402
 from webapp.extensions import db  # noqa: E402
 from wsgi import create_app  # noqa: E402
@@ -64,25 +64,14 @@ def _worker_database():
     """TEST_DATABASE_URL itself in a run of one process; under pytest-xdist (`make test`, `-n`) a
     database of this worker's own on that server (test_gw0, test_gw1, …), created now and dropped as
     the worker ends, so that two workers never empty or migrate each other's tables."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
     url, worker = os.environ["TEST_DATABASE_URL"], os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         yield url
         return
-    server = make_url(url)
-    name = f"{server.database}_{worker}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    from sqlalchemy import make_url
+
+    with scratch_postgresql(url, f"{make_url(url).database}_{worker}") as own:
+        yield own
 
 
 def _empty_tables() -> None:

@@ -189,3 +189,23 @@ class Product:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@contextmanager
+def scratch_postgresql(server_url: str, name: str) -> Iterator[str]:
+    """A database `name` of the test's own on the PostgreSQL server `server_url` names (CI has trust
+    auth as postgres), made empty now and dropped afterwards: tests that migrate or restore from
+    scratch, and each pytest-xdist worker, never share one."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = make_url(server_url)
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

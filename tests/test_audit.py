@@ -43,14 +43,19 @@ def test_logins_are_recorded_with_address_and_reason(cast, client):
     assert "登录成功" not in page.split('id="audit-table"')[1]
 
 
-def test_batches_schedules_and_admin_changes_are_recorded(cast, client):
-    login(client)
+def _download_batch(app, client, tax_id: str) -> str:
+    """A 乐企 download of 2026-10 through the import dialog; its batch number."""
     assert client.post("/batches/import", data={"method": "download", "data_type": "invoices", "channel": "leqi",
-                                                "tax_ids": [X["tax_id"]], "period_unit": "month", "month_from": "2026-10",
+                                                "tax_ids": [tax_id], "period_unit": "month", "month_from": "2026-10",
                                                 "month_to": "2026-10", "kinds": ["81"]}).status_code == 204
-    with cast.app_context():
+    with app.app_context():
         batch_no = db.session.scalar(select(Batch.batch_no))
         db.session.remove()
+    return batch_no
+
+
+def test_batches_schedules_and_admin_changes_are_recorded(cast, client):
+    batch_no = _download_batch(cast, login(client), X["tax_id"])
     client.post("/batches/terminate", data={"batch_no": batch_no})
     client.post("/batches/retry", data={"batch_no": batch_no})
 
@@ -203,12 +208,7 @@ def test_an_admin_reads_only_rows_about_companies_granted_to_him(cast, client, r
             accounts.set_grants(accounts.save_user("admin2", org, "admin", "secret123"), [X["tax_id"]])
         db.session.remove()
     admin = login(cast.test_client(), "admin", "admin123")
-    assert admin.post("/batches/import", data={"method": "download", "data_type": "invoices", "channel": "leqi",
-                                               "tax_ids": [D["tax_id"]], "period_unit": "month", "month_from": "2026-10",
-                                               "month_to": "2026-10", "kinds": ["81"]}).status_code == 204
-    with cast.app_context():
-        batch_no = db.session.scalar(select(Batch.batch_no))
-        db.session.remove()
+    batch_no = _download_batch(cast, admin, D["tax_id"])
     admin.post("/batches/terminate", data={"batch_no": batch_no})
     admin.post("/admin/companies", data={"tax_id": D["tax_id"], "name": "保密子公司甲（更名）", "receipt_channel": ""})
 

@@ -11,14 +11,14 @@ import uuid
 import zipfile
 from contextlib import contextmanager
 
-import psycopg
 import pytest
-from sqlalchemy import inspect, make_url, text
+from sqlalchemy import inspect, text
 
 from webapp.extensions import db
 from wsgi import create_app
 
 from .conftest import _SESSION_DIR, DEMO_TAX_ID, SandboxControl, cli_json
+from .servers import scratch_postgresql
 from .test_faults import start_worker, stop
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -59,16 +59,9 @@ def fresh_app(url: str):
 
 @contextmanager
 def fresh_postgresql():
-    """A new PostgreSQL database of our own next to TEST_DATABASE_URL's (CI has trust auth as postgres)."""
-    name = f"backup_{uuid.uuid4().hex[:10]}"
-    admin = make_url(PG_URL).set(drivername="postgresql")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    """A new PostgreSQL database of our own next to TEST_DATABASE_URL's."""
+    with scratch_postgresql(PG_URL, f"backup_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 @contextmanager

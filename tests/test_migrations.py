@@ -9,8 +9,9 @@ import os
 
 import pytest
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, make_url, select, text
+from sqlalchemy import inspect, select, text
 
+from tests.servers import scratch_postgresql
 from webapp.extensions import db
 from webapp.models import Batch, ScheduleRun
 from wsgi import create_app
@@ -120,18 +121,8 @@ def empty_database(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
         return
-    server = make_url(os.environ["TEST_DATABASE_URL"])
-    name = f"migration_test_{os.getpid()}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgresql(os.environ["TEST_DATABASE_URL"], f"migration_test_{os.getpid()}") as url:
+        yield url
 
 
 def _seed_spellings() -> None:
