@@ -305,6 +305,8 @@ def test_other_org_admin_never_sees_this_orgs_audit_or_companies(cast):
      f"本组织没有税号为 {O['tax_id']} 的企业"),
     ("/admin/users", {"username": "admin", "role": "admin", "grants": [X["tax_id"]]}, "不能停用自己"),
     ("/admin/settings", {"error_goods": "详见销货清单，原价合计"}, "请用英文逗号分隔各项"),
+    ("/admin/companies", {"tax_id": "91330100MA2NEWCO1X", "name": "某公司", "leqi_since": "2024-13-45"},
+     "日期格式不正确：2024-13-45（应为 YYYY-MM-DD）"),
 ])
 def test_admin_forms_refuse_in_chinese_and_change_nothing(cast, url, data, message):
     """Another org's tax ID or user name, a malformed value or deactivating oneself: the page says why

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from wtforms import SelectMultipleField
+from wtforms import DateField, SelectMultipleField
 from wtforms.validators import StopValidation
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -23,6 +23,16 @@ class MultiCheckbox(SelectMultipleField):
 
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
+
+
+class DayField(DateField):
+    """A date typed YYYY-MM-DD, refused in Chinese when it is no date (WTForms says it in English)."""
+
+    def process_formdata(self, valuelist) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as error:
+            raise ValueError(f"日期格式不正确：{' '.join(valuelist)}（应为 YYYY-MM-DD）") from error
 
 
 class Rule:

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import Optional, StopValidation
 
 from channels.records import canonical_tax_id
@@ -23,7 +23,7 @@ from webapp.accounts.settings import (
 )
 from webapp.clock import now
 from webapp.extensions import db
-from webapp.forms import MultiCheckbox, Rule, stripped
+from webapp.forms import DayField, MultiCheckbox, Rule, stripped
 from webapp.models import Batch, Company, User
 from webapp.statuses import DataType, Role
 from webapp.transactions import write_transaction
@@ -60,7 +60,7 @@ class CompanyForm(FlaskForm):
     name = StringField("企业名称", validators=[Rule(accounts.check_company_name)])
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
-    leqi_since = DateField("乐企能力授权日期", validators=[Optional(), Rule(params.bounded_day)])
+    leqi_since = DayField("乐企能力授权日期", validators=[Optional(), Rule(params.bounded_day)])
     etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped], validators=[Rule(accounts.check_etax_account)])
 
 
@@ -168,8 +168,8 @@ class AuditFilter(FlaskForm):
 
     username = StringField("用户", validators=[Optional()])
     action = SelectField("操作", choices=[("", "全部")] + list(audit.ACTIONS.items()), validators=[Optional()])
-    date_from = DateField("开始日期", validators=[Optional()])
-    date_to = DateField("结束日期", validators=[Optional()])
+    date_from = DayField("开始日期", validators=[Optional()])
+    date_to = DayField("结束日期", validators=[Optional()])
 
 
 def _audit_query(form: AuditFilter):
