@@ -10,6 +10,7 @@ import time
 import uuid
 import zipfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -55,6 +56,9 @@ def fresh_app(url: str):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        from jobs.redis_server import shutdown
+
+        shutdown(Path(data))  # the bundled Redis its in-process commands started: nothing outlives the test
 
 
 @contextmanager
