@@ -23,11 +23,6 @@ _FLUSHED = ("(SELECT SUM(ABS(r.amount)) FROM invoice r WHERE r.red_of IN (invoic
             "invoice.number) AND r.is_red = {true} AND r.tax_id || '' = invoice.tax_id)")
 
 
-def flushed_sql(dialect) -> str:
-    """The SQL expression of a blue row's flushed amount (NULL: no red names it), for an UPDATE of invoice."""
-    return _FLUSHED.format(true="true" if dialect.name == "postgresql" else "1")
-
-
 def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of: int, code: int,
                     number: int) -> None:
     """Recompute `flushed_amount` of the blues these just-written header rows touch: those their reds
@@ -36,8 +31,8 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
     refs |= {h[key] for h in headers if not h[red]}
     refs |= {f"{h[code]}-{h[number]}" for h in headers if not h[red] and h[code] and h[number]}
     refs = sorted(refs)
-    expression = flushed_sql(connection.dialect)
     false, true = ("false", "true") if connection.dialect.name == "postgresql" else ("0", "1")
+    expression = _FLUSHED.format(true=true)  # a blue row's flushed amount; NULL when no red names it
     for start in range(0, len(refs), CHUNK):
         part = tuple(refs[start:start + CHUNK])
         # only the refs some red names: most blues just written have none, and no row is rewritten for them
