@@ -191,6 +191,7 @@ def test_pool_search_narrows_and_red_invoice_links_to_blue(page, live_server):
     rows = page.locator("#pool-table tbody tr")
     expect(rows).to_have_count(20)  # the first page of the 312 (the list does not count the whole pool)
     expect(page.locator("#pool-table").get_by_role("link", name="下一页")).to_be_visible()
+    page.wait_for_load_state("load")  # htmx listens for typing once its deferred script has run
 
     page.get_by_label("发票号码").press_sequentially("242731")
     expect(rows).to_have_count(3)
