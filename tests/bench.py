@@ -671,6 +671,7 @@ def _machine() -> dict:
 
 def main() -> None:
     from tests.bench_backup import backup_bench
+    from tests.bench_coverage import coverage_two_sources
     from tests.bench_load import load_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
@@ -694,6 +695,8 @@ def main() -> None:
             result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
                                                   size["samples"])
             result["backup_sqlite"] = backup_bench(folder, f"sqlite:///{folder / 'pool.db'}", redis_url)
+            coverage = result["coverage_two_sources"] = {"sqlite": coverage_two_sources(
+                f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"], size["samples"])}
             result["summary"] = summary_bench(folder, size["pool_invoices"], size["samples"],
                                               url=f"sqlite:///{folder / 'summary.db'}")
             result["download"] = download_pipeline(folder, size["download_months"])
@@ -706,11 +709,13 @@ def main() -> None:
             if pg_url:
                 result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
                 result["backup_postgresql"] = backup_bench(folder, pg_url, redis_url, "postgresql")
+                coverage["postgresql"] = coverage_two_sources(pg_url, size["pool_invoices"], size["samples"])
                 if os.environ.get("BENCH_PLANS"):
                     result["plans_postgresql"] = query_plans(pg_url)
                 result["download_postgresql"] = download_pipeline(folder, size["download_months"], pg_url)
                 result["workers_postgresql"] = worker_scaling(folder, pg_url, redis_url, size["scale_companies"],
                                                               size["scale_months"], size["scale_volume"])
+    coverage["met"] = all(figures["met"] for figures in coverage.values())
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, ensure_ascii=False, indent=1))
 
