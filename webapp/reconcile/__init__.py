@@ -186,11 +186,18 @@ def differing_months(tax_id: str, months: list[str]) -> set[str]:
     first, last = min(months), max(months)
     covered = _covered_kinds(tax_id, first, last)
     marked = set()
-    for month, found in kept_figures(tax_id, first, last, "sources", _findings).items():
+    for month, found in kept_findings(tax_id, first, last).items():
         if month in months and (found["different"] or any(
                 _missing(source, code, found["sources"], covered[month]) for source, code, _n in found["lone"])):
             marked.add(month)
     return marked
+
+
+def kept_findings(tax_id: str, first: str | None = None, last: str | None = None) -> dict[str, dict]:
+    """{month: findings} of the company's months from `first` to `last` (each optional): kept ones while
+    current, the months the pool write changed counted again (_findings) and kept. A batch's end calls
+    it (jobs.tasks), so the first 同步覆盖 after an import reads kept rows."""
+    return kept_figures(tax_id, first, last, "sources", _findings)
 
 
 def _findings(tax_id: str, months: list[str]) -> dict[str, dict]:
