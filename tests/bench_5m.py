@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -138,20 +137,18 @@ def postgres_5m(folder: Path, url: str, redis_url: str, invoices: int, samples: 
             "backup": backup, "met": worst < 100 and backup["checksums_equal"]}
 
 
+def large_pool_size(size_name: str) -> int:
+    """Invoices of this step: `BENCH_SCALE` when given (5m: five million), else by the bench's size."""
+    return SCALES[os.environ.get("BENCH_SCALE") or size_name]
+
+
 def main() -> None:
     """`BENCH_DATABASE_URL=… BENCH_SCALE=5m python -m tests.bench_5m`: this step alone."""
-    from tests.servers import redis_server
+    from tests.bench import bench_folder
 
-    url = os.environ["BENCH_DATABASE_URL"]
-    invoices = SCALES[os.environ.get("BENCH_SCALE", "full")]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "data").mkdir()
-        os.environ["DATA_DIR"] = str(folder / "data")
-        with redis_server(folder) as redis_url:
-            os.environ["REDIS_URL"] = redis_url
-            load = round(os.getloadavg()[0], 2)
-            result = postgres_5m(folder, url, redis_url, invoices, 20)
+    with bench_folder() as (folder, redis_url):
+        load = round(os.getloadavg()[0], 2)
+        result = postgres_5m(folder, os.environ["BENCH_DATABASE_URL"], redis_url, large_pool_size("full"), 20)
     print(json.dumps({"postgres_5m": {"load_1min_at_start": load, "load_1min_at_end": round(os.getloadavg()[0], 2),
                                       **result}}, ensure_ascii=False, indent=1))
 
