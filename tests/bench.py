@@ -235,9 +235,10 @@ def bench_companies() -> list[str]:
     return others
 
 
-def _load(rows, step: int = 50_000) -> list[float]:
+def _load(rows, step: int = 50_000, progress=None) -> list[float]:
     """Write staged rows in transactions of `step`, as the job that saves a month does (the pool write
-    and 来源核对's note, jobs.tasks._saver); seconds per transaction (linear means flat)."""
+    and 来源核对's note, jobs.tasks._saver); seconds per transaction (linear means flat), each also
+    given to `progress(chunk number, seconds)` when asked."""
     from itertools import islice
 
     from webapp.pool import save_staged
@@ -251,6 +252,8 @@ def _load(rows, step: int = 50_000) -> list[float]:
             save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
             record_sources(chunk, source="file", batch_id=None)
         seconds.append(time.perf_counter() - start)
+        if progress:
+            progress(len(seconds), seconds[-1])
     return seconds
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -109,32 +110,64 @@ def _reads(app, key: str, samples: int) -> dict:
     return {"first_view_ms": first, "p95_ms": p95}
 
 
-def postgres_5m(folder: Path, url: str, redis_url: str, invoices: int, samples: int) -> dict:
-    """Load `invoices` over 50 companies and five years into `url`, then time the pages and a backup."""
+def _loaded_pool(url: str):
+    """(app, the group's tax IDs, invoices held) of a pool an earlier run of this step loaded (`--loaded`)."""
+    from flask_migrate import upgrade
+    from sqlalchemy import func, select
+
+    from webapp.extensions import db
+    from webapp.models import Company, Invoice
+    from wsgi import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False})
+    with app.app_context():
+        upgrade()
+        others = db.session.scalars(select(Company.tax_id).where(Company.tax_id.like("%BENCH")).order_by(Company.id))
+        tax_ids = [DEMO_TAX_ID, *others]
+        held = db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.batch_id.is_(None)))
+        db.session.remove()
+    return app, tax_ids, held
+
+
+def _progress(chunk: int, seconds: float) -> None:
+    """A long load says how far it is (stderr), so a run that must stop early still tells its chunks."""
+    print(f"{time.strftime('%H:%M:%S')} chunk {chunk} {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
+def postgres_5m(folder: Path, url: str, redis_url: str, invoices: int, samples: int, loaded: bool = False,
+                restore: bool = True) -> dict:
+    """Load `invoices` over 50 companies and five years into `url` (`loaded`: measure what an earlier run
+    loaded instead), then time the pages and a backup (and its restore)."""
     from sqlalchemy import select
 
     from tests.bench_backup import backup_bench
     from webapp.extensions import db
     from webapp.models import Invoice
 
-    app = _migrated_app(url)
+    figures: dict = {}
+    if loaded:
+        app, tax_ids, invoices = _loaded_pool(url)
+    else:
+        app = _migrated_app(url)
     with app.app_context():
-        tax_ids = _group(COMPANIES)
-        start = time.perf_counter()
-        chunks = _load(_synthetic_pool(invoices, tax_ids))
-        loaded = time.perf_counter() - start
-        second = _second_source(invoices, tax_ids)
-        settled = _settle(url)
+        if not loaded:
+            tax_ids = _group(COMPANIES)
+            start = time.perf_counter()
+            chunks = _load(_synthetic_pool(invoices, tax_ids), progress=_progress)
+            seconds = time.perf_counter() - start
+            figures = {"load_s": round(seconds, 1), "load_rows_per_s": round(4 * invoices / seconds),
+                       "chunks": _chunks(chunks)}
+        figures["second_source_invoices"] = _second_source(invoices, tax_ids)
+        figures.update(_settle(url))
         key = db.session.scalar(select(Invoice.key).where(Invoice.tax_id == DEMO_TAX_ID).order_by(Invoice.key)
                                 .limit(1).offset(invoices // COMPANIES // 2))
         db.session.remove()
     reads = _reads(app, key, samples)
     worst = max(reads["p95_ms"].values())
-    backup = backup_bench(folder, url, redis_url, "postgresql-5m")
-    return {"invoices": invoices, "lines": 3 * invoices, "companies": COMPANIES, "load_s": round(loaded, 1),
-            "load_rows_per_s": round(4 * invoices / loaded), "chunks": _chunks(chunks),
-            "second_source_invoices": second, **settled, **reads, "target_p95_ms": 100, "worst_p95_ms": worst,
-            "backup": backup, "met": worst < 100 and backup["checksums_equal"]}
+    backup = backup_bench(folder, url, redis_url, "postgresql-5m", restore=restore)
+    return {"invoices": invoices, "lines": 3 * invoices, "companies": len(tax_ids), **figures, **reads,
+            "target_p95_ms": 100, "worst_p95_ms": worst, "backup": backup,
+            "met": worst < 100 and backup.get("checksums_equal", True)}
 
 
 def large_pool_size(size_name: str) -> int:
@@ -143,12 +176,15 @@ def large_pool_size(size_name: str) -> int:
 
 
 def main() -> None:
-    """`BENCH_DATABASE_URL=… BENCH_SCALE=5m python -m tests.bench_5m`: this step alone."""
+    """`BENCH_DATABASE_URL=… BENCH_SCALE=5m python -m tests.bench_5m [--loaded] [--no-restore]`: this step
+    alone; `--loaded` measures the pool an earlier run left (its load figures are that run's),
+    `--no-restore` times the backup without restoring it."""
     from tests.bench import bench_folder
 
     with bench_folder() as (folder, redis_url):
         load = round(os.getloadavg()[0], 2)
-        result = postgres_5m(folder, os.environ["BENCH_DATABASE_URL"], redis_url, large_pool_size("full"), 20)
+        result = postgres_5m(folder, os.environ["BENCH_DATABASE_URL"], redis_url, large_pool_size("full"), 20,
+                             loaded="--loaded" in sys.argv, restore="--no-restore" not in sys.argv)
     print(json.dumps({"postgres_5m": {"load_1min_at_start": load, "load_1min_at_end": round(os.getloadavg()[0], 2),
                                       **result}}, ensure_ascii=False, indent=1))
 
