@@ -351,6 +351,32 @@ def test_coverage_marks_follow_each_import_as_the_reports_do(app, runner, client
     assert _marks_as_reports_say(app, client) == {"2024-04", MONTH}
 
 
+def test_the_page_lists_the_first_hundred_invoices_one_source_has_and_the_export_all(app, runner, client, tmp_path,
+                                                                                      work):
+    """(docs/performance.md, Five million invoices on PostgreSQL) A month where 乐企 delivered none of a
+    file's 105 invoices: the page counts them all, lists the first 100 and points to the export."""
+    app.config["CLOCK_NOW"] = TODAY
+    SandboxControl(app.config["SANDBOX_DB"]).control(today=TODAY.date().isoformat(), processing_polls=0)
+    build_workbook(tmp_path / "ours.xlsx", [digital_invoice(
+        f"243390000000000{n:05d}", [make_line("*信息技术服务*运维服务", "10.00", "6%")], "2024-05-20 10:00:00")
+        for n in range(105)])
+    _import(runner, tmp_path / "ours.xlsx")
+    downloaded = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--wait",
+                                     "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "82"])
+    assert downloaded.exit_code == 0, downloaded.output
+    report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", MONTH)
+    lone = report["counts"]["only_one"]
+    assert lone == len(report["only_one"]) >= 105
+
+    login(client)
+    page = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month={MONTH}").text
+    listed = page.split('id="only-one"')[1]
+    assert f'data-count="only_one">{lone:,} 份' in page and listed.count("<tr data-key=") == 100
+    assert f"仅显示前 100 份，全部 {lone:,} 份请导出 Excel 查看" in listed
+    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
+    assert len(list(sheets["仅一个来源有"].iter_rows(values_only=True))) == lone + 1
+
+
 @pytest.mark.parametrize("args, message", [(["--month", "2024-13"], "之间的 YYYY-MM：2024-13")])
 def test_diff_refuses_a_bad_month(runner, args, message):
     result = runner.invoke(args=["pool", "diff", "--tax-id", DEMO_TAX_ID, *args])

@@ -138,12 +138,14 @@ def _fields_differing(by_source: dict) -> list[str]:
     return [f for f in FIELDS if len({_value(f, row) for row in by_source.values()}) > 1]
 
 
-def source_report(tax_id: str, month: str) -> dict:
+def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
     """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
 
     An invoice one source lacks counts only if that source synced the invoice's kind that month
     (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
-    rows per invoice; only the invoices listed are read whole.
+    rows per invoice; only the invoices listed are read whole. `shown` lists only the first so many
+    invoices only one source has (the page: a month where one source delivered part of the invoices
+    has thousands; docs/performance.md, Five million invoices on PostgreSQL); the counts stay whole.
     """
     where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
     present = {source: (n, last) for source, n, last in db.session.execute(
@@ -161,9 +163,10 @@ def source_report(tax_id: str, month: str) -> dict:
                 lone[key] = missing
         elif disagree:
             disagreeing.append(key)
-    rows = _rows_of(tax_id, sorted([*lone, *disagreeing]))
+    listed = sorted(lone)[:shown]
+    rows = _rows_of(tax_id, sorted([*listed, *disagreeing]))
     only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
-                for key in sorted(lone)]
+                for key in listed]
     different = []
     for key in sorted(disagreeing):
         type_name, by_source = rows[key]
@@ -171,7 +174,7 @@ def source_report(tax_id: str, month: str) -> dict:
             different.append({**_entry(key, type_name, by_source), "fields": fields})
     return {"tax_id": tax_id, "month": month,
             "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
-            "counts": {"invoices": len(grouped), "only_one": len(only_one), "different": len(different)},
+            "counts": {"invoices": len(grouped), "only_one": len(lone), "different": len(different)},
             "only_one": only_one, "different": different}
 
 
