@@ -512,7 +512,7 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     the reader allocate past the job's memory limit; the job process dies, the next attempt
     names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
     from jobs import queue
-    from jobs.tasks import CRASHED_PARSE, MAX_PARSE_ATTEMPTS
+    from jobs.tasks import MAX_PARSE_ATTEMPTS
 
     from .test_etax_file import _patched_copy
 
@@ -537,7 +537,8 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     work()
     with app.app_context():
         batch = db.session.get(Batch, batch_id)
-        assert batch.status == "failed" and batch.error == CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS)
+        assert batch.status == "failed" and batch.error_code == "parse_crashed"
+        assert batch.error_params == {"times": MAX_PARSE_ATTEMPTS} and "连续 3 次意外中断" in batch.error
         assert batch.parse_attempts == 0  # a 重试 gets its attempts again
     assert _count(app, Invoice) == 0
 
