@@ -75,7 +75,8 @@ def failed_scheduled_batch(app) -> str:
                                           months=[f"{now():%Y-%m}"], type_codes=["81"])
         with write_transaction():
             db.session.execute(update(Subtask).where(Subtask.batch_id == batch.id)
-                               .values(status=SubtaskStatus.FAILED, error="乐企：请求被拒绝"))
+                               .values(status=SubtaskStatus.FAILED, **reason_values(
+                                   Reason.CHANNEL_REFUSED, "乐企：请求被拒绝", channel="乐企", message="请联系管理员")))
             refresh_batch(batch.id)
             db.session.add(ScheduleRun(schedule_id=schedule.id, period=f"{now():%Y-%m}", started_at=now(),
                                        trigger="due", batch_nos=[batch.batch_no]))

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
+from webapp.batches import reason_values
 from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, reason_text
 from webapp.clock import now
 from webapp.extensions import db
@@ -217,7 +218,8 @@ def test_a_batch_page_polls_once_and_stops_at_its_finished_state(app, client):
     assert _pollers(live.text) == [(poll, POLL_SECONDS)]
 
     rows = [{"sheet": "发票基础信息", "row": 2, "column": "开票日期", "value": "上周三", "why": "不是日期"}]
-    _set_batch(app, number, status="failed", error="文件中有 1 处无法读取，未导入任何数据", finished_at=datetime(2026, 1, 1, 0, 5),
+    _set_batch(app, number, status="failed", **reason_values(Reason.FILE_REFUSED, message="文件中有 1 处无法读取，未导入任何数据"),
+               finished_at=datetime(2026, 1, 1, 0, 5),
                error_rows=json.dumps(rows, ensure_ascii=False))
     live = client.get(poll, headers={"HX-Request": "true"})
     assert "全部执行失败" in live.text and "错误清单" in live.text and "上周三" in live.text
@@ -364,7 +366,8 @@ def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, 
     with app.app_context():
         with write_transaction():
             batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
-            batch.status, batch.error, batch.method = "failed", long_error, "file"
+            batch.status, batch.method = "failed", "file"
+            batch.error_code, batch.error_params, batch.error = Reason.REJECTED, {"message": long_error}, long_error
             for subtask in batch.subtasks:
                 db.session.delete(subtask)
         db.session.remove()
