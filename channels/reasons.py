@@ -18,4 +18,3 @@ CHANNEL_ADDRESS = "channel_address"  # the base URL is no URL
 CHANNEL_BAD_ANSWER = "channel_bad_answer"  # an answer outside the contract (PROTOCOL.md)
 CHANNEL_REFUSED = "channel_refused"  # the protocol's refusal; params["message"] is the bureau's own words
 RPA_TASK_FAILED = "rpa_task_failed"
-NO_ACCOUNT = "no_account"  # RPA without a default e-tax account

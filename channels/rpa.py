@@ -107,5 +107,5 @@ def _require_account(account: str | None) -> str:
     """The robot logs in as the company's default e-tax account; without one it cannot start."""
     account = (account or "").strip()
     if not account:
-        raise SourceRejected(NO_ACCOUNT, reason=reasons.NO_ACCOUNT)
+        raise SourceRejected(NO_ACCOUNT)
     return account

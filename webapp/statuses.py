@@ -244,7 +244,6 @@ class Reason(Labelled):
     CHANNEL_BAD_ANSWER = reasons.CHANNEL_BAD_ANSWER, "{channel}返回的数据无法识别，请联系管理员检查通道配置"
     CHANNEL_REFUSED = reasons.CHANNEL_REFUSED, "{channel}拒绝了请求：{message}"
     RPA_TASK_FAILED = reasons.RPA_TASK_FAILED, "RPA 任务执行失败，请稍后点击“重试”"
-    NO_ACCOUNT = reasons.NO_ACCOUNT, "未配置默认电子税局账号，请在企业信息中设置默认电子税局账号后再使用 RPA 通道"
     SERIAL_EXPIRED = "serial_expired", "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请"
     LEQI_NOT_AUTHORISED = "leqi_not_authorised", ("乐企只能下载企业授权乐企能力（{since}）之后开具的发票，"
                                                   "{first} 至 {last} 共 {count} 个月未申请")
@@ -261,17 +260,12 @@ class Reason(Labelled):
     TERMINATED = "terminated", "已被用户终止"
     UNRECORDED = "unrecorded", "执行失败，未记录原因"
 
-    WAITS: ClassVar[frozenset[Reason]]  # why a month waits (its 执行状态 says which: batches.subtask_label)
-
     def text(self, params: dict | None = None) -> str:
         """The sentence a user reads: the label with `params` filled in; a failure the channel client
         retried says how often (params["attempts"])."""
         values = _Blank(params or {})
         values["retried"] = f"（已自动重试 {values['attempts']} 次）" if values.get("attempts") else ""
         return self.label.format_map(values)
-
-
-Reason.WAITS = frozenset({Reason.QUOTA_WAIT, Reason.DATA_PREPARING, Reason.USAGE_WAIT})
 
 
 class InvoiceStatus(StrEnum, metaclass=_CodeSet):

@@ -47,7 +47,6 @@ _FAILED = tuple((re.compile(pattern), code) for pattern, code in (
     (r'^执行进程连续 (?P<times>\d+) 次意外中断（已自动重试 (?P<retries>\d+) 次）', 'process_died'),
     (r'^乐企下载流水号已过期', 'serial_expired'),
     (r'^该月份的解析数据已不存在', 'staged_missing'),
-    (r'^未配置默认电子税局账号', 'no_account'),
     (r'^乐企只能下载企业授权乐企能力（(?P<since>[0-9-]+)）之后开具的发票，(?P<first>[0-9-]+) 至 (?P<last>[0-9-]+) '
      r'共 (?P<count>\d+) 个月未申请', 'leqi_not_authorised'),
 ))
