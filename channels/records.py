@@ -45,6 +45,13 @@ class SourceRejected(Reasoned):
     """A source's input cannot be used; the message is shown to the user, in Chinese."""
 
 
+class FileRefused(SourceRejected):
+    """An uploaded file that is not a usable export (docs/etax-export.md, What refuses a file); the
+    message says why, in the user's terms."""
+
+    reason = reasons.FILE_REFUSED
+
+
 class TransientError(Reasoned):
     """A source failed in a way worth retrying (timeout, 5xx, 处理中, 系统繁忙); message in Chinese."""
 

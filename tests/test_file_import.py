@@ -325,7 +325,7 @@ def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(r
                                           buyer_name="某" * 32000)])
     refusal, stderr = _refused_by_cli(runner, app, path)
     assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in stderr
-    assert refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
+    assert refusal["error_code"] == "file_refused" and refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
     assert "DataError" not in refusal["error"]
 
 

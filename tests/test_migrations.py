@@ -253,13 +253,16 @@ OLD_MESSAGES = [
      "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"),
     ("invoices", "terminated", "已被用户终止", "terminated", None, "已被用户终止"),
 ]
-OLD_BATCHES = [  # (message on a failed batch, its code, its parameters)
-    ("文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "file_unreadable", {"error": "BadZipFile"}),
-    ("解析结果无法写入服务器磁盘（No space left on device），请联系管理员后重试", "disk_full", {"why": "No space left on device"}),
-    ("文件解析进程连续 3 次意外中断，文件可能过大或格式异常，请确认是电子税局导出的原始文件", "parse_crashed", {"times": 3}),
-    ("乐企只能下载企业授权乐企能力（2024-03-15）之后开具的发票，2024-01 至 2024-02 共 2 个月未申请", "leqi_not_authorised",
-     {"since": "2024-03-15", "first": "2024-01", "last": "2024-02", "count": 2}),
-    ("文件为空，请重新从电子税局“全量发票查询”导出后上传", "rejected", {"message": "文件为空，请重新从电子税局“全量发票查询”导出后上传"}),
+OLD_BATCHES = [  # (a failed batch's method, its message, its code, its parameters)
+    ("file", "文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "file_unreadable", {"error": "BadZipFile"}),
+    ("file", "解析结果无法写入服务器磁盘（No space left on device），请联系管理员后重试", "disk_full",
+     {"why": "No space left on device"}),
+    ("file", "文件解析进程连续 3 次意外中断，文件可能过大或格式异常，请确认是电子税局导出的原始文件", "parse_crashed", {"times": 3}),
+    ("download", "乐企只能下载企业授权乐企能力（2024-03-15）之后开具的发票，2024-01 至 2024-02 共 2 个月未申请",
+     "leqi_not_authorised", {"since": "2024-03-15", "first": "2024-01", "last": "2024-02", "count": 2}),
+    ("file", "文件为空，请重新从电子税局“全量发票查询”导出后上传", "file_refused",
+     {"message": "文件为空，请重新从电子税局“全量发票查询”导出后上传"}),
+    ("download", "乐企 returned something new", "rejected", {"message": "乐企 returned something new"}),
 ]
 
 
@@ -268,14 +271,14 @@ def _seed_messages() -> None:
     run = db.session.execute
     run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
     run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES (1, 1, 'T1', 'c', false)"))
-    batches = [(data_type, "syncing", None) for data_type, *_ in OLD_MESSAGES] + [
-        ("invoices", "failed", message) for message, *_ in OLD_BATCHES]
-    for n, (data_type, status, message) in enumerate(batches, 1):
+    batches = [(data_type, "download", "syncing", None) for data_type, *_ in OLD_MESSAGES] + [
+        ("invoices", method, "failed", message) for method, message, *_ in OLD_BATCHES]
+    for n, (data_type, method, status, message) in enumerate(batches, 1):
         run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
                  "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) VALUES (:n, :no, "
-                 "1, 1, 'T1', 'c', :data_type, 'download', '[]', '[]', :status, 0, 0, 0, :error, 'u', "
-                 "'2026-01-05 00:00:00')"), {"n": n, "no": f"B{n}", "data_type": data_type, "status": status,
-                                             "error": message})
+                 "1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
+                 "'2026-01-05 00:00:00')"), {"n": n, "no": f"B{n}", "data_type": data_type, "method": method,
+                                             "status": status, "error": message})
     for n, (_, status, message, *_) in enumerate(OLD_MESSAGES, 1):
         run(text("INSERT INTO subtask (id, batch_id, period, status, total, success, filtered_lines, attempts, error, "
                  "not_before) VALUES (:n, :n, '2025-12', :status, 0, 0, 0, 0, :error, :until)"),
@@ -301,7 +304,7 @@ def test_stored_messages_get_their_reason_codes_and_read_as_before(empty_databas
             assert month.error == message  # the full text stays for 详情
             assert (subtask_label(month) if status == "waiting" else row_reason(month)[0]) == shown
         failed = db.session.scalars(select(Batch).where(Batch.status == "failed").order_by(Batch.id)).all()
-        assert [(b.error_code, b.error_params) for b in failed] == [(code, params) for _, code, params in OLD_BATCHES]
+        assert [(b.error_code, b.error_params) for b in failed] == [(code, params) for *_, code, params in OLD_BATCHES]
         assert db.session.scalar(text("SELECT count(*) FROM batch WHERE error_code IS NOT NULL")) == len(OLD_BATCHES)
         db.session.remove()
         downgrade(revision="0019")

@@ -84,16 +84,17 @@ def _waiting(message, usage, until):
     return 'data_preparing', {'channel': channel[0] if channel else '税局'}
 
 
-def classify(message, status, usage=False, until=None):
+def classify(message, status, usage=False, until=None, file=False):
     """(code, parameters) of a stored message: a waiting month's by what it waits for, any other by
-    the first pattern that matches; what none matches is shown as it was (rejected)."""
+    the first pattern that matches; what none matches is shown as it was (a file batch's: the file
+    refused, file_refused; any other: rejected)."""
     if status == 'waiting':
         return _waiting(message, usage, until)
     for pattern, code in _FAILED:
         found = pattern.search(message)
         if found:
             return code, _params(found, code, message)
-    return 'rejected', {'message': message}
+    return ('file_refused' if file else 'rejected'), {'message': message}
 
 
 def _fill(table, context):
@@ -105,11 +106,17 @@ def _fill(table, context):
     changes = []
     for row_id, status, message in bind.execute(sa.select(rows.c.id, rows.c.status, rows.c.error)
                                                 .where(rows.c.error.is_not(None), rows.c.error != '')):
-        code, params = classify(message, status, *context.get(row_id, (False, None)))
+        code, params = classify(message, status, *context.get(row_id, (False, None, False)))
         changes.append({'row_id': row_id, 'code': code, 'params': params})
     if changes:
         bind.execute(rows.update().where(rows.c.id == sa.bindparam('row_id'))
                      .values(error_code=sa.bindparam('code'), error_params=sa.bindparam('params')), changes)
+
+
+def _file_batches():
+    """{id: (False, None, True)} of the file batches (a message of theirs no pattern knows refused the file)."""
+    rows = op.get_bind().execute(sa.text("SELECT id FROM batch WHERE method = 'file'"))
+    return {row_id: (False, None, True) for (row_id,) in rows}
 
 
 def _waiting_subtasks():
@@ -125,7 +132,7 @@ def upgrade():
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('error_code', sa.String(length=32), nullable=True))
             batch_op.add_column(sa.Column('error_params', sa.JSON(none_as_null=True), nullable=True))
-    _fill('batch', {})
+    _fill('batch', _file_batches())
     _fill('subtask', _waiting_subtasks())
 
 
