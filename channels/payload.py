@@ -352,7 +352,10 @@ def _paired(answer: object, query: UsageQuery, label: str) -> UsageStatus:
     number = answer.get("fphm") if isinstance(answer, dict) else None
     if number and query.number and str(number) != query.number:
         raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）", **_bad_answer(label))
-    return usage_from_payload(answer, query.key)
+    try:
+        return usage_from_payload(answer, query.key)
+    except SourceRejected as exc:
+        raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
 
 
 

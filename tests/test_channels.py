@@ -256,6 +256,9 @@ def test_usage_answers_must_match_the_queries():
         usage_from_answers(answers[:1], queries, "乐企")
     with pytest.raises(SourceRejected, match="顺序错乱"):
         usage_from_answers(answers[::-1], queries, "乐企")
+    with pytest.raises(SourceRejected, match="^RPA：税局返回的发票 B 用途状态格式错误：unknown$") as caught:
+        usage_from_answers([answers[0], "unknown"], queries, "RPA")
+    assert (caught.value.reason, caught.value.params) == ("channel_bad_answer", {"channel": "RPA"})
 
 
 def test_chunked():
