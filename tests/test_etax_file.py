@@ -34,10 +34,12 @@ from tests.workbook_builder import (
     build_workbook,
     digital_invoice,
     discount_line,
+    invoice_key,
     is_listed_name,
     legacy_invoice,
     listed_line,
     make_line,
+    red_remark_corpus,
     shape_corpus,
 )
 
@@ -172,7 +174,7 @@ def test_every_shape_imports_to_the_cent(tmp_path, style):
     """The shape corpus plus random invoices, in each cell style real files show: the figures are
     the builder's own sums (computed from its Decimals, not by the parser), to the cent."""
     path = tmp_path / "shapes.xlsx"
-    expected = build_workbook(path, shape_corpus(2024), n_random=150, seed=5, **style)
+    expected = build_workbook(path, shape_corpus(2024) + red_remark_corpus(2024), n_random=150, seed=5, **style)
     check_upload(path)
     parsed = parse_workbook(path, TAX_ID)
     got = figures(parsed)
@@ -414,10 +416,30 @@ def test_kinds_are_sorted_by_type_code(tmp_path):
     ("被红冲蓝字发票号码：12254276 被红冲蓝字发票代码：051641524025 红字发票信息确认单编号：85981504792527398401",
      "051641524025-12254276"),
     ("销售退回\n被红冲蓝字发票号码:00012345 被红冲蓝字发票代码:051641524025", "051641524025-00012345"),
+    ("对应正数发票代码:037002500111 号码:10621901鲁A00001 入口:示例东站", "037002500111-10621901"),
+    ("被红冲蓝字数电发票号码：24144123400000000006红字发票信息确认单编号：96227780995354065050",
+     "24144123400000000006"),
     ("合同号:HT-2024-001", None),
 ])
 def test_blue_key_from_each_remark_format(remark, blue):
     assert blue_key_from_remark(remark) == blue
+
+
+def test_each_red_remark_wording_of_real_files_links_its_red_to_its_blue(tmp_path):
+    """The corpus's reds, one per wording (legacy code and number with and without a space, 数电票 /
+    数电发票, 数电 red for a legacy blue, a toll red whose number runs into a plate number), each
+    linked to the blue invoice its 备注 names, never to its own code."""
+    corpus = red_remark_corpus(2025)
+    build_workbook(tmp_path / "reds.xlsx", corpus)
+    invoices = by_key(parse_workbook(tmp_path / "reds.xlsx", TAX_ID))
+    reds = [invoice for invoice in corpus if invoice["is_red"]]
+    assert len(reds) == 6
+    for red in reds:
+        assert invoices[invoice_key(red)].red_of == red["red_of"], red["remark"]
+        assert invoices[red["red_of"]].status == "已红冲-全额" and not invoices[red["red_of"]].is_red
+    toll = invoices["037002500212-00400006"]
+    assert toll.remark.startswith("对应正数发票代码:037002500112 号码:10621901鲁A00001")
+    assert toll.red_of == "037002500112-10621901" and toll.type_name == "道路通行费电子普通发票"
 
 
 def test_red_invoice_links_to_its_blue_invoice(tmp_path):
