@@ -655,8 +655,9 @@ SUPPLIERS = ("91440300MA5FAKE00X", "91110105MA01XYZ12K")
 
 def received_invoices(*buyers: str) -> list[dict]:
     """Invoices other companies issued to `buyers`, one each: the rows of an 进项 export."""
+    numbers = (DN1, DN2, DN3)[:len(buyers)]
     return [one_line_invoice(number, seller_tax_id=SUPPLIERS[n % 2], seller_name="深圳示例供应商有限公司",
-                             buyer_tax_id=buyer) for n, (number, buyer) in enumerate(zip((DN1, DN2, DN3), buyers, strict=False))]
+                             buyer_tax_id=buyer) for n, (number, buyer) in enumerate(zip(numbers, buyers, strict=True))]
 
 
 def test_an_input_export_is_refused_saying_it_is_one(tmp_path):
