@@ -356,3 +356,49 @@ def test_other_companies_invoices_answer_404_everywhere(pool, client, runner):
     assert client.post(f"/pool/{SPECIAL}/redflush", data={"reason": "01"}).status_code == 404
     with pool.app_context():
         assert db.session.scalar(select(AuditLog).where(AuditLog.action == "redflush.draft")) is None
+
+
+# ---- matching, on lines written by hand (webapp.pool.flushed_lines) ----------------------------------
+
+def _row(line_no, name, amount, tax, quantity=None, price=None, discount=False, rate="13%"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(line_no=line_no, name=name, tax_code="1", spec=None, unit=None, quantity=quantity,
+                           unit_price=price, amount=Decimal(amount), tax_rate=rate, tax=Decimal(tax), is_discount=discount)
+
+
+def _balance(blue_rows, *reds):
+    from webapp.pool.flushed_lines import RedFigures, balances, blue_lines
+
+    lines = blue_lines(blue_rows, frozenset({"详见销货清单"}))
+    figures = [RedFigures(f"red{n}", sum((r.amount for r in rows), Decimal(0)), sum((r.tax for r in rows), Decimal(0)),
+                          rows) for n, rows in enumerate(reds, 1)]
+    total = sum((r.amount for r in blue_rows if r.name != "(详见销货清单)"), Decimal(0))
+    tax = sum((r.tax for r in blue_rows if r.name != "(详见销货清单)"), Decimal(0))
+    return balances(lines, figures, total, tax)
+
+
+def test_the_same_goods_on_two_lines_are_flushed_first_line_first():
+    blue = [_row(1, "*钢材*螺纹钢", "1000.00", "130.00", "10", "100"),
+            _row(2, "*钢材*螺纹钢", "500.00", "65.00", "5", "100")]
+    # 12 returned: 10 from line 1 (1000.00, 130.00), the other 2 from line 2 (200.00, 26.00)
+    balance = _balance(blue, [_row(1, "*钢材*螺纹钢", "-1200.00", "-156.00", "-12", "100")])
+    assert [(r.left_quantity, r.left_amount, r.left_tax) for r in balance.lines] == [
+        (Decimal("0"), Decimal("0.00"), Decimal("0.00")), (Decimal("3"), Decimal("300.00"), Decimal("39.00"))]
+
+
+def test_a_red_flushing_more_than_its_line_has_counts_against_the_whole_invoice():
+    blue = [_row(1, "*钢材*螺纹钢", "1000.00", "130.00", "10", "100"), _row(2, "*钢材*盘条", "300.00", "39.00")]
+    balance = _balance(blue, [_row(1, "*钢材*盘条", "-400.00", "-52.00")], [])
+    assert [red.why.value for red in balance.whole] == ["over_line", "no_lines"]
+    assert "“*钢材*盘条”" in balance.whole[0].reason
+    assert [r.left_amount for r in balance.lines] == [Decimal("1000.00"), Decimal("300.00")]  # untouched
+    assert balance.amount_left == Decimal("900.00")  # 1300.00 − 400.00: the whole invoice still counts it
+
+
+def test_a_discounted_line_is_one_line_and_a_kept_list_line_is_none():
+    blue = [_row(1, "(详见销货清单)", "950.00", "123.50"), _row(2, "*钢材*螺纹钢", "1000.00", "130.00", "10", "100"),
+            _row(3, "*钢材*螺纹钢", "-50.00", "-6.50", discount=True)]
+    [row] = _balance(blue).lines
+    assert (row.line.line_no, row.line.amount, row.line.tax, row.line.unit_price, row.line.discount_lines) == (
+        2, Decimal("950.00"), Decimal("123.50"), Decimal("95"), (3,))
