@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import AuditLog, Invoice
+from webapp.models import AuditLog, Company, Invoice, audit_companies
 from webapp.transactions import write_transaction
 
 from .conftest import DEMO_TAX_ID, cli_json, login
@@ -313,9 +313,10 @@ def test_a_draft_changes_nothing_in_the_pool_and_is_in_the_audit_log(pool, runne
         from webapp.accounts.audit import details_text
 
         text = details_text(entry)
-        companies = entry.org_id
+        linked = db.session.scalars(select(Company.tax_id).join(audit_companies, audit_companies.c.company_id == Company.id)
+                                    .where(audit_companies.c.audit_id == entry.id)).all()
     assert before == after
-    assert entry.target == SPECIAL and entry.username == "系统" and companies is not None
+    assert entry.target == SPECIAL and entry.username == "系统" and linked == [DEMO_TAX_ID]
     assert "红冲原因：销货退回" in text and "生成于：命令行" in text and "红冲金额：-1000.00" in text
     assert f"税号：{DEMO_TAX_ID}" in text
 

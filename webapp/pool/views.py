@@ -129,7 +129,7 @@ def detail(key):
     balance = None if invoice.is_red else line_balances(invoice, reds)
     channel = usable_channel(company_for(current_user, invoice.tax_id))  # 获取用途状态 is offered only when it can run
     return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds, readiness=readiness,
-                           balance=balance, reasons=RedFlushReason, unanswered_at=_unanswered_at(invoice),
+                           balance=balance, unanswered_at=_unanswered_at(invoice),
                            usage_channel=channel, no_channel=NO_CHANNEL)
 
 
