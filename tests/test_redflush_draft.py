@@ -155,6 +155,16 @@ def test_three_reds_are_taken_from_the_lines_they_match(pool):
     assert len(balance.matched) == 3 and balance.whole == ()
 
 
+def test_pool_show_gives_what_is_left_per_line(pool, runner):
+    shown = cli_json(runner, "pool", "show", SPECIAL)["flushed_lines"]
+    first = shown["lines"][0]
+    assert (first["flushed_quantity"], first["left_quantity"], first["left_amount"], first["left_tax"]) == (
+        "3", "7", "3500.00", "455.00")
+    assert (shown["amount_left"], shown["tax_left"], len(shown["matched_reds"])) == ("5500.00", "575.00", 3)
+    listed = cli_json(runner, "pool", "show", LISTED)["flushed_lines"]
+    assert [red["key"] for red in listed["whole_invoice_reds"]] == ["044002400111-00300009"]
+
+
 def test_the_invoice_page_shows_flushed_and_left_per_line(pool, client):
     login(client)
     page = client.get(f"/pool/{SPECIAL}").text

@@ -15,6 +15,7 @@ from webapp.models import Company
 from webapp.params import LINE_ENTRY, TAX_ID, TEXT, YEAR, Choice, Refused
 from webapp.pool import blue_facts, find_invoice, invoice_json, line_balances, pool_stats, red_invoices_of
 from webapp.pool.coverage import coverage, coverage_json
+from webapp.pool.flushed_lines import balance_json
 from webapp.pool.redflush import assess, to_json
 from webapp.pool.redflush_draft import DraftRefused, audit_details, draft_json, entry_of, make_draft
 from webapp.statuses import DraftForm, DraftRefusal, RedFlushReason
@@ -32,7 +33,7 @@ def pool_stats_command(tax_id):
 @pool_group.command("show")
 @click.argument("key", type=TEXT)
 def pool_show(key):
-    """One invoice with its lines, red link, usage statuses and red-flush readiness."""
+    """One invoice with its lines, red link, usage statuses, red-flush readiness and what is left per line."""
 
     invoice = find_invoice(key)
     if invoice is None:
@@ -41,6 +42,7 @@ def pool_show(key):
     data = invoice_json(invoice)
     data["red_invoices"] = [r.key for r in reds]
     data["red_flush"] = None if invoice.is_red else to_json(assess(blue_facts(invoice, reds), now()))
+    data["flushed_lines"] = None if invoice.is_red else balance_json(line_balances(invoice, reds))
     print_json(data)
 
 

@@ -86,16 +86,19 @@ class LineBalance:
 
     @property
     def left_quantity(self) -> Decimal | None:
+        """数量 left (None: the line has no quantity, as a service line by amount)."""
         if self.line.quantity is None:
             return None
         return max(self.line.quantity - self.flushed_quantity, ZERO)
 
     @property
     def left_amount(self) -> Decimal:
+        """金额 left, never below zero."""
         return max(self.line.amount - self.flushed_amount, ZERO)
 
     @property
     def left_tax(self) -> Decimal:
+        """税额 left, never below zero."""
         return max(self.line.tax - self.flushed_tax, ZERO)
 
 
@@ -121,6 +124,7 @@ class WholeInvoiceRed:
 
     @property
     def reason(self) -> str:
+        """Why, as the page says it (the code's label with the red line's goods name)."""
         return self.why.label.format(name=self.name)
 
 
@@ -139,6 +143,7 @@ class Balances:
     by_line: dict = field(default_factory=dict, compare=False)
 
     def line(self, line_no: int) -> LineBalance | None:
+        """A line by its 序号 (a merged 折扣行's own number names none)."""
         return self.by_line.get(line_no)
 
 
@@ -212,6 +217,7 @@ def _red_sums(red: RedFigures) -> dict[tuple, list] | WholeInvoiceRed:
 
 
 def _whole(red: RedFigures, why: UnmatchedRed, name: str = "") -> WholeInvoiceRed:
+    """The red counted against the whole invoice, by its header figures."""
     return WholeInvoiceRed(key=red.key, amount=abs(Decimal(red.amount)), tax=abs(Decimal(red.tax)), why=why, name=name)
 
 
@@ -247,3 +253,23 @@ def _spread(lines: list[BlueLine], result: dict, quantity: Decimal, amount: Deci
         result[line.line_no] = (done_quantity + share_quantity, done_amount + share, done_tax + share_tax)
         quantity, amount, tax = quantity - share_quantity, amount - share, tax - share_tax
     return amount <= 0
+
+
+def balance_json(balance: Balances) -> dict:
+    """`pool show`'s view of what is left per line: figures as exact decimal text (JSON has no decimal)."""
+    def text(value: Decimal | None) -> str | None:
+        """A figure as its exact text; None stays None (a line without quantity)."""
+        return None if value is None else f"{value:f}"
+
+    return {
+        "lines": [{"line_no": row.line.line_no, "name": row.line.name, "rate": row.line.rate,
+                   "discount_lines": list(row.line.discount_lines), "quantity": text(row.line.quantity),
+                   "amount": text(row.line.amount), "tax": text(row.line.tax),
+                   "flushed_quantity": text(row.flushed_quantity), "flushed_amount": text(row.flushed_amount),
+                   "flushed_tax": text(row.flushed_tax), "left_quantity": text(row.left_quantity),
+                   "left_amount": text(row.left_amount), "left_tax": text(row.left_tax)} for row in balance.lines],
+        "matched_reds": list(balance.matched),
+        "whole_invoice_reds": [{"key": red.key, "amount": text(red.amount), "tax": text(red.tax), "why": red.reason}
+                               for red in balance.whole],
+        "amount_left": text(balance.amount_left), "tax_left": text(balance.tax_left),
+    }

@@ -27,6 +27,7 @@ class DraftRefused(Exception):
     """A draft that cannot be made: a code (DraftRefusal) with its parameters; the message is rendered."""
 
     def __init__(self, code: DraftRefusal, **values):
+        """Keep the code and its values; the message is the code's label filled in."""
         self.code, self.values = code, values
         super().__init__(code.label.format(**values))
 
@@ -74,14 +75,17 @@ class Draft:
 
     @property
     def amount(self) -> Decimal:
+        """本次红冲金额合计 (negative)."""
         return sum((line.amount for line in self.lines), ZERO)
 
     @property
     def tax(self) -> Decimal:
+        """本次红冲税额合计 (negative)."""
         return sum((line.tax for line in self.lines), ZERO)
 
     @property
     def total(self) -> Decimal:
+        """本次红冲价税合计 (negative)."""
         return self.amount + self.tax
 
 
@@ -339,6 +343,7 @@ def line_cells(line: DraftLine) -> list:
 def draft_json(draft: Draft) -> dict:
     """The command's answer: the fields by label, the lines, amounts as two-decimal text."""
     def plain(value):
+        """Decimals as their exact text (JSON has no decimal)."""
         if isinstance(value, Decimal):
             return f"{value:f}"
         return value
