@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta
 from rq import get_current_job
 from sqlalchemy import select, update
 
-from channels import etax_file
+from channels.etax.container import check_container
+from channels.etax.parser import ParsedWorkbook, RowsRejected, parse_workbook
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
@@ -92,7 +93,7 @@ def parse_upload(batch_id: int) -> None:
     try:
         with gc_paused():
             parsed = _parse(batch, thorough=attempt > 1)
-    except etax_file.RowsRejected as exc:
+    except RowsRejected as exc:
         _fail_batch(batch_id, str(exc), exc.rows)
     except SourceRejected as exc:
         _fail_batch(batch_id, str(exc))
@@ -109,14 +110,14 @@ def parse_upload(batch_id: int) -> None:
     _start_next_file_batch(batch)
 
 
-def _parse(batch: Batch, *, thorough: bool) -> etax_file.ParsedWorkbook:
+def _parse(batch: Batch, *, thorough: bool) -> ParsedWorkbook:
     """Parse under a hard memory limit. After a parse that died, first run the upload's thorough
     checks again (they name a stray far cell or an understated zip) before trying once more."""
     path = upload_path(batch)
     with _memory_limit():
         if thorough:
-            etax_file.check_container(path, verify_crc=True)
-        return etax_file.parse_workbook(path, batch.tax_id, limits=field_limits(), today=now().date())
+            check_container(path)
+        return parse_workbook(path, batch.tax_id, limits=field_limits(), today=now().date())
 
 
 def _count_parse_attempt(batch_id: int) -> int:
@@ -158,7 +159,7 @@ def _start_next_file_batch(batch: Batch) -> None:
         queue.enqueue_parse(waiting)
 
 
-def _stage_months(batch_id: int, parsed: etax_file.ParsedWorkbook) -> None:
+def _stage_months(batch_id: int, parsed: ParsedWorkbook) -> None:
     """Keep the parsed months on disk, then create one subtask per month."""
     batch = db.session.get(Batch, batch_id)
     try:

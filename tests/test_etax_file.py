@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+import zlib
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 from python_calamine import CalamineWorkbook
 
-from channels import etax_file
-from channels.etax_file import (
+from channels.etax import container, parser
+from channels.etax.container import MAX_UPLOAD_BYTES
+from channels.etax.parser import (
     MAX_LISTED_ERRORS,
-    MAX_UPLOAD_BYTES,
     ParsedWorkbook,
     RowsRejected,
     blue_key_from_remark,
@@ -571,7 +572,7 @@ def test_zip_bomb_is_refused_before_parsing(tmp_path, monkeypatch):
         def from_path(_):
             raise AssertionError("the parser must not open a zip bomb")
 
-    monkeypatch.setattr(etax_file, "CalamineWorkbook", NoCalamine)
+    monkeypatch.setattr(parser, "CalamineWorkbook", NoCalamine)
     for message in (rejected(path, upload=True), rejected(path)):
         assert "压缩炸弹" in message
 
@@ -581,7 +582,7 @@ def test_total_uncompressed_size_limit(tmp_path, monkeypatch):
     build_workbook(path, n_random=100)
     with zipfile.ZipFile(path) as archive:
         total = sum(entry.file_size for entry in archive.infolist())
-    monkeypatch.setattr(etax_file, "MAX_UNCOMPRESSED_BYTES", total - 1)
+    monkeypatch.setattr(container, "MAX_UNCOMPRESSED_BYTES", total - 1)
     message = rejected(path, upload=True)
     assert "解压后" in message and "压缩炸弹" in message
 
@@ -814,8 +815,9 @@ def test_cells_near_the_data_and_far_blank_rows_are_fine(tmp_path):
     assert parse_workbook(path, TAX_ID).invoice_count == 1
 
 
-def understated_bomb(path: Path, real_bytes: int) -> None:
-    """A workbook whose sheet inflates to `real_bytes` while its headers declare 1 MB."""
+def understated_bomb(path: Path, real_bytes: int, *, forge_crc: bool = False) -> None:
+    """A workbook whose sheet inflates to `real_bytes` while its headers declare 1 MB; with
+    `forge_crc`, its CRC is that of the first 1 MB, so the lie passes zipfile's own check."""
     good = path.with_name("base.xlsx")
     build_workbook(good, [one_line_invoice(DN1)])
     padding = b"<!--" + b" " * real_bytes + b"-->"
@@ -823,12 +825,15 @@ def understated_bomb(path: Path, real_bytes: int) -> None:
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo("xl/worksheets/sheet1.xml")
-    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers
+        crc = zlib.crc32(archive.open(info).read(1 << 20)) if forge_crc else info.CRC
+    # (signature, offset of the CRC, offset of the uncompressed size) in the local and central headers
+    for signature, crc_at, size_at in ((b"PK\x03\x04", 14, 22), (b"PK\x01\x02", 16, 24)):
         start = 0
         while (at := data.find(signature, start)) >= 0:
             name_at = at + (30 if signature == b"PK\x03\x04" else 46)
             if data[name_at:name_at + len(info.filename)] == info.filename.encode():
-                data[at + offset:at + offset + 4] = (1 << 20).to_bytes(4, "little")
+                data[at + size_at:at + size_at + 4] = (1 << 20).to_bytes(4, "little")
+                data[at + crc_at:at + crc_at + 4] = crc.to_bytes(4, "little")
             start = at + 4
     path.write_bytes(bytes(data))
 
@@ -839,7 +844,18 @@ def test_a_zip_that_understates_its_sizes_is_stopped_while_inflating(tmp_path):
     assert path.stat().st_size < 1 << 20
     with zipfile.ZipFile(path) as archive:
         assert archive.getinfo("xl/worksheets/sheet1.xml").file_size == 1 << 20  # the lie passes the old check
-        etax_file.check_zip_limits(archive)
+        container.check_zip_limits(archive)
+    message = rejected(path, upload=True)
+    assert "实际大小超过其声明大小" in message and "压缩炸弹" in message
+
+
+def test_an_understated_size_is_stopped_even_with_a_crc_forged_to_match(tmp_path):
+    """zipfile stops quietly at the declared size and checks the CRC of what it read: a forged CRC
+    passes that, and calamine would then inflate the whole entry. The guard counts past the lie."""
+    path = tmp_path / "forged.xlsx"
+    understated_bomb(path, 64 << 20, forge_crc=True)
+    with zipfile.ZipFile(path) as archive:
+        assert len(archive.read("xl/worksheets/sheet1.xml")) == 1 << 20  # zipfile alone sees nothing wrong
     message = rejected(path, upload=True)
     assert "实际大小超过其声明大小" in message and "压缩炸弹" in message
 

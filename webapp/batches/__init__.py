@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from channels.etax_file import check_upload
+from channels.etax.parser import check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of
 from channels.records import SourceRejected

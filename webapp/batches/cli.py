@@ -8,7 +8,8 @@ import click
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from channels.etax_file import RowsRejected, check_file_name
+from channels.etax.container import check_file_name
+from channels.etax.parser import RowsRejected
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import months_between
 from channels.records import SourceRejected

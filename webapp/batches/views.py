@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from channels import quota_rules
-from channels.etax_file import MAX_UPLOAD_BYTES, RowsRejected, check_file_name
+from channels.etax.container import MAX_UPLOAD_BYTES, check_file_name
+from channels.etax.parser import RowsRejected
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import SourceRejected
 from webapp import params
