@@ -88,6 +88,7 @@ _ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
 _KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED, _ISSUED = (
     HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red",
                                       "issued_at"))
+_SELLER, _BUYER = HEADER_COLUMNS.index("tax_id"), HEADER_COLUMNS.index("buyer_tax_id")
 FIRST_VAT_DAY = "1994-01-01"  # 增值税专用发票 exist since the 1994 reform: an earlier 开票日期 is a typo
 
 
@@ -182,14 +183,15 @@ def check_upload(path: str | Path, tax_id: str | None = None) -> None:
         check_seller(path, tax_id)
 
 
-_SELLER_SCAN = BASIC_COLUMNS[:5]  # 序号, the three number columns (which rows are invoices) and 销方识别号
+# 序号, the three number columns (which rows are invoices), 销方识别号 and 购方识别号
+_SELLER_SCAN = (*BASIC_COLUMNS[:5], ("购方识别号", False))
 
 
 def check_seller(path: Path, tax_id: str) -> None:
     """Refuse another company's export while it is received, as the parse would (the same message),
     so the dialog answers instead of a batch failing later (README, Command line: `import-file` refuses it too).
 
-    Only 发票基础信息 is read, and of it only the key and seller columns are looked at: the big
+    Only 发票基础信息 is read, and of it only the key, seller and buyer columns are looked at: the big
     信息汇总表 is left to the parse job. A seller cell the parse cannot read is left to it too (it
     lists such rows in the 错误清单).
     """
@@ -198,15 +200,17 @@ def check_seller(path: Path, tax_id: str) -> None:
     try:
         sheet, rows = _sheet_rows(workbook, {n.strip(): n for n in workbook.sheet_names}[BASIC_SHEET])
         get, width = _map_columns(sheet, rows, _SELLER_SCAN)
+        sellers = _Sellers(expected, sheet)
         for row_number, row in rows:
-            seq, code, number, digital, seller = _cells(get, row, width)
+            seq, code, number, digital, seller, buyer = _cells(get, row, width)
             if seq == TOTALS_MARK or (code in NULLS and number in NULLS and digital in NULLS):
                 continue
             try:
                 seller = canonical_tax_id(as_id(seller, "销方识别号")) or ""
             except BadCell:
                 continue
-            _check_seller(seller, expected, sheet, row_number)
+            sellers.see(row_number, seller, _safe_id(buyer))
+        sellers.refuse_if_other()
     finally:
         workbook.close()
 
@@ -332,6 +336,7 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
     invoices: dict[str, StagedInvoice] = {}
     rows_by_key: dict[str, int] = {}
     kinds: dict[str, tuple[str, str | None]] = {}
+    sellers = _Sellers(expected, sheet)
     for row_number, row in rows:
         cells = _cells(get, row, width)
         seq, code, number, digital = cells[0], cells[1], cells[2], cells[3]
@@ -344,13 +349,14 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
             errors.broken_keys.add(_raw_key(code, number, digital))
             continue
         key = header[_KEY]
-        _check_seller(header[1], expected, sheet, row_number)
+        sellers.see(row_number, header[_SELLER], header[_BUYER])
         if key in rows_by_key:
             errors.add(sheet, row_number, BadCell(
                 "发票号码", key, f"重复：发票 {key} 已在第 {rows_by_key[key]} 行出现"))
             continue
         invoices[key] = (header, [])
         rows_by_key[key] = row_number
+    sellers.refuse_if_other()
     return invoices, rows_by_key
 
 
@@ -622,11 +628,43 @@ def _pad(row: list, width: int) -> list:
 
 
 def _safe_id(value: object) -> str:
-    """A seller tax ID (canonical) for comparison only; an unreadable one simply will not match."""
+    """A tax ID (seller or buyer), canonical, for comparison only; an unreadable one simply will not match."""
     try:
         return canonical_tax_id(as_id(value, "销方识别号")) or ""
     except BadCell:
         return str(value)
+
+
+class _Sellers:
+    """Whether 发票基础信息 holds the chosen company's output invoices only, row by row (docs/etax-export.md,
+    What refuses a file). The first row of another seller refuses the file at once, unless the company
+    has been the buyer on every row so far: then the sheet is read on, because a file where it is the
+    buyer on every row is an 进项 export, and the user is told that rather than which seller differs.
+    """
+
+    def __init__(self, expected: str, sheet: str) -> None:
+        self.expected, self.sheet = expected, sheet
+        self.other: tuple[int, str | None] | None = None  # the first row of another seller, and that seller
+        self.buyer_throughout = True
+
+    def see(self, row_number: int, seller: str | None, buyer: str | None) -> None:
+        """One invoice row's seller and buyer (both canonical); refuses once the answer is known."""
+        self.buyer_throughout = self.buyer_throughout and buyer == self.expected
+        if self.other is None and seller != self.expected:
+            self.other = (row_number, seller)
+        if self.other is not None and not self.buyer_throughout:
+            self.refuse_if_other()
+
+    def refuse_if_other(self) -> None:
+        """After the last row (or sooner): refuse a file with another seller, naming an 进项 export as one."""
+        if self.other is None:
+            return
+        if self.buyer_throughout:
+            raise FileRefused(
+                f"这是进项发票的导出文件：所选企业 {self.expected} 在每一行都是购买方，不是销售方。"
+                "发票池只收所选企业开具的销项发票，请在电子税局“全量发票查询”中查询本企业开具的发票后导出再上传"
+            )
+        _check_seller(self.other[1], self.expected, self.sheet, self.other[0])
 
 
 def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int) -> None:

@@ -31,7 +31,7 @@ def reason_text(code: str | None, params: dict | None, error: str | None) -> tup
     """Why a batch or a month failed or waits, as (what a finance user reads, the technical text
     for 详情 or None): the sentence of its reason code with its parameters (docs/rules.md, 失败与等待原因);
     the stored text goes under 详情 when it says more than the sentence. A row without a code (none
-    is left after 0020, except from a version this one does not know) shows its text as stored."""
+    is left after 0021, except from a version this one does not know) shows its text as stored."""
     if code not in Reason:
         return error or "", None
     summary = Reason(code).text(params) or error or Reason.UNRECORDED.label

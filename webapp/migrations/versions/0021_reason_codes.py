@@ -5,8 +5,8 @@ error_code (a webapp.statuses.Reason) and error_params (docs/rules.md, 失败与
 already stored have nothing but their sentence, so here, and only here, the sentences older
 versions wrote are classified by pattern (frozen: a migration never follows later code).
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-06 23:30:00
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0020'
-down_revision = '0019'
+revision = '0021'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 
