@@ -100,7 +100,7 @@ def app_config() -> dict:
         "SQLALCHEMY_DATABASE_URI": get("DATABASE_URL") or f"sqlite:///{folder / 'invoice_sync.db'}",
         "REDIS_URL": redis_url(),  # None: the bundled server
         "SECRET_KEY": get("SECRET_KEY"),
-        # up to 10 files of 10 MB in one import (channels.etax_file.MAX_UPLOAD_FILES); each file's
+        # up to 10 files of 10 MB in one import (channels.etax.container.MAX_UPLOAD_FILES); each file's
         # own limit is checked with a clear message
         "MAX_CONTENT_LENGTH": 101 * 1024 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,

@@ -1,9 +1,9 @@
 """The wire payloads of PROTOCOL.md (invoice and usage), turned into pool rows and records.
 
 Both 乐企 and RPA send the same invoice payload, so one converter serves both clients. Value
-normalisation (money, decimals, rates, dates, free text, the red link in 备注) is the export
-parser's: one spelling of each rule in the product, so a file import and a download of the same
-invoice give the same record.
+normalisation (money, decimals, rates, dates, free text, the red link in 备注) is the export's
+cell readers' (channels.etax.cells): one spelling of each rule in the product, so a file import
+and a download of the same invoice give the same record.
 
 An invoice becomes the pool's staged rows directly (channels.records.HEADER_COLUMNS), with no
 record or Decimal made on the way: a company-year is some 36,000 invoices and 85,000 lines, and
@@ -16,16 +16,17 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from channels.etax_file import (  # private helpers reused on purpose, see the module docstring
-    _NULLS,
+from channels import reasons
+from channels.etax.cells import (  # the export's cell rules, shared on purpose: see the module docstring
     MAX_NUMBER_TEXT,
-    _BadCell,
-    _decimal,
-    _issued_at,
-    _money,
-    _money_or_none,
-    _rate,
-    _text,
+    NULLS,
+    BadCell,
+    as_decimal,
+    as_issued_at,
+    as_money,
+    as_money_or_none,
+    as_rate,
+    as_text,
     blue_key_from_remark,
 )
 from channels.invoice_types import TYPE_NAMES, canonical_type_name
@@ -60,7 +61,7 @@ def staged_invoice(payload: dict) -> StagedInvoice:
         raise SourceRejected(f"税局返回的发票数据格式错误：应为对象，实际为 {_shown(payload)}")
     try:
         return _invoice(payload)
-    except _BadCell as bad:
+    except BadCell as bad:
         raise SourceRejected(
             f"税局返回的发票 {_invoice_name(payload)} 数据有误：“{bad.column}”{bad.why}：{_shown(bad.value)}"
         ) from None
@@ -68,7 +69,7 @@ def staged_invoice(payload: dict) -> StagedInvoice:
 
 def _invoice(p: dict) -> StagedInvoice:
     """Build the rows field by field (in the order the fields were always checked, so the first
-    bad one is the one named); any bad field raises _BadCell with its Chinese name."""
+    bad one is the one named); any bad field raises BadCell with its Chinese name."""
     code, number = _ident(p, "fpdm", "发票代码"), _ident(p, "fphm", "发票号码")
     digital = _ident(p, "sdfphm", "数电发票号码")
     key = _key(p, code, number, digital)
@@ -89,7 +90,7 @@ def _invoice(p: dict) -> StagedInvoice:
 
 def _timestamp(value: str) -> tuple[str, str]:
     """开票日期 as the pool's timestamp text (channels.records.TIMESTAMP) and its month 'YYYY-MM'."""
-    issued_at = _issued_at(value)
+    issued_at = as_issued_at(value)
     if issued_at.year >= 1000:  # isoformat is strftime's TIMESTAMP there, several times faster
         text = issued_at.isoformat(" ", "microseconds")
         return text, text[:7]
@@ -119,7 +120,7 @@ def _parse_kind(p: dict) -> tuple[str, str | None]:
     type_code = _ident(p, "fplx", "发票类型代码")
     name = canonical_type_name(_opt(p, "fppz", "发票票种") or "") or TYPE_NAMES.get(type_code or "", "")
     if not name:
-        raise _BadCell("发票票种", p.get("fppz"), "为空")
+        raise BadCell("发票票种", p.get("fppz"), "为空")
     return name, type_code
 
 
@@ -127,7 +128,7 @@ def _is_red(p: dict) -> bool:
     """sfzs (是否正数发票): N marks a red invoice; anything but Y/N breaks the contract."""
     value = p.get("sfzs")
     if value not in ("Y", "N"):
-        raise _BadCell("是否正数发票", value, "应为 Y 或 N")
+        raise BadCell("是否正数发票", value, "应为 Y 或 N")
     return value == "N"
 
 
@@ -149,14 +150,14 @@ def _lines(p: dict) -> list[tuple]:
     if lines is None:
         return []
     if not isinstance(lines, list):
-        raise _BadCell("明细", lines, "应为列表")
+        raise BadCell("明细", lines, "应为列表")
     return [_line(line, position) for position, line in enumerate(lines, start=1)]
 
 
 def _line(m: object, position: int) -> tuple:
     """One mx entry as a line row (LINE_COLUMNS); its column names are prefixed with the line number."""
     if not isinstance(m, dict):
-        raise _BadCell(f"第 {position} 行明细", m, "应为对象")
+        raise BadCell(f"第 {position} 行明细", m, "应为对象")
     try:
         return (
             _line_no(m.get("xh"), position), _opt(m, "spmc", "货物或应税劳务名称") or "",
@@ -165,7 +166,7 @@ def _line(m: object, position: int) -> tuple:
             _line_rate(m), _amount(m, "se", "税额"), _optional_amount(m, "jshj", "价税合计"),
             str(m.get("hxz", "")) == "1",
         )
-    except _BadCell as bad:
+    except BadCell as bad:
         bad.column = f"第 {position} 行明细的{bad.column}"
         raise
 
@@ -180,22 +181,22 @@ def _line_no(value: object, position: int) -> int:
         return value
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
-    raise _BadCell("序号", value, "不是整数")
+    raise BadCell("序号", value, "不是整数")
 
 
 
 
 def _line_rate(m: dict) -> str | None:
-    """税率 as written ('13%', '免税'); _rate also turns a bare 0.13 into '13%'."""
+    """税率 as written ('13%', '免税'); as_rate also turns a bare 0.13 into '13%'."""
     value = m.get("slv")
     if value is None:
         return None
     if value.__class__ is not str:
         if not isinstance(value, str):
-            raise _BadCell("税率", value, "应为字符串")
-        return _rate(value)
+            raise BadCell("税率", value, "应为字符串")
+        return as_rate(value)
     rate = _rates.get(value)
-    return _remember(_rates, value, _rate(value)) if rate is None else rate
+    return _remember(_rates, value, as_rate(value)) if rate is None else rate
 
 
 def _amount(d: dict, wire: str, column: str) -> str:
@@ -205,8 +206,8 @@ def _amount(d: dict, wire: str, column: str) -> str:
     if value.__class__ is str and _MONEY_TEXT.fullmatch(value):
         return value
     if not isinstance(value, str):
-        raise _BadCell(column, value, "缺失" if value is None else "应为金额字符串")
-    return str(_money(value, column))
+        raise BadCell(column, value, "缺失" if value is None else "应为金额字符串")
+    return str(as_money(value, column))
 
 
 def _optional_amount(d: dict, wire: str, column: str) -> str | None:
@@ -217,8 +218,8 @@ def _optional_amount(d: dict, wire: str, column: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _BadCell(column, value, "应为金额字符串")
-    money = _money_or_none(value, column)
+        raise BadCell(column, value, "应为金额字符串")
+    money = as_money_or_none(value, column)
     return None if money is None else str(money)
 
 
@@ -228,20 +229,20 @@ def _number(d: dict, wire: str, column: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise _BadCell(column, value, "应为数字字符串")
+        raise BadCell(column, value, "应为数字字符串")
     if len(value) < MAX_NUMBER_TEXT and _NUMBER_TEXT.fullmatch(value) and not value.startswith(_TINY):
         return value
-    return str(_decimal(value, column))
+    return str(as_decimal(value, column))
 
 
 def _opt(d: dict, wire: str, column: str) -> str | None:
     """Optional free text as written: '' (the protocol's 'nothing') and the export's '--' become None."""
     value = d.get(wire)
     if value.__class__ is str:
-        return None if value in _NULLS else value
+        return None if value in NULLS else value
     if value is None or isinstance(value, str):
-        return _text(value)
-    raise _BadCell(column, value, "应为字符串")
+        return as_text(value)
+    raise BadCell(column, value, "应为字符串")
 
 
 def _ident(d: dict, wire: str, column: str) -> str | None:
@@ -249,15 +250,15 @@ def _ident(d: dict, wire: str, column: str) -> str | None:
     value = d.get(wire)
     if value.__class__ is str:
         value = value.strip()
-        return None if value in _NULLS else value
-    return _opt(d, wire, column) if not isinstance(value, str) else _text(value.strip())
+        return None if value in NULLS else value
+    return _opt(d, wire, column) if not isinstance(value, str) else as_text(value.strip())
 
 
 def _required(d: dict, wire: str, column: str) -> str:
     """A required identifier: missing or empty breaks the contract."""
     value = _ident(d, wire, column)
     if value is None:
-        raise _BadCell(column, d.get(wire), "缺失" if d.get(wire) is None else "为空")
+        raise BadCell(column, d.get(wire), "缺失" if d.get(wire) is None else "为空")
     return value
 
 
@@ -277,6 +278,11 @@ def _shown(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
+def _bad_answer(label: str) -> dict:
+    """The reason of an answer outside the contract from the channel `label` (channels.records.Reasoned)."""
+    return {"reason": reasons.CHANNEL_BAD_ANSWER, "channel": label}
+
+
 def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> list[StagedInvoice]:
     """A page or package of payloads as pool rows, refusing any that is not the company's own sale.
 
@@ -284,14 +290,14 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
     company; writing it into this company's pool would be worse than failing.
     """
     if not isinstance(payloads, list):
-        raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）")
+        raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）", **_bad_answer(label))
     expected = canonical_tax_id(seller_tax_id)
     staged = []
     for payload in payloads:
         try:
             rows = staged_invoice(payload)
         except SourceRejected as exc:
-            raise SourceRejected(f"{label}：{exc}") from None
+            raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
         key, seller = rows[0][0], rows[0][1]
         if seller != expected:  # both canonical (channels.records.canonical_tax_id)
             raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
@@ -337,7 +343,7 @@ def usage_from_answers(answers: object, queries: list[UsageQuery], label: str) -
     """
     if not isinstance(answers, list) or len(answers) != len(queries):
         count = len(answers) if isinstance(answers, list) else "格式错误的"
-        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果")
+        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果", **_bad_answer(label))
     return [_paired(answer, query, label) for answer, query in zip(answers, queries, strict=False)]
 
 
@@ -345,8 +351,11 @@ def _paired(answer: object, query: UsageQuery, label: str) -> UsageStatus:
     """One answer for its query, checking that the answer's fphm is the number asked for."""
     number = answer.get("fphm") if isinstance(answer, dict) else None
     if number and query.number and str(number) != query.number:
-        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）")
-    return usage_from_payload(answer, query.key)
+        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）", **_bad_answer(label))
+    try:
+        return usage_from_payload(answer, query.key)
+    except SourceRejected as exc:
+        raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
 
 
 

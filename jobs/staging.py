@@ -23,21 +23,22 @@ from pathlib import Path
 
 from sqlalchemy import String
 
-from channels import etax_file
+from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, parse_workbook
 from channels.records import SourceRejected, gc_paused
 from webapp.batches import STAGED_MANIFEST
 from webapp.disk import written_atomically
 from webapp.models import Invoice, InvoiceLine
+from webapp.statuses import Reason
 
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
-MEMORY_REFUSAL = "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
+MEMORY_REFUSAL = Reason.PARSE_MEMORY.text()
 CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
                    "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 DISK_REFUSAL = "解析结果无法写入服务器磁盘（{why}），请联系管理员后重试"
-_PRELOADED = ("channels.etax_file", "jobs.staging")  # imported once by the fork server, not per file
+_PRELOADED = ("channels.etax.parser", "jobs.staging")  # imported once by the fork server, not per file
 
 
-def field_limits() -> etax_file.FieldLimits:
+def field_limits() -> FieldLimits:
     """The pool's text column sizes by column, so the parser names a value too long for them
     (PostgreSQL refuses it; SQLite would keep it): one rule on both databases."""
     def sizes(table) -> dict[str, int]:
@@ -69,7 +70,7 @@ def _address_space() -> int:
     return 0
 
 
-def write_months(folder: Path, parsed: etax_file.ParsedWorkbook) -> dict:
+def write_months(folder: Path, parsed: ParsedWorkbook) -> dict:
     """Keep the parsed months on disk, one marshal file a month, then the manifest naming them
     (written last: a folder without one is not a staged file). Returns the manifest."""
     manifest = {"counts": {period: len(staged) for period, staged in parsed.staged_by_month.items()},
@@ -84,14 +85,14 @@ def write_months(folder: Path, parsed: etax_file.ParsedWorkbook) -> dict:
     return manifest
 
 
-def parse_and_stage(path: str, tax_id: str, folder: str, limits: etax_file.FieldLimits, today: date) -> dict:
+def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, today: date) -> dict:
     """The child's work: parse under the memory cap and stage the months. Returns a plain verdict
     (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or {"refused"}."""
     try:
         with memory_cap(), gc_paused():
-            parsed = etax_file.parse_workbook(path, tax_id, limits=limits, today=today)
+            parsed = parse_workbook(path, tax_id, limits=limits, today=today)
             return {"manifest": write_months(Path(folder), parsed)}
-    except etax_file.RowsRejected as exc:
+    except RowsRejected as exc:
         return {"rows": [row.as_dict() for row in exc.rows], "total": exc.total}
     except SourceRejected as exc:
         return {"refused": str(exc)}
@@ -110,7 +111,7 @@ def _context():
     return context
 
 
-def stage_upload(path: Path, tax_id: str, folder: Path, limits: etax_file.FieldLimits, today: date) -> dict:
+def stage_upload(path: Path, tax_id: str, folder: Path, limits: FieldLimits, today: date) -> dict:
     """Parse an upload in a child process and stage its months in `folder`; returns the manifest.
 
     Refuses as the parse does: RowsRejected naming every unreadable place, SourceRejected otherwise
@@ -126,5 +127,5 @@ def stage_upload(path: Path, tax_id: str, folder: Path, limits: etax_file.FieldL
         return verdict["manifest"]
     shutil.rmtree(folder, ignore_errors=True)
     if "rows" in verdict:
-        raise etax_file.RowsRejected([etax_file.BadRow(**row) for row in verdict["rows"]], verdict["total"])
+        raise RowsRejected([BadRow(**row) for row in verdict["rows"]], verdict["total"])
     raise SourceRejected(verdict["refused"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from channels.etax_file import ParsedWorkbook
+from channels.etax.parser import ParsedWorkbook
 from channels.leqi import LeqiClient
 from channels.months import month_of
 from channels.payload import staged_from_payloads, staged_invoice

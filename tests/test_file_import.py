@@ -236,6 +236,20 @@ def _count(app, model) -> int:
         return db.session.scalar(select(func.count()).select_from(model))
 
 
+def test_an_input_export_is_answered_in_the_dialog_as_one_and_no_batch_is_made(client, app, tmp_path):
+    """A 全量发票查询 export of invoices the company received (it is the buyer on every row): the
+    dialog says so and that the pool takes output invoices only; nothing is created."""
+    received = [digital_invoice(f"2444712340000000019{n}", [make_line("*办公用品*纸张", "100.00")],
+                                seller_tax_id="91440300MA5FAKE00X", seller_name="深圳示例供应商有限公司",
+                                buyer_tax_id=DEMO_TAX_ID) for n in range(3)]
+    build_workbook(tmp_path / "进项.xlsx", received)
+    login(client)
+    answer = _upload(client, tmp_path / "进项.xlsx").text
+    assert f"这是进项发票的导出文件：所选企业 {DEMO_TAX_ID} 在每一行都是购买方" in answer
+    assert "发票池只收所选企业开具的销项发票" in answer
+    assert _batches(app) == [] and _count(app, Invoice) == 0
+
+
 def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_path):
     """A blank-voided row never refuses the file (docs/etax-export.md, Values); the pool keeps the invoice."""
     path = tmp_path / "2021.xlsx"
@@ -325,7 +339,7 @@ def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(r
                                           buyer_name="某" * 32000)])
     refusal, stderr = _refused_by_cli(runner, app, path)
     assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in stderr
-    assert refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
+    assert refusal["error_code"] == "file_refused" and refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
     assert "DataError" not in refusal["error"]
 
 
@@ -512,7 +526,7 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     the reader allocate past the job's memory limit; the job process dies, the next attempt
     names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
     from jobs import queue
-    from jobs.tasks import CRASHED_PARSE, MAX_PARSE_ATTEMPTS
+    from jobs.tasks import MAX_PARSE_ATTEMPTS
 
     from .test_etax_file import _patched_copy
 
@@ -537,7 +551,8 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     work()
     with app.app_context():
         batch = db.session.get(Batch, batch_id)
-        assert batch.status == "failed" and batch.error == CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS)
+        assert batch.status == "failed" and batch.error_code == "parse_crashed"
+        assert batch.error_params == {"times": MAX_PARSE_ATTEMPTS} and "连续 3 次意外中断" in batch.error
         assert batch.parse_attempts == 0  # a 重试 gets its attempts again
     assert _count(app, Invoice) == 0
 

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from sqlalchemy import func, select
 
-from channels import etax_file
-from channels.etax_file import MAX_UPLOAD_BYTES, _BadCell
+from channels.etax import cells
+from channels.etax.cells import BadCell
+from channels.etax.container import MAX_UPLOAD_BYTES
 from tests.workbook_builder import BASIC_SHEET, DETAIL_SHEET, TAX_ID, build_workbook, digital_invoice, make_line
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceLine
@@ -140,13 +141,13 @@ def _is_clear_chinese(message: str) -> bool:
 PEAK_SCRIPT = """
 import sys, json
 sys.path.insert(0, {root!r})
-from channels import etax_file
+from channels.etax.parser import check_upload, parse_workbook
 from channels.records import SourceRejected
 from jobs.staging import field_limits
 message = None
 try:
-    etax_file.check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned
-    etax_file.parse_workbook(sys.argv[1], {tax_id!r}, limits=field_limits())
+    check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned
+    parse_workbook(sys.argv[1], {tax_id!r}, limits=field_limits())
 except SourceRejected as exc:
     message = str(exc)
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))  # this process's own peak
@@ -215,13 +216,13 @@ any_cell = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.te
 @settings(max_examples=300, deadline=None)
 @given(any_cell)
 def test_every_cell_reader_refuses_with_bad_cell_or_reads(cell):
-    """Whatever a cell holds, a reader answers a value or a _BadCell for the user: never another error."""
-    for reader in (lambda v: etax_file._money(v, "金额"), lambda v: etax_file._money_or_none(v, "价税合计"),
-                   lambda v: etax_file._decimal(v, "数量"), lambda v: etax_file._id(v, "发票号码"),
-                   etax_file._issued_at, etax_file._rate, etax_file._is_red, etax_file._text, etax_file._kind):
+    """Whatever a cell holds, a reader answers a value or a BadCell for the user: never another error."""
+    for reader in (lambda v: cells.as_money(v, "金额"), lambda v: cells.as_money_or_none(v, "价税合计"),
+                   lambda v: cells.as_decimal(v, "数量"), lambda v: cells.as_id(v, "发票号码"),
+                   cells.as_issued_at, cells.as_rate, cells.as_red, cells.as_text, cells.as_kind):
         try:
             reader(cell)
-        except _BadCell as bad:
+        except BadCell as bad:
             assert bad.why and bad.column
         except (ValueError, TypeError) as exc:  # only these readers' documented inputs may reach here
             pytest.fail(f"{reader} raised {exc!r} for {cell!r}")
@@ -230,7 +231,7 @@ def test_every_cell_reader_refuses_with_bad_cell_or_reads(cell):
 @settings(max_examples=500, deadline=None)
 @given(finite)
 def test_money_is_the_written_number_rounded_half_up_to_the_cent(value):
-    got = etax_file._money(value, "金额")
+    got = cells.as_money(value, "金额")
     assert got == Decimal(repr(value)).quantize(Decimal("0.01"), ROUND_HALF_UP)
     assert got.as_tuple().exponent == -2
 
@@ -239,32 +240,32 @@ def test_money_is_the_written_number_rounded_half_up_to_the_cent(value):
 @given(st.decimals(allow_nan=False, allow_infinity=False, min_value=Decimal("-1e14"), max_value=Decimal("1e14"),
                    places=2))
 def test_money_text_and_number_cells_agree(amount):
-    as_text = etax_file._money(f"{amount:.2f}", "金额")
+    as_text = cells.as_money(f"{amount:.2f}", "金额")
     assert as_text == amount
     if abs(amount) < Decimal("1e13"):  # up to 15 significant digits a float holds the amount exactly
-        assert etax_file._money(float(amount), "金额") == amount
+        assert cells.as_money(float(amount), "金额") == amount
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="0123456789", min_size=1, max_size=20))
 def test_ids_keep_every_digit_as_text(digits):
-    assert etax_file._id(digits, "发票号码") == digits
+    assert cells.as_id(digits, "发票号码") == digits
     number = int(digits)
     if number < 2**53:
-        assert etax_file._id(float(number), "发票号码") == str(number)
+        assert cells.as_id(float(number), "发票号码") == str(number)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.datetimes(min_value=datetime(1901, 1, 1), max_value=datetime(2099, 12, 31)))
 def test_issue_dates_read_alike_as_text_and_as_serial_number(moment):
     moment = moment.replace(microsecond=0)
-    assert etax_file._issued_at(moment.strftime("%Y-%m-%d %H:%M:%S")) == moment
+    assert cells.as_issued_at(moment.strftime("%Y-%m-%d %H:%M:%S")) == moment
     serial = (moment - datetime(1899, 12, 30)).total_seconds() / 86400
-    assert etax_file._issued_at(serial) == moment
+    assert cells.as_issued_at(serial) == moment
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.decimals(min_value=0, max_value=1, places=3))
 def test_rates_written_as_fractions_become_percent(fraction):
-    rate = etax_file._rate(float(fraction))
+    rate = cells.as_rate(float(fraction))
     assert rate.endswith("%") and Decimal(rate[:-1]) == (fraction * 100).normalize() or fraction == 1

@@ -7,7 +7,7 @@ from flask_wtf.file import MultipleFileField
 from wtforms import RadioField, SelectField, StringField
 from wtforms.validators import AnyOf, StopValidation, ValidationError
 
-from channels.etax_file import MAX_UPLOAD_FILES
+from channels.etax.container import MAX_UPLOAD_FILES
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import is_month, month_index, month_of, months_between
 from channels.records import canonical_tax_id

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from channels.etax_file import RowsRejected
+from channels.etax.parser import RowsRejected
 from webapp.clock import now
 from webapp.disk import written_atomically
 from webapp.models import User

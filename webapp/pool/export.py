@@ -1,7 +1,7 @@
 """销项发票池导出: the invoices a finance user filtered in the pool, as the tax bureau exports them.
 
 The workbook mirrors the Electronic Tax Bureau's 全量发票查询 export (docs/performance.md, export;
-the layout is the one channels/etax_file.py reads): sheet `信息汇总表` first, one row per invoice
+the layout is the one channels/etax/parser.py reads): sheet `信息汇总表` first, one row per invoice
 line with its 27 headers, then `发票基础信息`, one row per invoice with its 19 headers and a last
 `合计行` totals row (金额 and 税额 summed, 价税合计 empty). Header on row 1, data from row 2; text-like
 columns (序号, 发票代码, 发票号码, 开票日期, 数量, 单价, 税率, ...) are string cells, 金额/税额/价税合计 are
