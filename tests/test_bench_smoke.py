@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary",
-            "batch_list", "backup_sqlite", "load")
+            "batch_list", "backup_sqlite", "pages_under_load")
 
 
 def test_small_bench_completes_with_every_figure():
@@ -28,5 +28,5 @@ def test_small_bench_completes_with_every_figure():
     assert result["backup_sqlite"]["restored_rows"] == result["backup_sqlite"]["rows"]
     assert result["batch_list"]["polls_on_page"] == 1
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
-    assert result["load"]["batches"] == 5 and all(result["load"][path]["requests"] for path in ("/pool", "/batches"))
+    assert result["pages_under_load"]["batches"] == 5 and all(result["pages_under_load"][path]["requests"] for path in ("/pool", "/batches"))
     assert all("met" in result[name] for name in SECTIONS)
