@@ -19,6 +19,7 @@ import webapp
 # its own event loop before a worker thread sees it, so slow or idle clients hold no thread.
 PROCESSES = 2  # waitress processes sharing the one listening socket: a Python process runs on one core at a time
 THREADS = 8  # requests handled at once in each process (gunicorn's 2 workers × 4 threads before)
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits (Python's default 0.005)
 CONNECTION_LIMIT = 1000  # open connections, idle ones included (waitress's default is 100)
 IDLE_TIMEOUT = 60  # seconds a connection may stay silent (half a request included) before it is closed
 BANNER = """
@@ -57,7 +58,10 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
     """A child process serving the app on the shared socket until it is told to stop; its pid.
 
     Each child drops the database connections inherited from the parent (they stay the parent's) and
-    dies with the parent, so a killed web leaves nothing holding the port (jobs.lifeline)."""
+    dies with the parent, so a killed web leaves nothing holding the port (jobs.lifeline). It hands the
+    GIL over every SWITCH_INTERVAL: the event loop that accepts, reads and writes every connection
+    waited up to 5 ms for it at each step while threads rendered pages (docs/performance.md, Pages
+    while batches run)."""
     pid = os.fork()
     if pid:
         return pid
@@ -67,6 +71,7 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
     from webapp.extensions import db
 
     die_with_parent()
+    sys.setswitchinterval(SWITCH_INTERVAL)  # waitress's event loop gets the GIL back sooner from busy threads
     with app.app_context():
         db.engine.dispose(close=False)
     server = create_server(app, sockets=[listening], threads=THREADS, connection_limit=CONNECTION_LIMIT,
