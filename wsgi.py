@@ -5,8 +5,11 @@ start here; the two packages meet only here and in jobs/, which uses the domain 
 """
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
+import traceback
 
 import jobs
 import settings
@@ -14,7 +17,9 @@ import webapp
 
 # The web server's settings (docs/deploy.md, "The web server"): waitress reads each request whole in
 # its own event loop before a worker thread sees it, so slow or idle clients hold no thread.
-THREADS = 8  # requests handled at once (gunicorn's 2 workers × 4 threads before)
+PROCESSES = 2  # waitress processes sharing the one listening socket: a Python process runs on one core at a time
+THREADS = 8  # requests handled at once in each process (gunicorn's 2 workers × 4 threads before)
+SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits (Python's default 0.005)
 CONNECTION_LIMIT = 1000  # open connections, idle ones included (waitress's default is 100)
 IDLE_TIMEOUT = 60  # seconds a connection may stay silent (half a request included) before it is closed
 BANNER = """
@@ -32,22 +37,84 @@ def create_app(test_config: dict | None = None):
 
 
 def serve() -> None:
-    """`python -m wsgi`: serve the app with waitress on HOST:PORT (127.0.0.1:5000 unless set).
+    """`python -m wsgi`: serve the app with waitress on HOST:PORT (127.0.0.1:5000 unless set), in
+    PROCESSES processes that share the listening socket (docs/deploy.md, "The web server").
 
-    The app is built before the socket listens, so an app that cannot start fails here with its
-    message; the address and the demo logins are printed once it listens. WEB_IDLE_TIMEOUT (seconds)
-    overrides IDLE_TIMEOUT."""
+    The socket is bound first (a port that is taken fails at once, however slowly the app builds)
+    and the app built before anything forks, so either fails here, once, with its message; the
+    address and the demo logins are printed once it listens. This process then only watches the
+    servers: when one ends, it stops the others and exits, and supervisord starts the web again
+    whole. WEB_IDLE_TIMEOUT (seconds) overrides IDLE_TIMEOUT."""
+    host, port = settings.web_address()
+    listening = socket.create_server((host, port), backlog=1024)
+    app = create_app()
+    servers = [_fork_server(app, listening, settings.web_idle_timeout(IDLE_TIMEOUT)) for _ in range(PROCESSES)]
+    listening.close()
+    print(BANNER.format(host=host, port=port), flush=True)
+    _watch(servers)
+
+
+def _fork_server(app, listening: socket.socket, idle: int) -> int:
+    """A child process serving the app on the shared socket until it is told to stop; its pid.
+
+    Each child drops the database connections inherited from the parent (they stay the parent's) and
+    dies with the parent, so a killed web leaves nothing holding the port (jobs.lifeline). It hands the
+    GIL over every SWITCH_INTERVAL: the event loop that accepts, reads and writes every connection
+    waited up to 5 ms for it at each step while threads rendered pages (docs/performance.md, Pages
+    while batches run)."""
+    pid = os.fork()
+    if pid:
+        return pid
     from waitress import create_server
 
-    host, port = settings.web_address()
-    idle = settings.web_idle_timeout(IDLE_TIMEOUT)
-    app = create_app()
-    server = create_server(app, host=host, port=port, threads=THREADS, connection_limit=CONNECTION_LIMIT,
+    from jobs.lifeline import die_with_parent
+    from webapp.extensions import db
+
+    die_with_parent()
+    sys.setswitchinterval(SWITCH_INTERVAL)  # waitress's event loop gets the GIL back sooner from busy threads
+    with app.app_context():
+        db.engine.dispose(close=False)
+    server = create_server(app, sockets=[listening], threads=THREADS, connection_limit=CONNECTION_LIMIT,
                            channel_timeout=idle, cleanup_interval=max(1, min(idle // 2, 30)), ident="invoice-sync",
                            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)  # + the form
-    print(BANNER.format(host=host, port=port), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # supervisord's stop: a clean exit, said as one
-    server.run()
+    code = 0
+    try:
+        server.run()
+    except SystemExit:  # the stop above
+        pass
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    os._exit(code)  # never back into the parent's code
+
+
+def _watch(servers: list[int]) -> None:
+    """Wait on the server processes: a stop (SIGTERM) is passed on to them; one ending by itself
+    (a crash, out of memory) ends the rest and this process with an error, for supervisord to restart."""
+    def stop(*_):
+        _end(servers)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    ended, status = os.wait()
+    servers.remove(ended)
+    _end(servers)
+    sys.exit(f"web: 服务进程 {ended} 意外退出（{status}），重新启动 web / a server process ended, restarting the web")
+
+
+def _end(servers: list[int]) -> None:
+    """SIGTERM each server process still running and wait for it."""
+    for pid in servers:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid in servers:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m tests.bench_load` (and `make bench`'s "load"): 20 clients for 60 s on /pool and /batches while 5 batches run, against
+"""`python -m tests.bench_load` (and `make bench`'s "pages_under_load"): 20 clients for 60 s on /pool and /batches while 5 batches run, against
 the product started the way `make run` starts it (docs/deploy.md, The web server;
 the load figures must not get worse).
 
@@ -30,6 +30,7 @@ from tests.servers import ROOT, Product
 
 PATHS = ("/pool", "/batches")
 BEFORE_P95_MS = {"/pool": 208, "/batches": 269}  # measured with gunicorn (2 workers × 4 threads)
+TARGET_P95_MS = 100  # each page, with 0 errors (docs/performance.md, Pages while batches run)
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"  # seed-demo's company
 BATCHES = (("leqi", "2023-01", "2025-12"), ("rpa", "2022-01", "2022-12"), ("rpa", "2023-01", "2023-12"),
            ("rpa", "2024-01", "2024-12"), ("rpa", "2025-01", "2025-12"))  # within the five-year window
@@ -115,13 +116,13 @@ def load_bench(seconds: float = 60, clients: int = 20, root: Path = ROOT,
     try:
         product.start()
         numbers = start_batches(product)
-        began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        began, load_at_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0]
         result = run_clients(product.url, clients, seconds)
         result |= {"clients": clients, "seconds": seconds, "batches": len(numbers), "started": began,
                    "batches_running_at_end": still_running(product, numbers), "command": " ".join(command),
-                   "load_1min": round(os.getloadavg()[0], 2), "before_p95_ms": BEFORE_P95_MS,
-                   "met": all(result[path]["errors"] == 0 and result[path]["p95_ms"] <= BEFORE_P95_MS[path]
-                              for path in PATHS)}
+                   "load_1min_at_start": round(load_at_start, 2), "load_1min": round(os.getloadavg()[0], 2),
+                   "before_p95_ms": BEFORE_P95_MS, "target_p95_ms": TARGET_P95_MS,
+                   "met": all(result[path]["errors"] == 0 and result[path]["p95_ms"] < TARGET_P95_MS for path in PATHS)}
     finally:
         product.close()
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary",
-            "batch_list", "backup_sqlite", "load", "coverage_two_sources", "postgres_5m")
+            "batch_list", "backup_sqlite", "pages_under_load", "coverage_two_sources", "postgres_5m")
 
 
 def test_small_bench_completes_with_every_figure():
@@ -28,7 +28,8 @@ def test_small_bench_completes_with_every_figure():
     assert result["backup_sqlite"]["restored_rows"] == result["backup_sqlite"]["rows"]
     assert result["batch_list"]["polls_on_page"] == 1
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
-    assert result["load"]["batches"] == 5 and all(result["load"][path]["requests"] for path in ("/pool", "/batches"))
+    load = result["pages_under_load"]
+    assert load["batches"] == 5 and all(load[path]["requests"] for path in ("/pool", "/batches"))
     two_sources = result["coverage_two_sources"]["sqlite"]
     assert two_sources["second_source_invoices"] == 1500 and all(two_sources["marked_months"].values())
     assert all("met" in result[name] for name in SECTIONS)

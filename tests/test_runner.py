@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+import wsgi
+from jobs.cli import BACKGROUND_NICE
+from jobs.lifeline import parent_of
 from jobs.supervision import MAX_RESTARTS_PER_HOUR, record
 from tests.conftest import DEMO_TAX_ID, SAMPLES
-from tests.servers import Output, Product, alive, wait_for
+from tests.servers import Output, Product, alive, processes_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -90,6 +93,26 @@ def test_each_killed_process_comes_back_and_a_batch_still_finishes_then_ctrl_c_s
     assert not [pid for pid in pids if alive(pid)]
     stopped = [line for line in product.output.lines if " stopped: " in line]
     assert len(stopped) == 5 and all("(exit status 0)" in line for line in stopped), product.output.text()
+
+
+def test_the_web_answers_from_several_processes_and_the_background_yields_the_cpu(product):
+    """(docs/deploy.md, The web server) The web serves its one port from wsgi.PROCESSES processes; the worker and
+    the scheduler run below its CPU priority (jobs.cli.BACKGROUND_NICE). A server process that dies takes
+    the web down whole, and supervisord starts it again."""
+    login = f"http://127.0.0.1:{product.port}/login"
+    wait_for(lambda: all(product.running(name, 0) for name in PROGRAMS), 30, "all four RUNNING in processes.json")
+    web = product.pid("web")
+    servers = [pid for pid, cmd in processes_of(product.data) if parent_of(pid) == web and "lifeline" not in cmd]
+    assert len(servers) == wsgi.PROCESSES and answers(login)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, web) == own
+    for name in ("worker", "scheduler"):
+        assert os.getpriority(os.PRIO_PROCESS, product.pid(name)) == max(own, BACKGROUND_NICE), name
+    killed_at = time.time()
+    os.kill(servers[0], signal.SIGKILL)
+    wait_for(lambda: product.running("web", killed_at), BACK_WITHIN, "web RUNNING again")
+    assert not alive(servers[1]) and product.pid("web") != web
+    wait_for(lambda: answers(login), BACK_WITHIN, "the web answering again")
 
 
 def test_supervisord_killed_with_sigkill_leaves_nothing_running(product):

@@ -41,9 +41,14 @@ def xlsx_download(body, filename: str) -> Response:
 
 def paginate(query, per_page: int):
     """One page of a counted list (the batches, the audit log), the page parsed (webapp.params) and
-    held within the result: a page past the end shows the last one."""
+    held within the result: a page past the end shows the last one. The rows are counted only when
+    the page is full: a shorter one is the last, so the total follows from it (one query less for a
+    list that fits one page; docs/performance.md, Pages while batches run)."""
     page = params.arg("page", params.page_number)
-    pagination = db.paginate(query, page=page, per_page=per_page, error_out=False)
+    pagination = db.paginate(query, page=page, per_page=per_page, error_out=False, count=False)
+    shown = len(pagination.items)
+    last_page = 0 < shown < per_page or (shown == 0 and page == 1)
+    pagination.total = (page - 1) * per_page + shown if last_page else pagination._query_count()
     if page > pagination.pages > 0:
         pagination = db.paginate(query, page=pagination.pages, per_page=per_page, error_out=False)
     return pagination

@@ -8,6 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_htmx import make_response as htmx_response
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
@@ -30,8 +31,9 @@ class LoginForm(FlaskForm):
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """The session's user, only while the session was signed for the user's current session
-    version: logout and a password change bump it, so a copied cookie stops working."""
-    user = db.session.get(User, int(user_id))
+    version: logout and a password change bump it, so a copied cookie stops working. Its org comes
+    in the same query: every page's header names it (docs/performance.md, Pages while batches run)."""
+    user = db.session.get(User, int(user_id), options=[joinedload(User.org)])
     if user is None or session.get(SESSION_VERSION) != user.session_version:
         return None
     return user

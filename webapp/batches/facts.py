@@ -92,7 +92,8 @@ class BatchFacts:
 
 
 def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
-    """BatchFacts for every batch of a page: one grouped query, one query of the problem subtasks."""
+    """BatchFacts for every batch of a page: one grouped query, and one of the problem subtasks when a
+    month failed or waits."""
     facts: dict[int, BatchFacts] = {batch_id: BatchFacts() for batch_id in batch_ids}
     if not batch_ids:
         return facts
@@ -106,6 +107,8 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
         if status == SubtaskStatus.PENDING:
             one.first_pending = first
     _count_queued_ahead([one for one in facts.values() if one.first_pending and not one.counts.get(SubtaskStatus.RUNNING)])
+    if not any(one.counts.get(SubtaskStatus.FAILED) or one.counts.get(SubtaskStatus.WAITING) for one in facts.values()):
+        return facts  # no month failed or waits: the second query would find nothing
     problems = db.session.execute(
         select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error_code, Subtask.error_params,
                Subtask.error, Subtask.not_before)

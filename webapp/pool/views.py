@@ -42,22 +42,24 @@ def _permitted_tax_ids() -> list[str]:
     return [c.tax_id for c in permitted_companies(current_user)]
 
 
-def _page(flt: PoolFilter):
+def _page(flt: PoolFilter, tax_ids: list[str]):
     """One page of results and whether another follows: no count of the whole table."""
     page = params.arg("page", params.page_number)
     size = current_app.config["PAGE_SIZE"]
-    rows = list(db.session.scalars(pool_query(flt, _permitted_tax_ids()).limit(size + 1).offset((page - 1) * size)))
+    rows = list(db.session.scalars(pool_query(flt, tax_ids).limit(size + 1).offset((page - 1) * size)))
     return {"items": rows[:size], "page": page, "has_next": len(rows) > size, "has_prev": page > 1}
 
 
 @bp.route("")
 def index():
-    """The pool list; the filter form swaps only the table (active search)."""
+    """The pool list; the filter form swaps only the table (active search). The user's companies are
+    read once for both the filter's choices and the query (docs/performance.md, Pages while batches run)."""
     flt = PoolFilter.from_args(request.args)
-    context = {"flt": flt, "results": _page(flt)}
+    companies = permitted_companies(current_user)
+    context = {"flt": flt, "results": _page(flt, [c.tax_id for c in companies])}
     if wants_partial("pool-table"):
         return render_template("pool/_table.html", **context)
-    return render_template("pool/index.html", companies=permitted_companies(current_user), kinds=TYPE_NAMES,
+    return render_template("pool/index.html", companies=companies, kinds=TYPE_NAMES,
                            statuses=INVOICE_STATUSES, vat_usages=VAT_USAGE, entry_labels=ENTRY_LABELS,
                            **context)
 
