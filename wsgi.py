@@ -11,9 +11,7 @@ import socket
 import sys
 import traceback
 
-import jobs
 import settings
-import webapp
 
 # The web server's settings (docs/deploy.md, "The web server"): waitress reads each request whole in
 # its own event loop before a worker thread sees it, so slow or idle clients hold no thread.
@@ -30,7 +28,14 @@ BANNER = """
 
 
 def create_app(test_config: dict | None = None):
-    """The whole product's app: webapp's factory, then the RQ queue and its commands."""
+    """The whole product's app: webapp's factory, then the RQ queue and its commands.
+
+    Both packages are imported here, not at the top: `python -m wsgi` binds its port before it pays
+    for Flask and SQLAlchemy, so a taken port fails well inside supervisord's startsecs on a loaded
+    machine (a slower failure counts as a start, and would be retried without end)."""
+    import jobs
+    import webapp
+
     app = webapp.create_app(test_config)
     jobs.init_app(app)
     return app
