@@ -343,6 +343,9 @@ def test_the_page_drafts_through_htmx_and_offers_print_and_excel(pool, client):
     assert 'id="draft-refused"' in refused and "第 1 行红冲数量 8 超过剩余数量 7" in refused
     printed = client.get(f"/pool/{SPECIAL}/redflush/print?reason=02&qty_1=2")
     assert printed.status_code == 200 and "蓝字发票行号" in printed.text and "打印" in printed.text
+    for link in ("redflush/print", "redflush.xlsx"):  # a link edited past what is left: why, not a draft
+        over = client.get(f"/pool/{SPECIAL}/{link}?reason=02&qty_1=8")
+        assert over.status_code == 400 and "第 1 行红冲数量 8 超过剩余数量 7" in over.text
 
 
 def test_the_workbook_holds_the_fields_and_numbers_as_numbers(pool, client):

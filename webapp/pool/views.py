@@ -167,6 +167,12 @@ def _draft_args() -> dict:
             if value.strip() and (name == "reason" or name.startswith(("qty_", "amount_")))}
 
 
+@bp.errorhandler(DraftRefused)
+def _draft_refused(refused: DraftRefused):
+    """A draft the rules refuse, asked for as a print page or a workbook: a 400 saying why."""
+    return error_response(400, str(refused))
+
+
 @bp.route("/<key>/redflush", methods=["POST"])
 def redflush_draft(key):
     """生成红冲草稿 (htmx): the draft below the form, or in red why none is made and what to do first."""
@@ -181,20 +187,14 @@ def redflush_draft(key):
 @bp.route("/<key>/redflush/print")
 def redflush_print(key):
     """The draft as a page to print and copy from."""
-    try:
-        draft = _draft(key, DraftForm.PRINT)
-    except DraftRefused as refused:
-        return error_response(400, str(refused))
+    draft = _draft(key, DraftForm.PRINT)
     return render_template("pool/redflush_print.html", draft=draft, key=key, fields=form_fields(draft))
 
 
 @bp.route("/<key>/redflush.xlsx")
 def redflush_xlsx(key):
     """The draft as a workbook, figures as numbers."""
-    try:
-        draft = _draft(key, DraftForm.XLSX)
-    except DraftRefused as refused:
-        return error_response(400, str(refused))
+    draft = _draft(key, DraftForm.XLSX)
     body = BytesIO()
     write_xlsx(draft, body)
     return xlsx_download(body.getvalue(), f"红冲草稿-{draft.invoice['key']}.xlsx")
