@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import marshal
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from channels.etax.parser import ParsedWorkbook, RowsRejected, parse_workbook
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
 from jobs import queue, sources
-from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, write_months
+from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, read_month, write_months
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
 from webapp.batches import add_subtasks, refresh_batch, staged_manifest, staging_dir, upload_path
@@ -192,7 +191,7 @@ def _staged_file(subtask: Subtask) -> Finish:
     path = staging_dir(subtask.batch) / f"{subtask.period}.staged"
     if not path.exists():
         raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
-    return _saver(subtask, marshal.loads(path.read_bytes()))
+    return _saver(subtask, read_month(path))
 
 
 def _saver(subtask: Subtask, staged) -> Finish:

@@ -176,6 +176,8 @@ def _synthetic_pool(count: int, tax_ids: list[str], lines: int = 3):
     import random
     from datetime import datetime, timedelta
 
+    from channels.records import InvoiceRow, LineRow, StagedInvoice
+
     rng = random.Random(7)
     buyers = ["深圳测试电子有限公司", "北京示例贸易有限公司", "杭州模拟商贸有限公司", "张三", "成都虚构餐饮管理有限公司"]
     start = datetime(2021, 1, 1)
@@ -186,12 +188,13 @@ def _synthetic_pool(count: int, tax_ids: list[str], lines: int = 3):
         cents = (-1 if red else 1) * rng.randrange(100, 10_000_000)
         amount = f"{cents / 100:.2f}"
         part = f"{cents / 100 / lines:.2f}"
-        yield ((digital, tax_ids[n % len(tax_ids)], "示例公司", None, None, digital, f"91{rng.randrange(10**15):016d}",
-                rng.choice(buyers), issued.strftime("%Y-%m-%d %H:%M:%S.%f"), issued.strftime("%Y-%m"), amount, "0.00",
-                amount, "电子发票服务平台", "数电发票（普通发票）", rng.choice(["81", "82"]), "正常", red, "正常", "赵", "",
-                None),
-               [(k, f"*信息技术服务*服务费{k}", "3040201", None, None, "次", "1", part, part, "6%", "0.00", part, False)
-                for k in range(1, lines + 1)])
+        yield StagedInvoice(
+            InvoiceRow(digital, tax_ids[n % len(tax_ids)], "示例公司", None, None, digital, f"91{rng.randrange(10**15):016d}",
+                       rng.choice(buyers), issued.strftime("%Y-%m-%d %H:%M:%S.%f"), issued.strftime("%Y-%m"), amount,
+                       "0.00", amount, "电子发票服务平台", "数电发票（普通发票）", rng.choice(["81", "82"]), "正常", red,
+                       "正常", "赵", "", None),
+            [LineRow(k, f"*信息技术服务*服务费{k}", "3040201", None, None, "次", "1", part, part, "6%", "0.00", part, False)
+             for k in range(1, lines + 1)])
 
 
 def _migrated_app(url: str, **config):

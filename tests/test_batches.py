@@ -1,7 +1,6 @@
 """Batches: derived status, 终止 of a really running job, 重试, the reconciler, permissions, CSRF."""
 from __future__ import annotations
 
-import marshal
 import os
 import re
 import subprocess
@@ -11,7 +10,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from channels.records import StagedInvoice
 from jobs.queue import get_queue, redis_connection
+from jobs.staging import dump_month, read_month
 from tests.queue_support import job_state
 from webapp.accounts.settings import normalise_goods_name, validate_error_goods
 from webapp.batches import derive_status, retry, staging_dir, terminate
@@ -83,9 +84,9 @@ def _parsed_batch(app, runner) -> Batch:
 def _inflate_month(batch: Batch, period: str, copies: int) -> None:
     """Make one month heavy (many distinct invoices) so its subtask runs for seconds."""
     path = staging_dir(batch) / f"{period}.staged"
-    staged = marshal.loads(path.read_bytes())
-    heavy = [((f"{header[0]}-{n}", *header[1:]), lines) for n in range(copies) for header, lines in staged]
-    path.write_bytes(marshal.dumps(heavy))
+    heavy = [StagedInvoice(header._replace(key=f"{header.key}-{n}"), lines)
+             for n in range(copies) for header, lines in read_month(path)]
+    path.write_bytes(dump_month(heavy))
 
 
 def _start_worker(app) -> subprocess.Popen:
