@@ -183,7 +183,7 @@ def _add_months(batch_id: int, manifest: dict) -> None:
         subtasks = add_subtasks(batch, manifest["counts"])
         refresh_batch(batch_id)
     upload_path(batch).unlink(missing_ok=True)  # the staged months now hold everything the batch needs
-    queue.enqueue_subtasks(subtasks)
+    queue.enqueue_subtasks(subtasks, in_process=True)  # rows staged at receipt, written: no horse needed
 
 
 def _staged_file(subtask: Subtask) -> Finish:

