@@ -12,6 +12,8 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
@@ -72,6 +74,18 @@ def catch_up() -> None:
     daily_housekeeping()
 
 
+@contextmanager
+def _step(what: str) -> Iterator[None]:
+    """One step of a scheduler cycle: its failure is logged and never stops the cycle, and its session
+    ends with it, so the next step (and the next cycle) starts on fresh data."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed", what)
+    finally:
+        db.session.remove()
+
+
 _housekept: dict[str, object] = {}
 
 
@@ -82,29 +96,21 @@ def daily_housekeeping() -> None:
     today = now().date()
     if _housekept.get("day") == today:
         return
-    try:
+    with _step("retention clean-up"):
         removed = {"audit_rows": audit.purge(), "batch_files": retention.remove_ended_batch_files(now()),
                    "refused_files": refused.remove_expired(now())}
         _housekept["day"] = today
         if any(removed.values()):
             log.info("retention: removed %s", removed)
-    except Exception:
-        log.exception("retention clean-up failed")
-    finally:
-        db.session.remove()
 
 
 def nightly_backup() -> None:
     """Each cycle: queue the nightly backup once its time has passed (once a night, caught up after a
     stop: webapp/backup/runs.py), and fail runs whose job was lost."""
-    try:
+    with _step("nightly backup check"):
         run = backup_runs.scheduled_cycle(now())
         if run is not None:
             log.info("nightly backup queued: run %s for %s", run.id, run.night)
-    except Exception:
-        log.exception("nightly backup check failed")
-    finally:
-        db.session.remove()
 
 
 class ReconcilingScheduler(Scheduler):
@@ -116,7 +122,7 @@ class ReconcilingScheduler(Scheduler):
     stopping = False  # set by SIGINT/SIGTERM: run_forever then ends instead of waiting for Redis
 
     def enqueue_jobs(self):
-        try:
+        with _step("scheduler cycle"):
             queue.scheduler_beat(HEARTBEAT_TTL)
             sync_registered_jobs(self)
             nightly_backup()
@@ -124,10 +130,6 @@ class ReconcilingScheduler(Scheduler):
             result = reconciler.reconcile()
             if any(result.values()):
                 log.info("reconciled: %s", result)
-        except Exception:
-            log.exception("scheduler cycle failed")
-        finally:
-            db.session.remove()
         enqueued = super().enqueue_jobs()
         self.mail_alerts()  # last: a slow mail server delays no reconciling and no heartbeat
         return enqueued
@@ -137,14 +139,10 @@ class ReconcilingScheduler(Scheduler):
         if time.monotonic() - self.alerts_at < alerts.ALERT_INTERVAL:
             return
         self.alerts_at = time.monotonic()
-        try:
+        with _step("alert mail cycle"):
             result = alerts.send_due()
             if result["sent"]:
                 log.info("alerts mailed: %s", result)
-        except Exception:
-            log.exception("alert mail cycle failed")
-        finally:
-            db.session.remove()
 
     def _install_signal_handlers(self):
         """rq-scheduler's stop on SIGINT/SIGTERM, remembered: run_forever must not wait on after it."""

@@ -95,10 +95,22 @@ class LiveServer:
             db.session.remove()
 
 
+def _reconcile_until(app, stop: threading.Event) -> None:
+    """The scheduler's reconciling cycle (jobs.reconciler), as in production, without its backups and mails:
+    work Redis lost on a loaded machine is queued again after the reconciler's grace, not left 待同步."""
+    from jobs import reconciler
+
+    while not stop.wait(5):
+        with app.app_context():
+            reconciler.reconcile()
+            db.session.remove()
+
+
 @pytest.fixture
 def live_server(database_url, redis_url, tmp_path):
     """The app with CSRF enabled on a free port, plus `flask worker` sharing its database, queue, files and
-    sandbox tax bureau (the worker's SANDBOX_DB defaults to $DATA_DIR/sandbox.db, the file the app is given).
+    sandbox tax bureau (the worker's SANDBOX_DB defaults to $DATA_DIR/sandbox.db, the file the app is given),
+    and the scheduler's reconciler in a thread.
 
     The worker keeps its default channel backoff, so the sandbox answers at once (processing_polls 0)."""
     data = tmp_path / "data"
@@ -108,12 +120,17 @@ def live_server(database_url, redis_url, tmp_path):
     server = make_server("127.0.0.1", free_port(), app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    stop_reconciling = threading.Event()
+    reconciling = threading.Thread(target=_reconcile_until, args=(app, stop_reconciling), daemon=True)
+    reconciling.start()
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data)},
     )
     yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, data, sandbox)
+    stop_reconciling.set()
+    reconciling.join(30)
     worker.terminate()
     try:
         worker.wait(20)

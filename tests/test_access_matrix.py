@@ -83,6 +83,8 @@ EXPECTED = {
     "reconcile.index": _if_visible, "reconcile.export": _if_visible,
     "batches.live": _everyone, "pool.summary": _everyone,  # both cut down to the user's companies
     "pool.usage_batch": _if_visible,
+    "pool.redflush_draft": _if_visible,  # a draft's refusal is said in the answer, beside the form
+    "pool.redflush_print": _no_error_if_visible, "pool.redflush_xlsx": _no_error_if_visible,  # no reason: 400
     "backup.index": _admins, "backup.backup_now": _admins,  # admins of the install's own (first) org only
     "backup.download": lambda role, target, method: "no_error" if role == "admin" else "denied",
 }

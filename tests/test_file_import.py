@@ -266,6 +266,20 @@ def _count(app, model) -> int:
         return db.session.scalar(select(func.count()).select_from(model))
 
 
+def test_an_input_export_is_answered_in_the_dialog_as_one_and_no_batch_is_made(client, app, tmp_path):
+    """A 全量发票查询 export of invoices the company received (it is the buyer on every row): the
+    dialog says so and that the pool takes output invoices only; nothing is created."""
+    received = [digital_invoice(f"2444712340000000019{n}", [make_line("*办公用品*纸张", "100.00")],
+                                seller_tax_id="91440300MA5FAKE00X", seller_name="深圳示例供应商有限公司",
+                                buyer_tax_id=DEMO_TAX_ID) for n in range(3)]
+    build_workbook(tmp_path / "进项.xlsx", received)
+    login(client)
+    answer = _upload(client, tmp_path / "进项.xlsx").text
+    assert f"这是进项发票的导出文件：所选企业 {DEMO_TAX_ID} 在每一行都是购买方" in answer
+    assert "发票池只收所选企业开具的销项发票" in answer
+    assert _batches(app) == [] and _count(app, Invoice) == 0
+
+
 def test_blank_voided_invoice_counts_as_voided_without_a_line(runner, app, tmp_path):
     """A blank-voided row never refuses the file (docs/etax-export.md, Values); the pool keeps the invoice."""
     path = tmp_path / "2021.xlsx"

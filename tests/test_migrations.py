@@ -1,8 +1,9 @@
 """Migrations on a database that holds rows: 0013 turns the joined lists into JSON lists and back,
 and SQLite's table copies keep every subtask (SQLite here; PostgreSQL casts in the same migration);
 0014 drops the pool indexes no query uses, and the look-ups they served still find their rows; 0015
-puts every stored tax ID in its canonical form, merging the rows two spellings made (SQLite, and
-PostgreSQL in a database of its own when TEST_DATABASE_URL names a server)."""
+puts every stored tax ID in its canonical form, merging the rows two spellings made; 0020 gives the
+toll invoices imported without a code their code 59 (SQLite, and PostgreSQL in a database of its own
+when TEST_DATABASE_URL names a server)."""
 from __future__ import annotations
 
 import os
@@ -220,3 +221,53 @@ def test_one_tax_id_spelled_twice_in_two_orgs_stops_the_migration_saying_why(emp
         assert _rows("SELECT tax_id FROM company ORDER BY id") == [(CANONICAL,), (LOWER,)]
         db.session.remove()
         db.engine.dispose()
+
+
+TOLL, STRANGER = "数电发票（通行费发票）", "数电发票（某种新票种）"
+
+
+def test_toll_invoices_imported_without_a_code_get_59_and_their_months_are_counted_again(empty_database):
+    """0020: a 0019 pool holds 数电发票（通行费发票） without a code (imported before the kind was known);
+    upgraded, the 票种 filter finds them and the month's kept figures count them under 59, while a
+    kind no table knows keeps its name and no code. Downgraded, the codes are gone again."""
+    from webapp.pool.month_stats import month_stats
+    from webapp.pool.search import PoolFilter, pool_query
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="0019")
+        _seed_kinds()
+        upgrade()
+        db.session.remove()
+        assert _rows("SELECT key, type_code FROM invoice ORDER BY key") == [
+            ("26370000000000000001", "59"), ("26370000000000000002", None), ("26370000000000000003", "82")]
+        assert _rows("SELECT month, version FROM invoice_month_summary ORDER BY month") == [("2026-01", 4), ("2026-02", 3)]
+        found = db.session.scalars(pool_query(PoolFilter(type_code="59"), ["T1"])).all()
+        assert [invoice.key for invoice in found] == ["26370000000000000001"]
+        assert set(month_stats("T1", "2026-01", "2026-01")["2026-01"]["cells"]) == {"59", ""}
+        downgrade(revision="0019")
+        db.session.remove()
+        assert _rows("SELECT type_code FROM invoice ORDER BY key") == [(None,), (None,), ("82",)]
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _seed_kinds() -> None:
+    """A 0019 pool: in 2026-01 a toll invoice and an invoice of a kind no table knows, both without a
+    code; in 2026-02 a 数电 normal invoice; each month's figures kept and current."""
+    run = db.session.execute
+    run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
+    run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES (1, 1, 'T1', 'c', false)"))
+    run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
+             "type_codes, status, total, success, filtered_lines, creator_name, created_at) VALUES (1, 'B1', 1, 1, "
+             "'T1', 'c', 'invoices', 'file', '[]', '[]', 'succeeded', 3, 3, 0, 'u', '2026-03-01 00:00:00')"))
+    for n, name, code, month in ((1, TOLL, None, "2026-01"), (2, STRANGER, None, "2026-01"),
+                                 (3, "数电发票（普通发票）", "82", "2026-02")):
+        run(text("INSERT INTO invoice (key, tax_id, digital_number, issued_at, month, amount, tax, type_name, "
+                 "type_code, status, is_red, source, batch_id, synced_at) VALUES (:key, 'T1', :key, :issued, :month, "
+                 "100, 3, :name, :code, '正常', false, 'file', 1, '2026-03-01 00:00:00')"),
+            {"key": f"263700000000000000{n:02d}", "issued": f"{month}-05 10:00:00", "month": month, "name": name,
+             "code": code})
+    run(text("INSERT INTO invoice_month_summary (tax_id, month, version, stats_version, stats) VALUES "
+             "('T1', '2026-01', 3, 3, '{}'), ('T1', '2026-02', 3, 3, '{}')"))
+    db.session.commit()

@@ -241,6 +241,21 @@ def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client,
     assert cli_json(runner, "pool", "show", full)["status_shown"] == "正常（已被红冲 100%）"
 
 
+def test_each_red_remark_wording_links_its_red_and_blue_in_the_pool(runner, tmp_path):
+    """(docs/codes.md, 红字发票如何指向蓝字发票) One red per wording real files use, imported: each blue
+    invoice's page lists its red one, and the red names its blue."""
+    from .workbook_builder import build_workbook, invoice_key, red_remark_corpus
+
+    corpus = red_remark_corpus(2025)
+    build_workbook(tmp_path / "reds.xlsx", corpus)
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(tmp_path / "reds.xlsx"),
+                     "--as", "caiwu", "--wait")
+    assert batch["status"] == "succeeded", batch
+    for red in (invoice for invoice in corpus if invoice["is_red"]):
+        assert invoice_key(red) in cli_json(runner, "pool", "show", red["red_of"])["red_invoices"], red["remark"]
+        assert cli_json(runner, "pool", "show", invoice_key(red))["red_of"] == red["red_of"]
+
+
 def test_coverage_offers_every_year_with_data_and_a_whole_file_leaves_no_gap(client, runner, tmp_path):
     """A 2021 file (older than the five-year window, docs/rules.md, 导入 dialog) makes 2021 selectable, and the
     months inside it that held no invoice read 已同步（无发票）, not 缺口."""

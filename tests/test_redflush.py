@@ -272,7 +272,7 @@ def test_not_partly_flushed_says_nothing_about_it():
 
 # ---- 票种: which document -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("code", ["81", "82"])
+@pytest.mark.parametrize("code", ["59", "81", "82"])
 def test_digital_einvoice_uses_confirmation_bill(code):
     r = assess(blue(type_code=code), NOW)
     assert r.document == CONFIRM_BILL == "红字发票信息确认单"

@@ -130,6 +130,42 @@ def test_a_formula_like_kind_comes_out_of_the_summary_workbook_as_text(runner, c
     assert kinds[hostile][1].number_format == "#,##0"
 
 
+def test_a_digital_toll_invoice_keeps_its_kind_through_pool_filter_summary_and_export(runner, client, tmp_path):
+    """发票票种 数电发票（通行费发票） (code 59, docs/codes.md 票种) and a kind no table knows: imported,
+    each is shown, counted and exported under its own name; the 票种 filter picks the toll kind."""
+    toll = "数电发票（通行费发票）"
+    line = make_line("*经营租赁*通行费", "97.09", "3%", tax_code="3040502020100000000", special_type="通行费")
+    blue = digital_invoice("26370000000000000301", [line], "2026-01-05 08:00:00", kind=toll, status="已红冲-全额")
+    red = digital_invoice("26370000000000000302", [make_line("*经营租赁*通行费", "-97.09", "3%", tax=-line["tax"])],
+                          "2026-01-06 08:00:00", kind=toll, is_red=True, red_of=blue["digital_number"],
+                          remark="被红冲蓝字数电发票号码：26370000000000000301 红字发票信息确认单编号：26370000000000000001")
+    stranger = digital_invoice("26370000000000000303", [make_line("*信息技术服务*运维服务", "50.00", "6%")],
+                               "2026-01-07 08:00:00", kind="数电发票（某种新票种）")
+    build_workbook(tmp_path / "export.xlsx", [blue, red, stranger])
+    batch = _import(runner, tmp_path / "export.xlsx")
+    assert toll in batch["kinds"] and "数电发票（某种新票种）" in batch["kinds"]
+
+    login(client)
+    assert f'<option value="59" >{toll}</option>' in client.get("/pool").text
+    listed = client.get("/pool?type_code=59").text
+    assert "26370000000000000301" in listed and "26370000000000000302" in listed
+    assert "26370000000000000303" not in listed and listed.count(f"<td>{toll}</td>") == 2
+    assert "<td>数电发票（某种新票种）</td>" in client.get("/pool?q=26370000000000000303").text
+
+    page = client.get(f"/summary?tax_id={DEMO_TAX_ID}&year=2026").text
+    assert f"<tr><td>{toll}</td><td class=\"num\">1</td><td class=\"num\">1</td>" in page
+    assert "<tr><td>数电发票（某种新票种）</td>" in page
+    summary = cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2026")["2026-01"]
+    assert summary["3%"]["other"] == {"amount": "0.00", "tax": "0.00"}  # the red cancels its blue, 普票 column
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"/summary/export?tax_id={DEMO_TAX_ID}&year=2026").data))
+    counted = {row[0]: row[1:] for row in book["发票票种"].iter_rows(min_row=2, values_only=True)}
+    assert counted[toll] == (1, 1, 0) and counted["数电发票（某种新票种）"] == (1, 0, 0)
+
+    exported = openpyxl.load_workbook(io.BytesIO(client.get("/pool/export?type_code=59").data))["发票基础信息"]
+    rows = list(exported.iter_rows(min_row=2, values_only=True))[:-1]  # the 合计行 last
+    assert sorted((row[3], row[13]) for row in rows) == [("26370000000000000301", toll), ("26370000000000000302", toll)]
+
+
 def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp_path):
     """The same clock for both imports: the month's figures change because the pool write says so."""
     app.config["CLOCK_NOW"] = datetime(2024, 8, 1, 9, 0)

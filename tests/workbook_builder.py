@@ -632,6 +632,48 @@ def shape_corpus(year: int = 2024) -> list[dict]:
     ]
 
 
+def red_remark_corpus(year: int = 2024) -> list[dict]:
+    """Blue invoices and the red ones flushing them, one pair per 备注 wording met in real files
+    (docs/codes.md, 红字发票如何指向蓝字发票); each red's `red_of` names its blue, so the figures'
+    red_links say what every wording must link to.
+
+    The wordings: `对应正数发票代码:…号码:…` with and without a space before 号码; `被红冲蓝字数电票号码：…`
+    and `被红冲蓝字数电发票号码：…`; `被红冲蓝字发票号码：… 被红冲蓝字发票代码：…`; and a road-toll red
+    whose 号码 runs straight into the vehicle's plate number, its own 发票代码 another than the one its
+    备注 names. Plates, codes and numbers are made up.
+    """
+    yy = f"{year % 100:02d}"
+    code, toll_code = f"03700{yy}00111", f"03700{yy}00112"  # other series than shape_corpus's
+    service = make_line("*信息技术服务*运维服务", "600.00", "6%", tax_code="3040203000000000000")
+    toll = make_line("*经营租赁*通行费", "97.09", "3%", tax_code="3040502020100000000", special_type="通行费")
+    blues = [legacy_invoice(code, "00300001", [service], f"{year}-05-06 09:00:00", kind="增值税普通发票"),
+             legacy_invoice(code, "00300002", [service], f"{year}-05-06 09:10:00", kind="增值税普通发票"),
+             digital_invoice(f"{yy}370000000000000101", [service], f"{year}-05-06 09:20:00"),
+             digital_invoice(f"{yy}370000000000000102", [service], f"{year}-05-06 09:30:00"),
+             legacy_invoice(code, "00300003", [service], f"{year}-05-06 09:40:00", kind="增值税电子普通发票"),
+             legacy_invoice(toll_code, "10621901", [toll], f"{year}-05-06 09:50:00", kind="道路通行费电子普通发票")]
+    remarks = ["对应正数发票代码:{code}号码:{number}",
+               "对应正数发票代码:{code} 号码:{number} 退货",
+               "被红冲蓝字数电票号码：{key} 红字发票信息确认单编号：{yy}370000000000000001",
+               "被红冲蓝字数电发票号码：{key}红字发票信息确认单编号：{yy}370000000000000002 收款人:王五",
+               "被红冲蓝字发票号码：{number} 被红冲蓝字发票代码：{code} 红字发票信息确认单编号：{yy}370000000000000003",
+               "对应正数发票代码:{code} 号码:{number}鲁A00001 入口:示例东站 出口:示例西站"]
+    corpus = []
+    for n, (blue, remark) in enumerate(zip(blues, remarks, strict=True)):
+        blue["status"] = "已红冲-全额"
+        lines = [make_line(line["name"], -line["amount"], line["tax_rate"], tax=-line["tax"],
+                           tax_code=line["tax_code"], special_type=line["special_type"]) for line in blue["lines"]]
+        link = dict(is_red=True, red_of=invoice_key(blue), issued_at=f"{year}-06-0{n + 1} 10:00:00",
+                    remark=remark.format(code=blue["code"], number=blue["number"], key=invoice_key(blue), yy=yy))
+        if remark.startswith("对应正数"):  # a legacy red, from a later roll of the blue's kind
+            red_code = blue["code"][:9] + "2" + blue["code"][10:]
+            red = legacy_invoice(red_code, f"{400001 + n:08d}", lines, kind=blue["kind"], **link)
+        else:
+            red = digital_invoice(f"{yy}370000000000000{201 + n}", lines, **link)
+        corpus += [blue, red]
+    return corpus
+
+
 def _paper_digital(yy: str, year: int) -> dict:
     """A 数电纸质发票: 发票代码, 发票号码 and the 20-digit number all filled."""
     invoice = digital_invoice(f"{yy}900123400000000004", [make_line("*供电*电力", "433.63")],

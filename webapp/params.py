@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import click
 from flask import current_app, request
@@ -155,6 +156,53 @@ def choice(text: str, allowed, what: str) -> str:
     return text
 
 
+MAX_AMOUNT_DIGITS = 12  # whole-yuan digits of an amount (MONEY is Numeric(18, 2): far below its limit)
+MAX_LINE_NO = 99_999  # an invoice line number (序号); no invoice has that many lines
+
+
+def money_amount(text: str) -> Decimal | None:
+    """An amount of money in yuan (None when not given): more than 0, at most two decimals, below
+    10^12 — a red flush's 金额 of one line (docs/rules.md, 红冲草稿)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,2}})?", text) or not Decimal(text) > 0:
+        raise Refused(f"金额应为大于 0、最多两位小数的数字（元）：{_shown(text)}")
+    return Decimal(text)
+
+
+def quantity(text: str) -> Decimal | None:
+    """A quantity (None when not given): more than 0, at most 13 decimals (as invoices write 数量),
+    below 10^12 — a red flush's 数量 of one line."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,13}})?", text) or not Decimal(text) > 0:
+        raise Refused(f"数量应为大于 0、最多 13 位小数的数字：{_shown(text)}")
+    return Decimal(text)
+
+
+LINE_MEASURES = {"qty": "quantity", "数量": "quantity", "amount": "amount", "金额": "amount"}
+
+
+def line_entry(text: str) -> tuple[int, str, Decimal] | None:
+    """`N=VALUE`, `N=qty:VALUE` or `N=amount:VALUE` (None when not given): line N of an invoice and
+    the quantity or amount asked of it. Without a measure the caller reads VALUE as the reason's own
+    (`redflush-draft --line`); "" stands for that in the answer."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"([0-9]{1,5})=(?:([a-z\u4e00-\u9fff]+):)?(.*)", text)
+    if not match or match.group(2) not in (None, *LINE_MEASURES):
+        raise Refused(f"行的写法应为 行号=数量或金额，如 2=3 或 2=qty:3、2=amount:150.00：{_shown(text)}")
+    line_no = integer(match.group(1), 1, MAX_LINE_NO, "行号")
+    measure = LINE_MEASURES.get(match.group(2) or "", "")
+    value = money_amount(match.group(3)) if measure == "amount" else quantity(match.group(3))
+    if value is None:
+        raise Refused(f"第 {line_no} 行没有填写数量或金额：{_shown(text)}")
+    return line_no, measure, value
+
+
 def text(value: str) -> str:
     """Free text (a name, a number, a key): no control characters (a NUL cannot even be stored by
     PostgreSQL) and at most MAX_TEXT characters; returned without surrounding spaces."""
@@ -224,9 +272,9 @@ class Choice(click.Choice):
             self.fail(f"{self.what}应为 {'、'.join(self.choices)} 之一：{_shown(str(value))}", param, ctx)
 
 
-YEAR, MONTH, MOMENT, TAX_ID, BATCH_NO, TEXT = (
+YEAR, MONTH, MOMENT, TAX_ID, BATCH_NO, TEXT, LINE_ENTRY = (
     Parsed("YYYY", year), Parsed("YYYY-MM", month), Parsed("ISO-TIME", moment), Parsed("TAX_ID", tax_id),
-    Parsed("BATCH_NO", batch_no), Parsed("TEXT", text))
+    Parsed("BATCH_NO", batch_no), Parsed("TEXT", text), Parsed("N=AMOUNT|QTY", line_entry))
 
 
 def init_app(app) -> None:

@@ -227,5 +227,67 @@ class InvoiceStatus(StrEnum, metaclass=_CodeSet):
     FLUSHED_PARTIAL = "已红冲-部分"
 
 
+class RedFlushReason(Labelled):
+    """红冲原因 of a red-flush draft (docs/codes.md, Full or partial, and who acts): the bureau's
+    codes 01–04. What each allows is docs/rules.md, 红冲草稿."""
+
+    INVOICING_ERROR = "01", "开票有误"
+    GOODS_RETURNED = "02", "销货退回"
+    SERVICE_STOPPED = "03", "服务中止"
+    ALLOWANCE = "04", "销售折让"
+
+
+class UnmatchedRed(Labelled):
+    """Why a red invoice counts against its blue invoice as a whole rather than line by line
+    (webapp.pool.flushed_lines); the label is shown, `{name}` the red line's goods name."""
+
+    NO_LINES = "no_lines", "红字发票没有明细行"
+    LINE_NOT_FOUND = "line_not_found", ("明细“{name}”在蓝字发票中没有税收分类编码、名称、规格型号和税率都相同的行"
+                                        "（如详见对应正数发票及清单、另起一行的销售折让）")
+    OVER_LINE = "over_line", "明细“{name}”冲红的数量或金额超过蓝字发票对应行的剩余"
+
+
+class DraftRefusal(Labelled):
+    """Why a red-flush draft is not made (docs/rules.md, 红冲草稿); the label is the Chinese message,
+    its parameters filled in by name (webapp.pool.redflush_draft.DraftRefused)."""
+
+    NOT_READY = "not_ready", "红冲预检未通过，不能生成草稿：{why}"
+    FULL_ONLY = "full_only", "该发票仅可全额红冲（{why}），各行按剩余全额填写，不能指定行"
+    WHOLE_ONLY_REASON = "whole_only_reason", "开票有误只能全额红冲，不能指定行；部分红冲请选择销货退回、服务中止或销售折让"
+    NO_LINES = "no_lines", "请至少填写一行的红冲{measure}"
+    UNKNOWN_LINE = "unknown_line", "第 {line} 行不是这张发票的可红冲行（可选：{lines}）"
+    TWICE = "twice", "第 {line} 行填写了两次"
+    BOTH = "both", "第 {line} 行请只填写数量或金额其一（另一项按单价算出）"
+    NO_QUANTITY = "no_quantity", "第 {line} 行没有数量或单价，不能按数量红冲，请选择服务中止或销售折让按金额填写"
+    QUANTITY_FOR_ALLOWANCE = "quantity_for_allowance", "销售折让只填金额，不填数量（第 {line} 行）"
+    QUANTITY_FOR_RETURN = "quantity_for_return", "销货退回按数量红冲，金额由单价算出，请填写数量（第 {line} 行）"
+    OVER_QUANTITY = "over_quantity", "第 {line} 行红冲数量 {asked} 超过剩余数量 {left}"
+    OVER_AMOUNT = "over_amount", "第 {line} 行红冲金额 {asked} 元超过该行剩余金额 {left} 元"
+    NOTHING_LEFT = "nothing_left", "第 {line} 行已无剩余可红冲金额"
+    OVER_INVOICE = "over_invoice", "本次红冲金额合计 {asked} 元超过发票剩余可红冲金额 {left} 元（已扣除按整张发票计的红字发票）"
+    OVER_INVOICE_TAX = "over_invoice_tax", "本次红冲税额合计 {asked} 元超过发票剩余税额 {left} 元"
+    LINES_UNKNOWN = "lines_unknown", ("池中有 {count} 张红字发票无法逐行对应，各行剩余不能确定，不能按行全额填写："
+                                      "全额红冲请在税局系统直接选择该蓝字发票全额红冲（确认单无需逐行填写）；"
+                                      "可部分红冲时，也可选择销货退回、服务中止或销售折让，按税局系统显示的剩余逐行填写")
+    NO_BLUE_LINES = "no_blue_lines", ("发票池中这张发票没有可红冲的明细行，无法逐行生成草稿；"
+                                      "全额红冲时可在税局系统选择该蓝字发票直接全额红冲")
+    LINE_TAX = "line_tax", "第 {line} 行税额与金额×税率相差 {difference} 元，超过税局允许的 ±0.06 元"
+    TAX_TOLERANCE = "tax_tolerance", "本次红冲税额与金额×税率的合计差 {difference} 元超过税局允许的 ±1.27 元，请分开填写"
+
+    ABOUT_INVOICE: ClassVar[frozenset[DraftRefusal]]  # the invoice's state, not what was asked (set below)
+
+
+DraftRefusal.ABOUT_INVOICE = frozenset({DraftRefusal.NOT_READY, DraftRefusal.NO_BLUE_LINES})
+
+
+class DraftForm(Labelled):
+    """Where a red-flush draft was made, as the audit log keeps it."""
+
+    PAGE = "page", "发票页面"
+    PRINT = "print", "打印页"
+    XLSX = "xlsx", "Excel"
+    COMMAND = "command", "命令行"
+
+
 CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
-             AlertKind, BackupStatus, BackupTrigger, BackupFailure)  # the templates' globals
+             AlertKind, BackupStatus, BackupTrigger, BackupFailure, RedFlushReason)  # the templates' globals

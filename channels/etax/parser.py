@@ -300,6 +300,7 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
     invoices: dict[str, StagedInvoice] = {}
     rows_by_key: dict[str, int] = {}
     kinds: dict[str, tuple[str, str | None]] = {}
+    sellers = _Sellers(expected, sheet)
     for row_number, row in rows:
         cells = _cells(get, row, width)
         seq, code, number, digital = cells[0], cells[1], cells[2], cells[3]
@@ -312,13 +313,14 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
             errors.broken_keys.add(_raw_key(code, number, digital))
             continue
         key = header.key
-        _check_seller(header.tax_id, expected, sheet, row_number)
+        sellers.see(row_number, header.tax_id, header.buyer_tax_id)
         if key in rows_by_key:
             errors.add(sheet, row_number, BadCell(
                 "发票号码", key, f"重复：发票 {key} 已在第 {rows_by_key[key]} 行出现"))
             continue
         invoices[key] = new_staged((header, []))
         rows_by_key[key] = row_number
+    sellers.refuse_if_other()
     return invoices, rows_by_key
 
 
@@ -590,11 +592,43 @@ def _pad(row: list, width: int) -> list:
 
 
 def _safe_id(value: object) -> str:
-    """A seller tax ID (canonical) for comparison only; an unreadable one simply will not match."""
+    """A tax ID (seller or buyer), canonical, for comparison only; an unreadable one simply will not match."""
     try:
         return canonical_tax_id(as_id(value, "销方识别号")) or ""
     except BadCell:
         return str(value)
+
+
+class _Sellers:
+    """Whether 发票基础信息 holds the chosen company's output invoices only, row by row (docs/etax-export.md,
+    What refuses a file). The first row of another seller refuses the file at once, unless the company
+    has been the buyer on every row so far: then the sheet is read on, because a file where it is the
+    buyer on every row is an 进项 export, and the user is told that rather than which seller differs.
+    """
+
+    def __init__(self, expected: str, sheet: str) -> None:
+        self.expected, self.sheet = expected, sheet
+        self.other: tuple[int, str | None] | None = None  # the first row of another seller, and that seller
+        self.buyer_throughout = True
+
+    def see(self, row_number: int, seller: str | None, buyer: str | None) -> None:
+        """One invoice row's seller and buyer (both canonical); refuses once the answer is known."""
+        self.buyer_throughout = self.buyer_throughout and buyer == self.expected
+        if self.other is None and seller != self.expected:
+            self.other = (row_number, seller)
+        if self.other is not None and not self.buyer_throughout:
+            self.refuse_if_other()
+
+    def refuse_if_other(self) -> None:
+        """After the last row (or sooner): refuse a file with another seller, naming an 进项 export as one."""
+        if self.other is None:
+            return
+        if self.buyer_throughout:
+            raise SourceRejected(
+                f"这是进项发票的导出文件：所选企业 {self.expected} 在每一行都是购买方，不是销售方。"
+                "发票池只收所选企业开具的销项发票，请在电子税局“全量发票查询”中查询本企业开具的发票后导出再上传"
+            )
+        _check_seller(self.other[1], self.expected, self.sheet, self.other[0])
 
 
 def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int) -> None:

@@ -17,7 +17,7 @@ from webapp.accounts.permissions import permitted_company_ids
 from webapp.clock import now, stored
 from webapp.extensions import db
 from webapp.models import AuditLog, Batch, Company, User, audit_companies
-from webapp.statuses import Channel, DataType, Method, Role, RunTrigger
+from webapp.statuses import Channel, DataType, DraftForm, Method, RedFlushReason, Role, RunTrigger
 from webapp.transactions import write_transaction
 
 RETENTION_DAYS = 365
@@ -39,6 +39,7 @@ ACTIONS = {
     "settings.change": "修改参数配置",
     "backup.request": "立即备份",
     "backup.download": "下载备份",
+    "redflush.draft": "生成红冲草稿",
 }
 
 
@@ -142,10 +143,12 @@ DETAIL_LABELS = {
     "role": "角色", "active": "启用", "password_changed": "已修改密码", "grants": "授权企业",
     "before": "修改前", "after": "修改后", "batch_nos": "批次号", "batches": "批次", "subtasks": "子任务数",
     "parses": "重新解析的文件数", "trigger": "触发方式", "creator": "计划创建人", "what": "更新内容",
-    "reason": "原因", "org": "组织", "email": "电子邮箱",
+    "reason": "原因", "org": "组织", "email": "电子邮箱", "flush_reason": "红冲原因", "draft_form": "生成于",
+    "draft_lines": "红冲行（行号:金额）", "draft_amount": "红冲金额", "draft_tax": "红冲税额",
 }
 # Details whose values are stored codes: shown by their code set's label.
-_CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger}
+_CODED = {"method": Method, "channel": Channel, "data_type": DataType, "role": Role, "trigger": RunTrigger,
+          "flush_reason": RedFlushReason, "draft_form": DraftForm}
 
 
 def _value_text(key: str, value) -> str:

@@ -224,6 +224,17 @@ def blue_facts(invoice: Invoice, reds: list[Invoice]):
         usage_updated_at=invoice.usage_updated_at, red_lock=invoice.red_lock)
 
 
+def line_balances(invoice: Invoice, reds: list[Invoice]):
+    """What is left of a blue invoice line by line, after the red invoices that flush it (oldest
+    first; webapp.pool.flushed_lines), its lines read as the admin's errorGoodsNames reads them."""
+    from webapp.accounts.settings import error_goods_names
+    from webapp.pool.flushed_lines import RedFigures, balances, blue_lines
+
+    lines = blue_lines(invoice_lines(invoice.key), error_goods_names())
+    figures = [RedFigures(red.key, Decimal(red.amount), Decimal(red.tax), invoice_lines(red.key)) for red in reds]
+    return balances(lines, figures, Decimal(invoice.amount), Decimal(invoice.tax))
+
+
 def invoice_lines(key: str) -> list[InvoiceLine]:
     """An invoice's lines in their order (discount lines follow the line they discount)."""
     return list(db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_key == key).order_by(InvoiceLine.line_no)))

@@ -36,7 +36,7 @@ CONFIRM_BILL: Document = "红字发票信息确认单"
 INFO_TABLE: Document = "红字增值税专用发票信息表"
 
 # 票种 (docs/codes.md, 票种; the red-flush forms: docs/codes.md, Which form)
-DIGITAL_ELECTRONIC = frozenset({"81", "82", "83", "84"})  # 数电票: issued automatically once confirmed
+DIGITAL_ELECTRONIC = frozenset({"59", "81", "82", "83", "84"})  # 数电票 (59: toll): issued once confirmed
 DIGITAL_PAPER = frozenset({"85", "86", "87", "88"})  # 数电纸质发票: red invoice issued by hand
 LEGACY_SPECIAL = frozenset({"01", "08"})  # 税控 增值税专用发票 / 电子专用发票
 LEGACY_NORMAL = frozenset({"04", "10", "11", "14"})  # 税控 普通发票 (paper, electronic, roll, toll)
@@ -162,7 +162,7 @@ def red_lock_rule(facts: BlueFacts) -> str | None:
 # ---- what the red flush needs --------------------------------------------------------------------
 
 def document_for(type_code: str | None) -> tuple[Document | None, tuple[str, ...]]:
-    """数电 (81/82, 数电纸质 85/86) use the 红字发票信息确认单; legacy 税控 special invoices
+    """数电 (59/81/82, 数电纸质 85/86) use the 红字发票信息确认单; legacy 税控 special invoices
     (01/08) the 红字增值税专用发票信息表 (docs/codes.md, Which form); legacy normal invoices (04/10/11/14) need neither form: the
     seller issues the red invoice directly, quoting the blue invoice's code and number."""
     code = (type_code or "").strip()

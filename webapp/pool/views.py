@@ -1,6 +1,8 @@
 """销项发票池: search and filter, invoice detail with red-flush readiness, coverage, export."""
 from __future__ import annotations
 
+from io import BytesIO
+
 from flask import Blueprint, abort, current_app, render_template, request, stream_with_context, url_for
 from flask_htmx import make_response as htmx_response
 from flask_login import current_user
@@ -9,19 +11,28 @@ from markupsafe import Markup
 from channels.invoice_types import DOWNLOAD_KINDS, TYPE_NAMES
 from channels.records import SourceRejected
 from webapp import params
+from webapp.accounts import audit
 from webapp.accounts.permissions import batch_for, company_for, permitted_companies
 from webapp.batches import NO_CHANNEL, create_download_batches, usable_channel
 from webapp.batches.facts import page_facts, poll_every
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch
-from webapp.pool import blue_facts, find_invoice, invoice_json, red_invoices_of
+from webapp.pool import blue_facts, find_invoice, invoice_json, line_balances, red_invoices_of
 from webapp.pool.coverage import coverage, coverage_years, issued_codes
 from webapp.pool.export import export_filename, export_size, stream_pool_export, too_large
 from webapp.pool.redflush import assess
+from webapp.pool.redflush_draft import (
+    DraftRefused,
+    audit_details,
+    entries_from_form,
+    form_fields,
+    make_draft,
+    write_xlsx,
+)
 from webapp.pool.search import INVOICE_STATUSES, PoolFilter, pool_query, pool_totals
 from webapp.pool.usage import ENTRY_LABELS, VAT_USAGE
-from webapp.statuses import BatchStatus, DataType
+from webapp.statuses import BatchStatus, DataType, DraftForm, RedFlushReason
 from webapp.web import error_response, wants_partial, xlsx_download
 
 bp = Blueprint("pool", __name__, url_prefix="/pool")
@@ -115,9 +126,11 @@ def detail(key):
     batch = db.session.get(Batch, invoice.batch_id) if invoice.batch_id else None
     reds = red_invoices_of(invoice)
     readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
+    balance = None if invoice.is_red else line_balances(invoice, reds)
     channel = usable_channel(company_for(current_user, invoice.tax_id))  # 获取用途状态 is offered only when it can run
     return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds, readiness=readiness,
-                           unanswered_at=_unanswered_at(invoice), usage_channel=channel, no_channel=NO_CHANNEL)
+                           balance=balance, unanswered_at=_unanswered_at(invoice),
+                           usage_channel=channel, no_channel=NO_CHANNEL)
 
 
 def _unanswered_at(invoice) -> str | None:
@@ -126,6 +139,63 @@ def _unanswered_at(invoice) -> str | None:
     if asked is None or (answered is not None and answered >= asked):
         return None
     return asked.strftime("%Y-%m-%d %H:%M")
+
+
+def _draft(key: str, form: DraftForm):
+    """The red-flush draft the request asks for (webapp.pool.redflush_draft), recorded in the audit
+    log with its company; a request for another company's invoice is a 404 (README, Access)."""
+    invoice = find_invoice(key, _permitted_tax_ids())
+    if invoice is None:
+        abort(404)
+    reds = red_invoices_of(invoice)
+    balance = line_balances(invoice, reds)
+    reason = params.arg("reason", lambda text: params.choice(text, RedFlushReason.codes(), "红冲原因"))
+    if not reason:
+        raise params.Refused("请选择红冲原因")
+    entries = entries_from_form(request.values, [row.line.line_no for row in balance.lines])
+    draft = make_draft(invoice, balance, assess(blue_facts(invoice, reds), now()), RedFlushReason(reason), entries, now())
+    audit.record("redflush.draft", invoice.key, org_id=company_for(current_user, invoice.tax_id).org_id,
+                 **audit_details(draft, form))
+    return draft
+
+
+def _draft_args() -> dict:
+    """The draft's own fields of the request (reason, qty_N, amount_N), for the print and xlsx links."""
+    return {name: value for name, value in request.values.items()
+            if value.strip() and (name == "reason" or name.startswith(("qty_", "amount_")))}
+
+
+@bp.route("/<key>/redflush", methods=["POST"])
+def redflush_draft(key):
+    """生成红冲草稿 (htmx): the draft below the form, or in red why none is made and what to do first."""
+    try:
+        draft = _draft(key, DraftForm.PAGE)
+    except (DraftRefused, params.Refused) as refused:  # said beside the form, as a form's errors are
+        return render_template("pool/_redflush_draft.html", refused=str(refused))
+    return render_template("pool/_redflush_draft.html", draft=draft, key=key, args=_draft_args(),
+                           fields=form_fields(draft))
+
+
+@bp.route("/<key>/redflush/print")
+def redflush_print(key):
+    """The draft as a page to print and copy from."""
+    try:
+        draft = _draft(key, DraftForm.PRINT)
+    except DraftRefused as refused:
+        return error_response(400, str(refused))
+    return render_template("pool/redflush_print.html", draft=draft, key=key, fields=form_fields(draft))
+
+
+@bp.route("/<key>/redflush.xlsx")
+def redflush_xlsx(key):
+    """The draft as a workbook, figures as numbers."""
+    try:
+        draft = _draft(key, DraftForm.XLSX)
+    except DraftRefused as refused:
+        return error_response(400, str(refused))
+    body = BytesIO()
+    write_xlsx(draft, body)
+    return xlsx_download(body.getvalue(), f"红冲草稿-{draft.invoice['key']}.xlsx")
 
 
 @bp.route("/<key>/refresh-usage", methods=["POST"])

@@ -1,4 +1,4 @@
-// Small behaviours htmx does not cover: closing the modal, select-all, Escape, the phone menu,
+// Small behaviours htmx does not cover: closing the modal, select-all, Escape, the phone menu, printing,
 // and an alert for every htmx request that fails (htmx errors are never silent).
 document.addEventListener("click", (event) => {
   if (event.target.closest(".close-modal")) {
@@ -16,6 +16,7 @@ document.addEventListener("click", (event) => {
   const dismiss = event.target.closest(".alert .dismiss");
   if (dismiss) dismiss.closest(".alert").remove();
   if (event.target.closest(".alert .reload")) window.location.reload();
+  if (event.target.closest(".print-page")) window.print(); // 红冲草稿's print page
 });
 // 导出: once the server has counted the rows it puts the download link in the page (pool/_export_note.html);
 // following it starts the download, which the browser shows growing while the workbook is written.
