@@ -15,6 +15,7 @@ import httpx
 import orjson
 import tenacity
 
+from channels import reasons
 from channels.records import ChannelRejected, Pending, TransientError
 
 T = TypeVar("T")
@@ -67,28 +68,29 @@ class ApiClient:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.UnsupportedProtocol as exc:
-            raise ChannelRejected(f"{self.label}：通道地址配置错误（{exc}）") from exc
+            raise ChannelRejected(f"{self.label}：通道地址配置错误（{exc}）", **self.why(reasons.CHANNEL_ADDRESS)) from exc
         except httpx.TimeoutException as exc:
-            raise TransientError(f"{self.label}：请求超时") from exc
+            raise TransientError(f"{self.label}：请求超时", **self.why(reasons.CHANNEL_TIMEOUT)) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.label}：无法连接服务（{type(exc).__name__}）") from exc
+            raise TransientError(f"{self.label}：无法连接服务（{type(exc).__name__}）", **self.why(reasons.CHANNEL_UNREACHABLE)) from exc
 
     def unwrap(self, response: httpx.Response) -> dict:
         """Apply PROTOCOL.md's code table to one response."""
         status = response.status_code
         if status >= 500 or status == 429:
-            raise TransientError(f"{self.label}：服务暂时不可用（HTTP {status}）")
+            raise TransientError(f"{self.label}：服务暂时不可用（HTTP {status}）", **self.why(reasons.CHANNEL_UNAVAILABLE))
         if status != 200:
-            raise ChannelRejected(f"{self.label}：接口返回 HTTP {status}，请检查通道地址和凭证配置")
+            raise ChannelRejected(f"{self.label}：接口返回 HTTP {status}，请检查通道地址和凭证配置", **self.why(reasons.LOGIN_FAILED))
         envelope = self._envelope(response)
         code, msg = str(envelope.get("code")), str(envelope.get("msg") or "")
         if code == CODE_OK:
             return self._data(envelope)
         if code == CODE_PENDING:
-            raise Pending(f"{self.label}：{msg or '处理中'}")
+            raise Pending(f"{self.label}：{msg or '处理中'}", **self.why(reasons.CHANNEL_PENDING))
         if code == CODE_BUSY:
-            raise TransientError(f"{self.label}：{msg or '系统繁忙'}")
-        raise ChannelRejected(f"{self.label}：{msg or f'请求被拒绝（代码 {code}）'}", code)
+            raise TransientError(f"{self.label}：{msg or '系统繁忙'}", **self.why(reasons.CHANNEL_UNAVAILABLE))
+        raise ChannelRejected(f"{self.label}：{msg or f'请求被拒绝（代码 {code}）'}", code,
+                              **self.why(reasons.CHANNEL_REFUSED, message=msg or "请联系管理员"))
 
     def _envelope(self, response: httpx.Response) -> dict:
         """The JSON envelope, or a refusal naming the breach (a proxy's HTML page, say).
@@ -101,7 +103,7 @@ class ApiClient:
         except orjson.JSONDecodeError:
             envelope = self._json(response)
         if not isinstance(envelope, dict) or "code" not in envelope:
-            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（缺少 code）")
+            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（缺少 code）", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return envelope
 
     def _json(self, response: httpx.Response) -> object:
@@ -109,14 +111,19 @@ class ApiClient:
         try:
             return response.json()
         except ValueError:
-            raise ChannelRejected(f"{self.label}：返回内容不是有效的 JSON，请检查通道地址配置") from None
+            raise ChannelRejected(f"{self.label}：返回内容不是有效的 JSON，请检查通道地址配置",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER)) from None
 
     def _data(self, envelope: dict) -> dict:
         """A success's data object; anything but an object breaks the contract."""
         data = envelope.get("data")
         if not isinstance(data, dict):
-            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（data 应为对象）")
+            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（data 应为对象）", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
+
+    def why(self, reason: str, **params) -> dict:
+        """An error's reason and parameters, naming this channel (channels.records.Reasoned)."""
+        return {"reason": reason, "channel": self.label, **params}
 
     def probe(self) -> None:
         """Whether the service answers and takes our credentials, at no cost: ask for a reference
@@ -162,14 +169,19 @@ def with_retries(fn: Callable[[], T], attempts: int, backoff: float,
 def _exhausted(exc: TransientError, attempts: int) -> TransientError:
     """The final error, saying how long we tried: the user sees it on the failed subtask."""
     if isinstance(exc, Pending):
-        return Pending(f"{exc}（已查询 {attempts} 次仍未处理完成，请稍后重试）")
-    return TransientError(f"{exc}（已尝试 {attempts} 次，服务仍不可用，请稍后重试）")
+        return Pending(f"{exc}（已查询 {attempts} 次仍未处理完成，请稍后重试）", **_counted(exc, attempts))
+    return TransientError(f"{exc}（已尝试 {attempts} 次，服务仍不可用，请稍后重试）", **_counted(exc, attempts))
+
+
+def _counted(exc: TransientError, attempts: int) -> dict:
+    """The error's reason and parameters, with how often it was tried (the sentence says so)."""
+    return {"reason": exc.reason, **exc.params, "attempts": attempts}
 
 
 def count_field(value: object, field: str, label: str) -> int:
     """A count the paging loop depends on (packagecount, pages): a non-negative int, else refused."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ChannelRejected(f"{label}：返回的数量无效（{field}={value!r}）")
+        raise ChannelRejected(f"{label}：返回的数量无效（{field}={value!r}）", reason=reasons.CHANNEL_BAD_ANSWER, channel=label)
     return value
 
 

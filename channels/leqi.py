@@ -13,6 +13,7 @@ from datetime import date
 
 import httpx
 
+from channels import reasons
 from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, chunked, count_field
 from channels.months import month_of
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
@@ -59,7 +60,7 @@ class LeqiClient(ApiClient):
                                         "fplx": type_code, "sjlx": SJLX_OUTPUT})
         lsh = data.get("lsh")
         if not isinstance(lsh, str) or not lsh:
-            raise ChannelRejected(f"{self.label}：下载申请成功但未返回流水号")
+            raise ChannelRejected(f"{self.label}：下载申请成功但未返回流水号", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return lsh
 
     def fetch_rows(self, lsh: str, tax_id: str | None = None) -> Iterator[StagedInvoice]:
@@ -85,7 +86,7 @@ class LeqiClient(ApiClient):
         """One PLFPXZSQFK package, checked to be the package asked for."""
         data = self.invoke("PLFPXZSQFK", {"lsh": lsh, "packageno": number})
         if data.get("packageno", number) != number:
-            raise ChannelRejected(f"{self.label}：请求第 {number} 包，返回了第 {data.get('packageno')} 包")
+            raise ChannelRejected(f"{self.label}：请求第 {number} 包，返回了第 {data.get('packageno')} 包", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
 
     def query_usage(self, tax_id: str, queries: list[UsageQuery]) -> list[UsageStatus]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from channels import reasons
 from channels.etax.cells import (  # the export's cell rules, shared on purpose: see the module docstring
     MAX_NUMBER_TEXT,
     NULLS,
@@ -281,6 +282,11 @@ def _shown(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
+def _bad_answer(label: str) -> dict:
+    """The reason of an answer outside the contract from the channel `label` (channels.records.Reasoned)."""
+    return {"reason": reasons.CHANNEL_BAD_ANSWER, "channel": label}
+
+
 def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> list[StagedInvoice]:
     """A page or package of payloads as pool rows, refusing any that is not the company's own sale.
 
@@ -288,14 +294,14 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
     company; writing it into this company's pool would be worse than failing.
     """
     if not isinstance(payloads, list):
-        raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）")
+        raise SourceRejected(f"{label}：返回的发票列表格式错误（fpxx 应为列表）", **_bad_answer(label))
     expected = canonical_tax_id(seller_tax_id)
     staged = []
     for payload in payloads:
         try:
             rows = staged_invoice(payload)
         except SourceRejected as exc:
-            raise SourceRejected(f"{label}：{exc}") from None
+            raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
         key, seller = rows.header.key, rows.header.tax_id
         if seller != expected:  # both canonical (channels.records.canonical_tax_id)
             raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
@@ -341,7 +347,7 @@ def usage_from_answers(answers: object, queries: list[UsageQuery], label: str) -
     """
     if not isinstance(answers, list) or len(answers) != len(queries):
         count = len(answers) if isinstance(answers, list) else "格式错误的"
-        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果")
+        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果", **_bad_answer(label))
     return [_paired(answer, query, label) for answer, query in zip(answers, queries, strict=False)]
 
 
@@ -349,8 +355,11 @@ def _paired(answer: object, query: UsageQuery, label: str) -> UsageStatus:
     """One answer for its query, checking that the answer's fphm is the number asked for."""
     number = answer.get("fphm") if isinstance(answer, dict) else None
     if number and query.number and str(number) != query.number:
-        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）")
-    return usage_from_payload(answer, query.key)
+        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）", **_bad_answer(label))
+    try:
+        return usage_from_payload(answer, query.key)
+    except SourceRejected as exc:
+        raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
 
 
 

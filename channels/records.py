@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
+from channels import reasons
+
 TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
 
 
@@ -79,11 +81,35 @@ new_line_row = partial(tuple.__new__, LineRow)
 new_staged = partial(tuple.__new__, StagedInvoice)
 
 
-class SourceRejected(Exception):
+class Reasoned(Exception):
+    """An error that says why as data: `reason`, a code of channels.reasons (webapp.statuses.Reason
+    gives its sentence), and `params`, its values by name; the message stays the technical text.
+
+    Why: the job stores code and parameters beside the message, so no screen reads the words back
+    (docs/rules.md, 失败与等待原因). Without a reason of its own an error is `rejected` and its
+    message is the sentence shown."""
+
+    reason = reasons.REJECTED
+
+    def __init__(self, text: str, /, *, reason: str | None = None, **params) -> None:
+        super().__init__(text)
+        if reason is not None:
+            self.reason = reason
+        self.params = params or {"message": text}
+
+
+class SourceRejected(Reasoned):
     """A source's input cannot be used; the message is shown to the user, in Chinese."""
 
 
-class TransientError(Exception):
+class FileRefused(SourceRejected):
+    """An uploaded file that is not a usable export (docs/etax-export.md, What refuses a file); the
+    message says why, in the user's terms."""
+
+    reason = reasons.FILE_REFUSED
+
+
+class TransientError(Reasoned):
     """A source failed in a way worth retrying (timeout, 5xx, 处理中, 系统繁忙); message in Chinese."""
 
 
@@ -94,6 +120,8 @@ class Pending(TransientError):
     again later" from "the service is down".
     """
 
+    reason = reasons.CHANNEL_PENDING
+
 
 class ChannelRejected(SourceRejected):
     """A permanent refusal with the protocol's code (e.g. '13' quota), for callers that branch on it.
@@ -101,8 +129,8 @@ class ChannelRejected(SourceRejected):
     Kept here with the other source errors rather than beside the HTTP client that raises it, so
     the job layer can catch it without importing httpx (a file import never speaks HTTP)."""
 
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, text: str, /, code: str | None = None, **why) -> None:
+        super().__init__(text, **why)
         self.code = code
 
 

@@ -12,6 +12,7 @@ from datetime import date
 
 import httpx
 
+from channels import reasons
 from channels.http import DEFAULT_TIMEOUT, PROBE_REF, ApiClient, ChannelRejected, Pending, chunked, count_field
 from channels.payload import staged_from_payloads, usage_from_answers, usage_request_item, wire_date
 from channels.records import (
@@ -54,7 +55,7 @@ class RpaClient(ApiClient):
         data = self.retrying(lambda: self.call("POST", "/rpa/v1/tasks", json=body))
         task_id = data.get("task_id")
         if not isinstance(task_id, str) or not task_id:
-            raise ChannelRejected(f"{self.label}：任务提交成功但未返回任务编号")
+            raise ChannelRejected(f"{self.label}：任务提交成功但未返回任务编号", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return task_id
 
     def fetch_rows(self, task_id: str, tax_id: str) -> Iterator[StagedInvoice]:
@@ -76,18 +77,18 @@ class RpaClient(ApiClient):
         data = self.call("GET", f"/rpa/v1/tasks/{task_id}")
         status = data.get("status")
         if status == "running":
-            raise Pending(f"{self.label}：任务 {task_id} 执行中")
+            raise Pending(f"{self.label}：任务 {task_id} 执行中", **self.why(reasons.CHANNEL_PENDING))
         if status == "failed":
-            raise ChannelRejected(f"{self.label}：任务执行失败：{data.get('error') or '未说明原因'}")
+            raise ChannelRejected(f"{self.label}：任务执行失败：{data.get('error') or '未说明原因'}", **self.why(reasons.RPA_TASK_FAILED))
         if status != "done":
-            raise ChannelRejected(f"{self.label}：任务状态无法识别（{status!r}）")
+            raise ChannelRejected(f"{self.label}：任务状态无法识别（{status!r}）", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return count_field(data.get("pages"), "pages", self.label)
 
     def _page(self, task_id: str, number: int) -> dict:
         """One result page, checked to be the page asked for."""
         data = self.call("GET", f"/rpa/v1/tasks/{task_id}/pages/{number}")
         if data.get("page", number) != number:
-            raise ChannelRejected(f"{self.label}：请求第 {number} 页，返回了第 {data.get('page')} 页")
+            raise ChannelRejected(f"{self.label}：请求第 {number} 页，返回了第 {data.get('page')} 页", **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
 
     def query_usage(self, tax_id: str, account: str | None,

@@ -16,21 +16,20 @@ import settings
 from jobs import queue
 from jobs.tasks import _fail_batch, release_waiting
 from webapp.background import parse_job_id
-from webapp.batches import refresh_batch
+from webapp.batches import NO_REASON, reason_values, refresh_batch
 from webapp.clock import now as clock_now
 from webapp.clock import stored
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
-from webapp.statuses import BatchStatus, SubtaskStatus
+from webapp.statuses import BatchStatus, Reason, SubtaskStatus
 from webapp.transactions import write_transaction
 
 log = logging.getLogger(__name__)
 INTERVAL = settings.reconcile_interval()  # seconds between the scheduler's cycles (RECONCILE_INTERVAL)
 GRACE = timedelta(seconds=20)  # a job just enqueued, or running while Redis lost it, is left alone
 MAX_RECOVERIES = 2  # a unit of work whose process died runs at most 1 + MAX_RECOVERIES times
-GAVE_UP = f"执行进程连续 {MAX_RECOVERIES + 1} 次意外中断（已自动重试 {MAX_RECOVERIES} 次），请联系管理员查看服务器日志后点击重试"
-PARSE_GAVE_UP = (f"文件解析进程连续 {MAX_RECOVERIES + 1} 次意外中断，文件可能过大或格式异常，"
-                 "请确认是电子税局导出的原始文件")
+GAVE_UP = reason_values(Reason.PROCESS_DIED, times=MAX_RECOVERIES + 1, retries=MAX_RECOVERIES)
+PARSE_GAVE_UP = reason_values(Reason.PARSE_CRASHED, times=MAX_RECOVERIES + 1)
 
 
 def reconcile(now: datetime | None = None) -> dict:
@@ -80,8 +79,8 @@ def _recover_subtask(subtask: Subtask, recoveries: int, counts: dict, from_statu
     a job still running somewhere after all cannot commit, since it finishes only from "running".
     """
     gave_up = recoveries >= MAX_RECOVERIES
-    values = ({"status": SubtaskStatus.FAILED, "success": 0, "error": GAVE_UP, "finished_at": clock_now()} if gave_up
-              else {"status": SubtaskStatus.PENDING, "started_at": None, "error": None})
+    values = ({"status": SubtaskStatus.FAILED, "success": 0, **GAVE_UP, "finished_at": clock_now()} if gave_up
+              else {"status": SubtaskStatus.PENDING, "started_at": None, **NO_REASON})
     with write_transaction():
         moved = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == from_status)
                                    .values(**values)).rowcount

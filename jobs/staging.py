@@ -36,9 +36,10 @@ from channels.records import (
 from webapp.batches import STAGED_MANIFEST
 from webapp.disk import written_atomically
 from webapp.models import Invoice, InvoiceLine
+from webapp.statuses import Reason
 
 PARSE_MEMORY_LIMIT = 1024**3  # address space a parse may add: a 10 MB export needs about 300 MB
-MEMORY_REFUSAL = "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
+MEMORY_REFUSAL = Reason.PARSE_MEMORY.text()
 CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
                    "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 DISK_REFUSAL = "解析结果无法写入服务器磁盘（{why}），请联系管理员后重试"

@@ -19,19 +19,28 @@ from sqlalchemy import select, update
 from channels.etax.container import check_container
 from channels.etax.parser import ParsedWorkbook, RowsRejected, parse_workbook
 from channels.invoice_types import DOWNLOAD_KINDS
-from channels.records import ChannelRejected, Pending, SourceRejected, TransientError, gc_paused
+from channels.records import ChannelRejected, Pending, Reasoned, SourceRejected, gc_paused
 from jobs import queue, sources
-from jobs.staging import DISK_REFUSAL, MEMORY_REFUSAL, field_limits, memory_cap, read_month, write_months
+from jobs.staging import DISK_REFUSAL, field_limits, memory_cap, read_month, write_months
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
-from webapp.batches import add_subtasks, refresh_batch, staged_manifest, staging_dir, upload_path
+from webapp.batches import (
+    NO_REASON,
+    add_subtasks,
+    raised_values,
+    reason_values,
+    refresh_batch,
+    staged_manifest,
+    staging_dir,
+    upload_path,
+)
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.pool import refresh_statistics, save_staged
 from webapp.pool.month_stats import mark_months_changed, month_stats
 from webapp.reconcile import record_sources
-from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
+from webapp.statuses import BatchStatus, Channel, DataType, Method, Reason, SubtaskStatus
 from webapp.summary import refresh_summaries
 from webapp.transactions import write_transaction
 
@@ -40,30 +49,26 @@ Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; retur
 PENDING_RETRY = timedelta(minutes=10)
 EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
-# what a finance user reads when a month fails on a fault of ours; the exception's name follows in
-# an aside, which the screens fold under 详情 (webapp.batches.facts.plain_error)
-INTERNAL_ERROR = "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
-CRASHED_PARSE = ("文件解析进程连续 {n} 次意外中断（文件可能过大或结构异常），已停止解析。"
-                 "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 
 
 class Wait(Exception):
-    """The subtask may not run yet (乐企 quota, or its month's invoices still syncing)."""
+    """The subtask may not run yet (乐企 quota, the bureau preparing the data, or its month's invoices
+    still syncing): until when, and why as a reason code with its parameters."""
 
-    def __init__(self, until: datetime, message: str):
-        super().__init__(message)
-        self.until = until
+    def __init__(self, until: datetime, reason: Reason, **params):
+        super().__init__(reason.text(params))
+        self.until, self.values = until, reason_values(reason, **params)
 
 
 class _Terminated(Exception):
     """The subtask was terminated while it ran: its writes are rolled back."""
 
 
-def _fail_batch(batch_id: int, message: str, rows: list | None = None) -> None:
-    """A batch whose input is unusable ends 全部执行失败 with the reason (and, for a file, every
-    unreadable row for the 错误清单), writing nothing else. The attempt count starts again, so
-    a 重试 gets its full share."""
-    values = dict(status=BatchStatus.FAILED, error=message, finished_at=now(), parse_attempts=0,
+def _fail_batch(batch_id: int, reason: dict, rows: list | None = None) -> None:
+    """A batch whose input is unusable ends 全部执行失败 with the reason (reason_values; and, for a
+    file, every unreadable row for the 错误清单), writing nothing else. The attempt count starts
+    again, so a 重试 gets its full share."""
+    values = dict(status=BatchStatus.FAILED, **reason, finished_at=now(), parse_attempts=0,
                   error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
         db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING).values(**values))
@@ -82,7 +87,7 @@ def parse_upload(batch_id: int) -> None:
         return
     attempt = _count_parse_attempt(batch_id)
     if attempt > MAX_PARSE_ATTEMPTS:
-        _fail_batch(batch_id, CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS))
+        _fail_batch(batch_id, reason_values(Reason.PARSE_CRASHED, times=MAX_PARSE_ATTEMPTS))
         _start_next_file_batch(batch)
         return
     manifest = staged_manifest(staging_dir(batch))
@@ -93,15 +98,17 @@ def parse_upload(batch_id: int) -> None:
         with gc_paused():
             parsed = _parse(batch, thorough=attempt > 1)
     except RowsRejected as exc:
-        _fail_batch(batch_id, str(exc), exc.rows)
+        _fail_batch(batch_id, raised_values(exc), exc.rows)
     except SourceRejected as exc:
-        _fail_batch(batch_id, str(exc))
+        _fail_batch(batch_id, raised_values(exc))
     except MemoryError:
         log.exception("parse of batch %s ran out of memory", batch_id)
-        _fail_batch(batch_id, MEMORY_REFUSAL)
+        _fail_batch(batch_id, reason_values(Reason.PARSE_MEMORY))
     except Exception as exc:  # an unforeseen fault in the file: say so, keep the details in the log
         log.exception("parse of batch %s failed", batch_id)
-        _fail_batch(batch_id, f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）")
+        _fail_batch(batch_id, reason_values(Reason.FILE_UNREADABLE,
+                                            f"文件解析失败，请确认是电子税局导出的原始文件（{type(exc).__name__}）",
+                                            error=type(exc).__name__))
     else:
         with gc_paused():
             _stage_months(batch_id, parsed)
@@ -165,7 +172,8 @@ def _stage_months(batch_id: int, parsed: ParsedWorkbook) -> None:
         manifest = write_months(staging_dir(batch), parsed)
     except OSError as exc:
         log.exception("staging of batch %s failed", batch_id)
-        _fail_batch(batch_id, DISK_REFUSAL.format(why=exc.strerror or type(exc).__name__))
+        why = exc.strerror or type(exc).__name__
+        _fail_batch(batch_id, reason_values(Reason.DISK_FULL, DISK_REFUSAL.format(why=why), why=why))
         _start_next_file_batch(batch)
         return
     _add_months(batch_id, manifest)
@@ -190,7 +198,7 @@ def _staged_file(subtask: Subtask) -> Finish:
     """A file import's month, staged when the file was received (or by its parse)."""
     path = staging_dir(subtask.batch) / f"{subtask.period}.staged"
     if not path.exists():
-        raise SourceRejected("该月份的解析数据已不存在，请重新导入文件")
+        raise SourceRejected(Reason.STAGED_MISSING.text(), reason=Reason.STAGED_MISSING)
     return _saver(subtask, read_month(path))
 
 
@@ -206,13 +214,10 @@ def _saver(subtask: Subtask, staged) -> Finish:
     return finish
 
 
-QUOTA_WAIT = "乐企额度"  # how a quota wait's message starts (webapp.batches.subtask_label reads it)
-
-
 def _quota_wait(day: date, kinds: list[str] | None = None) -> Wait:
     """Wait for the 乐企 quota until `day`; `kinds` names the types left for then when others ran."""
-    what = f"{'、'.join(kinds)}已达下载次数限制" if kinds else "已达下载次数限制"
-    return Wait(datetime.combine(day, datetime.min.time()), f"{QUOTA_WAIT}：{what}，将于 {day:%Y-%m-%d} 自动执行")
+    return Wait(datetime.combine(day, datetime.min.time()), Reason.QUOTA_WAIT, kinds="、".join(kinds or ()),
+                day=f"{day:%Y-%m-%d}")
 
 
 def _download(subtask: Subtask) -> Finish:
@@ -230,13 +235,13 @@ def _download(subtask: Subtask) -> Finish:
     try:
         staged = sources.download(batch, subtask, serials)
     except Pending:
-        raise Wait(now() + PENDING_RETRY, f"{Channel(batch.channel).label}正在准备下载数据，稍后自动再次获取（不占用下载次数）") from None
+        raise Wait(now() + PENDING_RETRY, Reason.DATA_PREPARING, channel=Channel(batch.channel).label) from None
     except ChannelRejected as exc:
         if batch.channel == Channel.RPA:
             sources.forget_rpa_task(subtask)
         elif exc.code == EXPIRED_SERIAL:
             sources.forget_serials(subtask)
-            raise SourceRejected("乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请") from exc
+            raise SourceRejected(Reason.SERIAL_EXPIRED.text(), reason=Reason.SERIAL_EXPIRED) from exc
         raise
     save = _saver(subtask, staged)
 
@@ -249,14 +254,11 @@ def _download(subtask: Subtask) -> Finish:
     return finish
 
 
-USAGE_WAIT = "等待发票数据"  # how a usage subtask's wait message starts (webapp.batches.subtask_label)
-
-
 def _usage(subtask: Subtask) -> Finish:
     """发票用途状态 of one month's positive invoices, after that month's invoices have synced."""
     batch = subtask.batch
     if sources.invoices_still_syncing(batch, subtask):
-        raise Wait(now() + timedelta(minutes=1), f"{USAGE_WAIT}：同月发票数据同步完成后自动执行")
+        raise Wait(now() + timedelta(minutes=1), Reason.USAGE_WAIT)
     queries = sources.usage_queries(batch, subtask)
     statuses = sources.query_usage(batch, queries)
 
@@ -288,7 +290,7 @@ def _claim(subtask_id: int) -> int | None:
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
         if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING, started_at=now(),
-                                               finished_at=None, error=None, not_before=None):
+                                               finished_at=None, not_before=None, **NO_REASON):
             return None
         refresh_batch(subtask.batch_id)
         return subtask.batch_id
@@ -317,15 +319,16 @@ def run_subtask(subtask_id: int) -> None:
     except _Terminated:
         return
     except Wait as wait:
-        _end(subtask_id, batch_id, status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None)
+        _end(subtask_id, batch_id, status=SubtaskStatus.WAITING, not_before=wait.until, started_at=None, **wait.values)
         return
-    except (SourceRejected, TransientError) as exc:
-        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, error=str(exc), finished_at=now())
+    except Reasoned as exc:
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=now(), **raised_values(exc))
         return
     except Exception as exc:
         log.exception("subtask %s failed", subtask_id)
-        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=now(),
-             error=f"{INTERNAL_ERROR}（内部错误 {type(exc).__name__}，详情见服务器日志）")
+        _end(subtask_id, batch_id, status=SubtaskStatus.FAILED, finished_at=now(), **reason_values(
+            Reason.INTERNAL_ERROR, f"{Reason.INTERNAL_ERROR.text()}（内部错误 {type(exc).__name__}，详情见服务器日志）",
+            error=type(exc).__name__))
         return
     if batch.status in BatchStatus.FINISHED:
         refresh_statistics()
@@ -345,7 +348,7 @@ def _run_month(subtask_id: int, batch_id: int) -> Batch:
         total, success, filtered = finish()
         wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
         ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
-                 dict(status=SubtaskStatus.WAITING, not_before=wait.until, error=str(wait), started_at=None))
+                 dict(status=SubtaskStatus.WAITING, not_before=wait.until, started_at=None, **wait.values))
         if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
             raise _Terminated()
         return refresh_batch(batch_id)

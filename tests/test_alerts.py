@@ -16,13 +16,13 @@ from sqlalchemy import select, update
 from tests.conftest import DEMO_TAX_ID, login
 from tests.servers import free_port
 from webapp import autoupdate
-from webapp.batches import create_download_batches, refresh_batch
+from webapp.batches import create_download_batches, reason_values, refresh_batch
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.health import alerts
 from webapp.health.checks import processes_file
 from webapp.models import Batch, Company, ScheduleRun, SentAlert, Subtask, User
-from webapp.statuses import SubtaskStatus
+from webapp.statuses import Reason, SubtaskStatus
 from webapp.transactions import write_transaction
 
 PUBLIC_URL = "http://invoices.example:8080"
@@ -75,7 +75,8 @@ def failed_scheduled_batch(app) -> str:
                                           months=[f"{now():%Y-%m}"], type_codes=["81"])
         with write_transaction():
             db.session.execute(update(Subtask).where(Subtask.batch_id == batch.id)
-                               .values(status=SubtaskStatus.FAILED, error="乐企：请求被拒绝"))
+                               .values(status=SubtaskStatus.FAILED, **reason_values(
+                                   Reason.CHANNEL_REFUSED, "乐企：请求被拒绝", channel="乐企", message="请联系管理员")))
             refresh_batch(batch.id)
             db.session.add(ScheduleRun(schedule_id=schedule.id, period=f"{now():%Y-%m}", started_at=now(),
                                        trigger="due", batch_nos=[batch.batch_no]))
@@ -140,7 +141,8 @@ def time_now(app):
 
 def test_low_disk_restarts_and_long_quota_waits_are_mailed_once_each(app, smtp):
     """The disk below DISK_WARN_MB (mailed again only after it recovered), a process restarted three
-    times within the hour, and a month waiting for quota past QUOTA_WAIT_ALERT_HOURS."""
+    times within the hour, and a month waiting for quota past QUOTA_WAIT_ALERT_HOURS (by its reason code: a month
+    waiting as long for the bureau to prepare its data is no quota wait)."""
     app.config["DISK_WARN_MB"] = 10 ** 9  # any disk is "low" against this: a real threshold, not a mock
     moment = time.time()
     with app.app_context():
@@ -150,12 +152,16 @@ def test_low_disk_restarts_and_long_quota_waits_are_mailed_once_each(app, smtp):
             "worker": {"state": "RUNNING", "restarts": [moment - 300, moment - 200, moment - 100], "since": moment}}}))
         admin = db.session.scalar(select(User).filter_by(username="admin"))
         company = db.session.scalar(select(Company).filter_by(tax_id=DEMO_TAX_ID))
-        [batch] = create_download_batches(admin, [company], channel="leqi", data_type="invoices",
-                                          months=[f"{now():%Y-%m}"], type_codes=["81"])
-        with write_transaction():
-            db.session.execute(update(Subtask).where(Subtask.batch_id == batch.id).values(status=SubtaskStatus.WAITING))
-            db.session.execute(update(Batch).where(Batch.id == batch.id).values(created_at=now() - timedelta(hours=50)))
-        waiting_no = batch.batch_no
+        [batch, preparing] = [create_download_batches(admin, [company], channel=channel, data_type="invoices",
+                                                      months=[f"{now():%Y-%m}"], type_codes=["81"])[0]
+                              for channel in ("leqi", "rpa")]
+        with write_transaction():  # the second month waits for the bureau to prepare its data, not for quota
+            for one, why in ((batch, reason_values(Reason.QUOTA_WAIT, kinds="", day=f"{now():%Y-%m-%d}")),
+                             (preparing, reason_values(Reason.DATA_PREPARING, channel="RPA"))):
+                db.session.execute(update(Subtask).where(Subtask.batch_id == one.id).values(
+                    status=SubtaskStatus.WAITING, **why))
+                db.session.execute(update(Batch).where(Batch.id == one.id).values(created_at=now() - timedelta(hours=50)))
+        waiting_no, preparing_no = batch.batch_no, preparing.batch_no
         db.session.remove()
     for _ in range(2):
         scheduler_cycle(app)
@@ -165,7 +171,7 @@ def test_low_disk_restarts_and_long_quota_waits_are_mailed_once_each(app, smtp):
     assert "worker" in restarts.get_content() and "3 次" in restarts.get_content()
     [waiting] = smtp.of_kind("等待乐企额度过久")
     assert waiting_no in waiting.get_content() and "48 小时" in waiting.get_content()
-    assert len(smtp.mails) == 3
+    assert preparing_no not in waiting.get_content() and len(smtp.mails) == 3
 
     app.config["DISK_WARN_MB"] = 1  # the disk recovers: the episode ends; running low again is a new mail
     scheduler_cycle(app)

@@ -174,7 +174,7 @@ def test_reconciler_runs_again_a_subtask_whose_worker_died_then_gives_up(app, ru
 
     from rq.job import Job
 
-    from jobs.reconciler import GAVE_UP, reconcile
+    from jobs.reconciler import reconcile
     from webapp.transactions import write_transaction
 
     with app.app_context():
@@ -192,7 +192,7 @@ def test_reconciler_runs_again_a_subtask_whose_worker_died_then_gives_up(app, ru
                 assert result["recovered"] == 1 and subtask.status == "pending"
                 assert job_state(subtask.job_id) == "queued"
         assert result["failed"] == 1
-        assert subtask.status == "failed" and subtask.error == GAVE_UP and "重试" in subtask.error
+        assert subtask.status == "failed" and subtask.error_code == "process_died" and "重试" in subtask.error
 
 
 def test_other_users_cannot_see_or_touch_a_batch(app, client, runner, work):

@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from webapp.batches import STOPPED, reason_values
+from webapp.statuses import Reason
+
 from .browser_support import (
     DEMO_NAME,
     FINISH_TIMEOUT,
@@ -26,12 +29,15 @@ from .browser_support import (
 )
 from .conftest import DEMO_TAX_ID
 
-BUREAU_DOWN = "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）"
+# why a month failed or waits, as the worker stores it (docs/rules.md, 失败与等待原因)
+BUREAU_DOWN = reason_values(Reason.CHANNEL_UNAVAILABLE, "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）",
+                            channel="乐企", attempts=3)
+QUOTA_UNTIL_DECEMBER = reason_values(Reason.QUOTA_WAIT, kinds="", day="2026-12-01")
 
 
-def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, status: str, data_type: str = "invoices",
+def add_batch(live_server, subtasks: dict[str, tuple[str, dict | None]], *, status: str, data_type: str = "invoices",
               channel: str = "leqi", not_before: datetime | None = None) -> str:
-    """A 税局下载 batch with one subtask per month in the given (status, error), as the worker leaves them."""
+    """A 税局下载 batch with one subtask per month in the given (status, reason columns), as the worker leaves them."""
     from webapp.batches import new_batch_no, refresh_batch
     from webapp.extensions import db
     from webapp.models import Batch, Company, Subtask, User
@@ -49,9 +55,9 @@ def add_batch(live_server, subtasks: dict[str, tuple[str, str | None]], *, statu
                           status=status, created_by_id=user.id, creator_name=user.username, created_at=datetime.now())
             db.session.add(batch)
             db.session.flush()
-            for month, (state, error) in subtasks.items():
+            for month, (state, why) in subtasks.items():
                 done = state == "succeeded"
-                db.session.add(Subtask(batch_id=batch.id, period=month, status=state, error=error,
+                db.session.add(Subtask(batch_id=batch.id, period=month, status=state, **(why or {}),
                                        total=100 if done else 0, success=100 if done else 0,
                                        not_before=not_before if state == "waiting" else None,
                                        finished_at=datetime.now() if state in SubtaskStatus.FINISHED else None))
@@ -87,10 +93,10 @@ def test_progress_bar_has_a_segment_per_status_and_failures_read_plainly(page, l
     """A terminated batch with 2 of 12 months done shows 2 done and 10 terminated; a failed batch never
     shows a full bar and says why in plain Chinese (HTTP 503 only under 详情); a quota wait says until when."""
     months = [f"2024-{m:02d}" for m in range(1, 13)]
-    terminated = add_batch(live_server, {m: ("succeeded" if i < 2 else "terminated", None if i < 2 else "已被用户终止")
+    terminated = add_batch(live_server, {m: ("succeeded" if i < 2 else "terminated", None if i < 2 else STOPPED)
                                          for i, m in enumerate(months)}, status="terminated")
     failed = add_batch(live_server, {m: ("failed", BUREAU_DOWN) for m in months[:3]}, status="failed")
-    waiting = add_batch(live_server, {m: ("waiting", "乐企额度：已达下载次数限制，将于 2026-12-01 自动执行") for m in months[:2]},
+    waiting = add_batch(live_server, {m: ("waiting", QUOTA_UNTIL_DECEMBER) for m in months[:2]},
                         status="pending", not_before=datetime(2026, 12, 1))
     usage = add_batch(live_server, {"2024-01": ("succeeded", None)}, status="succeeded", data_type="usage")
     login(page)
@@ -109,7 +115,7 @@ def test_progress_bar_has_a_segment_per_status_and_failures_read_plainly(page, l
     expect(status).to_contain_text("2024-01、2024-02、2024-03：乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”")
     expect(status.get_by_text("HTTP 503")).to_be_hidden()  # technical detail folded away
     status.get_by_text("详情").click()
-    expect(status.get_by_text(BUREAU_DOWN)).to_be_visible()
+    expect(status.get_by_text(BUREAU_DOWN["error"])).to_be_visible()
     assert len(re.findall("不可用", status.locator(".reason").first.evaluate("e => e.firstChild.textContent"))) == 1
 
     row = batch_row(page, waiting)

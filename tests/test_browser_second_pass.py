@@ -22,7 +22,7 @@ from .browser_support import (
     wait_until_finished,
 )
 from .conftest import DEMO_TAX_ID, SAMPLES
-from .test_browser_screens import BUREAU_DOWN, add_batch
+from .test_browser_screens import BUREAU_DOWN, QUOTA_UNTIL_DECEMBER, add_batch
 
 SAMPLE_2023 = SAMPLES / "etax-export-2023-old-header.xlsx"
 
@@ -57,7 +57,7 @@ def test_a_partly_failed_batch_says_its_counts_cover_only_the_months_that_ran(pa
 def test_a_waiting_month_is_not_drawn_as_progress(page: Page, live_server):
     """Item 4: a batch whose only month waits for the quota shows an empty, hatched bar; one with a month done
     and a month waiting is solid on its done half only; a batch whose months all ended is solid end to end."""
-    waiting = add_batch(live_server, {"2026-11": ("waiting", "乐企额度：已达下载次数限制，将于 2026-12-01 自动执行")},
+    waiting = add_batch(live_server, {"2026-11": ("waiting", QUOTA_UNTIL_DECEMBER)},
                         status="pending", not_before=datetime(2026, 12, 1))
     half = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("pending", None)}, status="syncing")
     ended = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("failed", BUREAU_DOWN)}, status="partial")

@@ -256,6 +256,9 @@ def test_usage_answers_must_match_the_queries():
         usage_from_answers(answers[:1], queries, "乐企")
     with pytest.raises(SourceRejected, match="顺序错乱"):
         usage_from_answers(answers[::-1], queries, "乐企")
+    with pytest.raises(SourceRejected, match="^RPA：税局返回的发票 B 用途状态格式错误：unknown$") as caught:
+        usage_from_answers([answers[0], "unknown"], queries, "RPA")
+    assert (caught.value.reason, caught.value.params) == ("channel_bad_answer", {"channel": "RPA"})
 
 
 def test_chunked():
@@ -378,6 +381,53 @@ def test_unusable_base_url_is_a_configuration_error_not_transient():
     client = LeqiClient("sandbox", "a", "b")
     with pytest.raises(SourceRejected, match="通道地址配置错误"):
         client.call("POST", "/x")
+
+
+def _raise(exc):
+    """A transport handler that fails as the network would."""
+    def handler(request):
+        raise exc
+    return handler
+
+
+@pytest.mark.parametrize("handler, cls, code, shown", [
+    (lambda request: httpx.Response(503), LeqiClient, "channel_unavailable",
+     "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
+    (lambda request: envelope("20", "系统繁忙"), RpaClient, "channel_unavailable",
+     "RPA服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
+    (_raise(httpx.ReadTimeout("slow")), RpaClient, "channel_timeout", "连接RPA超时（已自动重试 3 次），请稍后点击“重试”"),
+    (_raise(httpx.ConnectError("refused")), LeqiClient, "channel_unreachable",
+     "无法连接乐企服务（已自动重试 3 次），请稍后重试；若一直如此，请联系管理员检查网络"),
+    (lambda request: envelope("01", "处理中"), LeqiClient, "channel_pending", "乐企仍未处理完成（已自动重试 3 次），请稍后点击“重试”"),
+    (lambda request: httpx.Response(401), LeqiClient, "login_failed",
+     "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
+    (lambda request: httpx.Response(200, text="<html>网关</html>"), RpaClient, "channel_bad_answer",
+     "RPA返回的数据无法识别，请联系管理员检查通道配置"),
+    (lambda request: envelope("00", "成功", None), LeqiClient, "channel_bad_answer", "乐企返回的数据无法识别，请联系管理员检查通道配置"),
+    (lambda request: envelope("12", "未开通乐企归集能力"), LeqiClient, "channel_refused", "乐企拒绝了请求：未开通乐企归集能力"),
+    (lambda request: envelope("99"), LeqiClient, "channel_refused", "乐企拒绝了请求：请联系管理员"),
+])
+def test_each_channel_failure_carries_its_reason_code_and_the_screen_reads_the_code(handler, cls, code, shown):
+    """The reason is set where the failure is raised (docs/rules.md, 失败与等待原因): what a user reads
+    is the code's sentence, the technical message kept whole for 详情."""
+    from webapp.batches import raised_values
+    from webapp.batches.facts import reason_text
+
+    client = mock_client(handler, cls=cls, attempts=3)
+    with pytest.raises((SourceRejected, TransientError)) as caught:
+        client.retrying(lambda: client.call("GET", "/x"))
+    stored = raised_values(caught.value)
+    assert stored["error_code"] == code and stored["error"] == str(caught.value)
+    assert reason_text(stored["error_code"], stored["error_params"], stored["error"]) == (shown, str(caught.value))
+
+
+def test_every_code_the_channels_raise_has_its_sentence():
+    """channels/reasons.py names the codes the channels set; each is a Reason with a label."""
+    import channels.reasons
+    from webapp.statuses import Reason
+
+    codes = {value for name, value in vars(channels.reasons).items() if name.isupper()}
+    assert codes and codes <= set(Reason.codes())
 
 
 # ---------------------------------------------------------------------------------------------

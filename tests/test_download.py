@@ -286,3 +286,28 @@ def test_the_sandbox_never_returns_invoices_dated_after_now(app, runner, sandbox
     assert later_today  # the bureau's data does hold invoices later that day
     with app.app_context():
         assert db.session.scalar(select(func.max(Invoice.issued_at))) <= TODAY
+
+
+def test_rewording_a_reason_changes_no_screens_category(app, client, runner, sandbox, monkeypatch):
+    """Screens read the reason code, the sentence is rendered from it (docs/rules.md, 失败与等待原因):
+    with the quota wait and the bureau's refusal reworded, the month still reads 等待额度 with the day
+    its wait ends, and the failed month still says the bureau's reason, in the new words."""
+    from webapp.statuses import Reason
+
+    from .conftest import login
+
+    monkeypatch.setattr(Reason.QUOTA_WAIT, "label", "配额已用完（{kinds}），{day} 再试")
+    monkeypatch.setattr(Reason.CHANNEL_REFUSED, "label", "{channel}不同意：{message}")
+    _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [waiting] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81")
+    [month] = waiting["subtasks"]
+    assert (month["status_label"], month["error_code"]) == ("等待额度", "quota_wait")
+    assert month["reason"] == "配额已用完（），2024-06-11 再试"
+    sandbox.company(leqi_enabled=False)
+    _, [failed] = _download(runner, "--channel", "leqi", "--from", "2024-04", "--to", "2024-04", "--type", "81",
+                            expect_ok=False)
+    assert failed["subtasks"][0]["error_code"] == "channel_refused"
+    login(client)
+    assert "已排队，等待额度至 2024-06-11" in client.get(f"/batches/{waiting['batch_no']}").text
+    page = client.get(f"/batches/{failed['batch_no']}").text
+    assert "乐企不同意：" in page and "未开通" in page

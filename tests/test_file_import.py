@@ -369,7 +369,7 @@ def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(r
                                           buyer_name="某" * 32000)])
     refusal, stderr = _refused_by_cli(runner, app, path)
     assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in stderr
-    assert refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
+    assert refusal["error_code"] == "file_refused" and refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
     assert "DataError" not in refusal["error"]
 
 
@@ -556,7 +556,7 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     the reader allocate past the job's memory limit; the job process dies, the next attempt
     names the cell, and a file that keeps crashing fails after MAX_PARSE_ATTEMPTS — never a loop."""
     from jobs import queue
-    from jobs.tasks import CRASHED_PARSE, MAX_PARSE_ATTEMPTS
+    from jobs.tasks import MAX_PARSE_ATTEMPTS
 
     from .test_etax_file import _patched_copy
 
@@ -581,7 +581,8 @@ def test_a_parse_that_kills_its_process_fails_the_batch_after_bounded_attempts(a
     work()
     with app.app_context():
         batch = db.session.get(Batch, batch_id)
-        assert batch.status == "failed" and batch.error == CRASHED_PARSE.format(n=MAX_PARSE_ATTEMPTS)
+        assert batch.status == "failed" and batch.error_code == "parse_crashed"
+        assert batch.error_params == {"times": MAX_PARSE_ATTEMPTS} and "连续 3 次意外中断" in batch.error
         assert batch.parse_attempts == 0  # a 重试 gets its attempts again
     assert _count(app, Invoice) == 0
 

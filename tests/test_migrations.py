@@ -2,8 +2,8 @@
 and SQLite's table copies keep every subtask (SQLite here; PostgreSQL casts in the same migration);
 0014 drops the pool indexes no query uses, and the look-ups they served still find their rows; 0015
 puts every stored tax ID in its canonical form, merging the rows two spellings made; 0020 gives the
-toll invoices imported without a code their code 59 (SQLite, and PostgreSQL in a database of its own
-when TEST_DATABASE_URL names a server)."""
+toll invoices imported without a code their code 59; 0021 gives each stored failure and wait its reason
+code (SQLite, and PostgreSQL in a database of its own when TEST_DATABASE_URL names a server)."""
 from __future__ import annotations
 
 import os
@@ -271,3 +271,94 @@ def _seed_kinds() -> None:
     run(text("INSERT INTO invoice_month_summary (tax_id, month, version, stats_version, stats) VALUES "
              "('T1', '2026-01', 3, 3, '{}'), ('T1', '2026-02', 3, 3, '{}')"))
     db.session.commit()
+
+
+# ---- 0021: reason codes beside the stored messages (docs/rules.md, 失败与等待原因) ----
+
+# (batch's data type, month's status, message as an older version stored it, the code, its parameters,
+# what the batch page then says of the month)
+OLD_MESSAGES = [
+    ("invoices", "waiting", "乐企额度：数电发票（增值税专用发票）已达下载次数限制，将于 2026-01-06 自动执行", "quota_wait",
+     {"kinds": "数电发票（增值税专用发票）", "day": "2026-01-06"}, "等待额度"),
+    ("invoices", "waiting", "乐企额度不足，已排队", "quota_wait", {"kinds": "", "day": "2026-01-07"}, "等待额度"),
+    ("invoices", "waiting", "RPA正在准备下载数据，稍后自动再次获取（不占用下载次数）", "data_preparing", {"channel": "RPA"},
+     "等待税局数据"),
+    ("usage", "waiting", "等待发票数据：同月发票数据同步完成后自动执行", "usage_wait", None, "等待发票数据"),
+    ("invoices", "failed", "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）", "channel_unavailable",
+     {"channel": "乐企", "attempts": 3}, "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
+    ("invoices", "failed", "RPA：请求超时", "channel_timeout", {"channel": "RPA"}, "连接RPA超时，请稍后点击“重试”"),
+    ("invoices", "failed", "乐企：接口返回 HTTP 401，请检查通道地址和凭证配置", "login_failed", {"channel": "乐企"},
+     "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
+    ("invoices", "failed", "RPA：返回内容不是有效的 JSON，请检查通道地址配置", "channel_bad_answer", {"channel": "RPA"},
+     "RPA返回的数据无法识别，请联系管理员检查通道配置"),
+    ("invoices", "failed", "乐企：未开通乐企归集能力", "channel_refused", {"channel": "乐企", "message": "未开通乐企归集能力"},
+     "乐企拒绝了请求：未开通乐企归集能力"),
+    ("invoices", "failed", "内部错误：KeyError，详情见服务器日志", "internal_error", {"error": "KeyError"},
+     "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
+    ("invoices", "failed", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员（内部错误 ValueError，详情见服务器日志）",
+     "internal_error", {"error": "ValueError"}, "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
+    ("invoices", "failed", "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试", "process_died",
+     {"times": 3, "retries": 2}, "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试"),
+    ("invoices", "failed", "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入",
+     "rejected", {"message": "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"},
+     "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"),
+    ("invoices", "terminated", "已被用户终止", "terminated", None, "已被用户终止"),
+]
+OLD_BATCHES = [  # (a failed batch's method, its message, its code, its parameters)
+    ("file", "文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "file_unreadable", {"error": "BadZipFile"}),
+    ("file", "解析结果无法写入服务器磁盘（No space left on device），请联系管理员后重试", "disk_full",
+     {"why": "No space left on device"}),
+    ("file", "文件解析进程连续 3 次意外中断，文件可能过大或格式异常，请确认是电子税局导出的原始文件", "parse_crashed", {"times": 3}),
+    ("download", "乐企只能下载企业授权乐企能力（2024-03-15）之后开具的发票，2024-01 至 2024-02 共 2 个月未申请",
+     "leqi_not_authorised", {"since": "2024-03-15", "first": "2024-01", "last": "2024-02", "count": 2}),
+    ("file", "文件为空，请重新从电子税局“全量发票查询”导出后上传", "file_refused",
+     {"message": "文件为空，请重新从电子税局“全量发票查询”导出后上传"}),
+    ("download", "乐企 returned something new", "rejected", {"message": "乐企 returned something new"}),
+]
+
+
+def _seed_messages() -> None:
+    """A 0020 database: a batch per old month message (its month holding it) and failed batches with theirs."""
+    run = db.session.execute
+    run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
+    run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES (1, 1, 'T1', 'c', false)"))
+    batches = [(data_type, "download", "syncing", None) for data_type, *_ in OLD_MESSAGES] + [
+        ("invoices", method, "failed", message) for method, message, *_ in OLD_BATCHES]
+    for n, (data_type, method, status, message) in enumerate(batches, 1):
+        run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
+                 "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) VALUES (:n, :no, "
+                 "1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
+                 "'2026-01-05 00:00:00')"), {"n": n, "no": f"B{n}", "data_type": data_type, "method": method,
+                                             "status": status, "error": message})
+    for n, (_, status, message, *_) in enumerate(OLD_MESSAGES, 1):
+        run(text("INSERT INTO subtask (id, batch_id, period, status, total, success, filtered_lines, attempts, error, "
+                 "not_before) VALUES (:n, :n, '2025-12', :status, 0, 0, 0, 0, :error, :until)"),
+            {"n": n, "status": status, "error": message,
+             "until": f"2026-01-{n + 5:02d} 00:00:00" if status == "waiting" else None})
+    db.session.commit()
+
+
+def test_stored_messages_get_their_reason_codes_and_read_as_before(empty_database):
+    from webapp.batches import subtask_label
+    from webapp.batches.facts import row_reason
+    from webapp.models import Subtask
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database})
+    with app.app_context():
+        upgrade(revision="0020")
+        _seed_messages()
+        upgrade()
+        db.session.remove()
+        months = db.session.scalars(select(Subtask).order_by(Subtask.id)).all()
+        assert [(m.error_code, m.error_params) for m in months] == [(code, params) for *_, code, params, _ in OLD_MESSAGES]
+        for month, (_, status, message, _, _, shown) in zip(months, OLD_MESSAGES, strict=True):
+            assert month.error == message  # the full text stays for 详情
+            assert (subtask_label(month) if status == "waiting" else row_reason(month)[0]) == shown
+        failed = db.session.scalars(select(Batch).where(Batch.status == "failed").order_by(Batch.id)).all()
+        assert [(b.error_code, b.error_params) for b in failed] == [(code, params) for *_, code, params in OLD_BATCHES]
+        assert db.session.scalar(text("SELECT count(*) FROM batch WHERE error_code IS NOT NULL")) == len(OLD_BATCHES)
+        db.session.remove()
+        downgrade(revision="0020")
+        assert _rows("SELECT error FROM subtask ORDER BY id") == [(message,) for _, _, message, *_ in OLD_MESSAGES]
+        db.session.remove()
+        db.engine.dispose()

@@ -11,45 +11,40 @@ import pytest
 from sqlalchemy import event, select
 
 from channels.records import InvoiceRow, StagedInvoice
-from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, plain_error
+from webapp.batches import reason_values
+from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, reason_text
 from webapp.clock import now
 from webapp.extensions import db
 from webapp.numbers import exact_number, money, thousands
 from webapp.pool import save_staged
+from webapp.statuses import Reason
 from webapp.transactions import write_transaction
 
 from .conftest import DEMO_TAX_ID, login
 
-TECHNICAL = re.compile(r"HTTP|[A-Za-z]{3,}Error|Timeout|JSON|\d{3}\b")
+TECHNICAL = re.compile(r"HTTP|[A-Za-z]{3,}Error|Timeout|JSON|(?<!\d)\d{3}(?!\d)|[{}]")
 
 
-@pytest.mark.parametrize("message, shown", [
-    ("乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）", "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
-    ("RPA：请求超时", "连接RPA超时，请稍后点击“重试”"),
-    ("乐企：无法连接服务（ConnectError）（已尝试 5 次，服务仍不可用，请稍后重试）", "无法连接乐企服务（已自动重试 5 次），请稍后重试；若一直如此，请联系管理员检查网络"),
-    ("乐企：接口返回 HTTP 401，请检查通道地址和凭证配置", "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
-    ("RPA：返回内容不是有效的 JSON，请检查通道地址配置", "RPA返回的数据无法识别，请联系管理员检查通道配置"),
-    ("内部错误：KeyError，详情见服务器日志", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
-    ("文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"),
-    ("something went wrong", "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"),
-])
-def test_failure_reasons_read_plainly_with_the_technical_text_kept_for_details(message, shown):
-    summary, detail = plain_error(message)
-    assert summary == shown
-    assert detail == message
-    assert not TECHNICAL.search(summary)
+@pytest.mark.parametrize("reason", list(Reason))
+def test_every_reason_reads_as_a_plain_chinese_sentence_whatever_its_parameters(reason):
+    """A reason's sentence (docs/rules.md, 失败与等待原因) is whole with its parameters or without them
+    (a row an older version stored may lack some), and never shows a placeholder or technical words."""
+    params = {"channel": "乐企", "attempts": 3, "message": "企业未开通乐企", "kinds": "数电发票（普通发票）",
+              "day": "2026-01-05", "times": 3, "retries": 2, "since": "2024-03-15", "first": "2024-01",
+              "last": "2024-02", "count": 2, "error": "KeyError", "why": "No space left on device"}
+    for given in (params, {} if reason.label != "{message}" else {"message": "文件为空"}):
+        summary, detail = reason_text(reason, given, "technical text: KeyError HTTP 503")
+        assert summary and not TECHNICAL.search(summary) and detail == "technical text: KeyError HTTP 503"
 
 
 @pytest.mark.parametrize("message", [
-    "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请",
     "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
-    "杭州示例科技有限公司（91330100MA2H4K7Q1X）未开通乐企归集能力，请管理员在“系统管理 → 企业信息”中设置",
     "文件中有 4 处无法读取，未导入任何数据。第一处：工作表“信息汇总表”第 2 行“金额”不是金额：abc。"
     "请下载“错误清单”查看全部并逐行修正后重新导入",
     "工作表“发票基础信息”第 7 行“开票日期”不是日期：March 5th，文件未导入任何数据，请修正后重新上传",
 ])
-def test_a_plain_chinese_reason_is_shown_as_it_is(message):
-    assert plain_error(message) == (message, None)
+def test_a_refusal_in_plain_chinese_is_shown_as_it_is(message):
+    assert reason_text(Reason.REJECTED, {"message": message}, message) == (message, None)
 
 
 @pytest.mark.parametrize("stored, shown", [
@@ -224,7 +219,8 @@ def test_a_batch_page_polls_once_and_stops_at_its_finished_state(app, client):
     assert _pollers(live.text) == [(poll, POLL_SECONDS)]
 
     rows = [{"sheet": "发票基础信息", "row": 2, "column": "开票日期", "value": "上周三", "why": "不是日期"}]
-    _set_batch(app, number, status="failed", error="文件中有 1 处无法读取，未导入任何数据", finished_at=datetime(2026, 1, 1, 0, 5),
+    _set_batch(app, number, status="failed", **reason_values(Reason.FILE_REFUSED, message="文件中有 1 处无法读取，未导入任何数据"),
+               finished_at=datetime(2026, 1, 1, 0, 5),
                error_rows=json.dumps(rows, ensure_ascii=False))
     live = client.get(poll, headers={"HX-Request": "true"})
     assert "全部执行失败" in live.text and "错误清单" in live.text and "上周三" in live.text
@@ -371,7 +367,8 @@ def test_a_long_file_error_is_shortened_in_the_row_and_whole_under_details(app, 
     with app.app_context():
         with write_transaction():
             batch = db.session.scalar(select(Batch).filter_by(batch_no=numbers[0]))
-            batch.status, batch.error, batch.method = "failed", long_error, "file"
+            batch.status, batch.method = "failed", "file"
+            batch.error_code, batch.error_params, batch.error = Reason.REJECTED, {"message": long_error}, long_error
             for subtask in batch.subtasks:
                 db.session.delete(subtask)
         db.session.remove()

@@ -18,13 +18,15 @@ from pathlib import Path
 from flask import current_app
 
 from channels.records import SourceRejected
-from webapp.statuses import HealthCode
+from webapp.statuses import HealthCode, Reason
 
 MB = 1024 * 1024
 
 
 class DiskFull(SourceRejected):
     """Not enough room in DATA_DIR for a write; the message names the folder and its free space."""
+
+    reason = Reason.DISK_FULL
 
 
 def free_bytes(folder: str | Path) -> int:

@@ -101,7 +101,9 @@ class Batch(db.Model):
     total: Mapped[int] = mapped_column(Integer, default=0)
     success: Mapped[int] = mapped_column(Integer, default=0)
     filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # the failure's full text (详情); what it means: error_code
+    error_code: Mapped[str | None] = mapped_column(String(32))  # a Reason: why it failed or was stopped
+    error_params: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # the Reason's parameters
     note: Mapped[str | None] = mapped_column(Text)  # what the batch leaves out and why (乐企 authorisation date)
     file_name: Mapped[str | None] = mapped_column(String(255))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
@@ -125,7 +127,9 @@ class Subtask(db.Model):
     total: Mapped[int] = mapped_column(Integer, default=0)
     success: Mapped[int] = mapped_column(Integer, default=0)
     filtered_lines: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # the full text of why it failed or waits (详情)
+    error_code: Mapped[str | None] = mapped_column(String(32))  # a Reason: what the screens read
+    error_params: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # the Reason's parameters
     job_id: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime)  # a waiting subtask runs from then

@@ -13,6 +13,8 @@ from __future__ import annotations
 from enum import EnumType, StrEnum
 from typing import ClassVar
 
+from channels import reasons
+
 
 class _CodeSet(EnumType):
     """`code in BatchStatus` answers whether a stored or submitted string is one of the set's codes
@@ -217,6 +219,55 @@ class BackupFailure(Labelled):
     OTHER = "other", "备份出错，请查看详情并联系管理员"
 
 
+class _Blank(dict):
+    """Parameters for a label: one a row lacks (stored by an older version) reads as nothing."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class Reason(Labelled):
+    """Why a month or a batch failed, was stopped or waits (Subtask/Batch.error_code), set where it
+    happened (docs/rules.md, 失败与等待原因). The label is the sentence a finance user reads, with the
+    reason's parameters (error_params) filled in by name (Reason.text); the stored `error` beside it
+    keeps the technical text for 详情. Screens, e-mails and the CLI branch on the code, never on words."""
+
+    QUOTA_WAIT = "quota_wait", "乐企额度：{kinds}已达下载次数限制，将于 {day} 自动执行"
+    DATA_PREPARING = "data_preparing", "{channel}正在准备下载数据，稍后自动再次获取（不占用下载次数）"
+    USAGE_WAIT = "usage_wait", "等待发票数据：同月发票数据同步完成后自动执行"
+    CHANNEL_UNAVAILABLE = reasons.CHANNEL_UNAVAILABLE, "{channel}服务暂时不可用{retried}，请稍后点击“重试”"
+    CHANNEL_TIMEOUT = reasons.CHANNEL_TIMEOUT, "连接{channel}超时{retried}，请稍后点击“重试”"
+    CHANNEL_UNREACHABLE = reasons.CHANNEL_UNREACHABLE, "无法连接{channel}服务{retried}，请稍后重试；若一直如此，请联系管理员检查网络"
+    CHANNEL_PENDING = reasons.CHANNEL_PENDING, "{channel}仍未处理完成{retried}，请稍后点击“重试”"
+    LOGIN_FAILED = reasons.LOGIN_FAILED, "{channel}拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"
+    CHANNEL_ADDRESS = reasons.CHANNEL_ADDRESS, "{channel}通道地址配置有误，请联系管理员"
+    CHANNEL_BAD_ANSWER = reasons.CHANNEL_BAD_ANSWER, "{channel}返回的数据无法识别，请联系管理员检查通道配置"
+    CHANNEL_REFUSED = reasons.CHANNEL_REFUSED, "{channel}拒绝了请求：{message}"
+    RPA_TASK_FAILED = reasons.RPA_TASK_FAILED, "RPA 任务执行失败，请稍后点击“重试”"
+    SERIAL_EXPIRED = "serial_expired", "乐企下载流水号已过期（申请结果只保留 7 天），请点击重试重新申请"
+    LEQI_NOT_AUTHORISED = "leqi_not_authorised", ("乐企只能下载企业授权乐企能力（{since}）之后开具的发票，"
+                                                  "{first} 至 {last} 共 {count} 个月未申请")
+    REJECTED = reasons.REJECTED, "{message}"
+    FILE_REFUSED = reasons.FILE_REFUSED, "{message}"
+    FILE_UNREADABLE = "file_unreadable", "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"
+    STAGED_MISSING = "staged_missing", "该月份的解析数据已不存在，请重新导入文件"
+    PARSE_MEMORY = "parse_memory", "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
+    PARSE_CRASHED = "parse_crashed", ("文件解析进程连续 {times} 次意外中断（文件可能过大或结构异常），已停止解析。"
+                                      "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
+    PROCESS_DIED = "process_died", "执行进程连续 {times} 次意外中断（已自动重试 {retries} 次），请联系管理员查看服务器日志后点击重试"
+    DISK_FULL = "disk_full", "服务器磁盘写入失败，请联系管理员处理后点击“重试”"
+    INTERNAL_ERROR = "internal_error", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
+    TERMINATED = "terminated", "已被用户终止"
+    UNRECORDED = "unrecorded", "执行失败，未记录原因"
+
+    def text(self, params: dict | None = None) -> str:
+        """The sentence a user reads: the label with `params` filled in; a failure the channel client
+        retried says how often (params["attempts"])."""
+        values = _Blank(params or {})
+        values["retried"] = f"（已自动重试 {values['attempts']} 次）" if values.get("attempts") else ""
+        return self.label.format_map(values)
+
+
 class InvoiceStatus(StrEnum, metaclass=_CodeSet):
     """发票状态 as the bureau and its export write it (docs/etax-export.md): stored as given, so the
     value is also what a user reads. The pool, 销项汇总 and the red-flush rules test these four."""
@@ -290,4 +341,4 @@ class DraftForm(Labelled):
 
 
 CODE_SETS = (BatchStatus, SubtaskStatus, DataType, Method, Channel, Source, Role, RunTrigger, HealthStatus,
-             AlertKind, BackupStatus, BackupTrigger, BackupFailure, RedFlushReason)  # the templates' globals
+             AlertKind, BackupStatus, BackupTrigger, BackupFailure, RedFlushReason, Reason)  # the templates' globals

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
-from channels.records import SourceRejected
+from channels.records import FileRefused
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_FILES = 10  # files in one import; the web server's request limit allows for them
@@ -46,9 +46,9 @@ def check_file_name(name: str) -> None:
     replacement characters or surrogates, NUL and other control characters cannot be stored by
     PostgreSQL, and more than 255 characters do not fit."""
     if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
-        raise SourceRejected("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择")
+        raise FileRefused("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择")
     if len(name) > MAX_FILE_NAME:
-        raise SourceRejected(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
+        raise FileRefused(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
 
 
 def check_container(path: Path) -> list[str]:
@@ -59,20 +59,20 @@ def check_container(path: Path) -> list[str]:
     a grid far beyond the data.
     """
     if path.stat().st_size == 0:
-        raise SourceRejected("文件为空，请重新从电子税局“全量发票查询”导出后上传")
+        raise FileRefused("文件为空，请重新从电子税局“全量发票查询”导出后上传")
     with path.open("rb") as handle:
         head = handle.read(512)
     if not head.startswith(b"PK"):
-        raise SourceRejected(not_xlsx_message(head))
+        raise FileRefused(not_xlsx_message(head))
     try:
         with zipfile.ZipFile(path) as archive:
             check_zip_limits(archive)
             if any(info.flag_bits & 0x1 for info in archive.infolist()):
-                raise SourceRejected("文件已加密（带密码），请在 Excel 中取消密码后另存为 .xlsx 再上传")
+                raise FileRefused("文件已加密（带密码），请在 Excel 中取消密码后另存为 .xlsx 再上传")
             names = read_sheet_names(archive)
             _check_entries(archive, _data_sheet_parts(archive))
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
-        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿打开，请重新导出后上传") from exc
+        raise FileRefused("文件已损坏，无法作为 xlsx 工作簿打开，请重新导出后上传") from exc
     return names
 
 
@@ -92,17 +92,17 @@ def check_zip_limits(archive: zipfile.ZipFile) -> None:
     """Refuse a zip bomb from its declared sizes, before anything is inflated."""
     entries = archive.infolist()
     if len(entries) > MAX_ENTRIES:
-        raise SourceRejected(f"文件结构异常：压缩包内有 {len(entries)} 个条目，不是电子税局导出的工作簿")
+        raise FileRefused(f"文件结构异常：压缩包内有 {len(entries)} 个条目，不是电子税局导出的工作簿")
     total = 0
     for entry in entries:
         total += entry.file_size
         ratio_exceeded = entry.file_size > MAX_ENTRY_RATIO * max(entry.compress_size, 1)
         if entry.file_size > RATIO_CHECK_FLOOR and ratio_exceeded:
-            raise SourceRejected(
+            raise FileRefused(
                 f"文件结构异常：压缩包内 {entry.filename} 的压缩比超过 {MAX_ENTRY_RATIO}:1，疑似压缩炸弹，已拒绝"
             )
     if total > MAX_UNCOMPRESSED_BYTES:
-        raise SourceRejected(
+        raise FileRefused(
             f"文件结构异常：解压后共 {total / 1024 / 1024:.0f} MB，超过 "
             f"{MAX_UNCOMPRESSED_BYTES // 1024 // 1024} MB 上限，疑似压缩炸弹，已拒绝"
         )
@@ -112,9 +112,9 @@ def read_sheet_names(archive: zipfile.ZipFile) -> list[str]:
     """Sheet names from the workbook part, read with the zip alone (no XML parser, no parsing)."""
     part = _workbook_part_name(archive)
     if part is None:
-        raise SourceRejected("文件不是有效的 xlsx 工作簿：缺少工作簿目录（xl/workbook.xml）")
+        raise FileRefused("文件不是有效的 xlsx 工作簿：缺少工作簿目录（xl/workbook.xml）")
     if archive.getinfo(part).file_size > MAX_WORKBOOK_XML_BYTES:
-        raise SourceRejected("文件结构异常：工作簿目录过大，不是电子税局导出的工作簿")
+        raise FileRefused("文件结构异常：工作簿目录过大，不是电子税局导出的工作簿")
     xml = archive.read(part)
     return [html.unescape((m.group(1) or m.group(2) or b"").decode("utf-8", "replace"))
             for m in _RE_SHEET.finditer(xml)]
@@ -175,10 +175,10 @@ def _check_entries(archive: zipfile.ZipFile, sheet_parts: dict[str, str]) -> Non
     budget = MAX_UNCOMPRESSED_BYTES
     for info in archive.infolist():
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise SourceRejected("文件使用了不支持的压缩方式，不是电子税局导出的工作簿，请上传原始导出文件")
+            raise FileRefused("文件使用了不支持的压缩方式，不是电子税局导出的工作簿，请上传原始导出文件")
         produced = _inflated_size(archive, info, budget, sheet_parts.get(info.filename))
         if produced != info.file_size:
-            raise SourceRejected(_damaged(info.filename))
+            raise FileRefused(_damaged(info.filename))
         budget -= produced
 
 
@@ -190,7 +190,7 @@ def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int,
         for chunk in chunks:
             produced += len(chunk)
             if produced > info.file_size or produced > budget:
-                raise SourceRejected(
+                raise FileRefused(
                     f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，疑似压缩炸弹，已拒绝"
                 )
             if sheet:
@@ -214,7 +214,7 @@ def _chunks(entry: zipfile.ZipExtFile, name: str) -> Iterator[bytes]:
         while chunk := entry.read(_INFLATE_CHUNK):
             yield chunk
     except zipfile.BadZipFile as exc:
-        raise SourceRejected(_damaged(name)) from exc
+        raise FileRefused(_damaged(name)) from exc
 
 
 def _damaged(name: str) -> str:
@@ -243,14 +243,14 @@ def _check_far_cells(sheet: str, xml: bytes) -> None:
         letters = ref.rstrip("0123456789")
         too_wide = len(letters) > len(MAX_SHEET_COLUMN) or (len(letters) == 2 and letters > MAX_SHEET_COLUMN)
         if too_wide or int(ref[len(letters):]) > MAX_SHEET_ROWS:
-            raise SourceRejected(
+            raise FileRefused(
                 f"工作表“{sheet}”的单元格 {ref} 远在数据区域之外（导出文件只用到 A–AA 列），"
                 "请删除该单元格（或多余的行、列）后重新上传，或直接上传电子税局的原始导出文件"
             )
     for match in _RE_FAR_ROW.finditer(xml):
         tag_end = xml.find(b">", match.end())
         if int(match.group(1)) > MAX_SHEET_ROWS and tag_end > 0 and xml[tag_end - 1:tag_end] != b"/":
-            raise SourceRejected(
+            raise FileRefused(
                 f"工作表“{sheet}”第 {int(match.group(1))} 行远在数据区域之外，"
                 "请删除多余的行后重新上传，或直接上传电子税局的原始导出文件"
             )
@@ -262,6 +262,6 @@ def require_sheets(sheet_names: list[str]) -> None:
     missing = [name for name in REQUIRED_SHEETS if name not in present]
     if missing:
         listed = "、".join(f"“{name}”" for name in missing)
-        raise SourceRejected(
+        raise FileRefused(
             f"文件缺少工作表 {listed}，请上传电子税局“全量发票查询”导出的原始文件（不要删改工作表）"
         )

@@ -55,9 +55,9 @@ from channels.etax.container import (
 from channels.months import month_of
 from channels.records import (
     TIMESTAMP,
+    FileRefused,
     InvoiceRow,
     LineRow,
-    SourceRejected,
     StagedInvoice,
     canonical_tax_id,
     new_invoice_row,
@@ -128,7 +128,7 @@ class BadRow:
         return {"sheet": self.sheet, "row": self.row, "column": self.column, "value": self.value, "why": self.why}
 
 
-class RowsRejected(SourceRejected):
+class RowsRejected(FileRefused):
     """A file refused for unreadable rows: `rows` names every one (up to MAX_LISTED_ERRORS)
     and `total` counts them all, so the user can fix the whole file in one pass."""
 
@@ -173,7 +173,7 @@ def check_upload(path: str | Path) -> None:
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
-        raise SourceRejected(
+        raise FileRefused(
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     require_sheets(check_container(path))
@@ -207,7 +207,7 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     finally:
         workbook.close()
     if not invoices and not errors.total:
-        raise SourceRejected("文件中没有发票：工作表“发票基础信息”没有数据行")
+        raise FileRefused("文件中没有发票：工作表“发票基础信息”没有数据行")
     _require_lines(invoices, rows_by_key, line_rows, errors)
     if limits:
         _check_lengths(invoices, rows_by_key, line_rows, limits, errors)
@@ -225,13 +225,13 @@ def _open_workbook(path: Path) -> CalamineWorkbook:
     with path.open("rb") as handle:
         head = handle.read(512)
     if not head.startswith(b"PK"):
-        raise SourceRejected(not_xlsx_message(head) if head else "文件为空，请重新从电子税局“全量发票查询”导出后上传")
+        raise FileRefused(not_xlsx_message(head) if head else "文件为空，请重新从电子税局“全量发票查询”导出后上传")
     try:
         with zipfile.ZipFile(path) as archive:
             check_zip_limits(archive)
         return CalamineWorkbook.from_path(str(path))
     except (zipfile.BadZipFile, CalamineError, OSError, ValueError) as exc:
-        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+        raise FileRefused("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
 
 
 def _sheet_rows_of(path: Path, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
@@ -239,7 +239,7 @@ def _sheet_rows_of(path: Path, name: str) -> tuple[str, Iterator[tuple[int, list
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
-        raise SourceRejected("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
+        raise FileRefused("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
     try:
         return _sheet_rows(workbook, name)
     finally:
@@ -252,7 +252,7 @@ def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tu
         sheet = workbook.get_sheet_by_name(name)
         return name, enumerate(sheet.iter_rows(), start=1)
     except CalamineError as exc:
-        raise SourceRejected(f"工作表“{name}”无法读取，请重新从电子税局导出后上传") from exc
+        raise FileRefused(f"工作表“{name}”无法读取，请重新从电子税局导出后上传") from exc
 
 
 def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
@@ -266,7 +266,7 @@ def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
         if any(cell != "" for cell in row):
             break
     else:
-        raise SourceRejected(f"工作表“{sheet}”是空的，没有表头")
+        raise FileRefused(f"工作表“{sheet}”是空的，没有表头")
     positions: dict[str, int] = {}
     for index, cell in enumerate(row):
         positions.setdefault(str(cell).strip(), index)
@@ -278,7 +278,7 @@ def _map_columns(sheet: str, rows: Iterator[tuple[int, list]],
         indexes.append(index)
     if missing:
         listed = "、".join(f"“{name}”" for name in missing)
-        raise SourceRejected(f"工作表“{sheet}”第 {row_number} 行表头缺少列 {listed}，请上传未经删改的导出文件")
+        raise FileRefused(f"工作表“{sheet}”第 {row_number} 行表头缺少列 {listed}，请上传未经删改的导出文件")
     return itemgetter(*indexes), len(row)
 
 
@@ -624,7 +624,7 @@ class _Sellers:
         if self.other is None:
             return
         if self.buyer_throughout:
-            raise SourceRejected(
+            raise FileRefused(
                 f"这是进项发票的导出文件：所选企业 {self.expected} 在每一行都是购买方，不是销售方。"
                 "发票池只收所选企业开具的销项发票，请在电子税局“全量发票查询”中查询本企业开具的发票后导出再上传"
             )
@@ -635,7 +635,7 @@ def _check_seller(seller: str | None, expected: str, sheet: str, row_number: int
     """Every row must be the selected company's own output invoice: one company per upload (both tax
     IDs canonical: channels.records.canonical_tax_id)."""
     if seller != expected:
-        raise SourceRejected(
+        raise FileRefused(
             f"文件中的销方税号 {seller or '（空）'} 与所选企业 {expected} 不一致"
             f"（工作表“{sheet}”第 {row_number} 行），请确认选择的企业或上传该企业导出的文件"
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
@@ -11,27 +12,42 @@ from sqlalchemy import select, update
 from channels.etax.parser import check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of
-from channels.records import SourceRejected
+from channels.records import Reasoned, SourceRejected
 from webapp.accounts import audit
 from webapp.background import background, parse_job_id, subtask_job_id
-from webapp.batches.facts import counts_scope
+from webapp.batches.facts import counts_scope, reason_text
 from webapp.clock import now
 from webapp.disk import check_room
 from webapp.extensions import db
 from webapp.models import Batch, Company, Subtask, User
-from webapp.statuses import BatchStatus, Channel, DataType, Method, SubtaskStatus
+from webapp.statuses import BatchStatus, Channel, DataType, Method, Reason, SubtaskStatus
 from webapp.transactions import write_transaction
+
+WAIT_LABELS = {Reason.QUOTA_WAIT: SubtaskStatus.WAITING.label, Reason.USAGE_WAIT: "等待发票数据"}
 
 
 def subtask_label(subtask: Subtask) -> str:
-    """A subtask's status as users read it; a waiting one says what it waits for: a usage month
-    for its invoices (等待发票数据), a download for the 乐企 quota (等待额度), else for the tax
-    bureau to prepare the data (等待税局数据)."""
+    """A subtask's status as users read it; a waiting one says what it waits for, by its reason code
+    (docs/rules.md, 失败与等待原因): the 乐企 quota (等待额度), a usage month for its invoices
+    (等待发票数据), else for the tax bureau to prepare the data (等待税局数据)."""
     if subtask.status != SubtaskStatus.WAITING:
         return SubtaskStatus(subtask.status).label
-    if subtask.batch.data_type == DataType.USAGE:
-        return "等待发票数据"
-    return SubtaskStatus.WAITING.label if (subtask.error or "").startswith("乐企额度") else "等待税局数据"
+    return WAIT_LABELS.get(subtask.error_code, "等待税局数据")
+
+
+NO_REASON = {"error": None, "error_code": None, "error_params": None}  # a month or batch set going again
+
+
+def reason_values(reason: Reason, detail: str | None = None, **params) -> dict:
+    """The columns that say why a batch or a month failed, stopped or waits: the code and its
+    parameters, which screens, e-mails and the CLI read (docs/rules.md, 失败与等待原因), and the
+    full text for 详情 (the sentence itself when there is no more to tell)."""
+    return {"error_code": reason, "error_params": params or None, "error": detail or reason.text(params)}
+
+
+def raised_values(error: Reasoned) -> dict:
+    """reason_values of an error that carries its reason (channels.records.Reasoned), its message kept."""
+    return reason_values(Reason(error.reason), str(error), **error.params)
 
 
 def new_batch_no() -> str:
@@ -194,10 +210,22 @@ def months_before_leqi(company: Company, months: list[str]) -> list[str]:
     return [m for m in months if month_index(m) < since]
 
 
-def leqi_note(company: Company, skipped: list[str]) -> str:
-    """Why these months are not asked of 乐企, as the dialog and the batch say it."""
-    return (f"乐企只能下载企业授权乐企能力（{company.leqi_since:%Y-%m-%d}）之后开具的发票，"
-            f"{skipped[0]} 至 {skipped[-1]} 共 {len(skipped)} 个月未申请")
+@dataclass
+class Note:
+    """A reason with its parameters, for a batch's note and, when it leaves nothing to do, its failure."""
+
+    reason: Reason
+    params: dict
+
+    def text(self) -> str:
+        """The sentence, as the dialog and the batch say it."""
+        return self.reason.text(self.params)
+
+
+def leqi_note(company: Company, skipped: list[str]) -> Note:
+    """Why these months are not asked of 乐企 (docs/rules.md, 乐企 authorisation)."""
+    return Note(Reason.LEQI_NOT_AUTHORISED, {"since": f"{company.leqi_since:%Y-%m-%d}", "first": skipped[0],
+                                             "last": skipped[-1], "count": len(skipped)})
 
 
 def leqi_refusal(company: Company) -> str:
@@ -207,7 +235,7 @@ def leqi_refusal(company: Company) -> str:
             "所选月份均早于该日期，请改选月份或改用 RPA 通道")
 
 
-def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], str | None]:
+def _leqi_months(company: Company, months: list[str]) -> tuple[list[str], Note | None]:
     """乐企 holds only invoices issued after the company authorised it: earlier months are not asked."""
     skipped = months_before_leqi(company, months)
     if not skipped:
@@ -232,9 +260,9 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=data_type, method=Method.DOWNLOAD, channel=channel,
             kinds=[DOWNLOAD_KINDS[c] for c in type_codes] or ["全部"], type_codes=list(type_codes),
-            period_from=months[0], period_to=months[-1], status=BatchStatus.PENDING, note=note,
-            error=None if kept else note, created_by_id=user.id, creator_name=creator_name or user.username,
-            created_at=now(),
+            period_from=months[0], period_to=months[-1], status=BatchStatus.PENDING, note=note and note.text(),
+            created_by_id=user.id, creator_name=creator_name or user.username, created_at=now(),
+            **(NO_REASON if kept else reason_values(note.reason, **note.params)),
         )
         db.session.add(batch)
         db.session.flush()
@@ -273,6 +301,9 @@ def _active_job_ids(batches: list[Batch]) -> list[str]:
     return ids + [s.job_id for b in batches for s in b.subtasks if s.status in SubtaskStatus.ACTIVE and s.job_id]
 
 
+STOPPED = reason_values(Reason.TERMINATED)
+
+
 def terminate(batches: list[Batch]) -> dict:
     """终止: stop the batches' pending and running subtasks (and a parse still under way).
 
@@ -289,11 +320,11 @@ def terminate(batches: list[Batch]) -> dict:
     with write_transaction():
         for batch in batches:
             parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
-                                       .values(status=BatchStatus.TERMINATED, error="已被用户终止", finished_at=at))
+                                       .values(status=BatchStatus.TERMINATED, finished_at=at, **STOPPED))
             hit = parse.rowcount == 1
             stopped_now = db.session.execute(
                 update(Subtask).where(Subtask.batch_id == batch.id, Subtask.status.in_(SubtaskStatus.ACTIVE))
-                .values(status=SubtaskStatus.TERMINATED, finished_at=at, error="已被用户终止")).rowcount
+                .values(status=SubtaskStatus.TERMINATED, finished_at=at, **STOPPED)).rowcount
             stopped += stopped_now
             hit = hit or stopped_now > 0
             refresh_batch(batch.id)
@@ -324,6 +355,12 @@ def retry_plan(batches: list[Batch]) -> list[tuple[Batch, bool, list[Subtask]]]:
     return plan
 
 
+def _clear_reason(row: Batch | Subtask) -> None:
+    """A batch or month set going again says no reason any more."""
+    for column, value in NO_REASON.items():
+        setattr(row, column, value)
+
+
 def retry(batches: list[Batch]) -> dict:
     """重试: run the batches' failed and terminated subtasks again (a failed or terminated parse
     re-parses the kept upload). Counts already written (a month's types that were fetched before
@@ -332,10 +369,12 @@ def retry(batches: list[Batch]) -> dict:
     with write_transaction():
         for batch, reparse, subtasks in retry_plan(batches):
             if reparse:
-                batch.status, batch.error, batch.finished_at = BatchStatus.PREPROCESSING, None, None
+                batch.status, batch.finished_at = BatchStatus.PREPROCESSING, None
+                _clear_reason(batch)
                 parses.append(batch)
             for subtask in subtasks:
-                subtask.status, subtask.error = SubtaskStatus.PENDING, None
+                subtask.status = SubtaskStatus.PENDING
+                _clear_reason(subtask)
                 subtask.started_at = subtask.finished_at = subtask.not_before = None
                 subtask.attempts += 1
                 subtask.job_id = subtask_job_id(subtask)
@@ -348,6 +387,14 @@ def retry(batches: list[Batch]) -> dict:
     return {"subtasks": len(retried), "parses": len(parses)}
 
 
+def _reason_json(row: Batch | Subtask) -> dict:
+    """Why a batch or a month failed or waits, for the CLI: the code and its parameters to branch on,
+    the sentence a user reads, and the full stored text."""
+    reason, _detail = reason_text(row.error_code, row.error_params, row.error)
+    return {"error_code": row.error_code, "error_params": row.error_params, "reason": reason or None,
+            "error": row.error}
+
+
 def batch_json(batch: Batch) -> dict:
     """A batch as the CLI prints it; `counts_scope` says which months 总份数 and 成功份数 leave out."""
     unfetched = sum(s.status in SubtaskStatus.RETRYABLE for s in batch.subtasks)
@@ -357,11 +404,11 @@ def batch_json(batch: Batch) -> dict:
         "channel": batch.channel, "data_type": batch.data_type, "kinds": batch.kinds,
         "total": batch.total, "success": batch.success, "filtered_lines": batch.filtered_lines,
         "months_not_fetched": unfetched, "counts_scope": counts_scope(unfetched),
-        "error": batch.error, "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
+        **_reason_json(batch), "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{
             "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total, "success": s.success,
-            "filtered_lines": s.filtered_lines, "error": s.error, "attempts": s.attempts,
+            "filtered_lines": s.filtered_lines, **_reason_json(s), "attempts": s.attempts,
             "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == SubtaskStatus.WAITING and s.not_before else None,
             "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
             "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,

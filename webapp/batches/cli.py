@@ -21,6 +21,7 @@ from webapp.batches import (
     create_file_batch,
     receive_file,
 )
+from webapp.batches.facts import row_reason
 from webapp.cli import acting_company, acting_user, fail, print_json
 from webapp.clock import now
 from webapp.extensions import db
@@ -69,7 +70,7 @@ def import_file(tax_id, path, username, wait):
         check_file_name(path.name)
         batch = create_file_batch(user, company, receive_file(company, path), path.name)
     except RowsRejected as exc:
-        print_json({"file_name": path.name, "error": str(exc), "bad_row_total": exc.total,
+        print_json({"file_name": path.name, "error_code": exc.reason, "error": str(exc), "bad_row_total": exc.total,
                     "bad_rows": [row.as_dict() for row in exc.rows]})
         fail(str(exc))
     except SourceRejected as exc:  # DiskFull too: 磁盘空间不足, nothing written
@@ -78,7 +79,7 @@ def import_file(tax_id, path, username, wait):
         batch = _wait(batch.batch_no)
     print_json(batch_json(batch))
     if batch.status == BatchStatus.FAILED:
-        fail(batch.error or "导入失败")
+        fail(row_reason(batch)[0] or "导入失败")
 
 
 @click.command("download")

@@ -1,13 +1,13 @@
 """What the batch screens say about a batch, worked out for a whole page in two queries.
 
 The list and the detail page both show: a progress bar with one segment per subtask status,
-why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, the technical
-text kept for 详情), and until when a batch waits for the 乐企 quota. The statuses (docs/rules.md,
-批次状态) and their labels are in webapp.statuses; this module only reads.
+why 总份数 and 成功份数 differ, why months failed (in words a finance user reads, rendered from
+each month's reason code, the technical text kept for 详情), and until when a batch waits for the
+乐企 quota. The statuses (docs/rules.md, 批次状态), the reasons (docs/rules.md, 失败与等待原因) and
+their labels are in webapp.statuses; this module only reads.
 """
 from __future__ import annotations
 
-import re
 import zlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import Batch, Subtask
-from webapp.statuses import BatchStatus, DataType, SubtaskStatus
+from webapp.statuses import BatchStatus, DataType, Reason, SubtaskStatus
 
 # Progress-bar segments in the order they are drawn: finished work first, then what is still to run;
 # the bar says the subtask statuses shorter than their own labels (成功, not 执行成功). Months still to
@@ -25,56 +25,22 @@ from webapp.statuses import BatchStatus, DataType, SubtaskStatus
 # every month ended.
 SEGMENTS = ((SubtaskStatus.SUCCEEDED, "成功"), (SubtaskStatus.FAILED, "失败"), (SubtaskStatus.TERMINATED, "已终止"),
             (SubtaskStatus.WAITING, "等待"), (SubtaskStatus.RUNNING, "同步中"), (SubtaskStatus.PENDING, "待同步"))
-QUOTA_MARK = "额度"  # a waiting subtask's message that names the quota (jobs.tasks.Wait)
-
-_CHANNEL = r"(?P<ch>乐企|RPA)："
-_ATTEMPTS = re.compile(r"（已(?:尝试|查询) (?P<n>\d+) 次[^）]*）")
-# (pattern on the stored message, what a finance user reads); {ch} is the channel named in the message.
-_PLAIN = (
-    (re.compile(_CHANNEL + r"服务暂时不可用"), "{ch}服务暂时不可用，请稍后点击“重试”"),
-    (re.compile(_CHANNEL + r"请求超时"), "连接{ch}超时，请稍后点击“重试”"),
-    (re.compile(_CHANNEL + r"无法连接服务"), "无法连接{ch}服务，请稍后重试；若一直如此，请联系管理员检查网络"),
-    (re.compile(_CHANNEL + r"接口返回 HTTP"), "{ch}拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
-    (re.compile(_CHANNEL + r"通道地址配置错误"), "{ch}通道地址配置有误，请联系管理员"),
-    (re.compile(_CHANNEL + r"返回内容(?:不是有效的|不符合)"), "{ch}返回的数据无法识别，请联系管理员检查通道配置"),
-    (re.compile(_CHANNEL + r"请求被拒绝"), "{ch}拒绝了请求，请联系管理员"),
-    (re.compile(_CHANNEL + r"任务执行失败"), "RPA 任务执行失败，请稍后点击“重试”"),
-    (re.compile(r"^内部错误"), "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
-    (re.compile(r"^文件解析失败"), "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"),
-    (re.compile(r"^解析结果无法写入服务器磁盘"), "服务器磁盘写入失败，请联系管理员处理后点击“重试”"),
-)
-_ASIDE = re.compile(r"（[^（）]*）")
-_FILE_PLACE = re.compile(r"工作表“[^”]*”第 \d+ 行")  # a refused file's message quotes the user's own cell
-_CODE_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9A-Z]{15,20}(?![0-9A-Za-z])")  # tax IDs, invoice numbers: the user's own
-_ALLOWED_LATIN = re.compile(r"RPA|Excel|xlsx|MB|YYYY-MM|ID")
 
 
-def _is_technical(text: str) -> bool:
-    """English words or codes other than tax IDs, invoice numbers and the product's own terms."""
-    return re.search(r"[A-Za-z]{2,}", _ALLOWED_LATIN.sub("", _CODE_LIKE.sub("", text))) is not None
+def reason_text(code: str | None, params: dict | None, error: str | None) -> tuple[str, str | None]:
+    """Why a batch or a month failed or waits, as (what a finance user reads, the technical text
+    for 详情 or None): the sentence of its reason code with its parameters (docs/rules.md, 失败与等待原因);
+    the stored text goes under 详情 when it says more than the sentence. A row without a code (none
+    is left after 0021, except from a version this one does not know) shows its text as stored."""
+    if code not in Reason:
+        return error or "", None
+    summary = Reason(code).text(params) or error or Reason.UNRECORDED.label
+    return summary, (error if error and error != summary else None)
 
 
-def plain_error(message: str | None) -> tuple[str, str | None]:
-    """A stored failure message as (what a finance user reads, technical detail or None).
-
-    Why: channel and job errors carry HTTP codes, exception names and retry counts that help an
-    administrator, not the user; they go under 详情, and the visible text says what to do.
-    """
-    if not message:
-        return "", None
-    for pattern, text in _PLAIN:
-        found = pattern.search(message)
-        if found:
-            summary = text.format(ch=found.groupdict().get("ch") or "")
-            if attempts := _ATTEMPTS.search(message):
-                summary = summary.replace("，", f"（已自动重试 {attempts['n']} 次），", 1)
-            return summary, message
-    if _FILE_PLACE.search(message):  # a cell value such as "abc" is the user's text to fix, not a code
-        return message, None
-    summary = _ASIDE.sub(lambda aside: "" if _is_technical(aside.group(0)) else aside.group(0), message).strip()
-    if _is_technical(summary):
-        summary = "处理失败，请稍后点击“重试”；若反复出现，请联系管理员"
-    return summary, (message if summary != message else None)
+def row_reason(row: Batch | Subtask) -> tuple[str, str | None]:
+    """reason_text of a batch or a month (the templates' one call)."""
+    return reason_text(row.error_code, row.error_params, row.error)
 
 
 @dataclass
@@ -141,11 +107,12 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
             one.first_pending = first
     _count_queued_ahead([one for one in facts.values() if one.first_pending and not one.counts.get(SubtaskStatus.RUNNING)])
     problems = db.session.execute(
-        select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error, Subtask.not_before)
+        select(Subtask.batch_id, Subtask.period, Subtask.status, Subtask.error_code, Subtask.error_params,
+               Subtask.error, Subtask.not_before)
         .where(Subtask.batch_id.in_(batch_ids), Subtask.status.in_((SubtaskStatus.FAILED, SubtaskStatus.WAITING)))
         .order_by(Subtask.batch_id, Subtask.period))
-    for batch_id, period, status, error, not_before in problems:
-        _add_problem(facts[batch_id], period, status, error, not_before)
+    for batch_id, period, status, code, params, error, not_before in problems:
+        _add_problem(facts[batch_id], period, status, (code, params, error), not_before)
     return facts
 
 
@@ -178,16 +145,18 @@ def _count_queued_ahead(queued: list[BatchFacts]) -> None:
         one.queued_ahead = bisect_left(ahead, one.first_pending)
 
 
-def _add_problem(one: BatchFacts, period: str, status: str, error: str | None, not_before: datetime | None) -> None:
-    """File a failed or waiting month under its reason (months with the same reason share one line)."""
+def _add_problem(one: BatchFacts, period: str, status: str, reason: tuple, not_before: datetime | None) -> None:
+    """File a failed or waiting month under its reason (months with the same reason share one line);
+    `reason` is the month's (error_code, error_params, error)."""
+    code = reason[0] or (Reason.UNRECORDED if status == SubtaskStatus.FAILED and not reason[2] else None)
+    summary, detail = reason_text(code, *reason[1:])
     if status == SubtaskStatus.WAITING:
-        if error and QUOTA_MARK in error and not_before:
+        if code == Reason.QUOTA_WAIT and not_before:
             low, high = one.quota_until or (not_before, not_before)
             one.quota_until = (min(low, not_before), max(high, not_before))
-        elif error and error not in one.waiting_notes:
-            one.waiting_notes.append(error)
+        elif summary and summary not in one.waiting_notes:
+            one.waiting_notes.append(summary)
         return
-    summary, detail = plain_error(error or "执行失败，未记录原因")
     failure = next((f for f in one.failures if f.summary == summary), None)
     if failure is None:
         failure = Failure(summary)
@@ -253,7 +222,7 @@ def created_notice(batches: list[Batch], facts: dict[int, BatchFacts]) -> list[t
         elif batch.status == BatchStatus.SUCCEEDED:
             lines.append((batch.batch_no, "ok", BatchStatus.SUCCEEDED.label))
         else:
-            reason = one.failures[0].summary if one.failures else (plain_error(batch.error)[0] if batch.error else "")
+            reason = one.failures[0].summary if one.failures else row_reason(batch)[0]
             lines.append((batch.batch_no, "error", BatchStatus(batch.status).label + (f"：{reason}" if reason else "")))
     return lines
 

@@ -157,7 +157,7 @@ def _dialog_notes(form: ImportForm, errors: dict) -> list[str]:
             if not kept:  # submitting is refused (forms._leqi_covers): say that, not what a batch would skip
                 notes.append(leqi_refusal(company))
             elif early:
-                notes.append(f"{company.name}：{leqi_note(company, early)}（提交后这些月份不下载）")
+                notes.append(f"{company.name}：{leqi_note(company, early).text()}（提交后这些月份不下载）")
             if kept:
                 notes.append(_quota_note(company, kept, form.kinds.data or list(DOWNLOAD_KINDS)))
     return [note for note in notes if not any(note in str(error) for error in errors.values())]
@@ -506,5 +506,5 @@ def _template_helpers(state) -> None:
     from webapp.batches import facts
 
     state.app.jinja_env.globals.update(mismatch=facts.mismatch, waiting_text=facts.waiting_text,
-                                       plain_error=facts.plain_error, periods_text=facts.periods_text,
+                                       row_reason=facts.row_reason, periods_text=facts.periods_text,
                                        counts_scope=facts.counts_scope, subtask_label=subtask_label)

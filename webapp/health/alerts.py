@@ -22,7 +22,7 @@ from webapp.extensions import db
 from webapp.health import checks
 from webapp.health.mail import mail_configured, send_mail
 from webapp.models import Batch, ScheduleRun, SentAlert, Subtask, User
-from webapp.statuses import AlertKind, BatchStatus, HealthStatus, Role, SubtaskStatus
+from webapp.statuses import AlertKind, BatchStatus, HealthStatus, Reason, Role, SubtaskStatus
 from webapp.transactions import write_transaction
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,12 @@ def failed_scheduled_batches(moment: datetime) -> list[Alert]:
 
 
 def long_quota_waits(moment: datetime) -> list[Alert]:
-    """Batches with months still waiting (等待额度) longer than QUOTA_WAIT_ALERT_HOURS since created."""
+    """Batches with months still waiting for the 乐企 quota (等待额度: their reason code, docs/rules.md,
+    失败与等待原因) longer than QUOTA_WAIT_ALERT_HOURS since created."""
     hours = current_app.config["QUOTA_WAIT_ALERT_HOURS"]
     rows = db.session.execute(select(Batch, Subtask.period).join(Subtask, Subtask.batch_id == Batch.id).where(
-        Subtask.status == SubtaskStatus.WAITING, Batch.created_at <= moment - timedelta(hours=hours))
+        Subtask.status == SubtaskStatus.WAITING, Subtask.error_code == Reason.QUOTA_WAIT,
+        Batch.created_at <= moment - timedelta(hours=hours))
         .order_by(Batch.id, Subtask.period)).all()
     months: dict[Batch, list[str]] = {}
     for batch, period in rows:
