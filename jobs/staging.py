@@ -43,7 +43,6 @@ MEMORY_REFUSAL = Reason.PARSE_MEMORY.text()
 CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
                    "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 DISK_REFUSAL = "解析结果无法写入服务器磁盘（{why}），请联系管理员后重试"
-UNREADABLE_MONTH = "该月份的暂存数据无法读取（由其他版本的程序写入），未导入任何数据，请重新导入文件"
 STAGED_FORMAT = "invoice-sync staged month, JSON, version 1"  # a month file's first key says what it is
 _PRELOADED = ("channels.etax.parser", "jobs.staging")  # imported once by the fork server, not per file
 
@@ -113,7 +112,7 @@ def read_month(path: Path) -> list[StagedInvoice]:
 
     A file staged by a version before the JSON format (marshal) is read as marshal, so imports under way
     across an upgrade on the same host go on; one that cannot be read (another Python version's marshal,
-    or a damaged file) is refused with UNREADABLE_MONTH, and the user imports the file again (saving is
+    or a damaged file) is refused (Reason.STAGED_UNREADABLE), and the user imports the file again (saving is
     an upsert: nothing is duplicated).
     """
     data = path.read_bytes()
@@ -121,7 +120,7 @@ def read_month(path: Path) -> list[StagedInvoice]:
         rows = _json_rows(data) if data[:1] == b"{" else marshal.loads(data)
         return [new_staged((new_invoice_row(header), list(map(new_line_row, lines)))) for header, lines in rows]
     except (ValueError, EOFError, TypeError, KeyError) as exc:  # orjson.JSONDecodeError is a ValueError
-        raise SourceRejected(UNREADABLE_MONTH) from exc
+        raise SourceRejected(Reason.STAGED_UNREADABLE.text(), reason=Reason.STAGED_UNREADABLE) from exc
 
 
 def _json_rows(data: bytes) -> list:
