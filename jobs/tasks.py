@@ -39,7 +39,7 @@ from webapp.extensions import db
 from webapp.models import Batch, Subtask
 from webapp.pool import refresh_statistics, save_staged
 from webapp.pool.month_stats import mark_months_changed, month_stats
-from webapp.reconcile import record_sources
+from webapp.reconcile import kept_findings, record_sources
 from webapp.statuses import BatchStatus, Channel, DataType, Method, Reason, SubtaskStatus
 from webapp.summary import refresh_summaries
 from webapp.transactions import write_transaction
@@ -355,7 +355,8 @@ def _run_month(subtask_id: int, batch_id: int) -> Batch:
 
 
 def _precompute_month_figures(tax_id: str) -> None:
-    """销项汇总 and the per-month figures of 同步覆盖 and pool stats for the months this batch touched,
+    """销项汇总, the per-month figures of 同步覆盖 and pool stats, and 来源核对's findings (同步覆盖's
+    来源差异 marks) for the months this batch touched,
     computed now rather than at the first view (docs/performance.md).
 
     The batch has already ended: a failure here only leaves the first view to compute them itself.
@@ -363,6 +364,7 @@ def _precompute_month_figures(tax_id: str) -> None:
     try:
         refresh_summaries()
         month_stats(tax_id)
+        kept_findings(tax_id)
     except Exception:
         db.session.rollback()
         log.exception("month figures precompute failed; the pages will compute them when viewed")

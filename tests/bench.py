@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,9 +241,10 @@ def bench_companies() -> list[str]:
     return others
 
 
-def _load(rows, step: int = 50_000) -> list[float]:
+def _load(rows, step: int = 50_000, progress=None) -> list[float]:
     """Write staged rows in transactions of `step`, as the job that saves a month does (the pool write
-    and 来源核对's note, jobs.tasks._saver); seconds per transaction (linear means flat)."""
+    and 来源核对's note, jobs.tasks._saver); seconds per transaction (linear means flat), each also
+    given to `progress(chunk number, seconds)` when asked."""
     from itertools import islice
 
     from webapp.pool import save_staged
@@ -256,6 +258,8 @@ def _load(rows, step: int = 50_000) -> list[float]:
             save_staged(chunk, source="file", batch_id=None, error_goods=frozenset())
             record_sources(chunk, source="file", batch_id=None)
         seconds.append(time.perf_counter() - start)
+        if progress:
+            progress(len(seconds), seconds[-1])
     return seconds
 
 
@@ -675,13 +679,28 @@ def _machine() -> dict:
             "load_1min": round(os.getloadavg()[0], 2)}
 
 
+@contextmanager
+def bench_folder():
+    """(a temporary folder, the URL of a Redis of its own) for one run; DATA_DIR and REDIS_URL point there."""
+    from tests.servers import redis_server
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "data").mkdir()
+        os.environ["DATA_DIR"] = str(folder / "data")
+        with redis_server(folder) as redis_url:
+            os.environ["REDIS_URL"] = redis_url
+            yield folder, redis_url
+
+
 def main() -> None:
+    from tests.bench_5m import large_pool_size, postgres_5m
     from tests.bench_backup import backup_bench
+    from tests.bench_coverage import coverage_two_sources
     from tests.bench_live import live_import_bench
     from tests.bench_load import load_bench
     from tests.bench_screens import batch_list_bench
     from tests.bench_summary import summary_bench
-    from tests.servers import redis_server
 
     size_name = os.environ.get("BENCH_SIZE", "full")
     size = SIZES[size_name]
@@ -689,36 +708,38 @@ def main() -> None:
     started = time.perf_counter()
     result: dict = {"size": size_name, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "machine": _machine(), "before": BEFORE}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "data").mkdir()
-        os.environ["DATA_DIR"] = str(folder / "data")
-        with redis_server(folder) as redis_url:
-            os.environ["REDIS_URL"] = redis_url
-            result["cold_start"] = cold_start(folder, redis_url, size["cold_runs"])
-            result["export"] = export(folder, size["export_invoices"])
-            result["file_import"] = file_import(folder, redis_url, size["import_invoices"], size["pairs"])
-            result["live_import"] = live_import_bench(folder, size["import_invoices"], size["live_rounds"])
-            result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
-                                                  size["samples"])
-            result["backup_sqlite"] = backup_bench(folder, f"sqlite:///{folder / 'pool.db'}", redis_url)
-            result["summary"] = summary_bench(folder, size["pool_invoices"], size["samples"],
-                                              url=f"sqlite:///{folder / 'summary.db'}")
-            result["download"] = download_pipeline(folder, size["download_months"])
-            result["subtask_overhead"] = subtask_overhead(folder, redis_url)
-            result["batch_list"] = batch_list_bench(folder, size["batches"])
-            result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
-            result["load"] = load_bench(size["load_seconds"])  # the product as `make run` starts it
+    with bench_folder() as (folder, redis_url):
+        result["cold_start"] = cold_start(folder, redis_url, size["cold_runs"])
+        result["export"] = export(folder, size["export_invoices"])
+        result["file_import"] = file_import(folder, redis_url, size["import_invoices"], size["pairs"])
+        result["live_import"] = live_import_bench(folder, size["import_invoices"], size["live_rounds"])
+        result["pool_sqlite"] = pool_at_scale(folder, f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"],
+                                              size["samples"])
+        result["backup_sqlite"] = backup_bench(folder, f"sqlite:///{folder / 'pool.db'}", redis_url)
+        coverage = result["coverage_two_sources"] = {"sqlite": coverage_two_sources(
+            f"sqlite:///{folder / 'pool.db'}", size["pool_invoices"], size["samples"])}
+        result["summary"] = summary_bench(folder, size["pool_invoices"], size["samples"],
+                                          url=f"sqlite:///{folder / 'summary.db'}")
+        result["download"] = download_pipeline(folder, size["download_months"])
+        result["subtask_overhead"] = subtask_overhead(folder, redis_url)
+        result["batch_list"] = batch_list_bench(folder, size["batches"])
+        result["bulk_plan"] = bulk_plan(folder, size["plan_companies"])
+        result["load"] = load_bench(size["load_seconds"])  # the product as `make run` starts it
+        if os.environ.get("BENCH_PLANS"):
+            result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
+        if not pg_url:
+            result["postgres_5m"] = {"skipped": "BENCH_DATABASE_URL not set", "met": None}
+        else:
+            result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
+            result["backup_postgresql"] = backup_bench(folder, pg_url, redis_url, "postgresql")
+            coverage["postgresql"] = coverage_two_sources(pg_url, size["pool_invoices"], size["samples"])
             if os.environ.get("BENCH_PLANS"):
-                result["plans_sqlite"] = query_plans(f"sqlite:///{folder / 'pool.db'}")
-            if pg_url:
-                result["pool_postgresql"] = pool_at_scale(folder, pg_url, size["pool_invoices"], size["samples"])
-                result["backup_postgresql"] = backup_bench(folder, pg_url, redis_url, "postgresql")
-                if os.environ.get("BENCH_PLANS"):
-                    result["plans_postgresql"] = query_plans(pg_url)
-                result["download_postgresql"] = download_pipeline(folder, size["download_months"], pg_url)
-                result["workers_postgresql"] = worker_scaling(folder, pg_url, redis_url, size["scale_companies"],
-                                                              size["scale_months"], size["scale_volume"])
+                result["plans_postgresql"] = query_plans(pg_url)
+            result["download_postgresql"] = download_pipeline(folder, size["download_months"], pg_url)
+            result["workers_postgresql"] = worker_scaling(folder, pg_url, redis_url, size["scale_companies"],
+                                                          size["scale_months"], size["scale_volume"])
+            result["postgres_5m"] = postgres_5m(folder, pg_url, redis_url, large_pool_size(size_name), size["samples"])
+    coverage["met"] = all(figures["met"] for figures in coverage.values())
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result, ensure_ascii=False, indent=1))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("cold_start", "export", "file_import", "live_import", "pool_sqlite", "download", "subtask_overhead",
-            "bulk_plan", "summary", "batch_list", "backup_sqlite", "load")
+            "bulk_plan", "summary", "batch_list", "backup_sqlite", "load", "coverage_two_sources", "postgres_5m")
 
 
 def test_small_bench_completes_with_every_figure():
@@ -30,4 +30,6 @@ def test_small_bench_completes_with_every_figure():
     assert result["batch_list"]["polls_on_page"] == 1
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
     assert result["load"]["batches"] == 5 and all(result["load"][path]["requests"] for path in ("/pool", "/batches"))
+    two_sources = result["coverage_two_sources"]["sqlite"]
+    assert two_sources["second_source_invoices"] == 1500 and all(two_sources["marked_months"].values())
     assert all("met" in result[name] for name in SECTIONS)

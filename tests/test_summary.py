@@ -332,6 +332,87 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
     assert report["counts"] == {"invoices": 1, "only_one": 0, "different": 0}
 
 
+def _marks_as_reports_say(app, client) -> set[str]:
+    """The months 同步覆盖 marks 来源差异, checked against 来源核对's own report of every month of the year."""
+    from channels.months import year_months
+    from webapp.reconcile import differing_months, source_report
+
+    page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
+    with app.app_context():
+        marked = differing_months(DEMO_TAX_ID, year_months(2024))
+        reported = {m for m in year_months(2024) if any(
+            source_report(DEMO_TAX_ID, m)["counts"][c] for c in ("only_one", "different"))}
+        db.session.remove()
+    assert marked == reported and page.count("来源差异") == len(marked)
+    assert all(f"month={m}" in page for m in marked)
+    return marked
+
+
+def test_coverage_marks_follow_each_import_as_the_reports_do(app, runner, client, tmp_path, work):
+    """(docs/performance.md, 同步覆盖 with two sources) 来源差异 is read from findings kept per month:
+    after each import the marked months are those whose 来源核对 lists something, and only those."""
+    app.config["CLOCK_NOW"] = TODAY
+    SandboxControl(app.config["SANDBOX_DB"]).control(today=TODAY.date().isoformat(), processing_polls=0)
+    downloaded = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--wait",
+                                     "--channel", "leqi", "--from", "2024-04", "--to", MONTH, "--type", "82"])
+    assert downloaded.exit_code == 0, downloaded.output
+    login(client)
+    assert _marks_as_reports_say(app, client) == set()  # one source only
+    april, may = pool_as_workbook_invoices(app, "2024-04"), pool_as_workbook_invoices(app)
+    assert april and may
+    build_workbook(tmp_path / "same.xlsx", april + may)
+    _import(runner, tmp_path / "same.xlsx")
+    with app.app_context():  # the batch's end counted the findings of the months it touched: no view waits
+        from webapp.models import InvoiceMonthSummary
+
+        kept = db.session.scalars(select(InvoiceMonthSummary).filter_by(tax_id=DEMO_TAX_ID)).all()
+        assert {row.month for row in kept} >= {"2024-04", MONTH}
+        assert all(row.sources is not None and row.sources_version == row.version for row in kept)
+        db.session.remove()
+    assert _marks_as_reports_say(app, client) == set()  # two sources, same invoices and values
+
+    may[0]["buyer_name"] = "改名后的购买方有限公司"
+    build_workbook(tmp_path / "renamed.xlsx", april + may)
+    _import(runner, tmp_path / "renamed.xlsx")
+    assert _marks_as_reports_say(app, client) == {MONTH}
+
+    build_workbook(tmp_path / "extra.xlsx", [digital_invoice(
+        "24339000000000000098", [make_line("*信息技术服务*运维服务", "88.00", "6%")], "2024-04-30 10:00:00",
+        kind="增值税普通发票")])
+    _import(runner, tmp_path / "extra.xlsx")  # a kind 乐企 did not download: not missing from it
+    assert _marks_as_reports_say(app, client) == {MONTH}
+    build_workbook(tmp_path / "extra82.xlsx", [digital_invoice(
+        "24339000000000000099", [make_line("*信息技术服务*运维服务", "66.00", "6%")], "2024-04-30 11:00:00")])
+    _import(runner, tmp_path / "extra82.xlsx")  # a kind 乐企 downloaded: missing from it
+    assert _marks_as_reports_say(app, client) == {"2024-04", MONTH}
+
+
+def test_the_page_lists_the_first_hundred_invoices_one_source_has_and_the_export_all(app, runner, client, tmp_path,
+                                                                                      work):
+    """(docs/performance.md, Five million invoices on PostgreSQL) A month where 乐企 delivered none of a
+    file's 105 invoices: the page counts them all, lists the first 100 and points to the export."""
+    app.config["CLOCK_NOW"] = TODAY
+    SandboxControl(app.config["SANDBOX_DB"]).control(today=TODAY.date().isoformat(), processing_polls=0)
+    build_workbook(tmp_path / "ours.xlsx", [digital_invoice(
+        f"243390000000000{n:05d}", [make_line("*信息技术服务*运维服务", "10.00", "6%")], "2024-05-20 10:00:00")
+        for n in range(105)])
+    _import(runner, tmp_path / "ours.xlsx")
+    downloaded = runner.invoke(args=["download", "--tax-id", DEMO_TAX_ID, "--as", "caiwu", "--wait",
+                                     "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "82"])
+    assert downloaded.exit_code == 0, downloaded.output
+    report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", MONTH)
+    lone = report["counts"]["only_one"]
+    assert lone == len(report["only_one"]) >= 105
+
+    login(client)
+    page = client.get(f"/reconcile?tax_id={DEMO_TAX_ID}&month={MONTH}").text
+    listed = page.split('id="only-one"')[1]
+    assert f'data-count="only_one">{lone:,} 份' in page and listed.count("<tr data-key=") == 100
+    assert f"仅显示前 100 份，全部 {lone:,} 份请导出 Excel 查看" in listed
+    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
+    assert len(list(sheets["仅一个来源有"].iter_rows(values_only=True))) == lone + 1
+
+
 @pytest.mark.parametrize("args, message", [(["--month", "2024-13"], "之间的 YYYY-MM：2024-13")])
 def test_diff_refuses_a_bad_month(runner, args, message):
     result = runner.invoke(args=["pool", "diff", "--tax-id", DEMO_TAX_ID, *args])

@@ -333,6 +333,8 @@ class InvoiceMonthSummary(db.Model):
     summary: Mapped[str | None] = mapped_column(Text)  # JSON, amounts in whole cents
     stats_version: Mapped[int | None] = mapped_column(Integer)  # the version `stats` was counted at
     stats: Mapped[str | None] = mapped_column(Text)  # JSON: coverage cells and pool stats (webapp.pool.month_stats)
+    sources_version: Mapped[int | None] = mapped_column(Integer)  # the version `sources` was counted at
+    sources: Mapped[str | None] = mapped_column(Text)  # JSON: 来源核对's findings of the month (webapp.reconcile)
 
 
 class BackupRun(db.Model):

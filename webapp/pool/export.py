@@ -294,12 +294,14 @@ def stream_pool_export(query) -> Iterator[bytes]:
     workbook = Workbook(pipe)
     try:
         for _step in chain(_write_sheets(workbook, _pool_chunks(query), _pool_lines), workbook.closing()):
-            if sent := pipe.take():
-                yield sent
+            yield from pipe.parts()
     except BaseException:
         workbook.abandon()
         raise
-    yield pipe.take()
+    yield from pipe.parts()
+
+
+PIECE = 64 * 1024  # bytes handed to the web server at a time
 
 
 class _Pipe:
@@ -315,12 +317,20 @@ class _Pipe:
     def flush(self) -> None:
         """Nothing to flush: `take` hands the parts on."""
 
-    def take(self) -> bytes:
-        """Everything written since the last take."""
-        parts = []
+    def parts(self) -> Iterator[bytes]:
+        """What was written since the last call, in pieces of about PIECE bytes: small writes joined
+        (fewer hand-overs to the server), and however far the compression thread ran ahead (a loaded
+        machine), never all of it at once."""
+        piece: list[bytes] = []
+        size = 0
         while self._parts:
-            parts.append(self._parts.popleft())
-        return b"".join(parts)
+            piece.append(self._parts.popleft())
+            size += len(piece[-1])
+            if size >= PIECE:
+                yield b"".join(piece)
+                piece, size = [], 0
+        if piece:
+            yield b"".join(piece)
 
 
 def export_size(query) -> tuple[int, int]:

@@ -13,6 +13,7 @@ voided]}, "amount": cents, "tax": cents, "lines": count}.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import bindparam, case, func, select, update
@@ -78,14 +79,43 @@ def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
     return counted
 
 
-def _keep(tax_id: str, counted: dict[str, dict], versions: dict[str, int]) -> None:
+def kept_figures(tax_id: str, first: str | None, last: str | None, column: str,
+                 count: Callable[[str, list[str]], dict[str, dict]]) -> dict[str, dict]:
+    """{month: figures} of the company's months from `first` to `last` (each optional) kept in the
+    invoice_month_summary `column` (JSON, with its `<column>_version`): kept ones while current, the
+    changed ones counted again by `count(tax_id, months)` and kept.
+
+    Why one helper: these figures and 来源核对's (webapp.reconcile) follow the same version the pool
+    write bumps (mark_months_changed), so each is counted once per change (docs/performance.md,
+    coverage grid)."""
+    table = InvoiceMonthSummary.__table__
+    figures, version = table.c[column], table.c[f"{column}_version"]
+    query = select(table.c.month, table.c.version, version, figures).where(table.c.tax_id == tax_id)
+    if first:
+        query = query.where(table.c.month >= first)
+    if last:
+        query = query.where(table.c.month <= last)
+    found, stale = {}, {}
+    for month, current, counted_at, kept in db.session.execute(query):
+        if kept is not None and counted_at == current:
+            found[month] = json.loads(kept)
+        else:
+            stale[month] = current
+    if stale:
+        counted = count(tax_id, sorted(stale))
+        _keep(tax_id, column, counted, stale)
+        found.update(counted)
+    return dict(sorted(found.items()))
+
+
+def _keep(tax_id: str, column: str, counted: dict[str, dict], versions: dict[str, int]) -> None:
     """Store figures counted just now; a pool write that bumped the version meanwhile leaves them stale."""
     table = InvoiceMonthSummary.__table__
     with write_transaction():
         db.session.execute(
             update(table).where(table.c.tax_id == tax_id, table.c.month == bindparam("m"),
                                 table.c.version == bindparam("v"))
-            .values(stats=bindparam("s"), stats_version=bindparam("v")),
+            .values({column: bindparam("s"), f"{column}_version": bindparam("v")}),
             [{"m": month, "v": versions[month], "s": json.dumps(figures, ensure_ascii=False)}
              for month, figures in counted.items()])
 
@@ -93,23 +123,7 @@ def _keep(tax_id: str, counted: dict[str, dict], versions: dict[str, int]) -> No
 def month_stats(tax_id: str, first: str | None = None, last: str | None = None) -> dict[str, dict]:
     """{month: figures} of the company's months from `first` to `last` (each optional), kept ones while
     current, the changed ones counted again and kept."""
-    table = InvoiceMonthSummary
-    query = select(table.month, table.version, table.stats_version, table.stats).where(table.tax_id == tax_id)
-    if first:
-        query = query.where(table.month >= first)
-    if last:
-        query = query.where(table.month <= last)
-    found, stale = {}, {}
-    for month, version, stats_version, stats in db.session.execute(query):
-        if stats is not None and stats_version == version:
-            found[month] = json.loads(stats)
-        else:
-            stale[month] = version
-    if stale:
-        counted = _count(tax_id, sorted(stale))
-        _keep(tax_id, counted, stale)
-        found.update(counted)
-    return dict(sorted(found.items()))
+    return kept_figures(tax_id, first, last, "stats", _count)
 
 
 def when(stamp: str | None) -> datetime | None:

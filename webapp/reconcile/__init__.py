@@ -17,6 +17,7 @@ from webapp.clock import now
 from webapp.extensions import db
 from webapp.models import Batch, Invoice, InvoiceSource, Subtask
 from webapp.pool.export import money
+from webapp.pool.month_stats import kept_figures
 from webapp.statuses import DataType, Source, SubtaskStatus
 from webapp.transactions import copy_rows, placeholders
 
@@ -74,16 +75,22 @@ def _upsert_copied(connection, rows: list[tuple]) -> None:
     connection.exec_driver_sql("TRUNCATE invoice_source_staged")
 
 
-def _covered_kinds(tax_id: str, month: str) -> dict[str, set[str]]:
-    """Per source, the invoice type codes it synced for the month ('*': all, as a file import does)."""
+def _covered_kinds(tax_id: str, first: str, last: str) -> dict[str, dict[str, set[str]]]:
+    """{month: {source: the invoice type codes it synced for the month}} ('*': all, as a file import does)."""
     rows = db.session.execute(
-        select(Batch.method, Batch.channel, Batch.type_codes).join(Subtask)
-        .where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.period == month,
-               Subtask.status == SubtaskStatus.SUCCEEDED))
-    covered: dict[str, set[str]] = defaultdict(set)
-    for method, channel, codes in rows:
-        covered[Source.of(method, channel)].update(codes or [ALL_KINDS])
+        select(Subtask.period, Batch.method, Batch.channel, Batch.type_codes).join(Subtask)
+        .where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.period >= first,
+               Subtask.period <= last, Subtask.status == SubtaskStatus.SUCCEEDED))
+    covered: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for month, method, channel, codes in rows:
+        covered[month][Source.of(method, channel)].update(codes or [ALL_KINDS])
     return covered
+
+
+def _missing(source: str, type_code: str | None, present, covered: dict[str, set[str]]) -> list[str]:
+    """The other sources of the month that synced this invoice's kind yet lack it (a source without a
+    succeeded subtask, say one whose batch was removed, counts as having synced every kind)."""
+    return [s for s in present if s != source and (covered.get(s) or {ALL_KINDS}) & {ALL_KINDS, type_code}]
 
 
 def _value(field: str, row: InvoiceSource):
@@ -126,12 +133,19 @@ def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]
     return found
 
 
-def source_report(tax_id: str, month: str) -> dict:
+def _fields_differing(by_source: dict) -> list[str]:
+    """The compared fields whose values differ between the sources, as the report shows them (money to the cent)."""
+    return [f for f in FIELDS if len({_value(f, row) for row in by_source.values()}) > 1]
+
+
+def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
     """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
 
     An invoice one source lacks counts only if that source synced the invoice's kind that month
     (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
-    rows per invoice; only the invoices listed are read whole.
+    rows per invoice; only the invoices listed are read whole. `shown` lists only the first so many
+    invoices only one source has (the page: a month where one source delivered part of the invoices
+    has thousands; docs/performance.md, Five million invoices on PostgreSQL); the counts stay whole.
     """
     where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
     present = {source: (n, last) for source, n, last in db.session.execute(
@@ -141,46 +155,85 @@ def source_report(tax_id: str, month: str) -> dict:
         select(InvoiceSource.invoice_key, func.count(), func.min(InvoiceSource.source), Invoice.type_code, _disagree())
         .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
         .group_by(InvoiceSource.invoice_key, Invoice.type_code)).all()
-    covered = _covered_kinds(tax_id, month)
-    for source in present:
-        covered.setdefault(source, {ALL_KINDS})
+    covered = _covered_kinds(tax_id, month, month)[month]
     lone, disagreeing = {}, []
     for key, n, source, type_code, disagree in grouped:
         if n == 1:
-            missing = [s for s in present if s != source and covered[s] & {ALL_KINDS, type_code}]
-            if missing:
+            if missing := _missing(source, type_code, present, covered):
                 lone[key] = missing
         elif disagree:
             disagreeing.append(key)
-    rows = _rows_of(tax_id, sorted([*lone, *disagreeing]))
+    listed = sorted(lone)[:shown]
+    rows = _rows_of(tax_id, sorted([*listed, *disagreeing]))
     only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
-                for key in sorted(lone)]
+                for key in listed]
     different = []
     for key in sorted(disagreeing):
         type_name, by_source = rows[key]
-        fields = [f for f in FIELDS if len({_value(f, row) for row in by_source.values()}) > 1]
-        if fields:
+        if fields := _fields_differing(by_source):
             different.append({**_entry(key, type_name, by_source), "fields": fields})
     return {"tax_id": tax_id, "month": month,
             "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
-            "counts": {"invoices": len(grouped), "only_one": len(only_one), "different": len(different)},
+            "counts": {"invoices": len(grouped), "only_one": len(lone), "different": len(different)},
             "only_one": only_one, "different": different}
 
 
 def differing_months(tax_id: str, months: list[str]) -> set[str]:
-    """Months whose 来源核对 finds something: only months that more than one source delivered qualify."""
+    """Months whose 来源核对 finds something (only months more than one source delivered qualify).
+
+    Read from the findings kept per company-month (_findings), with the kinds each source synced
+    read now, so 同步覆盖 marks five years without reading their invoices (docs/performance.md,
+    同步覆盖 with two sources)."""
     if not months:
         return set()
-    rows = db.session.execute(
-        select(InvoiceSource.month).where(InvoiceSource.tax_id == tax_id, InvoiceSource.month >= min(months),
-                                          InvoiceSource.month <= max(months))
-        .group_by(InvoiceSource.month).having(func.count(func.distinct(InvoiceSource.source)) > 1))
+    first, last = min(months), max(months)
+    covered = _covered_kinds(tax_id, first, last)
     marked = set()
-    for (month,) in rows:
-        counts = source_report(tax_id, month)["counts"]
-        if counts["only_one"] or counts["different"]:
+    for month, found in kept_findings(tax_id, first, last).items():
+        if month in months and (found["different"] or any(
+                _missing(source, code, found["sources"], covered[month]) for source, code, _n in found["lone"])):
             marked.add(month)
     return marked
+
+
+def kept_findings(tax_id: str, first: str | None = None, last: str | None = None) -> dict[str, dict]:
+    """{month: findings} of the company's months from `first` to `last` (each optional): kept ones while
+    current, the months the pool write changed counted again (_findings) and kept. A batch's end calls
+    it (jobs.tasks), so the first 同步覆盖 after an import reads kept rows."""
+    return kept_figures(tax_id, first, last, "sources", _findings)
+
+
+def _findings(tax_id: str, months: list[str]) -> dict[str, dict]:
+    """{month: its findings as kept}: {"sources": the sources that delivered invoices of the month,
+    "lone": [[source, type code, invoices only that source has]], "different": invoices whose sources
+    differ, as source_report counts them}.
+
+    Kept per month until the pool write touches it (webapp.pool.month_stats.kept_figures): the job that
+    saves a month writes its sources in the same transaction (jobs.tasks._saver). Which kinds a source
+    synced is not kept: a download finding nothing changes it without a pool write, so it is read
+    when the marks are (differing_months)."""
+    where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month.in_(months))
+    found = {month: {"sources": [], "lone": [], "different": 0} for month in months}
+    for month, source in db.session.execute(
+            select(InvoiceSource.month, InvoiceSource.source).where(*where).distinct().order_by(InvoiceSource.source)):
+        found[month]["sources"].append(source)
+    grouped = (select(InvoiceSource.month, InvoiceSource.invoice_key, func.count().label("n"),
+                      func.min(InvoiceSource.source).label("source"), Invoice.type_code, _disagree().label("disagree"))
+               .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
+               .group_by(InvoiceSource.month, InvoiceSource.invoice_key, Invoice.type_code).subquery())
+    candidate = case((and_(grouped.c.n > 1, grouped.c.disagree == 1), grouped.c.invoice_key))
+    candidates = defaultdict(list)
+    for month, n, source, type_code, key, invoices in db.session.execute(
+            select(grouped.c.month, grouped.c.n, grouped.c.source, grouped.c.type_code, candidate, func.count())
+            .group_by(grouped.c.month, grouped.c.n, grouped.c.source, grouped.c.type_code, candidate)):
+        if n == 1:
+            found[month]["lone"].append([source, type_code, invoices])
+        elif key is not None:
+            candidates[month].append(key)
+    for month, keys in candidates.items():
+        found[month]["different"] = sum(1 for _type_name, by_source in _rows_of(tax_id, keys).values()
+                                        if _fields_differing(by_source))
+    return found
 
 
 def write_report(report: dict, target) -> None:

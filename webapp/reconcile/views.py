@@ -17,6 +17,7 @@ from webapp.reconcile import FIELDS, differing_months, source_report, write_repo
 from webapp.web import xlsx_download
 
 bp = Blueprint("reconcile", __name__, url_prefix="/reconcile")
+SHOWN = 100  # invoices only one source has listed on the page; the export lists them all
 
 
 def _scope():
@@ -37,9 +38,9 @@ def _scope():
 def index():
     """The report page: counts at the top, then both lists with every source's values side by side."""
     companies, company, month = _scope()
-    report = source_report(company.tax_id, month) if company else None
+    report = source_report(company.tax_id, month, SHOWN) if company else None
     return render_template("reconcile/index.html", companies=companies, company=company, month=month,
-                           report=report, fields=FIELDS)
+                           report=report, fields=FIELDS, shown=SHOWN)
 
 
 @bp.route("/export")
