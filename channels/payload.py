@@ -5,7 +5,7 @@ normalisation (money, decimals, rates, dates, free text, the red link in 备注)
 cell readers' (channels.etax.cells): one spelling of each rule in the product, so a file import
 and a download of the same invoice give the same record.
 
-An invoice becomes the pool's staged rows directly (channels.records.HEADER_COLUMNS), with no
+An invoice becomes the pool's staged rows directly (channels.records.InvoiceRow), with no
 record or Decimal made on the way: a company-year is some 36,000 invoices and 85,000 lines, and
 per-value objects were most of a download's time (docs/performance.md). Text the bureau already
 sends in the canonical form (an amount in whole cents, a plain decimal) is kept as sent, which is
@@ -32,12 +32,16 @@ from channels.etax.cells import (  # the export's cell rules, shared on purpose:
 from channels.invoice_types import TYPE_NAMES, canonical_type_name
 from channels.records import (
     TIMESTAMP,
+    LineRow,
     SourceRejected,
     StagedInvoice,
     UsageQuery,
     UsageStatus,
     canonical_tax_id,
     invoice_key,
+    new_invoice_row,
+    new_line_row,
+    new_staged,
 )
 
 _SHOWN_CHARS = 40
@@ -51,8 +55,8 @@ _kinds: dict[tuple, tuple[str, str | None]] = {}
 
 
 def staged_invoice(payload: dict) -> StagedInvoice:
-    """One PROTOCOL.md invoice payload as the pool's rows (channels.records.HEADER_COLUMNS and
-    LINE_COLUMNS): the values tests/records_support.py's stage makes of its record, with no record made.
+    """One PROTOCOL.md invoice payload as the pool's rows (channels.records.InvoiceRow and
+    LineRow): the values tests/records_support.py's stage makes of its record, with no record made.
 
     A payload that breaks the contract fails the download loudly rather than writing a half
     record into the pool.
@@ -78,14 +82,14 @@ def _invoice(p: dict) -> StagedInvoice:
     type_name, type_code = _kind(p)
     seller, seller_name = canonical_tax_id(_required(p, "xfsh", "销方识别号")), _opt(p, "xfmc", "销方名称")
     issued_at, month = _timestamp(_required(p, "kprq", "开票日期"))
-    header = (
+    header = new_invoice_row((
         key, seller, seller_name, code, number, digital, canonical_tax_id(_ident(p, "gfsh", "购方识别号")),
         _opt(p, "gfmc", "购买方名称"), issued_at, month, _amount(p, "je", "金额"), _amount(p, "se", "税额"),
         _optional_amount(p, "jshj", "价税合计"), _opt(p, "fply", "发票来源"), type_name, type_code,
         _opt(p, "fpzt", "发票状态") or "正常", is_red, _opt(p, "fxdj", "发票风险等级"), _opt(p, "kpr", "开票人"),
         remark, _red_of(p, remark) if is_red else None,
-    )
-    return header, _lines(p)
+    ))
+    return new_staged((header, _lines(p)))
 
 
 def _timestamp(value: str) -> tuple[str, str]:
@@ -144,7 +148,7 @@ def _remember(cache: dict, key, value):
     return value
 
 
-def _lines(p: dict) -> list[tuple]:
+def _lines(p: dict) -> list[LineRow]:
     """The mx lines in order; 折扣行 are the ones the source marks hxz = 1."""
     lines = p.get("mx")
     if lines is None:
@@ -154,18 +158,18 @@ def _lines(p: dict) -> list[tuple]:
     return [_line(line, position) for position, line in enumerate(lines, start=1)]
 
 
-def _line(m: object, position: int) -> tuple:
-    """One mx entry as a line row (LINE_COLUMNS); its column names are prefixed with the line number."""
+def _line(m: object, position: int) -> LineRow:
+    """One mx entry as a line row (channels.records.LineRow); its column names are prefixed with the line number."""
     if not isinstance(m, dict):
         raise BadCell(f"第 {position} 行明细", m, "应为对象")
     try:
-        return (
+        return new_line_row((
             _line_no(m.get("xh"), position), _opt(m, "spmc", "货物或应税劳务名称") or "",
             _opt(m, "ssbm", "税收分类编码"), _opt(m, "tdyw", "特定业务类型"), _opt(m, "ggxh", "规格型号"),
             _opt(m, "dw", "单位"), _number(m, "sl", "数量"), _number(m, "dj", "单价"), _amount(m, "je", "金额"),
             _line_rate(m), _amount(m, "se", "税额"), _optional_amount(m, "jshj", "价税合计"),
             str(m.get("hxz", "")) == "1",
-        )
+        ))
     except BadCell as bad:
         bad.column = f"第 {position} 行明细的{bad.column}"
         raise
@@ -298,7 +302,7 @@ def staged_from_payloads(payloads: object, seller_tax_id: str, label: str) -> li
             rows = staged_invoice(payload)
         except SourceRejected as exc:
             raise SourceRejected(f"{label}：{exc}", **_bad_answer(label)) from None
-        key, seller = rows[0][0], rows[0][1]
+        key, seller = rows.header.key, rows.header.tax_id
         if seller != expected:  # both canonical (channels.records.canonical_tax_id)
             raise SourceRejected(f"{label}：返回的发票 {key} 销方税号 {seller} 与所查询企业 {seller_tax_id} 不一致")
         staged.append(rows)

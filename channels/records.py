@@ -9,19 +9,76 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 from channels import reasons
 
-# The pool's rows as plain values (text, numbers, None) in the tables' column order: what a
-# source's invoices are staged as between the parse and the write (webapp.pool), and what the
-# channels build straight from the wire so a download makes no per-row objects (channels.payload).
-HEADER_COLUMNS = ("key", "tax_id", "seller_name", "code", "number", "digital_number", "buyer_tax_id", "buyer_name",
-                  "issued_at", "month", "amount", "tax", "total", "origin", "type_name", "type_code", "status",
-                  "is_red", "risk_level", "issuer", "remark", "red_of")
-LINE_COLUMNS = ("line_no", "name", "tax_code", "special_type", "spec", "unit", "quantity", "unit_price", "amount",
-                "tax_rate", "tax", "total", "is_discount")
 TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite format; PostgreSQL casts it too
-StagedInvoice = tuple[tuple, list[tuple]]
+
+
+class InvoiceRow(NamedTuple):
+    """One invoice as the pool keeps it, in the invoice table's column order, as plain values (amounts
+    as text to the cent, issued_at as TIMESTAMP text): what a source's invoices are staged as between
+    the parse and the write (webapp.pool), built straight from the wire so a download makes no
+    per-value objects (channels.payload). Named, so code says `header.is_red`, not an index."""
+
+    key: str
+    tax_id: str
+    seller_name: str | None
+    code: str | None
+    number: str | None
+    digital_number: str | None
+    buyer_tax_id: str | None
+    buyer_name: str | None
+    issued_at: str
+    month: str
+    amount: str
+    tax: str
+    total: str | None
+    origin: str | None
+    type_name: str
+    type_code: str | None
+    status: str
+    is_red: bool
+    risk_level: str | None
+    issuer: str | None
+    remark: str | None
+    red_of: str | None
+
+
+class LineRow(NamedTuple):
+    """One invoice line as the pool keeps it (the invoice_line table's columns after invoice_key)."""
+
+    line_no: int
+    name: str
+    tax_code: str | None
+    special_type: str | None
+    spec: str | None
+    unit: str | None
+    quantity: str | None
+    unit_price: str | None
+    amount: str
+    tax_rate: str | None
+    tax: str
+    total: str | None
+    is_discount: bool
+
+
+class StagedInvoice(NamedTuple):
+    """An invoice with its lines, as staged between a source and the pool."""
+
+    header: InvoiceRow
+    lines: list[LineRow]
+
+
+HEADER_COLUMNS = InvoiceRow._fields
+LINE_COLUMNS = LineRow._fields
+# Builders for the hot loops (a file's or a download's every row): tuple.__new__ called from C makes
+# the same named row without the Python-level __new__ a NamedTuple call runs (docs/performance.md, Rows with names).
+new_invoice_row = partial(tuple.__new__, InvoiceRow)
+new_line_row = partial(tuple.__new__, LineRow)
+new_staged = partial(tuple.__new__, StagedInvoice)
 
 
 class Reasoned(Exception):

@@ -30,6 +30,7 @@ FAILURE_TTL = 7 * 24 * 3600
 MONITORING_INTERVAL = 10  # seconds between a busy worker's heartbeats (RQ's default is 30)
 WORKER_TTL = 40  # an idle worker beats every WORKER_TTL − 15 s (RQ's default 420 s: `flask doctor` wants a minute)
 HEARTBEAT_STALE = 3 * MONITORING_INTERVAL + 5  # a started job silent this long has lost its worker
+IN_PROCESS = "in_process"  # a job's meta key: the worker runs it without forking (jobs.worker)
 
 
 def redis_connection() -> Redis:
@@ -157,14 +158,17 @@ def enqueue_subtask(subtask, recoveries: int = 0) -> None:
     _enqueue("jobs.tasks.run_subtask", subtask.id, subtask.job_id, recoveries)
 
 
-def enqueue_subtasks(subtasks) -> None:
+def enqueue_subtasks(subtasks, in_process: bool = False) -> None:
     """Queue many subtasks in one Redis round trip (a five-year plan is 1,200 of them; one
-    `enqueue` each took about a second). Call after their rows are committed."""
+    `enqueue` each took about a second). Call after their rows are committed. `in_process`: the
+    worker runs them itself, without a horse (jobs.worker.QueueWorker.execute_job)."""
     if not subtasks:
         return
     queue = get_queue()
+    meta = {IN_PROCESS: True} if in_process else None
     jobs = [Queue.prepare_data("jobs.tasks.run_subtask", (s.id,), job_id=s.job_id, timeout=JOB_TIMEOUT,
-                               failure_ttl=FAILURE_TTL, result_ttl=3600, description=s.job_id) for s in subtasks]
+                               failure_ttl=FAILURE_TTL, result_ttl=3600, description=s.job_id, meta=meta)
+            for s in subtasks]
     try:
         with redis_connection().pipeline() as pipe:
             queue.enqueue_many(jobs, pipeline=pipe)

@@ -21,10 +21,18 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import orjson
 from sqlalchemy import String
 
 from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, parse_workbook
-from channels.records import SourceRejected, gc_paused
+from channels.records import (
+    SourceRejected,
+    StagedInvoice,
+    gc_paused,
+    new_invoice_row,
+    new_line_row,
+    new_staged,
+)
 from webapp.batches import STAGED_MANIFEST
 from webapp.disk import written_atomically
 from webapp.models import Invoice, InvoiceLine
@@ -35,6 +43,7 @@ MEMORY_REFUSAL = Reason.PARSE_MEMORY.text()
 CRASHED_REFUSAL = ("文件解析进程意外中断（文件可能过大或结构异常），未导入任何数据。"
                    "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
 DISK_REFUSAL = "解析结果无法写入服务器磁盘（{why}），请联系管理员后重试"
+STAGED_FORMAT = "invoice-sync staged month, JSON, version 1"  # a month file's first key says what it is
 _PRELOADED = ("channels.etax.parser", "jobs.staging")  # imported once by the fork server, not per file
 
 
@@ -71,7 +80,7 @@ def _address_space() -> int:
 
 
 def write_months(folder: Path, parsed: ParsedWorkbook) -> dict:
-    """Keep the parsed months on disk, one marshal file a month, then the manifest naming them
+    """Keep the parsed months on disk, one file a month (dump_month), then the manifest naming them
     (written last: a folder without one is not a staged file). Returns the manifest."""
     manifest = {"counts": {period: len(staged) for period, staged in parsed.staged_by_month.items()},
                 "kinds": parsed.kinds, "warnings": parsed.warnings}
@@ -79,10 +88,47 @@ def write_months(folder: Path, parsed: ParsedWorkbook) -> dict:
     while parsed.staged_by_month:  # month by month from the parse's result to disk, each let go once written
         period, staged = parsed.staged_by_month.popitem()
         with written_atomically(folder / f"{period}.staged") as temp:  # a full disk leaves no partial month
-            temp.write_bytes(marshal.dumps(staged))
+            temp.write_bytes(dump_month(staged))
     with written_atomically(folder / STAGED_MANIFEST) as temp:
         temp.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
     return manifest
+
+
+def dump_month(staged: list[StagedInvoice]) -> bytes:
+    """A month's staged rows as one JSON document: {"format": STAGED_FORMAT, "invoices": [[header,
+    [line, …]], …]}, each row an array in channels.records' column order.
+
+    Why JSON (orjson): DATA_DIR may be shared by hosts running different Python versions (docs/deploy.md),
+    and a month staged on one may be saved by a worker on another. marshal, used before, is documented to
+    change between Python versions; pickle would tie the file to the row classes' import paths. JSON is a
+    fixed standard any version reads, its values here are exactly the rows' (text, integers, booleans,
+    null), and orjson writes and reads it about as fast as marshal did (docs/performance.md, Rows with names).
+    """
+    return orjson.dumps({"format": STAGED_FORMAT, "invoices": staged}, default=tuple)  # named rows as arrays
+
+
+def read_month(path: Path) -> list[StagedInvoice]:
+    """A staged month back as named rows (dump_month's document).
+
+    A file staged by a version before the JSON format (marshal) is read as marshal, so imports under way
+    across an upgrade on the same host go on; one that cannot be read (another Python version's marshal,
+    or a damaged file) is refused (Reason.STAGED_UNREADABLE), and the user imports the file again (saving is
+    an upsert: nothing is duplicated).
+    """
+    data = path.read_bytes()
+    try:
+        rows = _json_rows(data) if data[:1] == b"{" else marshal.loads(data)
+        return [new_staged((new_invoice_row(header), list(map(new_line_row, lines)))) for header, lines in rows]
+    except (ValueError, EOFError, TypeError, KeyError) as exc:  # orjson.JSONDecodeError is a ValueError
+        raise SourceRejected(Reason.STAGED_UNREADABLE.text(), reason=Reason.STAGED_UNREADABLE) from exc
+
+
+def _json_rows(data: bytes) -> list:
+    """The invoices of a JSON month file, refusing a document that is not one."""
+    document = orjson.loads(data)
+    if not isinstance(document, dict) or document.get("format") != STAGED_FORMAT:
+        raise ValueError("not a staged month")
+    return document["invoices"]
 
 
 def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, today: date) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import marshal
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from channels.etax.parser import ParsedWorkbook, RowsRejected, parse_workbook
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.records import ChannelRejected, Pending, Reasoned, SourceRejected, gc_paused
 from jobs import queue, sources
-from jobs.staging import DISK_REFUSAL, field_limits, memory_cap, write_months
+from jobs.staging import DISK_REFUSAL, field_limits, memory_cap, read_month, write_months
 from webapp.accounts.settings import error_goods_names
 from webapp.background import subtask_job_id
 from webapp.batches import (
@@ -192,7 +191,7 @@ def _add_months(batch_id: int, manifest: dict) -> None:
         subtasks = add_subtasks(batch, manifest["counts"])
         refresh_batch(batch_id)
     upload_path(batch).unlink(missing_ok=True)  # the staged months now hold everything the batch needs
-    queue.enqueue_subtasks(subtasks)
+    queue.enqueue_subtasks(subtasks, in_process=True)  # rows staged at receipt, written: no horse needed
 
 
 def _staged_file(subtask: Subtask) -> Finish:
@@ -200,7 +199,7 @@ def _staged_file(subtask: Subtask) -> Finish:
     path = staging_dir(subtask.batch) / f"{subtask.period}.staged"
     if not path.exists():
         raise SourceRejected(Reason.STAGED_MISSING.text(), reason=Reason.STAGED_MISSING)
-    return _saver(subtask, marshal.loads(path.read_bytes()))
+    return _saver(subtask, read_month(path))
 
 
 def _saver(subtask: Subtask, staged) -> Finish:

@@ -1,4 +1,6 @@
-"""The RQ worker: forks per job (so a running job can really be stopped) inside the app context.
+"""The RQ worker: forks per job (so a running job can really be stopped) inside the app context;
+a file import's months, short database writes of rows staged at receipt, run in the worker itself
+(IN_PROCESS in the job's meta: jobs.queue.enqueue_subtasks).
 
 ``run_forever`` is the ``flask worker`` process: it survives Redis outages (a restarted or crashed
 bundled Redis, an external Redis going away) by waiting for Redis and starting a fresh RQ worker,
@@ -6,11 +8,13 @@ where a bare RQ worker would exit with "found an unhandled exception, quitting".
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -37,6 +41,59 @@ class QueueWorker(Worker):
 
     max_connection_wait_time = float(queue.RECONNECT_MAX)
     stopping = False
+    in_process = False  # the current job runs in this process (no horse)
+
+    def execute_job(self, job, queue_):
+        """Fork a work horse for the job, or run it here when its meta says IN_PROCESS.
+
+        Why: a file import's month only writes rows staged at receipt (a tenth of a second for a
+        month of 900 invoices); a horse for it cost a fork, a new database connection and cold
+        statement caches each time, as much again as the write (docs/performance.md, The live import).
+        Such a job cannot be killed from outside: a 终止 lets it end, and it commits nothing once
+        its subtask is terminated (as InProcessWorker's jobs)."""
+        if not job.meta.get(queue.IN_PROCESS):
+            super().execute_job(job, queue_)
+            return
+        self._horse_pid, self.in_process = 0, True
+        try:
+            with self._beating(job):
+                SimpleWorker.execute_job(self, job, queue_)
+        finally:
+            self.in_process = False
+            db.session.remove()  # the next job starts with a clean session, as a horse would
+
+    @contextmanager
+    def _beating(self, job):
+        """Keep the job's and the worker's heartbeats going while it runs here, as the parent of a
+        horse does, so the reconciler never takes a long month for a dead one (jobs.queue.job_fate)."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(self.job_monitoring_interval):
+                self.maintain_heartbeats(job)
+
+        beater = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        beater.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beater.join()
+
+    def get_heartbeat_ttl(self, job) -> int:
+        """A job run here has no parent beating for it every few seconds: its whole timeout (RQ's rule
+        for jobs run in the worker process), else RQ's rule for a horse."""
+        if self.in_process:
+            return SimpleWorker.get_heartbeat_ttl(self, job)
+        return super().get_heartbeat_ttl(job)
+
+    def kill_horse(self, sig=signal.SIGKILL):
+        """Kill the running job's horse; with no horse (a job run here) there is nothing to kill: RQ would
+        signal this process's own group."""
+        if not self.horse_pid:
+            self.log.info("job %s runs in this process: it ends on its own", self.get_current_job_id())
+            return
+        super().kill_horse(sig)
 
     def unsubscribe(self):
         """End without a one-second wait: RQ sends UNSUBSCRIBE and then stops its command-channel
@@ -122,6 +179,7 @@ def make_worker(queues, connection, quiet: bool = False, fork: bool = True) -> W
 def run_forever(burst: bool = False) -> None:
     """`flask worker`: work the queue until SIGINT/SIGTERM, waiting out Redis outages."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _prepare_to_fork()
     once = _OncePerOutage()
     for name in ("rq.worker", __name__, queue.__name__):
         logging.getLogger(name).addFilter(once)
@@ -137,6 +195,16 @@ def run_forever(burst: bool = False) -> None:
         if (worker and worker.stopping) or burst:
             return
         stop.wait(1)  # RQ quit on an error of its own: a pause, so a repeating one cannot spin
+
+
+def _prepare_to_fork() -> None:
+    """Import the job functions here, once, and freeze what is loaded: every work horse forks from
+    this process, so each then starts with them (a file import's twelve months were twelve imports
+    of jobs.tasks), and the horse's garbage collector leaves the frozen objects alone instead of
+    touching, so copying, every page of them (docs/performance.md, The live import)."""
+    import jobs.tasks  # noqa: F401  (loaded for the horses)
+
+    gc.freeze()
 
 
 def _wait(stop: threading.Event) -> bool:

@@ -55,7 +55,7 @@ def _second_source() -> int:
     sources to compare."""
     from sqlalchemy import select
 
-    from channels.records import HEADER_COLUMNS, LINE_COLUMNS, TIMESTAMP
+    from channels.records import HEADER_COLUMNS, LINE_COLUMNS, TIMESTAMP, InvoiceRow, LineRow, StagedInvoice
     from webapp.extensions import db
     from webapp.models import Invoice, InvoiceLine
     from webapp.pool import save_staged
@@ -69,12 +69,12 @@ def _second_source() -> int:
 
     headers = db.session.execute(select(*(Invoice.__table__.c[c] for c in HEADER_COLUMNS)).where(
         Invoice.tax_id == DEMO_TAX_ID, Invoice.month == MONTH).order_by(Invoice.key)).all()
-    chosen = [tuple(staged(v) for v in header) for n, header in enumerate(headers) if n % 10 < 3]
+    chosen = [InvoiceRow(*(staged(v) for v in header)) for n, header in enumerate(headers) if n % 10 < 3]
     lines: dict = {}
     for key, *line in db.session.execute(select(InvoiceLine.invoice_key, *(InvoiceLine.__table__.c[c] for c in LINE_COLUMNS))
                                          .where(InvoiceLine.invoice_key.in_([h[0] for h in chosen]))):
-        lines.setdefault(key, []).append(tuple(staged(v) for v in line))
-    again = [((*h[:7], "乐企给出的另一购买方名称", *h[8:]) if n % 200 == 0 else h, lines.get(h[0], []))
+        lines.setdefault(key, []).append(LineRow(*(staged(v) for v in line)))
+    again = [StagedInvoice(h._replace(buyer_name="乐企给出的另一购买方名称") if n % 200 == 0 else h, lines.get(h.key, []))
              for n, h in enumerate(chosen)]
     with write_transaction():
         save_staged(again, source="leqi", batch_id=None, error_goods=frozenset())

@@ -37,11 +37,11 @@ def _bench_tax_ids() -> list[str]:
 
 def _second_delivery(count: int, tax_ids: list[str]):
     """30 % of the synthetic invoices again, as 乐企 gives them; one in 200 names the buyer differently."""
-    for n, (header, lines) in enumerate(_synthetic_pool(count, tax_ids)):
+    for n, invoice in enumerate(_synthetic_pool(count, tax_ids)):
         if n % SECOND_SOURCE_SHARE < 3:
             if n % RENAMED_EVERY == 0:
-                header = (*header[:7], "乐企给出的另一购买方名称", *header[8:])
-            yield header, lines
+                invoice = invoice._replace(header=invoice.header._replace(buyer_name="乐企给出的另一购买方名称"))
+            yield invoice
 
 
 def _deliver_again(count: int, step: int = 50_000) -> tuple[int, float]:

@@ -27,16 +27,18 @@ def _with_lines(headers):
     """The synthetic headers with 1–4 lines each, split by rate; amounts as text like staged rows."""
     from decimal import Decimal
 
+    from channels.records import LineRow, StagedInvoice
+
     for n, (header, _lines) in enumerate(headers):
         count = n % 4 + 1
-        amount = Decimal(header[10])
+        amount = Decimal(header.amount)
         share = (amount / count).quantize(Decimal("0.01"))
         lines = []
         for line_no in range(1, count + 1):
             part = amount - share * (count - 1) if line_no == count else share
-            lines.append((line_no, "*信息技术服务*运维服务", None, None, None, None, None, None, str(part),
-                          RATES[(n + line_no) % len(RATES)], "0.00", str(part), False))
-        yield header, lines
+            lines.append(LineRow(line_no, "*信息技术服务*运维服务", None, None, None, None, None, None, str(part),
+                                 RATES[(n + line_no) % len(RATES)], "0.00", str(part), False))
+        yield StagedInvoice(header, lines)
 
 
 def summary_bench(folder: Path, count: int, samples: int = 20, url: str | None = None) -> dict:

@@ -17,7 +17,7 @@ from channels.etax.parser import ParsedWorkbook
 from channels.leqi import LeqiClient
 from channels.months import month_of
 from channels.payload import staged_from_payloads, staged_invoice
-from channels.records import TIMESTAMP, StagedInvoice
+from channels.records import TIMESTAMP, InvoiceRow, LineRow, StagedInvoice
 from channels.rpa import RpaClient
 from webapp.pool import latest_copies
 
@@ -106,15 +106,14 @@ def _text(value) -> str | None:
 
 
 def stage(records: Iterable[InvoiceRecord]) -> list[StagedInvoice]:
-    """Records as tuples of plain values (text, numbers, None) in the tables' column order
-    (channels.records.HEADER_COLUMNS and LINE_COLUMNS); an invoice given twice is kept once, its
-    last copy, as the pool keeps it."""
-    return latest_copies((
-        (r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id, r.buyer_name,
-         r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total), r.origin, r.type_name,
-         r.type_code, r.status, r.is_red, r.risk_level, r.issuer, r.remark, r.red_of),
-        [(ln.line_no, ln.name, ln.tax_code, ln.special_type, ln.spec, ln.unit, _text(ln.quantity),
-          _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
+    """Records as the pool's named rows of plain values (text, numbers, None: channels.records.InvoiceRow
+    and LineRow); an invoice given twice is kept once, its last copy, as the pool keeps it."""
+    return latest_copies(StagedInvoice(
+        InvoiceRow(r.key, r.seller_tax_id, r.seller_name, r.code, r.number, r.digital_number, r.buyer_tax_id,
+                   r.buyer_name, r.issued_at.strftime(TIMESTAMP), r.month, str(r.amount), str(r.tax), _text(r.total),
+                   r.origin, r.type_name, r.type_code, r.status, r.is_red, r.risk_level, r.issuer, r.remark, r.red_of),
+        [LineRow(ln.line_no, ln.name, ln.tax_code, ln.special_type, ln.spec, ln.unit, _text(ln.quantity),
+                 _text(ln.unit_price), str(ln.amount), ln.tax_rate, str(ln.tax), _text(ln.total), ln.is_discount)
          for ln in r.lines],
     ) for r in records)
 

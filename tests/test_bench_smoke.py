@@ -8,17 +8,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("cold_start", "export", "file_import", "pool_sqlite", "download", "subtask_overhead", "bulk_plan", "summary",
-            "batch_list", "backup_sqlite", "pages_under_load", "coverage_two_sources", "postgres_5m")
+SECTIONS = ("cold_start", "export", "file_import", "live_import", "pool_sqlite", "download", "subtask_overhead",
+            "bulk_plan", "summary", "batch_list", "backup_sqlite", "pages_under_load", "coverage_two_sources",
+            "postgres_5m")
 
 
 def test_small_bench_completes_with_every_figure():
     env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DATABASE_URL", "BENCH_PLANS", "REDIS_URL")}
     out = subprocess.run([sys.executable, "-m", "tests.bench"], cwd=ROOT, env={**env, "BENCH_SIZE": "small"},
-                         capture_output=True, text=True, timeout=300, check=True)
+                         capture_output=True, text=True, timeout=420, check=True)
     result = json.loads(out.stdout)
     assert set(SECTIONS) <= set(result)
     assert result["file_import"]["status"] == "succeeded"
+    assert result["live_import"]["statuses"] == ["succeeded"]
     assert result["export"]["invoices"] == 2000
     assert result["bulk_plan"]["subtasks"] == 2 * 60
     run = result["bulk_plan"]["simulated_run"]  # the plan run to its end over simulated days

@@ -135,6 +135,7 @@ def test_progress_bar_has_a_segment_per_status_and_failures_read_plainly(page, l
 def test_usage_batch_lists_the_invoices_the_bureau_did_not_answer(page, live_server):
     """A usage batch that ends 全部执行成功 with fewer answers than queries says why, lists those invoices,
     and each one's page says the bureau returned nothing (not 未获取)."""
+    from channels.records import InvoiceRow, StagedInvoice
     from webapp.extensions import db
     from webapp.models import Batch, Invoice
     from webapp.pool import save_staged
@@ -147,9 +148,10 @@ def test_usage_batch_lists_the_invoices_the_bureau_did_not_answer(page, live_ser
     strangers = [f"2403{n:016d}" for n in range(1, 4)]  # invoices the sandbox bureau has never issued
     with live_server.app.app_context():
         with write_transaction():
-            save_staged([((key, DEMO_TAX_ID, DEMO_NAME, None, None, key, "91110000000000000X", "某客户",
-                           "2024-03-15 10:00:00.000000", "2024-03", "100.00", "13.00", "113.00", "电子发票服务平台",
-                           "数电发票（普通发票）", "82", "正常", False, "正常", "赵", "", None), [])
+            save_staged([StagedInvoice(InvoiceRow(
+                key, DEMO_TAX_ID, DEMO_NAME, None, None, key, "91110000000000000X", "某客户",
+                "2024-03-15 10:00:00.000000", "2024-03", "100.00", "13.00", "113.00", "电子发票服务平台",
+                "数电发票（普通发票）", "82", "正常", False, "正常", "赵", "", None), [])
                          for key in strangers], source="file", batch_id=None, error_goods=frozenset())
         queried = db.session.scalar(select(db.func.count()).select_from(Invoice).where(
             Invoice.month == "2024-03", Invoice.type_code == "82", Invoice.is_red.is_(False)))
@@ -309,16 +311,18 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
 def stage_pool(live_server, amounts: list[tuple[str, str]], buyer: str = "合计测试客户",
                kind: str = "数电发票（普通发票）") -> None:
     """One 数电 invoice per (金额, 税额) straight into the pool, the second without 价税合计."""
+    from channels.records import InvoiceRow, StagedInvoice
     from webapp.extensions import db
     from webapp.pool import save_staged
     from webapp.transactions import write_transaction
 
     with live_server.app.app_context():
         with write_transaction():
-            save_staged([((f"2405{n:016d}", DEMO_TAX_ID, DEMO_NAME, None, None, f"2405{n:016d}", "91110000000000000X",
-                           buyer, f"2024-05-{n + 1:02d} 09:00:00.000000", "2024-05", amount, tax,
-                           None if n == 1 else str(round(float(amount) + float(tax), 2)), "电子发票服务平台",
-                           kind, "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
+            save_staged([StagedInvoice(InvoiceRow(
+                f"2405{n:016d}", DEMO_TAX_ID, DEMO_NAME, None, None, f"2405{n:016d}", "91110000000000000X",
+                buyer, f"2024-05-{n + 1:02d} 09:00:00.000000", "2024-05", amount, tax,
+                None if n == 1 else str(round(float(amount) + float(tax), 2)), "电子发票服务平台",
+                kind, "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
                          for n, (amount, tax) in enumerate(amounts)], source="file", batch_id=None, error_goods=frozenset())
         db.session.remove()
 

@@ -135,6 +135,36 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
     assert shown["status"] == "succeeded" and shown["success"] == shown["total"] == 312
 
 
+def test_a_month_staged_by_the_version_before_is_saved_and_an_unreadable_one_fails_alone(runner, app, work):
+    """Months staged as marshal by the version before the JSON format are still read (the same Python),
+    so an import under way across an upgrade goes on; a month no version can read fails alone and asks
+    for the file again (docs/deploy.md)."""
+    import marshal
+
+    from jobs.staging import read_month
+    from webapp.batches import staging_dir
+
+    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu")
+    with app.app_context():
+        from jobs.tasks import parse_upload
+
+        batch = db.session.scalar(select(Batch).filter_by(batch_no=batch_json["batch_no"]))
+        parse_upload(batch.id)
+        folder = staging_dir(batch)
+        old, damaged = sorted(folder.glob("*.staged"))[:2]
+        staged = read_month(old)
+        old.write_bytes(marshal.dumps([(tuple(header), [tuple(line) for line in lines]) for header, lines in staged]))
+        damaged.write_bytes(damaged.read_bytes()[:100])
+    work()
+    subtasks = {s["period"]: s for s in cli_json(runner, "batch", "show", batch_json["batch_no"])["subtasks"]}
+    assert subtasks[old.stem]["status"] == "succeeded" and subtasks[old.stem]["success"] == len(staged)
+    assert subtasks[damaged.stem]["status"] == "failed"
+    assert "暂存数据无法读取" in subtasks[damaged.stem]["error"] and "重新导入" in subtasks[damaged.stem]["error"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.month == old.stem)) == len(staged)
+        assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.month == damaged.stem)) == 0
+
+
 def test_dialog_upload_creates_a_batch_the_list_shows(client, app, work):
     login(client)
     with open(SAMPLES / SAMPLE_FILES[0], "rb") as fh:

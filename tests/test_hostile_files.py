@@ -146,7 +146,7 @@ from channels.records import SourceRejected
 from jobs.staging import field_limits
 message = None
 try:
-    check_upload(sys.argv[1], {tax_id!r})  # as the dialog receives it, the seller column scanned
+    check_upload(sys.argv[1])  # as the dialog receives it
     parse_workbook(sys.argv[1], {tax_id!r}, limits=field_limits())
 except SourceRejected as exc:
     message = str(exc)

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
+from channels.records import InvoiceRow, StagedInvoice
 from webapp.batches import reason_values
 from webapp.batches.facts import POLL_SECONDS, POLL_WAITING_SECONDS, page_facts, reason_text
 from webapp.clock import now
@@ -277,9 +278,10 @@ def test_facts_count_subtasks_per_status_and_explain_the_mismatch(app):
 
 def _invoice(n: int, amount: str, tax: str, total: str | None, buyer: str = "合计客户"):
     key = f"2405{n:016d}"
-    return ((key, DEMO_TAX_ID, "杭州示例科技有限公司", None, None, key, "91110000000000000X", buyer,
-             f"2024-05-{n % 28 + 1:02d} 09:00:00.000000", "2024-05", amount, tax, total, "电子发票服务平台",
-             "数电发票（普通发票）", "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
+    return StagedInvoice(InvoiceRow(
+        key, DEMO_TAX_ID, "杭州示例科技有限公司", None, None, key, "91110000000000000X", buyer,
+        f"2024-05-{n % 28 + 1:02d} 09:00:00.000000", "2024-05", amount, tax, total, "电子发票服务平台",
+        "数电发票（普通发票）", "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
 
 
 def test_pool_summary_counts_and_sums_to_the_cent(app, client):
@@ -303,13 +305,12 @@ def test_pool_summary_counts_and_sums_to_the_cent(app, client):
 def test_a_blank_voided_invoice_page_names_no_seller_none_and_says_it_has_no_line(app, client):
     """A blank-voided invoice (docs/etax-export.md, Values) has no seller or buyer name; the page never prints None."""
     key = "033002100104-00000065"
-    row, _ = _invoice(1, "0.00", "0.00", "0.00", buyer=None)
-    row = list(row)
-    row[0], row[2], row[3], row[4], row[5], row[6], row[16] = key, None, "033002100104", "00000065", None, \
-        "000000000000000", "已作废"
+    row = _invoice(1, "0.00", "0.00", "0.00", buyer=None).header._replace(
+        key=key, seller_name=None, code="033002100104", number="00000065", digital_number=None,
+        buyer_tax_id="000000000000000", status="已作废")
     with app.app_context():
         with write_transaction():
-            save_staged([(tuple(row), [])], source="file", batch_id=None, error_goods=frozenset())
+            save_staged([StagedInvoice(row, [])], source="file", batch_id=None, error_goods=frozenset())
         db.session.remove()
     login(client)
     page = client.get(f"/pool/{key}").text

@@ -251,6 +251,7 @@ class Reason(Labelled):
     FILE_REFUSED = reasons.FILE_REFUSED, "{message}"
     FILE_UNREADABLE = "file_unreadable", "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"
     STAGED_MISSING = "staged_missing", "该月份的解析数据已不存在，请重新导入文件"
+    STAGED_UNREADABLE = "staged_unreadable", "该月份的暂存数据无法读取（由其他版本的程序写入），未导入任何数据，请重新导入文件"
     PARSE_MEMORY = "parse_memory", "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
     PARSE_CRASHED = "parse_crashed", ("文件解析进程连续 {times} 次意外中断（文件可能过大或结构异常），已停止解析。"
                                       "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import InvalidOperation
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 from python_calamine import CalamineError, CalamineWorkbook
@@ -54,12 +54,15 @@ from channels.etax.container import (
 )
 from channels.months import month_of
 from channels.records import (
-    HEADER_COLUMNS,
-    LINE_COLUMNS,
     TIMESTAMP,
     FileRefused,
+    InvoiceRow,
+    LineRow,
     StagedInvoice,
     canonical_tax_id,
+    new_invoice_row,
+    new_line_row,
+    new_staged,
 )
 
 MAX_LISTED_ERRORS = 100  # bad rows listed for the user; beyond this only the count is kept
@@ -84,11 +87,6 @@ DETAIL_COLUMNS: tuple[tuple[str, bool], ...] = (
 )
 NO_GOODS_NAME = "为空：明细行有金额却没有货物名称（可能是没有计算结果的公式，或单元格被清空），请在 Excel 中填好或粘贴为数值后重新导出"
 _ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
-# where the staged header row (channels.records.HEADER_COLUMNS) holds what the parse looks at again
-_KEY, _MONTH, _AMOUNT, _TAX, _TYPE_NAME, _TYPE_CODE, _STATUS, _IS_RED, _ISSUED = (
-    HEADER_COLUMNS.index(c) for c in ("key", "month", "amount", "tax", "type_name", "type_code", "status", "is_red",
-                                      "issued_at"))
-_SELLER, _BUYER = HEADER_COLUMNS.index("tax_id"), HEADER_COLUMNS.index("buyer_tax_id")
 FIRST_VAT_DAY = "1994-01-01"  # 增值税专用发票 exist since the 1994 reform: an earlier 开票日期 is a typo
 
 
@@ -165,12 +163,12 @@ class _Errors:
             raise RowsRejected(self.rows, self.total)
 
 
-def check_upload(path: str | Path, tax_id: str | None = None) -> None:
-    """Refuse a file that cannot be an export (of the company `tax_id`) before any batch is created for it.
+def check_upload(path: str | Path) -> None:
+    """Refuse a file that cannot be an export before it is parsed and any batch is created for it.
 
     Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
-    outside the data and the two required sheet names are checked; with `tax_id`, the seller column
-    of 发票基础信息 too (check_seller). Nothing else is parsed: the parse (jobs.staging) reads the file once.
+    outside the data and the two required sheet names are checked. Nothing is parsed: the parse at
+    receipt (jobs.staging) reads the file once, and refuses another company's export there.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -179,40 +177,6 @@ def check_upload(path: str | Path, tax_id: str | None = None) -> None:
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
     require_sheets(check_container(path))
-    if tax_id is not None:
-        check_seller(path, tax_id)
-
-
-# 序号, the three number columns (which rows are invoices), 销方识别号 and 购方识别号
-_SELLER_SCAN = (*BASIC_COLUMNS[:5], ("购方识别号", False))
-
-
-def check_seller(path: Path, tax_id: str) -> None:
-    """Refuse another company's export while it is received, as the parse would (the same message),
-    so the dialog answers instead of a batch failing later (README, Command line: `import-file` refuses it too).
-
-    Only 发票基础信息 is read, and of it only the key, seller and buyer columns are looked at: the big
-    信息汇总表 is left to the parse job. A seller cell the parse cannot read is left to it too (it
-    lists such rows in the 错误清单).
-    """
-    expected = canonical_tax_id(tax_id)
-    workbook = _open_workbook(path)
-    try:
-        sheet, rows = _sheet_rows(workbook, {n.strip(): n for n in workbook.sheet_names}[BASIC_SHEET])
-        get, width = _map_columns(sheet, rows, _SELLER_SCAN)
-        sellers = _Sellers(expected, sheet)
-        for row_number, row in rows:
-            seq, code, number, digital, seller, buyer = _cells(get, row, width)
-            if seq == TOTALS_MARK or (code in NULLS and number in NULLS and digital in NULLS):
-                continue
-            try:
-                seller = canonical_tax_id(as_id(seller, "销方识别号")) or ""
-            except BadCell:
-                continue
-            sellers.see(row_number, seller, _safe_id(buyer))
-        sellers.refuse_if_other()
-    finally:
-        workbook.close()
 
 
 FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
@@ -348,20 +312,20 @@ def _read_invoices(sheet_rows: tuple[str, Iterator[tuple[int, list]]], expected:
             errors.add(sheet, row_number, bad)
             errors.broken_keys.add(_raw_key(code, number, digital))
             continue
-        key = header[_KEY]
-        sellers.see(row_number, header[_SELLER], header[_BUYER])
+        key = header.key
+        sellers.see(row_number, header.tax_id, header.buyer_tax_id)
         if key in rows_by_key:
             errors.add(sheet, row_number, BadCell(
                 "发票号码", key, f"重复：发票 {key} 已在第 {rows_by_key[key]} 行出现"))
             continue
-        invoices[key] = (header, [])
+        invoices[key] = new_staged((header, []))
         rows_by_key[key] = row_number
     sellers.refuse_if_other()
     return invoices, rows_by_key
 
 
-def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -> tuple:
-    """One 发票基础信息 row as the pool's staged header row (channels.records.HEADER_COLUMNS);
+def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -> InvoiceRow:
+    """One 发票基础信息 row as the pool's staged header row (channels.records.InvoiceRow);
     cells come in BASIC_COLUMNS order. Cells are read in the order of the columns the user sees,
     so a row with several bad cells is named by its first."""
     (_, code, number, digital, seller, seller_name, buyer, buyer_name, issued, amount, tax, total,
@@ -376,10 +340,12 @@ def _header_from_cells(cells: tuple, kinds: dict[str, tuple[str, str | None]]) -
     seller = canonical_tax_id(as_id(seller, "销方识别号")) or ""
     buyer = canonical_tax_id(as_id(buyer, "购方识别号"))
     issued_at = as_issued_at(issued)
-    return (key, seller, as_text(seller_name), code, number, digital, buyer, as_text(buyer_name),
-            issued_at.strftime(TIMESTAMP), month_of(issued_at), money_text(amount, "金额"), money_text(tax, "税额"),
-            money_or_none_text(total, "价税合计"), as_text(origin), type_name, code_of_type, as_text(status) or "正常",
-            is_red, as_text(risk), as_text(issuer), remark, blue_key_from_remark(remark) if is_red and remark else None)
+    return new_invoice_row((
+        key, seller, as_text(seller_name), code, number, digital, buyer, as_text(buyer_name),
+        issued_at.strftime(TIMESTAMP), month_of(issued_at), money_text(amount, "金额"), money_text(tax, "税额"),
+        money_or_none_text(total, "价税合计"), as_text(origin), type_name, code_of_type, as_text(status) or "正常",
+        is_red, as_text(risk), as_text(issuer), remark, blue_key_from_remark(remark) if is_red and remark else None,
+    ))
 
 
 def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: dict[str, StagedInvoice],
@@ -396,7 +362,7 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
     get, width = _map_columns(sheet, rows, DETAIL_COLUMNS)
     prev_code = prev_number = prev_digital = None
     invoice: StagedInvoice | None = None
-    lines: list[tuple] = []
+    lines: list[LineRow] = []
     blue = False
     count = 0
     for row_number, row in rows:
@@ -412,8 +378,8 @@ def _read_lines(sheet_rows: tuple[str, Iterator[tuple[int, list]]], invoices: di
             if invoice is None:
                 continue
             header, lines = invoice
-            blue = not header[_IS_RED]
-            line_rows.setdefault(header[_KEY], row_number)
+            blue = not header.is_red
+            line_rows.setdefault(header.key, row_number)
         elif invoice is None:  # more rows of a line whose invoice is missing: each is named
             if _raw_key(code, number, digital) in errors.broken_keys:
                 continue
@@ -451,8 +417,8 @@ def _is_empty_detail(cells: tuple) -> bool:
     return all(cells[i] in NULLS or cells[i] is None for i in (4, 11, 12, 13))
 
 
-def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
-    """One 信息汇总表 row as the pool's staged line row (channels.records.LINE_COLUMNS); cells come
+def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> LineRow:
+    """One 信息汇总表 row as the pool's staged line row (channels.records.LineRow); cells come
     in DETAIL_COLUMNS order, read in the order the user sees them. `may_discount`: the row follows
     a line of the same blue invoice, so a negative amount makes it that line's 折扣行."""
     (_, _, _, _, name, tax_code, special, spec, unit, quantity, price, amount, rate, tax,
@@ -462,7 +428,7 @@ def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
     quantity = None if quantity in NULLS else number_text(quantity, "数量")
     price = None if price in NULLS else number_text(price, "单价")
     amount = money_text(amount, "金额")
-    return (
+    return new_line_row((
         line_no,
         name if name.__class__ is str else as_text(name) or "",
         (None if tax_code in NULLS else tax_code) if tax_code.__class__ is str else as_loose_id(tax_code),
@@ -474,7 +440,7 @@ def _line_from_cells(cells: tuple, line_no: int, may_discount: bool) -> tuple:
         money_text(tax, "税额"),
         money_or_none_text(total, "价税合计"),
         may_discount and is_negative(amount),
-    )
+    ))
 
 
 def _diagnose_line(cells: tuple, exc: Exception) -> BadCell:
@@ -528,7 +494,7 @@ def _require_lines(invoices: dict[str, StagedInvoice], rows_by_key: dict[str, in
 
 def _is_blank_voided(header: tuple) -> bool:
     """A paper invoice voided before anything was written on it: voided, zero amounts."""
-    return header[_STATUS] == "已作废" and header[_AMOUNT] in _ZERO_MONEY and header[_TAX] in _ZERO_MONEY
+    return header.status == "已作废" and header.amount in _ZERO_MONEY and header.tax in _ZERO_MONEY
 
 
 # pool column -> the column the user sees it in, to name a value too long for the pool
@@ -555,28 +521,26 @@ def _check_lengths(invoices: dict[str, StagedInvoice], rows_by_key: dict[str, in
     headers = [header for header, _ in invoices.values()]
     lines = [line for _, invoice_lines in invoices.values() for line in invoice_lines]
     for column, limit in limits.get("invoice", {}).items():
-        index = HEADER_COLUMNS.index(column) if column in _INVOICE_COLUMNS else None
-        if index is not None and _longest(headers, index) > limit:
+        if column in _INVOICE_COLUMNS and _longest(headers, column) > limit:
             for header in headers:
-                value = header[index]
+                value = getattr(header, column)
                 if value and len(value) > limit:
-                    errors.add(BASIC_SHEET, rows_by_key[header[_KEY]], _too_long(_INVOICE_COLUMNS[column], value, limit))
+                    errors.add(BASIC_SHEET, rows_by_key[header.key], _too_long(_INVOICE_COLUMNS[column], value, limit))
     for column, limit in limits.get("line", {}).items():
         if column in _DECIMAL_COLUMNS and limit >= MAX_NUMBER_TEXT:
             continue  # as_decimal keeps these short enough already
-        index = LINE_COLUMNS.index(column) if column in _LINE_COLUMNS else None
-        if index is not None and _longest(lines, index) > limit:
+        if column in _LINE_COLUMNS and _longest(lines, column) > limit:
             for header, invoice_lines in invoices.values():
                 for line in invoice_lines:
-                    value = line[index]
+                    value = getattr(line, column)
                     if value and len(value) > limit:
-                        row = line_rows.get(header[_KEY], 0) + line[0] - 1
+                        row = line_rows.get(header.key, 0) + line.line_no - 1
                         errors.add(DETAIL_SHEET, row, _too_long(_LINE_COLUMNS[column], value, limit))
 
 
-def _longest(rows: list[tuple], index: int) -> int:
+def _longest(rows: list[InvoiceRow] | list[LineRow], column: str) -> int:
     """The longest text in one text column (str or None) of many staged rows."""
-    return max(map(len, filter(None, map(itemgetter(index), rows))), default=0)  # all C-level
+    return max(map(len, filter(None, map(attrgetter(column), rows))), default=0)  # all C-level
 
 
 def _too_long(column: str, value: str, limit: int) -> BadCell:
@@ -593,16 +557,16 @@ def _group(invoices: dict[str, StagedInvoice], line_count: int, today: date | No
     negative_blue, future, ancient = [], [], []
     tomorrow = (today + timedelta(days=1)).isoformat() if today else "9999-12-31"
     for invoice in invoices.values():
-        header = invoice[0]
-        by_month.setdefault(header[_MONTH], []).append(invoice)
-        kinds[header[_TYPE_NAME]] = header[_TYPE_CODE]
-        if not header[_IS_RED] and is_negative(header[_AMOUNT]):
-            negative_blue.append(header[_KEY])
-        issued = str(header[_ISSUED])[:10]
+        header = invoice.header
+        by_month.setdefault(header.month, []).append(invoice)
+        kinds[header.type_name] = header.type_code
+        if not header.is_red and is_negative(header.amount):
+            negative_blue.append(header.key)
+        issued = header.issued_at[:10]
         if issued >= tomorrow:
-            future.append(header[_KEY])
+            future.append(header.key)
         elif issued < FIRST_VAT_DAY:
-            ancient.append(header[_KEY])
+            ancient.append(header.key)
     ordered = sorted(kinds, key=lambda name: (kinds[name] is None, kinds[name] or "", name))
     warnings = [f"{what}，已按原样导入，请核对：{_some(keys)}" for what, keys in (
         ("蓝字发票（是否正数发票为“是”）金额为负数", negative_blue),

@@ -120,7 +120,7 @@ def receive_file(company: Company, path: Path) -> Path:
     (docs/etax-export.md, What refuses a file). Returns the folder of its staged months, for create_file_batch. Refused
     (DiskFull) before anything is written when DATA_DIR lacks room for the file."""
     check_room(path.stat().st_size)
-    check_upload(path, company.tax_id)
+    check_upload(path)
     folder = Path(current_app.config["DATA_DIR"]) / "staging" / f"received-{secrets.token_hex(8)}"
     background().stage_upload(path, company.tax_id, folder)
     return folder

@@ -27,14 +27,13 @@ CHUNK = 1000
 # Staged rows hold plain values in these orders (decimals as text), so staging and writing are cheap.
 WRITE_COLUMNS = HEADER_COLUMNS + ("source", "batch_id", "synced_at")
 _UPDATES = ", ".join(f"{c} = excluded.{c}" for c in WRITE_COLUMNS if c != "key")  # an upsert's new values
-_IS_RED, _LINE_NAME = HEADER_COLUMNS.index("is_red"), LINE_COLUMNS.index("name")
-_TAX_ID, _MONTH = HEADER_COLUMNS.index("tax_id"), HEADER_COLUMNS.index("month")
-_FLUSH_COLUMNS = tuple(HEADER_COLUMNS.index(c) for c in ("key", "is_red", "red_of", "code", "number"))
+# where refresh_flushed finds its columns in a written header row (WRITE_COLUMNS)
+_FLUSH_COLUMNS = tuple(WRITE_COLUMNS.index(c) for c in ("key", "is_red", "red_of", "code", "number"))
 
 
 def latest_copies(staged: Iterable[StagedInvoice]) -> list[StagedInvoice]:
     """Each invoice once, its last copy (a bureau repeating it in two packages), in first-seen order."""
-    return list({header[0]: (header, lines) for header, lines in staged}.values())
+    return list({invoice.header.key: invoice for invoice in staged}.values())
 
 
 def _statements(dialect) -> tuple[str, str]:
@@ -78,7 +77,7 @@ def save_staged(staged: list[StagedInvoice], *, source: str, batch_id: int | Non
         write(connection, headers, lines)
         refresh_flushed(connection, headers, *_FLUSH_COLUMNS)
         dropped += chunk_dropped
-    mark_months_changed(connection, {(header[_TAX_ID], header[_MONTH]) for header, _lines in staged})
+    mark_months_changed(connection, {(header.tax_id, header.month) for header, _lines in staged})
     return len(staged), dropped
 
 
@@ -89,21 +88,21 @@ def _rows_to_write(chunk: list[StagedInvoice], source: str, batch_id: int | None
     An invoice staged twice in one chunk is written once, its last copy winning, as row-by-row
     upserts would leave it.
     """
-    latest = {header[0]: (header, header_lines) for header, header_lines in chunk}
+    latest = {invoice.header.key: invoice for invoice in chunk}
     headers, lines, dropped = [], [], 0
     verdicts: dict[str, bool] = {}  # per goods name: a month repeats a few hundred names
     for header, header_lines in latest.values():
         headers.append((*header, source, batch_id, now))
         for line in header_lines:
-            if not header[_IS_RED]:
-                name = line[_LINE_NAME]
+            if not header.is_red:
+                name = line.name
                 error = verdicts.get(name)
                 if error is None:
                     error = verdicts[name] = is_error_goods(name, error_goods)
                 if error:
                     dropped += 1
                     continue
-            lines.append((header[0], *line))
+            lines.append((header.key, *line))
     return headers, lines, dropped
 
 
