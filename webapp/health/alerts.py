@@ -108,7 +108,8 @@ def restarting_processes(moment: datetime) -> list[Alert]:
         else:
             continue
         alerts.append(Alert(f"{AlertKind.PROCESS_RESTARTS}:{key}", AlertKind.PROCESS_RESTARTS, None,
-                            [text, "请在服务器上查看该进程的日志（make run 的输出）并处理原因。"], "health.status_page"))
+                            [text, "请在服务器上查看该进程的日志（make run 的输出）并处理原因。"],
+                            "health.status_page"))
     return alerts
 
 
