@@ -33,7 +33,8 @@ def _solid_share(row) -> float:
         let solid = 0;
         for (const seg of bar.querySelectorAll('.seg')) {
             const style = getComputedStyle(seg);
-            if (style.backgroundImage === 'none' && style.backgroundColor !== 'rgba(0, 0, 0, 0)') solid += seg.offsetWidth;
+            if (style.backgroundImage === 'none' && style.backgroundColor !== 'rgba(0, 0, 0, 0)')
+                solid += seg.offsetWidth;
         }
         return solid / bar.clientWidth;
     }""")

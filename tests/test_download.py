@@ -90,9 +90,8 @@ def test_rpa_download_of_the_same_month_is_idempotent_with_leqi(runner, sandbox)
     _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
     assert batch["status"] == "succeeded" and batch["success"] == before["invoices"]
     after = _stats(runner)
-    assert {k: after[k] for k in ("invoices", "lines", "amount", "tax")} == {k: before[k]
-                                                                             for k in ("invoices", "lines", "amount",
-                                                                                       "tax")}
+    figures = ("invoices", "lines", "amount", "tax")
+    assert {k: after[k] for k in figures} == {k: before[k] for k in figures}
 
 
 def test_usage_status_is_fetched_for_positive_invoices_only(runner, sandbox):
@@ -272,8 +271,8 @@ def test_retry_resumes_a_terminated_download_where_it_stopped(app, runner, sandb
     app.config["CLOCK_NOW"] = tomorrow
     sandbox.control(today=tomorrow.date().isoformat())
     with app.app_context():
-        assert retry([db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))]) == {"subtasks": 2,
-                                                                                                   "parses": 0}
+        batch_row = db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))
+        assert retry([batch_row]) == {"subtasks": 2, "parses": 0}
     work()
     shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
     assert shown["status"] == "succeeded" and [s["attempts"] for s in shown["subtasks"]] == [1, 1]

@@ -346,8 +346,8 @@ def test_100k_rows_stream_in_bounded_memory(tmp_path):
     first, last = rows[1], rows[-1]
     assert first[:4] == ["1", "033001900000", "00000000", "--"]
     assert last[:4] == [str(n), "", "", f"2433200000{n - 1:010d}"]
-    assert last[COL["开票日期"]] == (datetime(2024, 1,
-                                              1) + timedelta(seconds=(n - 1) * 7)).strftime("%Y-%m-%d %H:%M:%S")
+    issued = datetime(2024, 1, 1) + timedelta(seconds=(n - 1) * 7)
+    assert last[COL["开票日期"]] == issued.strftime("%Y-%m-%d %H:%M:%S")
     assert last[COL["金额"]] == float(Decimal(-(100000 + n - 1)) / 100) and last[COL["是否正数发票"]] == "否"
     assert sum(1 for r in rows[1:] if r[COL["是否正数发票"]] == "否") == n // 10
 

@@ -403,8 +403,8 @@ def test_web_killed_and_started_again_mid_batch_the_batch_finishes_exact(app, ru
         with app.app_context():
             wait_for(lambda: db.session.rollback() or any(
                 s.status == "succeeded"
-                for s in db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).subtasks), 60,
-                     "the first month synced")
+                for s in db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).subtasks),
+                60, "the first month synced")
         assert web.get(f"/batches/{batch_no}")[0] == 200
         web.kill()
         with pytest.raises(OSError):

@@ -165,8 +165,8 @@ def _survives_hostile_values(executor, app, client, rule, method, login_again) -
         for value in _path_hostile(rule, name):
             check({**plain, name: value}, {}, htmx=False)
     value_lists = st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=3)  # a=1&a=2 too
-    params = st.dictionaries(st.sampled_from(names), value_lists, min_size=1,
-                             max_size=len(names)) if names else st.just({})
+    params = (st.dictionaries(st.sampled_from(names), value_lists, min_size=1, max_size=len(names))
+              if names else st.just({}))
 
     @settings(max_examples=MIXES if names else 2, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))

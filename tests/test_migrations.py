@@ -26,8 +26,8 @@ def _seed() -> None:
     run = db.session.execute
     run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
     run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES (1, 1, 'T1', 'c', false)"))
-    run(text("INSERT INTO \"user\" (id, org_id, username, password_hash, role, active) VALUES (1, 1, 'u', 'x', 'admin',"
-             " true)"))
+    run(text("INSERT INTO \"user\" (id, org_id, username, password_hash, role, active) "
+             "VALUES (1, 1, 'u', 'x', 'admin', true)"))
     for n, (kinds, codes) in enumerate(JOINED, 1):
         run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
                  "type_codes, status, total, success, filtered_lines, created_by_id, creator_name, created_at) "
@@ -38,8 +38,8 @@ def _seed() -> None:
     run(text("INSERT INTO schedule (id, org_id, created_by_id, invoices, usage, enabled, created_at) "
              "VALUES (1, 1, 1, true, false, true, '2026-01-01 00:00:00')"))
     run(text("INSERT INTO schedule_run (id, schedule_id, period, started_at, trigger, batch_nos) VALUES "
-             "(1, 1, '2025-12', '2026-01-05 00:30:00', 'due', 'B1,B2'), (2, 1, '2025-11', '2026-01-05 00:30:00', 'due',"
-             " '')"))
+             "(1, 1, '2025-12', '2026-01-05 00:30:00', 'due', 'B1,B2'), "
+             "(2, 1, '2025-11', '2026-01-05 00:30:00', 'due', '')"))
     db.session.commit()
 
 
@@ -97,8 +97,7 @@ def test_indexes_no_query_uses_are_dropped_and_their_lookups_still_find_the_rows
             "INSERT INTO invoice (key, tax_id, code, number, digital_number, issued_at, month, amount, tax, type_name, "
             "status, is_red, source, synced_at) VALUES ('24330000000000000001', 'T1', '033001', '0001', "
             "'24330000000000000001', '2026-01-05 10:00:00', '2026-01', 100, 13, '数电纸质发票（增值税专用发票）', "
-            "'正常', "
-            "false, 'file', '2026-01-06 00:00:00')"))
+            "'正常', false, 'file', '2026-01-06 00:00:00')"))
         db.session.execute(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
                                 "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
         db.session.commit()
@@ -151,9 +150,8 @@ def _seed_spellings() -> None:
                                ("24330000000000000002", CANONICAL, None)):
         run(text("INSERT INTO invoice (key, tax_id, buyer_tax_id, digital_number, issued_at, month, amount, tax, "
                  "type_name, type_code, status, is_red, source, batch_id, synced_at) VALUES (:key, :seller, :buyer, "
-                 ":key, '2024-03-05 10:00:00', '2024-03', 100, 13, '数电发票（普通发票）', '82', '正常', false, 'file',"
-                 " "
-                 "1, '2024-04-01 00:00:00')"), {"key": key, "seller": seller, "buyer": buyer})
+                 ":key, '2024-03-05 10:00:00', '2024-03', 100, 13, '数电发票（普通发票）', '82', '正常', false, "
+                 "'file', 1, '2024-04-01 00:00:00')"), {"key": key, "seller": seller, "buyer": buyer})
     run(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
              "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
     run(text("INSERT INTO invoice_source (invoice_key, source, tax_id, month, first_seen_at, last_seen_at, "
@@ -165,9 +163,8 @@ def _seed_spellings() -> None:
     run(text("INSERT INTO invoice_month_summary (tax_id, month, version, stats_version, stats) VALUES "
              "(:lower, '2024-03', 4, 4, :figures), (:canonical, '2024-03', 2, 2, :figures)"),
         {"lower": LOWER, "canonical": CANONICAL, "figures": figures})
-    run(text("INSERT INTO quota_use (id, tax_id, invoice_month, type_code, requested_on, requested_at, serial, fetched)"
-             " "
-             "VALUES (1, :lower, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', 'S1', true), "
+    run(text("INSERT INTO quota_use (id, tax_id, invoice_month, type_code, requested_on, requested_at, serial, "
+             "fetched) VALUES (1, :lower, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', 'S1', true), "
              "(2, :canonical, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', NULL, false), "
              "(3, :lower, '2024-03', '82', '2024-04-01', '2024-04-01 09:00:00', 'S3', false)"),
         {"lower": LOWER, "canonical": CANONICAL})
@@ -247,8 +244,8 @@ def test_toll_invoices_imported_without_a_code_get_59_and_their_months_are_count
         db.session.remove()
         assert _rows("SELECT key, type_code FROM invoice ORDER BY key") == [
             ("26370000000000000001", "59"), ("26370000000000000002", None), ("26370000000000000003", "82")]
-        assert _rows("SELECT month, version FROM invoice_month_summary ORDER BY month") == [("2026-01", 4),
-                                                                                            ("2026-02", 3)]
+        summaries = _rows("SELECT month, version FROM invoice_month_summary ORDER BY month")
+        assert summaries == [("2026-01", 4), ("2026-02", 3)]
         found = db.session.scalars(pool_query(PoolFilter(type_code="59"), ["T1"])).all()
         assert [invoice.key for invoice in found] == ["26370000000000000001"]
         assert set(month_stats("T1", "2026-01", "2026-01")["2026-01"]["cells"]) == {"59", ""}
@@ -338,9 +335,8 @@ def _seed_messages() -> None:
         ("invoices", method, "failed", message) for method, message, *_ in OLD_BATCHES]
     for n, (data_type, method, status, message) in enumerate(batches, 1):
         run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
-                 "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) VALUES (:n, :no,"
-                 " "
-                 "1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
+                 "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) "
+                 "VALUES (:n, :no, 1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
                  "'2026-01-05 00:00:00')"), {"n": n, "no": f"B{n}", "data_type": data_type, "method": method,
                                              "status": status, "error": message})
     for n, (_, status, message, *_) in enumerate(OLD_MESSAGES, 1):

@@ -150,7 +150,8 @@ def test_an_export_excel_cannot_hold_is_refused_before_anything_is_sent(client, 
     login(client)
     refused = client.get("/pool/export/start?color=red", headers={"HX-Request": "true"})
     assert refused.status_code == 400
-    assert f"导出行数超过 Excel 单表上限（{EXPECTED['red'] - 1:,} 行）：当前筛选有 {EXPECTED['red']:,} 张发票" in refused.text
+    assert (f"导出行数超过 Excel 单表上限（{EXPECTED['red'] - 1:,} 行）：当前筛选有 {EXPECTED['red']:,} 张发票"
+            in refused.text)
     direct = client.get("/pool/export?color=red")
     assert direct.status_code == 400 and "导出行数超过 Excel 单表上限" in direct.text
     assert "attachment" not in direct.headers.get("Content-Disposition", "")

@@ -318,5 +318,5 @@ def test_admin_forms_refuse_in_chinese_and_change_nothing(cast, url, data, messa
     assert response.status_code == 200 and f'<p class="error" role="alert">{message}' in response.text
     assert _db(cast, lambda: (db.session.scalar(select(Company.name).filter_by(tax_id=O["tax_id"])),
                               db.session.scalar(select(func.count()).select_from(User).filter_by(username="zhao")),
-                              db.session.scalar(select(User.active).filter_by(username="admin")))) == (O["name"], 0,
-                                                                                                       True)
+                              db.session.scalar(select(User.active).filter_by(username="admin")))
+               ) == (O["name"], 0, True)

@@ -53,7 +53,8 @@ def _imported_modules(package: str) -> set[tuple[str, str]]:
             if isinstance(node, ast.Import):
                 found |= {(file, alias.name) for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level:
-                base = here[:len(here) - node.level] if path.name != "__init__.py" else here[:len(here) - node.level + 1]
+                base = (here[:len(here) - node.level] if path.name != "__init__.py"
+                        else here[:len(here) - node.level + 1])
                 names = [node.module] if node.module else [alias.name for alias in node.names]
                 found |= {(file, ".".join([*base, name])) for name in names}
             elif isinstance(node, ast.ImportFrom) and node.module:

@@ -177,8 +177,8 @@ def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp
                             "2024-07-02 10:00:00", kind="增值税专用发票")]
     build_workbook(tmp_path / "first.xlsx", first)
     _import(runner, tmp_path / "first.xlsx")
-    assert cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024") == expected_summary(first,
-                                                                                                              2024)
+    summary = cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    assert summary == expected_summary(first, 2024)
 
     first[1]["status"] = "已作废"
     later = first + [digital_invoice("24330000000000000042", [make_line("*农产品*蔬菜", "3.33", "免税")],
@@ -308,8 +308,8 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
 
-    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}")
-                                               .data))
+    sheets = openpyxl.load_workbook(io.BytesIO(
+        client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
     rows = list(sheets["来源间差异"].iter_rows(values_only=True))
     assert len(rows) == 4
     header = rows[0]
@@ -330,10 +330,10 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
     _import(runner, tmp_path / "a.xlsx")
     with app.app_context():
         [row] = db.session.scalars(select(InvoiceSource)).all()
-        assert (row.source, row.first_seen_at, row.last_seen_at) == ("file", datetime(2024, 8, 1, 9),
-                                                                     datetime(2024, 8, 2, 9))
-        assert (row.status, money(row.amount), row.month, row.tax_id) == ("正常", Decimal("10.00"), "2024-07",
-                                                                          DEMO_TAX_ID)
+        assert (row.source, row.first_seen_at, row.last_seen_at) == (
+            "file", datetime(2024, 8, 1, 9), datetime(2024, 8, 2, 9))
+        assert (row.status, money(row.amount), row.month, row.tax_id) == (
+            "正常", Decimal("10.00"), "2024-07", DEMO_TAX_ID)
     report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", "2024-07")
     assert report["counts"] == {"invoices": 1, "only_one": 0, "different": 0}
 

@@ -30,7 +30,8 @@ class Org(db.Model):
 
 
 class User(UserMixin, db.Model):
-    """A login; its role (webapp.statuses.Role): an admin keeps the settings, finance works with batches and the pool."""
+    """A login; its role (webapp.statuses.Role): an admin keeps the settings, finance works with batches
+    and the pool."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

@@ -137,8 +137,8 @@ _RE_SHEET_RID = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?sheet\b[^>]*?\bname\s*=\s*\"([^\"]*)\"[^>]*?\b(?:[\w.-]+:)?id\s*=\s*\"([^\"]+)\""
 )
 _RE_REL = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bId\s*=\s*\"([^\"]+)\"[^>]*?\bTarget\s*=\s*\"([^\"]+)\"")
-_RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)"
-                              rb"\"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
+_RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)\""
+                              rb"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
 # a cell beyond column AZ, or any cell or row numbered 100,000 or more (checked exactly in Python)
 _RE_FAR_CELL = re.compile(rb"""r=["']((?:[A-Z]{3}|[B-Z][A-Z])[0-9]+|[A-Z]{1,2}[0-9]{6,})["']""")
 # where a far cell may start: the same test without its digits and quote, which the scan over every
@@ -188,14 +188,14 @@ def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int,
     """Inflate one entry in bounded chunks and count them, refusing it once past its declared size or
     the `budget` left of the total; a data sheet's chunks are scanned for far cells on the way."""
     produced, tail = 0, b""
-    with archive.open(_declaring(info, budget + 1)) as entry, closing(_read_ahead(_chunks(entry,
-                                                                                          info.filename))) as chunks:
+    with (archive.open(_declaring(info, budget + 1)) as entry,
+          closing(_read_ahead(_chunks(entry, info.filename))) as chunks):
         for chunk in chunks:
             produced += len(chunk)
             if produced > info.file_size or produced > budget:
                 raise FileRefused(
-                    f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，疑似压缩炸弹，"
-                    "已拒绝"
+                    f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，"
+                    "疑似压缩炸弹，已拒绝"
                 )
             if sheet:
                 _check_far_cells(sheet, tail + chunk)

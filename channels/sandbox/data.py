@@ -13,7 +13,7 @@ How a month is made (PROTOCOL.md payload, value formats as in docs/etax-export.m
   before it, never by generating their invoices;
 - each blue invoice from its own seed (buyer, lines, discounts, 销货清单);
 - each red invoice from its blue one (negated lines, 备注 and yfpkey as docs/codes.md, 红字发票如何指向蓝字发票,
-describes).
+  describes).
 
 Keys: 数电 numbers are YY + province + channel + company + month + kind + sequence (20 digits);
 legacy codes change each quarter and their 8-digit numbers carry the month, so months generated
@@ -277,7 +277,8 @@ def _red_time(rng: random.Random, issued: str) -> str:
 
 
 def _red_type(rng: random.Random, blue_type: str, red_day: str) -> str:
-    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
+    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red
+    (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
     if blue_type in DIGITAL or red_day[:7] < DIGITAL_START or rng.random() < 0.45:
         return blue_type
     return "81" if blue_type in SPECIAL else "82"

@@ -208,9 +208,8 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
         done = {r.period for r in schedule.runs}
         due = due_periods(schedule, now)
         for period in due:
-            run = None if period in done else start_run(schedule, period,
-                                                        RunTrigger.DUE if period == due[-1] else RunTrigger.CATCH_UP,
-                                                        now)
+            trigger = RunTrigger.DUE if period == due[-1] else RunTrigger.CATCH_UP
+            run = None if period in done else start_run(schedule, period, trigger, now)
             if run and run.batch_nos:
                 started.append(run)
     return started

@@ -123,8 +123,8 @@ def _write_tables(conn: Connection, out) -> dict:
     """Every table of the snapshot into the open archive, then the manifest describing them."""
     revision = _revision(conn)
     if revision is None:
-        raise BackupRefused("数据库尚未初始化，没有可备份的数据。请先运行：flask --app wsgi db upgrade（或 make "
-                            "install）")
+        raise BackupRefused("数据库尚未初始化，没有可备份的数据。"
+                            "请先运行：flask --app wsgi db upgrade（或 make install）")
     manifest = {"format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
                 "product_version": product_version(), "schema_revision": revision,
                 "created_at": now().isoformat(sep=" ", timespec="seconds"), "engine": conn.dialect.name,
@@ -274,8 +274,8 @@ def _reset_sequences(conn: Connection, tables) -> None:
     for table in tables:
         keys = list(table.primary_key.columns)
         if len(keys) == 1 and keys[0].autoincrement in (True, "auto") and archive.type_code(keys[0]) == "int":
-            conn.execute(text(f'SELECT setval(pg_get_serial_sequence(:table, :column), COALESCE(MAX("{keys[0].name}"), '
-                              '1), '
+            conn.execute(text('SELECT setval(pg_get_serial_sequence(:table, :column), '
+                              f'COALESCE(MAX("{keys[0].name}"), 1), '
                               f'MAX("{keys[0].name}") IS NOT NULL) FROM "{table.name}"'),
                          {"table": f'"{table.name}"', "column": keys[0].name})
 

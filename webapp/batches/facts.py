@@ -211,8 +211,8 @@ def mismatch(batch: Batch, one: BatchFacts) -> list[str]:
                                                                            if missing else ""))
     unanswered = one.totals.get(SubtaskStatus.SUCCEEDED, 0) - one.successes.get(SubtaskStatus.SUCCEEDED, 0)
     if unanswered > 0:
-        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} "
-                       "张，"
+        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（"
+                       f"已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} 张，"
                        f"返回 {one.successes[SubtaskStatus.SUCCEEDED]:,} 张）" if batch.data_type == DataType.USAGE
                        else f"{unanswered:,} 份未写入发票池")
     return reasons

@@ -186,4 +186,5 @@ class ImportForm(FlaskForm):
         return [storage for storage in self.file.data or [] if storage and storage.filename]
 
     def leqi_applies(self) -> bool:
-        return self.method.data == Method.DOWNLOAD and self.channel.data == Channel.LEQI and self.data_type.data == DataType.INVOICES
+        return (self.method.data == Method.DOWNLOAD and self.channel.data == Channel.LEQI
+                and self.data_type.data == DataType.INVOICES)

@@ -175,9 +175,9 @@ def _sandbox_note() -> str | None:
     companies = [c for c in companies if c["tax_id"] not in _registered_elsewhere([c["tax_id"] for c in companies])]
     if not companies:
         return "当前连接的是沙箱税局，只能下载沙箱税号的发票"
-    known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"]
-                                                         and c["leqi_since"]
-                                                      else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
+    known = "；".join(f"{c['tax_id']}（{c['name']}，"
+                     + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
+                        else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
                      for c in companies)
     return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
 

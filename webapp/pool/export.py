@@ -352,8 +352,8 @@ def too_large(invoices: int, line_rows: int) -> str | None:
     """Why an export of this size cannot be one workbook (Excel's rows per sheet), else None."""
     if max(invoices, line_rows) <= MAX_DATA_ROWS:
         return None
-    return (f"导出行数超过 Excel 单表上限（{MAX_DATA_ROWS:,} 行）：当前筛选有 {invoices:,} 张发票、{line_rows:,} "
-            "行明细，"
+    return (f"导出行数超过 Excel 单表上限（{MAX_DATA_ROWS:,} 行）：当前筛选有 {invoices:,} 张发票、"
+            f"{line_rows:,} 行明细，"
             "请缩小筛选范围（例如按月份或企业）后再导出")
 
 

@@ -42,8 +42,8 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
         if not named:
             continue
         numbers = tuple({ref.split("-", 1)[1] for ref in named if "-" in ref}) or ("",)
-        marks, number_marks = placeholders(connection.dialect, len(named)), placeholders(connection.dialect,
-                                                                                         len(numbers))
+        marks = placeholders(connection.dialect, len(named))
+        number_marks = placeholders(connection.dialect, len(numbers))
         connection.exec_driver_sql(  # the 发票代码-发票号码 form found through ix_invoice_number
             f"UPDATE invoice SET flushed_amount = {expression} WHERE is_red = {false} AND (key IN {marks} "
             f"OR (number IN {number_marks} AND code || '-' || number IN {marks}))", named + numbers + named)
