@@ -68,19 +68,23 @@ class ApiClient:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.UnsupportedProtocol as exc:
-            raise ChannelRejected(f"{self.label}：通道地址配置错误（{exc}）", **self.why(reasons.CHANNEL_ADDRESS)) from exc
+            raise ChannelRejected(f"{self.label}：通道地址配置错误（{exc}）",
+                                  **self.why(reasons.CHANNEL_ADDRESS)) from exc
         except httpx.TimeoutException as exc:
             raise TransientError(f"{self.label}：请求超时", **self.why(reasons.CHANNEL_TIMEOUT)) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.label}：无法连接服务（{type(exc).__name__}）", **self.why(reasons.CHANNEL_UNREACHABLE)) from exc
+            raise TransientError(f"{self.label}：无法连接服务（{type(exc).__name__}）",
+                                 **self.why(reasons.CHANNEL_UNREACHABLE)) from exc
 
     def unwrap(self, response: httpx.Response) -> dict:
         """Apply PROTOCOL.md's code table to one response."""
         status = response.status_code
         if status >= 500 or status == 429:
-            raise TransientError(f"{self.label}：服务暂时不可用（HTTP {status}）", **self.why(reasons.CHANNEL_UNAVAILABLE))
+            raise TransientError(f"{self.label}：服务暂时不可用（HTTP {status}）",
+                                 **self.why(reasons.CHANNEL_UNAVAILABLE))
         if status != 200:
-            raise ChannelRejected(f"{self.label}：接口返回 HTTP {status}，请检查通道地址和凭证配置", **self.why(reasons.LOGIN_FAILED))
+            raise ChannelRejected(f"{self.label}：接口返回 HTTP {status}，请检查通道地址和凭证配置",
+                                  **self.why(reasons.LOGIN_FAILED))
         envelope = self._envelope(response)
         code, msg = str(envelope.get("code")), str(envelope.get("msg") or "")
         if code == CODE_OK:
@@ -103,7 +107,8 @@ class ApiClient:
         except orjson.JSONDecodeError:
             envelope = self._json(response)
         if not isinstance(envelope, dict) or "code" not in envelope:
-            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（缺少 code）", **self.why(reasons.CHANNEL_BAD_ANSWER))
+            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（缺少 code）",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER))
         return envelope
 
     def _json(self, response: httpx.Response) -> object:
@@ -118,7 +123,8 @@ class ApiClient:
         """A success's data object; anything but an object breaks the contract."""
         data = envelope.get("data")
         if not isinstance(data, dict):
-            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（data 应为对象）", **self.why(reasons.CHANNEL_BAD_ANSWER))
+            raise ChannelRejected(f"{self.label}：返回内容不符合接口协议（data 应为对象）",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
 
     def why(self, reason: str, **params) -> dict:
@@ -181,7 +187,8 @@ def _counted(exc: TransientError, attempts: int) -> dict:
 def count_field(value: object, field: str, label: str) -> int:
     """A count the paging loop depends on (packagecount, pages): a non-negative int, else refused."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ChannelRejected(f"{label}：返回的数量无效（{field}={value!r}）", reason=reasons.CHANNEL_BAD_ANSWER, channel=label)
+        raise ChannelRejected(f"{label}：返回的数量无效（{field}={value!r}）", reason=reasons.CHANNEL_BAD_ANSWER,
+                              channel=label)
     return value
 
 

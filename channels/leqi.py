@@ -86,7 +86,8 @@ class LeqiClient(ApiClient):
         """One PLFPXZSQFK package, checked to be the package asked for."""
         data = self.invoke("PLFPXZSQFK", {"lsh": lsh, "packageno": number})
         if data.get("packageno", number) != number:
-            raise ChannelRejected(f"{self.label}：请求第 {number} 包，返回了第 {data.get('packageno')} 包", **self.why(reasons.CHANNEL_BAD_ANSWER))
+            raise ChannelRejected(f"{self.label}：请求第 {number} 包，返回了第 {data.get('packageno')} 包",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
 
     def query_usage(self, tax_id: str, queries: list[UsageQuery]) -> list[UsageStatus]:

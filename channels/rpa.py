@@ -79,16 +79,19 @@ class RpaClient(ApiClient):
         if status == "running":
             raise Pending(f"{self.label}：任务 {task_id} 执行中", **self.why(reasons.CHANNEL_PENDING))
         if status == "failed":
-            raise ChannelRejected(f"{self.label}：任务执行失败：{data.get('error') or '未说明原因'}", **self.why(reasons.RPA_TASK_FAILED))
+            raise ChannelRejected(f"{self.label}：任务执行失败：{data.get('error') or '未说明原因'}",
+                                  **self.why(reasons.RPA_TASK_FAILED))
         if status != "done":
-            raise ChannelRejected(f"{self.label}：任务状态无法识别（{status!r}）", **self.why(reasons.CHANNEL_BAD_ANSWER))
+            raise ChannelRejected(f"{self.label}：任务状态无法识别（{status!r}）",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER))
         return count_field(data.get("pages"), "pages", self.label)
 
     def _page(self, task_id: str, number: int) -> dict:
         """One result page, checked to be the page asked for."""
         data = self.call("GET", f"/rpa/v1/tasks/{task_id}/pages/{number}")
         if data.get("page", number) != number:
-            raise ChannelRejected(f"{self.label}：请求第 {number} 页，返回了第 {data.get('page')} 页", **self.why(reasons.CHANNEL_BAD_ANSWER))
+            raise ChannelRejected(f"{self.label}：请求第 {number} 页，返回了第 {data.get('page')} 页",
+                                  **self.why(reasons.CHANNEL_BAD_ANSWER))
         return data
 
     def query_usage(self, tax_id: str, account: str | None,

@@ -27,7 +27,8 @@ def _clients():
     if "channel_clients" not in ext:
         from channels.clients import make_clients
 
-        ext["channel_clients"] = make_clients({**current_app.config, "SANDBOX_CLOCK": _clock_of(current_app._get_current_object())})
+        ext["channel_clients"] = make_clients({**current_app.config,
+                                               "SANDBOX_CLOCK": _clock_of(current_app._get_current_object())})
     return ext["channel_clients"]
 
 
@@ -164,7 +165,8 @@ def save_usage(channel: str, statuses: list[UsageStatus], at: datetime) -> int:
 
 
 
-def record_unanswered(subtask_id: int, queries: list[UsageQuery], statuses: list[UsageStatus], at: datetime) -> list[str]:
+def record_unanswered(subtask_id: int, queries: list[UsageQuery], statuses: list[UsageStatus],
+                      at: datetime) -> list[str]:
     """Remember which queried invoices the bureau returned no usage status for, so the batch can list
     them and each invoice's page can say it was asked but not answered (instead of 未获取).
 

@@ -128,7 +128,8 @@ def handle(processes: dict, headers: dict, payload: str, now: float) -> bool:
     elif state in UNEXPECTED:
         say(f"{name} 意外退出，正在重启 / {name} exited unexpectedly, restarting")
     elif state == "FATAL":
-        say(f"{name} 多次启动失败，已放弃；请查看上面的输出后重新运行 make run。 / {name} keeps failing to start: given up")
+        say(f"{name} 多次启动失败，已放弃；请查看上面的输出后重新运行 make run。 / "
+            f"{name} keeps failing to start: given up")
     return True
 
 

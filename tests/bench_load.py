@@ -1,5 +1,5 @@
-"""`python -m tests.bench_load` (and `make bench`'s "pages_under_load"): 20 clients for 60 s on /pool and /batches while 5 batches run, against
-the product started the way `make run` starts it (docs/deploy.md, The web server;
+"""`python -m tests.bench_load` (and `make bench`'s "pages_under_load"): 20 clients for 60 s on /pool and /batches while
+5 batches run, against the product started the way `make run` starts it (docs/deploy.md, The web server;
 the load figures must not get worse).
 
 The product runs on its own DATA_DIR and port (tests.servers.Product: migrated, demo data). Five

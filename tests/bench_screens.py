@@ -36,7 +36,8 @@ def _timed(client, url: str, headers: dict | None = None) -> dict:
         samples.append((time.perf_counter() - began) * 1000)
         assert response.status_code == 200, (url, response.status_code)
     samples.sort()
-    return {"median_ms": round(statistics.median(samples), 1), "p95_ms": round(samples[int(0.95 * len(samples)) - 1], 1)}
+    return {"median_ms": round(statistics.median(samples), 1),
+            "p95_ms": round(samples[int(0.95 * len(samples)) - 1], 1)}
 
 
 def _app(folder: Path):
@@ -73,7 +74,8 @@ def load_batches(app, count: int) -> None:
                             "method": "download", "channel": "rpa", "kinds": ["全部"], "type_codes": [],
                             "status": "syncing" if n >= count - RUNNING else "succeeded", "total": 1200,
                             "success": 1200, "filtered_lines": 0, "creator_name": "caiwu", "created_by_id": user.id,
-                            "created_at": start + timedelta(minutes=n)} for n in range(offset, min(count, offset + 2000))]
+                            "created_at": start + timedelta(minutes=n)}
+                           for n in range(offset, min(count, offset + 2000))]
                 db.session.execute(insert(Batch), batches)
                 ids = dict(db.session.execute(select(Batch.batch_no, Batch.id).where(
                     Batch.batch_no.in_([b["batch_no"] for b in batches]))).all())
@@ -82,8 +84,8 @@ def load_batches(app, count: int) -> None:
                     live = b["status"] == "syncing"
                     for month in range(1, 13):
                         status = ("running" if month == 1 else "pending") if live and month <= 6 else "succeeded"
-                        subtasks.append({"batch_id": ids[b["batch_no"]], "period": f"2025-{month:02d}", "status": status,
-                                         "total": 100, "success": 100 if status == "succeeded" else 0,
+                        subtasks.append({"batch_id": ids[b["batch_no"]], "period": f"2025-{month:02d}",
+                                         "status": status, "total": 100, "success": 100 if status == "succeeded" else 0,
                                          "filtered_lines": 0, "attempts": 0})
                 db.session.execute(insert(Subtask), subtasks)
         from webapp.pool import refresh_statistics

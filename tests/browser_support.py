@@ -125,7 +125,8 @@ def live_server(database_url, redis_url, tmp_path):
     reconciling.start()
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "worker"], cwd=ROOT, stdout=log,
+        stderr=subprocess.STDOUT,
         env={**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data)},
     )
     yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, data, sandbox)

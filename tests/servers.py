@@ -143,8 +143,8 @@ class Product:
 
     def flask(self, *args: str) -> str:
         """A `flask --app wsgi` command of this install; its stdout."""
-        return subprocess.run([str(self.bin / "flask"), "--app", "wsgi", *args], cwd=self.root, env=self.env, check=True,
-                              capture_output=True, text=True, timeout=120).stdout
+        return subprocess.run([str(self.bin / "flask"), "--app", "wsgi", *args], cwd=self.root, env=self.env,
+                              check=True, capture_output=True, text=True, timeout=120).stdout
 
     def start(self) -> None:
         """Start it the way `make run` does (after `make install`) and wait for the banner."""

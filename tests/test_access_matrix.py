@@ -71,8 +71,8 @@ EXPECTED = {
     "batches.index": _everyone, "batches.import_dialog": _everyone,
     "batches.row": _if_visible, "batches.detail": _if_visible, "batches.detail_live": _if_visible,
     "batches.terminate_selected": _if_visible, "batches.retry_selected": _if_visible,
-    "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone, "pool.coverage_page": _if_visible,
-    "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
+    "pool.index": _everyone, "pool.export": _everyone, "pool.export_start": _everyone,
+    "pool.coverage_page": _if_visible, "pool.detail": _if_visible, "pool.refresh_usage": _if_visible,
     "automation.index": _everyone, "automation.new": _admins_post, "automation.act": _admins_of_its_org,
     "automation.confirm": _admins_of_its_org,
     "admin.companies": _admins, "admin.users": _admins, "admin.settings": _admins,
@@ -104,9 +104,11 @@ def world(app):
             owner = users["wang" if name == "O" else "admin"]
             [batch] = create_download_batches(owner, [row], channel="leqi", data_type="invoices",
                                               months=["2026-10"], type_codes=["81"])
-            refs[name] = {"batch_no": batch.batch_no, "key": add_invoice(row.tax_id, row.name, f"2633{len(refs)}0000000001")}
+            refs[name] = {"batch_no": batch.batch_no,
+                          "key": add_invoice(row.tax_id, row.name, f"2633{len(refs)}0000000001")}
         for org_admin, names in (("admin", ("X", "D")), ("li", ("O",))):
-            schedule = autoupdate.create_schedule(users[org_admin], invoices=True, usage=False, now=app.config["CLOCK_NOW"])
+            schedule = autoupdate.create_schedule(users[org_admin], invoices=True, usage=False,
+                                                  now=app.config["CLOCK_NOW"])
             for name in names:
                 refs[name]["schedule_id"] = schedule.id
         db.session.remove()
@@ -129,7 +131,8 @@ def _requests(app, refs):
     """(endpoint, method, target, url, form) for every rule, method and target company; logout last."""
     planned, seen = [], set()
     last = ("automation.act", "auth.logout")  # 删除 the schedule after every other route used it; logout at the end
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (last.index(r.endpoint) if r.endpoint in last else -1, r.rule)):
+    for rule in sorted(app.url_map.iter_rules(),
+                       key=lambda r: (last.index(r.endpoint) if r.endpoint in last else -1, r.rule)):
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             for target in COMPANIES:
                 combos = [{}]

@@ -160,7 +160,8 @@ def test_low_disk_restarts_and_long_quota_waits_are_mailed_once_each(app, smtp):
                              (preparing, reason_values(Reason.DATA_PREPARING, channel="RPA"))):
                 db.session.execute(update(Subtask).where(Subtask.batch_id == one.id).values(
                     status=SubtaskStatus.WAITING, **why))
-                db.session.execute(update(Batch).where(Batch.id == one.id).values(created_at=now() - timedelta(hours=50)))
+                db.session.execute(update(Batch).where(Batch.id == one.id)
+                                   .values(created_at=now() - timedelta(hours=50)))
         waiting_no, preparing_no = batch.batch_no, preparing.batch_no
         db.session.remove()
     for _ in range(2):

@@ -47,7 +47,8 @@ def test_the_5th_is_in_the_orgs_time_zone(runner, schedule):
 
 def test_missed_runs_are_caught_up_once(runner, schedule):
     runs = _run_due(runner, "2027-02-10T09:00")  # the server was down on Dec 5, Jan 5 and Feb 5
-    assert [(r["period"], r["trigger"]) for r in runs] == [("2026-11", "catch_up"), ("2026-12", "catch_up"), ("2027-01", "due")]
+    assert [(r["period"], r["trigger"]) for r in runs] == [("2026-11", "catch_up"), ("2026-12", "catch_up"),
+                                                           ("2027-01", "due")]
     assert _run_due(runner, "2027-02-10T10:00") == []
 
 
@@ -104,7 +105,8 @@ def test_disable_enable_delete(app, client, runner, schedule):
 
 def test_other_orgs_never_see_or_touch_a_schedule(client, runner, schedule):
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000009", "--name", "他组织公司", "--org", "其他组织")
-    cli_json(runner, "user", "add", "wang", "--password", "secret123", "--org", "其他组织", "--grant", "91110000MA00000009")
+    cli_json(runner, "user", "add", "wang", "--password", "secret123", "--org", "其他组织", "--grant",
+             "91110000MA00000009")
     assert cli_json(runner, "autoupdate", "list", "--as", "wang") == []
     login(client, "wang", "secret123")
     assert schedule["job_id"] not in client.get("/automation").text

@@ -187,7 +187,8 @@ def test_a_backup_taken_during_a_download_holds_each_month_whole_or_not_at_all(a
         while time.monotonic() < deadline:
             archive = tmp_path / f"during-{len(archives)}.zip"
             archives.append((archive, cli_json(runner, "backup", "create", "--to", str(archive))["rows"]["invoice"]))
-            if cli_json(runner, "batch", "show", batch["batch_no"])["status"] not in ("pending", "preprocessing", "syncing"):
+            status = cli_json(runner, "batch", "show", batch["batch_no"])["status"]
+            if status not in ("pending", "preprocessing", "syncing"):
                 break
     finally:
         stop(worker)

@@ -38,7 +38,8 @@ def test_several_files_each_become_a_batch_and_the_dialog_says_what_happened(pag
     expect(items).to_have_count(4)
     expect(items.nth(0)).to_contain_text(re.compile(r"etax-export-2023-old-header\.xlsx：\s*已接收"))
     expect(items.nth(1)).to_contain_text(re.compile(r"坏文件\.xlsx：\s*未导入：文件不是有效的 xlsx 工作簿"))
-    expect(items.nth(2)).to_contain_text(re.compile(r"有错误\.xlsx：\s*未导入：工作表“发票基础信息”第 2 行“开票日期”不是日期"))
+    expect(items.nth(2)).to_contain_text(re.compile(r"有错误\.xlsx：\s*未导入：工作表“发票基础信息”第 2 "
+                                                    r"行“开票日期”不是日期"))
     expect(items.nth(2).get_by_role("link", name="下载错误清单（xlsx）")).to_be_visible()
     expect(items.nth(3)).to_contain_text(re.compile(r"etax-export-2024\.xlsx：\s*已接收"))
     first_no = items.nth(0).get_by_role("link").inner_text()
@@ -101,7 +102,8 @@ def test_a_file_with_bad_rows_is_refused_in_the_dialog_with_its_error_list(page,
     download.value.save_as(path)
     assert download.value.suggested_filename == "错误清单_有错误.xlsx"
     cells = list(load_workbook(path).active.iter_rows(values_only=True))
-    assert cells == [("工作表", "行号", "列", "单元格内容", "问题"), ("发票基础信息", 2, "开票日期", "上周三", "不是日期"),
+    assert cells == [("工作表", "行号", "列", "单元格内容", "问题"),
+                     ("发票基础信息", 2, "开票日期", "上周三", "不是日期"),
                      ("信息汇总表", 3, "金额", "两元", "不是数字")]
     assert _chosen_files(dialog) == ["有错误.xlsx"]  # the dialog stays, to choose the fixed file
 

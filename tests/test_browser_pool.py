@@ -413,7 +413,8 @@ def test_export_of_the_red_filter_holds_exactly_the_red_invoices(page, live_serv
     with page.expect_download() as info:
         page.get_by_role("link", name=re.compile("^导出 Excel")).click()
     download = info.value
-    expect(page.get_by_role("status").filter(has_text="正在导出")).to_contain_text(f"正在导出 {EXPECTED_2024['red']} 张发票")
+    expect(page.get_by_role("status").filter(has_text="正在导出")).to_contain_text(
+        f"正在导出 {EXPECTED_2024['red']} 张发票")
     assert download.failure() is None
     assert re.fullmatch(r"销项发票池导出_\d{8}_\d{6}\.xlsx", download.suggested_filename)
     path = tmp_path / download.suggested_filename

@@ -33,7 +33,8 @@ def _solid_share(row) -> float:
         let solid = 0;
         for (const seg of bar.querySelectorAll('.seg')) {
             const style = getComputedStyle(seg);
-            if (style.backgroundImage === 'none' && style.backgroundColor !== 'rgba(0, 0, 0, 0)') solid += seg.offsetWidth;
+            if (style.backgroundImage === 'none' && style.backgroundColor !== 'rgba(0, 0, 0, 0)')
+                solid += seg.offsetWidth;
         }
         return solid / bar.clientWidth;
     }""")
@@ -42,7 +43,8 @@ def _solid_share(row) -> float:
 def test_a_partly_failed_batch_says_its_counts_cover_only_the_months_that_ran(page: Page, live_server):
     """Item 3: 2 months succeeded (100 each), 4 failed: 总份数 200 = 成功份数 200 on the row and the detail page,
     each saying that 4 months were not fetched."""
-    months = {f"2023-{m:02d}": ("succeeded" if m <= 2 else "failed", None if m <= 2 else BUREAU_DOWN) for m in range(1, 7)}
+    months = {f"2023-{m:02d}": ("succeeded" if m <= 2 else "failed", None if m <= 2 else BUREAU_DOWN)
+              for m in range(1, 7)}
     batch_no = add_batch(live_server, months, status="partial", channel="rpa")
     login(page)
     page.goto("/batches")
@@ -60,7 +62,8 @@ def test_a_waiting_month_is_not_drawn_as_progress(page: Page, live_server):
     waiting = add_batch(live_server, {"2026-11": ("waiting", QUOTA_UNTIL_DECEMBER)},
                         status="pending", not_before=datetime(2026, 12, 1))
     half = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("pending", None)}, status="syncing")
-    ended = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("failed", BUREAU_DOWN)}, status="partial")
+    ended = add_batch(live_server, {"2026-09": ("succeeded", None), "2026-10": ("failed", BUREAU_DOWN)},
+                      status="partial")
     login(page)
     page.goto("/batches")
     expect(column(page, batch_row(page, waiting), "执行状态")).to_contain_text("0/1 个月份成功")

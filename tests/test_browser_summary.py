@@ -118,7 +118,8 @@ def test_source_report_after_a_leqi_download_and_a_later_file(page, live_server,
     info.value.save_as(path)
     workbook = openpyxl.load_workbook(path)
     assert [r[0] for r in workbook["来源间差异"].iter_rows(min_row=2, values_only=True)] == [flushed["digital_number"]]
-    assert [r[0] for r in workbook["仅一个来源有"].iter_rows(min_row=2, values_only=True)] == [missing["digital_number"]]
+    only_one = workbook["仅一个来源有"].iter_rows(min_row=2, values_only=True)
+    assert [r[0] for r in only_one] == [missing["digital_number"]]
 
     page.get_by_label("开票月份").fill("2024-04")
     page.get_by_role("button", name="查看").click()

@@ -114,7 +114,8 @@ def test_the_dialog_warns_of_months_before_the_leqi_authorisation(page, live_ser
     for name, month in (("起", "2024-01"), ("止", "2024-04")):
         with dialog_rerendered(page):
             dialog.get_by_label(name, exact=True).fill(month)
-    expect(dialog.get_by_role("note").filter(has_text="授权乐企能力（2024-03-15）")).to_contain_text("2024-01 至 2024-02 共 2 个月")
+    expect(dialog.get_by_role("note").filter(has_text="授权乐企能力（2024-03-15）")).to_contain_text(
+        "2024-01 至 2024-02 共 2 个月")
     with dialog_rerendered(page):
         dialog.get_by_label("止", exact=True).fill("2024-02")
     with dialog_rerendered(page):

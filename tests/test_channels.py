@@ -112,7 +112,8 @@ def test_digital_invoice_every_line_field():
     ("je", "-0.00", "-0.00"), ("je", "2.675", "2.68"), ("jshj", "", None), ("jshj", "--", None),
     ("sl", "300884.955752212389381", "300884.955752212389381"), ("sl", "1E+3", "1E+3"), ("sl", "0.0000001", "1E-7"),
     ("sl", "00.5", "0.5"), ("sl", " 2", "2"), ("sl", "", None), ("slv", " 13% ", "13%"), ("slv", "0.13", "13%"),
-    ("kprq", "2024/1/5", "2024-01-05 00:00:00.000000"), ("kprq", "2024-01-05T10:11:12+08:00", "2024-01-05 10:11:12.000000"),
+    ("kprq", "2024/1/5", "2024-01-05 00:00:00.000000"),
+    ("kprq", "2024-01-05T10:11:12+08:00", "2024-01-05 10:11:12.000000"),
 ])
 def test_staged_rows_hold_what_the_export_rules_make_of_each_value(field, sent, kept):
     """The download writes the wire's text as the file import's rules would (the same Decimal
@@ -395,16 +396,20 @@ def _raise(exc):
      "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
     (lambda request: envelope("20", "系统繁忙"), RpaClient, "channel_unavailable",
      "RPA服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
-    (_raise(httpx.ReadTimeout("slow")), RpaClient, "channel_timeout", "连接RPA超时（已自动重试 3 次），请稍后点击“重试”"),
+    (_raise(httpx.ReadTimeout("slow")), RpaClient, "channel_timeout",
+     "连接RPA超时（已自动重试 3 次），请稍后点击“重试”"),
     (_raise(httpx.ConnectError("refused")), LeqiClient, "channel_unreachable",
      "无法连接乐企服务（已自动重试 3 次），请稍后重试；若一直如此，请联系管理员检查网络"),
-    (lambda request: envelope("01", "处理中"), LeqiClient, "channel_pending", "乐企仍未处理完成（已自动重试 3 次），请稍后点击“重试”"),
+    (lambda request: envelope("01", "处理中"), LeqiClient, "channel_pending",
+     "乐企仍未处理完成（已自动重试 3 次），请稍后点击“重试”"),
     (lambda request: httpx.Response(401), LeqiClient, "login_failed",
      "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
     (lambda request: httpx.Response(200, text="<html>网关</html>"), RpaClient, "channel_bad_answer",
      "RPA返回的数据无法识别，请联系管理员检查通道配置"),
-    (lambda request: envelope("00", "成功", None), LeqiClient, "channel_bad_answer", "乐企返回的数据无法识别，请联系管理员检查通道配置"),
-    (lambda request: envelope("12", "未开通乐企归集能力"), LeqiClient, "channel_refused", "乐企拒绝了请求：未开通乐企归集能力"),
+    (lambda request: envelope("00", "成功", None), LeqiClient, "channel_bad_answer",
+     "乐企返回的数据无法识别，请联系管理员检查通道配置"),
+    (lambda request: envelope("12", "未开通乐企归集能力"), LeqiClient, "channel_refused",
+     "乐企拒绝了请求：未开通乐企归集能力"),
     (lambda request: envelope("99"), LeqiClient, "channel_refused", "乐企拒绝了请求：请联系管理员"),
 ])
 def test_each_channel_failure_carries_its_reason_code_and_the_screen_reads_the_code(handler, cls, code, shown):

@@ -163,7 +163,8 @@ def test_a_save_that_hits_the_full_disk_names_the_disk_instead_of_a_500(database
         client = app.test_client()
         login(client, "admin", "admin123")
         fill(small_disk, leave_mb=0)
-        response = client.post("/admin/companies", data={"tax_id": "91330100MA2H4K7Q2Y", "name": "新公司" * 50, "receipt_channel": ""})
+        response = client.post("/admin/companies",
+                               data={"tax_id": "91330100MA2H4K7Q2Y", "name": "新公司" * 50, "receipt_channel": ""})
         assert response.status_code == 507, response.text[-3000:]
         assert "磁盘空间不足" in response.text and str(small_disk / "data") in response.text
         assert "服务器内部错误" not in response.text

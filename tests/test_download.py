@@ -90,12 +90,14 @@ def test_rpa_download_of_the_same_month_is_idempotent_with_leqi(runner, sandbox)
     _, [batch] = _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81", "--type", "82")
     assert batch["status"] == "succeeded" and batch["success"] == before["invoices"]
     after = _stats(runner)
-    assert {k: after[k] for k in ("invoices", "lines", "amount", "tax")} == {k: before[k] for k in ("invoices", "lines", "amount", "tax")}
+    figures = ("invoices", "lines", "amount", "tax")
+    assert {k: after[k] for k in figures} == {k: before[k] for k in figures}
 
 
 def test_usage_status_is_fetched_for_positive_invoices_only(runner, sandbox):
     _download(runner, "--channel", "rpa", "--from", MONTH, "--to", MONTH, "--type", "81")
-    _, [usage] = _download(runner, "--channel", "leqi", "--data", "usage", "--from", MONTH, "--to", MONTH, "--type", "81")
+    _, [usage] = _download(runner, "--channel", "leqi", "--data", "usage", "--from", MONTH, "--to", MONTH, "--type",
+                           "81")
     assert usage["status"] == "succeeded" and usage["data_type"] == "usage"
     items = sandbox.stats()["usage_items"]["leqi"]
     assert items["red"] == 0 and items["total"] == usage["total"] > 0
@@ -152,7 +154,8 @@ def test_transient_failures_are_retried_and_the_download_completes(runner, sandb
 
 def test_permanent_failure_fails_the_subtask_with_the_bureaus_reason(runner, sandbox):
     sandbox.company(leqi_enabled=False)
-    result, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81", expect_ok=False)
+    result, [batch] = _download(runner, "--channel", "leqi", "--from", MONTH, "--to", MONTH, "--type", "81",
+                                expect_ok=False)
     assert result.exit_code != 0 and batch["status"] == "failed"
     assert "乐企" in batch["subtasks"][0]["error"] and "未开通" in batch["subtasks"][0]["error"]
 
@@ -168,7 +171,8 @@ def test_a_pending_application_is_fetched_later_without_a_new_one(app, runner, s
 
 
 def test_download_over_real_http(app, runner, sandbox):
-    server = make_server("127.0.0.1", free_port(), create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}), threaded=True)
+    server = make_server("127.0.0.1", free_port(), create_sandbox({"SANDBOX_DB": app.config["SANDBOX_DB"]}),
+                         threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -267,7 +271,8 @@ def test_retry_resumes_a_terminated_download_where_it_stopped(app, runner, sandb
     app.config["CLOCK_NOW"] = tomorrow
     sandbox.control(today=tomorrow.date().isoformat())
     with app.app_context():
-        assert retry([db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))]) == {"subtasks": 2, "parses": 0}
+        batch_row = db.session.scalar(select(Batch).filter_by(batch_no=batch["batch_no"]))
+        assert retry([batch_row]) == {"subtasks": 2, "parses": 0}
     work()
     shown = json.loads(runner.invoke(args=["batch", "show", batch["batch_no"]]).stdout)
     assert shown["status"] == "succeeded" and [s["attempts"] for s in shown["subtasks"]] == [1, 1]
@@ -282,7 +287,8 @@ def test_the_sandbox_never_returns_invoices_dated_after_now(app, runner, sandbox
 
     _, [batch] = _download(runner, "--channel", channel, "--from", "2024-06", "--to", "2024-06", "--type", "82")
     assert batch["status"] == "succeeded" and batch["success"] > 0
-    later_today = [i for i in invoices_for(DEMO_TAX_ID, "2024-06", "82", as_of=TODAY.date()) if i["kprq"] > "2024-06-10 09:30"]
+    later_today = [i for i in invoices_for(DEMO_TAX_ID, "2024-06", "82", as_of=TODAY.date())
+                   if i["kprq"] > "2024-06-10 09:30"]
     assert later_today  # the bureau's data does hold invoices later that day
     with app.app_context():
         assert db.session.scalar(select(func.max(Invoice.issued_at))) <= TODAY

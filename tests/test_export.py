@@ -221,7 +221,8 @@ def test_amounts_are_numbers_with_a_money_format(tmp_path):
 
 
 def test_markup_spaces_and_control_characters_read_back_as_written(tmp_path):
-    rows = [digital(buyer_name="A&B <有限> 公司", remark="  两边有空格 ", issuer="赵\x01开票"), digital(remark="\t制表")]
+    rows = [digital(buyer_name="A&B <有限> 公司", remark="  两边有空格 ", issuer="赵\x01开票"),
+            digital(remark="\t制表")]
     _, cells, values = write_and_read(tmp_path, rows)
     for read in ([c.value for c in cells[1]], values[1]):
         assert read[COL["购买方名称"]] == "A&B <有限> 公司"
@@ -345,7 +346,8 @@ def test_100k_rows_stream_in_bounded_memory(tmp_path):
     first, last = rows[1], rows[-1]
     assert first[:4] == ["1", "033001900000", "00000000", "--"]
     assert last[:4] == [str(n), "", "", f"2433200000{n - 1:010d}"]
-    assert last[COL["开票日期"]] == (datetime(2024, 1, 1) + timedelta(seconds=(n - 1) * 7)).strftime("%Y-%m-%d %H:%M:%S")
+    issued = datetime(2024, 1, 1) + timedelta(seconds=(n - 1) * 7)
+    assert last[COL["开票日期"]] == issued.strftime("%Y-%m-%d %H:%M:%S")
     assert last[COL["金额"]] == float(Decimal(-(100000 + n - 1)) / 100) and last[COL["是否正数发票"]] == "否"
     assert sum(1 for r in rows[1:] if r[COL["是否正数发票"]] == "否") == n // 10
 

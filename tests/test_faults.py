@@ -1,7 +1,7 @@
 """Faults: a worker SIGKILLed at each moment of a subtask, Redis killed and restarted mid-batch (with
-and without its data), the web process killed and started again mid-batch, a bureau that times out, answers 5xx, malformed JSON or truncated packages,
-or repeats an invoice in two packages. Each case ends with the pool exact (each invoice once, its
-lines right) and no subtask left in flight for more than a minute.
+and without its data), the web process killed and started again mid-batch, a bureau that times out, answers 5xx,
+malformed JSON or truncated packages, or repeats an invoice in two packages. Each case ends with the pool exact (each
+invoice once, its lines right) and no subtask left in flight for more than a minute.
 
 The worker is the product's own (`flask worker`, forking RQ), started with a small hook that pauses
 the job process at the named moment so the test can kill it there; the reconciler is the product's
@@ -250,8 +250,9 @@ class KillableRedis:
         """Start it and wait until it answers."""
         import redis
 
-        self.proc = subprocess.Popen([__redis_executable__, "--port", "0", "--unixsocket", str(self.folder / "redis.sock"),
-                                      "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always"],
+        self.proc = subprocess.Popen([__redis_executable__, "--port", "0", "--unixsocket",
+                                      str(self.folder / "redis.sock"), "--dir", str(self.folder), "--appendonly", "yes",
+                                      "--appendfsync", "always"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         wait_for(lambda: pings(client), 10, "redis up")
@@ -401,7 +402,8 @@ def test_web_killed_and_started_again_mid_batch_the_batch_finishes_exact(app, ru
         batch_no = import_file(runner, tmp_path / "export.xlsx")
         with app.app_context():
             wait_for(lambda: db.session.rollback() or any(
-                s.status == "succeeded" for s in db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).subtasks),
+                s.status == "succeeded"
+                for s in db.session.scalar(select(Batch).filter_by(batch_no=batch_no)).subtasks),
                 60, "the first month synced")
         assert web.get(f"/batches/{batch_no}")[0] == 200
         web.kill()

@@ -172,14 +172,16 @@ def test_admin_sets_a_users_email_for_alerts(app, client):
     response = client.post("/admin/users", data={"username": "admin", "password": "", "role": "admin",
                                                  "active": "y", "email": "boss@example.com"})
     assert response.status_code == 302
-    bad = client.post("/admin/users", data={"username": "admin", "role": "admin", "active": "y", "email": "not-an-address"})
+    bad = client.post("/admin/users",
+                      data={"username": "admin", "role": "admin", "active": "y", "email": "not-an-address"})
     assert "邮箱格式不正确" in bad.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(db.select(User.email).filter_by(username="admin")) == "boss@example.com"
     from tests.conftest import cli_json
 
     runner = app.test_cli_runner()
-    added = cli_json(runner, "user", "add", "ops", "--password", "secret123", "--role", "admin", "--email", "ops@example.com")
+    added = cli_json(runner, "user", "add", "ops", "--password", "secret123", "--role", "admin", "--email",
+                     "ops@example.com")
     assert added["email"] == "ops@example.com"
     refused = runner.invoke(args=["user", "add", "ops2", "--password", "secret123", "--email", "nope"])
     assert refused.exit_code == 1 and "邮箱格式不正确" in refused.output

@@ -29,8 +29,8 @@ SETUP_SECONDS = 30.0  # logging in and learning what a route reads: not what is 
 HOSTILE = [
     "99999999999999999999", "-99999999999999999999", "-1", "0", "1e309", "NaN", "9999", "10000",
     "9999-12-31", "0001-01-01", "10000-01-01", "2024-02-30", "2024-13", "99999-01", "0000-00", "9999-12",
-    "", " ", "x" * 5000, "y" * 20_000, "发票😀\u202e\ufffd", "a\x00b", "\x00", "'; DROP TABLE invoice;--", "../../etc/passwd",
-    "<script>alert(1)</script>", "%00", "2024-01-01T00:00", DEMO_TAX_ID.lower(),
+    "", " ", "x" * 5000, "y" * 20_000, "发票😀\u202e\ufffd", "a\x00b", "\x00", "'; DROP TABLE invoice;--",
+    "../../etc/passwd", "<script>alert(1)</script>", "%00", "2024-01-01T00:00", DEMO_TAX_ID.lower(),
 ]
 PATH_HOSTILE = ["99999999999999999999", "x" * 2000, "a\x00b", "发票😀", "..", "-1", "0"]
 INT_HOSTILE = [0, 99999999999999999999, 2**63, 2**31]
@@ -165,7 +165,8 @@ def _survives_hostile_values(executor, app, client, rule, method, login_again) -
         for value in _path_hostile(rule, name):
             check({**plain, name: value}, {}, htmx=False)
     value_lists = st.lists(st.sampled_from(HOSTILE), min_size=1, max_size=3)  # a=1&a=2 too
-    params = st.dictionaries(st.sampled_from(names), value_lists, min_size=1, max_size=len(names)) if names else st.just({})
+    params = (st.dictionaries(st.sampled_from(names), value_lists, min_size=1, max_size=len(names))
+              if names else st.just({}))
 
     @settings(max_examples=MIXES if names else 2, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))

@@ -26,7 +26,8 @@ def _seed() -> None:
     run = db.session.execute
     run(text("INSERT INTO org (id, name, timezone) VALUES (1, 'o', 'Asia/Shanghai')"))
     run(text("INSERT INTO company (id, org_id, tax_id, name, leqi_enabled) VALUES (1, 1, 'T1', 'c', false)"))
-    run(text("INSERT INTO \"user\" (id, org_id, username, password_hash, role, active) VALUES (1, 1, 'u', 'x', 'admin', true)"))
+    run(text("INSERT INTO \"user\" (id, org_id, username, password_hash, role, active) "
+             "VALUES (1, 1, 'u', 'x', 'admin', true)"))
     for n, (kinds, codes) in enumerate(JOINED, 1):
         run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
                  "type_codes, status, total, success, filtered_lines, created_by_id, creator_name, created_at) "
@@ -37,7 +38,8 @@ def _seed() -> None:
     run(text("INSERT INTO schedule (id, org_id, created_by_id, invoices, usage, enabled, created_at) "
              "VALUES (1, 1, 1, true, false, true, '2026-01-01 00:00:00')"))
     run(text("INSERT INTO schedule_run (id, schedule_id, period, started_at, trigger, batch_nos) VALUES "
-             "(1, 1, '2025-12', '2026-01-05 00:30:00', 'due', 'B1,B2'), (2, 1, '2025-11', '2026-01-05 00:30:00', 'due', '')"))
+             "(1, 1, '2025-12', '2026-01-05 00:30:00', 'due', 'B1,B2'), "
+             "(2, 1, '2025-11', '2026-01-05 00:30:00', 'due', '')"))
     db.session.commit()
 
 
@@ -94,8 +96,8 @@ def test_indexes_no_query_uses_are_dropped_and_their_lookups_still_find_the_rows
         db.session.execute(text(
             "INSERT INTO invoice (key, tax_id, code, number, digital_number, issued_at, month, amount, tax, type_name, "
             "status, is_red, source, synced_at) VALUES ('24330000000000000001', 'T1', '033001', '0001', "
-            "'24330000000000000001', '2026-01-05 10:00:00', '2026-01', 100, 13, '数电纸质发票（增值税专用发票）', '正常', "
-            "false, 'file', '2026-01-06 00:00:00')"))
+            "'24330000000000000001', '2026-01-05 10:00:00', '2026-01', 100, 13, '数电纸质发票（增值税专用发票）', "
+            "'正常', false, 'file', '2026-01-06 00:00:00')"))
         db.session.execute(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
                                 "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
         db.session.commit()
@@ -144,11 +146,12 @@ def _seed_spellings() -> None:
                  "type_codes, status, total, success, filtered_lines, creator_name, created_at) VALUES (:n, :no, 1, "
                  ":company, :tax_id, 'c', 'invoices', 'file', '[]', '[]', 'succeeded', 1, 1, 0, 'u', "
                  "'2024-04-01 00:00:00')"), {"n": n, "no": f"B{n}", "company": company, "tax_id": tax_id})
-    for key, seller, buyer in (("24330000000000000001", LOWER, BUYER.lower()), ("24330000000000000002", CANONICAL, None)):
+    for key, seller, buyer in (("24330000000000000001", LOWER, BUYER.lower()),
+                               ("24330000000000000002", CANONICAL, None)):
         run(text("INSERT INTO invoice (key, tax_id, buyer_tax_id, digital_number, issued_at, month, amount, tax, "
                  "type_name, type_code, status, is_red, source, batch_id, synced_at) VALUES (:key, :seller, :buyer, "
-                 ":key, '2024-03-05 10:00:00', '2024-03', 100, 13, '数电发票（普通发票）', '82', '正常', false, 'file', "
-                 "1, '2024-04-01 00:00:00')"), {"key": key, "seller": seller, "buyer": buyer})
+                 ":key, '2024-03-05 10:00:00', '2024-03', 100, 13, '数电发票（普通发票）', '82', '正常', false, "
+                 "'file', 1, '2024-04-01 00:00:00')"), {"key": key, "seller": seller, "buyer": buyer})
     run(text("INSERT INTO invoice_line (invoice_key, line_no, name, amount, tax, is_discount) "
              "VALUES ('24330000000000000001', 1, '*服务*服务费', 100, 13, false)"))
     run(text("INSERT INTO invoice_source (invoice_key, source, tax_id, month, first_seen_at, last_seen_at, "
@@ -160,8 +163,8 @@ def _seed_spellings() -> None:
     run(text("INSERT INTO invoice_month_summary (tax_id, month, version, stats_version, stats) VALUES "
              "(:lower, '2024-03', 4, 4, :figures), (:canonical, '2024-03', 2, 2, :figures)"),
         {"lower": LOWER, "canonical": CANONICAL, "figures": figures})
-    run(text("INSERT INTO quota_use (id, tax_id, invoice_month, type_code, requested_on, requested_at, serial, fetched) "
-             "VALUES (1, :lower, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', 'S1', true), "
+    run(text("INSERT INTO quota_use (id, tax_id, invoice_month, type_code, requested_on, requested_at, serial, "
+             "fetched) VALUES (1, :lower, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', 'S1', true), "
              "(2, :canonical, '2024-03', '81', '2024-04-01', '2024-04-01 09:00:00', NULL, false), "
              "(3, :lower, '2024-03', '82', '2024-04-01', '2024-04-01 09:00:00', 'S3', false)"),
         {"lower": LOWER, "canonical": CANONICAL})
@@ -241,7 +244,8 @@ def test_toll_invoices_imported_without_a_code_get_59_and_their_months_are_count
         db.session.remove()
         assert _rows("SELECT key, type_code FROM invoice ORDER BY key") == [
             ("26370000000000000001", "59"), ("26370000000000000002", None), ("26370000000000000003", "82")]
-        assert _rows("SELECT month, version FROM invoice_month_summary ORDER BY month") == [("2026-01", 4), ("2026-02", 3)]
+        summaries = _rows("SELECT month, version FROM invoice_month_summary ORDER BY month")
+        assert summaries == [("2026-01", 4), ("2026-02", 3)]
         found = db.session.scalars(pool_query(PoolFilter(type_code="59"), ["T1"])).all()
         assert [invoice.key for invoice in found] == ["26370000000000000001"]
         assert set(month_stats("T1", "2026-01", "2026-01")["2026-01"]["cells"]) == {"59", ""}
@@ -278,29 +282,33 @@ def _seed_kinds() -> None:
 # (batch's data type, month's status, message as an older version stored it, the code, its parameters,
 # what the batch page then says of the month)
 OLD_MESSAGES = [
-    ("invoices", "waiting", "乐企额度：数电发票（增值税专用发票）已达下载次数限制，将于 2026-01-06 自动执行", "quota_wait",
-     {"kinds": "数电发票（增值税专用发票）", "day": "2026-01-06"}, "等待额度"),
+    ("invoices", "waiting", "乐企额度：数电发票（增值税专用发票）已达下载次数限制，将于 2026-01-06 自动执行",
+     "quota_wait", {"kinds": "数电发票（增值税专用发票）", "day": "2026-01-06"}, "等待额度"),
     ("invoices", "waiting", "乐企额度不足，已排队", "quota_wait", {"kinds": "", "day": "2026-01-07"}, "等待额度"),
-    ("invoices", "waiting", "RPA正在准备下载数据，稍后自动再次获取（不占用下载次数）", "data_preparing", {"channel": "RPA"},
-     "等待税局数据"),
+    ("invoices", "waiting", "RPA正在准备下载数据，稍后自动再次获取（不占用下载次数）", "data_preparing",
+     {"channel": "RPA"}, "等待税局数据"),
     ("usage", "waiting", "等待发票数据：同月发票数据同步完成后自动执行", "usage_wait", None, "等待发票数据"),
-    ("invoices", "failed", "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）", "channel_unavailable",
-     {"channel": "乐企", "attempts": 3}, "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
+    ("invoices", "failed", "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）",
+     "channel_unavailable", {"channel": "乐企", "attempts": 3},
+     "乐企服务暂时不可用（已自动重试 3 次），请稍后点击“重试”"),
     ("invoices", "failed", "RPA：请求超时", "channel_timeout", {"channel": "RPA"}, "连接RPA超时，请稍后点击“重试”"),
     ("invoices", "failed", "乐企：接口返回 HTTP 401，请检查通道地址和凭证配置", "login_failed", {"channel": "乐企"},
      "乐企拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"),
     ("invoices", "failed", "RPA：返回内容不是有效的 JSON，请检查通道地址配置", "channel_bad_answer", {"channel": "RPA"},
      "RPA返回的数据无法识别，请联系管理员检查通道配置"),
-    ("invoices", "failed", "乐企：未开通乐企归集能力", "channel_refused", {"channel": "乐企", "message": "未开通乐企归集能力"},
-     "乐企拒绝了请求：未开通乐企归集能力"),
+    ("invoices", "failed", "乐企：未开通乐企归集能力", "channel_refused",
+     {"channel": "乐企", "message": "未开通乐企归集能力"}, "乐企拒绝了请求：未开通乐企归集能力"),
     ("invoices", "failed", "内部错误：KeyError，详情见服务器日志", "internal_error", {"error": "KeyError"},
      "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
-    ("invoices", "failed", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员（内部错误 ValueError，详情见服务器日志）",
+    ("invoices", "failed",
+     "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员（内部错误 ValueError，详情见服务器日志）",
      "internal_error", {"error": "ValueError"}, "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"),
-    ("invoices", "failed", "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试", "process_died",
-     {"times": 3, "retries": 2}, "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试"),
-    ("invoices", "failed", "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入",
-     "rejected", {"message": "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"},
+    ("invoices", "failed", "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试",
+     "process_died", {"times": 3, "retries": 2},
+     "执行进程连续 3 次意外中断（已自动重试 2 次），请联系管理员查看服务器日志后点击重试"),
+    ("invoices", "failed",
+     "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入", "rejected",
+     {"message": "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"},
      "发票 24330000000000000001 已作为销方 T9 的发票存在于发票池，与本次数据的销方 T1 不一致，本月未导入"),
     ("invoices", "terminated", "已被用户终止", "terminated", None, "已被用户终止"),
 ]
@@ -308,7 +316,8 @@ OLD_BATCHES = [  # (a failed batch's method, its message, its code, its paramete
     ("file", "文件解析失败，请确认是电子税局导出的原始文件（BadZipFile）", "file_unreadable", {"error": "BadZipFile"}),
     ("file", "解析结果无法写入服务器磁盘（No space left on device），请联系管理员后重试", "disk_full",
      {"why": "No space left on device"}),
-    ("file", "文件解析进程连续 3 次意外中断，文件可能过大或格式异常，请确认是电子税局导出的原始文件", "parse_crashed", {"times": 3}),
+    ("file", "文件解析进程连续 3 次意外中断，文件可能过大或格式异常，请确认是电子税局导出的原始文件", "parse_crashed",
+     {"times": 3}),
     ("download", "乐企只能下载企业授权乐企能力（2024-03-15）之后开具的发票，2024-01 至 2024-02 共 2 个月未申请",
      "leqi_not_authorised", {"since": "2024-03-15", "first": "2024-01", "last": "2024-02", "count": 2}),
     ("file", "文件为空，请重新从电子税局“全量发票查询”导出后上传", "file_refused",
@@ -326,8 +335,8 @@ def _seed_messages() -> None:
         ("invoices", method, "failed", message) for method, message, *_ in OLD_BATCHES]
     for n, (data_type, method, status, message) in enumerate(batches, 1):
         run(text("INSERT INTO batch (id, batch_no, org_id, company_id, tax_id, seller_name, data_type, method, kinds, "
-                 "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) VALUES (:n, :no, "
-                 "1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
+                 "type_codes, status, total, success, filtered_lines, error, creator_name, created_at) "
+                 "VALUES (:n, :no, 1, 1, 'T1', 'c', :data_type, :method, '[]', '[]', :status, 0, 0, 0, :error, 'u', "
                  "'2026-01-05 00:00:00')"), {"n": n, "no": f"B{n}", "data_type": data_type, "method": method,
                                              "status": status, "error": message})
     for n, (_, status, message, *_) in enumerate(OLD_MESSAGES, 1):
@@ -350,7 +359,8 @@ def test_stored_messages_get_their_reason_codes_and_read_as_before(empty_databas
         upgrade()
         db.session.remove()
         months = db.session.scalars(select(Subtask).order_by(Subtask.id)).all()
-        assert [(m.error_code, m.error_params) for m in months] == [(code, params) for *_, code, params, _ in OLD_MESSAGES]
+        assert [(m.error_code, m.error_params) for m in months] == [(code, params)
+                                                                    for *_, code, params, _ in OLD_MESSAGES]
         for month, (_, status, message, _, _, shown) in zip(months, OLD_MESSAGES, strict=True):
             assert month.error == message  # the full text stays for 详情
             assert (subtask_label(month) if status == "waiting" else row_reason(month)[0]) == shown

@@ -16,8 +16,8 @@ RED, BLUE = next(iter(EXPECTED["red_links"].items()))  # a 数电 red invoice an
 
 @pytest.fixture
 def imported(runner):
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / "etax-export-2024.xlsx"),
-                                 "--as", "caiwu", "--wait"])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file",
+                                 str(SAMPLES / "etax-export-2024.xlsx"), "--as", "caiwu", "--wait"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -64,7 +64,8 @@ def test_coverage_shows_synced_months_and_gaps(runner, client, imported):
     assert sum(cell["invoices"] for cell in march.values()) > 0
     assert all(cell["source"] == "file" and cell["last_synced"] for cell in march.values())
     empty = cli_json(runner, "pool", "coverage", "--tax-id", DEMO_TAX_ID, "--year", "2023")
-    assert all(cell["invoices"] == 0 and cell["last_synced"] is None for cells in empty.values() for cell in cells.values())
+    assert all(cell["invoices"] == 0 and cell["last_synced"] is None for cells in empty.values()
+               for cell in cells.values())
     login(client)
     page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text
     assert "缺口" in page and "month_from=2023-01" in page
@@ -149,7 +150,8 @@ def test_an_export_excel_cannot_hold_is_refused_before_anything_is_sent(client, 
     login(client)
     refused = client.get("/pool/export/start?color=red", headers={"HX-Request": "true"})
     assert refused.status_code == 400
-    assert f"导出行数超过 Excel 单表上限（{EXPECTED['red'] - 1:,} 行）：当前筛选有 {EXPECTED['red']:,} 张发票" in refused.text
+    assert (f"导出行数超过 Excel 单表上限（{EXPECTED['red'] - 1:,} 行）：当前筛选有 {EXPECTED['red']:,} 张发票"
+            in refused.text)
     direct = client.get("/pool/export?color=red")
     assert direct.status_code == 400 and "导出行数超过 Excel 单表上限" in direct.text
     assert "attachment" not in direct.headers.get("Content-Disposition", "")
@@ -172,7 +174,8 @@ def test_entry_status_filter_keeps_the_channels_code_sets_apart(app, client, imp
 
     with app.app_context():
         with write_transaction():
-            db.session.execute(update(Invoice).where(Invoice.key == BLUE).values(entry_status="03", usage_channel="leqi"))
+            db.session.execute(update(Invoice).where(Invoice.key == BLUE)
+                               .values(entry_status="03", usage_channel="leqi"))
     login(client)
     assert BLUE in client.get("/pool?entry_status=leqi:03").text
     assert BLUE not in client.get("/pool?entry_status=rpa:03").text
@@ -208,8 +211,8 @@ def test_usage_filter_keeps_red_and_voided_invoices_apart_as_not_applicable(app,
 
 
 def test_a_blue_invoice_its_reds_flush_shows_and_filters_as_flushed(app, client, runner, tmp_path):
-    """(docs/codes.md, 红字发票如何指向蓝字发票) The file still says 正常, but the pool holds red invoices that flush the blue
-    one (through 备注): the list and its page say 正常（已被红冲 100%）/（已被红冲 40%）, and 已红冲-全额 /
+    """(docs/codes.md, 红字发票如何指向蓝字发票) The file still says 正常, but the pool holds red invoices that flush
+    the blue one (through 备注): the list and its page say 正常（已被红冲 100%）/（已被红冲 40%）, and 已红冲-全额 /
     已红冲-部分 find them — also when the reds were imported before their blue invoices."""
     from .workbook_builder import build_workbook, digital_invoice, make_line
 

@@ -126,7 +126,8 @@ def test_next_allowed_is_the_first_allowed_day(invoice_month, days, today):
             used.append(day)
     first = rules.next_allowed(invoice_month, today, used)
     assert first >= today and rules.allowed_on(invoice_month, first, used)
-    assert not any(rules.allowed_on(invoice_month, today + timedelta(days=n), used) for n in range((first - today).days))
+    assert not any(rules.allowed_on(invoice_month, today + timedelta(days=n), used)
+                   for n in range((first - today).days))
     left = rules.remaining(invoice_month, today, used)
     assert (first == today) == (left["today"] > 0 and left["month"] > 0)
 
@@ -155,7 +156,8 @@ def test_reserving_per_kind_in_the_database_never_exceeds_the_rules(app, sequenc
         rows = db.session.execute(select(QuotaUse.invoice_month, QuotaUse.type_code, QuotaUse.requested_on)).all()
         for month in INVOICE_MONTHS:
             for code in CODES:
-                _assert_within_rules(month, [r.requested_on for r in rows if (r.invoice_month, r.type_code) == (month, code)])
+                used = [r.requested_on for r in rows if (r.invoice_month, r.type_code) == (month, code)]
+                _assert_within_rules(month, used)
 
 
 def test_a_kind_whose_quota_is_spent_does_not_hold_back_the_others(app):

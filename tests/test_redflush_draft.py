@@ -76,8 +76,9 @@ def shapes() -> list[dict]:
     listed = legacy_invoice("044002400111", "00300001", [listed_line(list_lines), *list_lines], "2024-05-03 10:00:00",
                             kind="增值税普通发票", status="已红冲-部分")
     # its red names the list as a whole: one line 详见对应正数发票及清单 of 200.00, tax 26.00
-    listed_red = legacy_invoice("044002400111", "00300009", [make_line("详见对应正数发票及清单", "-200.00", tax_code="")],
-                                "2024-05-20 10:00:00", kind="增值税普通发票", is_red=True, red_of=LISTED,
+    listed_red = legacy_invoice("044002400111", "00300009",
+                                [make_line("详见对应正数发票及清单", "-200.00", tax_code="")], "2024-05-20 10:00:00",
+                                kind="增值税普通发票", is_red=True, red_of=LISTED,
                                 remark="对应正数发票代码:044002400111 号码:00300001")
     legacy_special = legacy_invoice("044002400222", "00400001", [
         make_line("*信息技术服务*运维服务", "10000.00", "6%", tax_code="3040203000000000000")],
@@ -93,7 +94,8 @@ def shapes() -> list[dict]:
 def import_invoices(runner, tmp_path, invoices: list[dict], name: str = "shapes.xlsx") -> None:
     path = tmp_path / name
     build_workbook(path, invoices)
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu",
+                                 "--wait"])
     assert result.exit_code == 0, result.output
 
 
@@ -323,7 +325,8 @@ def test_a_draft_changes_nothing_in_the_pool_and_is_in_the_audit_log(pool, runne
         from webapp.accounts.audit import details_text
 
         text = details_text(entry)
-        linked = db.session.scalars(select(Company.tax_id).join(audit_companies, audit_companies.c.company_id == Company.id)
+        linked = db.session.scalars(select(Company.tax_id)
+                                    .join(audit_companies, audit_companies.c.company_id == Company.id)
                                     .where(audit_companies.c.audit_id == entry.id)).all()
     assert before == after
     assert entry.target == SPECIAL and entry.username == "系统" and linked == [DEMO_TAX_ID]
@@ -378,7 +381,8 @@ def _row(line_no, name, amount, tax, quantity=None, price=None, discount=False, 
     from types import SimpleNamespace
 
     return SimpleNamespace(line_no=line_no, name=name, tax_code="1", spec=None, unit=None, quantity=quantity,
-                           unit_price=price, amount=Decimal(amount), tax_rate=rate, tax=Decimal(tax), is_discount=discount)
+                           unit_price=price, amount=Decimal(amount), tax_rate=rate, tax=Decimal(tax),
+                           is_discount=discount)
 
 
 def _balance(blue_rows, *reds):

@@ -173,8 +173,8 @@ def test_a_program_restarted_too_often_in_an_hour_is_given_up():
 
 
 def test_half_open_connections_do_not_stall_the_web_and_idle_ones_are_closed():
-    """(docs/deploy.md, The web server) 200 connections that send half a request and wait (no login needed) must not stop
-    /login for everyone; a connection silent longer than the read timeout is closed by the server."""
+    """(docs/deploy.md, The web server) 200 connections that send half a request and wait (no login needed) must not
+    stop /login for everyone; a connection silent longer than the read timeout is closed by the server."""
     running = Product(WEB_IDLE_TIMEOUT="4")
     try:
         running.start()
@@ -217,7 +217,9 @@ def test_htmx_is_the_pinned_release_committed_in_the_repository():
     assert "fetch_htmx" not in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("args", [["user", "add", "wang", "--password", "secret123"], ["pool", "stats", "--tax-id", "91330100MA2H4K7Q1X"],
+@pytest.mark.parametrize("args",
+                         [["user", "add", "wang", "--password", "secret123"],
+                          ["pool", "stats", "--tax-id", "91330100MA2H4K7Q1X"],
                                   ["seed-demo"], ["autoupdate", "run-due"]])
 def test_a_command_on_an_unmigrated_database_says_what_to_run(tmp_path, args):
     """No traceback: the operator is told, in Chinese and English, to migrate first."""

@@ -297,10 +297,12 @@ def test_other_org_admin_never_sees_this_orgs_audit_or_companies(cast):
     ("/admin/companies", {"tax_id": O["tax_id"], "name": "改名"}, f"税号 {O['tax_id']} 不能在本组织使用"),
     ("/admin/companies", {"tax_id": "12345", "name": "某公司"}, "税号格式不正确：12345"),
     ("/admin/companies", {"tax_id": "91330100MA2NEWCO1X", "name": "  "}, "企业名称不能为空"),
-    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"}, "用户名 li 不可用，请换一个用户名"),
+    ("/admin/users", {"username": "li", "password": "secret123", "role": "finance"},
+     "用户名 li 不可用，请换一个用户名"),
     ("/admin/users", {"username": "zhao", "role": "finance", "active": "y"}, "新用户须设置密码"),
     ("/admin/users", {"username": "zhao", "password": "12345", "role": "finance", "active": "y"}, "密码至少6位"),
-    ("/admin/users", {"username": "zhao", "password": "secret123", "role": "boss", "active": "y"}, "角色须为 admin 或 finance"),
+    ("/admin/users", {"username": "zhao", "password": "secret123", "role": "boss", "active": "y"},
+     "角色须为 admin 或 finance"),
     ("/admin/users", {"username": "zhao", "password": "secret123", "role": "finance", "grants": [O["tax_id"]]},
      f"本组织没有税号为 {O['tax_id']} 的企业"),
     ("/admin/users", {"username": "admin", "role": "admin", "grants": [X["tax_id"]]}, "不能停用自己"),
@@ -316,4 +318,5 @@ def test_admin_forms_refuse_in_chinese_and_change_nothing(cast, url, data, messa
     assert response.status_code == 200 and f'<p class="error" role="alert">{message}' in response.text
     assert _db(cast, lambda: (db.session.scalar(select(Company.name).filter_by(tax_id=O["tax_id"])),
                               db.session.scalar(select(func.count()).select_from(User).filter_by(username="zhao")),
-                              db.session.scalar(select(User.active).filter_by(username="admin")))) == (O["name"], 0, True)
+                              db.session.scalar(select(User.active).filter_by(username="admin")))
+               ) == (O["name"], 0, True)

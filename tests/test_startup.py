@@ -31,7 +31,8 @@ def test_the_job_functions_load_without_the_http_client(tmp_path):
 def test_flask_db_still_migrates_and_lists_its_commands(tmp_path):
     """The `db` group is loaded on use: `flask db upgrade` migrates a fresh database, `--help` lists it."""
     flask = str(Path(sys.executable).with_name("flask"))
-    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "FLASK_APP": "wsgi"}
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+           "FLASK_APP": "wsgi"}
     assert " db " in subprocess.run([flask, "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
                                     check=True).stdout
     subprocess.run([flask, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True, check=True)
@@ -52,7 +53,8 @@ def _imported_modules(package: str) -> set[tuple[str, str]]:
             if isinstance(node, ast.Import):
                 found |= {(file, alias.name) for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level:
-                base = here[:len(here) - node.level] if path.name != "__init__.py" else here[:len(here) - node.level + 1]
+                base = (here[:len(here) - node.level] if path.name != "__init__.py"
+                        else here[:len(here) - node.level + 1])
                 names = [node.module] if node.module else [alias.name for alias in node.names]
                 found |= {(file, ".".join([*base, name])) for name in names}
             elif isinstance(node, ast.ImportFrom) and node.module:
@@ -128,7 +130,8 @@ def test_the_environment_is_read_in_settings_only():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not {name.split(".")[0] for name in imported} & {"wsgi", "jobs", "webapp", "channels", "flask"}
     readers = set()
-    for path in [ROOT / "wsgi.py", *(p for package in ("jobs", "webapp", "channels") for p in (ROOT / package).rglob("*.py"))]:
+    for path in [ROOT / "wsgi.py",
+                 *(p for package in ("jobs", "webapp", "channels") for p in (ROOT / package).rglob("*.py"))]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
                     and node.attr in ("environ", "getenv", "putenv"):

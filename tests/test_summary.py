@@ -68,7 +68,8 @@ def multi_rate_invoices() -> list[dict]:
                             "2024-02-11 09:00:00", kind="增值税专用发票", status="已作废")
     red = digital_invoice("24330000000000000002", [make_line("*计算机网络设备*交换机", "-100.00", "13%")],
                           "2024-02-20 09:00:00", kind="数电发票（增值税专用发票）", is_red=True,
-                          remark="被红冲蓝字数电发票号码：24330000000000000001 红字发票信息确认单编号：11111111111111111111")
+                          remark="被红冲蓝字数电发票号码：24330000000000000001 红字发票信息确认单编号："
+                                 "11111111111111111111")
     mixed["status"] = "已红冲-部分"
     return [mixed, voided, red]
 
@@ -138,7 +139,8 @@ def test_a_digital_toll_invoice_keeps_its_kind_through_pool_filter_summary_and_e
     blue = digital_invoice("26370000000000000301", [line], "2026-01-05 08:00:00", kind=toll, status="已红冲-全额")
     red = digital_invoice("26370000000000000302", [make_line("*经营租赁*通行费", "-97.09", "3%", tax=-line["tax"])],
                           "2026-01-06 08:00:00", kind=toll, is_red=True, red_of=blue["digital_number"],
-                          remark="被红冲蓝字数电发票号码：26370000000000000301 红字发票信息确认单编号：26370000000000000001")
+                          remark="被红冲蓝字数电发票号码：26370000000000000301 红字发票信息确认单编号："
+                                 "26370000000000000001")
     stranger = digital_invoice("26370000000000000303", [make_line("*信息技术服务*运维服务", "50.00", "6%")],
                                "2026-01-07 08:00:00", kind="数电发票（某种新票种）")
     build_workbook(tmp_path / "export.xlsx", [blue, red, stranger])
@@ -175,7 +177,8 @@ def test_kept_summary_follows_a_reimport_that_changes_the_month(app, runner, tmp
                             "2024-07-02 10:00:00", kind="增值税专用发票")]
     build_workbook(tmp_path / "first.xlsx", first)
     _import(runner, tmp_path / "first.xlsx")
-    assert cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024") == expected_summary(first, 2024)
+    summary = cli_json(runner, "pool", "summary", "--tax-id", DEMO_TAX_ID, "--year", "2024")
+    assert summary == expected_summary(first, 2024)
 
     first[1]["status"] = "已作废"
     later = first + [digital_invoice("24330000000000000042", [make_line("*农产品*蔬菜", "3.33", "免税")],
@@ -305,7 +308,8 @@ def test_difference_report_between_a_leqi_download_and_a_later_file(app, runner,
     coverage = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024").text
     assert coverage.count("来源差异") == 1 and f"month={MONTH}" in coverage
 
-    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
+    sheets = openpyxl.load_workbook(io.BytesIO(
+        client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
     rows = list(sheets["来源间差异"].iter_rows(values_only=True))
     assert len(rows) == 4
     header = rows[0]
@@ -326,8 +330,10 @@ def test_sources_are_kept_per_invoice_and_a_reimport_only_moves_the_last_seen_ti
     _import(runner, tmp_path / "a.xlsx")
     with app.app_context():
         [row] = db.session.scalars(select(InvoiceSource)).all()
-        assert (row.source, row.first_seen_at, row.last_seen_at) == ("file", datetime(2024, 8, 1, 9), datetime(2024, 8, 2, 9))
-        assert (row.status, money(row.amount), row.month, row.tax_id) == ("正常", Decimal("10.00"), "2024-07", DEMO_TAX_ID)
+        assert (row.source, row.first_seen_at, row.last_seen_at) == (
+            "file", datetime(2024, 8, 1, 9), datetime(2024, 8, 2, 9))
+        assert (row.status, money(row.amount), row.month, row.tax_id) == (
+            "正常", Decimal("10.00"), "2024-07", DEMO_TAX_ID)
     report = cli_json(runner, "pool", "diff", "--tax-id", DEMO_TAX_ID, "--month", "2024-07")
     assert report["counts"] == {"invoices": 1, "only_one": 0, "different": 0}
 
@@ -409,7 +415,8 @@ def test_the_page_lists_the_first_hundred_invoices_one_source_has_and_the_export
     listed = page.split('id="only-one"')[1]
     assert f'data-count="only_one">{lone:,} 份' in page and listed.count("<tr data-key=") == 100
     assert f"仅显示前 100 份，全部 {lone:,} 份请导出 Excel 查看" in listed
-    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}").data))
+    sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}")
+                                               .data))
     assert len(list(sheets["仅一个来源有"].iter_rows(values_only=True))) == lone + 1
 
 

@@ -16,7 +16,8 @@ from jinja2 import Environment, FileSystemLoader, meta
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "wsgi.py", "settings.py", "webapp", "jobs", "channels", "templates")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "wsgi.py", "settings.py", "webapp", "jobs", "channels",
+           "templates")
 
 
 def _template_names() -> set[str]:

@@ -50,7 +50,8 @@ def test_a_range_of_years_becomes_every_month_up_to_now(app, dialog):
 
 
 def test_a_reversed_year_range_is_refused(app, dialog):
-    assert "起始年度不能晚于截止年度" in dialog(refresh=False, channel="rpa", period_unit="year", year="2024", year_to="2022")
+    assert "起始年度不能晚于截止年度" in dialog(refresh=False, channel="rpa", period_unit="year", year="2024",
+                                                year_to="2022")
     assert _batches(app) == []
 
 
@@ -132,7 +133,8 @@ def test_a_second_schedule_for_the_same_data_is_refused_with_a_pointer(app, clie
 
 def test_an_admin_who_adds_a_company_is_granted_it(app, client):
     login(client, "admin", "admin123")
-    client.post("/admin/companies", data={"tax_id": "91310000MA1NEWCO01", "name": "上海新设有限公司", "receipt_channel": ""})
+    client.post("/admin/companies",
+                data={"tax_id": "91310000MA1NEWCO01", "name": "上海新设有限公司", "receipt_channel": ""})
     with app.app_context():
         admin = db.session.scalar(select(User).filter_by(username="admin"))
         assert "91310000MA1NEWCO01" in {c.tax_id for c in admin.companies}
@@ -155,11 +157,13 @@ def test_each_entry_status_is_listed_once_and_finds_both_channels_codes(app, cli
     path = tmp_path / "three.xlsx"
     build_workbook(path, [digital_invoice(n, [make_line("*信息技术服务*运维服务", "100.00")], "2024-03-05 10:00:00")
                           for n in numbers], tax_id=DEMO_TAX_ID, seller_name="杭州示例科技有限公司")
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu",
+                                 "--wait"])
     assert json.loads(result.stdout)["status"] == "succeeded", result.output
     with app.app_context(), write_transaction():
         for number, channel, code in zip(numbers, ("leqi", "rpa", "leqi"), ("03", "06", "01"), strict=False):
-            db.session.execute(update(Invoice).where(Invoice.key == number).values(usage_channel=channel, entry_status=code))
+            db.session.execute(update(Invoice).where(Invoice.key == number)
+                               .values(usage_channel=channel, entry_status=code))
     login(client)
     page = client.get("/pool").text
     select_html = page[page.index('name="entry_status"'):]

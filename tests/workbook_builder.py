@@ -330,7 +330,8 @@ def random_blue(rng: random.Random, numbers: _Numbers, issued_at: datetime, kind
 
 def red_for(rng: random.Random, numbers: _Numbers, blue: dict, issued_at: datetime, style: int, *,
             partial: bool) -> dict:
-    """A red invoice flushing `blue`, its 备注 naming the blue one in format `style` (docs/codes.md, 红字发票如何指向蓝字发票).
+    """A red invoice flushing `blue`, its 备注 naming the blue one in format `style` (docs/codes.md,
+    红字发票如何指向蓝字发票).
 
     1: legacy red for a legacy blue; 2: 数电 red for a 数电 blue; 3: 数电 red for a legacy blue.
     Marks the blue invoice 已红冲-全额 or 已红冲-部分.
@@ -619,7 +620,8 @@ def shape_corpus(year: int = 2024) -> list[dict]:
         full_blue,
         digital_invoice(f"{yy}900123400000000003", [make_line("*信息技术服务*运维服务", "-8000.00", "6%")],
                         f"{year}-03-01 08:00:00", is_red=True, red_of=invoice_key(full_blue),
-                        remark=f"被红冲蓝字数电发票号码：{invoice_key(full_blue)} 红字发票信息确认单编号：{yy}000000000000000001"),
+                        remark=f"被红冲蓝字数电发票号码：{invoice_key(full_blue)} 红字发票信息确认单编号："
+                               f"{yy}000000000000000001"),
         part_blue,
         legacy_invoice(code, "00100004", [make_line("*计算机网络设备*交换机", "-250.00", quantity="-1")],
                        f"{year}-03-02 08:00:00", kind="增值税普通发票", is_red=True, red_of=invoice_key(part_blue),
@@ -712,7 +714,8 @@ def _digital_reds(invoices: list[dict]) -> list[dict]:
         code, number = invoice["red_of"].split("-")
         invoice.update(code="", number="", digital_number=f"245809{n:014d}", origin=DIGITAL_ORIGIN,
                        kind="数电发票（普通发票）",
-                       remark=f"被红冲蓝字发票号码：{number} 被红冲蓝字发票代码：{code} 红字发票信息确认单编号：{n:020d}")
+                       remark=f"被红冲蓝字发票号码：{number} 被红冲蓝字发票代码：{code} 红字发票信息确认单编号："
+                              f"{n:020d}")
     return invoices
 
 
@@ -722,7 +725,8 @@ def _sample_anchors() -> list[dict]:
                            "2024-05-06 10:20:30", status="已红冲-全额")
     red = digital_invoice("24706900000000003120", [make_line("*信息技术服务*运维服务", "-26000.00", "6%")],
                           "2024-06-07 11:00:00", is_red=True, red_of="24144123400000000006",
-                          remark="被红冲蓝字数电发票号码：24144123400000000006 红字发票信息确认单编号：96227780995354065050")
+                          remark="被红冲蓝字数电发票号码：24144123400000000006 红字发票信息确认单编号："
+                                 "96227780995354065050")
     vegetables = make_line("*蔬菜*鲜蔬菜", "145335.54", "9%", quantity="10000", unit_price="14.533554",
                            unit="千克", tax_code="1010112000000000000")
     discounted = digital_invoice("24791123400000000013", [vegetables, discount_line(vegetables, "14533.55")],

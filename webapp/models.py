@@ -30,7 +30,8 @@ class Org(db.Model):
 
 
 class User(UserMixin, db.Model):
-    """A login; its role (webapp.statuses.Role): an admin keeps the settings, finance works with batches and the pool."""
+    """A login; its role (webapp.statuses.Role): an admin keeps the settings, finance works with batches
+    and the pool."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -134,7 +135,8 @@ class Subtask(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime)  # a waiting subtask runs from then
     channel_ref: Mapped[str | None] = mapped_column(String(64))  # an RPA task in progress, polled again later
-    unanswered_keys: Mapped[str | None] = mapped_column(Text)  # usage: invoices the bureau returned nothing for, '\n'-joined
+    # usage: invoices the bureau returned nothing for, '\n'-joined
+    unanswered_keys: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     batch: Mapped[Batch] = relationship(back_populates="subtasks")
@@ -157,7 +159,8 @@ class Schedule(db.Model):
     usage: Mapped[bool] = mapped_column(Boolean, default=False)  # 发票用途状态更新
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
-    active_since: Mapped[datetime | None] = mapped_column(DateTime)  # last (re-)enabled: months before are not caught up
+    # last (re-)enabled: months before are not caught up
+    active_since: Mapped[datetime | None] = mapped_column(DateTime)
     org: Mapped[Org] = relationship()
     created_by: Mapped[User] = relationship()
     runs: Mapped[list[ScheduleRun]] = relationship(back_populates="schedule", order_by="ScheduleRun.period.desc()",

@@ -285,7 +285,8 @@ class Workbook:
         self._zip.writestr("_rels/.rels", _HEAD + (
             f'<Relationships xmlns="{_PKG_REL}"><Relationship Id="rId1" Type="{_REL}/officeDocument" '
             'Target="xl/workbook.xml"/></Relationships>'))
-        sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{n}" r:id="rId{n}"/>' for n, name in zip(numbers, names, strict=False))
+        sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{n}" r:id="rId{n}"/>'
+                         for n, name in zip(numbers, names, strict=False))
         self._zip.writestr("xl/workbook.xml", _HEAD + (
             f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>{sheets}</sheets></workbook>'))
         rels = "".join(f'<Relationship Id="rId{n}" Type="{_REL}/worksheet" Target="worksheets/sheet{n}.xml"/>'

@@ -178,7 +178,8 @@ def as_decimal(value: object, column: str) -> Decimal:
             if len(_DECIMAL_TEXTS) < 50_000:
                 _DECIMAL_TEXTS[value] = number
             return number
-        raise BadCell(column, value, "不是数字" if not number.is_finite() else f"过长：最多 {MAX_NUMBER_TEXT - 1} 个字符")
+        raise BadCell(column, value, "不是数字" if not number.is_finite()
+                      else f"过长：最多 {MAX_NUMBER_TEXT - 1} 个字符")
     if value.__class__ is float:
         if value - value == 0:  # finite; 15 significant digits print in at most 22 characters
             return _as_excel_shows(value)

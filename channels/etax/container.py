@@ -46,7 +46,8 @@ def check_file_name(name: str) -> None:
     replacement characters or surrogates, NUL and other control characters cannot be stored by
     PostgreSQL, and more than 255 characters do not fit."""
     if any(ch == "\ufffd" or "\ud800" <= ch <= "\udfff" or ord(ch) < 32 for ch in name):
-        raise FileRefused("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、字母或数字后重新选择")
+        raise FileRefused("文件名含有无法识别的字符（编码错误或控制字符），请将文件重命名为普通的中文、"
+                          "字母或数字后重新选择")
     if len(name) > MAX_FILE_NAME:
         raise FileRefused(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
 
@@ -136,7 +137,8 @@ _RE_SHEET_RID = re.compile(
     rb"<(?:[A-Za-z_][\w.-]*:)?sheet\b[^>]*?\bname\s*=\s*\"([^\"]*)\"[^>]*?\b(?:[\w.-]+:)?id\s*=\s*\"([^\"]+)\""
 )
 _RE_REL = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bId\s*=\s*\"([^\"]+)\"[^>]*?\bTarget\s*=\s*\"([^\"]+)\"")
-_RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)\"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
+_RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\s*\"([^\"]+)\""
+                              rb"[^>]*?\bId\s*=\s*\"([^\"]+)\"")
 # a cell beyond column AZ, or any cell or row numbered 100,000 or more (checked exactly in Python)
 _RE_FAR_CELL = re.compile(rb"""r=["']((?:[A-Z]{3}|[B-Z][A-Z])[0-9]+|[A-Z]{1,2}[0-9]{6,})["']""")
 # where a far cell may start: the same test without its digits and quote, which the scan over every
@@ -186,12 +188,14 @@ def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int,
     """Inflate one entry in bounded chunks and count them, refusing it once past its declared size or
     the `budget` left of the total; a data sheet's chunks are scanned for far cells on the way."""
     produced, tail = 0, b""
-    with archive.open(_declaring(info, budget + 1)) as entry, closing(_read_ahead(_chunks(entry, info.filename))) as chunks:
+    with (archive.open(_declaring(info, budget + 1)) as entry,
+          closing(_read_ahead(_chunks(entry, info.filename))) as chunks):
         for chunk in chunks:
             produced += len(chunk)
             if produced > info.file_size or produced > budget:
                 raise FileRefused(
-                    f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，疑似压缩炸弹，已拒绝"
+                    f"文件结构异常：压缩包内 {info.filename} 解压后的实际大小超过其声明大小或总上限，"
+                    "疑似压缩炸弹，已拒绝"
                 )
             if sheet:
                 _check_far_cells(sheet, tail + chunk)

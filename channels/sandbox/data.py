@@ -12,7 +12,8 @@ How a month is made (PROTOCOL.md payload, value formats as in docs/etax-export.m
   Plans are cheap, so a red invoice in month M is found by reading the plans of the months
   before it, never by generating their invoices;
 - each blue invoice from its own seed (buyer, lines, discounts, 销货清单);
-- each red invoice from its blue one (negated lines, 备注 and yfpkey as docs/codes.md, 红字发票如何指向蓝字发票, describes).
+- each red invoice from its blue one (negated lines, 备注 and yfpkey as docs/codes.md, 红字发票如何指向蓝字发票,
+  describes).
 
 Keys: 数电 numbers are YY + province + channel + company + month + kind + sequence (20 digits);
 legacy codes change each quarter and their 8-digit numbers carry the month, so months generated
@@ -69,7 +70,8 @@ _DEFAULTS_BY_ID = {c["tax_id"]: c for c in DEFAULT_COMPANIES}
 
 # (spmc, ssbm, rate, unit, specs, price range in cents, industries)
 CATALOGUE = (
-    ("*信息技术服务*软件开发服务", "3040201010000000000", "6%", "项", ("", "V2.0", "定制"), (8000_00, 380000_00), "tech"),
+    ("*信息技术服务*软件开发服务", "3040201010000000000", "6%", "项", ("", "V2.0", "定制"), (8000_00, 380000_00),
+     "tech"),
     ("*信息技术服务*信息系统集成服务", "3040203000000000000", "6%", "项", ("",), (20000_00, 500000_00), "tech"),
     ("*信息技术服务*运维服务", "3040204000000000000", "6%", "月", ("", "标准版"), (2000_00, 40000_00), "tech service"),
     ("*现代服务*技术服务费", "3040502029900000000", "6%", "次", ("",), (500_00, 60000_00), "tech service"),
@@ -77,7 +79,8 @@ CATALOGUE = (
     ("*计算机配套产品*笔记本电脑", "1090511030000000000", "13%", "台", ("ThinkPad X1", "MateBook 14"),
      (4200_00, 13000_00), "tech trade"),
     ("*计算机外部设备*键盘", "1090512010000000000", "13%", "个", ("K380", "G610", "*"), (79_00, 699_00), "tech trade"),
-    ("*计算机外部设备*显示器", "1090512040000000000", "13%", "台", ("27英寸", "24英寸"), (799_00, 3999_00), "tech trade"),
+    ("*计算机外部设备*显示器", "1090512040000000000", "13%", "台", ("27英寸", "24英寸"), (799_00, 3999_00),
+     "tech trade"),
     ("*网络设备*交换机", "1090514010000000000", "13%", "台", ("S5735-L24T4S", "无"), (1500_00, 26000_00), "tech trade"),
     ("*经营租赁*服务器租赁", "3040502020000000000", "13%", "月", ("",), (3000_00, 30000_00), "tech"),
     ("*不动产租赁服务*办公室租金", "3040502020200000000", "9%", "月", ("",), (15000_00, 90000_00), "service tech"),
@@ -95,8 +98,10 @@ CATALOGUE = (
     ("*旧货*二手办公设备", "1090511990000000000", "1%", "台", ("旧", ""), (300_00, 3000_00), "trade"),
 )
 _LINE_COUNTS = (1,) * 50 + (2,) * 20 + (3,) * 12 + (4,) * 8 + (5,) * 5 + (6, 7, 8) * 2
-_CITIES = ("杭州", "宁波", "温州", "上海", "苏州", "南京", "深圳", "广州", "北京", "成都", "武汉", "合肥", "厦门", "青岛")
-_WORDS = ("恒信", "华创", "远景", "博达", "瑞丰", "中科", "天成", "新航", "诚泰", "锦程", "海纳", "卓越", "鼎盛", "云帆")
+_CITIES = ("杭州", "宁波", "温州", "上海", "苏州", "南京", "深圳", "广州", "北京", "成都", "武汉", "合肥", "厦门",
+           "青岛")
+_WORDS = ("恒信", "华创", "远景", "博达", "瑞丰", "中科", "天成", "新航", "诚泰", "锦程", "海纳", "卓越", "鼎盛",
+          "云帆")
 _TRADES = ("机械制造", "电子科技", "信息技术", "商贸", "物流", "建设工程", "医疗器械", "餐饮管理", "文化传媒", "食品")
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 _GIVEN = ("伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超")
@@ -272,7 +277,8 @@ def _red_time(rng: random.Random, issued: str) -> str:
 
 
 def _red_type(rng: random.Random, blue_type: str, red_day: str) -> str:
-    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
+    """Who flushes a legacy blue invoice: after 数电 arrived, often a 数电 red
+    (docs/codes.md, 红字发票如何指向蓝字发票, wording 3)."""
     if blue_type in DIGITAL or red_day[:7] < DIGITAL_START or rng.random() < 0.45:
         return blue_type
     return "81" if blue_type in SPECIAL else "82"
@@ -504,7 +510,8 @@ def _red_remark(rng: random.Random, s: _Seller, blue: dict, red_kind: str, when:
     if blue["sdfphm"]:
         label = "被红冲蓝字数电发票号码" if rng.random() < 0.85 else "被红冲蓝字数电票号码"
         return f"{label}：{blue['sdfphm']} 红字发票信息确认单编号：{confirmation}"
-    return f"被红冲蓝字发票号码：{blue['fphm']} 被红冲蓝字发票代码：{blue['fpdm']} 红字发票信息确认单编号：{confirmation}"
+    return (f"被红冲蓝字发票号码：{blue['fphm']} 被红冲蓝字发票代码：{blue['fpdm']} 红字发票信息确认单编号："
+            f"{confirmation}")
 
 
 def _negated(line: dict, xh: int) -> dict:
@@ -645,7 +652,8 @@ def _as_seen(month: _Month, as_of: date | datetime | None) -> list[dict]:
 
 
 def invoices_for(tax_id: str, month: str, type_code: str, *, name: str | None = None,
-                 volume: object = None, industry: str | None = None, as_of: date | datetime | None = None) -> list[dict]:
+                 volume: object = None, industry: str | None = None,
+                 as_of: date | datetime | None = None) -> list[dict]:
     """All output invoices of a company for one invoicing month ('YYYY-MM') and kind, by issue time.
 
     `volume` is a profile name (PROFILES) or {kind: mean per month}; name, volume and industry

@@ -16,7 +16,8 @@ def permitted_company_ids(user: User):
 
 def permitted_companies(user: User) -> list[Company]:
     """The companies the user may pick in forms, by tax ID."""
-    return list(db.session.scalars(select(Company).where(Company.id.in_(permitted_company_ids(user))).order_by(Company.tax_id)))
+    return list(db.session.scalars(select(Company).where(Company.id.in_(permitted_company_ids(user)))
+                                   .order_by(Company.tax_id)))
 
 
 def company_for(user: User, tax_id: str) -> Company:
@@ -31,7 +32,9 @@ def company_for(user: User, tax_id: str) -> Company:
 def batch_for(user: User, batch_no: str) -> Batch:
     """A batch the user may see, or 404 so other companies' batch numbers are not revealed (400 for
     what cannot be a batch number at all, webapp.params)."""
-    return db.one_or_404(select(Batch).where(Batch.batch_no == params.batch_no(batch_no), Batch.company_id.in_(permitted_company_ids(user))))
+    return db.one_or_404(select(Batch)
+                         .where(Batch.batch_no == params.batch_no(batch_no),
+                                Batch.company_id.in_(permitted_company_ids(user))))
 
 
 SCHEDULE_ADMINS_ONLY = "仅管理员可以创建、启用、停用、删除或立即执行自动更新计划，请联系管理员"

@@ -53,4 +53,5 @@ def set_setting(key: str, value: str) -> None:
 
 def error_goods_names() -> frozenset[str]:
     """The normalised names whose lines are dropped from blue invoices when saved to the pool."""
-    return frozenset(normalise_goods_name(part) for part in get_setting(ERROR_GOODS_KEY, ERROR_GOODS_DEFAULT).split(","))
+    return frozenset(normalise_goods_name(part)
+                     for part in get_setting(ERROR_GOODS_KEY, ERROR_GOODS_DEFAULT).split(","))

@@ -61,7 +61,8 @@ class CompanyForm(FlaskForm):
     receipt_channel = SelectField("收票通道", choices=RECEIPT_CHANNELS)
     leqi_enabled = BooleanField("已开通乐企归集能力")
     leqi_since = DayField("乐企能力授权日期", validators=[Optional(), Rule(params.bounded_day)])
-    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped], validators=[Rule(accounts.check_etax_account)])
+    etax_account = StringField("默认电子税局账号（RPA）", filters=[stripped],
+                               validators=[Rule(accounts.check_etax_account)])
 
 
 class UserForm(FlaskForm):
@@ -83,14 +84,16 @@ class SettingsForm(FlaskForm):
 
 def _org_companies() -> list[Company]:
     """The companies an admin manages: their own org's only."""
-    return list(db.session.scalars(select(Company).where(Company.org_id == current_user.org_id).order_by(Company.tax_id)))
+    return list(db.session.scalars(select(Company).where(Company.org_id == current_user.org_id)
+                                   .order_by(Company.tax_id)))
 
 
 @bp.route("/companies", methods=["GET", "POST"])
 def companies():
     """企业信息: add or edit a company of the admin's org."""
     edit = params.arg("tax_id", params.tax_id, query_only=True)
-    company = db.session.scalar(select(Company).where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
+    company = db.session.scalar(select(Company)
+                                .where(Company.tax_id == edit, Company.org_id == current_user.org_id)) if edit else None
     form = CompanyForm(obj=company)
     if form.validate_on_submit():
         with write_transaction():
@@ -109,7 +112,8 @@ def companies():
 def users():
     """用户与授权: add or edit a user of the admin's org and the tax IDs they may work on."""
     edit = request.args.get("username")
-    user = db.session.scalar(select(User).where(User.username == edit, User.org_id == current_user.org_id)) if edit else None
+    user = db.session.scalar(select(User)
+                             .where(User.username == edit, User.org_id == current_user.org_id)) if edit else None
     form = UserForm(obj=user)
     form.grants.choices = [(c.tax_id, f"{c.name}（{c.tax_id}）") for c in _org_companies()]
     if request.method == "GET" and user:
@@ -155,9 +159,11 @@ def settings():
         audit.record("settings.change", ERROR_GOODS_KEY, before=current, after=form.error_goods.data)
         flash("errorGoodsNames 已保存，之后的导入按新设置过滤", "info")
         return redirect(url_for("admin.settings"))
-    recent = db.session.scalars(select(Batch).where(Batch.org_id == current_user.org_id, Batch.data_type == DataType.INVOICES)
+    recent = db.session.scalars(select(Batch)
+                                .where(Batch.org_id == current_user.org_id, Batch.data_type == DataType.INVOICES)
                                 .order_by(Batch.created_at.desc()).limit(20)).all()
-    return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT, recent=recent)
+    return render_template("admin/settings.html", form=form, current=current, default=ERROR_GOODS_DEFAULT,
+                           recent=recent)
 
 
 class AuditFilter(FlaskForm):

@@ -41,7 +41,8 @@ def job_description(schedule: Schedule) -> str:
 
 def what(schedule: Schedule) -> str:
     """The schedule's content as the dialog names it."""
-    return "、".join(n for flag, n in ((schedule.invoices, "发票明细信息更新"), (schedule.usage, "发票用途状态更新")) if flag)
+    return "、".join(n for flag, n in ((schedule.invoices, "发票明细信息更新"), (schedule.usage, "发票用途状态更新"))
+                     if flag)
 
 
 def zone(schedule: Schedule) -> ZoneInfo:
@@ -154,7 +155,8 @@ class _NothingToRun(Exception):
     """No company of the org has a usable channel: nothing to record."""
 
 
-def start_run(schedule: Schedule, period: str, trigger: str, now: datetime, actor: User | None = None) -> ScheduleRun | None:
+def start_run(schedule: Schedule, period: str, trigger: str, now: datetime,
+              actor: User | None = None) -> ScheduleRun | None:
     """Record the run and create its batches in one transaction; None when the period already ran.
 
     Invoice batches come first; usage subtasks wait for the same month's invoices by themselves.
@@ -167,10 +169,12 @@ def start_run(schedule: Schedule, period: str, trigger: str, now: datetime, acto
             db.session.add(run)
             db.session.flush()
             batches = []
-            for data_type in [t for t, flag in ((DataType.INVOICES, schedule.invoices), (DataType.USAGE, schedule.usage)) if flag]:
+            for data_type in [t for t, flag in ((DataType.INVOICES, schedule.invoices),
+                                                (DataType.USAGE, schedule.usage)) if flag]:
                 for channel, companies in _companies_by_channel(schedule.org_id, _acting(schedule, actor)).items():
-                    made, queued = add_download_batches(schedule.created_by, companies, channel=channel, data_type=data_type,
-                                                        months=[period], type_codes=list(DOWNLOAD_KINDS),
+                    made, queued = add_download_batches(schedule.created_by, companies, channel=channel,
+                                                        data_type=data_type, months=[period],
+                                                        type_codes=list(DOWNLOAD_KINDS),
                                                         creator_name=f"自动更新计划 #{schedule.id}")
                     batches += made
                     subtasks += queued
@@ -204,7 +208,8 @@ def run_due(now: datetime, schedule_ids: list[int] | None = None) -> list[Schedu
         done = {r.period for r in schedule.runs}
         due = due_periods(schedule, now)
         for period in due:
-            run = None if period in done else start_run(schedule, period, RunTrigger.DUE if period == due[-1] else RunTrigger.CATCH_UP, now)
+            trigger = RunTrigger.DUE if period == due[-1] else RunTrigger.CATCH_UP
+            run = None if period in done else start_run(schedule, period, trigger, now)
             if run and run.batch_nos:
                 started.append(run)
     return started

@@ -37,7 +37,8 @@ def autoupdate_create(username, invoices, usage):
 def autoupdate_list(username):
     """The org's schedules with their next run and last runs."""
     user = acting_user(username)
-    print_json([visible_schedule(autoupdate.schedule_json(s, now()), user) for s in autoupdate.org_schedules(user.org_id)])
+    print_json([visible_schedule(autoupdate.schedule_json(s, now()), user)
+                for s in autoupdate.org_schedules(user.org_id)])
 
 
 @autoupdate_group.command("run-due")

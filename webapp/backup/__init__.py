@@ -123,7 +123,8 @@ def _write_tables(conn: Connection, out) -> dict:
     """Every table of the snapshot into the open archive, then the manifest describing them."""
     revision = _revision(conn)
     if revision is None:
-        raise BackupRefused("数据库尚未初始化，没有可备份的数据。请先运行：flask --app wsgi db upgrade（或 make install）")
+        raise BackupRefused("数据库尚未初始化，没有可备份的数据。"
+                            "请先运行：flask --app wsgi db upgrade（或 make install）")
     manifest = {"format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
                 "product_version": product_version(), "schema_revision": revision,
                 "created_at": now().isoformat(sep=" ", timespec="seconds"), "engine": conn.dialect.name,
@@ -175,7 +176,8 @@ def verify_backup(path) -> dict:
             raise BackupRefused(f"备份中含有本产品不认识的数据表：{'、'.join(unknown)}。请选择由本产品生成的备份文件。")
         malformed = sorted(name for name, table in tables.items() if not archive.well_formed(table))
         if malformed:
-            raise BackupRefused(f"备份清单中数据表 {'、'.join(malformed)} 的说明不完整，清单已被改动或损坏。请换一份完整的备份文件。")
+            raise BackupRefused(f"备份清单中数据表 {'、'.join(malformed)} 的说明不完整，清单已被改动或损坏。"
+                                "请换一份完整的备份文件。")
         for name, expected in tables.items():
             archive.check_member(zipped, name, expected)
     return manifest
@@ -239,7 +241,8 @@ def _insert_table(conn: Connection, table, lines, columns) -> int:
     """One table's rows, inserted a chunk at a time; how many."""
     missing = [name for name, _ in columns if name not in table.columns]
     if missing:
-        raise BackupRefused(f"数据表 {table.name} 缺少备份中的列：{'、'.join(missing)}；备份与迁移不一致，未写入任何数据。")
+        raise BackupRefused(f"数据表 {table.name} 缺少备份中的列：{'、'.join(missing)}；备份与迁移不一致，"
+                            "未写入任何数据。")
     statement, bind = _insert_statement(conn.dialect, table, [name for name, _ in columns])
     rows, count = archive.decode_rows(lines, columns), 0
     while chunk := [bind(row) for row in islice(rows, INSERT_CHUNK)]:
@@ -271,7 +274,8 @@ def _reset_sequences(conn: Connection, tables) -> None:
     for table in tables:
         keys = list(table.primary_key.columns)
         if len(keys) == 1 and keys[0].autoincrement in (True, "auto") and archive.type_code(keys[0]) == "int":
-            conn.execute(text(f'SELECT setval(pg_get_serial_sequence(:table, :column), COALESCE(MAX("{keys[0].name}"), 1), '
+            conn.execute(text('SELECT setval(pg_get_serial_sequence(:table, :column), '
+                              f'COALESCE(MAX("{keys[0].name}"), 1), '
                               f'MAX("{keys[0].name}") IS NOT NULL) FROM "{table.name}"'),
                          {"table": f'"{table.name}"', "column": keys[0].name})
 

@@ -141,16 +141,19 @@ def open_archive(path) -> tuple[zipfile.ZipFile, dict]:
     except FileNotFoundError:
         raise BackupRefused(f"备份文件不存在：{path}") from None
     except (zipfile.BadZipFile, OSError, ValueError):
-        raise BackupRefused("不是有效的备份文件（文件不完整或已损坏，无法作为 zip 打开）。请换一份完整的备份文件。") from None
+        raise BackupRefused("不是有效的备份文件（文件不完整或已损坏，无法作为 zip 打开）。"
+                            "请换一份完整的备份文件。") from None
     try:
         manifest = json.loads(archive.read(MANIFEST))
     except KeyError:
         archive.close()
-        raise BackupRefused("该文件不是本产品的备份（缺少 manifest.json）。请选择由“flask backup create”生成的备份文件。"
+        raise BackupRefused("该文件不是本产品的备份（缺少 manifest.json）。"
+                            "请选择由“flask backup create”生成的备份文件。"
                             ) from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as error:
         archive.close()
-        raise BackupRefused(f"备份清单 manifest.json 已损坏，无法读取（{type(error).__name__}）。请换一份完整的备份文件。"
+        raise BackupRefused(f"备份清单 manifest.json 已损坏，无法读取（{type(error).__name__}）。"
+                            "请换一份完整的备份文件。"
                             ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         archive.close()

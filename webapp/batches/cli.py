@@ -47,7 +47,8 @@ def _wait(batch_no: str) -> Batch:
         statuses = {s.status for s in batch.subtasks}
         return batch.status in BatchStatus.FINISHED or bool(
             SubtaskStatus.WAITING in statuses and not statuses & {SubtaskStatus.PENDING, SubtaskStatus.RUNNING}
-            and min(s.not_before for s in batch.subtasks if s.status == SubtaskStatus.WAITING) > now() + timedelta(minutes=5))
+            and min(s.not_before for s in batch.subtasks
+                    if s.status == SubtaskStatus.WAITING) > now() + timedelta(minutes=5))
 
     background().work_until(over)
     return batch_by_no(batch_no)
@@ -88,8 +89,10 @@ def import_file(tax_id, path, username, wait):
 @click.option("--channel", type=Choice(Channel.codes(), "下载通道"), required=True)
 @click.option("--from", "first", required=True, type=MONTH)
 @click.option("--to", "last", required=True, type=MONTH)
-@click.option("--type", "types", multiple=True, type=Choice(DOWNLOAD_KINDS, "发票种类"), help="fplx code; default all six")
-@click.option("--data", "data", type=Choice([*DataType.codes(), "both"], "数据类型"), default=DataType.INVOICES.value, show_default=True)
+@click.option("--type", "types", multiple=True, type=Choice(DOWNLOAD_KINDS, "发票种类"),
+              help="fplx code; default all six")
+@click.option("--data", "data", type=Choice([*DataType.codes(), "both"], "数据类型"), default=DataType.INVOICES.value,
+              show_default=True)
 @click.option("--as", "username", required=True, type=TEXT)
 @click.option("--wait", is_flag=True, help="block until the batches end")
 def download(tax_ids, channel, first, last, types, data, username, wait):
@@ -104,7 +107,8 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
     try:
         for data_type in (DataType.codes() if data == "both" else (data,)):
             batches += create_download_batches(user, companies, channel=channel, data_type=data_type,
-                                               months=months_between(first, last), type_codes=list(types or DOWNLOAD_KINDS))
+                                               months=months_between(first, last),
+                                               type_codes=list(types or DOWNLOAD_KINDS))
     except SourceRejected as exc:
         fail(str(exc))
     numbers = [b.batch_no for b in batches]

@@ -88,7 +88,8 @@ class BatchFacts:
 
     def hover(self) -> str:
         """The bar's tooltip: every count, e.g. 成功 2 · 已终止 10（共 12 个月份）."""
-        return " · ".join(f"{label} {count}" for _, label, count, _ in self.segments()) + f"（共 {self.subtasks} 个月份）"
+        return " · ".join(f"{label} {count}"
+                          for _, label, count, _ in self.segments()) + f"（共 {self.subtasks} 个月份）"
 
 
 def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
@@ -106,7 +107,8 @@ def page_facts(batch_ids: list[int]) -> dict[int, BatchFacts]:
         one.counts[status], one.totals[status], one.successes[status] = count, int(total or 0), int(success or 0)
         if status == SubtaskStatus.PENDING:
             one.first_pending = first
-    _count_queued_ahead([one for one in facts.values() if one.first_pending and not one.counts.get(SubtaskStatus.RUNNING)])
+    _count_queued_ahead([one for one in facts.values()
+                         if one.first_pending and not one.counts.get(SubtaskStatus.RUNNING)])
     if not any(one.counts.get(SubtaskStatus.FAILED) or one.counts.get(SubtaskStatus.WAITING) for one in facts.values()):
         return facts  # no month failed or waits: the second query would find nothing
     problems = db.session.execute(
@@ -205,10 +207,12 @@ def mismatch(batch: Batch, one: BatchFacts) -> list[str]:
     for status in (SubtaskStatus.FAILED, SubtaskStatus.TERMINATED):
         if one.counts.get(status):
             missing = one.totals.get(status, 0) - one.successes.get(status, 0)
-            reasons.append(f"{one.counts[status]} 个月份{status.label}" + (f"，其中 {missing:,} {unit}" if missing else ""))
+            reasons.append(f"{one.counts[status]} 个月份{status.label}" + (f"，其中 {missing:,} {unit}"
+                                                                           if missing else ""))
     unanswered = one.totals.get(SubtaskStatus.SUCCEEDED, 0) - one.successes.get(SubtaskStatus.SUCCEEDED, 0)
     if unanswered > 0:
-        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} 张，"
+        reasons.append(f"税局未返回 {unanswered:,} 张发票的用途状态（"
+                       f"已查询 {one.totals[SubtaskStatus.SUCCEEDED]:,} 张，"
                        f"返回 {one.successes[SubtaskStatus.SUCCEEDED]:,} 张）" if batch.data_type == DataType.USAGE
                        else f"{unanswered:,} 份未写入发票池")
     return reasons

@@ -122,11 +122,14 @@ class ImportForm(FlaskForm):
         csrf = False
 
     data_type = RadioField("发票数据类型", choices=DataType.choices(), default=DataType.INVOICES, validate_choice=False,
-                           validators=[When(_from_file, AnyOf([DataType.INVOICES], "导入电子税局文件仅支持发票数据，不支持发票用途状态"))])
-    method = RadioField("导入方式", choices=[(m.value, m.label) for m in (Method.DOWNLOAD, Method.FILE)], default=Method.FILE,
-                        validate_choice=False, validators=[_kind_known])
-    channel = RadioField("下载通道", choices=[(c.value, c.label) for c in (Channel.RPA, Channel.LEQI)], default=Channel.LEQI,
-                         validate_choice=False, validators=[When(_downloading, AnyOf(Channel.codes(), "请选择下载通道"))])
+                           validators=[When(_from_file,
+                                            AnyOf([DataType.INVOICES],
+                                                  "导入电子税局文件仅支持发票数据，不支持发票用途状态"))])
+    method = RadioField("导入方式", choices=[(m.value, m.label) for m in (Method.DOWNLOAD, Method.FILE)],
+                        default=Method.FILE, validate_choice=False, validators=[_kind_known])
+    channel = RadioField("下载通道", choices=[(c.value, c.label) for c in (Channel.RPA, Channel.LEQI)],
+                         default=Channel.LEQI, validate_choice=False,
+                         validators=[When(_downloading, AnyOf(Channel.codes(), "请选择下载通道"))])
     tax_ids = MultiCheckbox("企业名称", validate_choice=False, filters=[_canonical],
                             validators=[When(_from_file, _one_company), _permitted, Needed("请选择企业")])
     period_unit = RadioField("开票日期", choices=[("year", "按年"), ("month", "按月")], default="year",
@@ -183,4 +186,5 @@ class ImportForm(FlaskForm):
         return [storage for storage in self.file.data or [] if storage and storage.filename]
 
     def leqi_applies(self) -> bool:
-        return self.method.data == Method.DOWNLOAD and self.channel.data == Channel.LEQI and self.data_type.data == DataType.INVOICES
+        return (self.method.data == Method.DOWNLOAD and self.channel.data == Channel.LEQI
+                and self.data_type.data == DataType.INVOICES)

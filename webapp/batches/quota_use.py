@@ -27,7 +27,8 @@ def reserve(tax_id: str, invoice_month: str, type_codes: list[str], now: datetim
     two workers racing on the same day collide instead of both sending.
     """
     today = now.date()
-    waits = [rules.next_allowed(invoice_month, today, used_dates(tax_id, invoice_month, code, first_day(month_of(today))))
+    waits = [rules.next_allowed(invoice_month, today,
+                                used_dates(tax_id, invoice_month, code, first_day(month_of(today))))
              for code in type_codes]
     if any(day > today for day in waits):
         return max(waits)
@@ -78,4 +79,5 @@ def outstanding(subtask_id: int) -> dict[str, QuotaUse]:
 
 def remaining(tax_id: str, invoice_month: str, type_code: str, today: date) -> dict:
     """What is left for this key today and this calendar month."""
-    return rules.remaining(invoice_month, today, used_dates(tax_id, invoice_month, type_code, first_day(month_of(today))))
+    return rules.remaining(invoice_month, today,
+                           used_dates(tax_id, invoice_month, type_code, first_day(month_of(today))))

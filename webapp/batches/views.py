@@ -175,8 +175,9 @@ def _sandbox_note() -> str | None:
     companies = [c for c in companies if c["tax_id"] not in _registered_elsewhere([c["tax_id"] for c in companies])]
     if not companies:
         return "当前连接的是沙箱税局，只能下载沙箱税号的发票"
-    known = "；".join(f"{c['tax_id']}（{c['name']}，" + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
-                                                      else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
+    known = "；".join(f"{c['tax_id']}（{c['name']}，"
+                     + (f"乐企自 {c['leqi_since']} 起" if c["leqi_enabled"] and c["leqi_since"]
+                        else "乐企已开通" if c["leqi_enabled"] else "未开通乐企") + "）"
                      for c in companies)
     return f"当前连接的是沙箱税局，只能下载以下沙箱税号的发票：{known}"
 
@@ -197,7 +198,8 @@ def _quota_note(company: Company, months: list[str], codes: list[str]) -> str:
         for code in codes:
             left = quota.remaining(company.tax_id, month, code, today)
             if not left["today"] or not left["month"]:
-                blocked.append(f"{month} {DOWNLOAD_KINDS[code]}（今日剩 {left['today']} 次，本月剩 {left['month']}/{left['limit']} 次）")
+                blocked.append(f"{month} {DOWNLOAD_KINDS[code]}（今日剩 {left['today']} 次，本月剩 "
+                               f"{left['month']}/{left['limit']} 次）")
     rule = quota_rules.RULE_TEXT
     if not blocked:
         return f"{company.name}：所选 {len(months)} 个月份的乐企下载今日均有额度（{rule}）"
@@ -257,7 +259,8 @@ def _file_outcome(form: ImportForm, outcomes: list[dict]):
         return _created(created)
     if not created:
         return _errors_only(form, {}, outcomes)
-    result = render_template("batches/_import_result.html", outcomes=outcomes, created="、".join(b.batch_no for b in created))
+    result = render_template("batches/_import_result.html", outcomes=outcomes,
+                             created="、".join(b.batch_no for b in created))
     return htmx_response(result, trigger="batches-created")  # the list behind the dialog shows them at once
 
 
@@ -461,7 +464,8 @@ def confirm(action):
     if not plan:
         return _table_now(words["nothing"])
     question = render_template("batches/_confirm.html", action=action, words=words, plan=plan,
-                               hidden=[(k, v) for k in request.form for v in request.form.getlist(k) if k != "csrf_token"])
+                               hidden=[(k, v) for k in request.form for v in request.form.getlist(k)
+                                       if k != "csrf_token"])
     return question + '<div id="batch-message" hx-swap-oob="true"></div>'  # an earlier hint no longer holds
 
 

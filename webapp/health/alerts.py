@@ -104,11 +104,13 @@ def restarting_processes(moment: datetime) -> list[Alert]:
         if process.get("state") == "FATAL":
             key, text = f"{name}:fatal:{process.get('since')}", f"进程 {name} 反复退出，守护程序已停止重启它。"
         elif len(recent) >= checks.RESTARTS_WARN:
-            key, text = f"{name}:restarts:{int(min(recent))}", f"进程 {name} 一小时内意外退出并重启了 {len(recent)} 次。"
+            key, text = (f"{name}:restarts:{int(min(recent))}",
+                         f"进程 {name} 一小时内意外退出并重启了 {len(recent)} 次。")
         else:
             continue
         alerts.append(Alert(f"{AlertKind.PROCESS_RESTARTS}:{key}", AlertKind.PROCESS_RESTARTS, None,
-                            [text, "请在服务器上查看该进程的日志（make run 的输出）并处理原因。"], "health.status_page"))
+                            [text, "请在服务器上查看该进程的日志（make run 的输出）并处理原因。"],
+                            "health.status_page"))
     return alerts
 
 

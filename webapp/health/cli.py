@@ -31,7 +31,8 @@ def doctor_command(as_json: bool):
     if as_json:
         print_json(health_json(results))
     else:
-        rows = [("检查项", "状态", "说明")] + [(r.check.label, r.finding.status.label, r.finding.message) for r in results]
+        rows = [("检查项", "状态", "说明")] + [(r.check.label, r.finding.status.label, r.finding.message)
+                                               for r in results]
         width = max(_columns(label) for label, _, _ in rows)
         for label, status, message in rows:
             click.echo(f"{label}{' ' * (width - _columns(label))}  {status}  {message}")

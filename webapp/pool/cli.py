@@ -61,7 +61,8 @@ REASONS = {**{code: code for code in RedFlushReason.codes()},
 
 @pool_group.command("redflush-draft")
 @click.option("--key", required=True, type=TEXT, help="蓝字发票：数电发票号码，或 发票代码-发票号码")
-@click.option("--reason", required=True, type=Choice(REASONS, "红冲原因"), help="01 开票有误、02 销货退回、03 服务中止、04 销售折让（或其名称）")
+@click.option("--reason", required=True, type=Choice(REASONS, "红冲原因"),
+              help="01 开票有误、02 销货退回、03 服务中止、04 销售折让（或其名称）")
 @click.option("--line", "lines", multiple=True, type=LINE_ENTRY,
               help="行号=数量或金额（销货退回默认数量，其余默认金额；或 行号=qty:数量、行号=amount:金额），可重复")
 def pool_redflush_draft(key, reason, lines):

@@ -47,7 +47,8 @@ def _syncs(tax_id: str, months: list[str]) -> dict:
     """The latest successful invoice sync per (month, type code): (finished_at, source)."""
     rows = db.session.execute(
         select(Subtask.period, Subtask.finished_at, Batch.method, Batch.channel, Batch.type_codes)
-        .join(Batch).where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.status == SubtaskStatus.SUCCEEDED,
+        .join(Batch)
+        .where(Batch.tax_id == tax_id, Batch.data_type == DataType.INVOICES, Subtask.status == SubtaskStatus.SUCCEEDED,
                            Subtask.period >= months[0], Subtask.period <= months[-1])
         .order_by(Subtask.finished_at))
     latest: dict = {}

@@ -8,8 +8,8 @@ columns (序号, 发票代码, 发票号码, 开票日期, 数量, 单价, 税�
 numbers, 开票日期 is `YYYY-MM-DD HH:MM:SS` text, 是否正数发票 is 是/否, a legacy invoice's 数电发票号码 is
 `--` and a 数电 invoice's 发票代码/发票号码 are empty. So an exported workbook imports back into an
 empty pool with the same figures. Our own columns follow on 发票基础信息: the three usage statuses as
-users read them (webapp.pool.usage; a red invoice, or a voided one with none, reads 不适用 as in the pool list), when they were last
-updated, where the invoice came from and when it was synced.
+users read them (webapp.pool.usage; a red invoice, or a voided one with none, reads 不适用 as in the pool list), when
+they were last updated, where the invoice came from and when it was synced.
 
 Rows are streamed (webapp.xlsx_stream): memory holds one chunk of invoices and their lines, whatever
 the export's size. Pass `write_invoices` a lazy iterable (a SQLAlchemy result with `yield_per`, a
@@ -114,7 +114,8 @@ LINE_FIELDS = ("invoice_key", "tax_code", "special_type", "name", "spec", "unit"
 _BY_ATTRIBUTE, _BY_KEY = attrgetter(*INVOICE_FIELDS), itemgetter(*INVOICE_FIELDS)
 _LINE_VALUES = attrgetter(*LINE_FIELDS[1:])
 _INVOICE_KINDS = "tx" + "mmm" + "x" + "tttttt"  # 序号, 发票代码…开票日期, 金额 税额 价税合计, 发票来源…备注, ours
-_LINE_KINDS = "tx" + "ttttttt" + "mtmm" + "x"  # 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
+# 序号, 发票代码…开票日期, 税收分类编码…单价, 金额 税率 税额 价税合计, 发票来源…
+_LINE_KINDS = "tx" + "ttttttt" + "mtmm" + "x"
 _POSITIVE = {False: "是", True: "否"}  # 是否正数发票, by is_red
 
 
@@ -351,7 +352,8 @@ def too_large(invoices: int, line_rows: int) -> str | None:
     """Why an export of this size cannot be one workbook (Excel's rows per sheet), else None."""
     if max(invoices, line_rows) <= MAX_DATA_ROWS:
         return None
-    return (f"导出行数超过 Excel 单表上限（{MAX_DATA_ROWS:,} 行）：当前筛选有 {invoices:,} 张发票、{line_rows:,} 行明细，"
+    return (f"导出行数超过 Excel 单表上限（{MAX_DATA_ROWS:,} 行）：当前筛选有 {invoices:,} 张发票、"
+            f"{line_rows:,} 行明细，"
             "请缩小筛选范围（例如按月份或企业）后再导出")
 
 

@@ -198,8 +198,9 @@ def balances(lines: list[BlueLine], reds: Iterable[RedFigures], amount: Decimal,
             matched.append(red.key)
     rows = tuple(LineBalance(line, *taken[line.line_no]) for line in lines)
     return Balances(lines=rows, matched=tuple(matched), whole=tuple(whole),
-                    amount_left=max(Decimal(amount) - flushed_amount, ZERO), tax_left=max(Decimal(tax) - flushed_tax, ZERO),
-                    flushed_amount=flushed_amount, flushed_tax=flushed_tax, by_line={row.line.line_no: row for row in rows})
+                    amount_left=max(Decimal(amount) - flushed_amount, ZERO),
+                    tax_left=max(Decimal(tax) - flushed_tax, ZERO), flushed_amount=flushed_amount,
+                    flushed_tax=flushed_tax, by_line={row.line.line_no: row for row in rows})
 
 
 def _red_sums(red: RedFigures) -> dict[tuple, list] | WholeInvoiceRed:

@@ -42,7 +42,8 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
         if not named:
             continue
         numbers = tuple({ref.split("-", 1)[1] for ref in named if "-" in ref}) or ("",)
-        marks, number_marks = placeholders(connection.dialect, len(named)), placeholders(connection.dialect, len(numbers))
+        marks = placeholders(connection.dialect, len(named))
+        number_marks = placeholders(connection.dialect, len(numbers))
         connection.exec_driver_sql(  # the 发票代码-发票号码 form found through ix_invoice_number
             f"UPDATE invoice SET flushed_amount = {expression} WHERE is_red = {false} AND (key IN {marks} "
             f"OR (number IN {number_marks} AND code || '-' || number IN {marks}))", named + numbers + named)
@@ -51,7 +52,8 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
 def shown_status(status: str, amount, flushed) -> str:
     """发票状态 as the list and the detail page show it: the file's, with what the pool's red invoices
     say beside it where the file does not say it already: 正常（已被红冲 100%）."""
-    if not flushed or status in (InvoiceStatus.FLUSHED_FULL, InvoiceStatus.FLUSHED_PARTIAL, InvoiceStatus.VOIDED) or not amount:
+    if not flushed or status in (InvoiceStatus.FLUSHED_FULL, InvoiceStatus.FLUSHED_PARTIAL,
+                                 InvoiceStatus.VOIDED) or not amount:
         return status
     share = min(Decimal(flushed) / abs(Decimal(amount)) * 100, Decimal(100))
     return f"{status}（已被红冲 {share.quantize(Decimal(1)) if share >= 1 else share.quantize(Decimal('0.1'))}%）"

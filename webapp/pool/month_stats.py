@@ -55,8 +55,9 @@ def _count(tax_id: str, months: list[str]) -> dict[str, dict]:
     counted = {month: _empty() for month in months}
     for month, code, name, is_red, is_voided, n, synced, usage, with_usage, amount, tax in db.session.execute(
             select(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided, func.count(),
-                   func.max(Invoice.synced_at), func.max(Invoice.usage_updated_at), func.count(Invoice.usage_updated_at),
-                   sum_exact(dialect, Invoice.amount), sum_exact(dialect, Invoice.tax))
+                   func.max(Invoice.synced_at), func.max(Invoice.usage_updated_at),
+                   func.count(Invoice.usage_updated_at), sum_exact(dialect, Invoice.amount),
+                   sum_exact(dialect, Invoice.tax))
             .where(*where).group_by(Invoice.month, Invoice.type_code, Invoice.type_name, Invoice.is_red, voided)):
         figures = counted[month]
         cell = figures["cells"].setdefault(code or "", [0, None, None, 0, 0])

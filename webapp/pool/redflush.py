@@ -163,8 +163,8 @@ def red_lock_rule(facts: BlueFacts) -> str | None:
 
 def document_for(type_code: str | None) -> tuple[Document | None, tuple[str, ...]]:
     """数电 (59/81/82, 数电纸质 85/86) use the 红字发票信息确认单; legacy 税控 special invoices
-    (01/08) the 红字增值税专用发票信息表 (docs/codes.md, Which form); legacy normal invoices (04/10/11/14) need neither form: the
-    seller issues the red invoice directly, quoting the blue invoice's code and number."""
+    (01/08) the 红字增值税专用发票信息表 (docs/codes.md, Which form); legacy normal invoices (04/10/11/14) need neither
+    form: the seller issues the red invoice directly, quoting the blue invoice's code and number."""
     code = (type_code or "").strip()
     if code in DIGITAL_ELECTRONIC:
         return CONFIRM_BILL, ()
@@ -243,7 +243,8 @@ def usage_decision(facts: BlueFacts, document: Document | None) -> tuple[Mode, C
     legacy_normal = (facts.type_code or "").strip() in LEGACY_NORMAL
     if export_refund_rule(vat):
         return "partial_allowed", "buyer_rollback_first", (
-            f"购方已将发票用于出口退税（{VAT_USAGE[vat]}）：须购方先回退进货凭证，之后销方可直接开具红字发票，无需购方确认",
+            f"购方已将发票用于出口退税（{VAT_USAGE[vat]}）：须购方先回退进货凭证，之后销方可直接开具红字发票，"
+            "无需购方确认",
             PARTIAL_REASON_CODES)
     if usage_confirmed(vat) or entered:
         did = _what_buyer_did(vat, entered)

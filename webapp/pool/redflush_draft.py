@@ -198,7 +198,8 @@ def _line(row: LineBalance, quantity: Decimal | None, amount: Decimal, by_amount
     line = row.line
     whole = amount == row.left_amount
     expected = amount * rate_fraction(line.rate)
-    tax = row.left_tax if whole and abs(row.left_tax - expected) <= LINE_TOLERANCE else min(cents(expected), row.left_tax)
+    tax = (row.left_tax if whole and abs(row.left_tax - expected) <= LINE_TOLERANCE
+           else min(cents(expected), row.left_tax))
     return DraftLine(line_no=line.line_no, name=line.name, tax_code=line.tax_code, spec=line.spec, unit=line.unit,
                      rate=line.rate, quantity=None if quantity is None else -quantity,
                      unit_price=None if by_amount else line.unit_price, amount=-amount, tax=-tax, whole=whole,

@@ -86,7 +86,8 @@ def _status_is(status: str):
 
 def _usage_missing(column, which: str):
     """No status in `column`: 未获取 where one could be fetched, else 不适用 (usage.usage_applies)."""
-    applies = and_(Invoice.is_red.is_(False), or_(Invoice.status != InvoiceStatus.VOIDED, Invoice.vat_usage.is_not(None)))
+    applies = and_(Invoice.is_red.is_(False),
+                   or_(Invoice.status != InvoiceStatus.VOIDED, Invoice.vat_usage.is_not(None)))
     return and_(column.is_(None), applies if which == USAGE_UNKNOWN else not_(applies))
 
 
@@ -121,7 +122,8 @@ def pool_query(flt: PoolFilter, tax_ids: list[str], company_index: bool = True) 
         query = query.where(or_(_prefix(Invoice.key, flt.q), _prefix(Invoice.number, flt.q),
                                 _prefix(Invoice.digital_number, flt.q)))
     if flt.buyer:
-        query = query.where(or_(_prefix(Invoice.buyer_tax_id, canonical_tax_id(flt.buyer)), Invoice.buyer_name.contains(flt.buyer)))
+        query = query.where(or_(_prefix(Invoice.buyer_tax_id, canonical_tax_id(flt.buyer)),
+                                Invoice.buyer_name.contains(flt.buyer)))
     if day := _day(flt.date_from):
         query = query.where(Invoice.issued_at >= day)
     if day := _day(flt.date_to):

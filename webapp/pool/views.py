@@ -109,7 +109,8 @@ def coverage_page():
     grid = coverage(company.tax_id, now().date(), year)
     all_kinds = request.args.get("all_kinds") == "1"
     every = list(next(iter(grid.values()), {}))
-    codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)  # nothing yet: all
+    # nothing yet: all
+    codes = every if all_kinds else (issued_codes(company.tax_id, now().date(), grid, year is None) or every)
     gap_channels = {month: usable_channel(company, [month]) for month in grid}  # a gap opens what can fill it
     return render_template("pool/coverage.html", companies=companies, company=company, grid=grid, year=year,
                            codes=codes, gap_channels=gap_channels,
@@ -130,8 +131,8 @@ def detail(key):
     readiness = None if invoice.is_red else assess(blue_facts(invoice, reds), now())
     balance = None if invoice.is_red else line_balances(invoice, reds)
     channel = usable_channel(company_for(current_user, invoice.tax_id))  # 获取用途状态 is offered only when it can run
-    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds, readiness=readiness,
-                           balance=balance, unanswered_at=_unanswered_at(invoice),
+    return render_template("pool/detail.html", invoice=invoice_json(invoice), batch=batch, reds=reds,
+                           readiness=readiness, balance=balance, unanswered_at=_unanswered_at(invoice),
                            usage_channel=channel, no_channel=NO_CHANNEL)
 
 
@@ -155,7 +156,8 @@ def _draft(key: str, form: DraftForm):
     if not reason:
         raise params.Refused("请选择红冲原因")
     entries = entries_from_form(request.values, [row.line.line_no for row in balance.lines])
-    draft = make_draft(invoice, balance, assess(blue_facts(invoice, reds), now()), RedFlushReason(reason), entries, now())
+    draft = make_draft(invoice, balance, assess(blue_facts(invoice, reds), now()), RedFlushReason(reason), entries,
+                       now())
     audit.record("redflush.draft", invoice.key, org_id=company_for(current_user, invoice.tax_id).org_id,
                  **audit_details(draft, form))
     return draft
@@ -225,7 +227,8 @@ def _usage_progress(key: str, batch) -> Markup:
     link = url_for("batches.detail", batch_no=batch.batch_no)
     poll = url_for("pool.usage_batch", key=key, batch_no=batch.batch_no)
     every = poll_every([batch], page_facts([batch.id]))
-    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every {}s" hx-target="this" hx-swap="outerHTML">'
+    return Markup('<span class="note" id="usage-batch" hx-get="{}" hx-trigger="every {}s" hx-target="this" '
+                  'hx-swap="outerHTML">'
                   '已创建用途状态获取任务 <a href="{}">{}</a>（{}），完成后本页自动更新</span>').format(
         poll, every, link, batch.batch_no, BatchStatus(batch.status).label)
 

@@ -52,7 +52,8 @@ def record_sources(staged: list, *, source: str, batch_id: int | None) -> None:
     kept = [HEADER_COLUMNS.index(c) for c in KEPT]
     connection = db.session.connection()
     stamp = now().strftime("%Y-%m-%d %H:%M:%S.%f")
-    rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept]) for h, _lines in staged]
+    rows = [(h[key], source, h[tax_id], h[month], batch_id, stamp, stamp, *[h[i] for i in kept])
+            for h, _lines in staged]
     if connection.dialect.name == "postgresql":
         _upsert_copied(connection, rows)
     else:
@@ -116,7 +117,8 @@ def _entry(key: str, type_name: str | None, rows: dict) -> dict:
 def _disagree():
     """SQL, per invoice (GROUP BY invoice_key): its sources gave different values of a compared field."""
     src = InvoiceSource
-    texts = [func.count(func.distinct(func.coalesce(c, ""))) > 1 for c in (src.status, src.buyer_tax_id, src.buyer_name)]
+    texts = [func.count(func.distinct(func.coalesce(c, ""))) > 1
+             for c in (src.status, src.buyer_tax_id, src.buyer_name)]
     money = [or_(func.count(func.distinct(c)) > 1, and_(func.count(c) > 0, func.count(c) < func.count()))
              for c in (src.amount, src.tax, src.total)]
     return case((or_(*texts, *money), 1), else_=0)

@@ -56,7 +56,8 @@ def _compute(tax_id: str, months: list[str]) -> dict:
     for month, is_special, rate, amount, tax in db.session.execute(
             select(Invoice.month, special, InvoiceLine.tax_rate, sum_exact(dialect, InvoiceLine.amount),
                    sum_exact(dialect, InvoiceLine.tax))
-            .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key).where(*where, Invoice.status != InvoiceStatus.VOIDED)
+            .join(InvoiceLine, InvoiceLine.invoice_key == Invoice.key)
+            .where(*where, Invoice.status != InvoiceStatus.VOIDED)
             .group_by(Invoice.month, special, InvoiceLine.tax_rate)):
         cell = computed[month]["rates"].setdefault(rate or NO_RATE, {column: [0, 0] for column in COLUMNS})[
             "special" if is_special else "other"]
