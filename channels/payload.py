@@ -347,7 +347,8 @@ def usage_from_answers(answers: object, queries: list[UsageQuery], label: str) -
     """
     if not isinstance(answers, list) or len(answers) != len(queries):
         count = len(answers) if isinstance(answers, list) else "格式错误的"
-        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果", **_bad_answer(label))
+        raise SourceRejected(f"{label}：查询 {len(queries)} 张发票的用途状态，返回了 {count} 条结果",
+                             **_bad_answer(label))
     return [_paired(answer, query, label) for answer, query in zip(answers, queries, strict=False)]
 
 
@@ -355,7 +356,8 @@ def _paired(answer: object, query: UsageQuery, label: str) -> UsageStatus:
     """One answer for its query, checking that the answer's fphm is the number asked for."""
     number = answer.get("fphm") if isinstance(answer, dict) else None
     if number and query.number and str(number) != query.number:
-        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）", **_bad_answer(label))
+        raise SourceRejected(f"{label}：用途状态结果顺序错乱（查询 {query.number}，返回 {number}）",
+                             **_bad_answer(label))
     try:
         return usage_from_payload(answer, query.key)
     except SourceRejected as exc:

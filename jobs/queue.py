@@ -183,10 +183,10 @@ def job_fate(job_id: str | None) -> tuple[str, int]:
 
     "alive": in its queue, or started by a worker that still sends heartbeats. "missing": Redis has no
     such job (never queued, or Redis lost its data). "ended": it returned (finished), was
-    cancelled, or says "queued" but is in no queue (a worker popped it as Redis went down). "died": it failed, was stopped, or is "started" but its worker stopped sending
-    heartbeats, i.e. the worker and its job process were killed (SIGKILL, out of memory, power).
-    The heartbeat test is what finds a killed job within a minute instead of RQ's ten-minute
-    cleanup.
+    cancelled, or says "queued" but is in no queue (a worker popped it as Redis went down). "died": it failed, was
+    stopped, or is "started" but its worker stopped sending heartbeats, i.e. the worker and its job process were killed
+    (SIGKILL, out of memory, power). The heartbeat test is what finds a killed job within a minute instead of RQ's
+    ten-minute cleanup.
     """
     if not job_id:
         return "missing", 0

@@ -71,7 +71,8 @@ def _fail_batch(batch_id: int, reason: dict, rows: list | None = None) -> None:
     values = dict(status=BatchStatus.FAILED, **reason, finished_at=now(), parse_attempts=0,
                   error_rows=json.dumps([row.as_dict() for row in rows], ensure_ascii=False) if rows else None)
     with write_transaction():
-        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING).values(**values))
+        db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
+                           .values(**values))
 
 
 def parse_upload(batch_id: int) -> None:
@@ -182,7 +183,8 @@ def _stage_months(batch_id: int, parsed: ParsedWorkbook) -> None:
 def _add_months(batch_id: int, manifest: dict) -> None:
     """One subtask per staged month, in one step with the batch leaving 数据预处理; then queue them."""
     with write_transaction():
-        claimed = db.session.execute(update(Batch).where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
+        claimed = db.session.execute(update(Batch)
+                                     .where(Batch.id == batch_id, Batch.status == BatchStatus.PREPROCESSING)
                                      .values(status=BatchStatus.PENDING, kinds=manifest["kinds"], parse_attempts=0,
                                              note="；".join(manifest["warnings"]) or None))
         if claimed.rowcount == 0:
@@ -281,7 +283,8 @@ def _prepare(subtask: Subtask) -> Finish:
 
 def _set_subtask(subtask_id: int, from_status: str, **values) -> bool:
     """Move a subtask on only from the status we expect (a terminated one stays terminated)."""
-    result = db.session.execute(update(Subtask).where(Subtask.id == subtask_id, Subtask.status == from_status).values(**values))
+    result = db.session.execute(update(Subtask).where(Subtask.id == subtask_id, Subtask.status == from_status)
+                                .values(**values))
     return result.rowcount == 1
 
 
@@ -289,8 +292,8 @@ def _claim(subtask_id: int) -> int | None:
     """pending → running; the batch id, or None when the subtask is not ours to run."""
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
-        if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING, started_at=now(),
-                                               finished_at=None, not_before=None, **NO_REASON):
+        if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING,
+                                               started_at=now(), finished_at=None, not_before=None, **NO_REASON):
             return None
         refresh_batch(subtask.batch_id)
         return subtask.batch_id
@@ -349,7 +352,8 @@ def _run_month(subtask_id: int, batch_id: int) -> Batch:
         wait = getattr(finish, "wait", None)  # part of the month done, the rest waits
         ended = (dict(status=SubtaskStatus.SUCCEEDED, finished_at=now()) if wait is None else
                  dict(status=SubtaskStatus.WAITING, not_before=wait.until, started_at=None, **wait.values))
-        if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered, **ended):
+        if not _set_subtask(subtask_id, SubtaskStatus.RUNNING, total=total, success=success, filtered_lines=filtered,
+                            **ended):
             raise _Terminated()
         return refresh_batch(batch_id)
 
@@ -374,9 +378,13 @@ def release_waiting(at: datetime) -> list[Subtask]:
     """Waiting subtasks whose time has come go back to pending; the caller enqueues them."""
     with write_transaction():
         due = []
-        for subtask in db.session.scalars(select(Subtask).where(Subtask.status == SubtaskStatus.WAITING, Subtask.not_before <= at)).all():
-            released = db.session.execute(update(Subtask).where(Subtask.id == subtask.id, Subtask.status == SubtaskStatus.WAITING)
-                                          .values(status=SubtaskStatus.PENDING, not_before=None, job_id=subtask_job_id(subtask)))
+        for subtask in db.session.scalars(select(Subtask)
+                                          .where(Subtask.status == SubtaskStatus.WAITING,
+                                                 Subtask.not_before <= at)).all():
+            released = db.session.execute(update(Subtask)
+                                          .where(Subtask.id == subtask.id, Subtask.status == SubtaskStatus.WAITING)
+                                          .values(status=SubtaskStatus.PENDING, not_before=None,
+                                                  job_id=subtask_job_id(subtask)))
             if released.rowcount:  # not terminated meanwhile
                 due.append(subtask)
         for batch_id in {s.batch_id for s in due}:

@@ -183,7 +183,8 @@ def _synthetic_pool(count: int, tax_ids: list[str], lines: int = 3):
     from channels.records import InvoiceRow, LineRow, StagedInvoice
 
     rng = random.Random(7)
-    buyers = ["深圳测试电子有限公司", "北京示例贸易有限公司", "杭州模拟商贸有限公司", "张三", "成都虚构餐饮管理有限公司"]
+    buyers = ["深圳测试电子有限公司", "北京示例贸易有限公司", "杭州模拟商贸有限公司", "张三",
+              "成都虚构餐饮管理有限公司"]
     start = datetime(2021, 1, 1)
     for n in range(count):
         issued = start + timedelta(seconds=rng.randrange(5 * 365 * 86400))
@@ -193,11 +194,12 @@ def _synthetic_pool(count: int, tax_ids: list[str], lines: int = 3):
         amount = f"{cents / 100:.2f}"
         part = f"{cents / 100 / lines:.2f}"
         yield StagedInvoice(
-            InvoiceRow(digital, tax_ids[n % len(tax_ids)], "示例公司", None, None, digital, f"91{rng.randrange(10**15):016d}",
-                       rng.choice(buyers), issued.strftime("%Y-%m-%d %H:%M:%S.%f"), issued.strftime("%Y-%m"), amount,
-                       "0.00", amount, "电子发票服务平台", "数电发票（普通发票）", rng.choice(["81", "82"]), "正常", red,
-                       "正常", "赵", "", None),
-            [LineRow(k, f"*信息技术服务*服务费{k}", "3040201", None, None, "次", "1", part, part, "6%", "0.00", part, False)
+            InvoiceRow(digital, tax_ids[n % len(tax_ids)], "示例公司", None, None, digital,
+                       f"91{rng.randrange(10**15):016d}", rng.choice(buyers), issued.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                       issued.strftime("%Y-%m"), amount, "0.00", amount, "电子发票服务平台", "数电发票（普通发票）",
+                       rng.choice(["81", "82"]), "正常", red, "正常", "赵", "", None),
+            [LineRow(k, f"*信息技术服务*服务费{k}", "3040201", None, None, "次", "1", part, part, "6%", "0.00", part,
+                     False)
              for k in range(1, lines + 1)])
 
 
@@ -323,7 +325,8 @@ def pool_at_scale(folder: Path, url: str, count: int, samples: int) -> dict:
 
     reads = {name: _timed(lambda u=u: get(u), samples) for name, u in POOL_QUERIES.items()}
     reads["invoice detail"] = _timed(lambda: get(f"/pool/{key}", partial=False), samples)
-    reads["coverage page"] = _timed(lambda: get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024", partial=False), samples)
+    reads["coverage page"] = _timed(lambda: get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2024", partial=False),
+                                    samples)
     reads["coverage grid (function)"] = grid_ms
     reads["pool stats (function)"] = stats_ms
     worst = max(reads.values())
@@ -638,7 +641,8 @@ def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, mo
         app = _migrated_app(pg_url, DATA_DIR=str(data), SANDBOX_DB=str(data / "sandbox.db"))
         _sandbox_post(data / "sandbox.db", "control", processing_polls=0)
         with app.app_context():
-            tax_ids = [f"91{31 + n}0100MA2SCAL{n:03d}" for n in range(companies)]  # apart: the sandbox numbers by region
+            # apart: the sandbox numbers by region
+            tax_ids = [f"91{31 + n}0100MA2SCAL{n:03d}" for n in range(companies)]
             with write_transaction():
                 org = db.session.scalar(select(Org))
                 chosen = [save_company(t, f"并行企业{n}", org, leqi_enabled=True, leqi_since=date(2020, 1, 1),
@@ -651,7 +655,8 @@ def worker_scaling(folder: Path, pg_url: str, redis_url: str, companies: int, mo
             create_download_batches(user, chosen, channel="leqi", data_type="invoices", months=periods,
                                     type_codes=list(DOWNLOAD_KINDS))
             procs = [subprocess.Popen([FLASK, "--app", "wsgi", "worker", "--burst"], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=open(data / "worker.log", "ab")) for _ in range(workers)]
+                                      stdout=subprocess.DEVNULL, stderr=open(data / "worker.log", "ab"))
+                     for _ in range(workers)]
             for proc in procs:
                 proc.wait(timeout=1800)
             seconds = time.perf_counter() - start

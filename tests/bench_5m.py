@@ -71,10 +71,12 @@ def _second_source() -> int:
         Invoice.tax_id == DEMO_TAX_ID, Invoice.month == MONTH).order_by(Invoice.key)).all()
     chosen = [InvoiceRow(*(staged(v) for v in header)) for n, header in enumerate(headers) if n % 10 < 3]
     lines: dict = {}
-    for key, *line in db.session.execute(select(InvoiceLine.invoice_key, *(InvoiceLine.__table__.c[c] for c in LINE_COLUMNS))
+    for key, *line in db.session.execute(select(InvoiceLine.invoice_key,
+                                                *(InvoiceLine.__table__.c[c] for c in LINE_COLUMNS))
                                          .where(InvoiceLine.invoice_key.in_([h[0] for h in chosen]))):
         lines.setdefault(key, []).append(LineRow(*(staged(v) for v in line)))
-    again = [StagedInvoice(h._replace(buyer_name="乐企给出的另一购买方名称") if n % 200 == 0 else h, lines.get(h.key, []))
+    again = [StagedInvoice(h._replace(buyer_name="乐企给出的另一购买方名称") if n % 200 == 0 else h,
+                           lines.get(h.key, []))
              for n, h in enumerate(chosen)]
     with write_transaction():
         save_staged(again, source="leqi", batch_id=None, error_goods=frozenset())
@@ -118,11 +120,13 @@ def _top_up(url: str, tax_ids: list[str], invoices: int) -> dict:
     built again afterwards, as a bulk load would. Seconds of the insert and of the index builds."""
     import psycopg
 
-    buyers = ["深圳测试电子有限公司", "北京示例贸易有限公司", "杭州模拟商贸有限公司", "张三", "成都虚构餐饮管理有限公司"]
+    buyers = ["深圳测试电子有限公司", "北京示例贸易有限公司", "杭州模拟商贸有限公司", "张三",
+              "成都虚构餐饮管理有限公司"]
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), cursor_factory=psycopg.ClientCursor) as conn:
         held = conn.execute("SELECT count(*) FROM invoice").fetchone()[0]
         indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('invoice', 'invoice_line', 'invoice_source') "
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('invoice', 'invoice_line', "
+            "'invoice_source') "
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)").fetchall()
         start = time.perf_counter()
         for name, _definition in indexes:
@@ -161,7 +165,8 @@ def _chunks(seconds: list[float]) -> dict:
     return {"count": len(seconds), "first_s": round(seconds[0], 2), "last_s": round(seconds[-1], 2),
             "median_s": round(statistics.median(seconds), 2), "max_s": round(max(seconds), 2),
             "every_tenth_s": [round(s, 2) for s in seconds[::tenth]],
-            "last_tenth_over_first_tenth": round(statistics.mean(seconds[-tenth:]) / statistics.mean(seconds[:tenth]), 2)}
+            "last_tenth_over_first_tenth": round(statistics.mean(seconds[-tenth:]) / statistics.mean(seconds[:tenth]),
+                                                 2)}
 
 
 def _reads(app, key: str, samples: int) -> dict:

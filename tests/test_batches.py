@@ -42,7 +42,8 @@ def test_batch_status_is_derived_from_subtasks(statuses, current, expected):
 
 
 def test_list_filters_offer_every_status_and_method_in_the_screens_words(client):
-    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the rules say (docs/rules.md, 批次状态)."""
+    """The 执行状态 and 导入方式 filters list the codes the rows store, labelled as the rules say
+    (docs/rules.md, 批次状态)."""
     page = login(client).get("/batches").text
 
     def options(name):
@@ -62,7 +63,9 @@ def test_goods_names_lose_only_surrounding_parentheses_and_spaces(name, normalis
     assert normalise_goods_name(name) == normalised
 
 
-@pytest.mark.parametrize("value, message", [("详见销货清单，原价合计", "英文逗号"), ("详见销货清单,,原价合计", "不能为空"), ("", "不能为空")])
+@pytest.mark.parametrize("value, message",
+                         [("详见销货清单，原价合计", "英文逗号"), ("详见销货清单,,原价合计", "不能为空"),
+                          ("", "不能为空")])
 def test_error_goods_setting_is_validated(value, message):
     with pytest.raises(ValueError, match=message):
         validate_error_goods(value)
@@ -212,7 +215,8 @@ def test_other_users_cannot_see_or_touch_a_batch(app, client, runner, work):
     assert "24706900000000003120" not in client.get("/pool?q=2470").text
     assert client.get("/pool/24706900000000003120").status_code == 404
     response = client.post("/batches/import", data={"data_type": "invoices", "method": "file", "tax_ids": DEMO_TAX_ID,
-                                                    "file": (open(SAMPLE, "rb"), "x.xlsx")}, content_type="multipart/form-data")
+                                                    "file": (open(SAMPLE, "rb"), "x.xlsx")},
+                           content_type="multipart/form-data")
     assert "权限" in response.text
     assert client.get("/admin/companies").status_code == 403
 

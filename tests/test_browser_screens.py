@@ -30,8 +30,9 @@ from .browser_support import (
 from .conftest import DEMO_TAX_ID
 
 # why a month failed or waits, as the worker stores it (docs/rules.md, 失败与等待原因)
-BUREAU_DOWN = reason_values(Reason.CHANNEL_UNAVAILABLE, "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）",
-                            channel="乐企", attempts=3)
+BUREAU_DOWN = reason_values(Reason.CHANNEL_UNAVAILABLE,
+                            "乐企：服务暂时不可用（HTTP 503）（已尝试 3 次，服务仍不可用，请稍后重试）", channel="乐企",
+                            attempts=3)
 QUOTA_UNTIL_DECEMBER = reason_values(Reason.QUOTA_WAIT, kinds="", day="2026-12-01")
 
 
@@ -282,7 +283,8 @@ def test_htmx_failures_show_an_alert_and_an_expired_session_goes_to_the_login(pa
 
     # a conflict as the server would answer it (no screen of ours provokes one yet)
     page.route("**/batches/retry", lambda route: route.fulfill(
-        status=409, content_type="text/html", body='<p class="error" role="alert">该批次正在被他人处理，请刷新后再试</p>'))
+        status=409, content_type="text/html",
+        body='<p class="error" role="alert">该批次正在被他人处理，请刷新后再试</p>'))
     page.locator("input[name=batch_no]").first.check()
     page.get_by_role("button", name="重试").click()
     page.get_by_role("dialog").get_by_role("button", name="确定").click()  # the confirmation, then the 409
@@ -323,7 +325,8 @@ def stage_pool(live_server, amounts: list[tuple[str, str]], buyer: str = "合计
                 buyer, f"2024-05-{n + 1:02d} 09:00:00.000000", "2024-05", amount, tax,
                 None if n == 1 else str(round(float(amount) + float(tax), 2)), "电子发票服务平台",
                 kind, "82", "正常", amount.startswith("-"), "正常", "赵", "", None), [])
-                         for n, (amount, tax) in enumerate(amounts)], source="file", batch_id=None, error_goods=frozenset())
+                         for n, (amount, tax) in enumerate(amounts)], source="file", batch_id=None,
+                        error_goods=frozenset())
         db.session.remove()
 
 
@@ -364,7 +367,8 @@ def test_pool_list_keeps_company_names_readable_at_1280(new_page, live_server):
     expect(names).to_have_count(4)
     for cell in names.all():
         lines = cell.evaluate("e => Math.round((e.clientHeight - parseFloat(getComputedStyle(e).paddingTop)"
-                              " - parseFloat(getComputedStyle(e).paddingBottom)) / parseFloat(getComputedStyle(e).lineHeight))")
+                              " - parseFloat(getComputedStyle(e).paddingBottom)) / parseFloat(getComputedStyle(e)"
+                              ".lineHeight))")
         assert lines <= 2, (cell.inner_text(), lines)
     assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
 
@@ -398,7 +402,8 @@ def test_pages_log_no_console_errors_and_keep_their_layout(new_page, live_server
     row = batch_row(page, batch_no)
     for header in ("导入批次号", "销方税号", "数据类型", "创建时间"):
         cell = column(page, row, header)
-        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth && getComputedStyle(e).whiteSpace === 'nowrap'"), header
+        assert cell.evaluate("e => e.scrollWidth <= e.clientWidth"
+                             " && getComputedStyle(e).whiteSpace === 'nowrap'"), header
     assert problems == [], problems
 
     phone = new_page(viewport={"width": 390, "height": 800})

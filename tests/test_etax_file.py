@@ -140,7 +140,8 @@ def test_sample_values_are_read_as_written(samples):
 
 
 def test_blank_voided_paper_invoice_is_a_voided_invoice_without_a_line(tmp_path):
-    """The 2021 export once refused with 第 65 行“金额”为空 imports (docs/etax-export.md, Values); the invoice has no line."""
+    """The 2021 export once refused with 第 65 行“金额”为空 imports (docs/etax-export.md, Values); the invoice
+    has no line."""
     path = tmp_path / "blank.xlsx"
     expected = build_workbook(path, [one_line_invoice(DN1), blank_voided_invoice("032002100104", "01234567")])
     check_upload(path)
@@ -450,7 +451,8 @@ def test_red_invoice_links_to_its_blue_invoice(tmp_path):
     red = digital_invoice(
         "24657900000000003010", [make_line("*计算机网络设备*交换机", "-1000.00", quantity="-1")],
         "2024-03-05 10:00:00", kind="数电发票（增值税专用发票）", is_red=True,
-        remark="被红冲蓝字发票号码：00254276 被红冲蓝字发票代码：051641524025 红字发票信息确认单编号：85981504792527398401")
+        remark="被红冲蓝字发票号码：00254276 被红冲蓝字发票代码：051641524025 红字发票信息确认单编号："
+               "85981504792527398401")
     build_workbook(path, [blue, red])
     invoices = by_key(parse_workbook(path, TAX_ID))
     red_record = invoices["24657900000000003010"]
@@ -673,7 +675,8 @@ def test_an_input_export_is_refused_saying_it_is_one(tmp_path):
 def test_a_file_of_other_sellers_where_the_company_is_not_always_the_buyer_names_the_first_other_seller(tmp_path):
     path = tmp_path / "mixed.xlsx"
     build_workbook(path, received_invoices(TAX_ID, "91420100MA4KLMNO3J"))
-    assert f"文件中的销方税号 {SUPPLIERS[0]} 与所选企业 {TAX_ID} 不一致（工作表“{BASIC_SHEET}”第 2 行）" in rejected(path)
+    assert (f"文件中的销方税号 {SUPPLIERS[0]} 与所选企业 {TAX_ID} 不一致"
+            f"（工作表“{BASIC_SHEET}”第 2 行）") in rejected(path)
 
 
 def test_selected_company_differs_from_the_file(tmp_path):
@@ -841,7 +844,8 @@ def understated_bomb(path: Path, real_bytes: int, *, forge_crc: bool = False) ->
     good = path.with_name("base.xlsx")
     build_workbook(good, [one_line_invoice(DN1)])
     padding = b"<!--" + b" " * real_bytes + b"-->"
-    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"<sheetData>", padding + b"<sheetData>"))
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml",
+                  lambda xml: xml.replace(b"<sheetData>", padding + b"<sheetData>"))
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo("xl/worksheets/sheet1.xml")

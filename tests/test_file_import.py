@@ -36,7 +36,8 @@ FIGURES = ("invoices", "lines", "blue", "red", "voided", "amount", "tax")
 @pytest.mark.parametrize("name", SAMPLE_FILES)
 def test_sample_import_matches_expected_and_reimport_changes_nothing(runner, name):
     expected = json.loads((SAMPLES / name.replace(".xlsx", ".expected.json")).read_text())
-    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu",
+                     "--wait")
     assert batch["status"] == "succeeded"
     assert batch["total"] == batch["success"] == expected["invoices"]
     assert [s["period"] for s in batch["subtasks"]] == expected["months"]
@@ -48,21 +49,23 @@ def test_sample_import_matches_expected_and_reimport_changes_nothing(runner, nam
     for red, blue in expected["red_links"].items():
         assert cli_json(runner, "pool", "show", red)["red_of"] == blue
 
-    again = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu", "--wait")
+    again = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / name), "--as", "caiwu",
+                     "--wait")
     assert again["status"] == "succeeded" and again["batch_no"] != batch["batch_no"]
     assert cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID) == stats
 
 
 def test_batch_show_prints_the_same_batch(runner):
-    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as",
+                     "caiwu", "--wait")
     shown = cli_json(runner, "batch", "show", batch["batch_no"])
     assert shown["status"] == "succeeded" and shown["subtasks"] == batch["subtasks"]
 
 
 def test_import_refuses_a_tax_id_the_user_is_not_granted(runner, app):
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
-    result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
-                                 "--as", "caiwu"])
+    result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file",
+                                 str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu"])
     assert result.exit_code != 0
     assert "无权访问税号 91110000MA00000001" in result.stderr
     with app.app_context():
@@ -74,8 +77,8 @@ def test_foreign_seller_is_refused_before_any_batch(runner, app):
     nothing written."""
     cli_json(runner, "enterprise", "add", "--tax-id", "91110000MA00000001", "--name", "别家公司")
     cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", "91110000MA00000001")
-    result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file", str(SAMPLES / SAMPLE_FILES[0]),
-                                 "--as", "zhang", "--wait"])
+    result = runner.invoke(args=["import-file", "--tax-id", "91110000MA00000001", "--file",
+                                 str(SAMPLES / SAMPLE_FILES[0]), "--as", "zhang", "--wait"])
     assert result.exit_code != 0
     assert "文件中的销方税号 91330100MA2H4K7Q1X 与所选企业 91110000MA00000001 不一致" in result.stderr
     with app.app_context():
@@ -101,7 +104,8 @@ def test_error_goods_setting_decides_which_lines_are_dropped(runner, app):
         with write_transaction():
             set_setting(ERROR_GOODS_KEY, "原价合计,折扣额合计")
     expected = json.loads((SAMPLES / "etax-export-2024.expected.json").read_text())
-    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu", "--wait")
+    batch = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as",
+                     "caiwu", "--wait")
     stats = cli_json(runner, "pool", "stats", "--tax-id", DEMO_TAX_ID)
     assert batch["filtered_lines"] == 0
     assert stats["lines"] == expected["lines"] + expected["listed_invoices"]
@@ -111,7 +115,8 @@ def test_failed_month_rolls_back_whole_and_retry_completes(runner, app, work):
     """A month whose staged data vanished fails alone with a reason; 重试 after restoring it succeeds."""
     from webapp.batches import retry, staging_dir
 
-    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu")
+    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]),
+                          "--as", "caiwu")
     with app.app_context():
         from jobs.tasks import parse_upload
 
@@ -144,7 +149,8 @@ def test_a_month_staged_by_the_version_before_is_saved_and_an_unreadable_one_fai
     from jobs.staging import read_month
     from webapp.batches import staging_dir
 
-    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]), "--as", "caiwu")
+    batch_json = cli_json(runner, "import-file", "--tax-id", DEMO_TAX_ID, "--file", str(SAMPLES / SAMPLE_FILES[0]),
+                          "--as", "caiwu")
     with app.app_context():
         from jobs.tasks import parse_upload
 
@@ -161,7 +167,8 @@ def test_a_month_staged_by_the_version_before_is_saved_and_an_unreadable_one_fai
     assert subtasks[damaged.stem]["status"] == "failed"
     assert "暂存数据无法读取" in subtasks[damaged.stem]["error"] and "重新导入" in subtasks[damaged.stem]["error"]
     with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.month == old.stem)) == len(staged)
+        assert db.session.scalar(select(func.count()).select_from(Invoice)
+                                 .where(Invoice.month == old.stem)) == len(staged)
         assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.month == damaged.stem)) == 0
 
 
@@ -191,8 +198,10 @@ def test_dialog_upload_creates_a_batch_the_list_shows(client, app, work):
       "month_to": "2024-02"}, "起始月份不能晚于截止月份"),
     ({"method": "download", "channel": "leqi", "kinds": ["81"], "period_unit": "month", "month_from": "2024-3",
       "month_to": "2024-04"}, "月份格式应为 YYYY-MM"),
-    ({"method": "download", "channel": "leqi", "kinds": ["99"], "period_unit": "year", "year": "2025"}, "发票种类不正确"),
-    ({"method": "download", "channel": "fax", "kinds": ["81"], "period_unit": "year", "year": "2025"}, "请选择下载通道"),
+    ({"method": "download", "channel": "leqi", "kinds": ["99"], "period_unit": "year", "year": "2025"},
+     "发票种类不正确"),
+    ({"method": "download", "channel": "fax", "kinds": ["81"], "period_unit": "year", "year": "2025"},
+     "请选择下载通道"),
     ({"method": "post"}, "请选择发票数据类型和导入方式"),
     ({"method": "file", "tax_ids": ["91110000MA00000000"]}, "所选企业不在您的权限范围内"),
     ({"method": "file", "tax_ids": [DEMO_TAX_ID, "91110000MA00000000"]}, "导入电子税局文件时只能选择一个企业"),
@@ -200,7 +209,8 @@ def test_dialog_upload_creates_a_batch_the_list_shows(client, app, work):
 def test_dialog_validation_errors_are_inline_chinese(client, app, fields, message):
     login(client)
     data = {"data_type": "invoices", "tax_ids": [DEMO_TAX_ID], **fields}
-    response = client.post("/batches/import", data=data, headers={"HX-Request": "true"}, content_type="multipart/form-data")
+    response = client.post("/batches/import", data=data, headers={"HX-Request": "true"},
+                           content_type="multipart/form-data")
     assert response.status_code == 200 and message in response.text
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Batch)) == 0
@@ -211,7 +221,8 @@ def test_oversize_upload_is_refused_in_chinese(client, app, tmp_path):
     big = tmp_path / "big.xlsx"
     big.write_bytes(b"PK" + b"0" * (10 * 1024 * 1024 + 10))
     with open(big, "rb") as fh:
-        response = client.post("/batches/import", data={"data_type": "invoices", "method": "file", "tax_ids": DEMO_TAX_ID,
+        response = client.post("/batches/import",
+                               data={"data_type": "invoices", "method": "file", "tax_ids": DEMO_TAX_ID,
                                                         "file": (fh, "big.xlsx")}, content_type="multipart/form-data")
     assert "10MB" in response.text
     with app.app_context():
@@ -230,7 +241,8 @@ def test_another_companys_invoice_number_is_never_taken_over(runner, app, tmp_pa
     cli_json(runner, "user", "add", "zhang", "--password", "secret123", "--grant", other)
     taken = "24144123400000000006"  # an invoice of the demo company in the 2024 sample
     path = tmp_path / "b.xlsx"
-    build_workbook(path, [digital_invoice(taken, [make_line("*信息技术服务*运维服务", "100.00")], "2024-01-05 10:00:00")],
+    build_workbook(path, [digital_invoice(taken, [make_line("*信息技术服务*运维服务", "100.00")],
+                                          "2024-01-05 10:00:00")],
                    tax_id=other, seller_name="别家公司")
     result = runner.invoke(args=["import-file", "--tax-id", other, "--file", str(path), "--as", "zhang", "--wait"])
     batch = json.loads(result.stdout)
@@ -304,13 +316,15 @@ def test_bad_rows_refuse_the_file_in_the_dialog_with_its_error_list_and_no_batch
     login(client)
     response = _upload(client, path)
     assert response.status_code == 200 and response.headers["HX-Retarget"] == "#import-errors"
-    assert "所选文件均未导入" in response.text and "bad.xlsx</strong>：文件中有 2 处无法读取，未导入任何数据" in response.text
+    assert "所选文件均未导入" in response.text
+    assert "bad.xlsx</strong>：文件中有 2 处无法读取，未导入任何数据" in response.text
     assert "下载错误清单" in response.text
     assert _count(app, Batch) == 0 and _count(app, Invoice) == 0 and _count(app, InvoiceLine) == 0
     link = re.search(r'href="(/batches/refused/[0-9a-f]{32}/errors\.xlsx)"', response.text).group(1)
     download = client.get(link)
     assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
-    assert download.headers["Content-Disposition"].endswith("%E9%94%99%E8%AF%AF%E6%B8%85%E5%8D%95_bad.xlsx")  # 错误清单_bad
+    # 错误清单_bad
+    assert download.headers["Content-Disposition"].endswith("%E9%94%99%E8%AF%AF%E6%B8%85%E5%8D%95_bad.xlsx")
     rows = list(load_workbook(io.BytesIO(download.data)).active.iter_rows(values_only=True))
     assert rows == [("工作表", "行号", "列", "单元格内容", "问题"),
                     (BASIC_SHEET, 2, "开票日期", "2024-02-30", "不是日期"),
@@ -325,7 +339,8 @@ def test_a_refused_files_error_list_is_kept_a_day(client, app, tmp_path):
     from webapp.batches.refused import remove_expired
 
     path = tmp_path / "bad.xlsx"
-    build_workbook(path, [digital_invoice("24900123400000000111", [make_line("*供电*电力", "2.00")], line_cells={"金额": "两元"})])
+    build_workbook(path, [digital_invoice("24900123400000000111", [make_line("*供电*电力", "2.00")],
+                                          line_cells={"金额": "两元"})])
     login(client)
     link = re.search(r'href="([^"]+errors\.xlsx)"', _upload(client, path).text).group(1)
     assert client.get(link).status_code == 200
@@ -356,7 +371,8 @@ def test_several_files_each_answered_a_bad_rows_refusal_beside_accepted_files(cl
 
 def _refused_by_cli(runner, app, path) -> tuple[dict, str]:
     """`import-file` of a file with unreadable rows: it fails, printing them, and makes no batch."""
-    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu", "--wait"])
+    result = runner.invoke(args=["import-file", "--tax-id", DEMO_TAX_ID, "--file", str(path), "--as", "caiwu",
+                                 "--wait"])
     assert result.exit_code != 0
     assert _count(app, Batch) == 0 and _count(app, Invoice) == 0
     return json.loads(result.stdout), result.stderr
@@ -369,7 +385,8 @@ def test_a_buyer_name_longer_than_the_pool_keeps_is_named_not_a_database_error(r
                                           buyer_name="某" * 32000)])
     refusal, stderr = _refused_by_cli(runner, app, path)
     assert f"工作表“{BASIC_SHEET}”第 2 行“购买方名称”过长：32000 个字符，最多 200 个" in stderr
-    assert refusal["error_code"] == "file_refused" and refusal["bad_row_total"] == 1 and refusal["bad_rows"][0]["column"] == "购买方名称"
+    assert refusal["error_code"] == "file_refused" and refusal["bad_row_total"] == 1
+    assert refusal["bad_rows"][0]["column"] == "购买方名称"
     assert "DataError" not in refusal["error"]
 
 
@@ -389,12 +406,14 @@ def test_a_goods_name_formula_with_no_value_is_unreadable_and_listed(runner, app
     """A formula in 货物或应税劳务名称 that was never calculated reads as empty; the file is
     refused with that cell in the 错误清单, not imported with an empty goods name."""
     path = tmp_path / "formula.xlsx"
-    build_workbook(path, [digital_invoice("24900123400000000501", [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
+    build_workbook(path, [digital_invoice("24900123400000000501",
+                                          [make_line('=CONCATENATE("*供电*","电力")', "30.00")]),
                           digital_invoice("24900123400000000502", [make_line("*供电*电力", "40.00")])])
     refusal, stderr = _refused_by_cli(runner, app, path)
     assert f"工作表“{DETAIL_SHEET}”第 2 行“货物或应税劳务名称”为空" in stderr
     assert refusal["file_name"] == "formula.xlsx"
-    assert [(r["sheet"], r["row"], r["column"]) for r in refusal["bad_rows"]] == [(DETAIL_SHEET, 2, "货物或应税劳务名称")]
+    assert [(r["sheet"], r["row"], r["column"])
+            for r in refusal["bad_rows"]] == [(DETAIL_SHEET, 2, "货物或应税劳务名称")]
 
 
 def test_a_date_after_today_or_before_vat_existed_is_imported_with_a_warning(client, app, work, tmp_path):
@@ -436,7 +455,8 @@ def test_a_file_name_not_valid_utf8_in_the_raw_request(client, app):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"data_type\"\r\n\r\ninvoices\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\nfile\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"tax_ids\"\r\n\r\n{DEMO_TAX_ID}\r\n"
-            f"--{boundary}\r\n").encode() + b'Content-Disposition: form-data; name="file"; filename="\xb7\xa2\xc6\xb1.xlsx"\r\n' \
+            f"--{boundary}\r\n").encode() \
+        + b'Content-Disposition: form-data; name="file"; filename="\xb7\xa2\xc6\xb1.xlsx"\r\n' \
         + b"Content-Type: application/octet-stream\r\n\r\n" + SAMPLES.joinpath("etax-export-2024.xlsx").read_bytes() \
         + f"\r\n--{boundary}--\r\n".encode()
     response = client.post("/batches/import", data=body, headers={"HX-Request": "true"},
@@ -478,7 +498,8 @@ def test_all_files_refused_keeps_the_dialog_and_lists_each(client, app, tmp_path
     login(client)
     response = _upload(client, first, second)
     assert response.headers["HX-Retarget"] == "#import-errors"
-    assert "a.xlsx</strong>：文件为空" in response.text and "b.xlsx</strong>：文件不是有效的 xlsx 工作簿" in response.text
+    assert "a.xlsx</strong>：文件为空" in response.text
+    assert "b.xlsx</strong>：文件不是有效的 xlsx 工作簿" in response.text
     assert _count(app, Batch) == 0
 
 
@@ -487,9 +508,13 @@ def test_a_companys_files_run_in_the_order_chosen_so_the_later_file_wins(client,
     and the second batch starts only once the first has ended."""
     key = "24900123400000000401"
     older, newer = tmp_path / "older.xlsx", tmp_path / "newer.xlsx"
-    build_workbook(older, [digital_invoice(key, [make_line("*供电*电力", "100.00")], "2024-06-01 10:00:00", buyer_name="旧名称"),
-                           digital_invoice("24900123400000000402", [make_line("*供电*电力", "5.00")], "2024-07-01 10:00:00")])
-    build_workbook(newer, [digital_invoice(key, [make_line("*供电*电力", "80.00"), make_line("*供电*电力", "20.00", "6%")],
+    build_workbook(older,
+                   [digital_invoice(key, [make_line("*供电*电力", "100.00")], "2024-06-01 10:00:00",
+                                    buyer_name="旧名称"),
+                           digital_invoice("24900123400000000402", [make_line("*供电*电力", "5.00")],
+                                           "2024-07-01 10:00:00")])
+    build_workbook(newer,
+                   [digital_invoice(key, [make_line("*供电*电力", "80.00"), make_line("*供电*电力", "20.00", "6%")],
                                            "2024-06-01 10:00:00", buyer_name="新名称", status="已红冲-部分")])
     login(client)
     _upload(client, newer, older)  # chosen in this order: older is the later file
@@ -542,7 +567,8 @@ def test_a_batch_left_unparsed_by_an_older_version_is_parsed_by_its_job(app, wor
     upload, stages the months and writes them; one with unreadable rows fails listing them as before."""
     batch_id = _unparsed_file_batch(app, SAMPLES / "etax-export-2024.xlsx")
     bad = tmp_path / "bad.xlsx"
-    build_workbook(bad, [digital_invoice("24900123400000000131", [make_line("*供电*电力", "2.00")], line_cells={"金额": "两元"})])
+    build_workbook(bad, [digital_invoice("24900123400000000131", [make_line("*供电*电力", "2.00")],
+                                         line_cells={"金额": "两元"})])
     bad_id = _unparsed_file_batch(app, bad)
     work()
     with app.app_context():

@@ -68,8 +68,10 @@ def _formulas(path: Path) -> None:
 def _blank_rows(path: Path) -> None:
     """The two headers and 100,000 rows of empty cells, no data."""
     workbook = Workbook(write_only=True)
-    for name, header in ((DETAIL_SHEET, ["发票代码", "发票号码", "数电发票号码", "货物或应税劳务名称", "金额", "税率", "税额"]),
-                         (BASIC_SHEET, ["发票代码", "发票号码", "数电发票号码", "销方识别号", "开票日期", "金额", "税额",
+    for name, header in ((DETAIL_SHEET,
+                          ["发票代码", "发票号码", "数电发票号码", "货物或应税劳务名称", "金额", "税率", "税额"]),
+                         (BASIC_SHEET,
+                          ["发票代码", "发票号码", "数电发票号码", "销方识别号", "开票日期", "金额", "税额",
                                         "发票票种", "发票状态", "是否正数发票"])):
         sheet = workbook.create_sheet(name)
         sheet.append(header)
@@ -105,11 +107,13 @@ def _huge_strings(path: Path) -> None:
 CORPUS = {
     "empty": (lambda p: p.write_bytes(b""), "文件为空"),
     "not-xlsx": (lambda p: p.write_text("序号,发票代码\n1,2\n", encoding="utf-8"), "文件不是有效的 xlsx 工作簿"),
-    "truncated": (lambda p: p.write_bytes(SAMPLES.joinpath("etax-export-2024.xlsx").read_bytes()[:40_000]), "文件已损坏"),
+    "truncated": (lambda p: p.write_bytes(SAMPLES.joinpath("etax-export-2024.xlsx").read_bytes()[:40_000]),
+                  "文件已损坏"),
     "encrypted-ole": (lambda p: p.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096)), "带密码"),
     "encrypted-zip": (lambda p: _with_zip_flag(_good(p.with_name("base-enc.xlsx")), p), "文件已加密"),
     "wrong-layout": (lambda p: build_workbook(p, [], sheets=("Sheet1",)), "文件缺少工作表"),
-    "missing-columns": (lambda p: build_workbook(p, [], drop_columns=("金额", "开票日期")), "缺少列 “开票日期”、“金额”"),
+    "missing-columns": (lambda p: build_workbook(p, [], drop_columns=("金额", "开票日期")),
+                        "缺少列 “开票日期”、“金额”"),
     "wrong-seller": (lambda p: _good(p, seller_tax_id="91440300MA5FAKE00X"), "与所选企业 91330100MA2H4K7Q1X 不一致"),
     "over-10mb": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(MAX_UPLOAD_BYTES + 10)), "上限"),
     "classic-bomb": (_classic_bomb, "压缩炸弹"),
@@ -135,7 +139,8 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 def _is_clear_chinese(message: str) -> bool:
     """Chinese, and nothing a finance user cannot read (no exception names, no English sentences)."""
-    return bool(re.search(r"[\u4e00-\u9fff]{4}", message)) and not re.search(r"Error|Exception|Traceback|errno", message)
+    return bool(re.search(r"[\u4e00-\u9fff]{4}", message)) and not re.search(r"Error|Exception|Traceback|errno",
+                                                                             message)
 
 
 PEAK_SCRIPT = """
@@ -178,7 +183,8 @@ def test_hostile_uploads_write_nothing_and_the_worker_works_on(client, app, work
     refused = {}
     for name, path in corpus.items():
         response = client.post("/batches/import", data={
-            "data_type": "invoices", "method": "file", "tax_ids": TAX_ID, "file": (io.BytesIO(path.read_bytes()), path.name),
+            "data_type": "invoices", "method": "file", "tax_ids": TAX_ID,
+            "file": (io.BytesIO(path.read_bytes()), path.name),
         }, headers={"HX-Request": "true"}, content_type="multipart/form-data")
         assert response.status_code in (200, 204), name
         if response.status_code == 200:

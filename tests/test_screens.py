@@ -38,7 +38,8 @@ def test_every_reason_reads_as_a_plain_chinese_sentence_whatever_its_parameters(
 
 
 @pytest.mark.parametrize("message", [
-    "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X 不一致，本月未导入",
+    "发票 24330527780320001701 已作为销方 91110000MA00000001 的发票存在于发票池，与本次数据的销方 91330100MA2H4K7Q1X "
+    "不一致，本月未导入",
     "文件中有 4 处无法读取，未导入任何数据。第一处：工作表“信息汇总表”第 2 行“金额”不是金额：abc。"
     "请下载“错误清单”查看全部并逐行修正后重新导入",
     "工作表“发票基础信息”第 7 行“开票日期”不是日期：March 5th，文件未导入任何数据，请修正后重新上传",
@@ -76,13 +77,15 @@ def _batches(app, count: int, running: int) -> list[str]:
                 live = n < running
                 batch = Batch(batch_no=f"{new_batch_no()}{n:04d}", org_id=user.org_id, company_id=company.id,
                               tax_id=company.tax_id, seller_name=company.name, data_type="invoices", method="download",
-                              channel="rpa", kinds=["全部"], status="syncing" if live else "succeeded", total=5, success=5,
-                              created_by_id=user.id, creator_name="caiwu", created_at=datetime(2026, 1, 1, 0, 0, n % 60))
+                              channel="rpa", kinds=["全部"], status="syncing" if live else "succeeded", total=5,
+                              success=5, created_by_id=user.id, creator_name="caiwu",
+                              created_at=datetime(2026, 1, 1, 0, 0, n % 60))
                 db.session.add(batch)
                 db.session.flush()
-                db.session.add_all([Subtask(batch_id=batch.id, period="2024-01", status="running" if live else "succeeded"),
-                                    Subtask(batch_id=batch.id, period="2024-02", status="pending" if live else "succeeded",
-                                            total=5, success=5)])
+                db.session.add_all([Subtask(batch_id=batch.id, period="2024-01",
+                                            status="running" if live else "succeeded"),
+                                    Subtask(batch_id=batch.id, period="2024-02",
+                                            status="pending" if live else "succeeded", total=5, success=5)])
                 numbers.append(batch.batch_no)
         db.session.remove()
     return numbers
@@ -132,7 +135,8 @@ def _finish_one_month(app, page: str) -> None:
     with app.app_context():
         with write_transaction():
             batch = db.session.scalar(select(Batch).filter_by(batch_no=number))
-            db.session.execute(Subtask.__table__.update().where(Subtask.batch_id == batch.id, Subtask.status == "running")
+            db.session.execute(Subtask.__table__.update()
+                               .where(Subtask.batch_id == batch.id, Subtask.status == "running")
                                .values(status="succeeded", total=5, success=5))
             refresh_batch(batch.id)
         db.session.remove()
@@ -220,9 +224,9 @@ def test_a_batch_page_polls_once_and_stops_at_its_finished_state(app, client):
     assert _pollers(live.text) == [(poll, POLL_SECONDS)]
 
     rows = [{"sheet": "发票基础信息", "row": 2, "column": "开票日期", "value": "上周三", "why": "不是日期"}]
-    _set_batch(app, number, status="failed", **reason_values(Reason.FILE_REFUSED, message="文件中有 1 处无法读取，未导入任何数据"),
-               finished_at=datetime(2026, 1, 1, 0, 5),
-               error_rows=json.dumps(rows, ensure_ascii=False))
+    _set_batch(app, number, status="failed",
+               **reason_values(Reason.FILE_REFUSED, message="文件中有 1 处无法读取，未导入任何数据"),
+               finished_at=datetime(2026, 1, 1, 0, 5), error_rows=json.dumps(rows, ensure_ascii=False))
     live = client.get(poll, headers={"HX-Request": "true"})
     assert "全部执行失败" in live.text and "错误清单" in live.text and "上周三" in live.text
     assert "hx-trigger" not in live.text and '<div id="batch-poll" hidden></div>' in live.text
@@ -407,7 +411,8 @@ def test_an_internal_error_reads_plainly_and_names_the_exception_only_under_deta
 def test_a_quiet_year_still_shows_the_gaps_of_kinds_the_company_issues(app, client):
     with app.app_context():
         with write_transaction():
-            save_staged([_invoice(1, "100.00", "13.00", "113.00")], source="file", batch_id=None, error_goods=frozenset())
+            save_staged([_invoice(1, "100.00", "13.00", "113.00")], source="file", batch_id=None,
+                        error_goods=frozenset())
         db.session.remove()
     login(client)
     page = client.get(f"/pool/coverage?tax_id={DEMO_TAX_ID}&year=2023").text

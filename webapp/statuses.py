@@ -1,10 +1,10 @@
 """Every stored code set and its Chinese label, in one place: code, templates, exports and the CLI
 all read them here.
 
-Why one module: the statuses and names the screens show used to live as label dicts, hand-written tuples and string literals across the domain, the jobs and the templates,
-so a new status or a renamed label had to be found in each copy. Each set is a StrEnum whose
-values are the strings the database stores (no migration: a member is its string, so columns stay
-String and rows compare, hash and serialise as before); `.label` is what a user reads. Groupings
+Why one module: the statuses and names the screens show used to live as label dicts, hand-written tuples and string
+literals across the domain, the jobs and the templates, so a new status or a renamed label had to be found in each copy.
+Each set is a StrEnum whose values are the strings the database stores (no migration: a member is its string, so columns
+stay String and rows compare, hash and serialise as before); `.label` is what a user reads. Groupings
 the code needs (which statuses are still active, which are finished, which 重试 runs again) are
 class-level frozensets beside the members.
 """
@@ -165,7 +165,8 @@ class HealthCode(Labelled):
     WORKER_SILENT = "worker_silent", "后台任务进程 1 分钟内没有心跳，批次不会执行；请检查 worker 进程"
     SCHEDULER_OK = "scheduler_ok", "调度进程在运行（{seconds} 秒前有心跳）"
     SCHEDULER_SILENT = "scheduler_silent", "调度进程没有心跳，自动更新和等待额度的月份不会执行；请检查 scheduler 进程"
-    CHANNEL_SANDBOX = "channel_sandbox", "{channel}连接内置沙箱税局（演示环境），数据不是真实税局数据；正式使用请配置 {setting}"
+    CHANNEL_SANDBOX = "channel_sandbox", ("{channel}连接内置沙箱税局（演示环境），数据不是真实税局数据；正式使用请配置 "
+                                          "{setting}")
     CHANNEL_OK = "channel_ok", "{channel}服务可连接，凭证有效"
     CHANNEL_FAILED = "channel_failed", "{channel}服务检查未通过：{reason}"
     DISK_OK = "disk_ok", "{folder} 可用空间 {free_mb} MB"
@@ -177,7 +178,8 @@ class HealthCode(Labelled):
     PROCESS_RESTARTING = "process_restarting", "进程 {names} 一小时内重启 {count} 次以上，请查看其日志"
     PROCESS_DOWN = "process_down", "进程 {names} 未在运行（{states}）"
     BACKUP_OK = "backup_ok", "最近一次成功的备份在 {hours} 小时前"
-    BACKUP_NONE = "backup_none", "还没有成功的备份。请在 系统管理 → 备份 点击“立即备份”，并确认调度进程（scheduler）在运行"
+    BACKUP_NONE = "backup_none", ("还没有成功的备份。请在 系统管理 → 备份 点击“立即备份”，并确认调度进程（scheduler）"
+                                  "在运行")
     BACKUP_OLD = "backup_old", ("最近一次成功的备份已是 {days} 天前。请检查 系统管理 → 备份 中的失败原因，"
                                 "并确认调度进程（scheduler）和后台进程（worker）在运行")
     CHECK_TIMEOUT = "check_timeout", "检查超过 {seconds} 秒未完成，视为故障"
@@ -237,7 +239,8 @@ class Reason(Labelled):
     USAGE_WAIT = "usage_wait", "等待发票数据：同月发票数据同步完成后自动执行"
     CHANNEL_UNAVAILABLE = reasons.CHANNEL_UNAVAILABLE, "{channel}服务暂时不可用{retried}，请稍后点击“重试”"
     CHANNEL_TIMEOUT = reasons.CHANNEL_TIMEOUT, "连接{channel}超时{retried}，请稍后点击“重试”"
-    CHANNEL_UNREACHABLE = reasons.CHANNEL_UNREACHABLE, "无法连接{channel}服务{retried}，请稍后重试；若一直如此，请联系管理员检查网络"
+    CHANNEL_UNREACHABLE = reasons.CHANNEL_UNREACHABLE, ("无法连接{channel}服务{retried}，请稍后重试；若一直如此，"
+                                                        "请联系管理员检查网络")
     CHANNEL_PENDING = reasons.CHANNEL_PENDING, "{channel}仍未处理完成{retried}，请稍后点击“重试”"
     LOGIN_FAILED = reasons.LOGIN_FAILED, "{channel}拒绝了请求，请管理员在“系统管理 → 企业信息”中检查通道地址和凭证"
     CHANNEL_ADDRESS = reasons.CHANNEL_ADDRESS, "{channel}通道地址配置有误，请联系管理员"
@@ -251,11 +254,14 @@ class Reason(Labelled):
     FILE_REFUSED = reasons.FILE_REFUSED, "{message}"
     FILE_UNREADABLE = "file_unreadable", "文件解析失败，请确认是从电子税局“全量发票查询”导出的原始文件"
     STAGED_MISSING = "staged_missing", "该月份的解析数据已不存在，请重新导入文件"
-    STAGED_UNREADABLE = "staged_unreadable", "该月份的暂存数据无法读取（由其他版本的程序写入），未导入任何数据，请重新导入文件"
+    STAGED_UNREADABLE = "staged_unreadable", ("该月份的暂存数据无法读取（由其他版本的程序写入），未导入任何数据，"
+                                              "请重新导入文件")
     PARSE_MEMORY = "parse_memory", "文件解析所需内存超过服务器上限，请缩小开票日期范围分次导出后重新导入"
     PARSE_CRASHED = "parse_crashed", ("文件解析进程连续 {times} 次意外中断（文件可能过大或结构异常），已停止解析。"
-                                      "请确认上传的是电子税局“全量发票查询”导出的原始文件，或缩小开票日期范围分次导出后重新导入")
-    PROCESS_DIED = "process_died", "执行进程连续 {times} 次意外中断（已自动重试 {retries} 次），请联系管理员查看服务器日志后点击重试"
+                                      "请确认上传的是电子税局“全量发票查询”导出的原始文件，"
+                                      "或缩小开票日期范围分次导出后重新导入")
+    PROCESS_DIED = "process_died", ("执行进程连续 {times} 次意外中断（已自动重试 {retries} 次），"
+                                    "请联系管理员查看服务器日志后点击重试")
     DISK_FULL = "disk_full", "服务器磁盘写入失败，请联系管理员处理后点击“重试”"
     INTERNAL_ERROR = "internal_error", "系统处理出错，请稍后点击“重试”；若反复出现，请联系管理员"
     TERMINATED = "terminated", "已被用户终止"
@@ -305,7 +311,8 @@ class DraftRefusal(Labelled):
 
     NOT_READY = "not_ready", "红冲预检未通过，不能生成草稿：{why}"
     FULL_ONLY = "full_only", "该发票仅可全额红冲（{why}），各行按剩余全额填写，不能指定行"
-    WHOLE_ONLY_REASON = "whole_only_reason", "开票有误只能全额红冲，不能指定行；部分红冲请选择销货退回、服务中止或销售折让"
+    WHOLE_ONLY_REASON = "whole_only_reason", ("开票有误只能全额红冲，不能指定行；"
+                                              "部分红冲请选择销货退回、服务中止或销售折让")
     NO_LINES = "no_lines", "请至少填写一行的红冲{measure}"
     UNKNOWN_LINE = "unknown_line", "第 {line} 行不是这张发票的可红冲行（可选：{lines}）"
     TWICE = "twice", "第 {line} 行填写了两次"
@@ -316,7 +323,8 @@ class DraftRefusal(Labelled):
     OVER_QUANTITY = "over_quantity", "第 {line} 行红冲数量 {asked} 超过剩余数量 {left}"
     OVER_AMOUNT = "over_amount", "第 {line} 行红冲金额 {asked} 元超过该行剩余金额 {left} 元"
     NOTHING_LEFT = "nothing_left", "第 {line} 行已无剩余可红冲金额"
-    OVER_INVOICE = "over_invoice", "本次红冲金额合计 {asked} 元超过发票剩余可红冲金额 {left} 元（已扣除按整张发票计的红字发票）"
+    OVER_INVOICE = "over_invoice", ("本次红冲金额合计 {asked} 元超过发票剩余可红冲金额 {left} "
+                                    "元（已扣除按整张发票计的红字发票）")
     OVER_INVOICE_TAX = "over_invoice_tax", "本次红冲税额合计 {asked} 元超过发票剩余税额 {left} 元"
     LINES_UNKNOWN = "lines_unknown", ("池中有 {count} 张红字发票无法逐行对应，各行剩余不能确定，不能按行全额填写："
                                       "全额红冲请在税局系统直接选择该蓝字发票全额红冲（确认单无需逐行填写）；"
@@ -324,7 +332,8 @@ class DraftRefusal(Labelled):
     NO_BLUE_LINES = "no_blue_lines", ("发票池中这张发票没有可红冲的明细行，无法逐行生成草稿；"
                                       "全额红冲时可在税局系统选择该蓝字发票直接全额红冲")
     LINE_TAX = "line_tax", "第 {line} 行税额与金额×税率相差 {difference} 元，超过税局允许的 ±0.06 元"
-    TAX_TOLERANCE = "tax_tolerance", "本次红冲税额与金额×税率的合计差 {difference} 元超过税局允许的 ±1.27 元，请分开填写"
+    TAX_TOLERANCE = "tax_tolerance", ("本次红冲税额与金额×税率的合计差 {difference} 元超过税局允许的 ±1.27 元，"
+                                      "请分开填写")
 
     ABOUT_INVOICE: ClassVar[frozenset[DraftRefusal]]  # the invoice's state, not what was asked (set below)
 

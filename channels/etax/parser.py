@@ -85,7 +85,8 @@ DETAIL_COLUMNS: tuple[tuple[str, bool], ...] = (
     ("规格型号", False), ("单位", False), ("数量", False), ("单价", False), ("金额", True),
     ("税率", True), ("税额", True), ("价税合计", False),
 )
-NO_GOODS_NAME = "为空：明细行有金额却没有货物名称（可能是没有计算结果的公式，或单元格被清空），请在 Excel 中填好或粘贴为数值后重新导出"
+NO_GOODS_NAME = ("为空：明细行有金额却没有货物名称（可能是没有计算结果的公式，或单元格被清空），请在 Excel "
+                 "中填好或粘贴为数值后重新导出")
 _ZERO_MONEY = ("0.00", "-0.00")  # every zero amount to the cent, as text
 FIRST_VAT_DAY = "1994-01-01"  # 增值税专用发票 exist since the 1994 reform: an earlier 开票日期 is a typo
 

@@ -82,7 +82,8 @@ def refresh_batch(batch_id: int) -> Batch:
     batch = db.session.scalar(select(Batch).where(Batch.id == batch_id).with_for_update(key_share=True)
                               .execution_options(populate_existing=True))
     rows = db.session.execute(
-        select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines).where(Subtask.batch_id == batch_id)
+        select(Subtask.status, Subtask.total, Subtask.success, Subtask.filtered_lines)
+        .where(Subtask.batch_id == batch_id)
     ).all()
     if rows:
         batch.total = sum(r.total for r in rows)
@@ -255,7 +256,9 @@ def add_download_batches(user: User, companies: list[Company], *, channel: str, 
     check_channel_ready(companies, channel)
     batches, subtasks = [], []
     for company in companies:
-        kept, note = _leqi_months(company, months) if channel == Channel.LEQI and data_type == DataType.INVOICES else (months, None)
+        kept, note = _leqi_months(company,
+                                  months) if channel == Channel.LEQI and data_type == DataType.INVOICES else (months,
+                                                                                                              None)
         batch = Batch(
             batch_no=new_batch_no(), org_id=user.org_id, company_id=company.id, tax_id=company.tax_id,
             seller_name=company.name, data_type=data_type, method=Method.DOWNLOAD, channel=channel,
@@ -280,7 +283,8 @@ def create_download_batches(user: User, companies: list[Company], **options) -> 
     background().enqueue_subtasks(subtasks)
     for batch in batches:
         audit.record("batch.create", batch.batch_no, actor=user, tax_id=batch.tax_id, method=Method.DOWNLOAD,
-                     channel=batch.channel, data_type=batch.data_type, periods=f"{batch.period_from}～{batch.period_to}")
+                     channel=batch.channel, data_type=batch.data_type,
+                     periods=f"{batch.period_from}～{batch.period_to}")
     return batches
 
 
@@ -319,7 +323,8 @@ def terminate(batches: list[Batch]) -> dict:
     at, stopped, batches_hit = now(), 0, 0
     with write_transaction():
         for batch in batches:
-            parse = db.session.execute(update(Batch).where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
+            parse = db.session.execute(update(Batch)
+                                       .where(Batch.id == batch.id, Batch.status == BatchStatus.PREPROCESSING)
                                        .values(status=BatchStatus.TERMINATED, finished_at=at, **STOPPED))
             hit = parse.rowcount == 1
             stopped_now = db.session.execute(
@@ -407,9 +412,10 @@ def batch_json(batch: Batch) -> dict:
         **_reason_json(batch), "note": batch.note, "file_name": batch.file_name, "creator": batch.creator_name,
         "created_at": batch.created_at.isoformat(sep=" ", timespec="seconds"),
         "subtasks": [{
-            "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total, "success": s.success,
-            "filtered_lines": s.filtered_lines, **_reason_json(s), "attempts": s.attempts,
-            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == SubtaskStatus.WAITING and s.not_before else None,
+            "period": s.period, "status": s.status, "status_label": subtask_label(s), "total": s.total,
+            "success": s.success, "filtered_lines": s.filtered_lines, **_reason_json(s), "attempts": s.attempts,
+            "waiting_until": s.not_before.isoformat(sep=" ", timespec="minutes") if s.status == SubtaskStatus.WAITING
+            and s.not_before else None,
             "started_at": s.started_at.isoformat(sep=" ", timespec="seconds") if s.started_at else None,
             "finished_at": s.finished_at.isoformat(sep=" ", timespec="seconds") if s.finished_at else None,
         } for s in batch.subtasks],

@@ -49,11 +49,13 @@ def _refuse_other_companies(connection, sellers: dict[str, str]) -> set[str]:
     """An invoice number already in the pool under another seller is never taken over or overwritten.
     Returns the keys already in the pool (theirs are the only lines to replace)."""
     keys = list(sellers)
-    stored = connection.exec_driver_sql(f"SELECT key, tax_id FROM invoice WHERE key IN {placeholders(connection.dialect, len(keys))}",
+    stored = connection.exec_driver_sql("SELECT key, tax_id FROM invoice WHERE key IN "
+                                        f"{placeholders(connection.dialect, len(keys))}",
                                         tuple(keys)).all()
     for key, tax_id in stored:
         if tax_id != sellers[key]:
-            raise SourceRejected(f"发票 {key} 已作为销方 {tax_id} 的发票存在于发票池，与本次数据的销方 {sellers[key]} 不一致，本月未导入")
+            raise SourceRejected(f"发票 {key} 已作为销方 {tax_id} 的发票存在于发票池，与本次数据的销方 {sellers[key]} "
+                                 "不一致，本月未导入")
     return {key for key, _tax_id in stored}
 
 
@@ -113,7 +115,8 @@ def _write_chunk(connection, headers: list[tuple], lines: list[tuple]) -> None:
     upsert, insert_lines = _statements(connection.dialect)
     connection.exec_driver_sql(upsert, headers)
     if stored:
-        connection.exec_driver_sql(f"DELETE FROM invoice_line WHERE invoice_key IN {placeholders(connection.dialect, len(stored))}",
+        connection.exec_driver_sql("DELETE FROM invoice_line WHERE invoice_key IN "
+                                   f"{placeholders(connection.dialect, len(stored))}",
                                    tuple(stored))
     if lines:
         connection.exec_driver_sql(insert_lines, lines)
@@ -237,7 +240,8 @@ def line_balances(invoice: Invoice, reds: list[Invoice]):
 
 def invoice_lines(key: str) -> list[InvoiceLine]:
     """An invoice's lines in their order (discount lines follow the line they discount)."""
-    return list(db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_key == key).order_by(InvoiceLine.line_no)))
+    return list(db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_key == key)
+                                   .order_by(InvoiceLine.line_no)))
 
 
 def invoice_json(invoice: Invoice) -> dict:
