@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from webapp import params
-from webapp.pool.flushed_lines import ZERO, Balances, LineBalance, cents, exact
+from webapp.pool.flushed_lines import ZERO, Balances, BlueLine, LineBalance, cents, exact
 from webapp.pool.redflush import CONFIRM_BILL, DIGITAL_PAPER, INFO_TABLE, Readiness
 from webapp.statuses import DraftRefusal, RedFlushReason
 
@@ -42,21 +42,11 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class DraftLine:
-    """One negative line of the red flush, named by the blue line's 序号."""
+class DraftLine(BlueLine):
+    """One negative line of the red flush: the blue line (by its 序号) with the flushed quantity (None
+    where the reason gives none), amount and tax, each negative, in place of the blue line's."""
 
-    line_no: int
-    name: str
-    tax_code: str | None
-    spec: str | None
-    unit: str | None
-    rate: str | None
-    quantity: Decimal | None  # negative, None where the reason gives none
-    unit_price: Decimal | None
-    amount: Decimal  # negative
-    tax: Decimal  # negative
-    whole: bool  # all that was left of the line
-    discount_lines: tuple[int, ...] = ()
+    whole: bool = False  # all that was left of the line
 
 
 @dataclass(frozen=True)
@@ -200,10 +190,9 @@ def _line(row: LineBalance, quantity: Decimal | None, amount: Decimal, by_amount
     expected = amount * rate_fraction(line.rate)
     tax = (row.left_tax if whole and abs(row.left_tax - expected) <= LINE_TOLERANCE
            else min(cents(expected), row.left_tax))
-    return DraftLine(line_no=line.line_no, name=line.name, tax_code=line.tax_code, spec=line.spec, unit=line.unit,
-                     rate=line.rate, quantity=None if quantity is None else -quantity,
-                     unit_price=None if by_amount else line.unit_price, amount=-amount, tax=-tax, whole=whole,
-                     discount_lines=line.discount_lines)
+    return DraftLine(**vars(line) | {"quantity": None if quantity is None else -quantity, "amount": -amount,
+                                     "unit_price": None if by_amount else line.unit_price, "tax": -tax,
+                                     "whole": whole})
 
 
 def _asked_lines(reason: RedFlushReason, balance: Balances, entries: list[Entry]) -> list[DraftLine]:
