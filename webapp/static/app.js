@@ -1,5 +1,9 @@
 // Small behaviours htmx does not cover: closing the modal, select-all, Escape, the phone menu, printing,
 // and an alert for every htmx request that fails (htmx errors are never silent).
+// htmx has processed the page (its first htmx:load is on <body>): buttons and links take clicks (app.css).
+document.addEventListener("htmx:load", (event) => {
+  if (event.detail.elt === document.body) document.documentElement.classList.remove("htmx-pending");
+});
 document.addEventListener("click", (event) => {
   if (event.target.closest(".close-modal")) {
     document.getElementById("modal").innerHTML = "";
