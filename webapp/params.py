@@ -163,22 +163,23 @@ MAX_LINE_NO = 99_999  # an invoice line number (序号); no invoice has that man
 def money_amount(text: str) -> Decimal | None:
     """An amount of money in yuan (None when not given): more than 0, at most two decimals, below
     10^12 — a red flush's 金额 of one line (docs/rules.md, 红冲草稿)."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    if not re.fullmatch(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,2}})?", text) or not Decimal(text) > 0:
-        raise Refused(f"金额应为大于 0、最多两位小数的数字（元）：{_shown(text)}")
-    return Decimal(text)
+    return _positive_decimal(text, 2, "金额应为大于 0、最多两位小数的数字（元）")
 
 
 def quantity(text: str) -> Decimal | None:
     """A quantity (None when not given): more than 0, at most 13 decimals (as invoices write 数量),
     below 10^12 — a red flush's 数量 of one line."""
+    return _positive_decimal(text, 13, "数量应为大于 0、最多 13 位小数的数字")
+
+
+def _positive_decimal(text: str, decimals: int, refusal: str) -> Decimal | None:
+    """A number more than 0 below 10^12 with at most `decimals` decimals (None when not given),
+    else `refusal` with the value."""
     text = (text or "").strip()
     if not text:
         return None
-    if not re.fullmatch(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,13}})?", text) or not Decimal(text) > 0:
-        raise Refused(f"数量应为大于 0、最多 13 位小数的数字：{_shown(text)}")
+    if not re.fullmatch(rf"[0-9]{{1,{MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,{decimals}}})?", text) or not Decimal(text) > 0:
+        raise Refused(f"{refusal}：{_shown(text)}")
     return Decimal(text)
 
 
