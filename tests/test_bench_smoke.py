@@ -32,6 +32,7 @@ def test_small_bench_completes_with_every_figure():
     assert result["batch_list"]["polls_on_page_with_nothing_running"] == 0
     load = result["pages_under_load"]
     assert load["batches"] == 5 and all(load[path]["requests"] for path in ("/pool", "/batches"))
+    assert all(load["never_pausing"][path]["requests"] for path in ("/pool", "/batches"))
     two_sources = result["coverage_two_sources"]["sqlite"]
     assert two_sources["second_source_invoices"] == 1500 and all(two_sources["marked_months"].values())
     assert all("met" in result[name] for name in SECTIONS)
