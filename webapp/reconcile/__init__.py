@@ -144,27 +144,21 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
     """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
 
     An invoice one source lacks counts only if that source synced the invoice's kind that month
-    (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
-    rows per invoice; only the invoices listed are read whole. `shown` lists only the first so many
-    invoices only one source has (the page: a month where one source delivered part of the invoices
-    has thousands; docs/performance.md, Five million invoices on PostgreSQL); the counts stay whole.
+    (a 乐企 download of 数电专票 says nothing of paper invoices). The month's 来源 rows are read once,
+    as plain rows, and grouped per invoice here (_month_groups); only the invoices listed are read
+    whole. `shown` lists only the first so many invoices only one source has (the page: a month where
+    one source delivered part of the invoices has thousands; docs/performance.md, Five million
+    invoices on PostgreSQL); the counts stay whole.
     """
-    where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
-    present = {source: (n, last) for source, n, last in db.session.execute(
-        select(InvoiceSource.source, func.count(), func.max(InvoiceSource.last_seen_at)).where(*where)
-        .group_by(InvoiceSource.source).order_by(InvoiceSource.source))}
-    grouped = db.session.execute(
-        select(InvoiceSource.invoice_key, func.count(), func.min(InvoiceSource.source), Invoice.type_code, _disagree())
-        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
-        .group_by(InvoiceSource.invoice_key, Invoice.type_code)).all()
+    present, groups = _month_groups(tax_id, month)
     covered = _covered_kinds(tax_id, month, month)[month]
-    lone, disagreeing = {}, []
-    for key, n, source, type_code, disagree in grouped:
-        if n == 1:
-            if missing := _missing(source, type_code, present, covered):
-                lone[key] = missing
-        elif disagree:
-            disagreeing.append(key)
+    lone_keys = [key for key, by_source in groups.items() if len(by_source) == 1]
+    codes = _type_codes(lone_keys) if _kinds_matter(present, covered) else {}
+    lone = {}
+    for key in lone_keys:
+        if missing := _missing(next(iter(groups[key])), codes.get(key), present, covered):
+            lone[key] = missing
+    disagreeing = [key for key, by_source in groups.items() if len(by_source) > 1 and _raw_differ(by_source)]
     listed = sorted(lone)[:shown]
     rows = _rows_of(tax_id, sorted([*listed, *disagreeing]))
     only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
@@ -176,8 +170,54 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
             different.append({**_entry(key, type_name, by_source), "fields": fields})
     return {"tax_id": tax_id, "month": month,
             "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
-            "counts": {"invoices": len(grouped), "only_one": len(lone), "different": len(different)},
+            "counts": {"invoices": len(groups), "only_one": len(lone), "different": len(different)},
             "only_one": only_one, "different": different}
+
+
+def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, dict]]:
+    """({source: (invoices, last delivered)} in source order, {invoice key: {source: (last delivered,
+    *its compared fields)}}) of the month, from one read of its 来源 rows as plain tuples (no ORM
+    objects): grouping them here costs less than the database's grouped pass with a join to each
+    invoice for its kind, which the page needs only for invoices one source has, and only when a
+    source synced some kinds (docs/performance.md, Five million invoices on PostgreSQL)."""
+    src = InvoiceSource
+    groups: dict[str, dict] = defaultdict(dict)
+    counts: dict[str, list] = {}
+    for key, source, *kept in db.session.connection().execute(
+            select(src.invoice_key, src.source, src.last_seen_at, *(getattr(src, f) for f in FIELDS))
+            .where(src.tax_id == tax_id, src.month == month)):
+        groups[key][source] = kept
+        seen = counts.get(source)
+        if seen is None:
+            counts[source] = [1, kept[0]]
+        else:
+            seen[0] += 1
+            if kept[0] > seen[1]:
+                seen[1] = kept[0]
+    return {source: tuple(counts[source]) for source in sorted(counts)}, groups
+
+
+def _kinds_matter(present, covered: dict[str, set[str]]) -> bool:
+    """Whether an invoice's kind can decide that a source lacks it: some source of the month synced only
+    some kinds (_missing)."""
+    return any(ALL_KINDS not in (covered.get(s) or {ALL_KINDS}) for s in present)
+
+
+def _type_codes(keys: list[str]) -> dict[str, str | None]:
+    """{key: 发票票种 code} of these invoices in the pool."""
+    codes: dict[str, str | None] = {}
+    for start in range(0, len(keys), CHUNK):
+        codes.update(db.session.execute(select(Invoice.key, Invoice.type_code)
+                                        .where(Invoice.key.in_(keys[start:start + CHUNK]))).tuples())
+    return codes
+
+
+def _raw_differ(by_source: dict) -> bool:
+    """Whether the sources' rows (_month_groups) differ in any compared field as stored: the cheap first
+    test before the invoice is read whole and compared as shown (_fields_differing); equal stored
+    values show equal."""
+    first, *others = (kept[1:] for kept in by_source.values())
+    return any(kept != first for kept in others)
 
 
 def differing_months(tax_id: str, months: list[str]) -> set[str]:
