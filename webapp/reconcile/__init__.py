@@ -125,13 +125,15 @@ def _disagree():
 
 
 def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]:
-    """{key: (发票票种, {source: row})} of just the invoices the report lists."""
+    """{key: (发票票种, {source: row})} of just the invoices the report lists, as plain rows named by
+    their columns (no ORM objects: the rows are only read)."""
     found: dict[str, tuple[str | None, dict]] = {}
+    columns = [c for c in InvoiceSource.__table__.c]
     for start in range(0, len(keys), CHUNK):
-        for row, type_name in db.session.execute(
-                select(InvoiceSource, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
+        for row in db.session.connection().execute(
+                select(*columns, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
                 .where(InvoiceSource.tax_id == tax_id, InvoiceSource.invoice_key.in_(keys[start:start + CHUNK]))):
-            found.setdefault(row.invoice_key, (type_name, {}))[1][row.source] = row
+            found.setdefault(row.invoice_key, (row.type_name, {}))[1][row.source] = row
     return found
 
 
@@ -185,7 +187,7 @@ def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetim
     counts: dict[str, list] = {}
     for key, source, *kept in db.session.connection().execute(
             select(src.invoice_key, src.source, src.last_seen_at, *(getattr(src, f) for f in FIELDS))
-            .where(src.tax_id == tax_id, src.month == month)):
+            .where(src.tax_id == tax_id, src.month == month)).all():
         groups[key][source] = kept
         seen = counts.get(source)
         if seen is None:
