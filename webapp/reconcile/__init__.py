@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import String, and_, case, cast, func, or_, select
 
 from channels.records import HEADER_COLUMNS
 from webapp.clock import now
@@ -156,10 +156,13 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
     covered = _covered_kinds(tax_id, month, month)[month]
     lone_keys = [key for key, by_source in groups.items() if len(by_source) == 1]
     codes = _type_codes(lone_keys) if _kinds_matter(present, covered) else {}
-    lone = {}
+    lone, answers = {}, {}  # the sources missing depend on the source and the kind only
     for key in lone_keys:
-        if missing := _missing(next(iter(groups[key])), codes.get(key), present, covered):
-            lone[key] = missing
+        asked = (next(iter(groups[key])), codes.get(key))
+        if asked not in answers:
+            answers[asked] = _missing(*asked, present, covered)
+        if answers[asked]:
+            lone[key] = list(answers[asked])
     disagreeing = [key for key, by_source in groups.items() if len(by_source) > 1 and _raw_differ(by_source)]
     listed = sorted(lone)[:shown]
     rows = _rows_of(tax_id, sorted([*listed, *disagreeing]))
@@ -178,15 +181,17 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
 
 def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, dict]]:
     """({source: (invoices, last delivered)} in source order, {invoice key: {source: (last delivered,
-    *its compared fields)}}) of the month, from one read of its 来源 rows as plain tuples (no ORM
-    objects): grouping them here costs less than the database's grouped pass with a join to each
-    invoice for its kind, which the page needs only for invoices one source has, and only when a
-    source synced some kinds (docs/performance.md, Five million invoices on PostgreSQL)."""
+    *its compared fields, money as the database writes it)}}) of the month, from one read of its 来源
+    rows as plain tuples (no ORM objects, money not converted to Decimal: only compared). Grouping
+    them here costs less than the database's grouped pass with a join to each invoice for its kind,
+    which the page needs only for invoices one source has, and only when a source synced some kinds
+    (docs/performance.md, Five million invoices on PostgreSQL)."""
     src = InvoiceSource
     groups: dict[str, dict] = defaultdict(dict)
     counts: dict[str, list] = {}
+    compared = [cast(getattr(src, f), String) if f in MONEY_FIELDS else getattr(src, f) for f in FIELDS]
     for key, source, *kept in db.session.connection().execute(
-            select(src.invoice_key, src.source, src.last_seen_at, *(getattr(src, f) for f in FIELDS))
+            select(src.invoice_key, src.source, src.last_seen_at, *compared)
             .where(src.tax_id == tax_id, src.month == month)).all():
         groups[key][source] = kept
         seen = counts.get(source)
