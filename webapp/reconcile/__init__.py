@@ -180,28 +180,24 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
 
 
 def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, dict]]:
-    """({source: (invoices, last delivered)} in source order, {invoice key: {source: (last delivered,
-    *its compared fields, money as the database writes it)}}) of the month, from one read of its 来源
+    """({source: (invoices, last delivered)} in source order, {invoice key: {source: (key, source, last
+    delivered, *its compared fields, money as the database writes it)}}) of the month, from one read of its 来源
     rows as plain tuples (no ORM objects, money not converted to Decimal: only compared). Grouping
     them here costs less than the database's grouped pass with a join to each invoice for its kind,
     which the page needs only for invoices one source has, and only when a source synced some kinds
     (docs/performance.md, Five million invoices on PostgreSQL)."""
     src = InvoiceSource
-    groups: dict[str, dict] = defaultdict(dict)
-    counts: dict[str, list] = {}
     compared = [cast(getattr(src, f), String) if f in MONEY_FIELDS else getattr(src, f) for f in FIELDS]
-    for key, source, *kept in db.session.connection().execute(
-            select(src.invoice_key, src.source, src.last_seen_at, *compared)
-            .where(src.tax_id == tax_id, src.month == month)).all():
-        groups[key][source] = kept
-        seen = counts.get(source)
-        if seen is None:
-            counts[source] = [1, kept[0]]
-        else:
-            seen[0] += 1
-            if kept[0] > seen[1]:
-                seen[1] = kept[0]
-    return {source: tuple(counts[source]) for source in sorted(counts)}, groups
+    rows = db.session.connection().execute(select(src.invoice_key, src.source, src.last_seen_at, *compared)
+                                           .where(src.tax_id == tax_id, src.month == month)).all()
+    groups: dict[str, dict] = defaultdict(dict)
+    for row in rows:
+        groups[row[0]][row[1]] = row
+    present = {}
+    for source in sorted({row[1] for row in rows}):
+        seen = [row[2] for row in rows if row[1] == source]
+        present[source] = (len(seen), max(seen))
+    return present, groups
 
 
 def _kinds_matter(present, covered: dict[str, set[str]]) -> bool:
@@ -223,8 +219,8 @@ def _raw_differ(by_source: dict) -> bool:
     """Whether the sources' rows (_month_groups) differ in any compared field as stored: the cheap first
     test before the invoice is read whole and compared as shown (_fields_differing); equal stored
     values show equal."""
-    first, *others = (kept[1:] for kept in by_source.values())
-    return any(kept != first for kept in others)
+    first, *others = [row[3:] for row in by_source.values()]
+    return any(fields != first for fields in others)
 
 
 def differing_months(tax_id: str, months: list[str]) -> set[str]:
