@@ -210,8 +210,8 @@ def _type_codes(keys: list[str]) -> dict[str, str | None]:
     """{key: 发票票种 code} of these invoices in the pool."""
     codes: dict[str, str | None] = {}
     for start in range(0, len(keys), CHUNK):
-        codes.update(db.session.execute(select(Invoice.key, Invoice.type_code)
-                                        .where(Invoice.key.in_(keys[start:start + CHUNK]))).tuples())
+        codes.update(db.session.connection().execute(select(Invoice.key, Invoice.type_code)
+                                                     .where(Invoice.key.in_(keys[start:start + CHUNK]))).all())
     return codes
 
 
