@@ -128,7 +128,7 @@ def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]
     """{key: (发票票种, {source: row})} of just the invoices the report lists, as plain rows named by
     their columns (no ORM objects: the rows are only read)."""
     found: dict[str, tuple[str | None, dict]] = {}
-    columns = [c for c in InvoiceSource.__table__.c]
+    columns = list(InvoiceSource.__table__.c)
     for start in range(0, len(keys), CHUNK):
         for row in db.session.connection().execute(
                 select(*columns, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
@@ -180,12 +180,12 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
 
 
 def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, dict]]:
-    """({source: (invoices, last delivered)} in source order, {invoice key: {source: (key, source, last
-    delivered, *its compared fields, money as the database writes it)}}) of the month, from one read of its 来源
-    rows as plain tuples (no ORM objects, money not converted to Decimal: only compared). Grouping
-    them here costs less than the database's grouped pass with a join to each invoice for its kind,
-    which the page needs only for invoices one source has, and only when a source synced some kinds
-    (docs/performance.md, Five million invoices on PostgreSQL)."""
+    """({source: (invoices, last delivered)} in source order, {invoice key: {source: its row}}) of the
+    month, each row (key, source, last delivered, *the compared fields) with money as the database
+    writes it: one read of the month's 来源 rows as plain tuples (no ORM objects, no Decimal per value:
+    money is only compared here). Grouping them here costs less than the database's grouped pass with
+    a join to each invoice for its kind, which the page needs only for invoices one source has, and
+    only when a source synced some kinds (docs/performance.md, Five million invoices on PostgreSQL)."""
     src = InvoiceSource
     compared = [cast(getattr(src, f), String) if f in MONEY_FIELDS else getattr(src, f) for f in FIELDS]
     rows = db.session.connection().execute(select(src.invoice_key, src.source, src.last_seen_at, *compared)
