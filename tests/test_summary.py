@@ -415,6 +415,8 @@ def test_the_page_lists_the_first_hundred_invoices_one_source_has_and_the_export
     listed = page.split('id="only-one"')[1]
     assert f'data-count="only_one">{lone:,} 份' in page and listed.count("<tr data-key=") == 100
     assert f"仅显示前 100 份，全部 {lone:,} 份请导出 Excel 查看" in listed
+    first = report["only_one"][0]["key"]  # each listed invoice opens its detail page
+    assert f'<a href="/pool/{first}">{first}</a>' in listed and first in client.get(f"/pool/{first}").text
     sheets = openpyxl.load_workbook(io.BytesIO(client.get(f"/reconcile/export?tax_id={DEMO_TAX_ID}&month={MONTH}")
                                                .data))
     assert len(list(sheets["仅一个来源有"].iter_rows(values_only=True))) == lone + 1

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import String, and_, case, cast, func, or_, select
 
 from channels.records import HEADER_COLUMNS
 from webapp.clock import now
@@ -125,13 +125,15 @@ def _disagree():
 
 
 def _rows_of(tax_id: str, keys: list[str]) -> dict[str, tuple[str | None, dict]]:
-    """{key: (发票票种, {source: row})} of just the invoices the report lists."""
+    """{key: (发票票种, {source: row})} of just the invoices the report lists, as plain rows named by
+    their columns (no ORM objects: the rows are only read)."""
     found: dict[str, tuple[str | None, dict]] = {}
+    columns = list(InvoiceSource.__table__.c)
     for start in range(0, len(keys), CHUNK):
-        for row, type_name in db.session.execute(
-                select(InvoiceSource, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
+        for row in db.session.connection().execute(
+                select(*columns, Invoice.type_name).outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key)
                 .where(InvoiceSource.tax_id == tax_id, InvoiceSource.invoice_key.in_(keys[start:start + CHUNK]))):
-            found.setdefault(row.invoice_key, (type_name, {}))[1][row.source] = row
+            found.setdefault(row.invoice_key, (row.type_name, {}))[1][row.source] = row
     return found
 
 
@@ -144,27 +146,24 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
     """The 来源核对 of one company-month: per-source counts, invoices only one source has, differences.
 
     An invoice one source lacks counts only if that source synced the invoice's kind that month
-    (a 乐企 download of 数电专票 says nothing of paper invoices). The database groups the month's
-    rows per invoice; only the invoices listed are read whole. `shown` lists only the first so many
-    invoices only one source has (the page: a month where one source delivered part of the invoices
-    has thousands; docs/performance.md, Five million invoices on PostgreSQL); the counts stay whole.
+    (a 乐企 download of 数电专票 says nothing of paper invoices). The month's 来源 rows are read once,
+    as plain rows, and grouped per invoice here (_month_groups); only the invoices listed are read
+    whole. `shown` lists only the first so many invoices only one source has (the page: a month where
+    one source delivered part of the invoices has thousands; docs/performance.md, Five million
+    invoices on PostgreSQL); the counts stay whole.
     """
-    where = (InvoiceSource.tax_id == tax_id, InvoiceSource.month == month)
-    present = {source: (n, last) for source, n, last in db.session.execute(
-        select(InvoiceSource.source, func.count(), func.max(InvoiceSource.last_seen_at)).where(*where)
-        .group_by(InvoiceSource.source).order_by(InvoiceSource.source))}
-    grouped = db.session.execute(
-        select(InvoiceSource.invoice_key, func.count(), func.min(InvoiceSource.source), Invoice.type_code, _disagree())
-        .outerjoin(Invoice, Invoice.key == InvoiceSource.invoice_key).where(*where)
-        .group_by(InvoiceSource.invoice_key, Invoice.type_code)).all()
+    present, groups = _month_groups(tax_id, month)
     covered = _covered_kinds(tax_id, month, month)[month]
-    lone, disagreeing = {}, []
-    for key, n, source, type_code, disagree in grouped:
-        if n == 1:
-            if missing := _missing(source, type_code, present, covered):
-                lone[key] = missing
-        elif disagree:
-            disagreeing.append(key)
+    lone_keys = [key for key, by_source in groups.items() if len(by_source) == 1]
+    codes = _type_codes(lone_keys) if _kinds_matter(present, covered) else {}
+    lone, answers = {}, {}  # the sources missing depend on the source and the kind only
+    for key in lone_keys:
+        asked = (next(iter(groups[key])), codes.get(key))
+        if asked not in answers:
+            answers[asked] = _missing(*asked, present, covered)
+        if answers[asked]:
+            lone[key] = list(answers[asked])
+    disagreeing = [key for key, by_source in groups.items() if len(by_source) > 1 and _raw_differ(by_source)]
     listed = sorted(lone)[:shown]
     rows = _rows_of(tax_id, sorted([*listed, *disagreeing]))
     only_one = [{**_entry(key, *rows[key]), "source": next(iter(rows[key][1])), "missing": lone[key]}
@@ -176,8 +175,52 @@ def source_report(tax_id: str, month: str, shown: int | None = None) -> dict:
             different.append({**_entry(key, type_name, by_source), "fields": fields})
     return {"tax_id": tax_id, "month": month,
             "sources": {s: {"invoices": n, "last_synced": _stamp(last)} for s, (n, last) in present.items()},
-            "counts": {"invoices": len(grouped), "only_one": len(lone), "different": len(different)},
+            "counts": {"invoices": len(groups), "only_one": len(lone), "different": len(different)},
             "only_one": only_one, "different": different}
+
+
+def _month_groups(tax_id: str, month: str) -> tuple[dict[str, tuple[int, datetime]], dict[str, dict]]:
+    """({source: (invoices, last delivered)} in source order, {invoice key: {source: its row}}) of the
+    month, each row (key, source, last delivered, *the compared fields) with money as the database
+    writes it: one read of the month's 来源 rows as plain tuples (no ORM objects, no Decimal per value:
+    money is only compared here). Grouping them here costs less than the database's grouped pass with
+    a join to each invoice for its kind, which the page needs only for invoices one source has, and
+    only when a source synced some kinds (docs/performance.md, Five million invoices on PostgreSQL)."""
+    src = InvoiceSource
+    compared = [cast(getattr(src, f), String) if f in MONEY_FIELDS else getattr(src, f) for f in FIELDS]
+    rows = db.session.connection().execute(select(src.invoice_key, src.source, src.last_seen_at, *compared)
+                                           .where(src.tax_id == tax_id, src.month == month)).all()
+    groups: dict[str, dict] = defaultdict(dict)
+    for row in rows:
+        groups[row[0]][row[1]] = row
+    present = {}
+    for source in sorted({row[1] for row in rows}):
+        seen = [row[2] for row in rows if row[1] == source]
+        present[source] = (len(seen), max(seen))
+    return present, groups
+
+
+def _kinds_matter(present, covered: dict[str, set[str]]) -> bool:
+    """Whether an invoice's kind can decide that a source lacks it: some source of the month synced only
+    some kinds (_missing)."""
+    return any(ALL_KINDS not in (covered.get(s) or {ALL_KINDS}) for s in present)
+
+
+def _type_codes(keys: list[str]) -> dict[str, str | None]:
+    """{key: 发票票种 code} of these invoices in the pool."""
+    codes: dict[str, str | None] = {}
+    for start in range(0, len(keys), CHUNK):
+        codes.update(db.session.connection().execute(select(Invoice.key, Invoice.type_code)
+                                                     .where(Invoice.key.in_(keys[start:start + CHUNK]))).all())
+    return codes
+
+
+def _raw_differ(by_source: dict) -> bool:
+    """Whether the sources' rows (_month_groups) differ in any compared field as stored: the cheap first
+    test before the invoice is read whole and compared as shown (_fields_differing); equal stored
+    values show equal."""
+    first, *others = [row[3:] for row in by_source.values()]
+    return any(fields != first for fields in others)
 
 
 def differing_months(tax_id: str, months: list[str]) -> set[str]:
