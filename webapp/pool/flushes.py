@@ -31,14 +31,13 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
     refs |= {h[key] for h in headers if not h[red]}
     refs |= {f"{h[code]}-{h[number]}" for h in headers if not h[red] and h[code] and h[number]}
     refs = sorted(refs)
-    false, true = ("false", "true") if connection.dialect.name == "postgresql" else ("0", "1")
+    postgresql = connection.dialect.name == "postgresql"
+    false, true = ("false", "true") if postgresql else ("0", "1")
     expression = _FLUSHED.format(true=true)  # a blue row's flushed amount; NULL when no red names it
-    for start in range(0, len(refs), CHUNK):
-        part = tuple(refs[start:start + CHUNK])
+    parts = [refs] if postgresql else [refs[start:start + CHUNK] for start in range(0, len(refs), CHUNK)]
+    for part in parts:
         # only the refs some red names: most blues just written have none, and no row is rewritten for them
-        named = tuple(connection.exec_driver_sql(
-            f"SELECT DISTINCT red_of FROM invoice WHERE red_of IN {placeholders(connection.dialect, len(part))} "
-            f"AND is_red = {true}", part).scalars())
+        named = _named(connection, tuple(part), true)
         if not named:
             continue
         numbers = tuple({ref.split("-", 1)[1] for ref in named if "-" in ref}) or ("",)
@@ -47,6 +46,22 @@ def refresh_flushed(connection, headers: list[tuple], key: int, red: int, red_of
         connection.exec_driver_sql(  # the 发票代码-发票号码 form found through ix_invoice_number
             f"UPDATE invoice SET flushed_amount = {expression} WHERE is_red = {false} AND (key IN {marks} "
             f"OR (number IN {number_marks} AND code || '-' || number IN {marks}))", named + numbers + named)
+
+
+def _named(connection, refs: tuple[str, ...], true: str) -> tuple[str, ...]:
+    """The refs some red invoice names. SQLite looks an IN list up in ix_invoice_red_of. PostgreSQL
+    probes ix_invoice_red_of once per ref, in one statement, whatever the planner knows: `red_of IN
+    (…)` or `= ANY(…)` with hundreds of refs was planned as a scan of the whole pool (always without
+    statistics, as during a first load; with them too at 1,000 refs), so every chunk of a pool write
+    scanned the pool: a fifth of a download's waiting for the server (docs/performance.md, Download
+    pipeline). A sub-query with LIMIT 1 is never turned into a join: each ref is one probe."""
+    if connection.dialect.name != "postgresql":
+        return tuple(connection.exec_driver_sql(
+            f"SELECT DISTINCT red_of FROM invoice WHERE red_of IN {placeholders(connection.dialect, len(refs))} "
+            f"AND is_red = {true}", refs).scalars())
+    return tuple(connection.exec_driver_sql(
+        "SELECT ref FROM unnest(%s::text[]) AS ref, LATERAL (SELECT 1 FROM invoice r WHERE r.red_of = ref "
+        "AND r.is_red LIMIT 1) AS named", (list(refs),)).scalars())
 
 
 def shown_status(status: str, amount, flushed) -> str:
