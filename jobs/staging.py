@@ -24,7 +24,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import String
 
-from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, parse_workbook
+from channels.etax.halves import SheetHalves
+from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, check_upload, parse_workbook
 from channels.records import (
     SourceRejected,
     StagedInvoice,
@@ -132,11 +133,20 @@ def _json_rows(data: bytes) -> list:
 
 
 def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, today: date) -> dict:
-    """The child's work: parse under the memory cap and stage the months. Returns a plain verdict
-    (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or {"refused"}."""
+    """The child's work: the upload guard, then parse under the memory cap and stage the months. Returns a
+    plain verdict (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or
+    {"refused"}.
+
+    The guard runs here, not in the web process: it keeps 信息汇总表 in two half workbooks as it inflates
+    it, which the parse reads with two readers at once (channels.etax.halves), and its CPU is not the
+    web's. They are deleted before the months are written."""
+    halves = SheetHalves(Path(folder))
     try:
         with memory_cap(), gc_paused():
-            parsed = parse_workbook(path, tax_id, limits=limits, today=today)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            check_upload(path, halves)
+            parsed = parse_workbook(path, tax_id, limits=limits, today=today, detail_halves=halves.ready)
+            halves.discard()
             return {"manifest": write_months(Path(folder), parsed)}
     except RowsRejected as exc:
         return {"rows": [row.as_dict() for row in exc.rows], "total": exc.total}
@@ -146,6 +156,8 @@ def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, to
         return {"refused": MEMORY_REFUSAL}
     except OSError as exc:
         return {"refused": DISK_REFUSAL.format(why=exc.strerror or type(exc).__name__)}
+    finally:
+        halves.discard()
 
 
 def _context():
