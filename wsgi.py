@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import traceback
 
 import settings
@@ -83,6 +84,7 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
                            channel_timeout=idle, cleanup_interval=max(1, min(idle // 2, 30)), ident="invoice-sync",
                            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)  # + the form
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # supervisord's stop: a clean exit, said as one
+    threading.Thread(target=_start_parse_server, name="parse-server", daemon=True).start()
     code = 0
     try:
         server.run()
@@ -93,6 +95,17 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
         code = 1
     sys.stdout.flush()
     os._exit(code)  # never back into the parent's code
+
+
+def _start_parse_server() -> None:
+    """This server process's fork server for the uploads' parse, started beside serving rather than by
+    the first upload (jobs.staging.start_parse_server); if it cannot start, the first upload starts it."""
+    from jobs.staging import start_parse_server
+
+    try:
+        start_parse_server()
+    except Exception:  # the upload that needs it tries again and says why
+        traceback.print_exc()
 
 
 def _watch(servers: list[int]) -> None:

@@ -169,6 +169,17 @@ def _context():
     return context
 
 
+def start_parse_server() -> None:
+    """Start this process's fork server now (it loads the parser and the models, about half a second
+    of CPU), so the first file this web server process receives is parsed as fast as the next ones:
+    each waitress process (wsgi.PROCESSES) has a fork server of its own, and the first upload landing
+    on a process started it while the user waited (docs/performance.md, The live import)."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 def stage_upload(path: Path, tax_id: str, folder: Path, limits: FieldLimits, today: date) -> dict:
     """Parse an upload in a child process and stage its months in `folder`; returns the manifest.
 
