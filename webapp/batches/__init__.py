@@ -138,7 +138,7 @@ def create_file_batch(user: User, company: Company, staged: Path, file_name: str
         db.session.add(batch)
         db.session.flush()
         staged.rename(staging_dir(batch))  # same folder: a rename; a rollback leaves it to retention
-    background().enqueue_parse(batch)
+    background().enqueue_parse(batch, staged=True)
     audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch
 
