@@ -14,6 +14,7 @@ import marshal
 import multiprocessing
 import resource
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -169,6 +170,16 @@ def _context():
     return context
 
 
+def _child_context():
+    """Where this upload's parse child comes from: a process running one thread (`import-file`) forks
+    it directly, the parser already imported, sparing the fork server's interpreter start (about 0.4 s
+    of a command that imports one file: docs/performance.md, The live import); a fork copies no other
+    thread's locks there. A process with threads (the web's waitress processes) uses the fork server."""
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return _context()
+
+
 def start_parse_server() -> None:
     """Start this process's fork server now (it loads the parser and the models, about half a second
     of CPU), so the first file this web server process receives is parsed as fast as the next ones:
@@ -188,7 +199,7 @@ def stage_upload(path: Path, tax_id: str, folder: Path, limits: FieldLimits, tod
     `folder` when refused.
     """
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_child_context()) as pool:
             verdict = pool.submit(parse_and_stage, str(path), tax_id, str(folder), limits, today).result()
     except BrokenProcessPool:
         verdict = {"refused": CRASHED_REFUSAL}
