@@ -64,9 +64,10 @@ class SheetHalves:
         start = self._seen - len(self._pending)  # the sheet offset of data[0]
         self._seen += len(chunk)
         if self._half < 0:
-            data = self._write_head(data)
-            if data is None:
+            rest = self._write_head(data)
+            if rest is None:
                 return
+            start, data = start + len(data) - len(rest), rest
         if self._half == 0 and start + len(data) > self.middle:
             data = self._cut(data, max(0, self.middle - start))
             if data is None:
