@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import traceback
 
 import settings
@@ -20,6 +21,8 @@ THREADS = 8  # requests handled at once in each process (gunicorn's 2 workers ×
 SWITCH_INTERVAL = 0.001  # seconds a thread may hold the GIL while another waits (Python's default 0.005)
 CONNECTION_LIMIT = 1000  # open connections, idle ones included (waitress's default is 100)
 IDLE_TIMEOUT = 60  # seconds a connection may stay silent (half a request included) before it is closed
+RECV_BYTES = 256 * 1024  # read at most this much of a connection at a time (waitress's default 8 KB: an upload of
+# 10 MB was some 1,300 turns of the event loop, each waiting for the GIL: docs/performance.md, The live import)
 BANNER = """
   历史发票数据同步 is running: http://{host}:{port}/
   Demo logins: admin / admin123 (管理员)    caiwu / caiwu123 (财务)
@@ -80,9 +83,11 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
     with app.app_context():
         db.engine.dispose(close=False)
     server = create_server(app, sockets=[listening], threads=THREADS, connection_limit=CONNECTION_LIMIT,
-                           channel_timeout=idle, cleanup_interval=max(1, min(idle // 2, 30)), ident="invoice-sync",
+                           recv_bytes=RECV_BYTES, channel_timeout=idle, cleanup_interval=max(1, min(idle // 2, 30)),
+                           ident="invoice-sync",
                            max_request_body_size=app.config["MAX_CONTENT_LENGTH"] + 1024 * 1024)  # + the form
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # supervisord's stop: a clean exit, said as one
+    threading.Thread(target=_start_parse_server, name="parse-server", daemon=True).start()
     code = 0
     try:
         server.run()
@@ -93,6 +98,17 @@ def _fork_server(app, listening: socket.socket, idle: int) -> int:
         code = 1
     sys.stdout.flush()
     os._exit(code)  # never back into the parent's code
+
+
+def _start_parse_server() -> None:
+    """This server process's fork server for the uploads' parse, started beside serving rather than by
+    the first upload (jobs.staging.start_parse_server); if it cannot start, the first upload starts it."""
+    from jobs.staging import start_parse_server
+
+    try:
+        start_parse_server()
+    except Exception:  # the upload that needs it tries again and says why
+        traceback.print_exc()
 
 
 def _watch(servers: list[int]) -> None:

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 class RQBackground:
     """`webapp.background.Background` on the RQ queue of jobs/queue.py."""
 
-    def enqueue_parse(self, batch) -> None:
+    def enqueue_parse(self, batch, staged: bool = False) -> None:
         from jobs import queue
 
-        queue.enqueue_parse(batch)
+        queue.enqueue_parse(batch, staged=staged)
 
     def stage_upload(self, path, tax_id: str, folder) -> dict:
         from jobs import staging

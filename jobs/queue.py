@@ -130,22 +130,26 @@ def get_queue() -> Queue:
     return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection())
 
 
-def _enqueue(func: str, arg: int, job_id: str, recoveries: int = 0) -> None:
+def _enqueue(func: str, arg: int, job_id: str, recoveries: int = 0, in_process: bool = False) -> None:
     """Queue a job; if Redis is unreachable the row stays pending and the reconciler queues it later.
 
     ``recoveries`` (kept in the job's meta) counts how often the reconciler re-queued this unit of
     work after its process died, so that a job that kills its process every time is given up.
+    ``in_process``: the worker runs it itself, without a horse (jobs.worker.QueueWorker.execute_job).
     """
+    meta = {"recoveries": recoveries, **({IN_PROCESS: True} if in_process else {})}
     try:
         get_queue().enqueue(func, arg, job_id=job_id, job_timeout=JOB_TIMEOUT, failure_ttl=FAILURE_TTL,
-                            result_ttl=3600, description=job_id, meta={"recoveries": recoveries})
+                            result_ttl=3600, description=job_id, meta=meta)
     except (RedisError, RedisStartError):
         log.warning("Redis unavailable; %s will be queued by the reconciler", job_id, exc_info=True)
 
 
-def enqueue_parse(batch, recoveries: int = 0) -> None:
-    """Queue the parse of an uploaded file; call after the batch row is committed."""
-    _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch), recoveries)
+def enqueue_parse(batch, recoveries: int = 0, staged: bool = False) -> None:
+    """Queue the parse of an uploaded file; call after the batch row is committed. `staged`: its months
+    were staged at receipt, so the job only makes their subtasks, a few milliseconds of database work
+    that the worker runs itself instead of forking a horse for it (docs/performance.md, The live import)."""
+    _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch), recoveries, in_process=staged)
 
 
 def enqueue_backup(run) -> None:

@@ -14,6 +14,7 @@ import marshal
 import multiprocessing
 import resource
 import shutil
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +25,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import String
 
-from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, parse_workbook
+from channels.etax.halves import SheetHalves
+from channels.etax.parser import BadRow, FieldLimits, ParsedWorkbook, RowsRejected, check_upload, parse_workbook
 from channels.records import (
     SourceRejected,
     StagedInvoice,
@@ -132,11 +134,20 @@ def _json_rows(data: bytes) -> list:
 
 
 def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, today: date) -> dict:
-    """The child's work: parse under the memory cap and stage the months. Returns a plain verdict
-    (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or {"refused"}."""
+    """The child's work: the upload guard, then parse under the memory cap and stage the months. Returns a
+    plain verdict (pickled back to the parent): {"manifest"}, {"rows", "total"} for unreadable rows, or
+    {"refused"}.
+
+    The guard runs here, not in the web process: it keeps 信息汇总表 in two half workbooks as it inflates
+    it, which the parse reads with two readers at once (channels.etax.halves), and its CPU is not the
+    web's. They are deleted before the months are written."""
+    halves = SheetHalves(Path(folder))
     try:
         with memory_cap(), gc_paused():
-            parsed = parse_workbook(path, tax_id, limits=limits, today=today)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            check_upload(path, halves)
+            parsed = parse_workbook(path, tax_id, limits=limits, today=today, detail_halves=halves.ready)
+            halves.discard()
             return {"manifest": write_months(Path(folder), parsed)}
     except RowsRejected as exc:
         return {"rows": [row.as_dict() for row in exc.rows], "total": exc.total}
@@ -146,6 +157,8 @@ def parse_and_stage(path: str, tax_id: str, folder: str, limits: FieldLimits, to
         return {"refused": MEMORY_REFUSAL}
     except OSError as exc:
         return {"refused": DISK_REFUSAL.format(why=exc.strerror or type(exc).__name__)}
+    finally:
+        halves.discard()
 
 
 def _context():
@@ -157,6 +170,27 @@ def _context():
     return context
 
 
+def _child_context():
+    """Where this upload's parse child comes from: a process running one thread (`import-file`) forks
+    it directly, the parser already imported, sparing the fork server's interpreter start (about 0.4 s
+    of a command that imports one file: docs/performance.md, The live import); a fork copies no other
+    thread's locks there. A process with threads (the web's waitress processes) uses the fork server."""
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return _context()
+
+
+def start_parse_server() -> None:
+    """Start this process's fork server now (it loads the parser and the models, about half a second
+    of CPU), so the first file this web server process receives is parsed as fast as the next ones:
+    each waitress process (wsgi.PROCESSES) has a fork server of its own, and the first upload landing
+    on a process started it while the user waited (docs/performance.md, The live import)."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 def stage_upload(path: Path, tax_id: str, folder: Path, limits: FieldLimits, today: date) -> dict:
     """Parse an upload in a child process and stage its months in `folder`; returns the manifest.
 
@@ -165,7 +199,7 @@ def stage_upload(path: Path, tax_id: str, folder: Path, limits: FieldLimits, tod
     `folder` when refused.
     """
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_child_context()) as pool:
             verdict = pool.submit(parse_and_stage, str(path), tax_id, str(folder), limits, today).result()
     except BrokenProcessPool:
         verdict = {"refused": CRASHED_REFUSAL}

@@ -1,6 +1,6 @@
 """The RQ worker: forks per job (so a running job can really be stopped) inside the app context;
-a file import's months, short database writes of rows staged at receipt, run in the worker itself
-(IN_PROCESS in the job's meta: jobs.queue.enqueue_subtasks).
+a file import's months, short database writes of rows staged at receipt, and the job making their
+subtasks run in the worker itself (IN_PROCESS in the job's meta: jobs.queue.enqueue_subtasks, enqueue_parse).
 
 ``run_forever`` is the ``flask worker`` process: it survives Redis outages (a restarted or crashed
 bundled Redis, an external Redis going away) by waiting for Redis and starting a fresh RQ worker,

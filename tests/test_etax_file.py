@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 import zlib
 from collections import Counter
@@ -14,6 +15,7 @@ from python_calamine import CalamineWorkbook
 
 from channels.etax import container, parser
 from channels.etax.container import MAX_UPLOAD_BYTES
+from channels.etax.halves import SheetHalves
 from channels.etax.parser import (
     MAX_LISTED_ERRORS,
     ParsedWorkbook,
@@ -891,3 +893,63 @@ def test_a_quantity_longer_than_the_pool_keeps_is_named(tmp_path):
         parse_workbook(path, TAX_ID)
     [row] = info.value.rows
     assert (row.sheet, row.row, row.column, row.why) == (DETAIL_SHEET, 2, "数量", "过长：最多 39 个字符")
+
+
+# --- 信息汇总表 read in two halves (channels.etax.halves) ----------------------------------------------
+
+
+def _parsed_in_halves(path: Path, folder: Path) -> tuple[list[Path] | None, ParsedWorkbook]:
+    """What the parse at receipt does: the guard keeps the big sheet in halves, the parse reads them."""
+    halves = SheetHalves(folder, min_bytes=0)
+    try:
+        check_upload(path, halves)
+        ready = list(halves.ready or [])
+        return ready or None, parse_workbook(path, TAX_ID, detail_halves=halves.ready)
+    finally:
+        halves.discard()
+
+
+def test_the_big_sheet_read_in_two_halves_gives_the_same_invoices_lines_and_row_numbers(tmp_path):
+    path = tmp_path / "export.xlsx"
+    build_workbook(path, n_random=300, seed=5)
+    halves, split = _parsed_in_halves(path, tmp_path)
+    assert halves and len(halves) == 2
+    assert split == parse_workbook(path, TAX_ID)
+    assert not any(h.exists() for h in halves)  # deleted once read
+
+
+def test_a_half_without_the_first_column_keeps_every_cell_in_its_column(tmp_path):
+    """calamine starts a sheet's rows at its leftmost used column: the second half, where no row has a
+    序号, must still have its cells where the whole sheet has them."""
+    good, path = tmp_path / "good.xlsx", tmp_path / "no-first-column.xlsx"
+    build_workbook(good, n_random=200, seed=6)
+
+    def drop_late_first_cells(xml: bytes) -> bytes:
+        return re.sub(rb'<c r="A(\d{3,})"[^>]*?(?:/>|>.*?</c>)',
+                      lambda m: b"" if int(m.group(1)) > 150 else m.group(0), xml)
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", drop_late_first_cells)
+    halves, split = _parsed_in_halves(path, tmp_path)
+    assert halves
+    assert split == parse_workbook(path, TAX_ID) == parse_workbook(good, TAX_ID)
+
+
+def test_rows_without_numbers_are_not_split_and_read_whole(tmp_path):
+    good, path = tmp_path / "good.xlsx", tmp_path / "unnumbered.xlsx"
+    build_workbook(good, n_random=50, seed=7)
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: re.sub(rb'<row r="\d+"', b"<row", xml))
+    halves, split = _parsed_in_halves(path, tmp_path)
+    assert halves is None
+    assert split == parse_workbook(good, TAX_ID)
+    assert list(tmp_path.glob(".detail-*")) == []
+
+
+def test_a_refused_file_leaves_no_halves(tmp_path):
+    good, path = tmp_path / "good.xlsx", tmp_path / "far.xlsx"
+    build_workbook(good, n_random=50, seed=8)
+    stray = b'<row r="300000"><c r="A300000" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    _patched_copy(good, path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
+    halves = SheetHalves(tmp_path, min_bytes=0)
+    with pytest.raises(SourceRejected, match="远在数据区域之外"):
+        check_upload(path, halves)
+    halves.discard()
+    assert list(tmp_path.glob(".detail-*")) == []

@@ -682,9 +682,10 @@ def test_a_command_working_the_queue_itself_runs_its_jobs_in_its_own_process(app
 
 
 def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app, tmp_path):
-    """The receipt's parse runs in a child process under the memory cap: a file that slipped past the
-    upload checks (a stray cell at XFD1048576, the reader allocating a huge grid) ends that child
-    only, and the caller gets a refusal in Chinese with nothing staged."""
+    """The receipt's parse runs in a child process under the memory cap: a file that slips past the
+    upload checks (the guard runs in that child too; here a row of 30,000 cells without references,
+    which the reader places one column after another, making a grid of 200,000 × 30,000) ends that
+    child only, and the caller gets a refusal in Chinese with nothing staged."""
     from datetime import date
 
     from channels.records import SourceRejected
@@ -695,7 +696,7 @@ def test_a_parse_at_receipt_that_dies_is_a_refusal_and_the_web_process_lives(app
 
     good, far = tmp_path / "good.xlsx", tmp_path / "far.xlsx"
     build_workbook(good, [digital_invoice("24900123400000000601", [make_line("*供电*电力", "1.00")])])
-    stray = b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    stray = b'<row r="200000">' + b"<c><v>1</v></c>" * 30_000 + b"</row></sheetData>"
     _patched_copy(good, far, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(b"</sheetData>", stray))
     folder = tmp_path / "staged"
     with pytest.raises(SourceRejected) as refused:

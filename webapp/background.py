@@ -15,8 +15,9 @@ from flask import current_app
 class Background(Protocol):
     """What the domain needs of the job queue; `jobs.RQBackground` is the one implementation."""
 
-    def enqueue_parse(self, batch) -> None:
-        """Queue the parse of an uploaded file (after the batch row is committed)."""
+    def enqueue_parse(self, batch, staged: bool = False) -> None:
+        """Queue the parse of an uploaded file (after the batch row is committed); `staged`: its months were
+        staged at receipt, and the job only makes their subtasks."""
 
     def stage_upload(self, path, tax_id: str, folder) -> dict:
         """Parse an upload now, in a process of its own, staging its months in `folder`; returns what

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
+from channels.etax.halves import SheetHalves
 from channels.records import FileRefused
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -52,12 +53,14 @@ def check_file_name(name: str) -> None:
         raise FileRefused(f"文件名过长（{len(name)} 个字符），请重命名为 {MAX_FILE_NAME} 个字符以内后重新选择")
 
 
-def check_container(path: Path) -> list[str]:
+def check_container(path: Path, halves: SheetHalves | None = None) -> list[str]:
     """The zip checks both the upload and the parse rely on; returns the sheet names.
 
     Every entry is inflated once, counting the bytes really produced (a zip may understate its
     sizes), and the two data sheets are scanned for cells that would make the reader allocate
-    a grid far beyond the data.
+    a grid far beyond the data. `halves`, when given, receives 信息汇总表's XML as it is checked
+    and is finished once the whole file is accepted (channels.etax.halves: the parse then reads it
+    with two readers, and inflates it no more).
     """
     if path.stat().st_size == 0:
         raise FileRefused("文件为空，请重新从电子税局“全量发票查询”导出后上传")
@@ -71,7 +74,10 @@ def check_container(path: Path) -> list[str]:
             if any(info.flag_bits & 0x1 for info in archive.infolist()):
                 raise FileRefused("文件已加密（带密码），请在 Excel 中取消密码后另存为 .xlsx 再上传")
             names = read_sheet_names(archive)
-            _check_entries(archive, _data_sheet_parts(archive))
+            sheet_parts = _data_sheet_parts(archive)
+            _check_entries(archive, sheet_parts, halves)
+            if halves is not None:
+                halves.finish(archive, skipped=set(sheet_parts))
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
         raise FileRefused("文件已损坏，无法作为 xlsx 工作簿打开，请重新导出后上传") from exc
     return names
@@ -142,8 +148,10 @@ _RE_REL_REVERSED = re.compile(rb"<(?:[\w.-]+:)?Relationship\b[^>]*?\bTarget\s*=\
 # a cell beyond column AZ, or any cell or row numbered 100,000 or more (checked exactly in Python)
 _RE_FAR_CELL = re.compile(rb"""r=["']((?:[A-Z]{3}|[B-Z][A-Z])[0-9]+|[A-Z]{1,2}[0-9]{6,})["']""")
 # where a far cell may start: the same test without its digits and quote, which the scan over every
-# cell reference of a sheet runs in less than half the time; each hit is then matched in full
-_RE_FAR_CELL_START = re.compile(rb"""r=["'](?:[A-Z]{3}|[B-Z][A-Z]|[A-Z]{1,2}[0-9]{6})""")
+# cell reference of a sheet runs in less than half the time; each hit is then matched in full. The
+# lookahead (a second letter, or six digits) turns away an ordinary reference (A12, AA12) at once:
+# 0.115 s instead of 0.167 s for 76 MB of XML
+_RE_FAR_CELL_START = re.compile(rb"""r=["'](?=[A-Z][A-Z]|[A-Z][0-9]{6})(?:[A-Z]{3}|[B-Z][A-Z]|[A-Z]{1,2}[0-9]{6})""")
 _RE_FAR_ROW = re.compile(rb"""row [^>]*?r=["']([0-9]{6,})["']""")
 
 
@@ -167,7 +175,7 @@ def _data_sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     return parts
 
 
-def _check_entries(archive: zipfile.ZipFile, sheet_parts: dict[str, str]) -> None:
+def _check_entries(archive: zipfile.ZipFile, sheet_parts: dict[str, str], halves: SheetHalves | None) -> None:
     """Inflate every entry, stopping past the declared size or the total limit (a bomb that
     understates its sizes), and scan the data sheets for cells far outside the data.
 
@@ -178,15 +186,21 @@ def _check_entries(archive: zipfile.ZipFile, sheet_parts: dict[str, str]) -> Non
     for info in archive.infolist():
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise FileRefused("文件使用了不支持的压缩方式，不是电子税局导出的工作簿，请上传原始导出文件")
-        produced = _inflated_size(archive, info, budget, sheet_parts.get(info.filename))
+        sheet = sheet_parts.get(info.filename)
+        sink = halves if halves is not None and sheet == DETAIL_SHEET else None
+        if sink is not None:
+            sink.start(info.filename, info.file_size)
+        produced = _inflated_size(archive, info, budget, sheet, sink)
         if produced != info.file_size:
             raise FileRefused(_damaged(info.filename))
         budget -= produced
 
 
-def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, sheet: str | None) -> int:
+def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, sheet: str | None,
+                   sink: SheetHalves | None) -> int:
     """Inflate one entry in bounded chunks and count them, refusing it once past its declared size or
-    the `budget` left of the total; a data sheet's chunks are scanned for far cells on the way."""
+    the `budget` left of the total; a data sheet's chunks are scanned for far cells on the way, and
+    handed to `sink` once checked."""
     produced, tail = 0, b""
     with (archive.open(_declaring(info, budget + 1)) as entry,
           closing(_read_ahead(_chunks(entry, info.filename))) as chunks):
@@ -200,6 +214,8 @@ def _inflated_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int,
             if sheet:
                 _check_far_cells(sheet, tail + chunk)
                 tail = chunk[-32:]
+            if sink is not None:
+                sink.write(chunk)
     return produced
 
 

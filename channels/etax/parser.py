@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import InvalidOperation
+from itertools import islice
 from operator import attrgetter, itemgetter
 from pathlib import Path
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
 
 from channels.etax.cells import (
     KNOWN_RATES,
@@ -52,6 +53,7 @@ from channels.etax.container import (
     not_xlsx_message,
     require_sheets,
 )
+from channels.etax.halves import SheetHalves
 from channels.months import month_of
 from channels.records import (
     TIMESTAMP,
@@ -164,12 +166,13 @@ class _Errors:
             raise RowsRejected(self.rows, self.total)
 
 
-def check_upload(path: str | Path) -> None:
+def check_upload(path: str | Path, halves: SheetHalves | None = None) -> None:
     """Refuse a file that cannot be an export before it is parsed and any batch is created for it.
 
     Size, zip structure, zip-bomb limits (declared and actually inflated), CRCs, stray cells far
     outside the data and the two required sheet names are checked. Nothing is parsed: the parse at
     receipt (jobs.staging) reads the file once, and refuses another company's export there.
+    `halves` keeps 信息汇总表 in two half workbooks as it is checked (channels.etax.halves).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -177,21 +180,22 @@ def check_upload(path: str | Path) -> None:
         raise FileRefused(
             f"文件大小 {size / 1024 / 1024:.1f} MB，超过 10 MB 的上传上限，请缩小开票日期范围分次导出"
         )
-    require_sheets(check_container(path))
+    require_sheets(check_container(path, halves))
 
 
 FieldLimits = dict[str, dict[str, int]]  # {"invoice"|"line": {record attribute: max characters}}
 
 
 def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits | None = None,
-                   today: date | None = None) -> ParsedWorkbook:
+                   today: date | None = None, detail_halves: list[Path] | None = None) -> ParsedWorkbook:
     """Read both sheets into invoices with their lines, refusing anything that is not the
     selected company's own export: a wrong file must fail loudly, never import half.
 
     Unreadable rows do not stop the reading: every one is collected (RowsRejected lists them),
     so the user fixes the file once. `limits` are the pool's column sizes: a longer value is
     such a row too, named here rather than failing the database write later. `today` (the
-    caller's clock) lets the parse warn of a 开票日期 after it.
+    caller's clock) lets the parse warn of a 开票日期 after it. `detail_halves`: 信息汇总表 split by the
+    upload guard (channels.etax.halves), read by two readers at once.
     """
     expected = canonical_tax_id(str(expected_tax_id or ""))
     errors = _Errors()
@@ -199,12 +203,14 @@ def parse_workbook(path: str | Path, expected_tax_id: str, limits: FieldLimits |
     try:
         require_sheets(workbook.sheet_names)
         by_strip = {name.strip(): name for name in workbook.sheet_names}
-        with ThreadPoolExecutor(max_workers=1) as reader:
+        sources, detail = detail_halves or [Path(path)], by_strip[DETAIL_SHEET]
+        with ThreadPoolExecutor(max_workers=len(sources)) as reader:
             # calamine releases the GIL while it reads a sheet: the big 信息汇总表 is read meanwhile
-            details = reader.submit(_sheet_rows_of, Path(path), by_strip[DETAIL_SHEET])
+            parts = [reader.submit(_sheet_of, source, detail) for source in sources]
             invoices, rows_by_key = _read_invoices(_sheet_rows(workbook, by_strip[BASIC_SHEET]), expected, errors)
             line_rows: dict[str, int] = {}
-            line_count = _read_lines(details.result(), invoices, expected, errors, line_rows)
+            rows = _joined_rows(_read_or_whole(parts, Path(path), detail))
+            line_count = _read_lines((detail, rows), invoices, expected, errors, line_rows)
     finally:
         workbook.close()
     if not invoices and not errors.total:
@@ -235,16 +241,51 @@ def _open_workbook(path: Path) -> CalamineWorkbook:
         raise FileRefused("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
 
 
-def _sheet_rows_of(path: Path, name: str) -> tuple[str, Iterator[tuple[int, list]]]:
-    """A sheet's rows through a workbook handle of its own, so two sheets can be read at once."""
+def _sheet_of(path: Path, name: str) -> CalamineSheet:
+    """A sheet read through a workbook handle of its own, so two sheets (or two halves of one) are read
+    at once."""
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
         raise FileRefused("文件已损坏，无法作为 xlsx 工作簿读取，请重新从电子税局导出后上传") from exc
     try:
-        return _sheet_rows(workbook, name)
+        return workbook.get_sheet_by_name(name)
+    except CalamineError as exc:
+        raise FileRefused(f"工作表“{name}”无法读取，请重新从电子税局导出后上传") from exc
     finally:
         workbook.close()
+
+
+def _read_or_whole(parts: list[Future], path: Path, name: str) -> list[CalamineSheet]:
+    """The sheet's parts as read; the whole sheet from the upload itself when a half could not be read
+    (the halves are a way to read faster, never a reason to refuse: channels.etax.halves)."""
+    try:
+        return [part.result() for part in parts]
+    except FileRefused:
+        if len(parts) == 1:
+            raise
+    return [_sheet_of(path, name)]
+
+
+def _joined_rows(sheets: list[CalamineSheet]) -> Iterator[tuple[int, list]]:
+    """The rows of a sheet read in parts, numbered as Excel numbers them, as one sheet.
+
+    calamine yields a sheet's rows from the first row but from its own first used column: a part whose
+    leftmost cell lies right of another's gets the missing empty cells in front, so every row's cells
+    are where the whole sheet would have them. A later part skips its leading empty rows (the earlier
+    part's), each part keeping its own row numbers.
+    """
+    first_column = min((sheet.start[1] for sheet in sheets if sheet.start), default=0)
+    for index, sheet in enumerate(sheets):
+        if sheet.start is None:
+            continue
+        rows = enumerate(sheet.iter_rows(), start=1)
+        if index:
+            rows = islice(rows, sheet.start[0], None)
+        shift = sheet.start[1] - first_column
+        if shift:
+            rows = ((number, [""] * shift + row) for number, row in rows)
+        yield from rows
 
 
 def _sheet_rows(workbook: CalamineWorkbook, name: str) -> tuple[str, Iterator[tuple[int, list]]]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select, update
 
-from channels.etax.parser import check_upload
 from channels.invoice_types import DOWNLOAD_KINDS
 from channels.months import month_index, month_of
 from channels.records import Reasoned, SourceRejected
@@ -119,9 +118,9 @@ def receive_file(company: Company, path: Path) -> Path:
     """Check an uploaded file and parse it now, before any batch exists, so that a file refused for
     any reason (another company's, unreadable rows: RowsRejected) is answered where it was given
     (docs/etax-export.md, What refuses a file). Returns the folder of its staged months, for create_file_batch. Refused
-    (DiskFull) before anything is written when DATA_DIR lacks room for the file."""
+    (DiskFull) before anything is written when DATA_DIR lacks room for the file. The upload guard
+    (check_upload) runs in the parse's own process (jobs.staging.parse_and_stage)."""
     check_room(path.stat().st_size)
-    check_upload(path)
     folder = Path(current_app.config["DATA_DIR"]) / "staging" / f"received-{secrets.token_hex(8)}"
     background().stage_upload(path, company.tax_id, folder)
     return folder
@@ -139,7 +138,7 @@ def create_file_batch(user: User, company: Company, staged: Path, file_name: str
         db.session.add(batch)
         db.session.flush()
         staged.rename(staging_dir(batch))  # same folder: a rename; a rollback leaves it to retention
-    background().enqueue_parse(batch)
+    background().enqueue_parse(batch, staged=True)
     audit.record("batch.create", batch.batch_no, actor=user, tax_id=company.tax_id, method=Method.FILE, file=file_name)
     return batch
 
