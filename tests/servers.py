@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -181,7 +182,9 @@ class Product:
         return [f"{pid}: {cmdline}" for pid, cmdline in processes_of(self.data)]
 
     def close(self) -> None:
-        """Whatever the test left running goes (supervisord's group, then any process of the install)."""
+        """Whatever the test left running goes (supervisord's group, then any process of the install), and
+        its DATA_DIR with it: each run leaves a migrated database and Redis files, and a machine running the
+        tests for years must not fill its disk with them."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
         for pid, _ in processes_of(self.data):
@@ -189,6 +192,7 @@ class Product:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 @contextmanager
