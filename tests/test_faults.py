@@ -304,6 +304,8 @@ def test_redis_killed_mid_batch_the_product_waits_and_finishes_exact(killable, t
                 s.status == "succeeded" for s in db.session.scalar(select(Batch).filter_by(batch_no=first)).subtasks),
                 60, "the first month synced")
         assert "任务队列暂时无法连接" not in client.get("/", follow_redirects=True).text
+        # the scheduler registered before the outage (a slow start could otherwise see Redis only once, after it)
+        wait_for(lambda: "Registering birth" in scheduler_log.read_text(), 30, "the scheduler running")
         server.kill(lose_data)
         killed_at = time.monotonic()
         second = import_file(runner, tmp_path / "export.xlsx")  # created while the queue is down
