@@ -13,8 +13,8 @@ parse reads the upload's sheet as it always did.
 from __future__ import annotations
 
 import re
-import shutil
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 
 MIN_SPLIT_BYTES = 8 * 1024 * 1024  # a smaller sheet is read in well under the time a second reader saves
@@ -139,11 +139,14 @@ class SheetHalves:
         for entry in self._entries:
             entry.close()
         self._entries = []
+        for info in source.infolist():  # each part inflated once, written into both halves
+            if info.filename not in skipped and not info.is_dir():
+                with source.open(info) as part, ExitStack() as copies:
+                    targets = [copies.enter_context(archive.open(info.filename, "w")) for archive in self._zips]
+                    while chunk := part.read(1024 * 1024):
+                        for target in targets:
+                            target.write(chunk)
         for archive in self._zips:
-            for info in source.infolist():
-                if info.filename not in skipped and not info.is_dir():
-                    with source.open(info) as part, archive.open(info.filename, "w") as copy:
-                        shutil.copyfileobj(part, copy, 1024 * 1024)
             archive.close()
         self._zips = []
         return self.paths
