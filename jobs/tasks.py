@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -42,13 +43,14 @@ from webapp.pool.month_stats import mark_months_changed, month_stats
 from webapp.reconcile import kept_findings, record_sources
 from webapp.statuses import BatchStatus, Channel, DataType, Method, Reason, SubtaskStatus
 from webapp.summary import refresh_summaries
-from webapp.transactions import write_transaction
+from webapp.transactions import fold_log, write_transaction
 
 log = logging.getLogger(__name__)
 Finish = Callable[[], tuple[int, int, int]]  # writes a subtask's results; returns (total, success, filtered)
 PENDING_RETRY = timedelta(minutes=10)
 EXPIRED_SERIAL = "15"  # PROTOCOL.md: 流水号不存在或已过期
 MAX_PARSE_ATTEMPTS = 3  # parse jobs that died without an answer before the batch is failed
+CHAIN_SECONDS = queue.JOB_TIMEOUT / 2  # a job takes on no further month of its file batch after this long
 
 
 class Wait(Exception):
@@ -289,11 +291,15 @@ def _set_subtask(subtask_id: int, from_status: str, **values) -> bool:
 
 
 def _claim(subtask_id: int) -> int | None:
-    """pending → running; the batch id, or None when the subtask is not ours to run."""
+    """pending → running; the batch id, or None when the subtask is not ours to run. The month records the
+    job that runs it (its own, or the job that took it on: run_subtask), so the reconciler watches that job."""
+    job = get_current_job()
+    ours = {"job_id": job.id} if job is not None else {}
     with write_transaction():
         subtask = db.session.get(Subtask, subtask_id)
         if subtask is None or not _set_subtask(subtask_id, SubtaskStatus.PENDING, status=SubtaskStatus.RUNNING,
-                                               started_at=now(), finished_at=None, not_before=None, **NO_REASON):
+                                               started_at=now(), finished_at=None, not_before=None, **NO_REASON,
+                                               **ours):
             return None
         refresh_batch(subtask.batch_id)
         return subtask.batch_id
@@ -305,17 +311,35 @@ def _end(subtask_id: int, batch_id: int, **values) -> None:
     with write_transaction():
         _set_subtask(subtask_id, SubtaskStatus.RUNNING, **values)
         batch = refresh_batch(batch_id)
-    if batch.method == Method.FILE and batch.status in BatchStatus.FINISHED:
-        _start_next_file_batch(batch)
     if batch.status in BatchStatus.FINISHED:  # e.g. 部分成功: the months written before this one
-        _precompute_month_figures(batch.tax_id)
+        _after_batch(batch)
 
 
 def run_subtask(subtask_id: int) -> None:
-    """Run one month: all of it in one transaction, or nothing and a clear reason."""
-    batch_id = _claim(subtask_id)
-    if batch_id is None:
-        return
+    """Run one month: all of it in one transaction, or nothing and a clear reason.
+
+    A file batch's job then takes on the batch's next pending month, and so on (for at most CHAIN_SECONDS):
+    its rows are staged on disk already, and a job of its own per month cost the queue's bookkeeping
+    between two months (docs/performance.md, The live import). Each month is still claimed, written and
+    ended on its own; the months' own jobs find them taken and end at once."""
+    until = time.monotonic() + CHAIN_SECONDS
+    while (batch_id := _claim(subtask_id)) is not None:
+        _run_claimed(subtask_id, batch_id)
+        if time.monotonic() > until or (subtask_id := _next_file_month(batch_id)) is None:
+            return
+
+
+def _next_file_month(batch_id: int) -> int | None:
+    """The first month of a file batch still pending (None for a download or usage batch: their months
+    wait for the bureau, each in its own job, so that 终止 can stop it)."""
+    return db.session.scalar(select(Subtask.id).join(Batch).where(
+        Subtask.batch_id == batch_id, Subtask.status == SubtaskStatus.PENDING, Batch.method == Method.FILE)
+        .order_by(Subtask.period).limit(1))
+
+
+def _run_claimed(subtask_id: int, batch_id: int) -> None:
+    """Run a month claimed by this job; on its batch's end, what follows the batch (its figures, the
+    company's next file batch, the staged files' removal)."""
     try:
         with gc_paused():  # a month's rows hold no cycles, and are let go before the collector runs again
             batch = _run_month(subtask_id, batch_id)
@@ -334,13 +358,20 @@ def run_subtask(subtask_id: int) -> None:
             error=type(exc).__name__))
         return
     if batch.status in BatchStatus.FINISHED:
-        refresh_statistics()
-        if batch.method == Method.FILE:
-            _start_next_file_batch(batch)
-    if batch.status == BatchStatus.SUCCEEDED and batch.method == Method.FILE:
-        shutil.rmtree(staging_dir(batch), ignore_errors=True)
-    if batch.status in BatchStatus.FINISHED:
-        _precompute_month_figures(batch.tax_id)  # last: the company's next file batch need not wait
+        _after_batch(batch)
+
+
+def _after_batch(batch: Batch) -> None:
+    """What follows a batch's end: the planner's statistics, the company's next file batch, the staged
+    months of a file that succeeded; then (the next file batch need not wait for them) the month
+    figures, and the write-ahead log folded back so the next batch's commits start on a short one."""
+    refresh_statistics()
+    if batch.method == Method.FILE:
+        _start_next_file_batch(batch)
+        if batch.status == BatchStatus.SUCCEEDED:
+            shutil.rmtree(staging_dir(batch), ignore_errors=True)
+    _precompute_month_figures(batch.tax_id)
+    fold_log()
 
 
 def _run_month(subtask_id: int, batch_id: int) -> Batch:

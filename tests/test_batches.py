@@ -140,6 +140,32 @@ def test_terminate_stops_a_running_month_and_it_rolls_back(app, runner, in_proce
             worker.wait(20)
 
 
+def test_a_file_batch_months_run_on_in_the_job_of_its_first(app, runner):
+    """The job of a file's first month takes on the next months one after another (jobs.tasks.run_subtask):
+    a month so taken names that job, so the reconciler finds its job alive and leaves it running, and
+    every month ends written once."""
+    from jobs.reconciler import reconcile
+
+    with app.app_context():
+        batch = _parsed_batch(app, runner)
+        _inflate_month(batch, "2024-03", copies=400)
+        first_job = min(batch.subtasks, key=lambda s: s.period).job_id
+        worker = _start_worker(app)
+        try:
+            march = _wait_for(lambda: db.session.scalar(
+                select(Subtask).filter_by(batch_id=batch.id, period="2024-03", status="running")))
+            assert march.job_id == first_job
+            assert reconcile()["recovered"] == 0
+            assert _wait_for(lambda: db.session.get(Batch, batch.id).status == "succeeded")
+        finally:
+            worker.terminate()
+            worker.wait(20)
+        db.session.rollback()
+        months = db.session.scalars(select(Subtask).filter_by(batch_id=batch.id)).all()
+        assert {s.status for s in months} == {"succeeded"}
+        assert db.session.scalar(select(func.count()).select_from(Invoice)) == sum(s.success for s in months)
+
+
 def test_retry_reruns_only_failed_subtasks(app, runner, work):
     with app.app_context():
         batch = _parsed_batch(app, runner)

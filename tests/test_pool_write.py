@@ -1,6 +1,7 @@
 """The pool's bulk write (webapp.pool.save_staged) on each database: replace, refuse, roll back."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 
@@ -79,3 +80,39 @@ def test_kept_month_figures_follow_each_write(app):
         assert (stats["invoices"], stats["lines"], stats["amount"], stats["months"]) == (2, 2, "106.00", ["2024-03"])
         cell = coverage(A, date(2024, 12, 31), 2024)["2024-03"]["82"]
         assert (cell["invoices"], cell["positive"], cell["gap"]) == (2, 2, False)
+
+
+def test_a_write_after_statistics_of_a_tiny_pool_never_scans_the_pool(app):
+    """SQLite plans with the statistics of the last ANALYZE (taken when a batch ends). After a first small
+    file they describe a pool of a few rows; the next file's write must still find every row it touches
+    through an index, or each chunk walks the whole pool (docs/performance.md, The live import — chain)."""
+    from sqlalchemy import event
+
+    from webapp.pool import refresh_statistics
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL keeps its own statistics (autovacuum)")
+        save(*(record(f"2433000000000000{n:04d}", A, "10.00") for n in range(20)))
+        refresh_statistics()
+        blues = [record(f"2433000000000001{n:04d}", A, "10.00") for n in range(600)]
+        reds = [dataclasses.replace(record(f"2433000000000002{n:04d}", A, "-10.00"), is_red=True, red_of=blue.key)
+                for n, blue in enumerate(blues[:50])]
+        statements = []
+
+        def seen(conn, cursor, statement, parameters, context, executemany):
+            if "invoice" in statement and not statement.startswith(("INSERT", "ANALYZE", "PRAGMA")):
+                statements.append((statement, parameters[0] if executemany else parameters))
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            save(*blues, *reds)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        assert any("flushed_amount" in statement for statement, _ in statements)
+        with write_transaction():
+            for statement, parameters in statements:
+                plan = db.session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+                scans = [step[3] for step in plan if step[3].startswith("SCAN") and "VIRTUAL TABLE" not in step[3]]
+                assert not scans, (statement, scans)
+            db.session.rollback()
+        assert db.session.scalar(select(Invoice.flushed_amount).filter_by(key=blues[0].key)) == Decimal("10.00")

@@ -6,7 +6,7 @@ import gc
 import weakref
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from webapp.extensions import db
 
@@ -57,6 +57,15 @@ def _is_sqlite(dbapi_connection) -> bool:
     return type(dbapi_connection).__module__.startswith("sqlite3")
 
 
+# Pages the write-ahead log may hold before a commit folds it back into the database file (SQLite's
+# default is 1,000, 4 MB). An import's month rewrites most leaves of the pool's indexes, 5–7 MB of log
+# at 10,000 invoices, so at 1,000 nearly every month's commit also copied the log back and synced the
+# file: 30–45 ms a commit against 8–12 ms (docs/performance.md, The live import — chain). The worker
+# folds the log back after each batch (fold_log); this bounds the log between two batches.
+LOG_PAGES = 32_768  # 128 MB
+LOG_KEPT_BYTES = 64 * 1024 * 1024  # the log file is cut back to this once folded back
+
+
 def _sqlite_connect(dbapi_connection, _record) -> None:
     """SQLite: WAL so pages read while a worker writes; we issue BEGIN ourselves (see _begin);
     a 64 MiB page cache and memory-mapped reads so a pool of a million invoices stays quick."""
@@ -64,9 +73,19 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON",
-                       "cache_size=-65536", "mmap_size=268435456", "temp_store=MEMORY"):
+                       "cache_size=-65536", "mmap_size=268435456", "temp_store=MEMORY",
+                       f"wal_autocheckpoint={LOG_PAGES}", f"journal_size_limit={LOG_KEPT_BYTES}"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+
+def fold_log() -> None:
+    """SQLite: copy the write-ahead log back into the database file now (a passive checkpoint, which
+    waits for no reader), so the next batch's commits start on a short log; nothing on PostgreSQL.
+    Called when a batch has ended, off the time anyone waits for (jobs.tasks)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.commit()
+        db.session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
 
 
 def _begin(conn) -> None:
