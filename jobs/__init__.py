@@ -67,7 +67,8 @@ class RQBackground:
 
     def work_until(self, done: Callable[[], bool]) -> None:
         """Until `done()`: release waits that are over, and work the queue here when no worker is up,
-        in this process (no fork per job: docs/performance.md, file import)."""
+        in this process (no fork per job: docs/performance.md, file import), one job at a time, so what
+        is queued after the end (a batch's figures, months already run) is left to the worker."""
         from jobs import queue
         from jobs.tasks import release_waiting
         from jobs.worker import make_worker
@@ -78,7 +79,7 @@ class RQBackground:
             if queue.workers_running():
                 time.sleep(0.5)
             elif not make_worker([queue.get_queue()], queue.redis_connection(), quiet=True, fork=False).work(
-                    burst=True, logging_level="WARNING"):
+                    burst=True, logging_level="WARNING", max_jobs=1):
                 time.sleep(0.2)  # nothing was queued: a job may be on its way from another process
 
 

@@ -152,6 +152,12 @@ def enqueue_parse(batch, recoveries: int = 0, staged: bool = False) -> None:
     _enqueue("jobs.tasks.parse_upload", batch.id, parse_job_id(batch), recoveries, in_process=staged)
 
 
+def enqueue_batch_figures(batch) -> None:
+    """Queue the figures of a batch that has ended (jobs.tasks.batch_figures); the worker runs it itself:
+    database work only, and a 终止 has nothing left to stop by then."""
+    _enqueue("jobs.tasks.batch_figures", batch.id, f"batch-{batch.id}-figures", in_process=True)
+
+
 def enqueue_backup(run) -> None:
     """Queue a backup run's job (jobs.backups)."""
     _enqueue("jobs.backups.run_backup_job", run.id, backup_job_id(run))

@@ -362,14 +362,24 @@ def _run_claimed(subtask_id: int, batch_id: int) -> None:
 
 
 def _after_batch(batch: Batch) -> None:
-    """What follows a batch's end: the planner's statistics, the company's next file batch, the staged
-    months of a file that succeeded; then (the next file batch need not wait for them) the month
-    figures, and the write-ahead log folded back so the next batch's commits start on a short one."""
-    refresh_statistics()
+    """What follows a batch's end at once: the company's next file batch, the staged months of a file
+    that succeeded; the figures follow in a job of their own (batch_figures), so nothing waiting for
+    the batch's end (`import-file --wait`, the company's next file) waits for them too."""
     if batch.method == Method.FILE:
         _start_next_file_batch(batch)
         if batch.status == BatchStatus.SUCCEEDED:
             shutil.rmtree(staging_dir(batch), ignore_errors=True)
+    queue.enqueue_batch_figures(batch)
+
+
+def batch_figures(batch_id: int) -> None:
+    """After a batch has ended: the planner's statistics, the month figures of its company, then the
+    write-ahead log folded back so the next batch's commits start on a short one. Skipped, they only
+    cost the first views of the pages the time to compute the figures themselves."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None:
+        return
+    refresh_statistics()
     _precompute_month_figures(batch.tax_id)
     fold_log()
 

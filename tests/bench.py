@@ -22,6 +22,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 FLASK = str(Path(PYTHON).with_name("flask"))
@@ -147,6 +149,7 @@ def file_import(folder: Path, redis_url: str, invoices: int, pairs: int) -> dict
     imports, reads, result = [], [], None
     for n in range(pairs):
         env = _env(folder, f"sqlite:///{folder / f'import_{n}.db'}", redis_url)
+        redis.Redis.from_url(redis_url).flushdb()  # each pair's database starts with its own empty queue
         for argv in (["db", "upgrade"], ["seed-demo"]):
             subprocess.run([FLASK, *argv], env=env, cwd=ROOT, check=True, capture_output=True)
         start = time.perf_counter()

@@ -113,8 +113,10 @@ def download(tax_ids, channel, first, last, types, data, username, wait):
         fail(str(exc))
     numbers = [b.batch_no for b in batches]
     if wait:
-        batches = [_wait(number) for number in numbers]
-    print_json([batch_json(batch_by_no(number)) for number in numbers])
+        for number in numbers:  # a job run meanwhile may end this session: each batch is read again after
+            _wait(number)
+    batches = [batch_by_no(number) for number in numbers]
+    print_json([batch_json(batch) for batch in batches])
     if any(b.status == BatchStatus.FAILED for b in batches):
         raise click.exceptions.Exit(1)
 
