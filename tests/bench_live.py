@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import Product
+from tests.servers import Product, processes_of, stat_fields
 
 DEMO_TAX_ID = "91330100MA2H4K7Q1X"  # seed-demo's company, the builder's default seller
 TARGET_RATIO = 2.0  # docs/performance.md: the live import within twice a bare read
@@ -90,25 +90,24 @@ def _settle(product: Product, timeout: float = 15) -> None:
     batch has ended the worker still computes its month figures and folds the log back, and a read
     timed meanwhile would be slowed by them, in the ratio's favour."""
     deadline = time.monotonic() + timeout
-    before = _cpu_ticks(product.proc.pid)
+    before = _cpu_ticks(product)
     while time.monotonic() < deadline:
         time.sleep(0.25)
-        now = _cpu_ticks(product.proc.pid)
+        now = _cpu_ticks(product)
         if now - before < 2:
             return
         before = now
 
 
-def _cpu_ticks(group: int) -> int:
-    """User and system CPU ticks of every process in a process group so far (Linux's /proc)."""
+def _cpu_ticks(product: Product) -> int:
+    """User and system CPU ticks of every process of the product so far."""
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid, _ in processes_of(product.data):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended meanwhile
+            fields = stat_fields(pid)
+        except FileNotFoundError:  # the process ended meanwhile
             continue
-        if int(fields[2]) == group:  # after the name: state, ppid, pgrp, … utime, stime at 11, 12
-            ticks += int(fields[11]) + int(fields[12])
+        ticks += int(fields[11]) + int(fields[12])
     return ticks
 
 

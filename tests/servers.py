@@ -87,9 +87,15 @@ def processes_of(folder: Path) -> list[tuple[int, str]]:
 def alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return stat_fields(pid)[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def stat_fields(pid: int) -> list[str]:
+    """A process's /proc/PID/stat after its command name: state, ppid, pgrp, … utime and stime at 11 and
+    12 (the name, in parentheses, may hold spaces). FileNotFoundError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 class Output:
